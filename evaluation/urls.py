@@ -1,0 +1,4 @@
+"""URLs of the evaluation app. Each area keeps its own list in ``evaluation/views/<area>.py``."""
+from __future__ import annotations
+
+urlpatterns: list = []

@@ -1,0 +1,164 @@
+"""Background job plumbing: start, run, report progress, cancel and retry.
+
+A job's handler is a plain function ``handler(job, progress) -> dict | None`` named by its dotted
+path in ``Job.kind``. The web enqueues it through django-tasks (worker: ``manage.py db_worker``);
+management commands run the same handler in the foreground through ``job_execute``. Handlers
+must skip work that is already stored so that a retry resumes instead of repeating.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_tasks import task
+
+from pldreview.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when someone asked the job to stop."""
+
+
+class JobProgress:
+    """What a handler uses to report progress; also where it learns it was cancelled."""
+
+    # Writing progress on every example would make a fast loop database-bound.
+    MIN_INTERVAL_SECONDS = 0.5
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._last_write = 0.0
+
+    def set_total(self, total: int, message: str = "") -> None:
+        """Declare how many steps the job has."""
+        self.job.total = total
+        if message:
+            self.job.message = message[:500]
+        self._save(force=True)
+
+    def set_done(self, done: int, message: str = "") -> None:
+        """Record how many steps are done (e.g. after resuming with stored work)."""
+        self.job.done = min(done, self.job.total) if self.job.total else done
+        if message:
+            self.job.message = message[:500]
+        self._save(force=bool(message))
+
+    def advance(self, steps: int = 1, message: str = "") -> None:
+        """Count steps as done; raise JobCancelled if someone asked the job to stop."""
+        self.set_done(self.job.done + steps, message)
+
+    def note(self, message: str) -> None:
+        """Show a message without changing the count."""
+        self.job.message = message[:500]
+        self._save(force=True)
+
+    def _save(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < self.MIN_INTERVAL_SECONDS:
+            return
+        self._last_write = now
+        Job.objects.filter(pk=self.job.pk).update(
+            done=self.job.done, total=self.job.total, message=self.job.message, updated_at=timezone.now()
+        )
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise JobCancelled(f"Job {self.job.pk} was cancelled")
+
+
+Handler = Callable[[Job, JobProgress], "dict[str, Any] | None"]
+
+
+def job_create(*, kind: str, title: str, params: dict[str, Any], user: Any = None) -> Job:
+    """Create a queued job record without enqueueing it (commands then call job_execute)."""
+    import_string(kind)  # fail now, not in the worker, if the handler does not exist
+    job = Job(kind=kind, title=title[:200], params=params, created_by=user if user and user.pk else None)
+    job.full_clean()
+    job.save()
+    return job
+
+
+def job_start(*, kind: str, title: str, params: dict[str, Any], user: Any = None) -> Job:
+    """Create a job and hand it to the background worker once the transaction commits."""
+    job = job_create(kind=kind, title=title, params=params, user=user)
+    transaction.on_commit(lambda: _enqueue(job))
+    return job
+
+
+def _enqueue(job: Job) -> None:
+    result = run_job.enqueue(job.pk)
+    Job.objects.filter(pk=job.pk).update(task_result_id=str(result.id))
+
+
+def job_execute(job_id: int) -> Job:
+    """Run a job's handler now, in this process, recording state, result and any error."""
+    job = Job.objects.get(pk=job_id)
+    if job.state in {Job.State.SUCCEEDED, Job.State.RUNNING}:
+        logger.info("Job %s is %s; not running it again", job.pk, job.state)
+        return job
+    handler: Handler = import_string(job.kind)
+    job.state = Job.State.RUNNING
+    job.started_at = timezone.now()
+    job.finished_at = None
+    job.error = ""
+    job.attempts += 1
+    job.save(update_fields=["state", "started_at", "finished_at", "error", "attempts", "updated_at"])
+    progress = JobProgress(job)
+    try:
+        result = handler(job, progress)
+    except JobCancelled:
+        job.state = Job.State.CANCELLED
+        job.message = "Cancelled; retry to resume where it stopped."
+    except Exception as exc:  # the job record is where the failure is reported
+        logger.exception("Job %s failed", job.pk)
+        job.state = Job.State.FAILED
+        job.error = f"{type(exc).__name__}: {exc}"
+        job.result = {**job.result, "traceback": traceback.format_exc()[-4000:]}
+    else:
+        job.state = Job.State.SUCCEEDED
+        job.result = result or {}
+        if job.total and job.done < job.total:
+            job.done = job.total
+    job.finished_at = timezone.now()
+    job.cancel_requested = False
+    job.save()
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Ask a queued or running job to stop at its next progress report."""
+    if job.is_finished:
+        return job
+    if job.state == Job.State.QUEUED:
+        job.state = Job.State.CANCELLED
+        job.finished_at = timezone.now()
+        job.message = "Cancelled before it started."
+        job.save()
+        return job
+    job.cancel_requested = True
+    job.save(update_fields=["cancel_requested", "updated_at"])
+    return job
+
+
+def job_retry(*, job: Job) -> Job:
+    """Queue a failed or cancelled job again; its handler resumes from what is stored."""
+    if not job.can_retry:
+        raise ValueError(f"Job {job.pk} is {job.state}; only failed or cancelled jobs can be retried")
+    job.state = Job.State.QUEUED
+    job.cancel_requested = False
+    job.message = "Queued again; resuming from stored work."
+    job.save()
+    transaction.on_commit(lambda: _enqueue(job))
+    return job
+
+
+@task()
+def run_job(job_id: int) -> None:
+    """The django-tasks entry point the worker calls."""
+    job_execute(job_id)

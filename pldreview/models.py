@@ -1,0 +1,75 @@
+"""Job records: the state and progress of every long-running piece of work."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Job(models.Model):
+    """One background job: what it runs, how far it got, and how it ended.
+
+    Handlers report progress into it (``done`` of ``total``) and check ``cancel_requested``.
+    A failed or cancelled job can be retried; handlers skip the work already stored, so a
+    retry resumes where the job stopped.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=100, help_text="Dotted path of the handler, e.g. rules.jobs.extract_rules")
+    title = models.CharField(max_length=200)
+    params = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    task_result_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("run_job", "Can start, cancel and retry background jobs")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.get_state_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-job-detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED}
+
+    @property
+    def can_retry(self) -> bool:
+        return self.state in {self.State.FAILED, self.State.CANCELLED}
+
+    @property
+    def percent(self) -> int:
+        if self.total <= 0:
+            return 100 if self.state == self.State.SUCCEEDED else 0
+        return min(100, round(100 * self.done / self.total))
+
+    @property
+    def eta(self) -> timedelta | None:
+        """Estimate the time left from the rate so far; None until there is a rate."""
+        if self.state != self.State.RUNNING or not self.started_at or self.done <= 0 or self.total <= 0:
+            return None
+        elapsed = timezone.now() - self.started_at
+        return elapsed * (self.total - self.done) / self.done

@@ -1,0 +1,191 @@
+"""PLD Review settings, read from the environment with safe defaults.
+
+Every variable is listed in the README. Values that do not parse stop the process at start-up.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from pldreview.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PLD_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    # A development key that survives restarts, so sessions do too; never used in production.
+    path = VAR_DIR / "dev_secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "simple_history",
+    "django_tasks",
+    "django_tasks_db",
+    "pldreview",
+    "rules",
+    "evaluation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "pldreview.urls"
+WSGI_APPLICATION = "pldreview.wsgi.application"
+ASGI_APPLICATION = "pldreview.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "pldreview.context_processors.roles",
+            ],
+        },
+    },
+]
+
+_DEFAULT_DB_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _DEFAULT_DB_URL), conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the job worker writes; IMMEDIATE avoids
+    # "database is locked" when a read transaction later tries to write.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "pld-home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+MEDIA_ROOT = Path(env_str("PLD_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "media/"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PLD_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# Production hardening: on by default whenever DEBUG is off (``check --deploy`` passes).
+SECURE_SSL_REDIRECT = env_bool("PLD_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("PLD_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("PLD_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("PLD_BEHIND_PROXY", False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# Background jobs: django-tasks with the database backend, worker = ``manage.py db_worker``.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("PLD_LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+}
+
+# --- PLD Review -----------------------------------------------------------------------------
+# The teacher: any OpenAI-compatible endpoint. Empty base URL = the embedded local teacher
+# (``python -m llama_cpp.server`` serving the bundled model on loopback).
+PLD_TEACHER_BASE_URL = env_str("PLD_TEACHER_BASE_URL")
+PLD_TEACHER_API_KEY = env_str("PLD_TEACHER_API_KEY", "not-needed-locally")
+PLD_TEACHER_MODEL = env_str("PLD_TEACHER_MODEL", "gemma-3-270m-q4_k_m")
+PLD_TEACHER_TEMPERATURE = env_float("PLD_TEACHER_TEMPERATURE", 0.0)
+PLD_TEACHER_TIMEOUT = env_float("PLD_TEACHER_TIMEOUT", 120.0)
+PLD_TEACHER_MAX_RETRIES = env_int("PLD_TEACHER_MAX_RETRIES", 4, minimum=0)
+PLD_TEACHER_CONCURRENCY = env_int("PLD_TEACHER_CONCURRENCY", 2, minimum=1)
+PLD_TEACHER_MAX_REQUESTS = env_int("PLD_TEACHER_MAX_REQUESTS", 2000, minimum=1)
+PLD_TEACHER_MAX_TOKENS = env_int("PLD_TEACHER_MAX_TOKENS", 2_000_000, minimum=1)
+PLD_LOCAL_TEACHER_HOST = "127.0.0.1"
+PLD_LOCAL_TEACHER_PORT = env_int("PLD_LOCAL_TEACHER_PORT", 8077, minimum=1)
+
+# The student: a GGUF run in-process by llama.cpp. Empty path = the bundled Gemma 3 270M Q4_K_M.
+PLD_STUDENT_MODEL_PATH = env_str("PLD_STUDENT_MODEL_PATH")
+PLD_STUDENT_N_CTX = env_int("PLD_STUDENT_N_CTX", 16384, minimum=512)
+PLD_STUDENT_THREADS = env_int("PLD_STUDENT_THREADS", 2, minimum=1)
+PLD_STUDENT_SEED = env_int("PLD_STUDENT_SEED", 0, minimum=0)
+
+# Review: distinct approvals (by people other than the author) an edited or hand-written rule needs.
+PLD_REQUIRED_APPROVALS = env_int("PLD_REQUIRED_APPROVALS", 1, minimum=1)
+PLD_UNDO_WINDOW_SECONDS = env_int("PLD_UNDO_WINDOW_SECONDS", 120, minimum=0)
+
+# Promotion gate: a candidate's macro-F1 may be at most this much below production's.
+PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)
+PLD_API_MAX_BODY_BYTES = env_int("PLD_API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+
+# Signed reports: a PKCS#12 identity; ``manage.py create_signing_identity`` makes a demo one.
+PLD_SIGNING_P12 = env_str("PLD_SIGNING_P12", str(VAR_DIR / "signing" / "demo-identity.p12"))
+PLD_SIGNING_PASSPHRASE = env_str("PLD_SIGNING_PASSPHRASE", "")
+PLD_TSA_URL = env_str("PLD_TSA_URL")
+
+PLD_DATASETS_DIR = Path(env_str("PLD_DATASETS_DIR", str(BASE_DIR.parent / "shared" / "datasets")))

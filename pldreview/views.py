@@ -1,0 +1,71 @@
+"""Project-level pages: the dashboard and the background jobs."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from pldreview.jobs import job_cancel, job_retry
+from pldreview.models import Job
+from rules.models import Rule, Task
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_task", raise_exception=True)
+def home(request: HttpRequest) -> HttpResponse:
+    tasks = Task.objects.order_by("name")
+    pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
+    jobs = Job.objects.select_related("created_by")[:5]
+    return render(request, "pldreview/home.html", {"tasks": tasks, "pending": pending, "jobs": jobs})
+
+
+@require_GET
+@login_required
+@permission_required("pldreview.view_job", raise_exception=True)
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = Job.objects.select_related("created_by")[:200]
+    return render(request, "pldreview/job_list.html", {"jobs": jobs})
+
+
+@require_GET
+@login_required
+@permission_required("pldreview.view_job", raise_exception=True)
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
+    if request.htmx:
+        response = render(request, "pldreview/job_detail.html#job-progress", {"job": job})
+        if job.is_finished:
+            # Stop polling and let the page refresh once to show links to the results.
+            stop = HttpResponseStopPolling(response.content)
+            stop["HX-Refresh"] = "true"
+            return stop
+        return response
+    return render(request, "pldreview/job_detail.html", {"job": job})
+
+
+@require_POST
+@login_required
+@permission_required("pldreview.run_job", raise_exception=True)
+def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    job_cancel(job=job)
+    messages.info(request, "Cancellation requested. The job stops at its next step; retry resumes it.")
+    return redirect(job)
+
+
+@require_POST
+@login_required
+@permission_required("pldreview.run_job", raise_exception=True)
+def retry_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    if not job.can_retry:
+        state = job.get_state_display().lower()
+        messages.error(request, f"This job is {state}; only failed or cancelled jobs can be retried.")
+        return redirect(job)
+    job_retry(job=job)
+    messages.success(request, "The job is queued again and resumes where it stopped.")
+    return redirect(job)

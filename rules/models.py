@@ -1,0 +1,393 @@
+"""Tasks, examples, teacher output, rules under review, and prompt versions.
+
+Audited models (rules, revisions, decisions, prompt versions) carry django-simple-history and
+are written only through ``rules.services`` so that every change has a user and a reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    DEV = "dev", "Dev"
+    TEST = "test", "Test"
+
+
+class Task(models.Model):
+    """One decision the organisation wants automated: its labels and the input fields of an example."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="Short identifier, e.g. contractnli-test")
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True, help_text="Plain-language description of the decision")
+    # [{"name": "Entailment", "description": "..."}, ...] in display order.
+    labels = models.JSONField(default=list)
+    # ["premise", "hypothesis"]; the last field is the one each example asks about.
+    input_fields = models.JSONField(default=list)
+    # Field whose value several examples share (the ContractNLI document); processed once per run.
+    shared_context_field = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("import_dataset", "Can import datasets into a task"),
+            ("export_decision_log", "Can export a task's decision log"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-task-detail", args=[self.name])
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label["name"] for label in self.labels]
+
+    def label_description(self, name: str) -> str:
+        for label in self.labels:
+            if label["name"] == name:
+                return str(label.get("description", ""))
+        return ""
+
+    def clean(self) -> None:
+        names = [label.get("name", "") for label in self.labels if isinstance(label, dict)]
+        if len(names) != len(self.labels) or not all(names):
+            raise ValidationError({"labels": "Every label needs a name."})
+        if len(set(names)) != len(names):
+            raise ValidationError({"labels": "Label names must be unique."})
+        if len(names) < 2:
+            raise ValidationError({"labels": "A task needs at least two labels."})
+        if not self.input_fields:
+            raise ValidationError({"input_fields": "A task needs at least one input field."})
+        if self.shared_context_field and self.shared_context_field not in self.input_fields:
+            raise ValidationError({"shared_context_field": "The shared context must be one of the input fields."})
+
+
+class DatasetImport(models.Model):
+    """A record of one file imported into a task: where from, how split, what it added."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="imports")
+    format = models.CharField(max_length=30)
+    source_name = models.CharField(max_length=500)
+    source_sha256 = models.CharField(max_length=64)
+    split = models.CharField(max_length=10, blank=True, help_text="Fixed split, or blank when split by seed")
+    split_seed = models.IntegerField(null=True, blank=True)
+    n_records = models.PositiveIntegerField(default=0)
+    n_added = models.PositiveIntegerField(default=0)
+    n_skipped = models.PositiveIntegerField(default=0)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Example(models.Model):
+    """A labelled input of a task, in one split, traceable to the record it was imported from."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="examples")
+    inputs = models.JSONField(help_text="Field name → text, one entry per task input field")
+    gold_label = models.CharField(max_length=100)
+    split = models.CharField(max_length=10, choices=Split.choices, db_index=True)
+    source_file = models.CharField(max_length=500, blank=True)
+    source_ref = models.CharField(max_length=200, blank=True, help_text="Record index or id inside the file")
+    content_hash = models.CharField(max_length=64)
+    # Examples with the same group key share a context (e.g. one ContractNLI document).
+    group_key = models.CharField(max_length=200, blank=True, db_index=True)
+    # ContractNLI evidence: [{"start": int, "end": int}] character offsets into the shared context.
+    evidence = models.JSONField(default=list, blank=True)
+    dataset_import = models.ForeignKey(DatasetImport, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "split", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "content_hash"], name="example_unique_content_per_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.name} #{self.pk} ({self.gold_label})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-example-detail", args=[self.pk])
+
+    @staticmethod
+    def hash_content(inputs: dict[str, Any], gold_label: str) -> str:
+        """Return the SHA-256 that identifies an example's inputs and gold label."""
+        payload = json.dumps({"inputs": inputs, "label": gold_label}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class TeacherCall(models.Model):
+    """One request to the teacher and its response, kept so a repeated request costs nothing."""
+
+    request_hash = models.CharField(max_length=64, unique=True)
+    purpose = models.CharField(max_length=30, help_text="extract, consolidate or refine")
+    base_url = models.CharField(max_length=300)
+    model = models.CharField(max_length=200)
+    request = models.JSONField()
+    response = models.JSONField(null=True, blank=True)
+    response_text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(default=0)
+    job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class ClusteringRun(models.Model):
+    """One clustering of a task's micro-rules: its parameters and outcome."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="clustering_runs")
+    eps = models.FloatField()
+    min_samples = models.PositiveIntegerField()
+    embedding = models.CharField(max_length=100, help_text="tfidf-svd or the endpoint's embedding model")
+    n_rules = models.PositiveIntegerField(default=0)
+    n_clusters = models.PositiveIntegerField(default=0)
+    n_noise = models.PositiveIntegerField(default=0)
+    params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class MicroRule(models.Model):
+    """The teacher's rationale and one general rule for a single training example (phase 1)."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="micro_rules")
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="micro_rules")
+    rationale = models.TextField()
+    condition = models.TextField()
+    label = models.CharField(max_length=100)
+    teacher_model = models.CharField(max_length=200)
+    teacher_endpoint = models.CharField(max_length=300)
+    teacher_settings = models.JSONField(default=dict, blank=True)
+    teacher_call = models.ForeignKey(TeacherCall, null=True, blank=True, on_delete=models.PROTECT)
+    clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.SET_NULL)
+    cluster = models.IntegerField(null=True, blank=True, help_text="-1 = noise (no cluster)")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["example", "teacher_model"], name="micro_rule_one_per_example_and_teacher"),
+        ]
+
+    @property
+    def text(self) -> str:
+        return f"If {self.condition}, then {self.label}."
+
+    @property
+    def is_noise(self) -> bool:
+        return self.cluster == -1
+
+
+class Rule(models.Model):
+    """A candidate or approved instruction for the student, reviewed by people.
+
+    The text, label, topic and precedence note mirror the current revision. ``lock_version``
+    increases with every change and is how a stale action is detected.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    class Origin(models.TextChoices):
+        TEACHER = "teacher", "Teacher extraction"
+        REFINE = "refine", "Refine proposal"
+        MANUAL = "manual", "Written by hand"
+
+    class Diagnosis(models.TextChoices):
+        MISSING = "MISSING", "Missing: no rule covers these cases"
+        WRONG = "WRONG", "Wrong: a rule points the wrong way"
+        CONFLICT = "CONFLICT", "Conflict: two rules disagree"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="rules")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices)
+    topic = models.CharField(max_length=200, blank=True)
+    label = models.CharField(max_length=100)
+    text = models.TextField(help_text="The condition and what it implies, in plain words")
+    precedence_note = models.TextField(blank=True)
+    current_revision = models.ForeignKey(
+        "RuleRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    lock_version = models.PositiveIntegerField(default=1)
+    position = models.PositiveIntegerField(null=True, blank=True, help_text="Order in the compiled rule set")
+    support = models.PositiveIntegerField(default=0)
+    label_balance = models.JSONField(default=dict, blank=True)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_by_model = models.CharField(max_length=200, blank=True)
+    teacher_endpoint = models.CharField(max_length=300, blank=True)
+    clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.PROTECT)
+    micro_rules = models.ManyToManyField(MicroRule, blank=True, related_name="rules")
+    examples = models.ManyToManyField(Example, blank=True, related_name="rules")
+    # Refine proposals (phase 3).
+    diagnosis = models.CharField(max_length=10, choices=Diagnosis.choices, blank=True)
+    refines = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="refinements")
+    # {"evaluation_run": id, "failure_example_ids": [...], "dev_before": {...}, "dev_after": {...},
+    #  "flips": {"right_to_wrong": [...], "wrong_to_right": [...]}, "patch": "new|edit|precedence"}
+    proposal = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-support", "id"]
+        permissions = [
+            ("review_rule", "Can approve, edit and reject rules"),
+            ("reorder_ruleset", "Can reorder a task's approved rule set"),
+            ("run_teacher", "Can run teacher extraction, clustering and refinement"),
+        ]
+        indexes = [models.Index(fields=["task", "status", "-support"], name="rule_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"Rule {self.pk}: {self.text[:60]}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-rule-detail", args=[self.pk])
+
+    @property
+    def proposer_display(self) -> str:
+        """Say who proposed the rule: a person's username or the teacher model's name."""
+        if self.proposed_by_id:
+            return str(self.proposed_by)
+        if self.proposed_by_model:
+            return f"{self.proposed_by_model} (teacher model)"
+        return "unknown"
+
+
+class RuleRevision(models.Model):
+    """One version of a rule's wording; an edit makes a new revision, old ones stay."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="revisions")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    label = models.CharField(max_length=100)
+    topic = models.CharField(max_length=200, blank=True)
+    precedence_note = models.TextField(blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    author_model = models.CharField(max_length=200, blank=True, help_text="Teacher model, when a model wrote it")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rule", "number"]
+        constraints = [models.UniqueConstraint(fields=["rule", "number"], name="rule_revision_unique_number")]
+
+    def __str__(self) -> str:
+        return f"Rule {self.rule_id} r{self.number}"
+
+    @property
+    def author_display(self) -> str:
+        if self.author_id:
+            return str(self.author)
+        return f"{self.author_model} (teacher model)" if self.author_model else "unknown"
+
+
+class Decision(models.Model):
+    """A person's recorded action on a rule: who, when, what and why. Never deleted."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        EDIT = "edit", "Edited"
+        REJECT = "reject", "Rejected"
+        UNDO = "undo", "Undid the last decision"
+        REORDER = "reorder", "Reordered"
+        CREATE = "create", "Wrote by hand"
+        PROMOTE_NOISE = "promote_noise", "Promoted a noise micro-rule to a candidate"
+
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="decisions")
+    revision = models.ForeignKey(RuleRevision, null=True, blank=True, on_delete=models.PROTECT)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions")
+    reason = models.TextField(blank=True)
+    status_before = models.CharField(max_length=10, blank=True)
+    status_after = models.CharField(max_length=10, blank=True)
+    undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by")
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} rule {self.rule_id} by {self.reviewer}"
+
+
+class PromptVersion(models.Model):
+    """An immutable compiled system prompt for a task's student, built from approved rule revisions."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        EVALUATED = "evaluated", "Evaluated"
+        PRODUCTION = "production", "Production"
+        RETIRED = "retired", "Retired"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="prompt_versions")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    # Hash of the ordered (rule, revision) list and template version: equal means "unchanged rule set".
+    rule_set_hash = models.CharField(max_length=64)
+    template_version = models.CharField(max_length=20)
+    token_count = models.PositiveIntegerField(default=0)
+    tokenizer = models.CharField(max_length=200, blank=True, help_text="Model file whose tokenizer counted the tokens")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    revisions = models.ManyToManyField(RuleRevision, through="PromptVersionRule", related_name="prompt_versions")
+    compiled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["task", "-number"]
+        permissions = [("compile_prompt", "Can compile a prompt version")]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="prompt_version_unique_number"),
+            models.UniqueConstraint(fields=["task", "rule_set_hash"], name="prompt_version_unique_rule_set"),
+            models.UniqueConstraint(
+                fields=["task"], condition=models.Q(status="production"), name="prompt_version_one_production"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.name} v{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-prompt-version-detail", args=[self.pk])
+
+
+class PromptVersionRule(models.Model):
+    """The exact rule revision at a numbered position of a prompt version."""
+
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="entries")
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="prompt_entries")
+    revision = models.ForeignKey(RuleRevision, on_delete=models.PROTECT)
+    position = models.PositiveIntegerField(help_text="The rule's number in the prompt, from 1")
+
+    class Meta:
+        ordering = ["prompt_version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt_version", "position"], name="prompt_entry_unique_position"),
+        ]

@@ -1,0 +1,8 @@
+"""URLs of the rules app. Each area keeps its own list in ``rules/views/<area>.py``."""
+from __future__ import annotations
+
+from rules.views import tasks
+
+urlpatterns = [
+    *tasks.urlpatterns,
+]

@@ -1,0 +1,69 @@
+"""Shared fixtures: named personas for each role, and a plain task to hang examples on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+
+from rules.models import Task
+
+SHARED_DATASETS = Path(settings.PLD_DATASETS_DIR)
+FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
+
+
+def _user(username: str, *roles: str) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username, email=f"{username}@example.org")
+    for role in roles:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def reviewer(db: None) -> User:
+    return _user("rita", "Reviewer")
+
+
+@pytest.fixture
+def second_reviewer(db: None) -> User:
+    return _user("ravi", "Reviewer")
+
+
+@pytest.fixture
+def auditor(db: None) -> User:
+    return _user("aude", "Auditor")
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return _user("adam", "Admin")
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    return _user("olga")
+
+
+@pytest.fixture
+def task(db: None) -> Task:
+    task = Task(
+        name="nda-demo",
+        title="NDA clauses",
+        description="Does the clause entail, contradict or not mention the hypothesis?",
+        labels=[
+            {"name": "Entailment", "description": "The clause says the hypothesis holds."},
+            {"name": "Contradiction", "description": "The clause says the opposite."},
+            {"name": "NotMentioned", "description": "The clause says nothing about it."},
+        ],
+        input_fields=["premise", "hypothesis"],
+    )
+    task.full_clean()
+    task.save()
+    return task
+
+
+def requires_shared_datasets(*parts: str) -> pytest.MarkDecorator:
+    """Skip a test with a clear reason when ../shared/datasets (or a file in it) is absent."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (the real datasets are never committed)")

@@ -1,0 +1,18 @@
+"""Test settings: production settings with a fixed key, no HTTPS redirect, plain static storage."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret-" + "x" * 40)
+os.environ.setdefault("PLD_SSL_REDIRECT", "0")
+os.environ.setdefault("PLD_SECURE_COOKIES", "0")
+os.environ.setdefault("PLD_HSTS_SECONDS", "0")
+os.environ.setdefault("PLD_VAR_DIR", tempfile.mkdtemp(prefix="pld-test-var-"))
+
+from pldreview.settings import *  # noqa: E402,F403
+from pldreview.settings import STORAGES  # noqa: E402
+
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins for persona fixtures
