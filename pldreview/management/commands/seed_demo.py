@@ -1,0 +1,37 @@
+"""Load the demo story on the fixture task; safe to run again (each step skips what exists)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
+
+# Each step is ``step(stdout) -> None`` in the app that owns that part of the story, in story order.
+STEPS = [
+    "rules.demo.seed_users_and_tasks",
+    "rules.demo_teacher.seed_teacher_rules",
+    "rules.demo_review.seed_review_decisions",
+    "evaluation.demo_prompts.seed_prompt_versions",
+    "evaluation.demo_student.seed_evaluations",
+    "evaluation.demo_prompts.seed_promotion",
+    "evaluation.demo_reports.seed_report",
+]
+
+
+class Command(BaseCommand):
+    help = "Load the demo data (users per role, the fixture tasks, rules, decisions, prompt versions, a report)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--only", help="Run only the steps whose dotted path contains this text")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for dotted in STEPS:
+            if options.get("only") and options["only"] not in dotted:
+                continue
+            try:
+                step = import_string(dotted)
+            except ImportError as exc:
+                raise CommandError(f"Demo step {dotted} is missing: {exc}") from exc
+            self.stdout.write(f"==> {dotted}")
+            step(self.stdout)
+        self.stdout.write(self.style.SUCCESS("Demo data is in place."))
