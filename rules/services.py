@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from rules.models import ClusteringRun, Decision, Example, MicroRule, Rule, RuleRevision, Task
@@ -49,9 +50,8 @@ def rule_propose(
     A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author.
     """
     if label not in task.label_names:
-        from django.core.exceptions import ValidationError
-
-        raise ValidationError({"label": f"{label!r} is not a label of task {task.name} ({', '.join(task.label_names)})"})
+        known = ", ".join(task.label_names)
+        raise ValidationError({"label": f"{label!r} is not a label of task {task.name} ({known})"})
     rule = Rule(
         task=task,
         status=Rule.Status.PENDING,
