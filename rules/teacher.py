@@ -1,0 +1,478 @@
+"""The teacher client: any OpenAI-compatible endpoint, with structured output, retries, a budget and a call log.
+
+Only the calling thread touches the database. Worker threads do HTTP (with retries) and validation;
+the main thread looks up the stored calls first and stores every new reply as a ``TeacherCall``, so a
+repeated request is answered from the store and rerunning a finished or crashed run costs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+from django.conf import settings
+
+from rules.models import TeacherCall
+
+logger = logging.getLogger(__name__)
+
+# Longest pause we accept from a Retry-After header; a server asking for more is treated as down.
+MAX_RETRY_AFTER_SECONDS = 120.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class TeacherError(Exception):
+    """The teacher could not give a usable answer; ``permanent`` says whether asking again could help."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class TeacherBudgetExceeded(TeacherError):
+    """The run used up its request or token budget; what was answered so far is stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Where the teacher is and how to call it; defaults from the PLD_TEACHER_* settings."""
+
+    base_url: str
+    model: str
+    api_key: str = "not-needed-locally"
+    temperature: float = 0.0
+    timeout: float = 120.0
+    max_retries: int = 4
+    concurrency: int = 2
+    max_requests: int = 2000
+    max_tokens: int = 2_000_000
+    # Cap on one reply: the bundled 270M model generates ~30 tokens/s on two cores.
+    max_response_tokens: int = 200
+    backoff_base: float = 0.5
+    # "json_object" (llama.cpp server: schema inside response_format) or "json_schema" (OpenAI's strict style).
+    schema_style: str = "auto"
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> TeacherConfig:
+        """Return the configured teacher, with per-run overrides (None or empty values are ignored)."""
+        config = cls(
+            base_url=settings.PLD_TEACHER_BASE_URL,
+            model=settings.PLD_TEACHER_MODEL,
+            api_key=settings.PLD_TEACHER_API_KEY or "not-needed-locally",
+            temperature=settings.PLD_TEACHER_TEMPERATURE,
+            timeout=settings.PLD_TEACHER_TIMEOUT,
+            max_retries=settings.PLD_TEACHER_MAX_RETRIES,
+            concurrency=settings.PLD_TEACHER_CONCURRENCY,
+            max_requests=settings.PLD_TEACHER_MAX_REQUESTS,
+            max_tokens=settings.PLD_TEACHER_MAX_TOKENS,
+        )
+        return config.with_overrides(**overrides)
+
+    def with_overrides(self, **overrides: Any) -> TeacherConfig:
+        """Return a copy with the given non-empty values replaced."""
+        given = {key: value for key, value in overrides.items() if value not in (None, "")}
+        return replace(self, **given)
+
+    @property
+    def endpoint(self) -> str:
+        """Return the endpoint's scheme, host and port (never credentials), as recorded on teacher output."""
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return f"{parts.scheme}://{host}{parts.path.rstrip('/')}" if host else self.base_url
+
+    @property
+    def resolved_schema_style(self) -> str:
+        if self.schema_style != "auto":
+            return self.schema_style
+        return "json_schema" if "api.openai.com" in self.base_url else "json_object"
+
+    def public_settings(self) -> dict[str, Any]:
+        """Return the settings worth recording with what the teacher produced (no API key)."""
+        return {
+            "temperature": self.temperature,
+            "max_response_tokens": self.max_response_tokens,
+            "schema_style": self.resolved_schema_style,
+        }
+
+
+class Budget:
+    """Requests and tokens one run may spend; thread-safe because worker threads charge it."""
+
+    def __init__(self, *, max_requests: int, max_tokens: int) -> None:
+        self.max_requests = max_requests
+        self.max_tokens = max_tokens
+        self.requests = 0
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def charge_request(self) -> None:
+        """Count one HTTP request, or raise TeacherBudgetExceeded when none is left."""
+        with self._lock:
+            if self.requests >= self.max_requests:
+                raise TeacherBudgetExceeded(f"The run's budget of {self.max_requests} teacher requests is used up")
+            if self.tokens >= self.max_tokens:
+                raise TeacherBudgetExceeded(f"The run's budget of {self.max_tokens} teacher tokens is used up")
+            self.requests += 1
+
+    def charge_tokens(self, n: int) -> None:
+        """Count tokens a reply reported."""
+        with self._lock:
+            self.tokens += n
+
+    @property
+    def exhausted(self) -> bool:
+        return self.requests >= self.max_requests or self.tokens >= self.max_tokens
+
+
+@dataclass
+class TeacherRequest:
+    """One structured question for the teacher; ``key`` lets the caller match the answer."""
+
+    purpose: str
+    messages: list[dict[str, str]]
+    schema: dict[str, Any]
+    key: Any = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class TeacherAnswer:
+    """A reply that matched its schema, with the stored call behind it."""
+
+    request: TeacherRequest
+    data: dict[str, Any]
+    call: TeacherCall
+    cached: bool
+
+
+@dataclass
+class _Outcome:
+    """What a worker thread brings back: the last reply and what the attempts cost."""
+
+    completion: dict[str, Any] | None = None
+    text: str = ""
+    data: dict[str, Any] | None = None
+    error: TeacherError | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """Return where ``value`` breaks the JSON-schema subset we use (object, string, integer, array, enum)."""
+    errors: list[str] = []
+    kind = schema.get("type")
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object"]
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(f"{path}.{name}: missing")
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                errors.extend(schema_errors(value[name], sub, f"{path}.{name}"))
+    elif kind == "string":
+        if not isinstance(value, str):
+            return [f"{path}: expected a string"]
+        if len(value.strip()) < schema.get("minLength", 0):
+            errors.append(f"{path}: shorter than {schema['minLength']} characters (blank text is refused)")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(f"{path}: longer than {schema['maxLength']} characters")
+    elif kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return [f"{path}: expected an integer"]
+    elif kind == "array":
+        if not isinstance(value, list):
+            return [f"{path}: expected an array"]
+        if len(value) < schema.get("minItems", 0):
+            errors.append(f"{path}: fewer than {schema['minItems']} items")
+        for index, item in enumerate(value):
+            errors.extend(schema_errors(item, schema.get("items", {}), f"{path}[{index}]"))
+    return errors
+
+
+def parse_reply(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Parse the teacher's text as JSON and check it against the schema; raise TeacherError if it does not fit."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise TeacherError(f"The teacher's reply is not valid JSON ({exc}): {text[:200]!r}", permanent=True) from None
+    problems = schema_errors(data, schema)
+    if problems:
+        raise TeacherError("The teacher's reply does not match the schema: " + "; ".join(problems[:5]), permanent=True)
+    return data
+
+
+def _retry_after_seconds(exc: openai.APIStatusError) -> float | None:
+    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Teacher:
+    """Ask a teacher model structured questions, answering repeats from the stored call log."""
+
+    def __init__(
+        self,
+        config: TeacherConfig,
+        *,
+        job: Any = None,
+        budget: Budget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int = 0,
+    ) -> None:
+        if not config.base_url:
+            raise TeacherError("No teacher endpoint: set PLD_TEACHER_BASE_URL or start the local teacher", True)
+        self.config = config
+        self.job = job
+        self.budget = budget or Budget(max_requests=config.max_requests, max_tokens=config.max_tokens)
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        # Our own retry loop (Retry-After, jitter, budget per attempt) replaces the SDK's.
+        self.client = openai.OpenAI(
+            base_url=config.base_url, api_key=config.api_key, timeout=config.timeout, max_retries=0
+        )
+        self.new_calls = 0
+        self.cached_calls = 0
+
+    # --- requests and their identity ---------------------------------------------------------
+
+    def _body(self, request: TeacherRequest) -> dict[str, Any]:
+        if self.config.resolved_schema_style == "json_schema":
+            response_format: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.purpose, "schema": request.schema},
+            }
+        else:
+            response_format = {"type": "json_object", "schema": request.schema}
+        return {
+            "model": self.config.model,
+            "messages": request.messages,
+            "temperature": self.config.temperature,
+            "max_tokens": request.max_tokens or self.config.max_response_tokens,
+            "response_format": response_format,
+        }
+
+    @staticmethod
+    def request_hash(body: dict[str, Any]) -> str:
+        """Return the identity of a request; the endpoint is left out so a local teacher's port may change."""
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def ask(self, request: TeacherRequest) -> TeacherAnswer:
+        """Ask one question; raise TeacherError when no valid answer comes back."""
+        for answer in self.ask_many([request]):
+            if isinstance(answer, TeacherError):
+                raise answer
+            return answer
+        raise TeacherError("The teacher gave no answer")  # pragma: no cover - ask_many always yields
+
+    def ask_many(self, requests: Iterable[TeacherRequest]) -> Iterator[TeacherAnswer | TeacherError]:
+        """Yield an answer (or a permanent per-request TeacherError) for each request, stored ones first.
+
+        Raises TeacherBudgetExceeded when the budget runs out and TeacherError when the endpoint keeps
+        failing; either way every answer that came back before is already stored.
+        """
+        pending: list[tuple[TeacherRequest, dict[str, Any], str]] = []
+        for request in requests:
+            body = self._body(request)
+            digest = self.request_hash(body)
+            pending.append((request, body, digest))
+        stored = {
+            call.request_hash: call
+            for call in TeacherCall.objects.filter(request_hash__in=[d for _, _, d in pending])
+        }
+        to_send = []
+        for request, body, digest in pending:
+            call = stored.get(digest)
+            if call is not None and call.response is not None:
+                self.cached_calls += 1
+                yield self._answer_from_call(request, call, cached=True)
+            else:
+                to_send.append((request, body, digest))
+        if not to_send:
+            return
+        yield from self._send_all(to_send)
+
+    def _answer_from_call(self, request: TeacherRequest, call: TeacherCall, *, cached: bool) -> Any:
+        # A stored invalid reply stays invalid: at the same settings the teacher would say the same again.
+        try:
+            data = parse_reply(call.response_text, request.schema)
+        except TeacherError as exc:
+            return exc
+        return TeacherAnswer(request=request, data=data, call=call, cached=cached)
+
+    def _send_all(self, to_send: list[tuple[TeacherRequest, dict[str, Any], str]]) -> Iterator[Any]:
+        failure: TeacherError | None = None
+        queue = list(reversed(to_send))
+        in_flight: dict[Future[_Outcome], tuple[TeacherRequest, dict[str, Any], str]] = {}
+        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="teacher") as pool:
+            try:
+                while queue or in_flight:
+                    while queue and failure is None and len(in_flight) < self.config.concurrency:
+                        item = queue.pop()
+                        in_flight[pool.submit(self._call_with_retries, item[0], item[1])] = item
+                    if not in_flight:
+                        break
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        request, body, digest = in_flight.pop(future)
+                        outcome = future.result()
+                        if outcome.completion is not None:
+                            call = self._store(request, body, digest, outcome)
+                            yield self._answer_from_call(request, call, cached=False)
+                        elif outcome.error is not None and outcome.error.permanent and not isinstance(
+                            outcome.error, TeacherBudgetExceeded
+                        ):
+                            yield outcome.error
+                        elif failure is None and outcome.error is not None:
+                            # Stop sending; let what is in flight finish so its answers are stored.
+                            failure = outcome.error
+            finally:
+                # A consumer that stops early (a cancelled job) must not leave requests queued.
+                queue.clear()
+        if failure is not None:
+            raise failure
+
+    def _store(self, request: TeacherRequest, body: dict[str, Any], digest: str, outcome: _Outcome) -> TeacherCall:
+        call, _ = TeacherCall.objects.update_or_create(
+            request_hash=digest,
+            defaults={
+                "purpose": request.purpose,
+                "base_url": self.config.endpoint,
+                "model": self.config.model,
+                "request": body,
+                "response": outcome.completion,
+                "response_text": outcome.text,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+                "latency_ms": outcome.latency_ms,
+                "job": self.job,
+            },
+        )
+        self.new_calls += 1
+        return call
+
+    # --- one request, in a worker thread (no database here) ----------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        with self._rng_lock:
+            jitter = self._rng.uniform(0, self.config.backoff_base)
+        return min(MAX_BACKOFF_SECONDS, self.config.backoff_base * (2**attempt) + jitter)
+
+    def _call_with_retries(self, request: TeacherRequest, body: dict[str, Any]) -> _Outcome:
+        outcome = _Outcome()
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                self.budget.charge_request()
+            except TeacherBudgetExceeded as exc:
+                outcome.error = exc
+                return outcome
+            outcome.attempts += 1
+            started = time.monotonic()
+            try:
+                completion = self.client.chat.completions.create(**body)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                outcome.errors.append(f"HTTP {status}")
+                if status == 429:
+                    wait_for = _retry_after_seconds(exc)
+                    if wait_for is not None and wait_for > MAX_RETRY_AFTER_SECONDS:
+                        outcome.error = TeacherError(f"Rate limited for {wait_for:.0f}s; try later")
+                        return outcome
+                    pause = wait_for if wait_for is not None else self._backoff(attempt)
+                elif status >= 500 or status == 408:
+                    pause = self._backoff(attempt)
+                else:
+                    outcome.error = TeacherError(f"The teacher refused the request (HTTP {status}): {exc}", True)
+                    return outcome
+            except openai.APITimeoutError:
+                outcome.errors.append(f"timeout after {self.config.timeout}s")
+                pause = self._backoff(attempt)
+            except openai.APIConnectionError as exc:
+                outcome.errors.append(f"connection error: {exc}")
+                pause = self._backoff(attempt)
+            else:
+                outcome.latency_ms = (time.monotonic() - started) * 1000
+                usage = completion.usage
+                prompt_tokens = usage.prompt_tokens if usage else 0
+                completion_tokens = usage.completion_tokens if usage else 0
+                self.budget.charge_tokens(prompt_tokens + completion_tokens)
+                outcome.prompt_tokens += prompt_tokens
+                outcome.completion_tokens += completion_tokens
+                outcome.completion = completion.model_dump(mode="json")
+                outcome.text = (completion.choices[0].message.content or "") if completion.choices else ""
+                return outcome
+            if attempt < self.config.max_retries:
+                logger.info("Teacher request failed (%s); retrying in %.2fs", outcome.errors[-1], pause)
+                self._sleep(pause)
+        outcome.error = TeacherError(
+            f"The teacher at {self.config.endpoint} failed {outcome.attempts} times: " + ", ".join(outcome.errors[-3:])
+        )
+        return outcome
+
+    # --- embeddings ----------------------------------------------------------------------------
+
+    def embed(self, texts: list[str], *, model: str | None = None) -> list[list[float]]:
+        """Return the endpoint's embeddings for the texts; TeacherError when it has no embeddings API."""
+        body = {"model": model or self.config.model, "input": texts, "purpose": "embed"}
+        digest = self.request_hash(body)
+        call = TeacherCall.objects.filter(request_hash=digest).first()
+        if call is not None and call.response is not None:
+            self.cached_calls += 1
+            return [list(map(float, row)) for row in call.response["embeddings"]]
+        self.budget.charge_request()
+        started = time.monotonic()
+        try:
+            reply = self.client.embeddings.create(model=body["model"], input=texts)
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise TeacherError(f"The endpoint gave no embeddings: {exc}", permanent=True) from None
+        vectors = [item.embedding for item in sorted(reply.data, key=lambda item: item.index)]
+        tokens = reply.usage.prompt_tokens if reply.usage else 0
+        self.budget.charge_tokens(tokens)
+        TeacherCall.objects.update_or_create(
+            request_hash=digest,
+            defaults={
+                "purpose": "embed",
+                "base_url": self.config.endpoint,
+                "model": body["model"],
+                "request": body,
+                "response": {"embeddings": vectors},
+                "prompt_tokens": tokens,
+                "latency_ms": (time.monotonic() - started) * 1000,
+                "job": self.job,
+            },
+        )
+        self.new_calls += 1
+        return vectors
