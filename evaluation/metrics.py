@@ -1,0 +1,131 @@
+"""Classification metrics for an evaluation run, computed with scikit-learn.
+
+Macro-F1 is the headline (the paper's measure); its 95% confidence interval comes from a seeded
+bootstrap over examples. A refused example (too long for the context) has an empty predicted
+label: it counts as wrong and lowers the recall of its gold label.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+N_BOOTSTRAP = 1000
+
+
+def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> float:
+    """Return the unweighted mean of the per-label F1 scores."""
+    if not y_true:
+        return 0.0
+    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+
+
+def bootstrap_ci(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    labels: list[str],
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    random_state: int = 0,
+) -> tuple[float, float]:
+    """Return the 95% percentile bootstrap interval of macro-F1 over resampled examples.
+
+    Parameters
+    ----------
+    y_true, y_pred : sequences of labels, one per example.
+    labels : the task's labels, in display order.
+    n_resamples : number of bootstrap resamples.
+    random_state : seed of the resampling, so the same run gives the same interval.
+    """
+    n_samples = len(y_true)
+    if n_samples == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(random_state)
+    index = {label: i for i, label in enumerate(labels)}
+    # Encode once; unknown predictions (refusals) get their own code so they are always wrong.
+    true_codes = np.array([index.get(y, len(labels)) for y in y_true])
+    pred_codes = np.array([index.get(y, len(labels) + 1) for y in y_pred])
+    scores = np.empty(n_resamples)
+    n_labels = len(labels)
+    for i in range(n_resamples):
+        sample = rng.integers(0, n_samples, n_samples)
+        t, p = true_codes[sample], pred_codes[sample]
+        f1s = []
+        for code in range(n_labels):
+            tp = np.sum((t == code) & (p == code))
+            fp = np.sum((t != code) & (p == code))
+            fn = np.sum((t == code) & (p != code))
+            denom = 2 * tp + fp + fn
+            f1s.append(0.0 if denom == 0 else 2 * tp / denom)
+        scores[i] = float(np.mean(f1s))
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return (round(float(low), 4), round(float(high), 4))
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if len(values) else 0.0
+
+
+def classification_metrics(
+    *,
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    labels: list[str],
+    latencies_ms: Sequence[float] = (),
+    prompt_tokens: Sequence[int] = (),
+    tokens_processed: Sequence[int] = (),
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Return every figure a run reports: F1, accuracy, per-class scores, confusion, latency, tokens."""
+    y_true, y_pred = list(y_true), list(y_pred)
+    n = len(y_true)
+    result: dict[str, Any] = {"n": n, "labels": list(labels)}
+    if n:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, zero_division=0
+        )
+        matrix = confusion_matrix(y_true, y_pred, labels=labels)
+        result.update(
+            macro_f1=round(macro_f1(y_true, y_pred, labels), 4),
+            macro_f1_ci95=list(bootstrap_ci(y_true, y_pred, labels, random_state=random_state)),
+            accuracy=round(float(accuracy_score(y_true, y_pred)), 4),
+            per_class={
+                label: {
+                    "precision": round(float(precision[i]), 4),
+                    "recall": round(float(recall[i]), 4),
+                    "f1": round(float(f1[i]), 4),
+                    "support": int(support[i]),
+                }
+                for i, label in enumerate(labels)
+            },
+            # Rows are gold labels, columns predicted labels, in the order of ``labels``.
+            confusion=matrix.astype(int).tolist(),
+            n_refused=sum(1 for y in y_pred if y not in labels),
+        )
+    else:
+        result.update(macro_f1=0.0, macro_f1_ci95=[0.0, 0.0], accuracy=0.0, per_class={}, confusion=[], n_refused=0)
+    lat = [float(v) for v in latencies_ms]
+    result.update(
+        latency_ms_p50=_percentile(lat, 50),
+        latency_ms_p95=_percentile(lat, 95),
+        latency_ms_mean=round(float(np.mean(lat)), 2) if lat else 0.0,
+        latency_ms_total=round(float(np.sum(lat)), 1) if lat else 0.0,
+        prompt_tokens_mean=round(float(np.mean(prompt_tokens)), 1) if len(prompt_tokens) else 0.0,
+        tokens_processed_mean=round(float(np.mean(tokens_processed)), 1) if len(tokens_processed) else 0.0,
+        tokens_processed_total=int(np.sum(tokens_processed)) if len(tokens_processed) else 0,
+    )
+    total_s = result["latency_ms_total"] / 1000.0
+    result["effective_tok_s"] = round(result["tokens_processed_total"] / total_s, 1) if total_s > 0 else 0.0
+    return result
+
+
+def metric_deltas(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
+    """Return after − before for each headline metric both runs have."""
+    keys = ["macro_f1", "accuracy", "latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "prompt_tokens_mean"]
+    deltas: dict[str, float | None] = {}
+    for key in keys:
+        a, b = before.get(key), after.get(key)
+        deltas[key] = round(float(b) - float(a), 4) if a is not None and b is not None else None
+    return deltas

@@ -1,0 +1,417 @@
+"""Evaluation runs: create one, execute it (resumably), start it as a job, cancel or resume it.
+
+A run fixes everything up front — the examples and their order, the exact rules text, the model
+file's checksum — so executing it twice, or resuming it after a crash, gives the same predictions.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from evaluation import prompts
+from evaluation.metrics import classification_metrics
+from evaluation.models import EvaluationRun, Prediction
+from evaluation.student import (
+    ExampleTooLongError,
+    Student,
+    StudentDecision,
+    StudentError,
+    StudentModelError,
+    check_model_file,
+    default_model_path,
+    get_student,
+)
+from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
+from rules.models import Example, PromptVersion, Split, Task
+
+logger = logging.getLogger(__name__)
+
+JOB_KIND = "evaluation.jobs.run_evaluation"
+MODES = [choice.value for choice in EvaluationRun.Mode]
+
+
+class _NoProgress:
+    """Stands in for a job's progress when a run executes without one."""
+
+    def set_total(self, total: int, message: str = "") -> None: ...
+    def set_done(self, done: int, message: str = "") -> None: ...
+    def advance(self, steps: int = 1, message: str = "") -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+def _select_examples(*, task: Task, split: str, limit: int | None, seed: int) -> list[Example]:
+    """Return the run's examples grouped by shared context, so each context is processed once.
+
+    With a limit, whole groups are drawn in a seeded order until the limit is reached: drawing
+    single examples would scatter a ContractNLI run across many more documents.
+    """
+    examples = list(Example.objects.filter(task=task, split=split).order_by("group_key", "id"))
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.group_key or f"#{example.pk}", []).append(example)
+    keys = sorted(groups)
+    if limit is not None and limit < len(examples):
+        random.Random(seed).shuffle(keys)
+        chosen: list[Example] = []
+        for key in keys:
+            if len(chosen) >= limit:
+                break
+            chosen.extend(groups[key][: limit - len(chosen)])
+        # Keep groups contiguous but in a stable order for the run.
+        chosen.sort(key=lambda e: (e.group_key or f"#{e.pk}", e.pk))
+        return chosen
+    return examples
+
+
+def _data_sha256(examples: Iterable[Example]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(example.content_hash.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def build_rules_text(
+    *, task: Task, mode: str, prompt_text: str = "", k_shot: int = 4, seed: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """Return the rules segment a mode puts before every example, and what to record about it."""
+    extra: dict[str, Any] = {}
+    if mode == EvaluationRun.Mode.ZERO_SHOT:
+        return prompts.task_header(task), extra
+    if mode == EvaluationRun.Mode.FEW_SHOT:
+        candidates = Example.objects.filter(task=task, split=Split.TRAIN).order_by("id")
+        demos = prompts.select_demonstrations(candidates=candidates, labels=task.label_names, k=k_shot, seed=seed)
+        if not demos:
+            raise ValidationError({"mode": "Few-shot needs labelled examples in the task's train split."})
+        extra["demonstration_ids"] = [e.pk for e in demos]
+        return prompts.few_shot_rules(task=task, demonstrations=demos), extra
+    if mode == EvaluationRun.Mode.PLD:
+        if not prompt_text.strip():
+            raise ValidationError({"prompt_text": "A pld run needs a prompt version or a prompt file."})
+        return prompts.pld_rules(task=task, prompt_text=prompt_text), extra
+    if mode == EvaluationRun.Mode.COT:
+        return prompts.cot_rules(task=task), extra
+    raise ValidationError({"mode": f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}."})
+
+
+@transaction.atomic
+def evaluation_run_create(
+    *,
+    task: Task,
+    mode: str,
+    split: str = "test",
+    prompt_version: PromptVersion | None = None,
+    prompt_text: str = "",
+    limit: int | None = None,
+    seed: int = 0,
+    k_shot: int = 4,
+    calibrate: bool = False,
+    model_path: str | None = None,
+    user: Any = None,
+) -> EvaluationRun:
+    """Create a queued run: check the model file, fix the examples and the exact rules text."""
+    if mode not in MODES:
+        raise ValidationError({"mode": f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}."})
+    if prompt_version is not None:
+        if prompt_version.task_id != task.pk:
+            raise ValidationError({"prompt_version": "That prompt version belongs to another task."})
+        if mode != EvaluationRun.Mode.PLD:
+            raise ValidationError({"prompt_version": "A prompt version is evaluated in pld mode."})
+        prompt_text = prompt_version.text
+    if limit is not None and limit < 1:
+        raise ValidationError({"limit": "The limit must be at least 1."})
+    if mode == EvaluationRun.Mode.FEW_SHOT and k_shot < 1:
+        raise ValidationError({"k_shot": "Few-shot needs at least one example (k ≥ 1)."})
+    path = model_path or default_model_path()
+    try:
+        info = check_model_file(path)
+    except StudentModelError as exc:
+        raise ValidationError({"model_path": exc.message}) from exc
+    rules_text, extra = build_rules_text(task=task, mode=mode, prompt_text=prompt_text, k_shot=k_shot, seed=seed)
+    examples = _select_examples(task=task, split=split, limit=limit, seed=seed)
+    if not examples:
+        raise ValidationError({"split": f"The task {task.name} has no examples in its {split} split."})
+    import llama_cpp
+
+    run = EvaluationRun(
+        task=task,
+        mode=mode,
+        prompt_version=prompt_version,
+        prompt_text=rules_text,
+        prompt_sha256=hashlib.sha256(rules_text.encode("utf-8")).hexdigest(),
+        split=split,
+        limit=limit,
+        seed=seed,
+        k_shot=k_shot if mode == EvaluationRun.Mode.FEW_SHOT else 0,
+        calibrate=calibrate,
+        options={**extra, "example_ids": [e.pk for e in examples]},
+        model_path=info.path,
+        model_sha256=info.sha256,
+        model_name=info.name,
+        quantization=info.quantization,
+        llama_cpp_version=llama_cpp.__version__,
+        n_ctx=settings.PLD_STUDENT_N_CTX,
+        n_threads=settings.PLD_STUDENT_THREADS,
+        n_examples=len(examples),
+        data_sha256=_data_sha256(examples),
+        created_by=user if user is not None and getattr(user, "pk", None) else None,
+    )
+    run.full_clean()
+    run.save()
+    return run
+
+
+def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, float]:
+    layout = prompts.content_free_layout(task=run.task)
+    decision = student.classify(
+        rules=run.prompt_text, context=layout.context, example=layout.example, labels=run.task.label_names
+    )
+    return decision.logprobs
+
+
+def decide(
+    *,
+    run: EvaluationRun,
+    student: Student,
+    inputs: dict[str, Any],
+    rules_text: str | None = None,
+    reuse_prefix: bool = True,
+) -> StudentDecision:
+    """Decide one example the way a run does (its mode, rules and calibration)."""
+    layout = prompts.example_layout(task=run.task, inputs=inputs)
+    return student.classify(
+        rules=run.prompt_text if rules_text is None else rules_text,
+        context=layout.context,
+        example=layout.example,
+        labels=run.task.label_names,
+        cue=layout.cue,
+        prior=run.options.get("prior") if run.calibrate else None,
+        reasoning_cue=prompts.REASONING_CUE if run.mode == EvaluationRun.Mode.COT else "",
+        reuse_prefix=reuse_prefix,
+    )
+
+
+def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) -> Prediction:
+    prediction = Prediction(
+        run=run,
+        example=example,
+        label=decision.label,
+        probabilities={k: round(v, 6) for k, v in decision.probabilities.items()},
+        correct=decision.label == example.gold_label,
+        latency_ms=round(decision.latency_ms, 3),
+        prompt_tokens=decision.prompt_tokens,
+        tokens_processed=decision.tokens_processed,
+        output_text=decision.output_text,
+    )
+    prediction.full_clean(exclude=["run", "example"])
+    prediction.save()
+    return prediction
+
+
+def _record_refusal(*, run: EvaluationRun, example: Example, error: ExampleTooLongError) -> Prediction:
+    # A refused example is stored as a wrong prediction with an empty label, so metrics count it
+    # as a failure (never silently dropped) and a resumed run does not try it again.
+    prediction = Prediction(
+        run=run,
+        example=example,
+        label="",
+        probabilities={},
+        correct=False,
+        latency_ms=0.0,
+        prompt_tokens=error.n_tokens,
+        tokens_processed=0,
+        output_text=f"Refused: {error.message}",
+    )
+    prediction.save()
+    return prediction
+
+
+def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
+    """Compute the run's metrics from its stored predictions."""
+    predictions = list(run.predictions.select_related("example").order_by("id"))
+    metrics = classification_metrics(
+        y_true=[p.example.gold_label for p in predictions],
+        y_pred=[p.label for p in predictions],
+        labels=run.task.label_names,
+        latencies_ms=[p.latency_ms for p in predictions if p.label],
+        prompt_tokens=[p.prompt_tokens for p in predictions if p.label],
+        tokens_processed=[p.tokens_processed for p in predictions if p.label],
+        random_state=run.seed,
+    )
+    metrics["mode"] = run.mode
+    metrics["prompt_tokens"] = run.prompt_tokens
+    run.metrics = metrics
+    return run
+
+
+def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> EvaluationRun:
+    """Run the student on every example of the run not yet predicted, then compute the metrics."""
+    progress = progress or _NoProgress()
+    run.refresh_from_db()
+    if run.status == EvaluationRun.Status.FINISHED:
+        return run
+    try:
+        student = get_student(run.model_path)
+    except StudentModelError as exc:
+        _fail(run, exc.message)
+        raise
+    if student.info.sha256 != run.model_sha256:
+        message = (
+            f"The model file {run.model_path} changed since the run was created "
+            f"(SHA-256 {student.info.sha256[:12]}… instead of {run.model_sha256[:12]}…)."
+        )
+        _fail(run, message)
+        raise StudentModelError(message)
+    run.status = EvaluationRun.Status.RUNNING
+    run.started_at = run.started_at or timezone.now()
+    run.error = ""
+    run.prompt_tokens = student.count_tokens(run.prompt_text)
+    run.n_ctx = student.n_ctx
+    run.n_threads = student.n_threads
+    run.options = {**run.options, "chat_template": bool(student.chat_template), "n_seq": student._n_seq}
+    run.save()
+
+    ids: list[int] = run.options.get("example_ids", [])
+    done = set(run.predictions.values_list("example_id", flat=True))
+    examples = Example.objects.in_bulk(ids)
+    progress.set_total(len(ids), f"Evaluating {len(ids)} examples ({run.get_mode_display()})")
+    if done:
+        progress.set_done(len(done), f"Resuming: {len(done)} of {len(ids)} already predicted")
+    try:
+        if run.calibrate and "prior" not in run.options:
+            run.options = {**run.options, "prior": _calibration_prior(run=run, student=student)}
+            run.save(update_fields=["options"])
+        for example_id in ids:
+            if example_id in done:
+                continue
+            example = examples[example_id]
+            try:
+                decision = decide(run=run, student=student, inputs=example.inputs)
+            except ExampleTooLongError as exc:
+                _record_refusal(run=run, example=example, error=exc)
+            else:
+                _record(run=run, example=example, decision=decision)
+            progress.advance()
+        progress.note("Computing metrics")
+        evaluation_run_finish(run=run)
+        if run.mode == EvaluationRun.Mode.PLD:
+            from evaluation.adherence import adherence_check
+
+            progress.note("Checking rule adherence")
+            run.adherence = adherence_check(run=run, student=student)
+            run.rule_adherence = run.adherence.get("rule_adherence")
+            run.metrics["rule_adherence"] = run.rule_adherence
+    except JobCancelled:
+        run.status = EvaluationRun.Status.CANCELLED
+        run.save(update_fields=["status"])
+        raise
+    except (StudentError, Exception) as exc:
+        _fail(run, f"{type(exc).__name__}: {exc}")
+        raise
+    run.status = EvaluationRun.Status.FINISHED
+    run.finished_at = timezone.now()
+    run.save()
+    _mark_version_evaluated(run)
+    return run
+
+
+def _fail(run: EvaluationRun, message: str) -> None:
+    run.status = EvaluationRun.Status.FAILED
+    run.error = message
+    run.save(update_fields=["status", "error"])
+
+
+def _mark_version_evaluated(run: EvaluationRun) -> None:
+    version = run.prompt_version
+    if version is None:
+        return
+    version.refresh_from_db()
+    if version.status == PromptVersion.Status.DRAFT:
+        version.status = PromptVersion.Status.EVALUATED
+        version.full_clean()
+        version._history_user = run.created_by  # type: ignore[attr-defined]
+        version._change_reason = f"Evaluated by run {run.pk}"  # type: ignore[attr-defined]
+        version.save()
+
+
+@transaction.atomic
+def evaluation_run_start(
+    *,
+    task: Task,
+    mode: str,
+    split: str = "test",
+    prompt_version: PromptVersion | None = None,
+    prompt_text: str = "",
+    limit: int | None = None,
+    seed: int = 0,
+    k_shot: int = 4,
+    calibrate: bool = False,
+    model_path: str | None = None,
+    user: Any = None,
+) -> EvaluationRun:
+    """Create a run and hand it to the background worker as a job."""
+    run = evaluation_run_create(
+        task=task,
+        mode=mode,
+        split=split,
+        prompt_version=prompt_version,
+        prompt_text=prompt_text,
+        limit=limit,
+        seed=seed,
+        k_shot=k_shot,
+        calibrate=calibrate,
+        model_path=model_path,
+        user=user,
+    )
+    run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
+    run.save(update_fields=["job"])
+    return run
+
+
+def _job_title(run: EvaluationRun) -> str:
+    return f"Evaluate {run.task.name} ({run.get_mode_display()}, {run.split}) — run {run.pk}"
+
+
+@transaction.atomic
+def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
+    """Ask a queued or running run to stop; a run without a live job is marked cancelled at once."""
+    if run.status in {EvaluationRun.Status.FINISHED, EvaluationRun.Status.CANCELLED}:
+        return run
+    if run.job is not None and not run.job.is_finished:
+        job_cancel(job=run.job)
+        run.job.refresh_from_db()
+        if run.job.state == run.job.State.CANCELLED or run.status == EvaluationRun.Status.QUEUED:
+            run.status = EvaluationRun.Status.CANCELLED
+            run.save(update_fields=["status"])
+        return run
+    run.status = EvaluationRun.Status.CANCELLED
+    run.save(update_fields=["status"])
+    return run
+
+
+@transaction.atomic
+def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> EvaluationRun:
+    """Queue a failed, cancelled or interrupted run again; it skips the examples already predicted."""
+    if run.status == EvaluationRun.Status.FINISHED:
+        raise ValidationError("This run has finished; there is nothing to resume.")
+    job = run.job
+    if job is not None and not job.is_finished:
+        if run.status == EvaluationRun.Status.RUNNING or job.state in {job.State.RUNNING, job.State.QUEUED}:
+            raise ValidationError("This run is still running or queued; cancel it first or wait for it.")
+    run.status = EvaluationRun.Status.QUEUED
+    run.error = ""
+    run.save(update_fields=["status", "error"])
+    if job is not None and job.can_retry:
+        job_retry(job=job)
+    else:
+        run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
+        run.save(update_fields=["job"])
+    return run

