@@ -151,7 +151,15 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("PLD_LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        # WeasyPrint narrates every rendering step at INFO; pyHanko logs an untrusted signer (a verdict
+        # the report verifier states itself) as a warning with a traceback.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+        "pyhanko.sign.validation": {"level": "ERROR"},
+    },
 }
 
 # --- PLD Review -----------------------------------------------------------------------------
