@@ -1,8 +1,9 @@
 """URLs of the rules app. Each area keeps its own list in ``rules/views/<area>.py``."""
 from __future__ import annotations
 
-from rules.views import tasks
+from rules.views import review, tasks
 
 urlpatterns = [
     *tasks.urlpatterns,
+    *review.urlpatterns,
 ]

@@ -1,0 +1,73 @@
+"""A task's complete decision log, for auditors: every decision on every rule, as CSV or JSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rules.models import Decision, Task
+
+COLUMNS = [
+    "decision_id", "created_at", "task", "rule_id", "rule_origin", "revision", "action", "reviewer",
+    "reason", "status_before", "status_after", "undoes", "rule_text", "rule_label", "rule_topic",
+    "precedence_note", "revision_author", "revision_reason",
+]
+
+
+def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
+    """Return the task's decisions in the order they were made, each with the revision it concerned."""
+    decisions = (
+        Decision.objects.filter(rule__task=task)
+        .select_related("rule", "revision", "revision__author", "reviewer")
+        .order_by("created_at", "id")
+    )
+    rows = []
+    for d in decisions:
+        revision = d.revision
+        rows.append(
+            {
+                "decision_id": d.pk,
+                "created_at": d.created_at.isoformat(),
+                "task": task.name,
+                "rule_id": d.rule_id,
+                "rule_origin": d.rule.origin,
+                "revision": revision.number if revision else None,
+                "action": d.action,
+                "reviewer": d.reviewer.get_username(),
+                "reason": d.reason,
+                "status_before": d.status_before,
+                "status_after": d.status_after,
+                "undoes": d.undoes_id,
+                "rule_text": revision.text if revision else d.rule.text,
+                "rule_label": revision.label if revision else d.rule.label,
+                "rule_topic": revision.topic if revision else d.rule.topic,
+                "precedence_note": revision.precedence_note if revision else d.rule.precedence_note,
+                "revision_author": revision.author_display if revision else "",
+                "revision_reason": revision.reason if revision else "",
+            }
+        )
+    return rows
+
+
+def _cell(value: Any) -> Any:
+    # Spreadsheet programs run cells starting with = + - @ as formulas; a leading quote keeps them text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+def decision_log_csv(*, task: Task) -> str:
+    """Return the decision log as CSV text with a header row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in decision_log_rows(task=task):
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def decision_log_json(*, task: Task) -> str:
+    """Return the decision log as a JSON document with the task and its decisions."""
+    payload = {"task": task.name, "columns": COLUMNS, "decisions": decision_log_rows(task=task)}
+    return json.dumps(payload, ensure_ascii=False, indent=2)

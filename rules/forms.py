@@ -1,0 +1,82 @@
+"""Forms of the review workspace: decisions on a rule, hand-written rules and rule set order."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from rules.models import Task
+
+_REASON_ROWS = {"rows": 2}
+
+
+class DecisionForm(forms.Form):
+    """What every decision carries: the version of the rule the reviewer saw."""
+
+    lock_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+class ApproveForm(DecisionForm):
+    reason = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS), label="Reason (optional)"
+    )
+
+
+class RejectForm(DecisionForm):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs=_REASON_ROWS),
+        label="Why reject it? (required)",
+        error_messages={"required": "Say why you reject this rule."},
+    )
+
+
+class _RuleFieldsForm(forms.Form):
+    text = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Rule",
+        help_text="The condition and what it implies, e.g. “If the clause … then Entailment.”",
+    )
+    label = forms.ChoiceField(choices=())
+    topic = forms.CharField(required=False, max_length=200)
+    precedence_note = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="When this rule wins or yields to another, e.g. “Takes precedence over the general rule on …”",
+    )
+
+    def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if task is not None:
+            self.fields["label"].choices = [(name, name) for name in task.label_names]
+
+
+class EditForm(_RuleFieldsForm, DecisionForm):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs=_REASON_ROWS),
+        label="Why this edit? (required)",
+        error_messages={"required": "Say why you edit this rule."},
+    )
+
+
+class RuleCreateForm(_RuleFieldsForm):
+    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name", empty_label=None)
+    reason = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS), label="Why add it? (optional)"
+    )
+    field_order = ["task", "text", "label", "topic", "precedence_note", "reason"]
+
+    def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, task=task, **kwargs)
+        # Every task's labels are offered; the service refuses a label that is not the chosen task's.
+        if task is None:
+            names = sorted({name for t in Task.objects.all() for name in t.label_names})
+            self.fields["label"].choices = [(name, name) for name in names]
+
+
+class ReorderForm(DecisionForm):
+    rule = forms.IntegerField(widget=forms.HiddenInput)
+    direction = forms.ChoiceField(choices=[("up", "Up"), ("down", "Down")])

@@ -1,0 +1,139 @@
+"""Read-side queries of the review workspace: the queue, its filters, counts and neighbours."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from rules.models import Decision, Rule
+
+SORTS = {
+    "support": ("-support", "id"),
+    "newest": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+}
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """The reviewer's view of the queue; empty values mean "any"."""
+
+    task: str = ""
+    topic: str = ""
+    label: str = ""
+    origin: str = ""
+    status: str = Rule.Status.PENDING
+    sort: str = "support"
+
+    @classmethod
+    def from_query(cls, query: Any, prefix: str = "") -> QueueFilters:
+        """Read filters from a QueryDict, ignoring unknown values; decision forms prefix them with ``q_``."""
+
+        def get(name: str, default: str = "") -> str:
+            return str(query.get(prefix + name, default))
+
+        status = get("status", Rule.Status.PENDING)
+        if status not in {*Rule.Status.values, "all"}:
+            status = Rule.Status.PENDING
+        origin = get("origin")
+        sort = get("sort", "support")
+        return cls(
+            task=get("task").strip()[:100],
+            topic=get("topic").strip()[:200],
+            label=get("label").strip()[:100],
+            origin=origin if origin in Rule.Origin.values else "",
+            status=status,
+            sort=sort if sort in SORTS else "support",
+        )
+
+    def as_query(self, **override: str) -> str:
+        """Return the filters as a query string, keeping only what differs from the defaults."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)} | override
+        defaults = QueueFilters()
+        kept = {k: v for k, v in values.items() if v and v != getattr(defaults, k, None)}
+        return urlencode(kept)
+
+    def as_items(self) -> list[tuple[str, str]]:
+        """Return the non-default filters as (q_name, value) pairs for the hidden fields of decision forms."""
+        defaults = QueueFilters()
+        pairs = [(f"q_{f.name}", getattr(self, f.name)) for f in fields(self)]
+        return [(name, value) for name, value in pairs if value != getattr(defaults, name[2:])]
+
+
+def _filtered(filters: QueueFilters, *, with_status: bool = True) -> QuerySet[Rule]:
+    rules = Rule.objects.all()
+    if filters.task:
+        rules = rules.filter(task__name=filters.task)
+    if filters.topic:
+        rules = rules.filter(topic=filters.topic)
+    if filters.label:
+        rules = rules.filter(label=filters.label)
+    if filters.origin:
+        rules = rules.filter(origin=filters.origin)
+    if with_status and filters.status != "all":
+        rules = rules.filter(status=filters.status)
+    return rules
+
+
+def approvals_count() -> Coalesce:
+    """Annotate a rule with the number of standing approvals of its current revision."""
+    standing = (
+        Decision.objects.filter(
+            rule=OuterRef("pk"),
+            revision=OuterRef("current_revision"),
+            action=Decision.Action.APPROVE,
+            undone_by__isnull=True,
+        )
+        .order_by()
+        .values("rule")
+        .annotate(n=Count("reviewer", distinct=True))
+        .values("n")
+    )
+    return Coalesce(Subquery(standing), 0)
+
+
+def review_queue(filters: QueueFilters) -> QuerySet[Rule]:
+    """Return the rules matching the filters, with what a queue row shows, in the chosen order."""
+    return (
+        _filtered(filters)
+        .select_related("task", "proposed_by", "current_revision", "current_revision__author")
+        .annotate(n_approvals=approvals_count())
+        .order_by(*SORTS[filters.sort])
+    )
+
+
+def queue_counts(filters: QueueFilters) -> dict[str, int]:
+    """Return how many rules are pending, approved and rejected under the other filters (one query)."""
+    counts = _filtered(filters, with_status=False).aggregate(
+        **{status: Count("id", filter=Q(status=status)) for status in Rule.Status.values}, all=Count("id")
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def queue_neighbours(rule: Rule, filters: QueueFilters) -> tuple[Rule | None, Rule | None]:
+    """Return the rules before and after this one in the queue (two queries; the rule itself may be gone)."""
+    keys = SORTS[filters.sort]
+    first, second = keys[0].lstrip("-"), keys[1].lstrip("-")
+    value, tiebreak = getattr(rule, first), getattr(rule, second)
+    descending = keys[0].startswith("-")
+    tie_descending = keys[1].startswith("-")
+    after_first = Q(**{f"{first}__lt" if descending else f"{first}__gt": value})
+    after_tie = Q(**{first: value, f"{second}__lt" if tie_descending else f"{second}__gt": tiebreak})
+    before_first = Q(**{f"{first}__gt" if descending else f"{first}__lt": value})
+    before_tie = Q(**{first: value, f"{second}__gt" if tie_descending else f"{second}__lt": tiebreak})
+    base = _filtered(filters).exclude(pk=rule.pk).only("id", "support", "created_at")
+    following = base.filter(after_first | after_tie).order_by(*keys).first()
+    reverse = [k[1:] if k.startswith("-") else f"-{k}" for k in keys]
+    previous = base.filter(before_first | before_tie).order_by(*reverse).first()
+    return previous, following
+
+
+def queue_topics(filters: QueueFilters, limit: int = 200) -> list[str]:
+    """Return the distinct topics under the task filter, for the topic filter menu."""
+    rules = Rule.objects.exclude(topic="")
+    if filters.task:
+        rules = rules.filter(task__name=filters.task)
+    return list(rules.order_by("topic").values_list("topic", flat=True).distinct()[:limit])

@@ -1,0 +1,491 @@
+"""The review workspace: the queue, the rule page and its decisions, history, rule sets and the decision log."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url
+
+from rules import services
+from rules.diffs import fields_diff
+from rules.evidence import excerpts, highlight
+from rules.exports import decision_log_csv, decision_log_json
+from rules.forms import ApproveForm, EditForm, RejectForm, ReorderForm, RuleCreateForm
+from rules.models import Decision, Example, Rule, RuleRevision, Task
+from rules.queries import QueueFilters, queue_counts, queue_neighbours, queue_topics, review_queue
+
+QUEUE_PAGE_SIZE = 25
+EVIDENCE_PAGE_SIZE = 10
+FAILURES_SHOWN = 10
+_FLASH_KEY = "pld_review_flash"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _get_rule_for_user(request: HttpRequest, rule_id: int) -> Rule:
+    """Return the rule with what its page shows, or 404; every role that may view rules sees all of them."""
+    rules = Rule.objects.select_related(
+        "task", "proposed_by", "current_revision", "current_revision__author", "refines"
+    ).annotate(n_micro_rules=Count("micro_rules", distinct=True))
+    return get_object_or_404(rules, pk=rule_id)
+
+
+def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
+    return get_object_or_404(Task, name=task_name)
+
+
+def _with_query(url: str, filters: QueueFilters) -> str:
+    query = filters.as_query()
+    return f"{url}?{query}" if query else url
+
+
+def _decision_flash(decision: Decision) -> str:
+    rule = decision.rule
+    if decision.action == Decision.Action.APPROVE:
+        if rule.status == Rule.Status.APPROVED:
+            return f"Approved rule {rule.pk}; it is now in the {rule.task.name} rule set."
+        approvals = len(services.rule_approvals(rule))
+        return (
+            f"Approval recorded for rule {rule.pk} ({approvals} of {services.required_approvals()}); "
+            "it waits for another reviewer."
+        )
+    if decision.action == Decision.Action.EDIT:
+        return f"Saved revision {decision.revision.number} of rule {rule.pk}; another reviewer must approve it."
+    if decision.action == Decision.Action.REJECT:
+        return f"Rejected rule {rule.pk}."
+    if decision.action == Decision.Action.UNDO:
+        return f"Undone: rule {rule.pk} is {rule.get_status_display().lower()} again."
+    return f"{decision.get_action_display()} rule {rule.pk}."
+
+
+def _flash_from_session(request: HttpRequest) -> dict[str, Any] | None:
+    data = request.session.pop(_FLASH_KEY, None)
+    if not data:
+        return None
+    decision = Decision.objects.select_related("rule").filter(pk=data.get("decision_id")).first()
+    undoable = services.decision_undoable(decision, user=request.user)
+    return {"text": data.get("text", ""), "decision": decision if undoable else None}
+
+
+def _workspace_context(
+    request: HttpRequest, rule: Rule, filters: QueueFilters, *, forms: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return everything the rule page shows, in a constant number of queries."""
+    task = rule.task
+    approvals = services.rule_approvals(rule)
+    previous, following = queue_neighbours(rule, filters)
+    examples = rule.examples.order_by("id")
+    paginator = Paginator(examples, EVIDENCE_PAGE_SIZE)
+    evidence_page = paginator.get_page(request.GET.get("evidence_page"))
+    context_field = task.shared_context_field or "premise"
+    evidence = [_example_view(ex, rule, context_field) for ex in evidence_page.object_list]
+    failures = []
+    proposal = rule.proposal or {}
+    if rule.origin == Rule.Origin.REFINE:
+        ids = [i for i in proposal.get("failure_example_ids", []) if isinstance(i, int)][:FAILURES_SHOWN]
+        by_id = {ex.pk: ex for ex in Example.objects.filter(pk__in=ids)}
+        failures = [_example_view(by_id[i], rule, context_field) for i in ids if i in by_id]
+    recent = list(
+        Decision.objects.filter(rule=rule).select_related("reviewer", "revision").order_by("-created_at", "-id")[:5]
+    )
+    lock = rule.lock_version
+    forms = forms or {}
+    initial_edit = {
+        "text": rule.text, "label": rule.label, "topic": rule.topic,
+        "precedence_note": rule.precedence_note, "lock_version": lock,
+    }
+    return {
+        "rule": rule,
+        "task": task,
+        "filters": filters,
+        "filter_items": filters.as_items(),
+        "queue_url": _with_query(reverse("pld-review-queue"), filters),
+        "previous_url": _with_query(previous.get_absolute_url(), filters) if previous else "",
+        "next_url": _with_query(following.get_absolute_url(), filters) if following else "",
+        "approvals": approvals,
+        "required_approvals": services.required_approvals(),
+        "is_author": bool(rule.current_revision and rule.current_revision.author_id == request.user.pk),
+        "evidence": evidence,
+        "evidence_page": evidence_page,
+        "context_field": context_field,
+        "failures": failures,
+        "n_failures": len(proposal.get("failure_example_ids", []) or []),
+        "proposal": proposal,
+        "flips": proposal.get("flips") or {},
+        "dev_rows": _dev_rows(proposal),
+        "recent_decisions": recent,
+        "label_balance": sorted((rule.label_balance or {}).items(), key=lambda kv: -_as_int(kv[1])),
+        "approve_form": forms.get("approve") or ApproveForm(initial={"lock_version": lock}),
+        "edit_form": forms.get("edit") or EditForm(initial=initial_edit, task=task),
+        "reject_form": forms.get("reject") or RejectForm(initial={"lock_version": lock}),
+        "open_form": forms.get("open", ""),
+        "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+    }
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _example_view(example: Example, rule: Rule, context_field: str) -> dict[str, Any]:
+    inputs = example.inputs or {}
+    context = str(inputs.get(context_field, ""))
+    others = [(name, str(value)) for name, value in inputs.items() if name != context_field]
+    return {
+        "example": example,
+        "agrees": example.gold_label == rule.label,
+        "context": excerpts(context, example.evidence),
+        "full_context": highlight(context, example.evidence) if len(context) > 1500 else None,
+        "has_evidence": bool(example.evidence),
+        "others": others,
+    }
+
+
+def _dev_rows(proposal: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    before, after = proposal.get("dev_before") or {}, proposal.get("dev_after") or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
+    keys = list(dict.fromkeys([*before.keys(), *after.keys()]))
+    return [(key, before.get(key), after.get(key)) for key in keys]
+
+
+def _render_workspace(
+    request: HttpRequest, rule: Rule, filters: QueueFilters, *, flash: dict[str, Any] | None = None,
+    stale: services.StaleRuleError | None = None, forms: dict[str, Any] | None = None, status: int = 200,
+) -> HttpResponse:
+    context = _workspace_context(request, rule, filters, forms=forms)
+    context["flash"] = flash
+    if stale is not None:
+        context["stale"] = {
+            "message": stale.messages[0],
+            "changes": stale.changes,
+            "diff": fields_diff(stale.seen, rule),
+            "status_before": stale.seen.get("status", ""),
+        }
+    if request.htmx:
+        response = render(request, "rules/rule_detail.html#workspace", context)
+        return push_url(response, _with_query(rule.get_absolute_url(), filters))
+    return render(request, "rules/rule_detail.html", context, status=status)
+
+
+def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[str, Any] | None) -> HttpResponse:
+    context = {
+        "flash": flash,
+        "filters": filters,
+        "queue_url": _with_query(reverse("pld-review-queue"), filters),
+        "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+    }
+    response = render(request, "rules/rule_detail.html#nothing-left", context)
+    return push_url(response, context["queue_url"])
+
+
+def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
+    """Advance to the next rule of the queue, with a flash that offers to undo the decision."""
+    rule = decision.rule
+    text = _decision_flash(decision)
+    _, following = queue_neighbours(rule, filters)
+    if not request.htmx:
+        request.session[_FLASH_KEY] = {"text": text, "decision_id": decision.pk}
+        if following is None:
+            return redirect(_with_query(reverse("pld-review-queue"), filters))
+        return redirect(_with_query(following.get_absolute_url(), filters))
+    flash = {"text": text, "decision": decision}
+    if following is None:
+        return _empty_workspace(request, filters, flash)
+    return _render_workspace(request, _get_rule_for_user(request, following.pk), filters, flash=flash)
+
+
+def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
+    """Parse a decision form, call its service, and answer with the next rule or the form's errors."""
+    rule = _get_rule_for_user(request, rule_id)
+    filters = QueueFilters.from_query(request.POST, prefix="q_")
+    form_class = {"approve": ApproveForm, "edit": EditForm, "reject": RejectForm}[kind]
+    kwargs = {"task": rule.task} if kind == "edit" else {}
+    form = form_class(request.POST, **kwargs)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if kind == "approve":
+                decision = services.rule_approve(
+                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
+                )
+            elif kind == "reject":
+                decision = services.rule_reject(
+                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
+                )
+            else:
+                decision = services.rule_edit(
+                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                    text=data["text"], label=data["label"], topic=data["topic"],
+                    precedence_note=data["precedence_note"],
+                )
+        except services.StaleRuleError as exc:
+            fresh = _get_rule_for_user(request, rule_id)
+            return _render_workspace(request, fresh, filters, stale=exc, status=409)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            return _after_decision(request, decision, filters)
+    return _render_workspace(request, rule, filters, forms={kind: form, "open": kind}, status=400)
+
+
+def _add_errors(form: Any, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def review_queue_page(request: HttpRequest) -> HttpResponse:
+    filters = QueueFilters.from_query(request.GET)
+    page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    tasks = list(Task.objects.order_by("name"))
+    selected = next((t for t in tasks if t.name == filters.task), None)
+    labels = selected.label_names if selected else sorted({n for t in tasks for n in t.label_names})
+    context = {
+        "page": page,
+        "filters": filters,
+        "counts": queue_counts(filters),
+        "tasks": tasks,
+        "selected_task": selected,
+        "labels": labels,
+        "topics": queue_topics(filters),
+        "origins": Rule.Origin.choices,
+        "statuses": Rule.Status.choices,
+        "query": filters.as_query(),
+        "required_approvals": services.required_approvals(),
+        "flash": _flash_from_session(request) if _FLASH_KEY in request.session else None,
+        "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+    }
+    if request.htmx and request.htmx.target == "queue-results":
+        return render(request, "rules/review_queue.html#queue-results", context)
+    return render(request, "rules/review_queue.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = _get_rule_for_user(request, rule_id)
+    filters = QueueFilters.from_query(request.GET)
+    flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
+    return _render_workspace(request, rule, filters, flash=flash)
+
+
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    return _decide(request, rule_id, "approve")
+
+
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    return _decide(request, rule_id, "edit")
+
+
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    return _decide(request, rule_id, "reject")
+
+
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
+    decision = get_object_or_404(Decision.objects.select_related("rule"), pk=decision_id)
+    if decision.reviewer_id != request.user.pk:
+        raise PermissionDenied("Only the reviewer who made a decision can undo it.")
+    filters = QueueFilters.from_query(request.POST, prefix="q_")
+    try:
+        undo = services.decision_undo(decision=decision, user=request.user)
+    except ValidationError as exc:
+        rule = _get_rule_for_user(request, decision.rule_id)
+        flash = {"text": " ".join(exc.messages), "error": True}
+        if not request.htmx:
+            request.session[_FLASH_KEY] = {"text": flash["text"], "decision_id": None}
+            return redirect(_with_query(rule.get_absolute_url(), filters))
+        return _render_workspace(request, rule, filters, flash=flash)
+    text = _decision_flash(undo)
+    if not request.htmx:
+        request.session[_FLASH_KEY] = {"text": text, "decision_id": None}
+        return redirect(_with_query(undo.rule.get_absolute_url(), filters))
+    return _render_workspace(request, _get_rule_for_user(request, undo.rule_id), filters, flash={"text": text})
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = _get_rule_for_user(request, rule_id)
+    revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
+    by_number = {r.number: r for r in revisions}
+    latest = revisions[-1].number if revisions else 1
+    b = _as_int(request.GET.get("b")) or latest
+    a = _as_int(request.GET.get("a")) or max(1, b - 1)
+    if a not in by_number or b not in by_number:
+        raise Http404("No such revision")
+    decisions = list(
+        Decision.objects.filter(rule=rule)
+        .select_related("reviewer", "revision", "undoes")
+        .prefetch_related("undone_by")
+        .order_by("created_at", "id")
+    )
+    records = list(rule.history.select_related("history_user").order_by("-history_date", "-history_id"))
+    context = {
+        "rule": rule,
+        "task": rule.task,
+        "revisions": revisions,
+        "decisions": decisions,
+        "records": records,
+        "a": by_number[a],
+        "b": by_number[b],
+        "diff": fields_diff(by_number[a], by_number[b]),
+    }
+    if request.htmx and request.htmx.target == "revision-diff":
+        return render(request, "rules/rule_history.html#revision-diff", context)
+    return render(request, "rules/rule_history.html", context)
+
+
+def _ruleset_context(task: Task) -> dict[str, Any]:
+    rules = services.ruleset_rules(task)
+    groups: list[dict[str, Any]] = []
+    for number, rule in enumerate(rules, start=1):
+        key = (rule.topic, rule.label)
+        if not groups or groups[-1]["key"] != key:
+            groups.append({"key": key, "topic": rule.topic, "label": rule.label, "rules": []})
+        groups[-1]["rules"].append({"number": number, "rule": rule, "first": number == 1, "last": number == len(rules)})
+    summary: dict[tuple[str, str], int] = {}
+    for rule in rules:
+        key = (rule.topic or "(no topic)", rule.label)
+        summary[key] = summary.get(key, 0) + 1
+    by_status = Rule.objects.filter(task=task).values("status").annotate(n=Count("id"))
+    counts = {row["status"]: row["n"] for row in by_status}
+    return {
+        "task": task,
+        "groups": groups,
+        "n_rules": len(rules),
+        "summary": sorted(summary.items()),
+        "counts": counts,
+        "scattered": len(groups) > len({g["key"] for g in groups}),
+    }
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    return render(request, "rules/ruleset.html", _ruleset_context(task))
+
+
+@require_POST
+@login_required
+@permission_required("rules.reorder_ruleset", raise_exception=True)
+def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    form = ReorderForm(request.POST)
+    error = ""
+    moved_id = None
+    if form.is_valid():
+        rule = get_object_or_404(Rule, pk=form.cleaned_data["rule"], task=task)
+        moved_id = rule.pk
+        try:
+            services.ruleset_reorder(
+                rule=rule, user=request.user, direction=form.cleaned_data["direction"],
+                lock_version=form.cleaned_data["lock_version"],
+            )
+        except services.StaleRuleError:
+            error = "The rule set changed while you were reading it; nothing was moved. Here is the current order."
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    else:
+        error = "Choose a rule and a direction."
+    if not request.htmx:
+        if error:
+            context = _ruleset_context(task) | {"error": error}
+            return render(request, "rules/ruleset.html", context, status=409)
+        url = reverse("pld-ruleset", args=[task.name])
+        return redirect(f"{url}#rule-{moved_id}")
+    context = _ruleset_context(task) | {"error": error, "moved_id": moved_id}
+    return render(request, "rules/ruleset.html#ruleset-list", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required("rules.add_rule", raise_exception=True)
+def rule_create(request: HttpRequest) -> HttpResponse:
+    selected = Task.objects.filter(name=request.GET.get("task") or request.POST.get("task") or "").first()
+    if request.method == "POST":
+        form = RuleCreateForm(request.POST, task=selected)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                rule = services.rule_create(
+                    task=data["task"], user=request.user, text=data["text"], label=data["label"],
+                    topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                request.session[_FLASH_KEY] = {
+                    "text": f"Rule {rule.pk} written. Another reviewer must approve it before it joins the rule set.",
+                    "decision_id": None,
+                }
+                return redirect(rule)
+    else:
+        form = RuleCreateForm(initial={"task": selected.name if selected else None}, task=selected)
+    return render(request, "rules/rule_create.html", {"form": form, "selected_task": selected})
+
+
+@require_GET
+@login_required
+@permission_required("rules.export_decision_log", raise_exception=True)
+def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    if fmt == "csv":
+        response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
+    elif fmt == "json":
+        response = HttpResponse(decision_log_json(task=task), content_type="application/json")
+    else:
+        raise Http404("Export as csv or json")
+    response["Content-Disposition"] = f'attachment; filename="{task.name}-decision-log.{fmt}"'
+    return response
+
+
+urlpatterns = [
+    path("review/", review_queue_page, name="pld-review-queue"),
+    path("rules/new/", rule_create, name="pld-rule-create"),
+    path("rules/<int:rule_id>/", rule_detail, name="pld-rule-detail"),
+    path("rules/<int:rule_id>/approve/", approve_rule, name="pld-rule-approve"),
+    path("rules/<int:rule_id>/edit/", edit_rule, name="pld-rule-edit"),
+    path("rules/<int:rule_id>/reject/", reject_rule, name="pld-rule-reject"),
+    path("rules/<int:rule_id>/history/", rule_history, name="pld-rule-history"),
+    path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
+    path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
+    path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
+    path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
+]
