@@ -1,0 +1,62 @@
+"""Demo step: one user per role and the two fixture tasks (nda-demo, escalation)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TextIO
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+
+from pldreview.roles import ADMIN, AUDITOR, REVIEWER
+from rules.datasets import dataset_import, task_define
+from rules.importers import FieldMap
+from rules.models import DatasetImport
+
+FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
+DEMO_SPLIT_SEED = 0
+
+# Fixed demo logins, printed by the demo command; never used outside a demo database.
+DEMO_USERS = [
+    ("rita", REVIEWER, "rita-demo-2026"),
+    ("ravi", REVIEWER, "ravi-demo-2026"),
+    ("aude", AUDITOR, "aude-demo-2026"),
+    ("adam", ADMIN, "adam-demo-2026"),
+]
+
+# (task definition, examples): both are jsonl with an ``id`` column.
+DEMO_TASKS = [
+    ("nda_demo.task.json", "nda_demo.jsonl"),
+    ("escalation.task.json", "escalation.jsonl"),
+]
+
+
+@transaction.atomic
+def seed_users_and_tasks(stdout: TextIO) -> None:
+    """Create the demo users and import the fixture tasks; a second run changes nothing."""
+    for username, role, password in DEMO_USERS:
+        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+        if created or not user.check_password(password):
+            user.set_password(password)
+            user.save()
+        user.groups.add(Group.objects.get(name=role))
+        stdout.write(f"  login {username:<5} role {role:<8} password {password}\n")
+    for definition_file, examples_file in DEMO_TASKS:
+        definition = json.loads((FIXTURES_DIR / definition_file).read_text())
+        task = task_define(definition=definition)
+        path = FIXTURES_DIR / examples_file
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        added = 0
+        # A second run must not even add an import record for the same file.
+        if not DatasetImport.objects.filter(task=task, source_sha256=sha256).exists():
+            record = dataset_import(
+                task_name=task.name,
+                fmt="jsonl",
+                path_or_file=path,
+                split_seed=DEMO_SPLIT_SEED,
+                field_map=FieldMap(id="id"),
+            )
+            added = record.n_added
+        stdout.write(f"  task {task.name}: {task.examples.count()} examples ({added} added by this run)\n")
