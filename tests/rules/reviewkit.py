@@ -16,10 +16,12 @@ def teacher_rule(task: Task, text: str = "If the clause lets the recipient share
                         support=support, **extra)
 
 
-def example(task: Task, n: int, *, premise: str = "", gold: str = "Entailment", evidence: list | None = None) -> Example:
+def example(
+    task: Task, n: int, *, premise: str = "", gold: str = "Entailment", evidence: list | None = None
+) -> Example:
     """Return a saved example with a premise, a hypothesis and optional evidence spans."""
     inputs = {"premise": premise or f"Clause {n}: the recipient may share with employees.", "hypothesis": f"H{n}"}
-    ex = Example(task=task, inputs=inputs, gold_label=gold, split="train", content_hash=Example.hash_content(inputs, gold),
-                 evidence=evidence or [])
+    ex = Example(task=task, inputs=inputs, gold_label=gold, split="train",
+                 content_hash=Example.hash_content(inputs, gold), evidence=evidence or [])
     ex.save()
     return ex
