@@ -1,4 +1,8 @@
 """URLs of the evaluation app. Each area keeps its own list in ``evaluation/views/<area>.py``."""
 from __future__ import annotations
 
-urlpatterns: list = []
+from evaluation.views import reports
+
+urlpatterns: list = [
+    *reports.urlpatterns,
+]

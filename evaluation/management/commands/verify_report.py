@@ -1,0 +1,33 @@
+"""Verify a report file: exit 0 only when it is signed, unmodified and issued by this instance."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evaluation.verification import report_verify
+
+MARKS = {True: "pass", False: "FAIL", None: "skip"}
+
+
+class Command(BaseCommand):
+    help = "Verify a signed report: signature valid, unmodified since signing, and issued by this instance."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("file", help="The PDF to verify")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"No such file: {path}")
+        verdict = report_verify(data=path.read_bytes())
+        self.stdout.write(f"File: {path} (SHA-256 {verdict.sha256})")
+        for check in verdict.checks:
+            line = f"  [{MARKS[check.passed]}] {check.title}"
+            if check.detail:
+                line += f": {check.detail}"
+            self.stdout.write(line)
+        if not verdict.ok:
+            raise CommandError(verdict.message)
+        self.stdout.write(self.style.SUCCESS(verdict.message))

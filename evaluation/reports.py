@@ -1,0 +1,489 @@
+"""Signed PDF audit reports for a prompt version: gather, render with WeasyPrint, sign, check, store.
+
+The report states what is in a prompt version, who decided on every rule in it and why, how it
+performed against the baselines, and how it reached production. It is rendered from
+``templates/evaluation/report_pdf.html``, signed with the instance's identity (see ``signing.py``),
+validated again right after signing, and kept under ``MEDIA_ROOT/reports/`` with its SHA-256 so a
+copy handed out months ago can be matched. A report is never overwritten: regenerating makes a
+new record.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Prefetch
+from django.template.loader import render_to_string
+
+from evaluation.models import EvaluationRun, Promotion, Report
+from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
+from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
+
+REPORTS_DIR = "reports"
+BASELINE_MODES = (EvaluationRun.Mode.ZERO_SHOT, EvaluationRun.Mode.FEW_SHOT, EvaluationRun.Mode.COT)
+
+
+class ReportError(Exception):
+    """A report could not be produced or failed its own signature check."""
+
+
+# --- gathering ---------------------------------------------------------------------------------
+
+
+def _user_display(user: Any) -> str:
+    if user is None:
+        return "—"
+    full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+    return f"{full} ({user.get_username()})" if full else user.get_username()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _rule_history(rule: Rule) -> list[dict[str, Any]]:
+    """Return the rule's proposal, revisions and decisions as one timeline, oldest first."""
+    revisions = list(rule.revisions.all())
+    decisions = list(rule.decisions.all())
+    edited_revision_ids = {d.revision_id for d in decisions if d.action == Decision.Action.EDIT}
+    has_create = any(d.action == Decision.Action.CREATE for d in decisions)
+    events: list[dict[str, Any]] = []
+    for revision in revisions:
+        is_first = revision.number == 1
+        if (is_first and has_create) or revision.pk in edited_revision_ids:
+            continue  # the decision row tells the same event, with the reviewer
+        events.append(
+            {
+                "when": revision.created_at,
+                "action": "Proposed" if is_first else f"Revised (r{revision.number})",
+                "who": _user_display(revision.author) if revision.author_id else "",
+                "model": revision.author_model,
+                "reason": revision.reason,
+                "revision": revision.number,
+                "text": revision.text,
+                "label": revision.label,
+                "status_change": "",
+            }
+        )
+    for decision in decisions:
+        revision = decision.revision
+        shows_text = decision.action in (Decision.Action.EDIT, Decision.Action.CREATE)
+        status_change = ""
+        if decision.status_before != decision.status_after:
+            status_change = f"{decision.status_before or 'new'} → {decision.status_after}"
+        action = decision.get_action_display()
+        if decision.action == Decision.Action.EDIT and revision is not None:
+            action = f"Edited (r{revision.number})"
+        if decision.undoes_id:
+            action = f"Undid decision #{decision.undoes_id}"
+        events.append(
+            {
+                "when": decision.created_at,
+                "action": action,
+                "who": _user_display(decision.reviewer),
+                "model": "",
+                "reason": decision.reason,
+                "revision": revision.number if revision is not None else None,
+                "text": revision.text if shows_text and revision is not None else "",
+                "label": revision.label if shows_text and revision is not None else "",
+                "status_change": status_change,
+            }
+        )
+    events.sort(key=lambda e: e["when"])
+    return events
+
+
+def _rules_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
+    entries = (
+        PromptVersionRule.objects.filter(prompt_version=prompt_version)
+        .select_related("revision", "revision__author", "rule", "rule__proposed_by", "rule__clustering_run")
+        .prefetch_related(
+            Prefetch("rule__revisions", queryset=RuleRevision.objects.select_related("author").order_by("number")),
+            Prefetch(
+                "rule__decisions",
+                queryset=Decision.objects.select_related("reviewer", "revision").order_by("created_at", "id"),
+            ),
+        )
+        .order_by("position")
+    )
+    rules = []
+    for entry in entries:
+        rule, revision = entry.rule, entry.revision
+        rules.append(
+            {
+                "position": entry.position,
+                "anchor": f"rule-{entry.position}",
+                "rule_id": rule.pk,
+                "revision": revision.number,
+                "text": revision.text,
+                "label": revision.label,
+                "topic": revision.topic,
+                "precedence_note": revision.precedence_note,
+                "origin": rule.get_origin_display(),
+                "proposer": rule.proposer_display,
+                "proposed_by_model": rule.proposed_by_model,
+                "teacher_endpoint": rule.teacher_endpoint,
+                "support": rule.support,
+                "diagnosis": rule.get_diagnosis_display() if rule.diagnosis else "",
+                "status_now": rule.get_status_display(),
+                "current_revision": rule.current_revision_id == revision.pk,
+                "history": _rule_history(rule),
+            }
+        )
+    return rules
+
+
+def _confusion_rows(labels: list[str], matrix: list[list[int]]) -> list[dict[str, Any]]:
+    """Return confusion-matrix rows with each cell shaded by its share of the gold label's examples."""
+    rows = []
+    for i, label in enumerate(labels):
+        counts = matrix[i] if i < len(matrix) else []
+        total = sum(counts) or 1
+        cells = []
+        for j, count in enumerate(counts):
+            share = count / total
+            cells.append(
+                {
+                    "count": count,
+                    "share": round(share * 100),
+                    "alpha": f"{0.08 + 0.8 * share:.2f}" if count else "0",
+                    "dark": share > 0.55,
+                    "diagonal": i == j,
+                }
+            )
+        rows.append({"label": label, "cells": cells, "total": sum(counts)})
+    return rows
+
+
+def _run_data(run: EvaluationRun, labels: list[str]) -> dict[str, Any]:
+    metrics = run.metrics or {}
+    ci = metrics.get("macro_f1_ci95") or []
+    per_class = metrics.get("per_class") or {}
+    run_labels = metrics.get("labels") or labels
+    adherence = run.adherence or {}
+    chance = adherence.get("chance") or (1.0 / len(labels) if labels else 0.0)
+    low_adherence = bool(adherence.get("warning")) or (
+        run.rule_adherence is not None and run.rule_adherence <= chance
+    )
+    return {
+        "id": run.pk,
+        "mode": run.get_mode_display(),
+        "mode_key": run.mode,
+        "split": run.get_split_display(),
+        "n": metrics.get("n", run.n_examples),
+        "macro_f1": metrics.get("macro_f1"),
+        "ci_low": ci[0] if len(ci) == 2 else None,
+        "ci_high": ci[1] if len(ci) == 2 else None,
+        "accuracy": metrics.get("accuracy"),
+        "latency_p50": metrics.get("latency_ms_p50"),
+        "latency_p95": metrics.get("latency_ms_p95"),
+        "n_refused": metrics.get("n_refused"),
+        "per_class": [
+            {"label": label, **per_class[label]} for label in run_labels if isinstance(per_class.get(label), dict)
+        ],
+        "confusion": _confusion_rows(run_labels, metrics.get("confusion") or []),
+        "confusion_labels": run_labels,
+        "model_name": run.model_name or Path(run.model_path).name,
+        "model_sha256": run.model_sha256,
+        "quantization": run.quantization,
+        "data_sha256": run.data_sha256,
+        "limit": run.limit,
+        "seed": run.seed,
+        "k_shot": run.k_shot,
+        "finished_at": run.finished_at,
+        "rule_adherence": run.rule_adherence,
+        "adherence_chance": chance,
+        "adherence_warning": adherence.get("warning", "") if low_adherence else "",
+        "low_adherence": low_adherence,
+    }
+
+
+def _evaluation_runs(prompt_version: PromptVersion) -> tuple[EvaluationRun | None, list[EvaluationRun]]:
+    """Return this version's latest finished pld run (test split first) and the latest baselines beside it."""
+    finished = EvaluationRun.objects.filter(task=prompt_version.task, status=EvaluationRun.Status.FINISHED)
+    own = finished.filter(prompt_version=prompt_version, mode=EvaluationRun.Mode.PLD).order_by("-finished_at", "-id")
+    pld = own.filter(split=Split.TEST).first() or own.first()
+    split = pld.split if pld is not None else Split.TEST
+    baselines = []
+    for mode in BASELINE_MODES:
+        run = finished.filter(mode=mode, split=split).order_by("-finished_at", "-id").first()
+        if run is not None:
+            baselines.append(run)
+    return pld, baselines
+
+
+def _f1_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lay out a horizontal bar chart of macro-F1 with its 95% interval, as SVG coordinates."""
+    width, left, bar_h, gap = 460, 150, 18, 10
+    scale = width - left - 20
+    bars = []
+    for i, run in enumerate(r for r in runs if r["macro_f1"] is not None):
+        y = 10 + i * (bar_h + gap)
+        bar = {
+            "label": run["mode"],
+            "y": y,
+            "text_y": y + bar_h - 4,
+            "width": round(float(run["macro_f1"]) * scale, 1),
+            "value": f"{float(run['macro_f1']):.3f}",
+            "value_x": left + round(float(run["macro_f1"]) * scale, 1) + 4,
+            "pld": run["mode_key"] == EvaluationRun.Mode.PLD,
+        }
+        if run["ci_low"] is not None and run["ci_high"] is not None:
+            bar.update(
+                ci_x1=left + round(float(run["ci_low"]) * scale, 1),
+                ci_x2=left + round(float(run["ci_high"]) * scale, 1),
+                ci_y=y + bar_h / 2,
+            )
+        bars.append(bar)
+    height = 20 + len(bars) * (bar_h + gap)
+    ticks = [{"x": left + round(t * scale, 1), "label": f"{t:.1f}"} for t in (0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    return {"width": width, "height": height + 14, "left": left, "bars": bars, "ticks": ticks, "axis_y": height}
+
+
+def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
+    promotions = (
+        Promotion.objects.filter(task=prompt_version.task)
+        .select_related("prompt_version", "from_version", "promoted_by", "evaluation_run")
+        .order_by("created_at", "id")
+    )
+    rows = []
+    for promotion in promotions:
+        gate = promotion.gate if isinstance(promotion.gate, dict) else {}
+        rows.append(
+            {
+                "when": promotion.created_at,
+                "to": f"v{promotion.prompt_version.number}",
+                "from": f"v{promotion.from_version.number}" if promotion.from_version else "—",
+                "concerns_this": prompt_version.pk in (promotion.prompt_version_id, promotion.from_version_id),
+                "is_rollback": promotion.is_rollback,
+                "by": _user_display(promotion.promoted_by),
+                "reason": promotion.reason,
+                "override_justification": promotion.override_justification,
+                "evaluation_run": promotion.evaluation_run_id,
+                "gate": [
+                    {"key": key.replace("_", " "), "value": value}
+                    for key, value in gate.items()
+                    if not isinstance(value, dict | list)
+                ],
+            }
+        )
+    return rows
+
+
+def report_data(
+    *, prompt_version: PromptVersion, generated_by: Any, generated_at: Any, report_id: int | None,
+    identity: SigningIdentity | None,
+) -> dict[str, Any]:
+    """Return everything the report states about a prompt version, as plain data for the template."""
+    task = prompt_version.task
+    labels = task.label_names
+    pld, baselines = _evaluation_runs(prompt_version)
+    pld_data = _run_data(pld, labels) if pld is not None else None
+    baseline_data = [_run_data(run, labels) for run in baselines]
+    all_runs = ([pld_data] if pld_data else []) + baseline_data
+    computed_sha = _sha256_text(prompt_version.text)
+    return {
+        "report_id": report_id,
+        "generated_at": generated_at,
+        "generated_by": _user_display(generated_by),
+        "task": {
+            "name": task.name,
+            "title": task.title or task.name,
+            "description": task.description,
+            "labels": [{"name": label["name"], "description": label.get("description", "")} for label in task.labels],
+        },
+        "version": {
+            "number": prompt_version.number,
+            "status": prompt_version.get_status_display(),
+            "status_key": prompt_version.status,
+            "text": prompt_version.text,
+            "sha256": prompt_version.sha256 or computed_sha,
+            "sha256_matches": not prompt_version.sha256 or prompt_version.sha256 == computed_sha,
+            "computed_sha256": computed_sha,
+            "rule_set_hash": prompt_version.rule_set_hash,
+            "template_version": prompt_version.template_version,
+            "token_count": prompt_version.token_count,
+            "tokenizer": Path(prompt_version.tokenizer).name if prompt_version.tokenizer else "",
+            "compiled_by": _user_display(prompt_version.compiled_by) if prompt_version.compiled_by_id else "—",
+            "created_at": prompt_version.created_at,
+        },
+        "model": {
+            "name": pld_data["model_name"] if pld_data else "",
+            "sha256": pld_data["model_sha256"] if pld_data else "",
+            "quantization": pld_data["quantization"] if pld_data else "",
+        },
+        "data_sha256": pld_data["data_sha256"] if pld_data else "",
+        "rules": _rules_data(prompt_version),
+        "pld": pld_data,
+        "baselines": baseline_data,
+        "runs": all_runs,
+        "chart": _f1_chart(all_runs) if all_runs else None,
+        "promotions": _promotions_data(prompt_version),
+        "signer": {
+            "subject": identity.subject if identity else "",
+            "fingerprint": identity.fingerprint if identity else "",
+            "self_signed": identity.is_self_signed if identity else False,
+            "not_valid_after": identity.not_valid_after if identity else None,
+        },
+        "tsa_url": settings.PLD_TSA_URL,
+    }
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def report_render_html(data: dict[str, Any]) -> str:
+    """Render the report's data to the print HTML."""
+    return render_to_string("evaluation/report_pdf.html", {"report": data})
+
+
+def report_render_pdf(data: dict[str, Any]) -> bytes:
+    """Render the report's data to an (unsigned) PDF with WeasyPrint."""
+    import weasyprint
+
+    html_text = report_render_html(data)
+    document = weasyprint.HTML(string=html_text, base_url=str(settings.BASE_DIR))
+    return document.write_pdf()
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+def _identity() -> SigningIdentity:
+    return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
+
+
+def _save_report(report: Report, *, user: Any, reason: str) -> None:
+    report.full_clean()
+    report._history_user = user  # type: ignore[attr-defined]
+    report._change_reason = reason[:100]  # type: ignore[attr-defined]
+    report.save()
+
+
+@transaction.atomic
+def report_create(*, prompt_version: PromptVersion, user: AbstractBaseUser, job: Any = None) -> Report:
+    """Record a queued report for a prompt version; ``report_build`` produces its file."""
+    if not user.has_perm("evaluation.generate_report"):  # type: ignore[attr-defined]
+        raise PermissionDenied(f"{user} may not generate reports")
+    if not prompt_version.text.strip():
+        raise ValidationError("This prompt version has no text to report on.")
+    report = Report(prompt_version=prompt_version, generated_by=user, job=job, status=Report.Status.QUEUED)
+    _save_report(report, user=user, reason=f"Requested a report on {prompt_version}")
+    return report
+
+
+def _report_fail(report: Report, message: str) -> Report:
+    report.status = Report.Status.FAILED
+    report.error = message
+    with transaction.atomic():
+        _save_report(report, user=report.generated_by, reason="Report failed")
+    return report
+
+
+def _store(report: Report, data: bytes) -> str:
+    version = report.prompt_version
+    relative = f"{REPORTS_DIR}/{version.task.name}-v{version.number}-report-{report.pk}.pdf"
+    path = Path(settings.MEDIA_ROOT) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Exclusive create: an issued file is never replaced.
+    with path.open("xb") as handle:
+        handle.write(data)
+    return relative
+
+
+def report_build(*, report: Report, progress: Any = None) -> Report:
+    """Render, sign and self-check a queued report, then store it; a failed check leaves no file.
+
+    Runs outside one long transaction on purpose: rendering takes seconds and must not hold the
+    database's write lock.
+    """
+    if report.status != Report.Status.QUEUED:
+        return report
+    version = PromptVersion.objects.select_related("task", "compiled_by").get(pk=report.prompt_version_id)
+
+    def note(message: str) -> None:
+        if progress is not None:
+            progress.advance(message=message)
+
+    try:
+        identity = _identity()
+        data = report_data(
+            prompt_version=version, generated_by=report.generated_by, generated_at=report.created_at,
+            report_id=report.pk, identity=identity,
+        )
+        note("Gathered rules, decisions, evaluations and promotions")
+        pdf = report_render_pdf(data)
+        note(f"Rendered {len(pdf) // 1024} KiB; signing")
+        signed = pdf_sign(
+            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            tsa_url=settings.PLD_TSA_URL, reason=f"Audit report {report.pk} on {version}",
+        )
+    except SigningError as exc:
+        return _report_fail(report, str(exc))
+    check = pdf_signature_validate(signed, trust=identity.certificate)
+    if not (check.valid and check.trusted and check.unmodified and check.signer_fingerprint == identity.fingerprint):
+        summary = check.problem or check.details.get("summary", "")
+        return _report_fail(report, f"The signed report failed its own signature check ({summary}); not issued.")
+    note("Signature checked")
+    report.file = _store(report, signed)
+    report.sha256 = hashlib.sha256(signed).hexdigest()
+    report.size = len(signed)
+    report.signer = f"{identity.subject} (SHA-256 {identity.fingerprint})"[:300]
+    report.status = Report.Status.READY
+    report.error = ""
+    with transaction.atomic():
+        _save_report(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…")
+    return report
+
+
+def report_generate(*, prompt_version: PromptVersion, user: AbstractBaseUser, job: Any = None) -> Report:
+    """Produce a new signed report on a prompt version (a new record every time)."""
+    report = report_create(prompt_version=prompt_version, user=user, job=job)
+    return report_build(report=report)
+
+
+def report_path(report: Report) -> Path:
+    """Return where an issued report's file is stored."""
+    if not report.file:
+        raise ReportError(f"Report {report.pk} has no file ({report.get_status_display().lower()})")
+    return Path(settings.MEDIA_ROOT) / report.file
+
+
+def report_filename(report: Report) -> str:
+    """Return the file name a downloaded report is saved under."""
+    return Path(report.file).name if report.file else f"report-{report.pk}.pdf"
+
+
+def production_version(task_name: str) -> PromptVersion:
+    """Return the task's prompt version in production, or explain why there is none."""
+    version = (
+        PromptVersion.objects.select_related("task")
+        .filter(task__name=task_name, status=PromptVersion.Status.PRODUCTION)
+        .first()
+    )
+    if version is None:
+        raise ValidationError(f"Task {task_name!r} has no prompt version in production.")
+    return version
+
+
+
+@transaction.atomic
+def report_request(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> Report:
+    """Record a queued report and hand its production to the background worker."""
+    from pldreview.jobs import job_start
+
+    report = report_create(prompt_version=prompt_version, user=user)
+    job = job_start(
+        kind="evaluation.report_jobs.generate_report",
+        title=f"Signed report on {prompt_version}",
+        params={"report_id": report.pk},
+        user=user,
+    )
+    report.job = job
+    _save_report(report, user=user, reason=f"Queued as job {job.pk}")
+    return report

@@ -1,0 +1,125 @@
+"""Signed reports: list, detail, download, generate (as a job) and the auditor's verification upload."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from evaluation.models import Report
+from evaluation.reports import ReportError, report_filename, report_path, report_request
+from evaluation.verification import report_verify
+from rules.models import PromptVersion
+
+REPORTS_SHOWN = 200
+MAX_VERIFY_BYTES = 50 * 1024 * 1024
+
+
+class GenerateReportForm(forms.Form):
+    prompt_version = forms.ModelChoiceField(queryset=PromptVersion.objects.select_related("task"))
+
+
+class VerifyReportForm(forms.Form):
+    file = forms.FileField(label="Report PDF", help_text="The signed PDF exactly as you received it.")
+
+    def clean_file(self) -> object:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_VERIFY_BYTES:
+            raise ValidationError(f"The file is larger than {MAX_VERIFY_BYTES // (1024 * 1024)} MiB.")
+        return upload
+
+
+def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:
+    """Return the report, or 404; everyone who may view reports sees all of them."""
+    reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by", "job")
+    return get_object_or_404(reports, pk=report_id)
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_report", raise_exception=True)
+def report_list(request: HttpRequest) -> HttpResponse:
+    reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by")
+    version = None
+    version_id = request.GET.get("version", "")
+    if version_id.isdigit():
+        version = get_object_or_404(PromptVersion.objects.select_related("task"), pk=int(version_id))
+        reports = reports.filter(prompt_version=version)
+    context = {"reports": list(reports[:REPORTS_SHOWN]), "version": version, "shown": REPORTS_SHOWN}
+    return render(request, "evaluation/report_list.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_report", raise_exception=True)
+def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
+    report = _get_report_for_user(request, report_id)
+    if request.htmx:
+        return render(request, "evaluation/report_detail.html#report-status", {"report": report})
+    return render(request, "evaluation/report_detail.html", {"report": report})
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_report", raise_exception=True)
+def report_download(request: HttpRequest, report_id: int) -> FileResponse:
+    report = _get_report_for_user(request, report_id)
+    if report.status != Report.Status.READY:
+        raise Http404("This report has no file to download.")
+    try:
+        handle = report_path(report).open("rb")
+    except (ReportError, FileNotFoundError) as exc:
+        raise Http404("The report's file is missing from storage.") from exc
+    return FileResponse(handle, as_attachment=True, filename=report_filename(report), content_type="application/pdf")
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.generate_report", raise_exception=True)
+def generate_report(request: HttpRequest) -> HttpResponse:
+    form = GenerateReportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a prompt version to report on.")
+        return redirect("pld-report-list")
+    version = form.cleaned_data["prompt_version"]
+    try:
+        report = report_request(prompt_version=version, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(f"{reverse('pld-report-list')}?version={version.pk}")
+    messages.success(request, f"Report {report.pk} on {version} is being generated and signed.")
+    url = report.job.get_absolute_url() if report.job else report.get_absolute_url()
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required("evaluation.verify_report", raise_exception=True)
+def verify_report(request: HttpRequest) -> HttpResponse:
+    verdict = None
+    if request.method == "POST":
+        form = VerifyReportForm(request.POST, request.FILES)
+        if form.is_valid():
+            verdict = report_verify(data=form.cleaned_data["file"].read())
+    else:
+        form = VerifyReportForm()
+    context = {"form": form, "verdict": verdict}
+    if request.htmx:
+        return render(request, "evaluation/report_verify.html#verify-result", context)
+    return render(request, "evaluation/report_verify.html", context)
+
+
+urlpatterns = [
+    path("reports/", report_list, name="pld-report-list"),
+    path("reports/generate/", generate_report, name="pld-report-generate"),
+    path("reports/verify/", verify_report, name="pld-report-verify"),
+    path("reports/<int:report_id>/", report_detail, name="pld-report-detail"),
+    path("reports/<int:report_id>/download/", report_download, name="pld-report-download"),
+]
