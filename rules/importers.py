@@ -195,7 +195,7 @@ def _mapped_example(
         column = field_map.fields.get(name, name)
         value = _text_value(record.get(column))
         if value is None:
-            problem = "missing field" if record.get(column) is None else "field is not text"
+            problem = "missing field" if record.get(column) is None else "not text: field"
             raise ImportRefused(source, where, f"{problem} {column!r} (task field {name!r})")
         inputs[name] = value
     label = _text_value(record.get(field_map.label))
