@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-# Words and the whitespace after them stay together, so a diff reads as sentences, not characters.
-_TOKEN = re.compile(r"\S+\s*|\s+")
+# Words, punctuation and spaces are separate tokens, so "share," → "share with employees," shows
+# only the added words rather than replacing "share,".
+_TOKEN = re.compile(r"\w+|[^\w\s]+|\s+")
 
 DIFF_FIELDS = (("text", "Rule"), ("label", "Label"), ("topic", "Topic"), ("precedence_note", "Precedence note"))
 
@@ -27,15 +28,31 @@ class FieldDiff:
 def word_diff(old: str, new: str) -> list[tuple[str, str]]:
     """Return the words of two texts as (op, text) runs, op being "equal", "delete" or "insert"."""
     a, b = _TOKEN.findall(old or ""), _TOKEN.findall(new or "")
+    opcodes = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    # A lone space between two changes reads better inside the change: "names employees" → "lets the
+    # recipient share" instead of two interleaved changes.
+    blocks: list[tuple[str, str, str]] = []
+    for op, i1, i2, j1, j2 in opcodes:
+        before, after = "".join(a[i1:i2]), "".join(b[j1:j2])
+        blocks.append((op, before, after))
     runs: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            runs.append(("equal", "".join(a[i1:i2])))
+    pending_del, pending_ins = "", ""
+    for index, (op, before, after) in enumerate(blocks):
+        between_changes = 0 < index < len(blocks) - 1 and before.isspace()
+        if op == "equal" and not between_changes:
+            if pending_del:
+                runs.append(("delete", pending_del))
+            if pending_ins:
+                runs.append(("insert", pending_ins))
+            pending_del, pending_ins = "", ""
+            runs.append(("equal", before))
             continue
-        if op in ("delete", "replace"):
-            runs.append(("delete", "".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            runs.append(("insert", "".join(b[j1:j2])))
+        pending_del += before
+        pending_ins += after
+    if pending_del:
+        runs.append(("delete", pending_del))
+    if pending_ins:
+        runs.append(("insert", pending_ins))
     return runs
 
 
