@@ -1,31 +1,220 @@
-"""Task pages: the list of tasks and one task's examples and label distribution."""
+"""Task pages: the task list, one task's label distribution and examples, one example, and dataset import."""
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.urls import path
-from django.views.decorators.http import require_GET
+from typing import Any
 
-from rules.models import Task
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.views.decorators.http import require_GET, require_http_methods
+
+from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
+from rules.evidence import highlight
+from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
+from rules.models import DatasetImport, Example, Split, Task
+
+EXAMPLES_PER_PAGE = 50
+GROUP_PREVIEW_LIMIT = 40
+
+FORMAT_CHOICES = [
+    ("jsonl", "JSON Lines (one object a line; map its keys below)"),
+    ("csv", "CSV with a header row (map its columns below)"),
+    ("contractnli", "ContractNLI official JSON (documents × hypotheses, evidence spans)"),
+    ("stereoset", "StereoSet flattened JSONL (one example per sentence)"),
+    ("logiqa2", "LogiQA 2.0 JSON lines (passage, question, options → answer letter)"),
+]
+
+
+class DatasetImportForm(forms.Form):
+    task = forms.SlugField(
+        max_length=100, label="Task name",
+        help_text="An existing task, or a new name (letters, digits and hyphens) to create one from the file.",
+    )
+    fmt = forms.ChoiceField(choices=FORMAT_CHOICES, label="Format")
+    file = forms.FileField(label="Dataset file")
+    split = forms.ChoiceField(
+        required=False, label="Split",
+        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")] + list(Split.choices),
+        help_text="Put every example in one split, or let the seed split them.",
+    )
+    split_seed = forms.IntegerField(
+        required=False, min_value=0, initial=DEFAULT_SPLIT_SEED, label="Split seed",
+        help_text="The same file and seed always give the same split.",
+    )
+    fields = forms.CharField(
+        required=False, label="Field mapping (jsonl and csv)", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One task_field=column a line, e.g. premise=clause. Empty: columns named like the task's fields.",
+    )
+    label_field = forms.CharField(required=False, initial=DEFAULT_LABEL_FIELD, label="Label column (jsonl and csv)")
+    id_field = forms.CharField(required=False, label="Id column (optional)")
+    group_field = forms.CharField(
+        required=False, label="Group column (optional)", help_text="Rows with the same value stay in one split."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("fmt") in KNOWN_FORMATS and (data.get("fields") or "").strip():
+            self.add_error("fields", "This format fixes its fields; leave the mapping empty.")
+        try:
+            data["field_map"] = FieldMap.parse(
+                data.get("fields") or "",
+                label=data.get("label_field") or DEFAULT_LABEL_FIELD,
+                id=data.get("id_field") or "",
+                group=data.get("group_field") or "",
+            )
+        except ValidationError as exc:
+            self.add_error("fields", exc)
+        return data
+
+
+def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
+    return get_object_or_404(Task, name=task_name)
+
+
+def _get_example_for_user(request: HttpRequest, example_id: int) -> Example:
+    return get_object_or_404(Example.objects.select_related("task", "dataset_import"), pk=example_id)
+
+
+def _preview(task: Task, example: Example) -> str:
+    """Return the example's own fields (not the shared context) as one line."""
+    fields = [name for name in task.input_fields if name != task.shared_context_field]
+    return " — ".join(str(example.inputs.get(name, "")) for name in fields)
+
+
+def _distribution(task: Task) -> dict[str, Any]:
+    """Return label × split counts with totals, in the task's label order."""
+    counts = {
+        (row["gold_label"], row["split"]): row["n"]
+        for row in task.examples.values("gold_label", "split").annotate(n=Count("id")).order_by()
+    }
+    labels = list(task.label_names) + sorted({label for label, _ in counts} - set(task.label_names))
+    rows = []
+    for label in labels:
+        cells = [counts.get((label, split), 0) for split in Split.values]
+        rows.append({"label": label, "description": task.label_description(label), "cells": cells,
+                     "total": sum(cells)})
+    totals = [sum(row["cells"][i] for row in rows) for i in range(len(Split.values))]
+    return {"splits": Split.labels, "rows": rows, "totals": totals, "total": sum(totals)}
 
 
 @require_GET
 @login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "rules/task_list.html", {"tasks": Task.objects.order_by("name")})
+    tasks = Task.objects.annotate(n_examples=Count("examples")).order_by("name")
+    return render(request, "rules/task_list.html", {"tasks": tasks})
 
 
 @require_GET
 @login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = get_object_or_404(Task, name=task_name)
-    return render(request, "rules/task_detail.html", {"task": task})
+    task = _get_task_for_user(request, task_name)
+    split = request.GET.get("split", "")
+    label = request.GET.get("label", "")
+    examples = task.examples.order_by("id")
+    if split in Split.values:
+        examples = examples.filter(split=split)
+    if label:
+        examples = examples.filter(gold_label=label)
+    page = Paginator(examples, EXAMPLES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "task": task,
+        "page": page,
+        "rows": [{"example": e, "preview": _preview(task, e)} for e in page.object_list],
+        "split": split,
+        "label": label,
+        "split_choices": Split.choices,
+        "filter_query": f"split={split}&label={label}",
+    }
+    if request.htmx:
+        return render(request, "rules/task_detail.html#examples", context)
+    context["distribution"] = _distribution(task)
+    context["imports"] = DatasetImport.objects.filter(task=task).select_related("imported_by")[:20]
+    return render(request, "rules/task_detail.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_example", raise_exception=True)
+def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
+    example = _get_example_for_user(request, example_id)
+    task = example.task
+    fields = []
+    for name in task.input_fields:
+        text = str(example.inputs.get(name, ""))
+        shared = name == task.shared_context_field
+        fields.append({
+            "name": name,
+            "shared": shared,
+            "html": highlight(text, example.evidence if shared else []),
+            "n_chars": len(text),
+        })
+    siblings = []
+    if example.group_key:
+        siblings = list(
+            task.examples.filter(group_key=example.group_key).exclude(pk=example.pk).order_by("id")
+            .values("pk", "gold_label", "split", "source_ref")[:GROUP_PREVIEW_LIMIT]
+        )
+    same_split = task.examples.filter(split=example.split)
+    context = {
+        "example": example,
+        "task": task,
+        "fields": fields,
+        "label_description": task.label_description(example.gold_label),
+        "siblings": siblings,
+        "previous": same_split.filter(pk__lt=example.pk).order_by("-pk").values_list("pk", flat=True).first(),
+        "next": same_split.filter(pk__gt=example.pk).order_by("pk").values_list("pk", flat=True).first(),
+    }
+    if request.user.has_perm("rules.view_rule"):
+        context["rules"] = example.rules.order_by("id")[:20]
+    return render(request, "rules/example_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required("rules.import_dataset", raise_exception=True)
+def import_dataset(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = DatasetImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                record = dataset_import(
+                    task_name=data["task"],
+                    fmt=data["fmt"],
+                    path_or_file=data["file"],
+                    split=data["split"] or None,
+                    split_seed=None if data["split"] else data["split_seed"],
+                    field_map=data["field_map"],
+                    user=request.user,
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                summary = import_summary(record)
+                by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
+                messages.success(
+                    request,
+                    f"Imported {record.source_name}: {record.n_records:,} records, {record.n_added:,} added "
+                    f"({by_label}), {record.n_skipped:,} already present.",
+                )
+                return redirect(record.task)
+    else:
+        form = DatasetImportForm(initial={"task": request.GET.get("task", "")})
+    tasks = Task.objects.order_by("name").values_list("name", flat=True)
+    return render(request, "rules/dataset_import.html", {"form": form, "task_names": list(tasks)})
 
 
 urlpatterns = [
     path("tasks/", task_list, name="pld-task-list"),
     path("tasks/<slug:task_name>/", task_detail, name="pld-task-detail"),
+    path("examples/<int:example_id>/", example_detail, name="pld-example-detail"),
+    path("datasets/import/", import_dataset, name="pld-dataset-import"),
 ]
