@@ -427,7 +427,7 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
         return _report_fail(report, str(exc))
     check = pdf_signature_validate(signed, trust=identity.certificate)
     if not (check.valid and check.trusted and check.unmodified and check.signer_fingerprint == identity.fingerprint):
-        summary = check.problem or check.details.get("summary", "")
+        summary = "; ".join(part for part in (check.problem, *check.details.values()) if part)
         return _report_fail(report, f"The signed report failed its own signature check ({summary}); not issued.")
     note("Signature checked")
     report.file = _store(report, signed)

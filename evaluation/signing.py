@@ -79,6 +79,7 @@ class SignatureCheck:
     trusted: bool = False
     entire_file: bool = False
     unmodified: bool = False
+    signer_valid_at_signing: bool = False
     signer_subject: str = ""
     signer_fingerprint: str = ""
     signing_time: dt.datetime | None = None
@@ -263,11 +264,24 @@ def pdf_signature_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None =
         fingerprint = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
     modification = status.modification_level
     timestamp = status.timestamp_validity
+    signed_at = timestamp.timestamp if timestamp is not None else status.signer_reported_dt
+    # certvalidator takes a trust anchor as it is, expired or not; a signature made outside the
+    # certificate's validity must not count as trusted.
+    in_validity = signer_cert is not None and (
+        signed_at is None or signer_cert.not_valid_before <= signed_at <= signer_cert.not_valid_after
+    )
+    problem = "" if in_validity else (
+        f"the signer's certificate was not valid when it signed ({signed_at:%Y-%m-%d %H:%M} UTC; valid "
+        f"{signer_cert.not_valid_before:%Y-%m-%d} to {signer_cert.not_valid_after:%Y-%m-%d})"
+        if signer_cert is not None and signed_at is not None
+        else "no signer certificate"
+    )
     return SignatureCheck(
         has_signature=True,
         intact=bool(status.intact),
         valid=bool(status.intact and status.valid),
-        trusted=bool(status.trusted),
+        trusted=bool(status.trusted) and in_validity,
+        signer_valid_at_signing=in_validity,
         entire_file=status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
         unmodified=status.coverage == SignatureCoverageLevel.ENTIRE_FILE
         and modification in (None, ModificationLevel.NONE),
@@ -277,5 +291,5 @@ def pdf_signature_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None =
         timestamp_time=timestamp.timestamp if timestamp is not None else None,
         coverage=status.coverage.name if status.coverage is not None else "",
         modification_level=modification.name if modification is not None else "",
-        details={"summary": status.summary()},
+        details={"summary": status.summary(), **({"validity": problem} if problem else {})},
     )

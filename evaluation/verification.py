@@ -116,7 +116,8 @@ def report_verify(*, data: bytes) -> Verdict:
     if not (signature.trusted and signature.signer_fingerprint == identity.fingerprint):
         results["signer"] = (
             False,
-            f"signed by {signature.signer_subject} (certificate SHA-256 {signature.signer_fingerprint}); "
+            signature.details.get("validity")
+            or f"signed by {signature.signer_subject} (certificate SHA-256 {signature.signer_fingerprint}); "
             f"this instance signs as {identity.subject} ({identity.fingerprint})",
         )
         return _verdict(sha256, results, signature=signature)

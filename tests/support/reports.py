@@ -128,3 +128,34 @@ def pdf_text(data: bytes) -> str:
 
 def identity_path(directory: Path) -> Path:
     return directory / "identity.p12"
+
+
+def write_expired_identity(path: Path, passphrase: str) -> None:
+    """Write a PKCS#12 identity whose certificate expired yesterday (pyHanko still signs with it)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Expired signer")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            name=b"expired", key=key, cert=cert, cas=None,
+            encryption_algorithm=serialization.BestAvailableEncryption(passphrase.encode()),
+        )
+    )

@@ -1,0 +1,143 @@
+"""The report service: what a signed report states, how it is recorded, and when it is refused."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+
+from evaluation.models import EvaluationRun, Report
+from evaluation.reports import report_data, report_generate, report_path, report_render_html
+from evaluation.signing import pdf_signature_validate, signing_identity_create, signing_identity_load
+from rules.models import PromptVersion, Task
+from tests.support.reports import (
+    EDIT_REASON,
+    OVERRIDE,
+    PASSPHRASE,
+    PROMOTION_REASON,
+    REJECT_REASON,
+    RULE_TEXT,
+    build_report_story,
+    pdf_text,
+    write_expired_identity,
+)
+
+
+@pytest.fixture(scope="session")
+def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("signing") / "identity.p12"
+    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
+    return path
+
+
+@pytest.fixture
+def signing(settings, identity_file: Path, tmp_path: Path) -> Path:  # noqa: ANN001 (pytest-django fixture)
+    settings.PLD_SIGNING_P12 = str(identity_file)
+    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
+    settings.PLD_TSA_URL = ""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return identity_file
+
+
+@pytest.fixture
+def story(task: Task, reviewer: User, second_reviewer: User, admin_user: User):  # noqa: ANN201
+    return build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
+
+
+def test_a_report_states_the_rules_the_reasons_and_the_metrics(signing: Path, story, auditor: User) -> None:
+    report = report_generate(prompt_version=story.version, user=auditor)
+
+    report.refresh_from_db()
+    assert report.status == Report.Status.READY, report.error
+    data = report_path(report).read_bytes()
+    assert report_path(report).parent.name == "reports"
+    assert report.sha256 == hashlib.sha256(data).hexdigest()
+    assert report.size == len(data)
+    identity = signing_identity_load(p12_path=signing, passphrase=PASSPHRASE)
+    assert identity.fingerprint in report.signer
+    check = pdf_signature_validate(data, trust=identity.certificate)
+    assert check.valid and check.trusted and check.unmodified
+
+    text = pdf_text(data)
+    assert RULE_TEXT in text  # the rule as proposed, quoted in its history
+    assert EDIT_REASON in text  # a reviewer's reason
+    assert "Matches clause 4.2" in text
+    assert "0.812" in text  # macro-F1 of the version's run, from EvaluationRun.metrics
+    assert "0.742" in text and "0.872" in text  # its confidence interval
+    assert "240.3" in text  # p95 latency
+    assert "teacher-model-x" in text  # the model that proposed the rules
+    assert PROMOTION_REASON in text and OVERRIDE in text
+    assert "low rule adherence" in text
+    assert identity.fingerprint.replace(":", "")[:8] in text.replace(":", "")
+    assert story.version.sha256 in text
+    assert REJECT_REASON not in text  # a rejected rule is not in the prompt, so not in its report
+    assert Report.history.filter(id=report.pk).count() >= 2  # queued, then issued
+
+
+def test_regenerating_makes_a_new_record_and_keeps_the_first_file(signing: Path, story, admin_user: User) -> None:
+    first = report_generate(prompt_version=story.version, user=admin_user)
+    first_bytes = report_path(first).read_bytes()
+    second = report_generate(prompt_version=story.version, user=admin_user)
+
+    assert first.pk != second.pk
+    assert first.file != second.file
+    assert report_path(first).read_bytes() == first_bytes
+    assert first.sha256 != second.sha256
+    assert Report.objects.filter(prompt_version=story.version, status=Report.Status.READY).count() == 2
+
+
+def test_it_refuses_to_issue_a_report_that_fails_its_own_signature_check(
+    settings, story, admin_user: User, tmp_path: Path  # noqa: ANN001
+) -> None:
+    # A real identity that pyHanko signs with but that does not validate: its certificate expired.
+    write_expired_identity(tmp_path / "expired.p12", PASSPHRASE)
+    settings.PLD_SIGNING_P12 = str(tmp_path / "expired.p12")
+    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+    report = report_generate(prompt_version=story.version, user=admin_user)
+
+    report.refresh_from_db()
+    assert report.status == Report.Status.FAILED
+    assert "failed its own signature check" in report.error
+    assert "was not valid when it signed" in report.error
+    assert report.file == "" and report.sha256 == ""
+    assert not (tmp_path / "media" / "reports").exists() or not any((tmp_path / "media" / "reports").iterdir())
+
+
+def test_without_a_signing_identity_the_report_fails_with_a_clear_error(
+    settings, story, admin_user: User, tmp_path: Path  # noqa: ANN001
+) -> None:
+    settings.PLD_SIGNING_P12 = str(tmp_path / "missing.p12")
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+    report = report_generate(prompt_version=story.version, user=admin_user)
+
+    assert report.status == Report.Status.FAILED
+    assert "create_signing_identity" in report.error
+
+
+def test_a_reviewer_may_not_generate_a_report(signing: Path, story, reviewer: User) -> None:
+    with pytest.raises(PermissionDenied):
+        report_generate(prompt_version=story.version, user=reviewer)
+    assert not Report.objects.exists()
+
+
+def test_the_report_tolerates_runs_with_missing_metrics(task: Task, admin_user: User) -> None:
+    version = PromptVersion.objects.create(
+        task=task, number=3, text="Rules.", sha256="0" * 64, rule_set_hash="1" * 64, template_version="1"
+    )
+    EvaluationRun.objects.create(
+        task=task, mode=EvaluationRun.Mode.PLD, prompt_version=version, model_path="/m.gguf",
+        status=EvaluationRun.Status.FINISHED, metrics={"macro_f1": 0.5},
+    )
+    data = report_data(prompt_version=version, generated_by=admin_user, generated_at=None, report_id=None,
+                       identity=None)
+    html = report_render_html(data)
+
+    assert "0.500" in html
+    assert "contains no rules" in html
+    assert "has never been promoted" in html
+    assert "does not match the text" in html  # the stored prompt hash is not the text's hash
