@@ -38,6 +38,8 @@ class TeacherError(Exception):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        # The request a per-request error belongs to, when ask_many yields it.
+        self.request: TeacherRequest | None = None
 
 
 class TeacherBudgetExceeded(TeacherError):
@@ -214,7 +216,8 @@ def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[s
 def parse_reply(text: str, schema: dict[str, Any]) -> dict[str, Any]:
     """Parse the teacher's text as JSON and check it against the schema; raise TeacherError if it does not fit."""
     try:
-        data = json.loads(text)
+        # strict=False: llama.cpp's JSON grammar lets a raw newline into a string; the meaning survives.
+        data = json.loads(text, strict=False)
     except (TypeError, ValueError) as exc:
         raise TeacherError(f"The teacher's reply is not valid JSON ({exc}): {text[:200]!r}", permanent=True) from None
     problems = schema_errors(data, schema)
@@ -330,6 +333,7 @@ class Teacher:
         try:
             data = parse_reply(call.response_text, request.schema)
         except TeacherError as exc:
+            exc.request = request
             return exc
         return TeacherAnswer(request=request, data=data, call=call, cached=cached)
 
@@ -355,6 +359,7 @@ class Teacher:
                         elif outcome.error is not None and outcome.error.permanent and not isinstance(
                             outcome.error, TeacherBudgetExceeded
                         ):
+                            outcome.error.request = request
                             yield outcome.error
                         elif failure is None and outcome.error is not None:
                             # Stop sending; let what is in flight finish so its answers are stored.

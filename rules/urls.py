@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from rules.views import review, tasks
+from rules.views import teacher as teacher_views
 
 urlpatterns = [
     *tasks.urlpatterns,
     *review.urlpatterns,
+    *teacher_views.urlpatterns,
 ]

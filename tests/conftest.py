@@ -67,3 +67,7 @@ def requires_shared_datasets(*parts: str) -> pytest.MarkDecorator:
     """Skip a test with a clear reason when ../shared/datasets (or a file in it) is absent."""
     path = SHARED_DATASETS.joinpath(*parts)
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (the real datasets are never committed)")
+
+
+# The real local teacher server, shared by every test that needs it (teacher helper).
+from tests.support.local_teacher import local_teacher  # noqa: E402,F401

@@ -1,0 +1,180 @@
+"""Phase 1: for each training example the teacher justifies the gold label and writes one general rule.
+
+Resumable: examples that already have a micro-rule from this teacher model are skipped, and every
+question already asked is answered from the call log, so a second run costs no teacher request.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
+from typing import Any
+
+from django.db import transaction
+
+from rules.models import Example, MicroRule, Split, Task
+from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
+
+# Longest text of one input field shown to the teacher; ContractNLI documents run to 42k characters
+# and the local teacher has a 4k-token context. Evidence spans are shown instead when the example has them.
+MAX_FIELD_CHARS = 1500
+
+GUIDE = """You write rules for a text classifier. For one labelled example you do two things:
+1. "rationale": one or two sentences explaining why the gold label is correct for this example.
+2. "condition": ONE general rule condition that can be checked on any new input of this task and that \
+implies the gold label. Describe a kind of wording, obligation or situation, not this particular text.
+
+Good conditions (general, checkable):
+- "the text forbids an action in every case and the statement claims the action is sometimes allowed"
+- "the text lists the people who may receive information and the statement names one of those groups"
+- "the statement is about a subject the text does not discuss at all"
+Bad conditions (never write these):
+- "Acme Ltd must not tell Beta GmbH about the project" (names people or companies from one example)
+- "read the text carefully" or "use common sense" (vague advice, not a condition)
+- "the answer is Entailment" (restates the label)
+
+Answer with a JSON object with the keys "rationale", "condition" and "label"."""
+
+
+def _label_lines(task: Task) -> str:
+    lines = []
+    for label in task.labels:
+        description = label.get("description", "")
+        lines.append(f"- {label['name']}" + (f": {description}" if description else ""))
+    return "\n".join(lines)
+
+
+def _field_text(task: Task, example: Example, name: str) -> str:
+    value = str(example.inputs.get(name, ""))
+    if name == task.shared_context_field and example.evidence:
+        spans = [value[span["start"] : span["end"]] for span in example.evidence if "start" in span]
+        value = " … ".join(span.strip() for span in spans if span.strip()) or value
+    if len(value) > MAX_FIELD_CHARS:
+        value = value[:MAX_FIELD_CHARS] + " …"
+    return value
+
+
+def extraction_messages(task: Task, example: Example) -> list[dict[str, str]]:
+    """Return the chat messages that ask the teacher for one example's rationale and rule."""
+    system = f"Task: {task.title or task.name}. {task.description}\nLabels:\n{_label_lines(task)}\n\n{GUIDE}"
+    fields = "\n".join(f"{name}: {_field_text(task, example, name)}" for name in task.input_fields)
+    user = f"Example:\n{fields}\nGold label: {example.gold_label}\n\nWrite the rationale and one general condition."
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def extraction_schema(example: Example) -> dict[str, Any]:
+    """Return the JSON schema of the reply: non-empty text and the gold label itself."""
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "minLength": 10, "maxLength": 300},
+            "condition": {"type": "string", "minLength": 10, "maxLength": 240},
+            "label": {"type": "string", "enum": [example.gold_label]},
+        },
+        "required": ["rationale", "condition", "label"],
+    }
+
+
+def extraction_examples(task: Task, *, limit: int | None = None, split: str = Split.TRAIN) -> list[Example]:
+    """Return the examples a run covers: interleaved by gold label so a small limit still sees every label."""
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in Example.objects.filter(task=task, split=split).order_by("id"):
+        by_label[example.gold_label].append(example)
+    ordered = [label for label in task.label_names if label in by_label] + sorted(
+        label for label in by_label if label not in task.label_names
+    )
+    interleaved = [ex for row in zip_longest(*(by_label[label] for label in ordered)) for ex in row if ex]
+    return interleaved[:limit] if limit else interleaved
+
+
+@dataclass
+class ExtractionSummary:
+    """What one extraction run did."""
+
+    teacher_model: str
+    teacher_endpoint: str
+    n_examples: int = 0
+    n_existing: int = 0
+    n_created: int = 0
+    n_failed: int = 0
+    new_calls: int = 0
+    cached_calls: int = 0
+    stopped: str = ""
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@transaction.atomic
+def _micro_rule_store(*, task: Task, example: Example, answer: TeacherAnswer, config: TeacherConfig) -> MicroRule:
+    micro = MicroRule(
+        task=task,
+        example=example,
+        rationale=answer.data["rationale"].strip(),
+        condition=answer.data["condition"].strip().rstrip("."),
+        label=answer.data["label"],
+        teacher_model=config.model,
+        teacher_endpoint=config.endpoint,
+        teacher_settings=config.public_settings(),
+        teacher_call=answer.call,
+    )
+    micro.full_clean()
+    micro.save()
+    return micro
+
+
+def micro_rules_extract(
+    *,
+    task: Task,
+    config: TeacherConfig,
+    limit: int | None = None,
+    split: str = Split.TRAIN,
+    job: Any = None,
+    progress: Any = None,
+) -> ExtractionSummary:
+    """Ask the teacher for a micro-rule per example that has none from this model yet, and store them.
+
+    Returns a summary; a reached budget stops the run cleanly (``stopped`` says why). A teacher that
+    keeps failing raises TeacherError after everything answered so far is stored.
+    """
+    summary = ExtractionSummary(teacher_model=config.model, teacher_endpoint=config.endpoint)
+    examples = extraction_examples(task, limit=limit, split=split)
+    summary.n_examples = len(examples)
+    done_ids = set(
+        MicroRule.objects.filter(example__in=examples, teacher_model=config.model).values_list("example_id", flat=True)
+    )
+    summary.n_existing = len(done_ids)
+    todo = [example for example in examples if example.pk not in done_ids]
+    if progress is not None:
+        progress.set_total(len(examples), f"{len(done_ids)} of {len(examples)} examples already have a micro-rule")
+        progress.set_done(len(done_ids))
+    if not todo:
+        return summary
+    teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
+    requests = [
+        TeacherRequest(
+            purpose="extract",
+            messages=extraction_messages(task, example),
+            schema=extraction_schema(example),
+            key=example,
+        )
+        for example in todo
+    ]
+    try:
+        for answer in teacher.ask_many(requests):
+            if isinstance(answer, TeacherAnswer):
+                _micro_rule_store(task=task, example=answer.request.key, answer=answer, config=config)
+                summary.n_created += 1
+            else:
+                summary.n_failed += 1
+                example_id = answer.request.key.pk if answer.request else None
+                summary.failures.append({"example": example_id, "error": answer.message})
+            if progress is not None:
+                progress.advance()
+    except TeacherBudgetExceeded as exc:
+        summary.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
+    finally:
+        summary.new_calls = teacher.new_calls
+        summary.cached_calls = teacher.cached_calls
+    return summary

@@ -1,0 +1,78 @@
+"""Job handlers for teacher work: phase 1 extraction and phase 2 clustering (see pldreview.jobs)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from pldreview.models import Job
+from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_run_create
+from rules.extraction import micro_rules_extract
+from rules.local_teacher import teacher_available
+from rules.models import Task
+from rules.teacher import TeacherConfig
+
+CONFIG_PARAMS = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
+
+
+def teacher_config_from_params(params: dict[str, Any]) -> TeacherConfig:
+    """Return the configured teacher with the run's overrides applied."""
+    return TeacherConfig.from_settings(**{name: params.get(name) for name in CONFIG_PARAMS})
+
+
+def extract(job: Job, progress: Any) -> dict[str, Any]:
+    """Extract micro-rules for a task's training examples (params: task, limit, split, teacher overrides)."""
+    params = job.params
+    task = Task.objects.get(name=params["task"])
+    with teacher_available(teacher_config_from_params(params)) as config:
+        summary = micro_rules_extract(
+            task=task, config=config, limit=params.get("limit"), split=params.get("split") or "train",
+            job=job, progress=progress,
+        )
+    message = (
+        f"{summary.n_created} new micro-rules, {summary.n_existing} already stored, {summary.n_failed} refused; "
+        f"{summary.new_calls} new teacher calls, {summary.cached_calls} answered from the log."
+    )
+    progress.note(f"Stopped early: {summary.stopped}" if summary.stopped else message)
+    return {**summary.as_dict(), "message": message, "url": reverse("pld-teacher-micro-rules", args=[task.name])}
+
+
+def cluster(job: Job, progress: Any) -> dict[str, Any]:
+    """Cluster a task's micro-rules and propose merged candidates (params: task, eps, min_samples, adapt...)."""
+    params = job.params
+    task = Task.objects.get(name=params["task"])
+    with teacher_available(teacher_config_from_params(params)) as config:
+        outcome = clustering_run_create(
+            task=task,
+            config=config,
+            eps=float(params.get("eps") or DEFAULT_EPS),
+            min_samples=int(params.get("min_samples") or DEFAULT_MIN_SAMPLES),
+            adapt=params.get("adapt", True),
+            embedding=params.get("embedding") or "auto",
+            teacher_model=params.get("teacher_model") or "",
+            user=job.created_by,
+            job=job,
+            progress=progress,
+        )
+    run = outcome.run
+    message = (
+        f"Clustering {run.pk}: {run.n_clusters} clusters and {run.n_noise} noise of {run.n_rules} micro-rules "
+        f"(eps {run.eps}, min_samples {run.min_samples}, {run.embedding}); "
+        f"{outcome.n_candidates_created} new candidate rules"
+        + (" (already done: nothing changed)" if outcome.reused else "")
+        + "."
+    )
+    progress.note(f"Stopped early: {outcome.stopped}" if outcome.stopped else message)
+    return {
+        "clustering_run": run.pk,
+        "n_clusters": run.n_clusters,
+        "n_noise": run.n_noise,
+        "n_candidates_created": outcome.n_candidates_created,
+        "n_failed": outcome.n_failed,
+        "new_calls": outcome.new_calls,
+        "cached_calls": outcome.cached_calls,
+        "reused": outcome.reused,
+        "stopped": outcome.stopped,
+        "message": message,
+        "url": reverse("pld-teacher-micro-rules", args=[task.name]) + f"?run={run.pk}",
+    }

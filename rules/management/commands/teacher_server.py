@@ -1,0 +1,34 @@
+"""Run the embedded local teacher (llama_cpp.server with the bundled model) in the foreground."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from rules.local_teacher import LocalTeacher
+from rules.teacher import TeacherError
+
+
+class Command(BaseCommand):
+    help = "Serve the bundled teacher model on 127.0.0.1 (OpenAI-compatible) until interrupted."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--port", type=int, help="Port (default PLD_LOCAL_TEACHER_PORT)")
+        parser.add_argument("--model-path", default="", help="A GGUF to serve instead of the bundled model")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        server = LocalTeacher(port=options["port"], model_path=options["model_path"])
+        try:
+            server.start()
+        except TeacherError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(f"Local teacher answering on {server.base_url} (log: {server.log_path}). Ctrl-C stops it.")
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            self.stdout.write("Stopping the local teacher…")
+            code = 0
+        finally:
+            server.stop()
+        if code:
+            raise CommandError(f"The local teacher exited with code {code}; see {server.log_path}")

@@ -1,0 +1,210 @@
+"""Teacher pages: start extraction and clustering as jobs, list micro-rules and noise, read the call log."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from pldreview.jobs import job_start
+from pldreview.models import Job
+from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, micro_rule_promote
+from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
+
+
+class _TeacherOverridesForm(forms.Form):
+    base_url = forms.URLField(
+        required=False, assume_scheme="http", label="Teacher base URL",
+        help_text="Leave empty for the configured endpoint, or the local teacher when none is configured.",
+    )
+    model = forms.CharField(required=False, max_length=200, label="Teacher model")
+
+
+class ExtractionForm(_TeacherOverridesForm):
+    limit = forms.IntegerField(
+        required=False, min_value=1, label="Limit", help_text="Only the first N training examples (all labels mixed)."
+    )
+
+
+class ClusteringForm(_TeacherOverridesForm):
+    eps = forms.FloatField(initial=DEFAULT_EPS, min_value=0.01, max_value=2.0, label="eps (cosine distance)")
+    min_samples = forms.IntegerField(initial=DEFAULT_MIN_SAMPLES, min_value=1, label="min_samples")
+    adapt = forms.BooleanField(
+        required=False, initial=True, label="Adapt min_samples for small sets",
+        help_text="A cluster needs at least 5% of the micro-rules (at least 2, at most min_samples).",
+    )
+
+
+class PromoteForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
+
+
+def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
+    return get_object_or_404(Task, name=task_name)
+
+
+def _can_promote(user: Any) -> bool:
+    # Reviewers write candidates by hand (add_rule); Admins run the teacher. Either may promote noise.
+    return bool(user.has_perm("rules.add_rule") or user.has_perm("rules.run_teacher"))
+
+
+def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[str, Any]:
+    by_model = (
+        MicroRule.objects.filter(task=task).values("teacher_model").annotate(n=Count("id")).order_by("teacher_model")
+    )
+    runs = (
+        ClusteringRun.objects.filter(task=task)
+        .annotate(n_candidates=Count("rule", distinct=True))
+        .select_related("created_by")
+        .order_by("-id")[:10]
+    )
+    jobs = Job.objects.filter(kind__startswith="rules.jobs.", params__task=task.name).order_by("-id")[:10]
+    return {
+        "task": task,
+        "n_train": task.examples.filter(split=Split.TRAIN).count(),
+        "micro_by_model": list(by_model),
+        "n_teacher_candidates": task.rules.filter(origin=Rule.Origin.TEACHER).count(),
+        "runs": runs,
+        "jobs": jobs,
+        "extraction_form": forms_.get("extraction_form") or ExtractionForm(),
+        "clustering_form": forms_.get("clustering_form") or ClusteringForm(),
+    }
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_microrule", raise_exception=True)
+def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    return render(request, "rules/teacher_task.html", _task_page(request, task))
+
+
+@require_POST
+@login_required
+@permission_required("rules.run_teacher", raise_exception=True)
+def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    form = ExtractionForm(request.POST)
+    if not form.is_valid():
+        return render(request, "rules/teacher_task.html", _task_page(request, task, extraction_form=form), status=400)
+    params = {"task": task.name, "split": Split.TRAIN, **{k: v for k, v in form.cleaned_data.items() if v}}
+    job = job_start(kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}", params=params,
+                    user=request.user)
+    return redirect(job)
+
+
+@require_POST
+@login_required
+@permission_required("rules.run_teacher", raise_exception=True)
+def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    form = ClusteringForm(request.POST)
+    if not form.is_valid():
+        return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
+    data = form.cleaned_data
+    if not MicroRule.objects.filter(task=task).exists():
+        form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
+        return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
+    params = {
+        "task": task.name, "eps": data["eps"], "min_samples": data["min_samples"], "adapt": data["adapt"],
+        **{k: data[k] for k in ("base_url", "model") if data[k]},
+    }
+    job = job_start(kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}", params=params,
+                    user=request.user)
+    return redirect(job)
+
+
+def _promoted_ids(micro_ids: list[int]) -> set[int]:
+    rows = Rule.objects.filter(proposal__promoted_noise=True, micro_rules__in=micro_ids)
+    return set(rows.values_list("micro_rules", flat=True))
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_microrule", raise_exception=True)
+def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
+    task = _get_task_for_user(request, task_name)
+    micro = MicroRule.objects.filter(task=task).select_related("example").order_by("cluster", "id")
+    show_noise = request.GET.get("noise") == "1"
+    if show_noise:
+        micro = micro.filter(cluster=-1)
+    page = Paginator(micro, 100).get_page(request.GET.get("page"))
+    latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
+    context = {
+        "task": task,
+        "page": page,
+        "show_noise": show_noise,
+        "latest_run": latest_run,
+        "promoted": _promoted_ids([m.pk for m in page.object_list]),
+        "can_promote": _can_promote(request.user),
+        "n_noise": MicroRule.objects.filter(task=task, cluster=-1).count(),
+    }
+    return render(request, "rules/teacher_micro_rules.html", context)
+
+
+@require_POST
+@login_required
+def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse:
+    micro = get_object_or_404(MicroRule.objects.select_related("task", "example"), pk=micro_rule_id)
+    if not _can_promote(request.user):
+        raise PermissionDenied
+    form = PromoteForm(request.POST)
+    back = reverse("pld-teacher-micro-rules", args=[micro.task.name]) + "?noise=1"
+    error = ""
+    if form.is_valid():
+        try:
+            rule = micro_rule_promote(micro_rule=micro, user=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        else:
+            messages.success(request, f"Micro-rule {micro.pk} is now candidate rule {rule.pk}, waiting for review.")
+    else:
+        error = "The reason is too long."
+    if request.htmx:
+        context = {"m": micro, "promoted": _promoted_ids([micro.pk]), "can_promote": True, "row_error": error}
+        return render(request, "rules/teacher_micro_rules.html#micro-row", context)
+    if error:
+        messages.error(request, error)
+    return redirect(back)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_teachercall", raise_exception=True)
+def teacher_call_list(request: HttpRequest) -> HttpResponse:
+    calls = TeacherCall.objects.select_related("job").order_by("-created_at", "-id")
+    purpose = request.GET.get("purpose", "")
+    if purpose:
+        calls = calls.filter(purpose=purpose)
+    totals = calls.aggregate(n=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+    page = Paginator(calls.defer("request", "response"), 50).get_page(request.GET.get("page"))
+    context = {"page": page, "totals": totals, "purpose": purpose,
+               "purposes": ["extract", "consolidate", "refine", "embed"]}
+    return render(request, "rules/teacher_calls.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_teachercall", raise_exception=True)
+def teacher_call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
+    call = get_object_or_404(TeacherCall, pk=call_id)
+    return render(request, "rules/teacher_call_detail.html", {"call": call})
+
+
+urlpatterns = [
+    path("tasks/<slug:task_name>/teacher/", teacher_task, name="pld-teacher-task"),
+    path("tasks/<slug:task_name>/teacher/extract/", start_extraction, name="pld-teacher-extract"),
+    path("tasks/<slug:task_name>/teacher/cluster/", start_clustering, name="pld-teacher-cluster"),
+    path("tasks/<slug:task_name>/micro-rules/", micro_rule_list, name="pld-teacher-micro-rules"),
+    path("micro-rules/<int:micro_rule_id>/promote/", promote_micro_rule, name="pld-teacher-promote"),
+    path("teacher/calls/", teacher_call_list, name="pld-teacher-calls"),
+    path("teacher/calls/<int:call_id>/", teacher_call_detail, name="pld-teacher-call-detail"),
+]
