@@ -300,11 +300,16 @@ def rule_create(
     topic: str = "",
     precedence_note: str = "",
     reason: str = "",
+    examples: Iterable[Example] = (),
 ) -> Rule:
-    """Write a rule by hand; it waits, pending, for another reviewer's approval."""
+    """Write a rule by hand, optionally citing examples; it waits, pending, for another reviewer's approval."""
     _require_perm(user, "rules.add_rule")
     if not text.strip():
         raise ValidationError({"text": "A rule needs a text."})
+    cited = list(examples)
+    balance: dict[str, int] = {}
+    for example in cited:
+        balance[example.gold_label] = balance.get(example.gold_label, 0) + 1
     return rule_propose(
         task=task,
         text=text.strip(),
@@ -314,6 +319,9 @@ def rule_create(
         precedence_note=precedence_note.strip(),
         proposed_by=user,
         reason=reason.strip() or "Written by hand",
+        examples=cited,
+        support=len(cited),
+        label_balance=balance,
     )
 
 

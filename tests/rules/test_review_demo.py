@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from rules.demo import seed_users_and_tasks
+from rules.demo_review import seed_review_decisions
+from rules.models import Decision, Rule
+from rules.services import ruleset_rules
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_shows_every_review_state_and_a_second_run_changes_nothing() -> None:
+    out = io.StringIO()
+    seed_users_and_tasks(out)
+    seed_review_decisions(out)
+    rules = Rule.objects.filter(task__name="nda-demo")
+    statuses = set(rules.values_list("status", flat=True))
+    assert statuses == {"pending", "approved", "rejected"}
+    edited = rules.get(decisions__action="edit")
+    assert edited.status == "pending" and edited.current_revision.author.username == "rita"
+    assert edited.proposed_by.username == "ravi"
+    approved = ruleset_rules(rules.first().task)
+    assert len(approved) == 10
+    assert all(r.origin == "manual" and r.proposed_by.username == "rita" for r in approved)
+    assert set(Decision.objects.filter(action="approve").values_list("reviewer__username", flat=True)) == {"ravi"}
+    assert Decision.objects.filter(action="reorder", reviewer__username="rita").exists()
+    assert all(r.support >= 2 for r in approved)
+
+    history_rows = Rule.history.count() + Decision.history.count()
+    seed_review_decisions(out)
+    assert Rule.history.count() + Decision.history.count() == history_rows
