@@ -327,6 +327,7 @@ def report_data(
         "signer": {
             "subject": identity.subject if identity else "",
             "fingerprint": identity.fingerprint if identity else "",
+            "fingerprint_plain": identity.fingerprint.replace(":", "").lower() if identity else "",
             "self_signed": identity.is_self_signed if identity else False,
             "not_valid_after": identity.not_valid_after if identity else None,
         },
