@@ -1,0 +1,129 @@
+"""The review workspace in a real browser: headless Debian Chromium driven by Playwright, JavaScript on."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rules.models import Decision, Rule
+from tests.rules.reviewkit import teacher_rule
+
+# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread with a
+# running loop unless told that this (test-only) use is safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
+    # Keep the roles created by the data migration for the tests that run after this one.
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _log_in(browser, live_server, username: str, next_path: str):
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{next_path}*")
+    return context, page
+
+
+def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
+    browser, live_server, task, reviewer, second_reviewer, auditor
+) -> None:
+    first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
+    second = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    third = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+
+    # rita works through the queue: approve with the keyboard, edit and reject with reasons.
+    context, page = _log_in(browser, live_server, "rita", "/review/")
+    assert page.locator(".queue-counts").inner_text().count("3 pending") == 1
+    page.click(f"a[href^='/rules/{first.pk}/']")
+    page.wait_for_selector(f"article[data-rule-id='{first.pk}']")
+    # A marker on window survives only if htmx swaps the next rule in place instead of loading a page.
+    page.evaluate("window.stillTheSamePage = true")
+    page.keyboard.press("a")
+    page.wait_for_selector(f"article[data-rule-id='{second.pk}']")
+    assert f"Approved rule {first.pk}" in page.locator(".review-flash").inner_text()
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert page.url.endswith(f"/rules/{second.pk}/")
+
+    page.keyboard.press("e")
+    page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
+    page.fill("#edit-reason", "Say with whom: sharing with advisers is a different hypothesis")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector(f"article[data-rule-id='{third.pk}']")
+
+    page.keyboard.press("r")
+    page.keyboard.type("Length says nothing about the hypothesis")
+    page.click("#reject-form button[type=submit]")
+    page.wait_for_selector("text=Nothing left to review")
+
+    for rule, action, reason in (
+        (first, "Approved", None),
+        (second, "Edited", "Say with whom: sharing with advisers is a different hypothesis"),
+        (third, "Rejected", "Length says nothing about the hypothesis"),
+    ):
+        page.goto(f"{live_server.url}/rules/{rule.pk}/history/")
+        row = page.locator("#decisions tbody tr").last
+        text = row.inner_text()
+        assert action in text and "rita" in text
+        if reason:
+            assert reason in text
+
+    # rita may not approve her own edit; the server refuses it.
+    page.goto(f"{live_server.url}/rules/{second.pk}/")
+    page.keyboard.press("a")
+    page.wait_for_selector("text=another reviewer must approve it")
+    second.refresh_from_db()
+    assert second.status == Rule.Status.PENDING
+    context.close()
+
+    # ravi approves it.
+    context, page = _log_in(browser, live_server, "ravi", f"/rules/{second.pk}/")
+    page.click("#approve-form button[type=submit]")
+    page.wait_for_selector(".review-flash")
+    second.refresh_from_db()
+    assert second.status == Rule.Status.APPROVED
+    context.close()
+
+    # The auditor sees everything and has no action that changes anything.
+    context, page = _log_in(browser, live_server, "aude", f"/rules/{second.pk}/history/")
+    assert "ravi" in page.locator("#decisions").inner_text()
+    page.goto(f"{live_server.url}/rules/{third.pk}/")
+    assert page.locator("#approve-form, #reject-form, #edit-form, [data-undo]").count() == 0
+    assert page.locator("main form[method=post]").count() == 0
+    token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRFToken"]
+    forged = context.request.post(
+        f"{live_server.url}/rules/{third.pk}/approve/",
+        form={"lock_version": str(third.lock_version + 1), "reason": "forged"},
+        headers={"X-CSRFToken": token},
+    )
+    assert forged.status == 403
+    assert "CSRF" not in forged.text()
+    context.close()
+    third.refresh_from_db()
+    assert third.status == Rule.Status.REJECTED
+    assert not Decision.objects.filter(reviewer=auditor).exists()
