@@ -382,8 +382,8 @@ class Student:
                 rows.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
         return rows
 
-    def _extend(self, tokens: list[int], *, want_last: bool) -> tuple[int, np.ndarray | None]:
-        """Make the cache hold exactly ``tokens`` in every sequence; return (tokens processed, last row)."""
+    def _rewind(self, tokens: list[int], *, want_last: bool) -> list[tuple[int, int, tuple[int, ...], bool]]:
+        """Drop the cached tokens that differ from ``tokens``; return the items still to decode."""
         common = 0
         limit = min(len(self._cached), len(tokens))
         while common < limit and self._cached[common] == tokens[common]:
@@ -392,39 +392,49 @@ class Student:
             common -= 1  # the last token's logits are not kept, so it is decoded again
         if common < len(self._cached):
             self._llama_cpp.llama_memory_seq_rm(self._mem, -1, common, -1)
+        self._cached = list(tokens)
         seqs = tuple(range(self._n_seq))
         todo = tokens[common:]
-        items = [(tok, common + i, seqs, want_last and i == len(todo) - 1) for i, tok in enumerate(todo)]
-        rows = self._decode(items) if items else []
-        self._cached = list(tokens)
-        return len(todo), (rows[-1] if rows else None)
+        return [(tok, common + i, seqs, want_last and i == len(todo) - 1) for i, tok in enumerate(todo)]
 
-    def _score_labels(
-        self, prompt: list[int], label_ids: dict[str, list[int]], last_row: np.ndarray
-    ) -> tuple[dict[str, float], int]:
-        """Return each label's total log-probability as the prompt's continuation, and tokens processed."""
+    def _extend(self, tokens: list[int], *, want_last: bool) -> tuple[int, np.ndarray | None]:
+        """Make the cache hold exactly ``tokens`` in every sequence; return (tokens processed, last row)."""
+        items = self._rewind(tokens, want_last=want_last)
+        rows = self._decode(items) if items else []
+        return len(items), (rows[-1] if rows else None)
+
+    def _score(self, prompt: list[int], label_ids: dict[str, list[int]]) -> tuple[dict[str, float], int]:
+        """Return each label's total log-probability as the prompt's continuation, and tokens processed.
+
+        The prompt's new tokens and the first group of labels go to llama.cpp in one batch; each
+        label in its own sequence, so label tokens see the prompt but not each other.
+        """
+        prompt_items = self._rewind(prompt, want_last=True)
+        processed = len(prompt_items)
         scores: dict[str, float] = {}
-        processed = 0
         names = list(label_ids)
         group_size = self._n_seq - 1
+        last_row: np.ndarray | None = None
         for g in range(0, len(names), group_size):
             group = names[g : g + group_size]
-            items: list[tuple[int, int, tuple[int, ...], bool]] = []
-            spans: list[tuple[str, int, int]] = []
+            items = list(prompt_items) if g == 0 else []
+            spans: list[tuple[str, int]] = []
+            n_rows = 0
             for offset, name in enumerate(group):
-                ids = label_ids[name]
-                seq = offset + 1
-                first_row = sum(1 for it in items if it[3])
-                for t, tok in enumerate(ids[:-1]):
-                    items.append((tok, len(prompt) + t, (seq,), True))
-                spans.append((name, first_row, len(ids) - 1))
-            rows = self._decode(items) if items else []
-            processed += len(items)
-            for name, first_row, n_rows in spans:
+                spans.append((name, n_rows))
+                for t, tok in enumerate(label_ids[name][:-1]):
+                    items.append((tok, len(prompt) + t, (offset + 1,), True))
+                    n_rows += 1
+            rows = self._decode(items)
+            processed += len(items) - (len(prompt_items) if g == 0 else 0)
+            if g == 0:
+                last_row, rows = rows[0], rows[1:]
+            assert last_row is not None
+            for name, first in spans:
                 ids = label_ids[name]
                 total = _log_softmax_at(last_row, [ids[0]])[0]
-                for t in range(n_rows):
-                    total += _log_softmax_at(rows[first_row + t], [ids[t + 1]])[0]
+                for t in range(len(ids) - 1):
+                    total += _log_softmax_at(rows[first + t], [ids[t + 1]])[0]
                 scores[name] = total
             for offset in range(len(group)):
                 self._llama_cpp.llama_memory_seq_rm(self._mem, offset + 1, len(prompt), -1)
@@ -439,11 +449,11 @@ class Student:
             token = int(np.argmax(row))
             if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 break
+            (row,) = self._decode([(token, len(prompt) + len(out), seqs, True)])
             out.append(token)
+            self._cached = prompt + out
             if stop and stop in self.detokenize(out[-8:]):
                 break
-            (row,) = self._decode([(token, len(prompt) + len(out) - 1, seqs, True)])
-        self._cached = prompt + out
         return out
 
     def classify(
@@ -486,28 +496,19 @@ class Student:
                 )
             processed = 0
             output_text = ""
-            # Process the shared prefix (rules + context) as its own step so its cache survives
-            # even when examples differ from their very first token.
-            prefix = [tok for seg in segments[:-1] for tok in seg]
-            if reuse_prefix:
-                n, _ = self._extend(prefix, want_last=False)
-                processed += n
-            else:
+            if not reuse_prefix:
                 self._reset()
-            n, last_row = self._extend(prompt, want_last=True)
-            processed += n
-            assert last_row is not None
             if reasoning_cue:
+                n, last_row = self._extend(prompt, want_last=True)
+                processed += n
+                assert last_row is not None
                 generated = self._generate(prompt, max_tokens=max_reasoning_tokens, stop=cue, last_row=last_row)
                 processed += len(generated)
                 output_text = self.detokenize(generated)
                 if cue in output_text:
                     output_text = output_text[: output_text.index(cue)]
                 prompt = prompt + generated + self.tokenize("\n" + cue)
-                n, last_row = self._extend(prompt, want_last=True)
-                processed += n
-                assert last_row is not None
-            logprobs, n = self._score_labels(prompt, label_ids, last_row)
+            logprobs, n = self._score(prompt, label_ids)
             processed += n
             adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
             probabilities = softmax(adjusted)
