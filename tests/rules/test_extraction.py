@@ -8,31 +8,10 @@ from django.test import override_settings
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
 from rules.extraction import extraction_examples, extraction_messages, micro_rules_extract
-from rules.models import Example, MicroRule, Task, TeacherCall
+from rules.models import MicroRule, Task, TeacherCall
 from rules.teacher import TeacherConfig, TeacherError
+from tests.support.examples import make_examples
 from tests.support.fake_teacher import FakeTeacher
-
-PAIRS = [
-    ("The Recipient shall not disclose Confidential Information to any third party.",
-     "The Receiving Party may share some Confidential Information with third parties.", "Contradiction"),
-    ("The Recipient may disclose Confidential Information to employees who need to know it.",
-     "The Receiving Party may share some Confidential Information with its employees.", "Entailment"),
-    ("This Agreement is governed by the laws of the State of New York.",
-     "The Receiving Party shall return Confidential Information on termination.", "NotMentioned"),
-]
-
-
-def make_examples(task: Task, n: int, split: str = "train") -> list[Example]:
-    """Create n distinct examples cycling through the three labels."""
-    examples = []
-    for i in range(n):
-        premise, hypothesis, label = PAIRS[i % 3]
-        inputs = {"premise": f"{premise} (Section {i + 1})", "hypothesis": hypothesis}
-        examples.append(Example.objects.create(
-            task=task, inputs=inputs, gold_label=label, split=split,
-            content_hash=Example.hash_content(inputs, label),
-        ))
-    return examples
 
 
 def _config(fake: FakeTeacher, **overrides: object) -> TeacherConfig:
