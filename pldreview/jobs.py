@@ -160,5 +160,9 @@ def job_retry(*, job: Job) -> Job:
 
 @task()
 def run_job(job_id: int) -> None:
-    """The django-tasks entry point the worker calls."""
+    """The django-tasks entry point the worker calls; a job cancelled while queued is not run."""
+    state = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
+    if state != Job.State.QUEUED:
+        logger.info("Job %s is %s, not queued; the worker skips it", job_id, state)
+        return
     job_execute(job_id)

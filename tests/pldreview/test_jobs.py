@@ -1,0 +1,204 @@
+"""Job lifecycle: run, fail, retry that resumes, cancel; the real worker; the live progress page."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from pldreview.jobs import job_cancel, job_create, job_execute, job_retry, job_start, run_job
+from pldreview.models import Job
+
+pytestmark = pytest.mark.django_db
+HANDLER = "tests.pldreview.handlers.count_to"
+
+
+def _job(tmp_path: Path, **params) -> Job:
+    return job_create(kind=HANDLER, title="Count to four", params={"n": 4, "dir": str(tmp_path), **params})
+
+
+def test_a_job_runs_to_success_with_its_progress_and_result(tmp_path, admin_user) -> None:
+    job = job_create(kind=HANDLER, title="Count", params={"n": 4, "dir": str(tmp_path)}, user=admin_user)
+    assert job.state == Job.State.QUEUED and job.created_by == admin_user
+    job = job_execute(job.pk)
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED
+    assert (job.done, job.total, job.percent) == (4, 4, 100)
+    assert job.result == {"counted": 4, "url": "/tasks/"}
+    assert job.attempts == 1 and job.started_at <= job.finished_at and job.error == ""
+
+
+def test_an_unknown_handler_is_refused_when_the_job_is_created() -> None:
+    with pytest.raises(ImportError):
+        job_create(kind="tests.pldreview.handlers.no_such_handler", title="x", params={})
+
+
+def test_a_failure_is_recorded_with_the_error_and_how_far_it_got(tmp_path) -> None:
+    job = job_execute(_job(tmp_path, fail_at=2).pk)
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and job.can_retry
+    assert job.error == "RuntimeError: step 2 broke"
+    assert "Traceback" in job.result["traceback"]
+    assert job.done == 2 and job.finished_at is not None
+
+
+def test_a_retry_resumes_where_the_job_stopped(tmp_path, django_capture_on_commit_callbacks) -> None:
+    job = job_execute(_job(tmp_path, fail_at=2).pk)
+    with django_capture_on_commit_callbacks() as callbacks:
+        job_retry(job=job)
+    assert len(callbacks) == 1  # handed to the worker once the transaction commits
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and "resuming" in job.message.lower()
+    job = job_execute(job.pk)
+    assert job.state == Job.State.SUCCEEDED and job.attempts == 2
+    # Steps 0 and 1 were stored by the first attempt and not repeated by the second.
+    assert [(tmp_path / str(step)).read_text() for step in range(4)] == ["1", "1", "2", "2"]
+
+
+def test_only_failed_or_cancelled_jobs_can_be_retried(tmp_path) -> None:
+    job = job_execute(_job(tmp_path).pk)
+    with pytest.raises(ValueError, match="only failed or cancelled jobs can be retried"):
+        job_retry(job=job)
+
+
+def test_a_queued_job_cancelled_before_it_starts_is_never_run(tmp_path) -> None:
+    job = job_cancel(job=_job(tmp_path))
+    assert job.state == Job.State.CANCELLED and job.finished_at is not None
+    run_job.call(job.pk)  # what the worker does with the task enqueued before the cancel
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED and job.attempts == 0
+    assert not list(tmp_path.glob("[0-9]*"))
+
+
+def test_a_running_job_stops_at_its_next_step_when_cancelled_and_a_retry_finishes_it(tmp_path) -> None:
+    job = job_execute(_job(tmp_path, cancel_at=1).pk)
+    assert job.state == Job.State.CANCELLED and not job.cancel_requested
+    assert "retry to resume" in job.message
+    stored = sorted(p.name for p in tmp_path.glob("[0-9]*"))
+    assert stored == ["0", "1"]
+    job.params = {**job.params, "cancel_at": None}
+    job.save()
+    job_retry(job=job)
+    job = job_execute(job.pk)
+    assert job.state == Job.State.SUCCEEDED and job.done == 4
+
+
+def test_cancelling_a_finished_job_changes_nothing(tmp_path) -> None:
+    job = job_execute(_job(tmp_path).pk)
+    assert job_cancel(job=job).state == Job.State.SUCCEEDED
+
+
+# --- the real worker --------------------------------------------------------------------------
+
+_ENQUEUE = """
+import django
+django.setup()
+from django.core.management import call_command
+from django.db import transaction
+call_command("migrate", verbosity=0)
+from pldreview.jobs import job_start
+with transaction.atomic():
+    job = job_start(kind="tests.pldreview.handlers.count_to", title="Worker", params={"n": 3, "dir": %r})
+print(job.pk)
+"""
+
+
+@pytest.mark.slow
+def test_the_db_worker_runs_an_enqueued_job(tmp_path) -> None:
+    database = tmp_path / "worker.sqlite3"
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
+    base = Path(settings.BASE_DIR)
+    enqueue = subprocess.run(
+        [sys.executable, "-c", _ENQUEUE % str(steps)], cwd=base, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert enqueue.returncode == 0, enqueue.stderr
+    job_id = int(enqueue.stdout.strip().splitlines()[-1])
+    worker = subprocess.run(
+        [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay"],
+        cwd=base, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    with sqlite3.connect(database) as connection:
+        state, done, total, task_result_id = connection.execute(
+            "SELECT state, done, total, task_result_id FROM pldreview_job WHERE id = ?", [job_id]
+        ).fetchone()
+    assert (state, done, total) == ("succeeded", 3, 3)
+    assert task_result_id  # the django-tasks result the job was enqueued as
+    assert sorted(p.name for p in steps.iterdir()) == ["0", "1", "2"]
+
+
+def test_job_start_enqueues_through_django_tasks_after_commit(tmp_path, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_start(kind=HANDLER, title="Count", params={"n": 1, "dir": str(tmp_path)})
+    job.refresh_from_db()
+    assert job.task_result_id and job.state == Job.State.QUEUED
+
+
+# --- the job page -----------------------------------------------------------------------------
+
+def test_the_job_page_shows_progress_and_polls_while_running(client, reviewer, tmp_path) -> None:
+    job = _job(tmp_path)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, done=1, total=4, message="Step 1 of 4")
+    client.force_login(reviewer)
+    response = client.get(f"/jobs/{job.pk}/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert '<progress max="100" value="25"' in body and "1 of 4 done (25%)" in body and "Step 1 of 4" in body
+    assert 'hx-trigger="every 1s"' in body
+    assert "Cancel" not in body  # reviewers may watch but not cancel
+
+
+def test_the_htmx_poll_returns_the_progress_fragment_without_the_page_shell(client, reviewer, tmp_path) -> None:
+    job = _job(tmp_path)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, done=3, total=4)
+    client.force_login(reviewer)
+    response = client.get(f"/jobs/{job.pk}/", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="job-progress"' in body and "3 of 4 done" in body
+    assert "<html" not in body and "site-header" not in body
+
+
+def test_the_poll_stops_when_the_job_has_finished(client, reviewer, tmp_path) -> None:
+    job = job_execute(_job(tmp_path, fail_at=1).pk)
+    client.force_login(reviewer)
+    response = client.get(f"/jobs/{job.pk}/", headers={"HX-Request": "true"})
+    assert response.status_code == 286  # htmx stops polling on 286
+    body = response.content.decode()
+    assert "RuntimeError: step 1 broke" in body and "hx-trigger" not in body and "<html" not in body
+
+
+def test_an_admin_retries_a_failed_job_from_its_page(client, admin_user, tmp_path) -> None:
+    job = job_execute(_job(tmp_path, fail_at=1).pk)
+    client.force_login(admin_user)
+    page = client.get(f"/jobs/{job.pk}/")
+    assert b"Retry (resumes)" in page.content and b"The job failed:" in page.content
+    response = client.post(f"/jobs/{job.pk}/retry/", follow=True)
+    assert b"queued again" in response.content
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED
+
+
+def test_a_finished_job_links_to_its_result(client, reviewer, tmp_path) -> None:
+    job = job_execute(_job(tmp_path).pk)
+    client.force_login(reviewer)
+    assert b'href="/tasks/"' in client.get(f"/jobs/{job.pk}/").content
+
+
+def test_the_job_list_shows_every_job(client, auditor, tmp_path, django_assert_max_num_queries) -> None:
+    for n in range(5):
+        job_create(kind=HANDLER, title=f"Job {n}", params={"n": 1})
+    client.force_login(auditor)
+    with django_assert_max_num_queries(8):
+        response = client.get("/jobs/")
+    assert response.status_code == 200 and all(f"Job {n}".encode() in response.content for n in range(5))
