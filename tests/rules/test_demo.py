@@ -1,0 +1,35 @@
+"""The demo step: one login per role and the two fixture tasks, idempotent."""
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+
+from pldreview.roles import role_names
+from rules.demo import DEMO_USERS, seed_users_and_tasks
+from rules.models import DatasetImport, Example, Task
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_a_login_per_role_and_imports_the_fixture_tasks() -> None:
+    out = StringIO()
+    seed_users_and_tasks(out)
+    for username, role, password in DEMO_USERS:
+        user = authenticate(username=username, password=password)
+        assert user is not None and role_names(user) == [role]
+        assert f"login {username}" in out.getvalue() and password in out.getvalue()
+    assert Task.objects.get(name="nda-demo").examples.count() == 90
+    assert Task.objects.get(name="escalation").examples.count() == 72
+    assert set(Example.objects.values_list("split", flat=True)) == {"train", "dev", "test"}
+
+
+def test_a_second_run_changes_nothing() -> None:
+    seed_users_and_tasks(StringIO())
+    before = (Example.objects.count(), DatasetImport.objects.count(), list(Example.objects.values_list("id", "split")))
+    out = StringIO()
+    seed_users_and_tasks(out)
+    after = (Example.objects.count(), DatasetImport.objects.count(), list(Example.objects.values_list("id", "split")))
+    assert before == after
+    assert "(0 added by this run)" in out.getvalue()
