@@ -112,7 +112,10 @@ def signing_identity_create(
     """Write a self-signed PKCS#12 identity fit for document signing (demo and tests)."""
     path = Path(path)
     if path.exists() and not force:
-        raise SigningError(f"{path} already exists; pass force to replace it (reports signed with it stay valid)")
+        raise SigningError(
+            f"{path} already exists; replace it only on purpose (--force): reports signed with it would then "
+            "no longer verify as this instance's"
+        )
     if not common_name.strip():
         raise SigningError("A signing identity needs a common name")
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
