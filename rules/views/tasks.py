@@ -15,7 +15,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods
 
 from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
-from rules.evidence import highlight
+from rules.evidence import excerpts, highlight
 from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
 from rules.models import DatasetImport, Example, Split, Task
 
@@ -147,13 +147,15 @@ def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
     example = _get_example_for_user(request, example_id)
     task = example.task
     fields = []
-    for name in task.input_fields:
+    # The example's own fields (the hypothesis) first; the long shared document after them.
+    for name in sorted(task.input_fields, key=lambda n: n == task.shared_context_field):
         text = str(example.inputs.get(name, ""))
         shared = name == task.shared_context_field
         fields.append({
             "name": name,
             "shared": shared,
             "html": highlight(text, example.evidence if shared else []),
+            "excerpts": excerpts(text, example.evidence) if shared and example.evidence else "",
             "n_chars": len(text),
         })
     siblings = []
