@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from evaluation.demo_reports import seed_report
 from evaluation.models import EvaluationRun, Report
 from evaluation.reports import report_data, report_generate, report_path, report_render_html
 from evaluation.signing import pdf_signature_validate, signing_identity_create, signing_identity_load
@@ -141,3 +145,45 @@ def test_the_report_tolerates_runs_with_missing_metrics(task: Task, admin_user: 
     assert "contains no rules" in html
     assert "has never been promoted" in html
     assert "does not match the text" in html  # the stored prompt hash is not the text's hash
+
+
+def test_export_report_writes_the_production_versions_report(
+    signing: Path, story, admin_user: User, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported.pdf"
+    output = io.StringIO()
+    call_command("export_report", "--task", "nda-demo", "--out", str(out), "--user", "adam", stdout=output)
+
+    report = Report.objects.get()
+    assert report.prompt_version == story.version
+    assert report.generated_by == admin_user
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == report.sha256
+    assert report.sha256 in output.getvalue()
+
+
+def test_export_report_explains_when_a_task_has_no_production_version(
+    signing: Path, task: Task, admin_user: User, tmp_path: Path
+) -> None:
+    with pytest.raises(CommandError, match="no prompt version in production"):
+        call_command("export_report", "--task", task.name, "--out", str(tmp_path / "x.pdf"), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="either a prompt version id or --task"):
+        call_command("export_report", "--out", str(tmp_path / "x.pdf"), stdout=io.StringIO())
+
+
+def test_the_demo_step_creates_the_identity_and_one_report_only_once(
+    settings, story, auditor: User, tmp_path: Path  # noqa: ANN001
+) -> None:
+    settings.PLD_SIGNING_P12 = str(tmp_path / "signing" / "demo.p12")
+    settings.PLD_SIGNING_PASSPHRASE = ""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    first, second = io.StringIO(), io.StringIO()
+
+    seed_report(first)
+    seed_report(second)
+
+    report = Report.objects.get()
+    assert report.status == Report.Status.READY
+    assert report.generated_by == auditor
+    assert "created the demo signing identity" in first.getvalue()
+    assert "already issued" in second.getvalue()
+    assert "created" not in second.getvalue()

@@ -106,3 +106,28 @@ def test_an_unreachable_timestamp_authority_is_a_signing_error(identity_file: Pa
         pass  # the server is gone once the block ends: its port refuses connections
     with pytest.raises(SigningError):
         pdf_sign(plain_pdf, p12_path=identity_file, passphrase=PASSPHRASE, tsa_url=url)
+
+
+def test_the_command_creates_an_identity_exports_its_certificate_and_refuses_to_overwrite_it(
+    settings, tmp_path: Path  # noqa: ANN001
+) -> None:
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.PLD_SIGNING_PASSPHRASE = "from-settings"
+    out, pem = tmp_path / "demo.p12", tmp_path / "signer.pem"
+    output = io.StringIO()
+    call_command("create_signing_identity", "--out", str(out), "--common-name", "Acme signer", stdout=output)
+    identity = signing_identity_load(p12_path=out, passphrase="from-settings")
+    assert identity.common_name == "Acme signer"
+    assert identity.fingerprint in output.getvalue()
+
+    call_command("create_signing_identity", "--out", str(out), "--export-cert", str(pem), stdout=io.StringIO())
+    assert x509.load_pem_x509_certificate(pem.read_bytes()) == identity.certificate
+
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_signing_identity", "--out", str(out), stdout=io.StringIO())
+    call_command("create_signing_identity", "--out", str(out), "--force", "--passphrase", "new", stdout=io.StringIO())
+    assert signing_identity_load(p12_path=out, passphrase="new").fingerprint != identity.fingerprint
