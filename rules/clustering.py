@@ -137,6 +137,19 @@ def _clustering_run_store(
     return run
 
 
+def clustering_is_done(
+    *, task: Task, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, adapt: bool = True,
+    embedding: str = "auto", teacher_model: str = "",
+) -> bool:
+    """Say whether a finished clustering with these micro-rules and parameters already exists."""
+    micro_qs = MicroRule.objects.filter(task=task)
+    if teacher_model:
+        micro_qs = micro_qs.filter(teacher_model=teacher_model)
+    ids = list(micro_qs.values_list("id", flat=True))
+    key = _run_key(ids, eps=eps, min_samples=min_samples, embedding=embedding, adapt=adapt)
+    return ClusteringRun.objects.filter(task=task, params__key=key, params__complete=True).exists()
+
+
 def clustering_run_create(
     *,
     task: Task,

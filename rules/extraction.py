@@ -44,7 +44,8 @@ def _label_lines(task: Task) -> str:
     return "\n".join(lines)
 
 
-def _field_text(task: Task, example: Example, name: str) -> str:
+def field_text(task: Task, example: Example, name: str) -> str:
+    """Return one input field as shown to the teacher: evidence spans for a shared context, and shortened."""
     value = str(example.inputs.get(name, ""))
     if name == task.shared_context_field and example.evidence:
         spans = [value[span["start"] : span["end"]] for span in example.evidence if "start" in span]
@@ -57,7 +58,7 @@ def _field_text(task: Task, example: Example, name: str) -> str:
 def extraction_messages(task: Task, example: Example) -> list[dict[str, str]]:
     """Return the chat messages that ask the teacher for one example's rationale and rule."""
     system = f"Task: {task.title or task.name}. {task.description}\nLabels:\n{_label_lines(task)}\n\n{GUIDE}"
-    fields = "\n".join(f"{name}: {_field_text(task, example, name)}" for name in task.input_fields)
+    fields = "\n".join(f"{name}: {field_text(task, example, name)}" for name in task.input_fields)
     user = f"Example:\n{fields}\nGold label: {example.gold_label}\n\nWrite the rationale and one general condition."
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

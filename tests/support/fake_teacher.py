@@ -43,6 +43,7 @@ class FakeTeacher:
         hang_seconds: float = 3.0,
         die_after: int | None = None,
         embeddings: bool = False,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         self.plan = list(plan)
         self.default = default
@@ -50,6 +51,8 @@ class FakeTeacher:
         self.hang_seconds = hang_seconds
         self.die_after = die_after
         self.embeddings = embeddings
+        # Fields forced into every valid reply (e.g. a refine patch of kind "edit").
+        self.overrides = overrides or {}
         self.requests: list[dict[str, Any]] = []
         self.served_ok = 0
         self._lock = threading.Lock()
@@ -152,7 +155,7 @@ class FakeTeacher:
                 elif behaviour == "invalid":
                     content = json.dumps({name: "" for name in schema.get("properties", {})})
                 else:
-                    content = json.dumps(valid_reply(schema))
+                    content = json.dumps({**valid_reply(schema), **fake.overrides})
                 self._send(200, _completion(body.get("model", "fake-teacher"), content))
 
             def _embeddings(self, body: dict[str, Any]) -> None:

@@ -1,0 +1,344 @@
+"""Phase 3, closed-loop conflict resolution: the teacher diagnoses the student's failures and proposes patches.
+
+From a finished evaluation run on train or dev, failures are grouped by (gold label, predicted label)
+and sent with a few correct cases to the teacher, which names the cause (MISSING, WRONG, CONFLICT)
+and proposes one patch (a new rule, an edited rule, or a precedence between two rules). Before a
+proposal reaches reviewers, the student is run on a small seeded dev subset with the approved rules
+and with the patch applied; macro-F1 before and after and the flipped examples go into the proposal.
+Every proposal is a pending candidate: nothing here approves a rule.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from evaluation import prompts
+from evaluation.metrics import macro_f1
+from evaluation.models import EvaluationRun, Prediction
+from evaluation.student import Student, classify_example, get_student
+from pldreview.models import Job
+from rules.extraction import field_text
+from rules.local_teacher import teacher_available
+from rules.models import Example, Rule, Split, Task
+from rules.services import rule_propose
+from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
+
+MAX_FAILURES_PER_GROUP = 6
+CORRECT_PER_GROUP = 3
+DEFAULT_MAX_GROUPS = 4
+DEFAULT_DEV_LIMIT = 20
+
+GUIDE = """You improve the rules a small classifier follows. You see the current rules (with their ids), \
+examples the classifier got WRONG (with the correct label and the label it chose) and some it got right.
+Diagnose the cause with one word:
+- MISSING: no rule covers these cases,
+- WRONG: a rule points to the wrong label for these cases,
+- CONFLICT: two rules disagree on these cases.
+Then propose ONE concrete patch:
+- "new": a new general rule ("text") and its "label" (use rule_id 0),
+- "edit": the new wording ("text") of the rule with id "rule_id", and the label it should imply,
+- "precedence": which rule wins ("rule_id") over which ("other_rule_id") when both apply; "text" says so.
+Rules must be general and checkable: no names from one example, no vague advice.
+Answer with a JSON object with the keys diagnosis, patch, rule_id, other_rule_id, topic, text, label, explanation."""
+
+
+@dataclass
+class RefineSummary:
+    """What one refine call did."""
+
+    evaluation_run: int
+    n_failures: int = 0
+    n_groups: int = 0
+    n_proposed: int = 0
+    n_existing: int = 0
+    n_failed: int = 0
+    new_calls: int = 0
+    cached_calls: int = 0
+    rule_ids: list[int] = field(default_factory=list)
+    stopped: str = ""
+    dev_before: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def approved_rules(task: Task) -> list[Rule]:
+    """Return the task's approved rules in rule-set order."""
+    rules = Rule.objects.filter(task=task, status=Rule.Status.APPROVED)
+    return sorted(rules, key=lambda rule: (rule.position is None, rule.position or 0, rule.pk))
+
+
+def rules_prompt(task: Task, rules: list[tuple[str, str, str]], precedence: list[str] = ()) -> str:
+    """Return the student's rules text for (topic, text, label) triples and precedence notes."""
+    lines = [prompts.task_header(task), "", "Rules:"]
+    for number, (topic, text, label) in enumerate(rules, 1):
+        lines.append(f"{number}. {topic + ': ' if topic else ''}{text} → {label}")
+    lines.extend(f"Precedence: {note}" for note in precedence if note)
+    return prompts.pld_rules(task=task, prompt_text="\n".join(lines))
+
+
+def _patched_rules(task: Task, rules: list[Rule], patch: dict[str, Any]) -> str:
+    triples = [(rule.topic, rule.text, rule.label) for rule in rules]
+    notes = [rule.precedence_note for rule in rules if rule.precedence_note]
+    target = patch.get("refines")
+    if patch["patch"] == "new":
+        triples.append((patch["topic"], patch["text"], patch["label"]))
+    elif patch["patch"] == "edit":
+        replacement = (patch["topic"], patch["text"], patch["label"])
+        triples = [replacement if rule.pk == target else (rule.topic, rule.text, rule.label) for rule in rules]
+    else:
+        notes.append(patch["text"])
+    return rules_prompt(task, triples, notes)
+
+
+def dev_examples(task: Task, *, limit: int, seed: int) -> list[Example]:
+    """Return a seeded dev subset (the same one for 'before' and every 'after')."""
+    examples = list(Example.objects.filter(task=task, split=Split.DEV).order_by("id"))
+    random.Random(seed).shuffle(examples)
+    return sorted(examples[:limit], key=lambda example: example.pk)
+
+
+def measure_on_dev(*, student: Student, task: Task, rules_text: str, examples: list[Example]) -> dict[str, Any]:
+    """Run the student on the examples under a rules text; return macro-F1 and each prediction."""
+    predicted = {ex.pk: classify_example(student=student, task=task, inputs=ex.inputs, rules_text=rules_text).label
+                 for ex in examples}
+    return {
+        "macro_f1": macro_f1([ex.gold_label for ex in examples], [predicted[ex.pk] for ex in examples],
+                             task.label_names),
+        "n": len(examples),
+        "rules_sha256": hashlib.sha256(rules_text.encode("utf-8")).hexdigest(),
+        "predictions": {str(pk): label for pk, label in predicted.items()},
+    }
+
+
+def _flips(examples: list[Example], before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[int]]:
+    right_to_wrong, wrong_to_right = [], []
+    for ex in examples:
+        was = before["predictions"][str(ex.pk)] == ex.gold_label
+        now = after["predictions"][str(ex.pk)] == ex.gold_label
+        if was and not now:
+            right_to_wrong.append(ex.pk)
+        elif now and not was:
+            wrong_to_right.append(ex.pk)
+    return {"right_to_wrong": right_to_wrong, "wrong_to_right": wrong_to_right}
+
+
+def _case_text(task: Task, example: Example) -> str:
+    return " | ".join(f"{name}: {field_text(task, example, name)[:400]}" for name in task.input_fields)
+
+
+def refine_messages(
+    task: Task, rules: list[Rule], failures: list[Prediction], correct: list[Prediction]
+) -> list[dict[str, str]]:
+    """Return the chat messages asking the teacher to diagnose one group of failures."""
+    labels = "\n".join(f"- {label['name']}: {label.get('description', '')}" for label in task.labels)
+    current = "\n".join(f"[{rule.pk}] {rule.text} → {rule.label}" for rule in rules) or "(no approved rules yet)"
+    wrong = "\n".join(
+        f"- {_case_text(task, p.example)}\n  correct: {p.example.gold_label}; classifier said: {p.label}"
+        for p in failures
+    )
+    right = "\n".join(f"- {_case_text(task, p.example)}\n  correct: {p.example.gold_label}" for p in correct)
+    system = f"Task: {task.title or task.name}. {task.description}\nLabels:\n{labels}\n\n{GUIDE}"
+    user = f"Current rules:\n{current}\n\nGot wrong:\n{wrong}\n\nGot right:\n{right or '(none shown)'}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def refine_schema(task: Task, rules: list[Rule]) -> dict[str, Any]:
+    """Return the JSON schema of a diagnosis; without approved rules only a new rule can be proposed."""
+    ids = [rule.pk for rule in rules]
+    return {
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string", "enum": ["MISSING", "WRONG", "CONFLICT"] if ids else ["MISSING"]},
+            "patch": {"type": "string", "enum": ["new", "edit", "precedence"] if ids else ["new"]},
+            "rule_id": {"type": "integer", "enum": [0, *ids]},
+            "other_rule_id": {"type": "integer", "enum": [0, *ids]},
+            "topic": {"type": "string", "minLength": 3, "maxLength": 80},
+            "text": {"type": "string", "minLength": 10, "maxLength": 400},
+            "label": {"type": "string", "enum": task.label_names},
+            "explanation": {"type": "string", "minLength": 10, "maxLength": 300},
+        },
+        "required": ["diagnosis", "patch", "rule_id", "other_rule_id", "topic", "text", "label", "explanation"],
+    }
+
+
+def _normalise_patch(data: dict[str, Any], rules: list[Rule]) -> dict[str, Any]:
+    """Return the patch with its target rule, falling back to a new rule when the teacher named none."""
+    by_id = {rule.pk: rule for rule in rules}
+    patch = {**data, "refines": None}
+    if data["patch"] in {"edit", "precedence"} and data["rule_id"] in by_id:
+        patch["refines"] = data["rule_id"]
+    elif data["patch"] != "new":
+        patch["patch"] = "new"
+        patch["note"] = f"The teacher asked for {data['patch']} without naming an approved rule; proposed as new."
+    if patch["patch"] == "edit" and data["diagnosis"] == "MISSING":
+        patch["diagnosis"] = "WRONG"
+    return patch
+
+
+def _groups(run: EvaluationRun, *, max_groups: int, seed: int) -> list[tuple[str, list[Prediction], list[Prediction]]]:
+    predictions = list(run.predictions.select_related("example").order_by("id"))
+    failures: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
+    correct: dict[str, list[Prediction]] = defaultdict(list)
+    for p in predictions:
+        if p.correct:
+            correct[p.example.gold_label].append(p)
+        elif p.label:
+            failures[(p.example.gold_label, p.label)].append(p)
+    rng = random.Random(seed)
+    groups = []
+    for (gold, said), group in sorted(failures.items(), key=lambda item: (-len(item[1]), item[0]))[:max_groups]:
+        pool = correct.get(gold, [])
+        sample = rng.sample(pool, min(CORRECT_PER_GROUP, len(pool)))
+        groups.append((f"{gold}->{said}", group[:MAX_FAILURES_PER_GROUP], sorted(sample, key=lambda p: p.pk)))
+    return groups
+
+
+def refine_proposals_create(
+    *,
+    run: EvaluationRun,
+    config: TeacherConfig,
+    max_groups: int = DEFAULT_MAX_GROUPS,
+    dev_limit: int = DEFAULT_DEV_LIMIT,
+    seed: int = 0,
+    student: Student | None = None,
+    job: Any = None,
+    progress: Any = None,
+) -> RefineSummary:
+    """Ask the teacher to diagnose a run's failures; measure each patch on dev; file it as a pending candidate."""
+    if run.status != EvaluationRun.Status.FINISHED:
+        raise ValidationError(f"Evaluation run {run.pk} is {run.status}; refine needs a finished run.")
+    if run.split not in {Split.TRAIN, Split.DEV}:
+        raise ValidationError("Refine learns from train or dev runs only; the test split stays unseen.")
+    task = run.task
+    summary = RefineSummary(evaluation_run=run.pk)
+    summary.n_failures = run.predictions.filter(correct=False).count()
+    groups = _groups(run, max_groups=max_groups, seed=seed)
+    summary.n_groups = len(groups)
+    existing = {
+        rule.proposal.get("group"): rule
+        for rule in Rule.objects.filter(origin=Rule.Origin.REFINE, proposal__evaluation_run=run.pk)
+    }
+    todo = [group for group in groups if group[0] not in existing]
+    summary.n_existing = len(groups) - len(todo)
+    summary.rule_ids = [rule.pk for rule in existing.values()]
+    if progress is not None:
+        progress.set_total(len(groups), f"{summary.n_failures} failures in {len(groups)} groups")
+        progress.set_done(summary.n_existing)
+    if not todo:
+        return summary
+    rules = approved_rules(task)
+    teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
+    requests = [
+        TeacherRequest(purpose="refine", messages=refine_messages(task, rules, failures, correct),
+                       schema=refine_schema(task, rules), key=(name, failures))
+        for name, failures, correct in todo
+    ]
+    examples = dev_examples(task, limit=dev_limit, seed=seed)
+    measuring = bool(examples)
+    before: dict[str, Any] = {}
+    if measuring:
+        student = student or get_student()
+        if progress is not None:
+            progress.note(f"Measuring the approved rules on {len(examples)} dev examples")
+        before = measure_on_dev(student=student, task=task, rules_text=rules_prompt(task, [
+            (rule.topic, rule.text, rule.label) for rule in rules
+        ], [rule.precedence_note for rule in rules]), examples=examples)
+        summary.dev_before = {"macro_f1": before["macro_f1"], "n": before["n"]}
+    try:
+        for answer in teacher.ask_many(requests):
+            if not isinstance(answer, TeacherAnswer):
+                summary.n_failed += 1
+            else:
+                name, failures = answer.request.key
+                patch = _normalise_patch(answer.data, rules)
+                proposal: dict[str, Any] = {
+                    "evaluation_run": run.pk,
+                    "group": name,
+                    "failure_example_ids": [p.example_id for p in failures],
+                    "patch": patch["patch"],
+                    "explanation": patch["explanation"],
+                    "teacher_call": answer.call.pk,
+                    "dev_before": {},
+                    "dev_after": {},
+                    "flips": {"right_to_wrong": [], "wrong_to_right": []},
+                }
+                if patch["patch"] == "precedence" and patch["other_rule_id"]:
+                    proposal["other_rule"] = patch["other_rule_id"]
+                if patch.get("note"):
+                    proposal["note"] = patch["note"]
+                if measuring:
+                    after = measure_on_dev(student=student, task=task, rules_text=_patched_rules(task, rules, patch),
+                                           examples=examples)
+                    proposal["dev_before"] = {k: before[k] for k in ("macro_f1", "n", "rules_sha256")}
+                    proposal["dev_after"] = {k: after[k] for k in ("macro_f1", "n", "rules_sha256")}
+                    proposal["dev_example_ids"] = [ex.pk for ex in examples]
+                    proposal["flips"] = _flips(examples, before, after)
+                rule = _proposal_file(task=task, patch=patch, failures=failures, proposal=proposal, config=config,
+                                      rules=rules)
+                summary.n_proposed += 1
+                summary.rule_ids.append(rule.pk)
+            if progress is not None:
+                progress.advance()
+    except TeacherBudgetExceeded as exc:
+        summary.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
+    finally:
+        summary.new_calls = teacher.new_calls
+        summary.cached_calls = teacher.cached_calls
+    return summary
+
+
+def _proposal_file(
+    *, task: Task, patch: dict[str, Any], failures: list[Prediction], proposal: dict[str, Any],
+    config: TeacherConfig, rules: list[Rule],
+) -> Rule:
+    target = next((rule for rule in rules if rule.pk == patch["refines"]), None)
+    is_precedence = patch["patch"] == "precedence"
+    examples = [p.example for p in failures]
+    return rule_propose(
+        task=task,
+        text=patch["text"].strip() if not is_precedence or target is None else target.text,
+        label=patch["label"] if not is_precedence or target is None else target.label,
+        topic=patch["topic"].strip(),
+        precedence_note=patch["text"].strip() if is_precedence else "",
+        origin=Rule.Origin.REFINE,
+        diagnosis=patch["diagnosis"],
+        refines=target,
+        proposed_by_model=config.model,
+        teacher_endpoint=config.endpoint,
+        support=len(examples),
+        label_balance=dict(Counter(example.gold_label for example in examples)),
+        examples=examples,
+        proposal=proposal,
+        reason=f"{patch['diagnosis']}: {patch['explanation']}"[:500],
+    )
+
+
+def refine(job: Job, progress: Any) -> dict[str, Any]:
+    """Job handler: refine proposals from an evaluation run (params: evaluation, dev_limit, max_groups, teacher)."""
+    params = job.params
+    run = EvaluationRun.objects.select_related("task").get(pk=params["evaluation"])
+    names = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
+    base = TeacherConfig.from_settings(**{name: params.get(name) for name in names})
+    with teacher_available(base) as config:
+        summary = refine_proposals_create(
+            run=run, config=config, max_groups=int(params.get("max_groups") or DEFAULT_MAX_GROUPS),
+            dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=int(params.get("seed") or 0),
+            job=job, progress=progress,
+        )
+    message = (
+        f"{summary.n_proposed} new proposals ({summary.n_existing} already filed, {summary.n_failed} refused) from "
+        f"{summary.n_failures} failures in {summary.n_groups} groups; {summary.new_calls} new teacher calls."
+    )
+    progress.note(f"Stopped early: {summary.stopped}" if summary.stopped else message)
+    try:
+        url = reverse("pld-review-queue")
+    except Exception:  # the review queue is another area's page; the result stands without the link
+        url = ""
+    return {**summary.as_dict(), "message": message, **({"url": url} if url else {})}

@@ -1,0 +1,49 @@
+"""Demo step: the bundled teacher extracts micro-rules for a few nda-demo examples and merges them.
+
+The 270M base model writes weak rules; the pages say which model wrote each one. Nothing is faked:
+what the demo shows is what the teacher answered (cached in the call log, so a second run is instant).
+"""
+from __future__ import annotations
+
+from typing import TextIO
+
+from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
+from rules.extraction import extraction_examples, micro_rules_extract
+from rules.local_teacher import teacher_available
+from rules.models import MicroRule, Task
+from rules.teacher import TeacherConfig, TeacherError
+
+TASK = "nda-demo"
+# Eight examples per label: about two minutes with the local teacher on two shared cores.
+LIMIT = 24
+
+
+def seed_teacher_rules(stdout: TextIO) -> None:
+    """Extract and cluster teacher rules for nda-demo, starting the local teacher only if work is left."""
+    task = Task.objects.filter(name=TASK).first()
+    if task is None:
+        stdout.write(f"  task {TASK} is missing; skipping the teacher step\n")
+        return
+    config = TeacherConfig.from_settings()
+    examples = extraction_examples(task, limit=LIMIT)
+    have = MicroRule.objects.filter(example__in=examples, teacher_model=config.model).count()
+    if have == len(examples) and clustering_is_done(task=task):
+        stdout.write(f"  {have} micro-rules by {config.model} and their clustering are already in place\n")
+        return
+    try:
+        with teacher_available(config) as ready:
+            stdout.write(f"  teacher {ready.model} at {ready.endpoint}\n")
+            summary = micro_rules_extract(task=task, config=ready, limit=LIMIT)
+            stdout.write(
+                f"  micro-rules: {summary.n_created} new, {summary.n_existing} stored, {summary.n_failed} refused "
+                f"({summary.new_calls} teacher calls, {summary.cached_calls} from the log)\n"
+            )
+            outcome = clustering_run_create(task=task, config=ready, eps=DEFAULT_EPS, min_samples=DEFAULT_MIN_SAMPLES)
+    except TeacherError as exc:
+        stdout.write(f"  the teacher failed ({exc.message}); run seed_demo again to resume\n")
+        return
+    run = outcome.run
+    stdout.write(
+        f"  clustering #{run.pk}: {run.n_clusters} clusters, {run.n_noise} noise (min_samples {run.min_samples} "
+        f"for {run.n_rules} micro-rules); {outcome.n_candidates_created} candidate rules for review\n"
+    )

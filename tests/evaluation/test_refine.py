@@ -1,0 +1,105 @@
+"""Phase 3: failures diagnosed by the teacher become measured, pending refine proposals (never approved)."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from evaluation.models import EvaluationRun, Prediction
+from evaluation.refine import _normalise_patch, refine_proposals_create, refine_schema
+from rules.models import Decision, Rule, Task, TeacherCall
+from rules.services import rule_approve, rule_propose
+from rules.teacher import TeacherConfig
+from tests.support.examples import make_examples
+from tests.support.fake_teacher import FakeTeacher
+
+
+def _finished_run(task: Task, split: str = "train") -> EvaluationRun:
+    """A finished train run: two Contradictions taken for Entailment, the rest right."""
+    examples = make_examples(task, 6)
+    make_examples(task, 3, split="dev", start=6)
+    run = EvaluationRun.objects.create(task=task, mode="pld", split=split, model_path="m.gguf",
+                                       status=EvaluationRun.Status.FINISHED, finished_at=timezone.now())
+    for example in examples:
+        wrong = example.gold_label == "Contradiction"
+        label = "Entailment" if wrong else example.gold_label
+        Prediction.objects.create(run=run, example=example, label=label, correct=not wrong, latency_ms=1)
+    return run
+
+
+def _config(fake: FakeTeacher) -> TeacherConfig:
+    return TeacherConfig(base_url=fake.base_url, model="fake-teacher", timeout=5.0, max_retries=1, backoff_base=0.01)
+
+
+def test_it_refuses_runs_that_are_unfinished_or_on_test(task: Task) -> None:
+    run = _finished_run(task, split="test")
+    with FakeTeacher() as fake:
+        with pytest.raises(ValidationError, match="test split stays unseen"):
+            refine_proposals_create(run=run, config=_config(fake))
+        run.split, run.status = "train", EvaluationRun.Status.RUNNING
+        run.save()
+        with pytest.raises(ValidationError, match="finished run"):
+            refine_proposals_create(run=run, config=_config(fake))
+
+
+def test_without_approved_rules_only_a_new_rule_can_be_proposed(task: Task) -> None:
+    schema = refine_schema(task, [])
+    assert schema["properties"]["patch"]["enum"] == ["new"]
+    assert schema["properties"]["diagnosis"]["enum"] == ["MISSING"]
+
+
+def test_an_edit_naming_no_approved_rule_becomes_a_new_rule() -> None:
+    data = {"patch": "edit", "rule_id": 999, "diagnosis": "WRONG", "explanation": "x" * 10}
+    patch = _normalise_patch(data, [])
+    assert patch["patch"] == "new" and patch["refines"] is None and "note" in patch
+
+
+def test_refine_rules_refuses_an_unknown_run(db: None) -> None:
+    with pytest.raises(CommandError, match="No evaluation run"):
+        call_command("refine_rules", "--evaluation", "999")
+
+
+@pytest.mark.slow
+def test_failures_become_measured_pending_proposals_and_a_rerun_adds_nothing(task: Task) -> None:
+    run = _finished_run(task)
+    with FakeTeacher() as fake:
+        summary = refine_proposals_create(run=run, config=_config(fake), dev_limit=3)
+        assert len(fake.requests) == 1
+        again = refine_proposals_create(run=run, config=_config(fake), dev_limit=3)
+        assert len(fake.requests) == 1
+    assert summary.n_groups == 1 and summary.n_proposed == 1
+    assert again.n_proposed == 0 and again.n_existing == 1
+    rule = Rule.objects.get()
+    assert rule.origin == Rule.Origin.REFINE and rule.status == Rule.Status.PENDING
+    assert rule.diagnosis == "MISSING" and rule.proposed_by_model == "fake-teacher"
+    proposal = rule.proposal
+    failures = set(run.predictions.filter(correct=False).values_list("example_id", flat=True))
+    assert set(proposal["failure_example_ids"]) == failures
+    assert set(rule.examples.values_list("id", flat=True)) == failures
+    assert proposal["patch"] == "new" and proposal["evaluation_run"] == run.pk
+    assert proposal["dev_before"]["n"] == 3 and 0 <= proposal["dev_after"]["macro_f1"] <= 1
+    assert proposal["dev_before"]["rules_sha256"] != proposal["dev_after"]["rules_sha256"]
+    assert set(proposal["flips"]) == {"right_to_wrong", "wrong_to_right"}
+    assert not Decision.objects.filter(action=Decision.Action.APPROVE).exists()
+    assert TeacherCall.objects.filter(purpose="refine").count() == 1
+
+
+@pytest.mark.slow
+def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(task: Task, reviewer: User) -> None:
+    run = _finished_run(task)
+    approved = rule_propose(task=task, text="If the clause forbids disclosure, then Entailment.", label="Entailment",
+                            origin=Rule.Origin.TEACHER, proposed_by_model="fake-teacher")
+    rule_approve(rule=approved, user=reviewer, lock_version=approved.lock_version)
+    approved.refresh_from_db()
+    assert approved.status == Rule.Status.APPROVED
+    reply = {"diagnosis": "WRONG", "patch": "edit", "rule_id": approved.pk, "label": "Contradiction"}
+    with FakeTeacher(overrides=reply) as fake:
+        refine_proposals_create(run=run, config=_config(fake), dev_limit=3)
+    proposal = Rule.objects.get(origin=Rule.Origin.REFINE)
+    assert proposal.refines == approved and proposal.diagnosis == "WRONG"
+    assert proposal.label == "Contradiction" and proposal.status == Rule.Status.PENDING
+    assert proposal.proposal["patch"] == "edit"
+    approved.refresh_from_db()
+    assert approved.status == Rule.Status.APPROVED and approved.label == "Entailment"
