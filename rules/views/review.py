@@ -430,7 +430,8 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
             return render(request, "rules/ruleset.html", context, status=409)
         url = reverse("pld-ruleset", args=[task.name])
         return redirect(f"{url}#rule-{moved_id}")
-    context = _ruleset_context(task) | {"error": error, "moved_id": moved_id}
+    direction = form.cleaned_data.get("direction", "") if form.is_valid() else ""
+    context = _ruleset_context(task) | {"error": error, "moved_id": moved_id, "moved_direction": direction}
     return render(request, "rules/ruleset.html#ruleset-list", context)
 
 

@@ -106,8 +106,19 @@
 
   // After htmx swaps in the next rule, put focus on its title so screen readers announce it
   // and the shortcuts keep working without a mouse.
-  document.addEventListener("htmx:afterSwap", function (ev) {
-    if (!ev.detail || !ev.detail.target || ev.detail.target.id !== "review-workspace") return;
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    if (!ev.detail || !ev.detail.target) return;
+    if (ev.detail.target.id === "ruleset") {
+      // Keep focus on the button just pressed, so a rule can be moved several places with the keyboard.
+      var moved = ev.detail.target.querySelector("li.moved");
+      if (moved) {
+        var button = moved.querySelector('button[value="' + moved.getAttribute("data-direction") + '"]:not([disabled])')
+          || moved.querySelector("button:not([disabled])");
+        if (button) button.focus();
+      }
+      return;
+    }
+    if (ev.detail.target.id !== "review-workspace") return;
     var title = document.getElementById("rule-title") || ev.detail.target.querySelector("h1");
     if (title) { title.setAttribute("tabindex", "-1"); title.focus({ preventScroll: true }); }
   });
