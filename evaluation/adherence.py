@@ -70,7 +70,9 @@ def _rule_texts(run: EvaluationRun) -> list[str]:
     return [entry.revision.text for entry in entries]
 
 
-def adherence_check(*, run: EvaluationRun, student: Student, sample_size: int | None = None) -> dict[str, Any]:
+def adherence_check(
+    *, run: EvaluationRun, student: Student, sample_size: int | None = None, progress: Any = None
+) -> dict[str, Any]:
     """Measure how often the student's decisions follow its rules' labels on a sample of the run."""
     from evaluation import prompts
     from evaluation.runs import decide
@@ -103,8 +105,10 @@ def adherence_check(*, run: EvaluationRun, student: Student, sample_size: int | 
     counter: dict[int, str] = {}
     bare: dict[int, str] = {}
     no_rules_text = prompts.no_rules(task=run.task)
-    for rules_text, store in ((swapped_text, counter), (no_rules_text, bare)):
-        for example_id in sample_ids:
+    for name, rules_text, store in (("swapped", swapped_text, counter), ("no", no_rules_text, bare)):
+        for n_done, example_id in enumerate(sample_ids):
+            if progress is not None:
+                progress.note(f"Checking rule adherence ({name} rules): {n_done} of {len(sample_ids)}")
             if not original.get(example_id):
                 continue  # refused or not predicted
             try:

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -30,11 +31,14 @@ from evaluation.student import (
     get_student,
 )
 from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
+from pldreview.models import Job
 from rules.models import Example, PromptVersion, Split, Task
 
 logger = logging.getLogger(__name__)
 
 JOB_KIND = "evaluation.jobs.run_evaluation"
+# A running job reports progress at least after every example; one silent this long has died.
+STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]
 
 
@@ -306,7 +310,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
             from evaluation.adherence import adherence_check
 
             progress.note("Checking rule adherence")
-            run.adherence = adherence_check(run=run, student=student)
+            run.adherence = adherence_check(run=run, student=student, progress=progress)
             run.rule_adherence = run.adherence.get("rule_adherence")
             run.metrics["rule_adherence"] = run.rule_adherence
     except JobCancelled:
@@ -397,15 +401,33 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
     return run
 
 
+def run_is_stale(run: EvaluationRun) -> bool:
+    """Say whether a run marked running has stopped reporting (its process crashed or was killed)."""
+    if run.status not in {EvaluationRun.Status.RUNNING, EvaluationRun.Status.QUEUED}:
+        return False
+    job = run.job
+    if job is None:
+        return run.status == EvaluationRun.Status.RUNNING
+    if job.is_finished:
+        return True
+    return job.state == Job.State.RUNNING and job.updated_at < timezone.now() - STALE_AFTER
+
+
 @transaction.atomic
 def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> EvaluationRun:
-    """Queue a failed, cancelled or interrupted run again; it skips the examples already predicted."""
+    """Queue a failed, cancelled or crashed run again; it skips the examples already predicted."""
     if run.status == EvaluationRun.Status.FINISHED:
         raise ValidationError("This run has finished; there is nothing to resume.")
     job = run.job
+    stale = run_is_stale(run)
+    if job is not None and not job.is_finished and not stale:
+        raise ValidationError("This run is still running or queued; cancel it first or wait for it.")
     if job is not None and not job.is_finished:
-        if run.status == EvaluationRun.Status.RUNNING or job.state in {job.State.RUNNING, job.State.QUEUED}:
-            raise ValidationError("This run is still running or queued; cancel it first or wait for it.")
+        # The worker that held this job died without recording it; say so before retrying.
+        job.state = Job.State.FAILED
+        job.error = "Interrupted: the process running this job stopped reporting."
+        job.finished_at = timezone.now()
+        job.save()
     run.status = EvaluationRun.Status.QUEUED
     run.error = ""
     run.save(update_fields=["status", "error"])

@@ -14,6 +14,7 @@ per label (about 30 ms each on 2 cores), which alone broke the latency-overhead 
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -289,14 +290,19 @@ class Student:
         self.chat_template = info.chat_template
         self._chat_parts: tuple[str, str] | None = None
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Free the llama.cpp context, batch and model now."""
         batch = getattr(self, "_batch", None)
         if batch is not None:
             self._batch = None
-            try:
-                self._llama_cpp.llama_batch_free(batch)
-            except TypeError:  # the library is already torn down at interpreter exit
-                pass
+            self._llama_cpp.llama_batch_free(batch)
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None:
+            self._ctx = None
+            ctx.close()
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
 
     # -- tokens
 
@@ -540,6 +546,15 @@ class Student:
 
 _STUDENTS: dict[tuple[str, int, int], Student] = {}
 _STUDENTS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_students() -> None:
+    # Free llama.cpp objects while the library is still loaded; left to the garbage collector at
+    # interpreter exit, their destructors run after llama_cpp's module globals are gone and fail.
+    for student in list(_STUDENTS.values()):
+        student.close()
+    _STUDENTS.clear()
 
 
 def default_model_path() -> str:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from evaluation.views import reports
+from evaluation.views import runs as evaluation_runs
 
 urlpatterns: list = [
     *reports.urlpatterns,
+    *evaluation_runs.urlpatterns,
 ]

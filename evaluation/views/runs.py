@@ -1,0 +1,289 @@
+"""Evaluation run pages: the list, starting a run, its live progress and results, cancel/resume, compare."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from evaluation.models import EvaluationRun, Prediction
+from evaluation.runs import evaluation_run_cancel, evaluation_run_resume, evaluation_run_start, run_is_stale
+from rules.models import PromptVersion, Split, Task
+
+LIST_SIZE = 100
+FAILURES_PAGE_SIZE = 20
+FLIPS_SHOWN = 50
+HEAT_LEVELS = 10
+
+
+class RunStartForm(forms.Form):
+    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name")
+    mode = forms.ChoiceField(choices=EvaluationRun.Mode.choices, initial=EvaluationRun.Mode.PLD)
+    split = forms.ChoiceField(choices=Split.choices, initial=Split.TEST)
+    prompt_version = forms.ModelChoiceField(
+        queryset=PromptVersion.objects.select_related("task").order_by("task__name", "-number"),
+        required=False,
+        help_text="pld: the compiled prompt version to evaluate.",
+    )
+    prompt_text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}),
+        required=False,
+        help_text="pld without a prompt version: paste the rules prompt here.",
+    )
+    limit = forms.IntegerField(min_value=1, required=False, help_text="Evaluate at most this many examples.")
+    seed = forms.IntegerField(initial=0)
+    k_shot = forms.IntegerField(label="k (few-shot)", min_value=1, max_value=32, initial=4)
+    calibrate = forms.BooleanField(
+        required=False, help_text="Subtract the label prior measured on a content-free input."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        version = data.get("prompt_version")
+        if version is not None and data.get("task") is not None and version.task_id != data["task"].pk:
+            self.add_error("prompt_version", "That prompt version belongs to another task.")
+        if data.get("mode") == EvaluationRun.Mode.PLD and version is None and not data.get("prompt_text", "").strip():
+            self.add_error("prompt_text", "A pld run needs a prompt version or a pasted rules prompt.")
+        return data
+
+
+def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
+    """Return a run with what its pages show, or 404; every role that may view runs sees all of them."""
+    runs = EvaluationRun.objects.select_related("task", "prompt_version", "job", "created_by")
+    return get_object_or_404(runs, pk=run_id)
+
+
+def confusion_rows(run: EvaluationRun) -> list[dict[str, Any]]:
+    """Return the confusion matrix as rows of cells with counts, row shares and heat levels."""
+    labels = run.metrics.get("labels") or run.task.label_names
+    matrix = run.metrics.get("confusion") or []
+    rows = []
+    for i, gold in enumerate(labels):
+        counts = matrix[i] if i < len(matrix) else [0] * len(labels)
+        total = sum(counts)
+        cells = []
+        for j, predicted in enumerate(labels):
+            count = counts[j] if j < len(counts) else 0
+            share = count / total if total else 0.0
+            cells.append(
+                {
+                    "predicted": predicted,
+                    "count": count,
+                    "percent": round(100 * share),
+                    "level": round(share * HEAT_LEVELS),
+                    "correct": i == j,
+                }
+            )
+        rows.append({"gold": gold, "cells": cells, "total": total})
+    return rows
+
+
+def _progress(run: EvaluationRun) -> dict[str, Any]:
+    done = run.predictions.count()
+    total = run.n_examples or 1
+    job = run.job
+    return {
+        "done": done,
+        "total": run.n_examples,
+        "percent": min(100, round(100 * done / total)),
+        "eta": job.eta if job is not None else None,
+        "message": job.message if job is not None else "",
+        "stale": run_is_stale(run),
+    }
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_evaluationrun", raise_exception=True)
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = EvaluationRun.objects.select_related("task", "prompt_version", "created_by")
+    task_name = request.GET.get("task", "")
+    if task_name:
+        runs = runs.filter(task__name=task_name)
+    runs = list(runs[:LIST_SIZE])
+    context = {
+        "runs": runs,
+        "tasks": Task.objects.order_by("name"),
+        "task_name": task_name,
+    }
+    return render(request, "evaluation/run_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required("evaluation.run_evaluation", raise_exception=True)
+def run_start(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = RunStartForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = evaluation_run_start(
+                    task=data["task"],
+                    mode=data["mode"],
+                    split=data["split"],
+                    prompt_version=data["prompt_version"],
+                    prompt_text=data["prompt_text"] or "",
+                    limit=data["limit"],
+                    seed=data["seed"],
+                    k_shot=data["k_shot"],
+                    calibrate=data["calibrate"],
+                    user=request.user,
+                )
+            except ValidationError as exc:
+                if hasattr(exc, "error_dict"):
+                    for field, errors in exc.message_dict.items():
+                        form.add_error(field if field in form.fields else None, errors)
+                else:
+                    form.add_error(None, exc.messages)
+            else:
+                messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
+                return redirect(run)
+    else:
+        initial: dict[str, Any] = {}
+        if request.GET.get("task"):
+            initial["task"] = Task.objects.filter(name=request.GET["task"]).first()
+        if request.GET.get("prompt_version", "").isdigit():
+            version = PromptVersion.objects.filter(pk=int(request.GET["prompt_version"])).first()
+            if version is not None:
+                initial.update(prompt_version=version, task=version.task, mode=EvaluationRun.Mode.PLD)
+        if request.GET.get("mode") in EvaluationRun.Mode.values:
+            initial["mode"] = request.GET["mode"]
+        form = RunStartForm(initial=initial)
+    return render(request, "evaluation/run_start.html", {"form": form})
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_evaluationrun", raise_exception=True)
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
+    if request.htmx and request.GET.get("part") == "progress":
+        response = render(request, "evaluation/run_detail.html#run-progress", {"run": run, "progress": _progress(run)})
+        if not live:
+            # Stop polling and reload once so the finished results appear.
+            stop = HttpResponseStopPolling(response.content)
+            stop["HX-Refresh"] = "true"
+            return stop
+        return response
+    failures = (
+        Prediction.objects.filter(run=run, correct=False).select_related("example").order_by("id")
+    )
+    page = Paginator(failures, FAILURES_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "run": run,
+        "live": live,
+        "progress": _progress(run) if live or run.status != EvaluationRun.Status.FINISHED else None,
+        "confusion": confusion_rows(run) if run.metrics.get("confusion") else [],
+        "per_class": [
+            {"label": label, **run.metrics.get("per_class", {}).get(label, {})}
+            for label in run.metrics.get("labels", [])
+        ],
+        "failures": page,
+        "label_names": run.task.label_names,
+        "other_runs": EvaluationRun.objects.filter(task=run.task, status=EvaluationRun.Status.FINISHED)
+        .exclude(pk=run.pk)
+        .order_by("-created_at")[:20],
+    }
+    if request.htmx and request.GET.get("part") == "failures":
+        return render(request, "evaluation/run_detail.html#run-failures", context)
+    return render(request, "evaluation/run_detail.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.run_evaluation", raise_exception=True)
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    evaluation_run_cancel(run=run)
+    messages.info(request, "Cancellation requested; the run stops after its current example. Resume continues it.")
+    return redirect(run)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.run_evaluation", raise_exception=True)
+def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    try:
+        evaluation_run_resume(run=run, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "The run is queued again; it skips the examples already predicted.")
+    return redirect(run)
+
+
+def _flips(a: EvaluationRun, b: EvaluationRun) -> dict[str, Any]:
+    before = {p.example_id: p for p in a.predictions.select_related("example")}
+    after = {p.example_id: p for p in b.predictions.all()}
+    common = [i for i in before if i in after]
+    right_to_wrong = [(before[i], after[i]) for i in common if before[i].correct and not after[i].correct]
+    wrong_to_right = [(before[i], after[i]) for i in common if not before[i].correct and after[i].correct]
+    return {
+        "n_common": len(common),
+        "right_to_wrong": right_to_wrong[:FLIPS_SHOWN],
+        "wrong_to_right": wrong_to_right[:FLIPS_SHOWN],
+        "n_right_to_wrong": len(right_to_wrong),
+        "n_wrong_to_right": len(wrong_to_right),
+    }
+
+
+COMPARED_METRICS = [
+    ("macro_f1", "Macro-F1", True),
+    ("accuracy", "Accuracy", True),
+    ("latency_ms_p50", "Latency p50 (ms)", False),
+    ("latency_ms_p95", "Latency p95 (ms)", False),
+    ("prompt_tokens_mean", "Prompt tokens per example", False),
+    ("tokens_processed_mean", "Tokens processed per example", False),
+]
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_evaluationrun", raise_exception=True)
+def run_compare(request: HttpRequest) -> HttpResponse:
+    runs = EvaluationRun.objects.select_related("task", "prompt_version").order_by("-created_at")
+    a_id, b_id = request.GET.get("a", ""), request.GET.get("b", "")
+    context: dict[str, Any] = {"choices": runs[:LIST_SIZE], "a_id": a_id, "b_id": b_id}
+    if a_id.isdigit() and b_id.isdigit():
+        a = get_object_or_404(runs, pk=int(a_id))
+        b = get_object_or_404(runs, pk=int(b_id))
+        rows = []
+        for key, title, higher_is_better in COMPARED_METRICS:
+            va, vb = a.metrics.get(key), b.metrics.get(key)
+            delta = round(vb - va, 4) if va is not None and vb is not None else None
+            better = None if not delta else (delta > 0) == higher_is_better
+            rows.append({"title": title, "a": va, "b": vb, "delta": delta, "better": better})
+        if a.rule_adherence is not None or b.rule_adherence is not None:
+            va, vb = a.rule_adherence, b.rule_adherence
+            delta = round(vb - va, 4) if va is not None and vb is not None else None
+            rows.append({"title": "Rule adherence", "a": va, "b": vb, "delta": delta, "better": delta and delta > 0})
+        context.update(a=a, b=b, rows=rows, same_task=a.task_id == b.task_id, **_flips(a, b))
+    elif a_id or b_id:
+        context["error"] = "Pick two runs to compare."
+    return render(request, "evaluation/run_compare.html", context)
+
+
+def compare_url(a: EvaluationRun, b: EvaluationRun) -> str:
+    """Return the URL comparing run a (before) with run b (after)."""
+    return f"{reverse('pld-evaluation-compare')}?a={a.pk}&b={b.pk}"
+
+
+urlpatterns = [
+    path("evaluations/", run_list, name="pld-evaluation-list"),
+    path("evaluations/start/", run_start, name="pld-evaluation-start"),
+    path("evaluations/compare/", run_compare, name="pld-evaluation-compare"),
+    path("evaluations/<int:run_id>/", run_detail, name="pld-evaluation-detail"),
+    path("evaluations/<int:run_id>/cancel/", run_cancel, name="pld-evaluation-cancel"),
+    path("evaluations/<int:run_id>/resume/", run_resume, name="pld-evaluation-resume"),
+]
