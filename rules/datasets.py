@@ -126,6 +126,19 @@ def _task_for(
     return task, True
 
 
+def _split_groups(task: Task, examples: list[ParsedExample]) -> list[str]:
+    """Return the unit each example is split with: its group, merged across groups with the same shared text."""
+    shared = task.shared_context_field
+    groups = []
+    for index, example in enumerate(examples):
+        if shared and example.group_key:
+            # ContractNLI test.json holds one contract under two document ids; it must not sit in two splits.
+            groups.append(hashlib.sha256(example.inputs[shared].encode()).hexdigest())
+        else:
+            groups.append(example.group_key or f"#{index}")
+    return groups
+
+
 @transaction.atomic
 def dataset_import(
     *,
@@ -177,7 +190,7 @@ def dataset_import(
         seed = None
     else:
         seed = DEFAULT_SPLIT_SEED if split_seed is None else split_seed
-        groups = [example.group_key or f"#{i}" for i, example in enumerate(parsed.examples)]
+        groups = _split_groups(task, parsed.examples)
         assignment = split_assign(labels=[e.label for e in parsed.examples], groups=groups, random_state=seed)
 
     # An example that is already stored keeps its split and its original import.

@@ -73,3 +73,21 @@ def test_the_same_file_and_seed_give_the_same_splits_in_two_tasks(tmp_path) -> N
 
     assert splits("first") == splits("second")
     assert Counter(splits("first").values()) == {"train": 27, "dev": 9, "test": 9}
+
+
+@pytest.mark.django_db
+def test_two_documents_with_the_same_text_land_in_the_same_split(tmp_path) -> None:
+    labels = {f"nda-{k}": {"hypothesis": f"Hypothesis {k}."} for k in range(1, 5)}
+    documents = []
+    for doc_id in range(12):
+        text = "The same contract." if doc_id in (3, 9) else f"Contract number {doc_id}."
+        annotations = {key: {"choice": ["Entailment", "NotMentioned"][(doc_id + n) % 2], "spans": []}
+                       for n, key in enumerate(labels)}
+        documents.append({"id": doc_id, "text": text, "spans": [], "annotation_sets": [{"annotations": annotations}]})
+    path = tmp_path / "cnli.json"
+    path.write_text(json.dumps({"documents": documents, "labels": labels}))
+    for seed in range(5):
+        dataset_import(task_name=f"cnli-{seed}", fmt="contractnli", path_or_file=path, split_seed=seed)
+        splits = set(Example.objects.filter(task__name=f"cnli-{seed}", group_key__in=["document-3", "document-9"])
+                     .values_list("split", flat=True))
+        assert len(splits) == 1, (seed, splits)
