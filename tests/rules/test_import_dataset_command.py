@@ -97,3 +97,28 @@ def test_stereoset_imports_12687_sentences_4229_per_label_stratified() -> None:
         per_label = {by_split[(split, label)] for label in ("stereotype", "anti-stereotype", "unrelated")}
         assert len(per_label) == 1, (split, per_label)
     assert by_split[("train", "stereotype")] > 2 * by_split[("test", "stereotype")]
+
+
+@pytest.mark.datasets
+@requires_shared_datasets("contractnli", "dev.json")
+def test_contractnli_dev_split_by_seed_keeps_each_document_in_one_split() -> None:
+    out = _run(str(SHARED_DATASETS / "contractnli" / "dev.json"), "--task", "contractnli-dev",
+               "--format", "contractnli", "--split-seed", "0")
+    assert "1,037 records, 1,037 added" in out
+    rows = Example.objects.filter(task__name="contractnli-dev").values_list("group_key", "split")
+    per_document: dict[str, set[str]] = {}
+    for group, split in rows:
+        per_document.setdefault(group, set()).add(split)
+    assert len(per_document) == 61 and all(len(splits) == 1 for splits in per_document.values())
+    documents = Counter(next(iter(splits)) for splits in per_document.values())
+    assert documents["train"] > documents["dev"] > 0 and documents["test"] > 0
+
+
+@pytest.mark.datasets
+@requires_shared_datasets("logiqa2", "test.txt")
+def test_logiqa2_test_imports_every_question_with_its_answer_letter() -> None:
+    out = _run(str(SHARED_DATASETS / "logiqa2" / "test.txt"), "--task", "logiqa2-test", "--format", "logiqa2",
+               "--split", "test")
+    assert "1,572 records, 1,572 added" in out
+    counts = Counter(Example.objects.filter(task__name="logiqa2-test").values_list("gold_label", flat=True))
+    assert counts == {"A": 347, "B": 384, "C": 417, "D": 424}
