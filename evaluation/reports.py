@@ -10,6 +10,7 @@ new record.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ from django.template.loader import render_to_string
 
 from evaluation.models import EvaluationRun, Promotion, Report
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
+from pldreview.jobs import JobCancelled, job_start
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
+
+logger = logging.getLogger(__name__)
 
 REPORTS_DIR = "reports"
 BASELINE_MODES = (EvaluationRun.Mode.ZERO_SHOT, EvaluationRun.Mode.FEW_SHOT, EvaluationRun.Mode.COT)
@@ -424,8 +428,13 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
             pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
             tsa_url=settings.PLD_TSA_URL, reason=f"Audit report {report.pk} on {version}",
         )
+    except JobCancelled:
+        raise  # the report stays queued; retrying the job resumes it
     except SigningError as exc:
         return _report_fail(report, str(exc))
+    except Exception as exc:  # a rendering failure must not leave the record queued forever
+        logger.exception("Report %s could not be rendered", report.pk)
+        return _report_fail(report, f"Rendering failed: {type(exc).__name__}: {exc}")
     check = pdf_signature_validate(signed, trust=identity.certificate)
     if not (check.valid and check.trusted and check.unmodified and check.signer_fingerprint == identity.fingerprint):
         summary = "; ".join(part for part in (check.problem, *check.details.values()) if part)
@@ -476,8 +485,6 @@ def production_version(task_name: str) -> PromptVersion:
 @transaction.atomic
 def report_request(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> Report:
     """Record a queued report and hand its production to the background worker."""
-    from pldreview.jobs import job_start
-
     report = report_create(prompt_version=prompt_version, user=user)
     job = job_start(
         kind="evaluation.report_jobs.generate_report",
