@@ -8,7 +8,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -81,10 +82,21 @@ def _get_example_for_user(request: HttpRequest, example_id: int) -> Example:
     return get_object_or_404(Example.objects.select_related("task", "dataset_import"), pk=example_id)
 
 
-def _preview(task: Task, example: Example) -> str:
-    """Return the example's own fields (not the shared context) as one line."""
-    fields = [name for name in task.input_fields if name != task.shared_context_field]
-    return " — ".join(str(example.inputs.get(name, "")) for name in fields)
+def _with_preview(task: Task, examples: QuerySet[Example]) -> QuerySet[Example]:
+    """Load the example's own fields (not the shared context) without the whole inputs document."""
+    # A ContractNLI page of 50 examples would otherwise carry 50 copies of a ~10k-character contract.
+    own = [name for name in task.input_fields if name != task.shared_context_field]
+    fields = {f"preview_{i}": KeyTextTransform(name, "inputs") for i, name in enumerate(own)}
+    return examples.defer("inputs", "evidence").annotate(**fields)
+
+
+def _preview(example: Example) -> str:
+    """Return the example's own fields as one line."""
+    parts, i = [], 0
+    while hasattr(example, f"preview_{i}"):
+        parts.append(getattr(example, f"preview_{i}") or "")
+        i += 1
+    return " — ".join(parts)
 
 
 def _distribution(task: Task) -> dict[str, Any]:
@@ -123,11 +135,11 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
         examples = examples.filter(split=split)
     if label:
         examples = examples.filter(gold_label=label)
-    page = Paginator(examples, EXAMPLES_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(_with_preview(task, examples), EXAMPLES_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "task": task,
         "page": page,
-        "rows": [{"example": e, "preview": _preview(task, e)} for e in page.object_list],
+        "rows": [{"example": e, "preview": _preview(e)} for e in page.object_list],
         "split": split,
         "label": label,
         "split_choices": Split.choices,

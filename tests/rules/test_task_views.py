@@ -173,3 +173,15 @@ def test_the_fixture_task_pages_render_after_a_real_import(client, reviewer, tmp
     assert client.get("/tasks/stereo/").status_code == 200
     example = Example.objects.first()
     assert client.get(f"/examples/{example.pk}/").status_code == 200
+
+
+def test_the_example_list_previews_the_own_fields_not_the_shared_document(client, reviewer) -> None:
+    task = Task.objects.create(
+        name="cnli", labels=[{"name": "Entailment"}, {"name": "NotMentioned"}],
+        input_fields=["premise", "hypothesis"], shared_context_field="premise",
+    )
+    _example(task, 1, inputs={"premise": "A very long contract " * 50, "hypothesis": "Staff may see it."})
+    client.force_login(reviewer)
+    response = client.get("/tasks/cnli/")
+    assert [row["preview"] for row in response.context["rows"]] == ["Staff may see it."]
+    assert b"A very long contract" not in response.content
