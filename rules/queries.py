@@ -9,6 +9,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule
+from rules.services import standing_approvals
 
 SORTS = {
     "support": ("-support", "id"),
@@ -81,12 +82,7 @@ def _filtered(filters: QueueFilters, *, with_status: bool = True) -> QuerySet[Ru
 def approvals_count() -> Coalesce:
     """Annotate a rule with the number of standing approvals of its current revision."""
     standing = (
-        Decision.objects.filter(
-            rule=OuterRef("pk"),
-            revision=OuterRef("current_revision"),
-            action=Decision.Action.APPROVE,
-            undone_by__isnull=True,
-        )
+        Decision.objects.filter(standing_approvals(), rule=OuterRef("pk"))
         .order_by()
         .values("rule")
         .annotate(n=Count("reviewer", distinct=True))

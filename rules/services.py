@@ -12,7 +12,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from rules.models import ClusteringRun, Decision, Example, MicroRule, Rule, RuleRevision, Task
@@ -180,13 +181,22 @@ def _record(
     return decision
 
 
-def rule_approvals(rule: Rule) -> list[Decision]:
-    """Return the standing approvals of the rule's current revision (undone ones excluded)."""
-    return list(
-        Decision.objects.filter(
-            rule=rule, revision_id=rule.current_revision_id, action=Decision.Action.APPROVE, undone_by__isnull=True
-        ).select_related("reviewer")
+def standing_approvals() -> Q:
+    """Match approvals that still count: of the current revision, not undone, not followed by a rejection."""
+    last_rejection = (
+        Decision.objects.filter(rule=OuterRef("rule"), action=Decision.Action.REJECT, undone_by__isnull=True)
+        .order_by("-id")
+        .values("id")[:1]
     )
+    return (
+        Q(action=Decision.Action.APPROVE, undone_by__isnull=True, revision_id=F("rule__current_revision_id"))
+        & Q(id__gt=Coalesce(Subquery(last_rejection), 0))
+    )
+
+
+def rule_approvals(rule: Rule) -> list[Decision]:
+    """Return the approvals that count towards the rule's current revision."""
+    return list(Decision.objects.filter(standing_approvals(), rule=rule).select_related("reviewer"))
 
 
 def required_approvals() -> int:

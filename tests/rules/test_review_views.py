@@ -340,3 +340,11 @@ def test_a_hand_written_rule_with_a_wrong_label_shows_the_error(client, task, re
     response = client.post("/rules/new/", {"task": task.name, "text": "If x, then y", "label": "Nope"})
     assert response.status_code == 200 and "errorlist" in response.content.decode()
     assert not Rule.objects.exists()
+
+
+def test_the_queue_shows_approvals_so_far(client, task, reviewer, settings) -> None:
+    settings.PLD_REQUIRED_APPROVALS = 2
+    rule = teacher_rule(task)
+    rule_approve(rule=rule, user=reviewer, lock_version=1)
+    client.force_login(reviewer)
+    assert '<span class="muted">1/2</span>' in client.get("/review/").content.decode()

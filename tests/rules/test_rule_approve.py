@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from rules.models import Decision, Rule
-from rules.services import StaleRuleError, rule_approve, rule_create, rule_edit
+from rules.services import StaleRuleError, rule_approve, rule_create, rule_edit, rule_reject
 from tests.rules.reviewkit import teacher_rule
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +96,18 @@ def test_it_refuses_a_user_without_the_review_permission(task, auditor) -> None:
         rule_approve(rule=rule, user=auditor, lock_version=1)
     rule.refresh_from_db()
     assert rule.status == Rule.Status.PENDING
+
+
+def test_approvals_given_before_a_rejection_no_longer_count(
+    task, reviewer, second_reviewer, admin_user, settings
+) -> None:
+    settings.PLD_REQUIRED_APPROVALS = 2
+    rule = teacher_rule(task)
+    rule_approve(rule=rule, user=reviewer, lock_version=1)
+    rule.refresh_from_db()
+    rule_reject(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Misses a case")
+    rule.refresh_from_db()
+    # ravi changes his mind: one approval after the rejection is not two.
+    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version)
+    rule.refresh_from_db()
+    assert rule.status == Rule.Status.REJECTED
