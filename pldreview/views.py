@@ -27,8 +27,12 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = Job.objects.select_related("created_by")[:200]
-    return render(request, "pldreview/job_list.html", {"jobs": jobs})
+    jobs = list(Job.objects.select_related("created_by")[:200])
+    context = {"jobs": jobs, "any_unfinished": any(not job.is_finished for job in jobs)}
+    if request.htmx:
+        response = render(request, "pldreview/job_list.html#job-table", context)
+        return response if context["any_unfinished"] else HttpResponseStopPolling(response.content)
+    return render(request, "pldreview/job_list.html", context)
 
 
 @require_GET

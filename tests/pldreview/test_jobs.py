@@ -202,3 +202,15 @@ def test_the_job_list_shows_every_job(client, auditor, tmp_path, django_assert_m
     with django_assert_max_num_queries(8):
         response = client.get("/jobs/")
     assert response.status_code == 200 and all(f"Job {n}".encode() in response.content for n in range(5))
+
+
+def test_the_job_list_refreshes_itself_only_while_a_job_is_unfinished(client, auditor, tmp_path) -> None:
+    job = _job(tmp_path)
+    client.force_login(auditor)
+    page = client.get("/jobs/")
+    assert b'hx-trigger="every 2s"' in page.content
+    fragment = client.get("/jobs/", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and b'id="job-table"' in fragment.content and b"<html" not in fragment.content
+    job_execute(job.pk)
+    finished = client.get("/jobs/", headers={"HX-Request": "true"})
+    assert finished.status_code == 286 and b"hx-trigger" not in finished.content
