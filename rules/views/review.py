@@ -256,6 +256,7 @@ def _add_errors(form: Any, exc: ValidationError) -> None:
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def review_queue_page(request: HttpRequest) -> HttpResponse:
+    """Show the filtered, paginated queue of rules with the status counts."""
     filters = QueueFilters.from_query(request.GET)
     page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     tasks = list(Task.objects.order_by("name"))
@@ -285,6 +286,7 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Show a rule with its evidence and, for reviewers, the decision forms."""
     rule = _get_rule_for_user(request, rule_id)
     filters = QueueFilters.from_query(request.GET)
     flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
@@ -295,6 +297,7 @@ def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Approve the rule's current revision and move to the next rule."""
     return _decide(request, rule_id, "approve")
 
 
@@ -302,6 +305,7 @@ def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Save a new revision of the rule and move to the next rule."""
     return _decide(request, rule_id, "edit")
 
 
@@ -309,6 +313,7 @@ def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Reject the rule with a reason and move to the next rule."""
     return _decide(request, rule_id, "reject")
 
 
@@ -316,6 +321,7 @@ def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
+    """Undo the reviewer's own last decision and show the rule again."""
     decision = get_object_or_404(Decision.objects.select_related("rule"), pk=decision_id)
     if decision.reviewer_id != request.user.pk:
         raise PermissionDenied("Only the reviewer who made a decision can undo it.")
@@ -340,6 +346,7 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
     rule = _get_rule_for_user(request, rule_id)
     revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
     by_number = {r.number: r for r in revisions}
@@ -398,6 +405,7 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Show a task's approved rules in compile order."""
     task = _get_task_for_user(request, task_name)
     return render(request, "rules/ruleset.html", _ruleset_context(task))
 
@@ -406,6 +414,7 @@ def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
 @login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Move an approved rule one place up or down in its rule set."""
     task = _get_task_for_user(request, task_name)
     form = ReorderForm(request.POST)
     error = ""
@@ -439,6 +448,7 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
 @login_required
 @permission_required("rules.add_rule", raise_exception=True)
 def rule_create(request: HttpRequest) -> HttpResponse:
+    """Show and handle the form for a hand-written rule."""
     selected = Task.objects.filter(name=request.GET.get("task") or request.POST.get("task") or "").first()
     if request.method == "POST":
         form = RuleCreateForm(request.POST, task=selected)
@@ -466,6 +476,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("rules.export_decision_log", raise_exception=True)
 def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+    """Download a task's decision log as CSV or JSON."""
     task = _get_task_for_user(request, task_name)
     if fmt == "csv":
         response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
