@@ -12,8 +12,17 @@ from typing import Any
 
 from django.db import transaction
 
-from rules.models import Example, MicroRule, Split, Task
-from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
+from rules.models import Example, MicroRule, Split, Task, TeacherCall
+from rules.teacher import (
+    Budget,
+    Teacher,
+    TeacherAnswer,
+    TeacherBudgetExceeded,
+    TeacherConfig,
+    TeacherRequest,
+    request_body,
+    request_hash,
+)
 
 # Longest text of one input field shown to the teacher; ContractNLI documents run to 42k characters
 # and the local teacher has a 4k-token context. Evidence spans are shown instead when the example has them.
@@ -34,6 +43,9 @@ Bad conditions (never write these):
 - "the answer is Entailment" (restates the label)
 
 Answer with a JSON object with the keys "rationale", "condition" and "label"."""
+
+# The worked examples above; a condition that copies one says nothing about the example at hand.
+GUIDE_CONDITIONS = [line.split('"')[1].lower() for line in GUIDE.splitlines() if line.startswith('- "')]
 
 
 def _label_lines(task: Task) -> str:
@@ -88,6 +100,27 @@ def extraction_examples(task: Task, *, limit: int | None = None, split: str = Sp
     return interleaved[:limit] if limit else interleaved
 
 
+def _extraction_request(task: Task, example: Example) -> TeacherRequest:
+    return TeacherRequest(
+        purpose="extract", messages=extraction_messages(task, example), schema=extraction_schema(example), key=example
+    )
+
+
+def extraction_pending(task: Task, config: TeacherConfig, *, limit: int | None = None) -> list[Example]:
+    """Return the examples a run would still ask the teacher about (no micro-rule and no stored reply)."""
+    examples = extraction_examples(task, limit=limit)
+    done = set(
+        MicroRule.objects.filter(example__in=examples, teacher_model=config.model).values_list("example_id", flat=True)
+    )
+    hashes = {ex.pk: request_hash(request_body(config, _extraction_request(task, ex))) for ex in examples}
+    answered = set(
+        TeacherCall.objects.filter(request_hash__in=hashes.values(), response__isnull=False).values_list(
+            "request_hash", flat=True
+        )
+    )
+    return [ex for ex in examples if ex.pk not in done and hashes[ex.pk] not in answered]
+
+
 @dataclass
 class ExtractionSummary:
     """What one extraction run did."""
@@ -105,6 +138,16 @@ class ExtractionSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def rule_problem(condition: str) -> str:
+    """Return why a condition is not a usable rule (a copied worked example, a restated label), or ''."""
+    text = condition.strip().rstrip(".").lower()
+    if any(text == example or text in example for example in GUIDE_CONDITIONS):
+        return "The condition copies a worked example from the prompt instead of describing this example."
+    if "gold label" in text:
+        return "The condition talks about the gold label instead of the input."
+    return ""
 
 
 @transaction.atomic
@@ -153,24 +196,17 @@ def micro_rules_extract(
     if not todo:
         return summary
     teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
-    requests = [
-        TeacherRequest(
-            purpose="extract",
-            messages=extraction_messages(task, example),
-            schema=extraction_schema(example),
-            key=example,
-        )
-        for example in todo
-    ]
+    requests = [_extraction_request(task, example) for example in todo]
     try:
         for answer in teacher.ask_many(requests):
-            if isinstance(answer, TeacherAnswer):
+            problem = rule_problem(answer.data["condition"]) if isinstance(answer, TeacherAnswer) else ""
+            if isinstance(answer, TeacherAnswer) and not problem:
                 _micro_rule_store(task=task, example=answer.request.key, answer=answer, config=config)
                 summary.n_created += 1
             else:
                 summary.n_failed += 1
                 example_id = answer.request.key.pk if answer.request else None
-                summary.failures.append({"example": example_id, "error": answer.message})
+                summary.failures.append({"example": example_id, "error": problem or answer.message})
             if progress is not None:
                 progress.advance()
     except TeacherBudgetExceeded as exc:

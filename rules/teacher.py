@@ -226,6 +226,30 @@ def parse_reply(text: str, schema: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def request_body(config: TeacherConfig, request: TeacherRequest) -> dict[str, Any]:
+    """Return the chat-completions body for a request: model, messages, sampling and the schema."""
+    if config.resolved_schema_style == "json_schema":
+        response_format: dict[str, Any] = {
+            "type": "json_schema",
+            "json_schema": {"name": request.purpose, "schema": request.schema},
+        }
+    else:
+        response_format = {"type": "json_object", "schema": request.schema}
+    return {
+        "model": config.model,
+        "messages": request.messages,
+        "temperature": config.temperature,
+        "max_tokens": request.max_tokens or config.max_response_tokens,
+        "response_format": response_format,
+    }
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """Return the identity of a request; the endpoint is left out so a local teacher's port may change."""
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def _retry_after_seconds(exc: openai.APIStatusError) -> float | None:
     raw = exc.response.headers.get("retry-after") if exc.response is not None else None
     if not raw:
@@ -270,26 +294,7 @@ class Teacher:
     # --- requests and their identity ---------------------------------------------------------
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
-        if self.config.resolved_schema_style == "json_schema":
-            response_format: dict[str, Any] = {
-                "type": "json_schema",
-                "json_schema": {"name": request.purpose, "schema": request.schema},
-            }
-        else:
-            response_format = {"type": "json_object", "schema": request.schema}
-        return {
-            "model": self.config.model,
-            "messages": request.messages,
-            "temperature": self.config.temperature,
-            "max_tokens": request.max_tokens or self.config.max_response_tokens,
-            "response_format": response_format,
-        }
-
-    @staticmethod
-    def request_hash(body: dict[str, Any]) -> str:
-        """Return the identity of a request; the endpoint is left out so a local teacher's port may change."""
-        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return request_body(self.config, request)
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -310,7 +315,7 @@ class Teacher:
         pending: list[tuple[TeacherRequest, dict[str, Any], str]] = []
         for request in requests:
             body = self._body(request)
-            digest = self.request_hash(body)
+            digest = request_hash(body)
             pending.append((request, body, digest))
         stored = {
             call.request_hash: call
@@ -452,7 +457,7 @@ class Teacher:
     def embed(self, texts: list[str], *, model: str | None = None) -> list[list[float]]:
         """Return the endpoint's embeddings for the texts; TeacherError when it has no embeddings API."""
         body = {"model": model or self.config.model, "input": texts, "purpose": "embed"}
-        digest = self.request_hash(body)
+        digest = request_hash(body)
         call = TeacherCall.objects.filter(request_hash=digest).first()
         if call is not None and call.response is not None:
             self.cached_calls += 1

@@ -7,7 +7,13 @@ from django.test import override_settings
 
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
-from rules.extraction import extraction_examples, extraction_messages, micro_rules_extract
+from rules.extraction import (
+    GUIDE_CONDITIONS,
+    extraction_examples,
+    extraction_messages,
+    extraction_pending,
+    micro_rules_extract,
+)
 from rules.models import MicroRule, Task, TeacherCall
 from rules.teacher import TeacherConfig, TeacherError
 from tests.support.examples import make_examples
@@ -126,3 +132,24 @@ def test_extract_rules_runs_against_the_real_local_teacher_and_a_rerun_costs_not
     assert calls == 2
     call_command("extract_rules", *args)
     assert TeacherCall.objects.count() == calls
+
+
+def test_a_condition_copied_from_the_prompts_worked_examples_is_refused(task: Task) -> None:
+    make_examples(task, 2)
+    with FakeTeacher(overrides={"condition": GUIDE_CONDITIONS[1]}) as fake:
+        summary = micro_rules_extract(task=task, config=_config(fake))
+        assert summary.n_failed == 2 and "copies a worked example" in summary.failures[0]["error"]
+        # Refused replies stay in the log: asking again costs nothing and refuses again.
+        again = micro_rules_extract(task=task, config=_config(fake))
+        assert len(fake.requests) == 2
+    assert again.new_calls == 0 and again.n_failed == 2
+    assert not MicroRule.objects.exists()
+    assert extraction_pending(task, _config(fake)) == []
+
+
+def test_pending_lists_only_examples_never_asked(task: Task) -> None:
+    examples = make_examples(task, 3)
+    with FakeTeacher() as fake:
+        micro_rules_extract(task=task, config=_config(fake), limit=2)
+        pending = extraction_pending(task, _config(fake))
+    assert [ex.pk for ex in pending] == [examples[2].pk]
