@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -21,6 +22,10 @@ from django_tasks import task
 from pldreview.models import Job
 
 logger = logging.getLogger(__name__)
+
+# A running job that has not reported for this long has lost its worker. Progress is written at
+# least every step; the slowest step (a teacher call with retries) stays well below it.
+STALE_AFTER = timedelta(minutes=15)
 
 
 class JobCancelled(Exception):
@@ -139,6 +144,14 @@ def job_cancel(*, job: Job) -> Job:
         job.state = Job.State.CANCELLED
         job.finished_at = timezone.now()
         job.message = "Cancelled before it started."
+        job.save()
+        return job
+    if timezone.now() - job.updated_at > STALE_AFTER:
+        # Nobody is running it any more (the worker was stopped mid-job): nothing would ever act on
+        # the request, so end it here and let a retry resume it.
+        job.state = Job.State.CANCELLED
+        job.finished_at = timezone.now()
+        job.message = "The worker stopped reporting (it was probably restarted); retry to resume."
         job.save()
         return job
     job.cancel_requested = True

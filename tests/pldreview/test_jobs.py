@@ -5,12 +5,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
-from pldreview.jobs import job_cancel, job_create, job_execute, job_retry, job_start, run_job
+from pldreview.jobs import STALE_AFTER, job_cancel, job_create, job_execute, job_retry, job_start, run_job
 from pldreview.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +216,22 @@ def test_the_job_list_refreshes_itself_only_while_a_job_is_unfinished(client, au
     job_execute(job.pk)
     finished = client.get("/jobs/", headers={"HX-Request": "true"})
     assert finished.status_code == 286 and b"hx-trigger" not in finished.content
+
+
+def test_cancelling_a_job_whose_worker_died_ends_it_so_it_can_be_retried(tmp_path) -> None:
+    job = _job(tmp_path)
+    stale = timezone.now() - STALE_AFTER - timedelta(minutes=1)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=stale, updated_at=stale)
+    job.refresh_from_db()
+    job = job_cancel(job=job)
+    assert job.state == Job.State.CANCELLED and job.can_retry and "worker stopped reporting" in job.message
+    job_retry(job=job)
+    assert job_execute(job.pk).state == Job.State.SUCCEEDED
+
+
+def test_cancelling_a_live_running_job_only_asks_it_to_stop(tmp_path) -> None:
+    job = _job(tmp_path)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=timezone.now())
+    job.refresh_from_db()
+    job = job_cancel(job=job)
+    assert job.state == Job.State.RUNNING and job.cancel_requested
