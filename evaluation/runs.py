@@ -263,7 +263,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     if run.status == EvaluationRun.Status.FINISHED:
         return run
     try:
-        student = get_student(run.model_path)
+        student = get_student(run.model_path, n_ctx=run.n_ctx or None)
     except StudentModelError as exc:
         _fail(run, exc.message)
         raise

@@ -316,8 +316,9 @@ class Student:
         """Count the tokens of a text as the student reads it."""
         return len(self.tokenize(text))
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """Return the text of tokens (with special tokens such as turn markers when asked)."""
+        return self.llm.detokenize(tokens, special=special).decode("utf-8", errors="replace")
 
     # -- layout
 
@@ -329,8 +330,8 @@ class Student:
             marker = "\x00PLD-USER-TURN\x00"
             formatter = Jinja2ChatFormatter(
                 template=self.chat_template,
-                eos_token=self.detokenize([self.llm.token_eos()]),
-                bos_token=self.detokenize([self.llm.token_bos()]),
+                eos_token=self.detokenize([self.llm.token_eos()], special=True),
+                bos_token=self.detokenize([self.llm.token_bos()], special=True),
             )
             rendered = formatter(messages=[{"role": "user", "content": marker}]).prompt
             head, _, tail = rendered.partition(marker)
@@ -341,7 +342,8 @@ class Student:
         """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
         if self.chat_template:
             head, tail = self._chat_wrappers()
-            bos = head.startswith(self.detokenize([self.llm.token_bos()]))
+            bos_text = self.detokenize([self.llm.token_bos()], special=True)
+            bos = bool(bos_text) and head.startswith(bos_text)
             first = self.tokenize(head, add_bos=not bos, special=True) + self.tokenize(rules)
             middle = self.tokenize("\n\n" + context) if context else []
             last = self.tokenize("\n\n" + example) + self.tokenize(tail, special=True) + self.tokenize(cue)
