@@ -17,6 +17,7 @@ from rules.models import Rule, Task
 @login_required
 @permission_required("rules.view_task", raise_exception=True)
 def home(request: HttpRequest) -> HttpResponse:
+    """Show the overview: tasks, rules awaiting review, recent jobs."""
     tasks = Task.objects.order_by("name")
     pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
     jobs = Job.objects.select_related("created_by")[:5]
@@ -27,6 +28,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_list(request: HttpRequest) -> HttpResponse:
+    """List recent jobs; the htmx poll gets the table alone and stops once nothing is unfinished."""
     jobs = list(Job.objects.select_related("created_by")[:200])
     context = {"jobs": jobs, "any_unfinished": any(not job.is_finished for job in jobs)}
     if request.htmx:
@@ -39,6 +41,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Show a job's progress; the htmx poll gets the progress fragment and stops when it has finished."""
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
     if request.htmx:
         response = render(request, "pldreview/job_detail.html#job-progress", {"job": job})
@@ -55,6 +58,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 @permission_required("pldreview.run_job", raise_exception=True)
 def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Ask a job to stop."""
     job = get_object_or_404(Job, pk=job_id)
     job_cancel(job=job)
     messages.info(request, "Cancellation requested. The job stops at its next step; retry resumes it.")
@@ -65,6 +69,7 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 @permission_required("pldreview.run_job", raise_exception=True)
 def retry_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Queue a failed or cancelled job again; it resumes from its stored work."""
     job = get_object_or_404(Job, pk=job_id)
     if not job.can_retry:
         state = job.get_state_display().lower()

@@ -119,6 +119,7 @@ def _distribution(task: Task) -> dict[str, Any]:
 @login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_list(request: HttpRequest) -> HttpResponse:
+    """List every task with its labels, fields and number of examples."""
     tasks = Task.objects.annotate(n_examples=Count("examples")).order_by("name")
     return render(request, "rules/task_list.html", {"tasks": tasks})
 
@@ -127,6 +128,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
     task = _get_task_for_user(request, task_name)
     split = request.GET.get("split", "")
     label = request.GET.get("label", "")
@@ -156,6 +158,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
 @login_required
 @permission_required("rules.view_example", raise_exception=True)
 def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
+    """Show one example with its evidence marked and the other examples of its group."""
     example = _get_example_for_user(request, example_id)
     task = example.task
     fields = []
@@ -195,6 +198,7 @@ def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.import_dataset", raise_exception=True)
 def import_dataset(request: HttpRequest) -> HttpResponse:
+    """Import an uploaded dataset file into a task; a refused file comes back as a form error."""
     if request.method == "POST":
         form = DatasetImportForm(request.POST, request.FILES)
         if form.is_valid():
