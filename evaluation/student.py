@@ -139,13 +139,17 @@ def _read_gguf_metadata(path: Path) -> dict[str, Any]:
         (version,) = struct.unpack("<I", read(4))
         if version < 2:
             raise StudentModelError(f"{path} uses GGUF version {version}; version 2 or later is needed.")
-        _n_tensors, n_kv = struct.unpack("<QQ", read(16))
+        n_tensors, n_kv = struct.unpack("<QQ", read(16))
+        if n_tensors == 0:
+            raise StudentModelError(f"{path} is a GGUF file without any tensors: it holds no model.")
         for _ in range(n_kv):
             key = read_str()
             (vtype,) = struct.unpack("<I", read(4))
             value = skip_value(vtype)
             if key in _WANTED_KEYS:
                 found[key] = value
+    if "general.architecture" not in found:
+        raise StudentModelError(f"{path} has no general.architecture in its GGUF header: llama.cpp cannot load it.")
     return found
 
 
