@@ -265,6 +265,7 @@ def refine_proposals_create(
                     "patch": patch["patch"],
                     "explanation": patch["explanation"],
                     "teacher_call": answer.call.pk,
+                    "teacher_settings": config.public_settings(),
                     "dev_before": {},
                     "dev_after": {},
                     "flips": {"right_to_wrong": [], "wrong_to_right": []},

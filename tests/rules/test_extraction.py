@@ -125,7 +125,8 @@ def test_extract_rules_runs_against_the_real_local_teacher_and_a_rerun_costs_not
     args = ["--task", task.name, "--limit", "2", "--base-url", local_teacher.base_url, "--concurrency", "1"]
     call_command("extract_rules", *args)
     micro = list(MicroRule.objects.all())
-    assert len(micro) == 2
+    # The 270M model sometimes copies the prompt's worked examples; such replies are refused, not stored.
+    assert 1 <= len(micro) <= 2
     assert all(m.condition.strip() and m.rationale.strip() for m in micro)
     assert {m.teacher_model for m in micro} == {"gemma-3-270m-q4_k_m"}
     calls = TeacherCall.objects.count()
