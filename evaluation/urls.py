@@ -1,10 +1,14 @@
 """URLs of the evaluation app. Each area keeps its own list in ``evaluation/views/<area>.py``."""
 from __future__ import annotations
 
-from evaluation.views import reports
+from evaluation import api
+from evaluation.views import promotion, reports, tokens
 from evaluation.views import runs as evaluation_runs
 
 urlpatterns: list = [
     *reports.urlpatterns,
+    *promotion.urlpatterns,
+    *tokens.urlpatterns,
+    *api.urlpatterns,
     *evaluation_runs.urlpatterns,
 ]

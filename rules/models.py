@@ -358,6 +358,9 @@ class PromptVersion(models.Model):
     revisions = models.ManyToManyField(RuleRevision, through="PromptVersionRule", related_name="prompt_versions")
     compiled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by the compiler once the rule entries are written; the database then refuses to add, change or
+    # remove entries, and never lets it go back to False (triggers in migration 0002).
+    sealed = models.BooleanField(default=False, editable=False)
     history = HistoricalRecords()
 
     class Meta:

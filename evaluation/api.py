@@ -1,0 +1,200 @@
+"""The integrators' HTTP API: classify with a task's production prompt, and its OpenAPI description.
+
+Token authentication only (``Authorization: Bearer <token>``): no session, no cookie, so no CSRF.
+Missing or unknown token → 401, revoked token → 403. Every error is JSON ``{"error", "code"}``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path, reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from evaluation.serving import ClassifyError, production_classify
+from evaluation.tokens import TokenError, api_token_authenticate
+from rules.models import Task
+
+
+def _error(message: str, *, status: int, code: str, **extra: Any) -> JsonResponse:
+    response = JsonResponse({"error": message, "code": code, **extra}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="pld-review"'
+    return response
+
+
+def _authenticate(request: HttpRequest) -> JsonResponse | None:
+    try:
+        api_token_authenticate(request.headers.get("Authorization", ""))
+    except TokenError as exc:
+        return _error(exc.message, status=exc.status, code="unauthorized" if exc.status == 401 else "token_revoked")
+    return None
+
+
+def _read_json(request: HttpRequest) -> Any:
+    limit = settings.PLD_API_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError as exc:
+        raise ClassifyError("The Content-Length header is not a number.", status=400, code="bad_request") from exc
+    # Refuse before reading when the client says up front that the body is too large.
+    if declared > limit:
+        raise ClassifyError(f"The body is {declared} bytes; the limit is {limit}.", status=413, code="too_large")
+    body = request.body
+    if len(body) > limit:
+        raise ClassifyError(f"The body is {len(body)} bytes; the limit is {limit}.", status=413, code="too_large")
+    if not body.strip():
+        raise ClassifyError("The body is empty; send a JSON object.", status=400, code="bad_json")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ClassifyError(f"The body is not valid JSON: {exc}", status=400, code="bad_json") from exc
+
+
+@csrf_exempt
+def classify(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Classify one input with the task's production prompt version."""
+    refused = _authenticate(request)
+    if refused is not None:
+        return refused
+    if request.method != "POST":
+        response = _error("Use POST with a JSON body.", status=405, code="method_not_allowed")
+        response["Allow"] = "POST"
+        return response
+    if request.content_type and request.content_type != "application/json":
+        return _error("Send the body as application/json.", status=415, code="unsupported_media_type")
+    task = Task.objects.filter(name=task_name).first()
+    if task is None:
+        return _error(f"There is no task named {task_name!r}.", status=404, code="unknown_task")
+    try:
+        result = production_classify(task=task, payload=_read_json(request))
+    except ClassifyError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.status)
+    return JsonResponse(result.as_dict())
+
+
+def _openapi(request: HttpRequest) -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/Error"}
+    examples = {
+        task.name: {"summary": task.title or task.name, "value": {name: "…" for name in task.input_fields}}
+        for task in Task.objects.order_by("name")
+    }
+
+    def json_error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": error}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PLD Review classify API",
+            "version": "1",
+            "description": (
+                "Classify one input with a task's production prompt version. Authenticate with "
+                "`Authorization: Bearer <token>`; Admins issue tokens on the API tokens page. Each call uses "
+                "the version in production at that moment."
+            ),
+        },
+        "servers": [{"url": request.build_absolute_uri("/")}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/tasks/{task}/classify": {
+                "post": {
+                    "operationId": "classify",
+                    "summary": "Classify one input with the task's production prompt version",
+                    "parameters": [{
+                        "name": "task", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "The task's name, e.g. nda-demo",
+                    }],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {
+                            "schema": {
+                                "type": "object",
+                                "description": "Every input field of the task, as a non-empty string; no other keys.",
+                                "additionalProperties": {"type": "string", "minLength": 1},
+                            },
+                            "examples": examples,
+                        }},
+                    },
+                    "responses": {
+                        "200": {"description": "The decision", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Classification"}
+                        }}},
+                        "400": json_error("Bad JSON, a missing, unknown, empty or non-string field"),
+                        "401": json_error("Missing, malformed or unknown token"),
+                        "403": json_error("The token was revoked"),
+                        "404": json_error("No task of that name"),
+                        "405": json_error("Not a POST"),
+                        "409": json_error("The task has no prompt version in production"),
+                        "413": json_error(
+                            f"Body over {settings.PLD_API_MAX_BODY_BYTES} bytes, or too long for the model's context"
+                        ),
+                        "415": json_error("Body not sent as application/json"),
+                        "503": json_error("The student model could not be loaded"),
+                    },
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Classification": {
+                    "type": "object",
+                    "required": ["label", "probabilities", "prompt_version", "model_sha256"],
+                    "properties": {
+                        "label": {"type": "string"},
+                        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "prompt_version": {
+                            "type": "object",
+                            "required": ["id", "number", "sha256"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "number": {"type": "integer"},
+                                "sha256": {"type": "string"},
+                            },
+                        },
+                        "model_sha256": {"type": "string"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "code"],
+                    "properties": {
+                        "error": {"type": "string", "description": "What is wrong, in words"},
+                        "code": {"type": "string"},
+                        "fields": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    }
+
+
+@csrf_exempt
+def openapi(request: HttpRequest) -> HttpResponse:
+    """Publish the API's OpenAPI 3.1 description to token holders and signed-in users with a role."""
+    user = request.user
+    if not (user.is_authenticated and user.has_perm("rules.view_promptversion")):
+        if user.is_authenticated and "Authorization" not in request.headers:
+            return _error("Your account has no role that reads the API description.", status=403, code="forbidden")
+        refused = _authenticate(request)
+        if refused is not None:
+            return refused
+    if request.method != "GET":
+        response = _error("Use GET.", status=405, code="method_not_allowed")
+        response["Allow"] = "GET"
+        return response
+    return JsonResponse(_openapi(request), json_dumps_params={"indent": 2})
+
+
+def classify_url(task: Task) -> str:
+    """Return the classify endpoint's path for a task."""
+    return reverse("pld-api-classify", args=[task.name])
+
+
+urlpatterns = [
+    path("api/v1/tasks/<str:task_name>/classify", classify, name="pld-api-classify"),
+    path("api/v1/openapi.json", openapi, name="pld-api-openapi"),
+]

@@ -1,0 +1,111 @@
+"""Classify one input with a task's production prompt version: the code behind the API and ``classify``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from evaluation.promotion import production_version
+from evaluation.prompts import pld_rules
+from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
+from rules.models import Task
+
+
+class ClassifyError(Exception):
+    """The input cannot be classified; ``status`` is the HTTP status and ``code`` a stable error name."""
+
+    def __init__(self, message: str, *, status: int, code: str, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.fields = fields or []
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The production prompt's decision on one input, and what made it."""
+
+    label: str
+    probabilities: dict[str, float]
+    prompt_version_id: int
+    prompt_version_number: int
+    prompt_version_sha256: str
+    model_sha256: str
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "prompt_version": {
+                "id": self.prompt_version_id,
+                "number": self.prompt_version_number,
+                "sha256": self.prompt_version_sha256,
+            },
+            "model_sha256": self.model_sha256,
+        }
+
+
+def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
+    """Check a request body against the task's input fields; return the inputs or raise ClassifyError."""
+    if not isinstance(payload, dict):
+        raise ClassifyError(
+            f"The body must be a JSON object with the fields {', '.join(task.input_fields)}.",
+            status=400, code="not_an_object",
+        )
+    missing = [name for name in task.input_fields if name not in payload]
+    if missing:
+        raise ClassifyError(
+            f"Missing field(s): {', '.join(missing)}. Task {task.name} needs {', '.join(task.input_fields)}.",
+            status=400, code="missing_field", fields=missing,
+        )
+    unknown = sorted(name for name in payload if name not in task.input_fields)
+    if unknown:
+        raise ClassifyError(
+            f"Unknown field(s): {', '.join(unknown)}. Task {task.name} takes {', '.join(task.input_fields)}.",
+            status=400, code="unknown_field", fields=unknown,
+        )
+    wrong = [name for name in task.input_fields if not isinstance(payload[name], str)]
+    if wrong:
+        raise ClassifyError(
+            f"Field(s) {', '.join(wrong)} must be strings.", status=400, code="wrong_type", fields=wrong
+        )
+    empty = [name for name in task.input_fields if not payload[name].strip()]
+    if empty:
+        raise ClassifyError(f"Field(s) {', '.join(empty)} are empty.", status=400, code="empty_field", fields=empty)
+    return {name: payload[name] for name in task.input_fields}
+
+
+def production_classify(*, task: Task, payload: Any) -> Classification:
+    """Classify one input with the task's current production version (read per call, never cached)."""
+    inputs = classify_inputs(task=task, payload=payload)
+    version = production_version(task)
+    if version is None:
+        raise ClassifyError(
+            f"Task {task.name} has no prompt version in production; an Admin must promote one first.",
+            status=409, code="no_production_version",
+        )
+    try:
+        student = get_student()
+        decision = classify_example(
+            student=student, task=task, inputs=inputs, rules_text=pld_rules(task=task, prompt_text=version.text)
+        )
+    except ExampleTooLongError as exc:
+        raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
+    except StudentError as exc:
+        raise ClassifyError(f"The student model is unavailable: {exc.message}", status=503, code="model_error") from exc
+    return Classification(
+        label=decision.label,
+        probabilities={name: round(p, 6) for name, p in decision.probabilities.items()},
+        prompt_version_id=version.pk,
+        prompt_version_number=version.number,
+        prompt_version_sha256=version.sha256,
+        model_sha256=student.info.sha256,
+        latency_ms=decision.latency_ms,
+    )

@@ -1,0 +1,67 @@
+"""API tokens: created by Admins for a user, shown once, stored as a SHA-256, revocable."""
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from evaluation.models import ApiToken
+
+TOKEN_PREFIX = "pld_"
+
+
+class TokenError(Exception):
+    """A request's token is missing, unknown or revoked; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@transaction.atomic
+def api_token_create(*, user: AbstractBaseUser, name: str, created_by: AbstractBaseUser) -> tuple[ApiToken, str]:
+    """Create a token for a user; return it with its raw value, which is never stored or shown again."""
+    if not created_by.has_perm("evaluation.manage_api_tokens"):
+        raise PermissionDenied("Only Admins create API tokens.")
+    if not user.is_active:
+        raise ValidationError({"user": "Tokens are only issued to active users."})
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user, name=name.strip(), token_hash=ApiToken.hash_token(raw), prefix=raw[:12], created_by=created_by
+    )
+    token.full_clean()
+    token.save()
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser) -> ApiToken:
+    """Revoke a token from now on; revoking twice keeps the first time."""
+    if not user.has_perm("evaluation.manage_api_tokens"):
+        raise PermissionDenied("Only Admins revoke API tokens.")
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(authorization: str) -> ApiToken:
+    """Return the active token named by an ``Authorization: Bearer …`` header, or raise TokenError."""
+    scheme, _, raw = (authorization or "").strip().partition(" ")
+    if not authorization:
+        raise TokenError("Missing token: send 'Authorization: Bearer <token>'.", status=401)
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise TokenError("Malformed Authorization header: send 'Authorization: Bearer <token>'.", status=401)
+    token = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash_token(raw.strip())).first()
+    if token is None or not token.user.is_active:
+        raise TokenError("Unknown token.", status=401)
+    if token.revoked_at is not None:
+        raise TokenError(f"This token was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC.", status=403)
+    token.last_used_at = timezone.now()
+    token.save(update_fields=["last_used_at"])
+    return token

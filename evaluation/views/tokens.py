@@ -1,0 +1,77 @@
+"""API token pages for Admins: list, create (the raw token is shown once), revoke."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from evaluation.models import ApiToken
+from evaluation.tokens import api_token_create, api_token_revoke
+
+
+class TokenForm(forms.Form):
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"), label="For user",
+        help_text="Requests made with the token act for this user.",
+    )
+    name = forms.CharField(max_length=100, label="Name", help_text="What uses it, e.g. contract-intake service")
+
+
+def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created: ApiToken | None = None,
+          status: int = 200) -> HttpResponse:
+    tokens = ApiToken.objects.select_related("user", "created_by").order_by("-created_at", "-id")
+    return render(request, "evaluation/api_token_list.html", {
+        "tokens": list(tokens), "form": form, "raw_token": raw_token, "created": created,
+    }, status=status)
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.manage_api_tokens", raise_exception=True)
+def api_token_list(request: HttpRequest) -> HttpResponse:
+    """List every API token (never its value) with the form to create one."""
+    return _page(request, form=TokenForm(initial={"user": request.user.pk}))
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.manage_api_tokens", raise_exception=True)
+def create_api_token(request: HttpRequest) -> HttpResponse:
+    """Create a token and show its raw value this once."""
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form=form, status=400)
+    try:
+        token, raw = api_token_create(
+            user=form.cleaned_data["user"], name=form.cleaned_data["name"], created_by=request.user
+        )
+    except ValidationError as exc:
+        form.add_error(None, exc.messages)
+        return _page(request, form=form, status=400)
+    response = _page(request, form=TokenForm(initial={"user": request.user.pk}), raw_token=raw, created=token)
+    # The raw token is on this page only: keep it out of caches and the browser's history.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.manage_api_tokens", raise_exception=True)
+def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    """Revoke a token: requests with it get 403 from now on."""
+    token = api_token_revoke(token=get_object_or_404(ApiToken, pk=token_id), user=request.user)
+    messages.success(request, f"Revoked token {token.prefix}… ({token.name}).")
+    return redirect(reverse("pld-api-token-list"))
+
+
+urlpatterns = [
+    path("api-tokens/", api_token_list, name="pld-api-token-list"),
+    path("api-tokens/new/", create_api_token, name="pld-api-token-create"),
+    path("api-tokens/<int:token_id>/revoke/", revoke_api_token, name="pld-api-token-revoke"),
+]

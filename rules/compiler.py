@@ -1,0 +1,166 @@
+"""Compile a task's approved rule set into an immutable prompt version for the student.
+
+The prompt reads: the task, its labels, then the approved rules grouped by topic, each numbered
+("Rule 3") so a decision or an auditor can cite it, with its precedence note, then the answer
+instruction. The exact rule revisions are recorded at their numbers (``PromptVersionRule``).
+
+A version never changes after it is written. The database enforces it (triggers from migration
+``rules/0002``): its text, hashes, token count and author cannot be updated, and its rule entries
+cannot be added, changed or removed once the version is sealed at the end of compilation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from rules.models import PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
+from rules.services import ruleset_rules
+from rules.tokens import TokenizerError, count_tokens
+
+# Bump when the layout below changes: the same rules then compile to a new version.
+TEMPLATE_VERSION = "1"
+NO_TOPIC = "Other rules"
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """One approved rule at its number in the prompt, with the exact revision compiled."""
+
+    number: int
+    rule: Rule
+    revision: RuleRevision
+
+
+@dataclass(frozen=True)
+class CompiledPrompt:
+    """The text of a prompt and the numbered rule revisions it was built from."""
+
+    text: str
+    rules: list[CompiledRule]
+    rule_set_hash: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def _header(task: Task) -> list[str]:
+    lines = []
+    if task.description.strip():
+        lines += [f"Task: {task.description.strip()}", ""]
+    lines.append("Labels:")
+    for label in task.labels:
+        description = str(label.get("description", "")).strip()
+        lines.append(f"- {label['name']}: {description}" if description else f"- {label['name']}")
+    return lines
+
+
+def _group_by_topic(rules: list[Rule]) -> OrderedDict[str, list[Rule]]:
+    """Group rules under their topic; topics appear where their first rule stands in the reviewed order."""
+    groups: OrderedDict[str, list[Rule]] = OrderedDict()
+    for rule in rules:
+        revision = rule.current_revision
+        assert revision is not None
+        groups.setdefault(revision.topic.strip() or NO_TOPIC, []).append(rule)
+    return groups
+
+
+def rule_set_hash(*, task: Task, numbered: list[tuple[Rule, RuleRevision]]) -> str:
+    """Return the hash of what a compilation depends on: template, task header and ordered rule revisions."""
+    payload = {
+        "template_version": TEMPLATE_VERSION,
+        "header": _header(task),
+        "rules": [[rule.pk, revision.pk] for rule, revision in numbered],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def prompt_render(*, task: Task, rules: list[Rule]) -> CompiledPrompt:
+    """Lay out the task, its labels and the given approved rules (in reviewed order) as a prompt."""
+    lines = _header(task)
+    lines += [
+        "",
+        "Rules. Apply the first rule whose condition the input meets; a precedence note says when a rule "
+        "gives way to another. Cite a rule by its number.",
+    ]
+    compiled: list[CompiledRule] = []
+    for topic, members in _group_by_topic(rules).items():
+        lines += ["", f"## {topic}"]
+        for rule in members:
+            revision = rule.current_revision
+            assert revision is not None
+            number = len(compiled) + 1
+            compiled.append(CompiledRule(number=number, rule=rule, revision=revision))
+            lines.append(f"Rule {number} [{revision.label}]: {' '.join(revision.text.split())}")
+            if revision.precedence_note.strip():
+                lines.append(f"  Precedence: {' '.join(revision.precedence_note.split())}")
+    lines += ["", f"Answer with exactly one label: {', '.join(task.label_names)}."]
+    numbered = [(c.rule, c.revision) for c in compiled]
+    return CompiledPrompt(text="\n".join(lines) + "\n", rules=compiled, rule_set_hash=rule_set_hash(
+        task=task, numbered=numbered
+    ))
+
+
+@transaction.atomic
+def prompt_version_compile(
+    *, task: Task, user: AbstractBaseUser | None, reason: str = ""
+) -> tuple[PromptVersion, bool]:
+    """Compile the task's approved rule set; return (version, created) — an unchanged set returns its version."""
+    if user is not None and not user.has_perm("rules.compile_prompt"):
+        raise PermissionDenied("Only Admins compile prompt versions.")
+    # Serialises compilations of one task, so two clicks cannot take the same number.
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    rules = ruleset_rules(task)
+    if not rules:
+        raise ValidationError(
+            f"Task {task.name} has no approved rules, so there is nothing to compile. "
+            "Approve at least one rule in the review queue first."
+        )
+    missing = [rule.pk for rule in rules if rule.current_revision_id is None]
+    if missing:
+        raise ValidationError(f"Approved rules without a revision cannot be compiled: {missing}.")
+    compiled = prompt_render(task=task, rules=rules)
+    existing = PromptVersion.objects.filter(task=task, rule_set_hash=compiled.rule_set_hash).first()
+    if existing is not None:
+        return existing, False
+    try:
+        counted = count_tokens(compiled.text)
+    except TokenizerError as exc:
+        raise ValidationError(f"The prompt's tokens could not be counted: {exc}") from exc
+    number = (PromptVersion.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0) + 1
+    version = PromptVersion(
+        task=task,
+        number=number,
+        text=compiled.text,
+        sha256=compiled.sha256,
+        rule_set_hash=compiled.rule_set_hash,
+        template_version=TEMPLATE_VERSION,
+        token_count=counted.n_tokens,
+        tokenizer=counted.tokenizer,
+        status=PromptVersion.Status.DRAFT,
+        compiled_by=user,
+    )
+    version.full_clean()
+    version._history_user = user  # type: ignore[attr-defined]
+    version._change_reason = (reason or f"Compiled from {len(compiled.rules)} approved rules")[:100]  # type: ignore[attr-defined]
+    version.save()
+    entries = [
+        PromptVersionRule(prompt_version=version, rule=c.rule, revision=c.revision, position=c.number)
+        for c in compiled.rules
+    ]
+    for entry in entries:
+        entry.full_clean(exclude=["prompt_version"])
+    PromptVersionRule.objects.bulk_create(entries)
+    # Sealing is the last write: from here the database refuses any change to the entries.
+    version.sealed = True
+    version._history_user = user  # type: ignore[attr-defined]
+    version._change_reason = "Sealed: its rule entries are final"  # type: ignore[attr-defined]
+    version.save(update_fields=["sealed"])
+    return version, True

@@ -1,0 +1,121 @@
+"""Prompt version pages: the list, one version (text, rules, evaluations, promotions), compare, compile."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from rules.compiler import prompt_version_compile
+from rules.models import PromptVersion, PromptVersionRule, Rule, Task
+from rules.prompt_diff import prompt_version_diff
+
+
+def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:
+    """Return a prompt version, or 404; every role that reads prompt versions sees all of them."""
+    return get_object_or_404(PromptVersion.objects.select_related("task", "compiled_by"), pk=version_id)
+
+
+def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
+    return get_object_or_404(Task, name=task_name)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_promptversion", raise_exception=True)
+def prompt_version_list(request: HttpRequest) -> HttpResponse:
+    """List prompt versions, newest first, for every task or one (``?task=``)."""
+    tasks = list(
+        Task.objects.order_by("name").annotate(
+            n_approved=Count("rules", filter=Q(rules__status=Rule.Status.APPROVED), distinct=True)
+        )
+    )
+    selected = next((t for t in tasks if t.name == request.GET.get("task")), None)
+    versions = (
+        PromptVersion.objects.select_related("task", "compiled_by")
+        .annotate(n_rules=Count("entries", distinct=True), n_runs=Count("evaluation_runs", distinct=True))
+        .order_by("task__name", "-number")
+    )
+    if selected is not None:
+        versions = versions.filter(task=selected)
+    return render(request, "rules/prompt_version_list.html", {
+        "versions": list(versions), "tasks": tasks, "selected": selected,
+    })
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_promptversion", raise_exception=True)
+def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
+    version = _get_version_for_user(request, version_id)
+    entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
+    runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
+    promotions = (
+        version.task.promotions.select_related("prompt_version", "from_version", "promoted_by")  # type: ignore[attr-defined]
+        .filter(Q(prompt_version=version) | Q(from_version=version))
+        .order_by("-created_at", "-id")
+    )
+    others = PromptVersion.objects.filter(task=version.task).exclude(pk=version.pk).order_by("-number")
+    return render(request, "rules/prompt_version_detail.html", {
+        "version": version,
+        "entries": list(entries.order_by("position")),
+        "runs": list(runs),
+        "promotions": list(promotions),
+        "others": list(others),
+    })
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_promptversion", raise_exception=True)
+def prompt_version_compare(request: HttpRequest) -> HttpResponse:
+    """Compare two versions of a task's prompt (``?a=ID&b=ID``): text diff and rules added, removed, changed."""
+    versions = PromptVersion.objects.select_related("task").order_by("task__name", "-number")
+    old = new = None
+    error = ""
+    try:
+        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        a = b = 0
+    if a and b:
+        old = get_object_or_404(versions, pk=a)
+        new = get_object_or_404(versions, pk=b)
+        if old.task_id != new.task_id:
+            error = "Those versions belong to different tasks; compare versions of one task."
+        elif old.number > new.number:
+            old, new = new, old
+    diff = prompt_version_diff(old=old, new=new) if old and new and not error else None
+    return render(request, "rules/prompt_version_compare.html", {
+        "versions": list(versions), "old": old, "new": new, "diff": diff, "error": error,
+    })
+
+
+@require_POST
+@login_required
+@permission_required("rules.compile_prompt", raise_exception=True)
+def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Compile the task's approved rule set and show the (new or existing) prompt version."""
+    task = _get_task_for_user(request, task_name)
+    try:
+        version, created = prompt_version_compile(task=task, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(f"{reverse('pld-prompt-version-list')}?task={task.name}")
+    if created:
+        messages.success(request, f"Compiled {version}: {version.entries.count()} rules, {version.token_count} tokens.")
+    else:
+        messages.info(request, f"The approved rule set has not changed since {version}; no new version was made.")
+    return redirect(version.get_absolute_url())
+
+
+urlpatterns = [
+    path("prompts/", prompt_version_list, name="pld-prompt-version-list"),
+    path("prompts/compare/", prompt_version_compare, name="pld-prompt-version-compare"),
+    path("prompts/<int:version_id>/", prompt_version_detail, name="pld-prompt-version-detail"),
+    path("tasks/<slug:task_name>/compile-prompt/", compile_prompt, name="pld-prompt-compile"),
+]
