@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import Student, classify_example, get_student
 from pldreview.models import Job
 from rules.extraction import field_text
-from rules.local_teacher import teacher_available
+from rules.local_teacher import local_base_url, teacher_available
 from rules.models import Example, Rule, Split, Task
 from rules.services import rule_propose
 from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
@@ -149,9 +150,13 @@ def refine_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def refine_schema(task: Task, rules: list[Rule]) -> dict[str, Any]:
-    """Return the JSON schema of a diagnosis; without approved rules only a new rule can be proposed."""
+def refine_schema(task: Task, rules: list[Rule], gold: str = "") -> dict[str, Any]:
+    """Return the JSON schema of a diagnosis; without approved rules only a new rule for the gold label fits."""
     ids = [rule.pk for rule in rules]
+    labels = task.label_names
+    if gold in labels:
+        # A new rule for these failures must imply their gold label; edits may point anywhere.
+        labels = [gold] if not ids else [gold, *(label for label in labels if label != gold)]
     return {
         "type": "object",
         "properties": {
@@ -161,7 +166,7 @@ def refine_schema(task: Task, rules: list[Rule]) -> dict[str, Any]:
             "other_rule_id": {"type": "integer", "enum": [0, *ids]},
             "topic": {"type": "string", "minLength": 3, "maxLength": 80},
             "text": {"type": "string", "minLength": 10, "maxLength": 400},
-            "label": {"type": "string", "enum": task.label_names},
+            "label": {"type": "string", "enum": labels},
             "explanation": {"type": "string", "minLength": 10, "maxLength": 300},
         },
         "required": ["diagnosis", "patch", "rule_id", "other_rule_id", "topic", "text", "label", "explanation"],
@@ -198,6 +203,16 @@ def _groups(run: EvaluationRun, *, max_groups: int, seed: int) -> list[tuple[str
         sample = rng.sample(pool, min(CORRECT_PER_GROUP, len(pool)))
         groups.append((f"{gold}->{said}", group[:MAX_FAILURES_PER_GROUP], sorted(sample, key=lambda p: p.pk)))
     return groups
+
+
+def refine_is_done(run: EvaluationRun, *, max_groups: int = DEFAULT_MAX_GROUPS, seed: int = 0) -> bool:
+    """Say whether every failure group of the run already has a filed proposal."""
+    filed = set(
+        Rule.objects.filter(origin=Rule.Origin.REFINE, proposal__evaluation_run=run.pk).values_list(
+            "proposal__group", flat=True
+        )
+    )
+    return all(name in filed for name, _, _ in _groups(run, max_groups=max_groups, seed=seed))
 
 
 def refine_proposals_create(
@@ -237,7 +252,7 @@ def refine_proposals_create(
     teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
     requests = [
         TeacherRequest(purpose="refine", messages=refine_messages(task, rules, failures, correct),
-                       schema=refine_schema(task, rules), key=(name, failures))
+                       schema=refine_schema(task, rules, failures[0].example.gold_label), key=(name, failures))
         for name, failures, correct in todo
     ]
     examples = dev_examples(task, limit=dev_limit, seed=seed)
@@ -327,11 +342,18 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
     run = EvaluationRun.objects.select_related("task").get(pk=params["evaluation"])
     names = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
     base = TeacherConfig.from_settings(**{name: params.get(name) for name in names})
-    with teacher_available(base) as config:
+    max_groups = int(params.get("max_groups") or DEFAULT_MAX_GROUPS)
+    seed = int(params.get("seed") or 0)
+    ready: Any = teacher_available(base)
+    if not base.base_url and run.status == EvaluationRun.Status.FINISHED and refine_is_done(
+        run, max_groups=max_groups, seed=seed
+    ):
+        # Everything is filed already: no need to start the local teacher.
+        ready = nullcontext(base.with_overrides(base_url=local_base_url()))
+    with ready as config:
         summary = refine_proposals_create(
-            run=run, config=config, max_groups=int(params.get("max_groups") or DEFAULT_MAX_GROUPS),
-            dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=int(params.get("seed") or 0),
-            job=job, progress=progress,
+            run=run, config=config, max_groups=max_groups,
+            dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=seed, job=job, progress=progress,
         )
     message = (
         f"{summary.n_proposed} new proposals ({summary.n_existing} already filed, {summary.n_failed} refused) from "

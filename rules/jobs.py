@@ -1,14 +1,15 @@
 """Job handlers for teacher work: phase 1 extraction and phase 2 clustering (see pldreview.jobs)."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from django.urls import reverse
 
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_run_create
-from rules.extraction import micro_rules_extract
-from rules.local_teacher import teacher_available
+from rules.extraction import extraction_pending, micro_rules_extract
+from rules.local_teacher import local_base_url, teacher_available
 from rules.models import Task
 from rules.teacher import TeacherConfig
 
@@ -24,7 +25,13 @@ def extract(job: Job, progress: Any) -> dict[str, Any]:
     """Extract micro-rules for a task's training examples (params: task, limit, split, teacher overrides)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
-    with teacher_available(teacher_config_from_params(params)) as config:
+    base = teacher_config_from_params(params)
+    if not base.base_url and not extraction_pending(task, base, limit=params.get("limit")):
+        # Every question is answered in the call log: no need to start the local teacher.
+        ready: Any = nullcontext(base.with_overrides(base_url=local_base_url()))
+    else:
+        ready = teacher_available(base)
+    with ready as config:
         summary = micro_rules_extract(
             task=task, config=config, limit=params.get("limit"), split=params.get("split") or "train",
             job=job, progress=progress,

@@ -103,3 +103,8 @@ def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(task: 
     assert proposal.proposal["patch"] == "edit"
     approved.refresh_from_db()
     assert approved.status == Rule.Status.APPROVED and approved.label == "Entailment"
+
+
+def test_a_new_rule_for_a_failure_group_must_imply_its_gold_label(task: Task) -> None:
+    schema = refine_schema(task, [], "Contradiction")
+    assert schema["properties"]["label"]["enum"] == ["Contradiction"]
