@@ -7,7 +7,7 @@ from typing import Any
 from django.urls import reverse
 
 from pldreview.models import Job
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_run_create
+from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
 from rules.extraction import extraction_pending, micro_rules_extract
 from rules.local_teacher import local_base_url, teacher_available
 from rules.models import Task
@@ -48,15 +48,23 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
     """Cluster a task's micro-rules and propose merged candidates (params: task, eps, min_samples, adapt...)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
-    with teacher_available(teacher_config_from_params(params)) as config:
+    base = teacher_config_from_params(params)
+    settings_ = {
+        "eps": float(params.get("eps") or DEFAULT_EPS),
+        "min_samples": int(params.get("min_samples") or DEFAULT_MIN_SAMPLES),
+        "adapt": params.get("adapt", True),
+        "embedding": params.get("embedding") or "auto",
+        "teacher_model": params.get("teacher_model") or "",
+    }
+    ready: Any = teacher_available(base)
+    if not base.base_url and clustering_is_done(task=task, **settings_):
+        # The same clustering is finished: no need to start the local teacher.
+        ready = nullcontext(base.with_overrides(base_url=local_base_url()))
+    with ready as config:
         outcome = clustering_run_create(
             task=task,
             config=config,
-            eps=float(params.get("eps") or DEFAULT_EPS),
-            min_samples=int(params.get("min_samples") or DEFAULT_MIN_SAMPLES),
-            adapt=params.get("adapt", True),
-            embedding=params.get("embedding") or "auto",
-            teacher_model=params.get("teacher_model") or "",
+            **settings_,
             user=job.created_by,
             job=job,
             progress=progress,
