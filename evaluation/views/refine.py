@@ -1,0 +1,73 @@
+"""Refine page of an evaluation run: start phase 3 as a job and see the proposals it filed, with their evidence."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.views.decorators.http import require_GET, require_POST
+
+from evaluation.models import EvaluationRun
+from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from pldreview.jobs import job_start
+from rules.models import Rule
+
+
+class RefineForm(forms.Form):
+    max_groups = forms.IntegerField(initial=DEFAULT_MAX_GROUPS, min_value=1, max_value=20,
+                                    label="Failure groups to diagnose")
+    dev_limit = forms.IntegerField(initial=DEFAULT_DEV_LIMIT, min_value=1, max_value=500,
+                                   label="Dev examples for the before/after measurement")
+    base_url = forms.URLField(required=False, assume_scheme="http", label="Teacher base URL",
+                              help_text="Leave empty for the configured endpoint, or the local teacher.")
+    model = forms.CharField(required=False, max_length=200, label="Teacher model")
+
+
+def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
+    return get_object_or_404(EvaluationRun.objects.select_related("task"), pk=run_id)
+
+
+def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = None) -> dict:
+    proposals = (
+        Rule.objects.filter(origin=Rule.Origin.REFINE, proposal__evaluation_run=run.pk)
+        .select_related("refines")
+        .order_by("id")
+    )
+    refusal = ""
+    if run.status != EvaluationRun.Status.FINISHED:
+        refusal = "This run has not finished; refine needs a finished run."
+    elif run.split not in {"train", "dev"}:
+        refusal = "Refine learns from train or dev runs only; the test split stays unseen."
+    return {"run": run, "proposals": proposals, "form": form or RefineForm(), "refusal": refusal}
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_evaluationrun", raise_exception=True)
+def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    return render(request, "evaluation/refine.html", _page(request, run))
+
+
+@require_POST
+@login_required
+@permission_required("rules.run_teacher", raise_exception=True)
+def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = RefineForm(request.POST)
+    context = _page(request, run, form)
+    if context["refusal"]:
+        form.add_error(None, context["refusal"])
+    if not form.is_valid():
+        return render(request, "evaluation/refine.html", context, status=400)
+    params = {"evaluation": run.pk, **{k: v for k, v in form.cleaned_data.items() if v}}
+    job = job_start(kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}", params=params,
+                    user=request.user)
+    return redirect(job)
+
+
+urlpatterns = [
+    path("evaluations/<int:run_id>/refine/", refine_page, name="pld-refine"),
+    path("evaluations/<int:run_id>/refine/start/", start_refine, name="pld-refine-start"),
+]
