@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,8 +17,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from evaluation.models import EvaluationRun, Prediction, Promotion
-from evaluation.student import StudentModelError, check_model_file, default_model_path
+from evaluation.student import StudentModelError, check_model_file
 from rules.models import PromptVersion, Split, Task
+from rules.tokens import student_model_path
 
 _MODEL_SHA: dict[tuple[str, int, int], str] = {}
 _MODEL_SHA_LOCK = threading.Lock()
@@ -27,7 +27,7 @@ _MODEL_SHA_LOCK = threading.Lock()
 
 def current_model_sha256() -> str:
     """Return the SHA-256 of the configured student model file, computed once per file version."""
-    path = Path(default_model_path())
+    path = student_model_path()
     try:
         stat = path.stat()
     except OSError as exc:

@@ -8,6 +8,7 @@ from evaluation.promotion import production_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
 from rules.models import Task
+from rules.tokens import TokenizerError, student_model_path
 
 
 class ClassifyError(Exception):
@@ -92,7 +93,8 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
             status=409, code="no_production_version",
         )
     try:
-        student = get_student()
+        # The path is resolved once per process; the student itself is loaded once per process by get_student.
+        student = get_student(str(student_model_path()))
         decision = classify_example(
             student=student, task=task, inputs=inputs, rules_text=pld_rules(task=task, prompt_text=version.text)
         )
@@ -100,6 +102,8 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
     except StudentError as exc:
         raise ClassifyError(f"The student model is unavailable: {exc.message}", status=503, code="model_error") from exc
+    except TokenizerError as exc:
+        raise ClassifyError(f"The student model is unavailable: {exc}", status=503, code="model_error") from exc
     return Classification(
         label=decision.label,
         probabilities={name: round(p, 6) for name, p in decision.probabilities.items()},

