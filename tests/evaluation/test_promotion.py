@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from evaluation.models import Promotion
 from evaluation.promotion import promotion_gate, prompt_version_promote
@@ -163,3 +163,15 @@ def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, revi
         call_command("promote", str(v1.pk), "--reason", REASON, "--user", "rita")
     with pytest.raises(CommandError, match="no prompt version"):
         call_command("promote", "999", "--reason", REASON, "--user", "adam")
+
+
+def test_a_promotion_record_cannot_be_changed(v1, admin_user) -> None:
+    finished_run(v1, 0.7)
+    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    promotion.reason = "Rewritten afterwards"
+    with pytest.raises(DatabaseError, match="audit record"), transaction.atomic():
+        promotion.save()
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Promotion.objects.filter(pk=promotion.pk).update(override_justification="added later")
+    promotion.refresh_from_db()
+    assert (promotion.reason, promotion.override_justification) == (REASON, "")
