@@ -9,8 +9,12 @@ tokens of the previous prompt; a new prompt only processes what differs from it 
 prefix), so a 4,600-token rule prefix is processed once per run and a ContractNLI document once
 for its 17 hypotheses. Labels are scored in the same llama.cpp batch as the example: each label
 lives in its own sequence that shares the prompt's cells (unified KV cache), so one decode call
-per example gives every logit needed. Measured here: per-label rewinding cost one extra decode
-per label (about 30 ms each on 2 cores), which alone broke the latency-overhead bar.
+per example gives every logit needed, instead of one call per label and per label token.
+
+Measured here (docs/student.md): restoring a saved state per example was slower than keeping the
+cache; flash attention and a quantized (q8_0/q4_0) KV cache made the per-example step slower on
+these CPUs; a non-full sliding-window cache cannot hold the label sequences. What remains after
+reuse is attention over the cached rules, which every example token must pay.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import os
 import struct
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,6 +255,7 @@ class Student:
         seed: int = 0,
         n_batch: int = 512,
         max_parallel_labels: int = 8,
+        flash_attn: bool = False,
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals
@@ -281,6 +287,9 @@ class Student:
         params.swa_full = True
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         try:
             self._ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
@@ -291,6 +300,9 @@ class Student:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._n_vocab = self.llm.n_vocab()
         self._cached: list[int] = []
+        # Rules and shared contexts repeat from example to example; tokenizing 4,600 tokens of
+        # rules took ~12 ms here, a few percent of a decision, so their tokens are kept.
+        self._segments: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
         self.chat_template = info.chat_template
         self._chat_parts: tuple[str, str] | None = None
 
@@ -315,6 +327,19 @@ class Student:
         if not text:
             return [self.llm.token_bos()] if add_bos else []
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def _segment(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        key = (text, add_bos, special)
+        with self._lock:
+            tokens = self._segments.get(key)
+            if tokens is None:
+                tokens = self.tokenize(text, add_bos=add_bos, special=special)
+                self._segments[key] = tokens
+                if len(self._segments) > 8:
+                    self._segments.popitem(last=False)
+            else:
+                self._segments.move_to_end(key)
+            return tokens
 
     def count_tokens(self, text: str) -> int:
         """Count the tokens of a text as the student reads it."""
@@ -348,12 +373,12 @@ class Student:
             head, tail = self._chat_wrappers()
             bos_text = self.detokenize([self.llm.token_bos()], special=True)
             bos = bool(bos_text) and head.startswith(bos_text)
-            first = self.tokenize(head, add_bos=not bos, special=True) + self.tokenize(rules)
-            middle = self.tokenize("\n\n" + context) if context else []
-            last = self.tokenize("\n\n" + example) + self.tokenize(tail, special=True) + self.tokenize(cue)
+            first = self._segment(head, add_bos=not bos, special=True) + self._segment(rules)
+            middle = self._segment("\n\n" + context) if context else []
+            last = self.tokenize("\n\n" + example) + self._segment(tail, special=True) + self.tokenize(cue)
             return [first, middle, last]
-        first = self.tokenize(rules, add_bos=True)
-        middle = self.tokenize("\n\n" + context) if context else []
+        first = self._segment(rules, add_bos=True)
+        middle = self._segment("\n\n" + context) if context else []
         last = self.tokenize("\n\n" + example + "\n" + cue)
         return [first, middle, last]
 
