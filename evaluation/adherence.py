@@ -63,6 +63,26 @@ def _near_anchor(previous_lines: list[str], anchors: list[str]) -> bool:
     return bool(previous_lines) and any(anchor in previous_lines[-1] for anchor in anchors)
 
 
+def _sample(ids: list[int], *, size: int, seed: int) -> list[int]:
+    """Draw whole shared contexts in a seeded order until ``size`` examples; keep the run's order.
+
+    Each condition re-reads the context of every sampled example, so sampling whole documents
+    keeps a ContractNLI check to a few documents instead of one per example.
+    """
+    groups: dict[str, list[int]] = {}
+    keys = dict(Example.objects.filter(pk__in=ids).values_list("pk", "group_key"))
+    for example_id in ids:
+        groups.setdefault(keys.get(example_id) or f"#{example_id}", []).append(example_id)
+    order = sorted(groups)
+    random.Random(seed).shuffle(order)
+    chosen: set[int] = set()
+    for key in order:
+        if len(chosen) >= size:
+            break
+        chosen.update(groups[key][: size - len(chosen)])
+    return [i for i in ids if i in chosen]
+
+
 def _rule_texts(run: EvaluationRun) -> list[str]:
     if run.prompt_version_id is None:
         return []
@@ -80,9 +100,7 @@ def adherence_check(
     labels = run.task.label_names
     size = sample_size or int(run.options.get("adherence_sample", SAMPLE_SIZE))
     ids: list[int] = list(run.options.get("example_ids", []))
-    rng = random.Random(run.seed)
-    chosen = set(rng.sample(ids, min(size, len(ids))))
-    sample_ids = [i for i in ids if i in chosen]  # keep the run's order so contexts stay grouped
+    sample_ids = _sample(ids, size=size, seed=run.seed)
     examples = Example.objects.in_bulk(sample_ids)
     original = {p.example_id: p.label for p in run.predictions.filter(example_id__in=sample_ids)}
     swapped_text, n_changed = counterfactual_rules(

@@ -24,7 +24,6 @@ from evaluation.student import (
     ExampleTooLongError,
     Student,
     StudentDecision,
-    StudentError,
     StudentModelError,
     check_model_file,
     default_model_path,
@@ -280,7 +279,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     run.prompt_tokens = student.count_tokens(run.prompt_text)
     run.n_ctx = student.n_ctx
     run.n_threads = student.n_threads
-    run.options = {**run.options, "chat_template": bool(student.chat_template), "n_seq": student._n_seq}
+    run.options = {**run.options, "chat_template": bool(student.chat_template)}
     run.save()
 
     ids: list[int] = run.options.get("example_ids", [])
@@ -317,7 +316,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
         run.status = EvaluationRun.Status.CANCELLED
         run.save(update_fields=["status"])
         raise
-    except (StudentError, Exception) as exc:
+    except Exception as exc:  # recorded on the run, then re-raised so the job records it too
         _fail(run, f"{type(exc).__name__}: {exc}")
         raise
     run.status = EvaluationRun.Status.FINISHED
