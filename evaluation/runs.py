@@ -388,6 +388,12 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
     """Ask a queued or running run to stop; a run without a live job is marked cancelled at once."""
     if run.status in {EvaluationRun.Status.FINISHED, EvaluationRun.Status.CANCELLED}:
         return run
+    if run.job is not None and not run.job.is_finished and run_is_stale(run):
+        # Nobody is left to notice a cancel request: record the cancellation directly.
+        run.job.state = Job.State.CANCELLED
+        run.job.finished_at = timezone.now()
+        run.job.message = "Cancelled after its process stopped reporting."
+        run.job.save()
     if run.job is not None and not run.job.is_finished:
         job_cancel(job=run.job)
         run.job.refresh_from_db()

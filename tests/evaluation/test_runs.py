@@ -302,6 +302,19 @@ def test_a_crashed_run_can_be_resumed(task: Task, nda_examples: list[Example]) -
     assert run.job.attempts == 0 or run.job.message.startswith("Queued again")
 
 
+def test_cancelling_a_crashed_run_needs_no_live_worker(task: Task, nda_examples: list[Example]) -> None:
+    run = evaluation_run_create(task=task, mode="zero-shot")
+    run.job = job_create(kind=JOB_KIND, title="t", params={"run_id": run.pk})
+    run.status = EvaluationRun.Status.RUNNING
+    run.save()
+    Job.objects.filter(pk=run.job.pk).update(state=Job.State.RUNNING, updated_at=timezone.now() - timedelta(hours=1))
+    run.refresh_from_db()
+    evaluation_run_cancel(run=run)
+    run.refresh_from_db()
+    assert run.status == EvaluationRun.Status.CANCELLED
+    assert run.job.state == Job.State.CANCELLED
+
+
 def test_a_live_run_cannot_be_resumed_twice(task: Task, nda_examples: list[Example]) -> None:
     run = evaluation_run_start(task=task, mode="zero-shot")
     with pytest.raises(ValidationError, match="still running or queued"):
