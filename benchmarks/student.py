@@ -186,7 +186,7 @@ def main() -> None:
         overhead_ratio=round(p50(pld_ms) / p50(zero_ms), 3),
         no_reuse_ms_p50=p50([d.latency_ms for d in no_reuse]),
         cot_ms_p50=p50([d.latency_ms for d in cot[1:]]),
-        cot_tokens_generated_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
+        cot_tokens_processed_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
         example_tokens_processed_mean=round(pld_tokens / len(pld_ms), 1),
         effective_tok_s=round(pld_tokens / (sum(pld_ms) / 1000.0), 1),
         same_labels_with_and_without_reuse=all(
