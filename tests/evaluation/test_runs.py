@@ -111,6 +111,18 @@ def test_a_limit_takes_whole_shared_contexts(contract_task: Task) -> None:
     assert len({e.group_key for e in chosen}) == 1
 
 
+def test_the_adherence_sample_takes_whole_shared_contexts(contract_task: Task) -> None:
+    from evaluation.adherence import _sample
+
+    examples = add_contract_examples(contract_task)
+    ids = [e.pk for e in examples]
+    sample = _sample(ids, size=3, seed=4)
+    assert len(sample) == 3
+    assert len({Example.objects.get(pk=i).group_key for i in sample}) == 1
+    assert sample == sorted(sample, key=ids.index)
+    assert _sample(ids, size=3, seed=4) == sample
+
+
 # --- execute (the real student) ---------------------------------------------------------------
 
 
