@@ -105,7 +105,6 @@ def build_rules_text(
     raise ValidationError({"mode": f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}."})
 
 
-@transaction.atomic
 def evaluation_run_create(
     *,
     task: Task,
@@ -167,8 +166,11 @@ def evaluation_run_create(
         data_sha256=_data_sha256(examples),
         created_by=user if user is not None and getattr(user, "pk", None) else None,
     )
-    run.full_clean()
-    run.save()
+    # Hashing the model file and reading examples happen before the write: under SQLite a
+    # transaction holds the database's write lock for as long as it lasts.
+    with transaction.atomic():
+        run.full_clean()
+        run.save()
     return run
 
 
@@ -345,7 +347,6 @@ def _mark_version_evaluated(run: EvaluationRun) -> None:
         version.save()
 
 
-@transaction.atomic
 def evaluation_run_start(
     *,
     task: Task,
@@ -374,8 +375,9 @@ def evaluation_run_start(
         model_path=model_path,
         user=user,
     )
-    run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
-    run.save(update_fields=["job"])
+    with transaction.atomic():
+        run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
+        run.save(update_fields=["job"])
     return run
 
 
