@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from evaluation import api
-from evaluation.views import promotion, reports, tokens
+from evaluation.views import promotion, refine, reports, tokens
 from evaluation.views import runs as evaluation_runs
 
 urlpatterns: list = [
@@ -11,4 +11,5 @@ urlpatterns: list = [
     *tokens.urlpatterns,
     *api.urlpatterns,
     *evaluation_runs.urlpatterns,
+    *refine.urlpatterns,
 ]
