@@ -156,7 +156,7 @@ def _lock_rule(rule: Rule, *, lock_version: int | None) -> Rule:
     """Re-read the rule inside the transaction and refuse if it changed since the page was rendered."""
     # SQLite runs transactions in IMMEDIATE mode (settings), so this read already holds the write lock;
     # on PostgreSQL select_for_update() takes the row lock.
-    locked = Rule.objects.select_for_update().select_related("current_revision", "task").get(pk=rule.pk)
+    locked = Rule.objects.select_for_update(of=("self",)).select_related("current_revision", "task").get(pk=rule.pk)
     if lock_version is not None and locked.lock_version != lock_version:
         changes, seen = _rule_changes_since(locked, lock_version)
         raise StaleRuleError(rule=locked, changes=changes, seen=seen)
