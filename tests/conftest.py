@@ -13,10 +13,24 @@ SHARED_DATASETS = Path(settings.PLD_DATASETS_DIR)
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
 
 
+def _role(name: str) -> Group:
+    """Return the role's group; a transactional test's flush may have removed the migration's groups."""
+    from django.contrib.auth.models import Permission
+
+    from pldreview.roles import ROLE_PERMISSIONS
+
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for dotted in ROLE_PERMISSIONS[name]:
+            app_label, codename = dotted.split(".")
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 def _user(username: str, *roles: str) -> User:
     user = User.objects.create_user(username=username, password="pw-" + username, email=f"{username}@example.org")
     for role in roles:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(_role(role))
     return user
 
 
