@@ -119,6 +119,8 @@
       return;
     }
     if (ev.detail.target.id !== "review-workspace") return;
+    // A reviewer who pressed a shortcut before the swap settled is already typing a reason; leave the focus there.
+    if (isTyping(document.activeElement)) return;
     var title = document.getElementById("rule-title") || ev.detail.target.querySelector("h1");
     if (title) { title.setAttribute("tabindex", "-1"); title.focus({ preventScroll: true }); }
   });

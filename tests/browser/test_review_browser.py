@@ -50,6 +50,12 @@ def _log_in(browser, live_server, username: str, next_path: str):
     return context, page
 
 
+def _wait_for_swapped_rule(page, rule) -> None:
+    """Wait until htmx has swapped ``rule`` in and settled, which is when the workspace moves focus to its title."""
+    page.wait_for_selector(f"article[data-rule-id='{rule.pk}']")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'rule-title'")
+
+
 def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     browser, live_server, task, reviewer, second_reviewer, auditor
 ) -> None:
@@ -65,7 +71,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     # A marker on window survives only if htmx swaps the next rule in place instead of loading a page.
     page.evaluate("window.stillTheSamePage = true")
     page.keyboard.press("a")
-    page.wait_for_selector(f"article[data-rule-id='{second.pk}']")
+    _wait_for_swapped_rule(page, second)
     assert f"Approved rule {first.pk}" in page.locator(".review-flash").inner_text()
     assert page.evaluate("window.stillTheSamePage") is True
     assert page.url.endswith(f"/rules/{second.pk}/")
@@ -74,9 +80,10 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
     page.fill("#edit-reason", "Say with whom: sharing with advisers is a different hypothesis")
     page.click("#edit-form button[type=submit]")
-    page.wait_for_selector(f"article[data-rule-id='{third.pk}']")
+    _wait_for_swapped_rule(page, third)
 
     page.keyboard.press("r")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
     page.keyboard.type("Length says nothing about the hypothesis")
     page.click("#reject-form button[type=submit]")
     page.wait_for_selector("text=Nothing left to review")
