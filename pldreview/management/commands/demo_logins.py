@@ -11,7 +11,10 @@ from rules.demo import DEMO_USERS
 class Command(BaseCommand):
     help = "Print the demo users, their roles and passwords."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/login/", help="The login page to print")
+
     def handle(self, *args: Any, **options: Any) -> None:
-        self.stdout.write("Demo logins (http://127.0.0.1:8000/login/):")
+        self.stdout.write(f"Demo logins ({options['url']}):")
         for username, role, password in DEMO_USERS:
             self.stdout.write(f"  {role:<9} {username:<6} password: {password}")
