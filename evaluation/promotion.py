@@ -18,6 +18,7 @@ from django.db import transaction
 
 from evaluation.models import EvaluationRun, Prediction, Promotion
 from evaluation.student import StudentModelError, check_model_file
+from rules.audit import audited_save
 from rules.models import PromptVersion, Split, Task
 from rules.tokens import student_model_path
 
@@ -171,10 +172,8 @@ def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: i
 
 def _save_version_status(version: PromptVersion, *, status: str, user: AbstractBaseUser, reason: str) -> None:
     version.status = status
-    version._history_user = user  # type: ignore[attr-defined]
-    version._change_reason = reason[:100]  # type: ignore[attr-defined]
     # Only the status is written: every other column of a prompt version is immutable (database triggers).
-    version.save(update_fields=["status"])
+    audited_save(version, user=user, reason=reason, update_fields=["status"])
 
 
 @transaction.atomic
@@ -222,8 +221,5 @@ def prompt_version_promote(
         gate=evidence,
         promoted_by=user,
     )
-    promotion.full_clean()
-    promotion._history_user = user  # type: ignore[attr-defined]
-    promotion._change_reason = f"{what} v{version.number}"  # type: ignore[attr-defined]
-    promotion.save()
+    audited_save(promotion, user=user, reason=f"{what} v{version.number}")
     return promotion

@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 from evaluation.models import EvaluationRun, Promotion, Report
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
 from pldreview.jobs import JobCancelled, job_start
+from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
 
 logger = logging.getLogger(__name__)
@@ -363,13 +364,6 @@ def _identity() -> SigningIdentity:
     return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
 
 
-def _save_report(report: Report, *, user: Any, reason: str) -> None:
-    report.full_clean()
-    report._history_user = user  # type: ignore[attr-defined]
-    report._change_reason = reason[:100]  # type: ignore[attr-defined]
-    report.save()
-
-
 @transaction.atomic
 def report_create(*, prompt_version: PromptVersion, user: AbstractBaseUser, job: Any = None) -> Report:
     """Record a queued report for a prompt version; ``report_build`` produces its file."""
@@ -378,7 +372,7 @@ def report_create(*, prompt_version: PromptVersion, user: AbstractBaseUser, job:
     if not prompt_version.text.strip():
         raise ValidationError("This prompt version has no text to report on.")
     report = Report(prompt_version=prompt_version, generated_by=user, job=job, status=Report.Status.QUEUED)
-    _save_report(report, user=user, reason=f"Requested a report on {prompt_version}")
+    audited_save(report, user=user, reason=f"Requested a report on {prompt_version}")
     return report
 
 
@@ -386,7 +380,7 @@ def _report_fail(report: Report, message: str) -> Report:
     report.status = Report.Status.FAILED
     report.error = message
     with transaction.atomic():
-        _save_report(report, user=report.generated_by, reason="Report failed")
+        audited_save(report, user=report.generated_by, reason="Report failed")
     return report
 
 
@@ -447,7 +441,7 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
     report.status = Report.Status.READY
     report.error = ""
     with transaction.atomic():
-        _save_report(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…")
+        audited_save(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…")
     return report
 
 
@@ -493,5 +487,5 @@ def report_request(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> 
         user=user,
     )
     report.job = job
-    _save_report(report, user=user, reason=f"Queued as job {job.pk}")
+    audited_save(report, user=user, reason=f"Queued as job {job.pk}")
     return report

@@ -31,6 +31,7 @@ from evaluation.student import (
 )
 from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
 from pldreview.models import Job
+from rules.audit import audited_save
 from rules.models import Example, PromptVersion, Split, Task
 
 logger = logging.getLogger(__name__)
@@ -341,10 +342,7 @@ def _mark_version_evaluated(run: EvaluationRun) -> None:
     version.refresh_from_db()
     if version.status == PromptVersion.Status.DRAFT:
         version.status = PromptVersion.Status.EVALUATED
-        version.full_clean()
-        version._history_user = run.created_by  # type: ignore[attr-defined]
-        version._change_reason = f"Evaluated by run {run.pk}"  # type: ignore[attr-defined]
-        version.save()
+        audited_save(version, user=run.created_by, reason=f"Evaluated by run {run.pk}")
 
 
 def evaluation_run_start(

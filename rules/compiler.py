@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from rules.audit import audited_save
 from rules.models import PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
 from rules.services import ruleset_rules
 from rules.tokens import TokenizerError, count_tokens
@@ -147,10 +148,7 @@ def prompt_version_compile(
         status=PromptVersion.Status.DRAFT,
         compiled_by=user,
     )
-    version.full_clean()
-    version._history_user = user  # type: ignore[attr-defined]
-    version._change_reason = (reason or f"Compiled from {len(compiled.rules)} approved rules")[:100]  # type: ignore[attr-defined]
-    version.save()
+    audited_save(version, user=user, reason=reason or f"Compiled from {len(compiled.rules)} approved rules")
     entries = [
         PromptVersionRule(prompt_version=version, rule=c.rule, revision=c.revision, position=c.number)
         for c in compiled.rules
@@ -160,7 +158,5 @@ def prompt_version_compile(
     PromptVersionRule.objects.bulk_create(entries)
     # Sealing is the last write: from here the database refuses any change to the entries.
     version.sealed = True
-    version._history_user = user  # type: ignore[attr-defined]
-    version._change_reason = "Sealed: its rule entries are final"  # type: ignore[attr-defined]
-    version.save(update_fields=["sealed"])
+    audited_save(version, user=user, reason="Sealed: its rule entries are final", update_fields=["sealed"])
     return version, True

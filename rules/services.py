@@ -16,15 +16,8 @@ from django.db.models import F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from rules.audit import audited_save
 from rules.models import ClusteringRun, Decision, Example, MicroRule, Rule, RuleRevision, Task
-
-
-def _save_audited(instance: Any, *, user: AbstractBaseUser | None, reason: str) -> None:
-    """Validate and save an audited model with who and why attached to its history record."""
-    instance.full_clean()
-    instance._history_user = user
-    instance._change_reason = reason[:100] if reason else ""
-    instance.save()
 
 
 @transaction.atomic
@@ -75,7 +68,7 @@ def rule_propose(
         proposal=proposal or {},
     )
     why = reason or ("Written by hand" if proposed_by else f"Proposed by {proposed_by_model or 'the teacher'}")
-    _save_audited(rule, user=proposed_by, reason=why)
+    audited_save(rule, user=proposed_by, reason=why)
     revision = RuleRevision(
         rule=rule,
         number=1,
@@ -87,9 +80,9 @@ def rule_propose(
         author_model="" if proposed_by else proposed_by_model,
         reason=why,
     )
-    _save_audited(revision, user=proposed_by, reason=why)
+    audited_save(revision, user=proposed_by, reason=why)
     rule.current_revision = revision
-    _save_audited(rule, user=proposed_by, reason="First revision")
+    audited_save(rule, user=proposed_by, reason="First revision")
     rule.micro_rules.add(*micro_rules)
     rule.examples.add(*examples)
     if proposed_by is not None:
@@ -102,7 +95,7 @@ def rule_propose(
             status_before="",
             status_after=Rule.Status.PENDING,
         )
-        _save_audited(decision, user=proposed_by, reason=why)
+        audited_save(decision, user=proposed_by, reason=why)
     return rule
 
 
@@ -177,7 +170,7 @@ def _record(
         status_after=rule.status,
         undoes=undoes,
     )
-    _save_audited(decision, user=user, reason=reason or Decision.Action(action).label)
+    audited_save(decision, user=user, reason=reason or Decision.Action(action).label)
     return decision
 
 
@@ -237,7 +230,7 @@ def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None
     rule.lock_version += 1
     why = reason.strip()
     summary = f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else "")
-    _save_audited(rule, user=user, reason=summary)
+    audited_save(rule, user=user, reason=summary)
     return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before)
 
 
@@ -254,7 +247,7 @@ def rule_reject(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None,
     before = rule.status
     rule.status = Rule.Status.REJECTED
     rule.lock_version += 1
-    _save_audited(rule, user=user, reason=f"Rejected: {why}")
+    audited_save(rule, user=user, reason=f"Rejected: {why}")
     return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before)
 
 
@@ -288,14 +281,14 @@ def rule_edit(
         rule=rule, number=last + 1, text=text, label=label, topic=topic, precedence_note=precedence_note,
         author=user, reason=why,
     )
-    _save_audited(revision, user=user, reason=why)
+    audited_save(revision, user=user, reason=why)
     before = rule.status
     rule.text, rule.label, rule.topic, rule.precedence_note = text, label, topic, precedence_note
     rule.current_revision = revision
     # Approvals belong to a revision: the new wording needs its own.
     rule.status = Rule.Status.PENDING
     rule.lock_version += 1
-    _save_audited(rule, user=user, reason=f"Edited (r{revision.number}): {why}")
+    audited_save(rule, user=user, reason=f"Edited (r{revision.number}): {why}")
     return _record(rule=rule, user=user, action=Decision.Action.EDIT, reason=why, status_before=before,
                    revision=revision)
 
@@ -380,7 +373,7 @@ def decision_undo(*, decision: Decision, user: AbstractBaseUser) -> Decision:
             rule.topic, rule.precedence_note = previous.topic, previous.precedence_note
     rule.lock_version += 1
     why = f"Undid {decision.get_action_display().lower()} #{decision.pk}"
-    _save_audited(rule, user=user, reason=why)
+    audited_save(rule, user=user, reason=why)
     return _record(
         rule=rule, user=user, action=Decision.Action.UNDO, reason=why, status_before=before, undoes=decision
     )
@@ -422,5 +415,5 @@ def ruleset_reorder(
             continue
         item.position = number
         item.lock_version += 1
-        _save_audited(item, user=user, reason=f"Rule set order: {why}")
+        audited_save(item, user=user, reason=f"Rule set order: {why}")
     return _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status)
