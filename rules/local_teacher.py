@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -91,8 +92,11 @@ class LocalTeacher:
         if is_answering(self.base_url):
             raise TeacherError(f"Something already answers on {self.base_url}; not starting a second server", True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # llama_cpp.server lets HOST, PORT and CONFIG_FILE from the environment override its command line
+        # (a PORT meant for the web app put the teacher on the web app's port).
+        env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "CONFIG_FILE")}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

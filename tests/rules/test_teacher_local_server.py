@@ -9,8 +9,12 @@ from rules.teacher import TeacherConfig, TeacherError
 
 
 @pytest.mark.slow
-def test_it_starts_the_local_teacher_when_none_is_configured_and_stops_it_after() -> None:
+def test_it_starts_the_local_teacher_when_none_is_configured_and_stops_it_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     port = free_port()
+    # A PORT meant for the web app (scripts/demo, PaaS hosts) must not move the teacher: llama_cpp.server reads it.
+    monkeypatch.setenv("PORT", str(free_port()))
     with override_settings(PLD_LOCAL_TEACHER_PORT=port):
         with teacher_available(TeacherConfig(base_url="", model="gemma-3-270m-q4_k_m")) as config:
             assert config.base_url == f"http://127.0.0.1:{port}/v1"
