@@ -1,7 +1,6 @@
 """The refine page of an evaluation run: start phase 3 as a job, see the proposals with their evidence."""
 from __future__ import annotations
 
-import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
@@ -10,8 +9,6 @@ from evaluation.models import EvaluationRun
 from pldreview.models import Job
 from rules.models import Rule, Task
 from rules.services import rule_propose
-
-pytestmark = pytest.mark.urls("tests.support.refine_urls")
 
 
 def _client(user: User) -> Client:
