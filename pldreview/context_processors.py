@@ -13,6 +13,7 @@ NAV = [
     ("Review queue", "pld-review-queue", "rules.view_rule"),
     ("Evaluations", "pld-evaluation-list", "evaluation.view_evaluationrun"),
     ("Prompt versions", "pld-prompt-version-list", "rules.view_promptversion"),
+    ("Teacher calls", "pld-teacher-calls", "rules.view_teachercall"),
     ("Reports", "pld-report-list", "evaluation.view_report"),
     ("API tokens", "pld-api-token-list", "evaluation.manage_api_tokens"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.test import Client
 
+from pldreview.context_processors import roles
 from pldreview.models import Job
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, TeacherCall
 from tests.support.examples import make_examples, make_micro_rule
@@ -116,3 +117,19 @@ def test_the_call_log_lists_tokens_and_latency(db: None, auditor: User, django_a
 
 def test_outsiders_cannot_read_the_call_log(db: None, outsider: User) -> None:
     assert _client(outsider).get("/teacher/calls/").status_code == 403
+
+
+def test_the_task_page_links_to_its_teacher_page(task: Task, reviewer: User) -> None:
+    response = _client(reviewer).get("/tasks/nda-demo/")
+    assert response.status_code == 200 and b'href="/tasks/nda-demo/teacher/"' in response.content
+
+
+def test_the_nav_links_the_call_log_for_every_role_that_may_read_it(
+    task: Task, reviewer: User, auditor: User, admin_user: User, outsider: User, rf
+) -> None:
+    for user in (reviewer, auditor, admin_user):
+        body = _client(user).get("/tasks/").content
+        assert b'<a href="/teacher/calls/">Teacher calls</a>' in body
+    request = rf.get("/")
+    request.user = outsider
+    assert "/teacher/calls/" not in [item["url"] for item in roles(request)["nav_items"]]
