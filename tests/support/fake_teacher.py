@@ -9,8 +9,11 @@ import json
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.servers import serve_in_thread, server_url
 
 
 def valid_reply(schema: dict[str, Any]) -> Any:
@@ -56,26 +59,23 @@ class FakeTeacher:
         self.requests: list[dict[str, Any]] = []
         self.served_ok = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serving = ExitStack()
+        self._server: ThreadingHTTPServer | None = None
         self.alive = False
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        assert self._server is not None, "start() the fake teacher first"
+        return server_url(self._server, "/v1")
 
     def start(self) -> FakeTeacher:
-        self._thread.start()
+        self._server = self._serving.enter_context(serve_in_thread(self._handler_class()))
         self.alive = True
         return self
 
     def stop(self) -> None:
-        if self.alive:
-            self.alive = False
-            self._server.shutdown()
-        self._server.server_close()
+        self.alive = False
+        self._serving.close()
 
     def __enter__(self) -> FakeTeacher:
         return self.start()
@@ -98,6 +98,7 @@ class FakeTeacher:
                 return
             self.alive = False
         # shutdown() blocks until serve_forever returns, so it cannot run on a handler thread's stack.
+        assert self._server is not None
         threading.Thread(target=self._server.shutdown, daemon=True).start()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

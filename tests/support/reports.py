@@ -1,17 +1,21 @@
 """Plain builders for report tests: a prompt version with reviewed rules, evaluations and a promotion."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from django.contrib.auth.models import User
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Promotion
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.services import rule_approve, rule_edit, rule_propose, rule_reject
+from tests.support.certificates import self_signed
 
 RULE_TEXT = "If the clause lets the recipient share information with its employees, then the hypothesis holds"
 EDIT_REASON = "Narrowed to employees bound by written confidentiality duties"
@@ -132,27 +136,7 @@ def identity_path(directory: Path) -> Path:
 
 def write_expired_identity(path: Path, passphrase: str) -> None:
     """Write a PKCS#12 identity whose certificate expired yesterday (pyHanko still signs with it)."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import pkcs12
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Expired signer")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30))
-        .not_valid_after(now - dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed("Expired signer", valid_from=dt.timedelta(days=-30), valid_until=dt.timedelta(days=-1))
     path.write_bytes(
         pkcs12.serialize_key_and_certificates(
             name=b"expired", key=key, cert=cert, cas=None,
