@@ -345,34 +345,9 @@ def _mark_version_evaluated(run: EvaluationRun) -> None:
         audited_save(version, user=run.created_by, reason=f"Evaluated by run {run.pk}")
 
 
-def evaluation_run_start(
-    *,
-    task: Task,
-    mode: str,
-    split: str = "test",
-    prompt_version: PromptVersion | None = None,
-    prompt_text: str = "",
-    limit: int | None = None,
-    seed: int = 0,
-    k_shot: int = 4,
-    calibrate: bool = False,
-    model_path: str | None = None,
-    user: Any = None,
-) -> EvaluationRun:
-    """Create a run and hand it to the background worker as a job."""
-    run = evaluation_run_create(
-        task=task,
-        mode=mode,
-        split=split,
-        prompt_version=prompt_version,
-        prompt_text=prompt_text,
-        limit=limit,
-        seed=seed,
-        k_shot=k_shot,
-        calibrate=calibrate,
-        model_path=model_path,
-        user=user,
-    )
+def evaluation_run_start(*, user: Any = None, **options: Any) -> EvaluationRun:
+    """Create a run (with ``evaluation_run_create``'s keyword arguments) and hand it to the worker as a job."""
+    run = evaluation_run_create(user=user, **options)
     with transaction.atomic():
         run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
         run.save(update_fields=["job"])

@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
+from pldreview.web import stop_polling_and_refresh
 from rules.models import Rule, Task
 
 
@@ -45,12 +46,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
     if request.htmx:
         response = render(request, "pldreview/job_detail.html#job-progress", {"job": job})
-        if job.is_finished:
-            # Stop polling and let the page refresh once to show links to the results.
-            stop = HttpResponseStopPolling(response.content)
-            stop["HX-Refresh"] = "true"
-            return stop
-        return response
+        return stop_polling_and_refresh(response) if job.is_finished else response
     return render(request, "pldreview/job_detail.html", {"job": job})
 
 

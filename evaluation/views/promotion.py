@@ -11,6 +11,7 @@ from django.urls import path
 from django.views.decorators.http import require_http_methods
 
 from evaluation.promotion import flipped_examples, production_version, promotion_gate, prompt_version_promote
+from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
 FLIPS_SHOWN = 50
@@ -45,11 +46,7 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
                 override_justification=form.cleaned_data["override_justification"],
             )
         except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                for name, errors in exc.message_dict.items():
-                    form.add_error(name if name in form.fields else None, errors)
-            else:
-                form.add_error(None, exc.messages)
+            form_add_service_errors(form, exc)
         else:
             what = "Rolled back to" if promotion.is_rollback else "Promoted"
             override = " (gate overridden)" if promotion.override_justification else ""

@@ -12,10 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs import evaluation_run_cancel, evaluation_run_resume, evaluation_run_start, run_is_stale
+from pldreview.web import form_add_service_errors, stop_polling_and_refresh
 from rules.models import PromptVersion, Split, Task
 
 LIST_SIZE = 100
@@ -139,11 +139,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
                     user=request.user,
                 )
             except ValidationError as exc:
-                if hasattr(exc, "error_dict"):
-                    for field, errors in exc.message_dict.items():
-                        form.add_error(field if field in form.fields else None, errors)
-                else:
-                    form.add_error(None, exc.messages)
+                form_add_service_errors(form, exc)
             else:
                 messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
                 return redirect(run)
@@ -169,12 +165,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "evaluation/run_detail.html#run-progress", {"run": run, "progress": _progress(run)})
-        if not live:
-            # Stop polling and reload once so the finished results appear.
-            stop = HttpResponseStopPolling(response.content)
-            stop["HX-Refresh"] = "true"
-            return stop
-        return response
+        return response if live else stop_polling_and_refresh(response)
     failures = (
         Prediction.objects.filter(run=run, correct=False).select_related("example").order_by("id")
     )

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods
 
+from pldreview.web import form_add_service_errors
 from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
 from rules.evidence import excerpts, highlight
 from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
@@ -214,7 +215,7 @@ def import_dataset(request: HttpRequest) -> HttpResponse:
                     user=request.user,
                 )
             except ValidationError as exc:
-                form.add_error(None, exc)
+                form_add_service_errors(form, exc)
             else:
                 summary = import_summary(record)
                 by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
