@@ -13,7 +13,7 @@ import hashlib
 import random
 from collections import Counter, defaultdict
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -24,11 +24,12 @@ from evaluation.metrics import macro_f1
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import Student, classify_example, get_student
 from pldreview.models import Job
+from rules.compiler import prompt_render
 from rules.extraction import field_text
 from rules.local_teacher import local_base_url, teacher_available
-from rules.models import Example, Rule, Split, Task
-from rules.services import rule_propose
-from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
+from rules.models import Example, Rule, RuleRevision, Split, Task
+from rules.services import rule_propose, ruleset_rules
+from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally
 
 MAX_FAILURES_PER_GROUP = 6
 CORRECT_PER_GROUP = 3
@@ -50,7 +51,7 @@ Answer with a JSON object with the keys diagnosis, patch, rule_id, other_rule_id
 
 
 @dataclass
-class RefineSummary:
+class RefineSummary(TeacherTally):
     """What one refine call did."""
 
     evaluation_run: int
@@ -58,44 +59,45 @@ class RefineSummary:
     n_groups: int = 0
     n_proposed: int = 0
     n_existing: int = 0
-    n_failed: int = 0
-    new_calls: int = 0
-    cached_calls: int = 0
     rule_ids: list[int] = field(default_factory=list)
-    stopped: str = ""
     dev_before: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def approved_rules(task: Task) -> list[Rule]:
-    """Return the task's approved rules in rule-set order."""
-    rules = Rule.objects.filter(task=task, status=Rule.Status.APPROVED)
-    return sorted(rules, key=lambda rule: (rule.position is None, rule.position or 0, rule.pk))
+    """Return the task's approved rules in the order the prompt compiler lays them out."""
+    return [rule for rule in ruleset_rules(task) if rule.current_revision_id is not None]
 
 
-def rules_prompt(task: Task, rules: list[tuple[str, str, str]], precedence: list[str] = ()) -> str:
-    """Return the student's rules text for (topic, text, label) triples and precedence notes."""
-    lines = [prompts.task_header(task), "", "Rules:"]
-    for number, (topic, text, label) in enumerate(rules, 1):
-        lines.append(f"{number}. {topic + ': ' if topic else ''}{text} → {label}")
-    lines.extend(f"Precedence: {note}" for note in precedence if note)
-    return prompts.pld_rules(task=task, prompt_text="\n".join(lines))
+def student_rules_text(*, task: Task, rules: list[Rule]) -> str:
+    """Return the student's rules prefix for these rules: the compiler's text, as a pld run on a version gets it."""
+    return prompts.pld_rules(task=task, prompt_text=prompt_render(task=task, rules=rules).text)
 
 
-def _patched_rules(task: Task, rules: list[Rule], patch: dict[str, Any]) -> str:
-    triples = [(rule.topic, rule.text, rule.label) for rule in rules]
-    notes = [rule.precedence_note for rule in rules if rule.precedence_note]
-    target = patch.get("refines")
-    if patch["patch"] == "new":
-        triples.append((patch["topic"], patch["text"], patch["label"]))
-    elif patch["patch"] == "edit":
-        replacement = (patch["topic"], patch["text"], patch["label"])
-        triples = [replacement if rule.pk == target else (rule.topic, rule.text, rule.label) for rule in rules]
-    else:
-        notes.append(patch["text"])
-    return rules_prompt(task, triples, notes)
+def _proposed_fields(patch: dict[str, Any], target: Rule | None) -> dict[str, str]:
+    """Return the wording a proposal files: a precedence keeps its rule's statement, an edit its precedence note."""
+    fields = {"text": patch["text"].strip(), "label": patch["label"], "topic": patch["topic"].strip(),
+              "precedence_note": ""}
+    if target is not None and patch["patch"] == "precedence":
+        fields.update(text=target.text, label=target.label, precedence_note=patch["text"].strip())
+    elif target is not None and patch["patch"] == "edit":
+        fields["precedence_note"] = target.precedence_note
+    return fields
+
+
+def _stand_in(task: Task, rule: Rule | None, fields: dict[str, str]) -> Rule:
+    # Unsaved: the compiler reads only the current revision, so the patched set is measured without writing.
+    stand_in = Rule(pk=rule.pk if rule is not None else None, task=task, status=Rule.Status.APPROVED, **fields)
+    stand_in.current_revision = RuleRevision(number=1, **fields)
+    return stand_in
+
+
+def patched_rules(task: Task, rules: list[Rule], patch: dict[str, Any]) -> list[Rule]:
+    """Return the approved rules as they would compile with the patch: new appended, edit/precedence in place."""
+    target = next((rule for rule in rules if rule.pk == patch.get("refines")), None)
+    fields = _proposed_fields(patch, target)
+    if target is None:
+        return [*rules, _stand_in(task, None, fields)]
+    return [_stand_in(task, rule, fields) if rule.pk == target.pk else rule for rule in rules]
 
 
 def dev_examples(task: Task, *, limit: int, seed: int) -> list[Example]:
@@ -249,7 +251,7 @@ def refine_proposals_create(
     if not todo:
         return summary
     rules = approved_rules(task)
-    teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
+    teacher = Teacher(config, job=job)
     requests = [
         TeacherRequest(purpose="refine", messages=refine_messages(task, rules, failures, correct),
                        schema=refine_schema(task, rules, failures[0].example.gold_label), key=(name, failures))
@@ -262,51 +264,42 @@ def refine_proposals_create(
         student = student or get_student()
         if progress is not None:
             progress.note(f"Measuring the approved rules on {len(examples)} dev examples")
-        before = measure_on_dev(student=student, task=task, rules_text=rules_prompt(task, [
-            (rule.topic, rule.text, rule.label) for rule in rules
-        ], [rule.precedence_note for rule in rules]), examples=examples)
+        before = measure_on_dev(student=student, task=task, rules_text=student_rules_text(task=task, rules=rules),
+                                examples=examples)
         summary.dev_before = {"macro_f1": before["macro_f1"], "n": before["n"]}
-    try:
-        for answer in teacher.ask_many(requests):
-            if not isinstance(answer, TeacherAnswer):
-                summary.n_failed += 1
-            else:
-                name, failures = answer.request.key
-                patch = _normalise_patch(answer.data, rules)
-                proposal: dict[str, Any] = {
-                    "evaluation_run": run.pk,
-                    "group": name,
-                    "failure_example_ids": [p.example_id for p in failures],
-                    "patch": patch["patch"],
-                    "explanation": patch["explanation"],
-                    "teacher_call": answer.call.pk,
-                    "teacher_settings": config.public_settings(),
-                    "dev_before": {},
-                    "dev_after": {},
-                    "flips": {"right_to_wrong": [], "wrong_to_right": []},
-                }
-                if patch["patch"] == "precedence" and patch["other_rule_id"]:
-                    proposal["other_rule"] = patch["other_rule_id"]
-                if patch.get("note"):
-                    proposal["note"] = patch["note"]
-                if measuring:
-                    after = measure_on_dev(student=student, task=task, rules_text=_patched_rules(task, rules, patch),
-                                           examples=examples)
-                    proposal["dev_before"] = {k: before[k] for k in ("macro_f1", "n", "rules_sha256")}
-                    proposal["dev_after"] = {k: after[k] for k in ("macro_f1", "n", "rules_sha256")}
-                    proposal["dev_example_ids"] = [ex.pk for ex in examples]
-                    proposal["flips"] = _flips(examples, before, after)
-                rule = _proposal_file(task=task, patch=patch, failures=failures, proposal=proposal, config=config,
-                                      rules=rules)
-                summary.n_proposed += 1
-                summary.rule_ids.append(rule.pk)
-            if progress is not None:
-                progress.advance()
-    except TeacherBudgetExceeded as exc:
-        summary.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
-    finally:
-        summary.new_calls = teacher.new_calls
-        summary.cached_calls = teacher.cached_calls
+    for answer in teacher.ask_all(requests, tally=summary):
+        if isinstance(answer, TeacherAnswer):
+            name, failures = answer.request.key
+            patch = _normalise_patch(answer.data, rules)
+            proposal: dict[str, Any] = {
+                "evaluation_run": run.pk,
+                "group": name,
+                "failure_example_ids": [p.example_id for p in failures],
+                "patch": patch["patch"],
+                "explanation": patch["explanation"],
+                "teacher_call": answer.call.pk,
+                "teacher_settings": config.public_settings(),
+                "dev_before": {},
+                "dev_after": {},
+                "flips": {"right_to_wrong": [], "wrong_to_right": []},
+            }
+            if patch["patch"] == "precedence" and patch["other_rule_id"]:
+                proposal["other_rule"] = patch["other_rule_id"]
+            if patch.get("note"):
+                proposal["note"] = patch["note"]
+            if measuring:
+                patched = student_rules_text(task=task, rules=patched_rules(task, rules, patch))
+                after = measure_on_dev(student=student, task=task, rules_text=patched, examples=examples)
+                proposal["dev_before"] = {k: before[k] for k in ("macro_f1", "n", "rules_sha256")}
+                proposal["dev_after"] = {k: after[k] for k in ("macro_f1", "n", "rules_sha256")}
+                proposal["dev_example_ids"] = [ex.pk for ex in examples]
+                proposal["flips"] = _flips(examples, before, after)
+            rule = _proposal_file(task=task, patch=patch, failures=failures, proposal=proposal, config=config,
+                                  rules=rules)
+            summary.n_proposed += 1
+            summary.rule_ids.append(rule.pk)
+        if progress is not None:
+            progress.advance()
     return summary
 
 
@@ -315,14 +308,10 @@ def _proposal_file(
     config: TeacherConfig, rules: list[Rule],
 ) -> Rule:
     target = next((rule for rule in rules if rule.pk == patch["refines"]), None)
-    is_precedence = patch["patch"] == "precedence"
     examples = [p.example for p in failures]
     return rule_propose(
         task=task,
-        text=patch["text"].strip() if not is_precedence or target is None else target.text,
-        label=patch["label"] if not is_precedence or target is None else target.label,
-        topic=patch["topic"].strip(),
-        precedence_note=patch["text"].strip() if is_precedence else "",
+        **_proposed_fields(patch, target),
         origin=Rule.Origin.REFINE,
         diagnosis=patch["diagnosis"],
         refines=target,

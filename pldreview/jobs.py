@@ -96,6 +96,15 @@ def job_start(*, kind: str, title: str, params: dict[str, Any], user: Any = None
     return job
 
 
+def job_start_from_form(*, form: Any, kind: str, title: str, params: dict[str, Any], user: Any = None) -> Job | None:
+    """Start a job with the form's filled-in values added to ``params``; return None when the form has errors."""
+    if not form.is_valid():
+        return None
+    # Blank optional fields stay out, so the handler falls back to its settings instead of an empty value.
+    filled = {name: value for name, value in form.cleaned_data.items() if value is not None and value != ""}
+    return job_start(kind=kind, title=title, params={**params, **filled}, user=user)
+
+
 def _enqueue(job: Job) -> None:
     result = run_job.enqueue(job.pk)
     Job.objects.filter(pk=job.pk).update(task_result_id=str(result.id))

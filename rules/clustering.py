@@ -21,7 +21,7 @@ from sklearn.cluster import DBSCAN
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
 from rules.services import rule_propose
-from rules.teacher import Budget, Teacher, TeacherAnswer, TeacherBudgetExceeded, TeacherConfig, TeacherRequest
+from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally
 
 DEFAULT_EPS = 0.4
 DEFAULT_MIN_SAMPLES = 6
@@ -76,16 +76,12 @@ def consolidation_schema(labels: list[str]) -> dict[str, Any]:
 
 
 @dataclass
-class ClusteringOutcome:
+class ClusteringOutcome(TeacherTally):
     """A clustering run and what this call added to it."""
 
     run: ClusteringRun
     n_candidates_created: int = 0
-    n_failed: int = 0
-    new_calls: int = 0
-    cached_calls: int = 0
     reused: bool = False
-    stopped: str = ""
 
 
 def _run_key(micro_ids: list[int], *, eps: float, min_samples: int, embedding: str, adapt: bool) -> str:
@@ -174,7 +170,7 @@ def clustering_run_create(
     micro_rules = list(micro_qs)
     if len(micro_rules) < 2:
         raise ValidationError(f"Task {task.name} has {len(micro_rules)} micro-rules; extract rules first (need 2+).")
-    teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
+    teacher = Teacher(config, job=job)
     used_min_samples = effective_min_samples(len(micro_rules), min_samples, adapt=adapt)
     key = _run_key([m.pk for m in micro_rules], eps=eps, min_samples=min_samples, embedding=embedding, adapt=adapt)
     run = ClusteringRun.objects.filter(task=task, params__key=key).order_by("-id").first()
@@ -218,23 +214,16 @@ def _consolidate(
             )
         )
     failed: list[dict[str, Any]] = list(run.params.get("failed_clusters", []))
-    try:
-        for answer in teacher.ask_many(requests):
-            if isinstance(answer, TeacherAnswer):
-                cluster = answer.request.key
-                _candidate_propose(task=task, run=run, cluster=cluster, members=members[cluster],
-                                   answer=answer, config=config)
-                outcome.n_candidates_created += 1
-            else:
-                outcome.n_failed += 1
-                failed.append({"cluster": answer.request.key if answer.request else None, "error": answer.message})
-            if progress is not None:
-                progress.advance()
-    except TeacherBudgetExceeded as exc:
-        outcome.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
-    finally:
-        outcome.new_calls = teacher.new_calls
-        outcome.cached_calls = teacher.cached_calls
+    for answer in teacher.ask_all(requests, tally=outcome):
+        if isinstance(answer, TeacherAnswer):
+            cluster = answer.request.key
+            _candidate_propose(task=task, run=run, cluster=cluster, members=members[cluster],
+                               answer=answer, config=config)
+            outcome.n_candidates_created += 1
+        else:
+            failed.append({"cluster": answer.request.key if answer.request else None, "error": answer.message})
+        if progress is not None:
+            progress.advance()
     run.params = {**run.params, "failed_clusters": failed, "complete": not outcome.stopped}
     run.save(update_fields=["params"])
 

@@ -6,7 +6,7 @@ question already asked is answered from the call log, so a second run costs no t
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
@@ -14,12 +14,12 @@ from django.db import transaction
 
 from rules.models import Example, MicroRule, Split, Task, TeacherCall
 from rules.teacher import (
-    Budget,
     Teacher,
     TeacherAnswer,
-    TeacherBudgetExceeded,
     TeacherConfig,
+    TeacherError,
     TeacherRequest,
+    TeacherTally,
     request_body,
     request_hash,
 )
@@ -122,7 +122,7 @@ def extraction_pending(task: Task, config: TeacherConfig, *, limit: int | None =
 
 
 @dataclass
-class ExtractionSummary:
+class ExtractionSummary(TeacherTally):
     """What one extraction run did."""
 
     teacher_model: str
@@ -130,14 +130,7 @@ class ExtractionSummary:
     n_examples: int = 0
     n_existing: int = 0
     n_created: int = 0
-    n_failed: int = 0
-    new_calls: int = 0
-    cached_calls: int = 0
-    stopped: str = ""
     failures: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def rule_problem(condition: str) -> str:
@@ -195,23 +188,17 @@ def micro_rules_extract(
         progress.set_done(len(done_ids))
     if not todo:
         return summary
-    teacher = Teacher(config, job=job, budget=Budget(max_requests=config.max_requests, max_tokens=config.max_tokens))
+    teacher = Teacher(config, job=job)
     requests = [_extraction_request(task, example) for example in todo]
-    try:
-        for answer in teacher.ask_many(requests):
-            problem = rule_problem(answer.data["condition"]) if isinstance(answer, TeacherAnswer) else ""
-            if isinstance(answer, TeacherAnswer) and not problem:
-                _micro_rule_store(task=task, example=answer.request.key, answer=answer, config=config)
-                summary.n_created += 1
-            else:
-                summary.n_failed += 1
-                example_id = answer.request.key.pk if answer.request else None
-                summary.failures.append({"example": example_id, "error": problem or answer.message})
-            if progress is not None:
-                progress.advance()
-    except TeacherBudgetExceeded as exc:
-        summary.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
-    finally:
-        summary.new_calls = teacher.new_calls
-        summary.cached_calls = teacher.cached_calls
+    for answer in teacher.ask_all(requests, tally=summary):
+        problem = answer.message if isinstance(answer, TeacherError) else rule_problem(answer.data["condition"])
+        if not problem:
+            _micro_rule_store(task=task, example=answer.request.key, answer=answer, config=config)
+            summary.n_created += 1
+        else:
+            if isinstance(answer, TeacherAnswer):
+                summary.n_failed += 1  # ask_all counts only replies that break the schema
+            summary.failures.append({"example": answer.request.key.pk if answer.request else None, "error": problem})
+        if progress is not None:
+            progress.advance()
     return summary

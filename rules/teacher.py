@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,6 +161,20 @@ class TeacherAnswer:
     data: dict[str, Any]
     call: TeacherCall
     cached: bool
+
+
+@dataclass(kw_only=True)
+class TeacherTally:
+    """What a run's questions came to: refused answers, new and stored calls, and why it stopped early."""
+
+    n_failed: int = 0
+    new_calls: int = 0
+    cached_calls: int = 0
+    stopped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the tally and everything a subclass adds, as plain data for a job result."""
+        return asdict(self)
 
 
 @dataclass
@@ -332,6 +346,25 @@ class Teacher:
         if not to_send:
             return
         yield from self._send_all(to_send)
+
+    def ask_all(
+        self, requests: Iterable[TeacherRequest], *, tally: TeacherTally
+    ) -> Iterator[TeacherAnswer | TeacherError]:
+        """Yield each request's validated answer (parsed data and stored call) or its refusal, keeping the tally.
+
+        A used-up budget ends the run cleanly (``tally.stopped`` says why); a refusal counts in
+        ``tally.n_failed``; a teacher that keeps failing raises TeacherError with every answer so far stored.
+        """
+        try:
+            for answer in self.ask_many(requests):
+                if not isinstance(answer, TeacherAnswer):
+                    tally.n_failed += 1
+                yield answer
+        except TeacherBudgetExceeded as exc:
+            tally.stopped = f"{exc.message}; run again to continue (stored answers are reused)"
+        finally:
+            tally.new_calls = self.new_calls
+            tally.cached_calls = self.cached_calls
 
     def _answer_from_call(self, request: TeacherRequest, call: TeacherCall, *, cached: bool) -> Any:
         # A stored invalid reply stays invalid: at the same settings the teacher would say the same again.

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import EvaluationRun
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
-from pldreview.jobs import job_start
+from pldreview.jobs import job_start_from_form
 from rules.models import Rule
 
 
@@ -59,11 +59,12 @@ def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
     context = _page(request, run, form)
     if context["refusal"]:
         form.add_error(None, context["refusal"])
-    if not form.is_valid():
+    job = job_start_from_form(
+        form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
+        params={"evaluation": run.pk}, user=request.user,
+    )
+    if job is None:
         return render(request, "evaluation/refine.html", context, status=400)
-    params = {"evaluation": run.pk, **{k: v for k, v in form.cleaned_data.items() if v}}
-    job = job_start(kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}", params=params,
-                    user=request.user)
     return redirect(job)
 
 

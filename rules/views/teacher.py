@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pldreview.jobs import job_start
+from pldreview.jobs import job_start_from_form
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, micro_rule_promote
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
@@ -93,11 +93,10 @@ def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
 def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
     task = _get_task_for_user(request, task_name)
     form = ExtractionForm(request.POST)
-    if not form.is_valid():
+    job = job_start_from_form(form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
+                              params={"task": task.name, "split": Split.TRAIN}, user=request.user)
+    if job is None:
         return render(request, "rules/teacher_task.html", _task_page(request, task, extraction_form=form), status=400)
-    params = {"task": task.name, "split": Split.TRAIN, **{k: v for k, v in form.cleaned_data.items() if v}}
-    job = job_start(kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}", params=params,
-                    user=request.user)
     return redirect(job)
 
 
@@ -107,18 +106,12 @@ def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
 def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
     task = _get_task_for_user(request, task_name)
     form = ClusteringForm(request.POST)
-    if not form.is_valid():
-        return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
-    data = form.cleaned_data
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
+    job = job_start_from_form(form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
+                              params={"task": task.name}, user=request.user)
+    if job is None:
         return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
-    params = {
-        "task": task.name, "eps": data["eps"], "min_samples": data["min_samples"], "adapt": data["adapt"],
-        **{k: data[k] for k in ("base_url", "model") if data[k]},
-    }
-    job = job_start(kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}", params=params,
-                    user=request.user)
     return redirect(job)
 
 

@@ -1,19 +1,30 @@
 """Phase 3: failures diagnosed by the teacher become measured, pending refine proposals (never approved)."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from evaluation import prompts
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.refine import _normalise_patch, refine_proposals_create, refine_schema
+from evaluation.refine import (
+    _normalise_patch,
+    approved_rules,
+    patched_rules,
+    refine_proposals_create,
+    refine_schema,
+    student_rules_text,
+)
 from rules.models import Decision, Rule, Task, TeacherCall
 from rules.services import rule_approve, rule_propose
 from rules.teacher import TeacherConfig
 from tests.support.examples import make_examples
 from tests.support.fake_teacher import FakeTeacher
+from tests.support.prompt_versions import RULES, approve_all, compiled
 
 
 def _finished_run(task: Task, split: str = "train") -> EvaluationRun:
@@ -87,13 +98,16 @@ def test_failures_become_measured_pending_proposals_and_a_rerun_adds_nothing(tas
 
 
 @pytest.mark.slow
-def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(task: Task, reviewer: User) -> None:
+def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(
+    task: Task, reviewer: User, admin_user: User
+) -> None:
     run = _finished_run(task)
     approved = rule_propose(task=task, text="If the clause forbids disclosure, then Entailment.", label="Entailment",
                             origin=Rule.Origin.TEACHER, proposed_by_model="fake-teacher")
     rule_approve(rule=approved, user=reviewer, lock_version=approved.lock_version)
     approved.refresh_from_db()
     assert approved.status == Rule.Status.APPROVED
+    shipped = prompts.pld_rules(task=task, prompt_text=compiled(task, admin_user).text)
     reply = {"diagnosis": "WRONG", "patch": "edit", "rule_id": approved.pk, "label": "Contradiction"}
     with FakeTeacher(overrides=reply) as fake:
         refine_proposals_create(run=run, config=_config(fake), dev_limit=3)
@@ -101,6 +115,8 @@ def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(task: 
     assert proposal.refines == approved and proposal.diagnosis == "WRONG"
     assert proposal.label == "Contradiction" and proposal.status == Rule.Status.PENDING
     assert proposal.proposal["patch"] == "edit"
+    # "Before" is measured on exactly the text a compiled prompt version of the approved set gives the student.
+    assert proposal.proposal["dev_before"]["rules_sha256"] == hashlib.sha256(shipped.encode()).hexdigest()
     approved.refresh_from_db()
     assert approved.status == Rule.Status.APPROVED and approved.label == "Entailment"
 
@@ -108,3 +124,31 @@ def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(task: 
 def test_a_new_rule_for_a_failure_group_must_imply_its_gold_label(task: Task) -> None:
     schema = refine_schema(task, [], "Contradiction")
     assert schema["properties"]["label"]["enum"] == ["Contradiction"]
+
+
+def test_the_before_text_is_the_compilers_text_for_the_approved_set(
+    task: Task, second_reviewer: User, admin_user: User
+) -> None:
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    assert student_rules_text(task=task, rules=approved_rules(task)) == prompts.pld_rules(
+        task=task, prompt_text=version.text
+    )
+
+
+def test_each_kind_of_patch_is_measured_in_the_compilers_layout(task: Task, second_reviewer: User) -> None:
+    first, second, _third = approve_all(task, second_reviewer)
+    rules = approved_rules(task)
+    patch = {"topic": "Scope", "label": "Contradiction", "refines": None}
+    new = student_rules_text(task=task, rules=patched_rules(task, rules, {
+        **patch, "patch": "new", "text": "If only one named person may see it, then Contradiction"}))
+    assert "## Scope\nRule 4 [Contradiction]: If only one named person may see it, then Contradiction" in new
+    edit = student_rules_text(task=task, rules=patched_rules(task, rules, {
+        **patch, "patch": "edit", "refines": first.pk, "text": "If employees may never see it, then Contradiction"}))
+    assert "Rule 1 [Contradiction]: If employees may never see it, then Contradiction" in edit
+    assert RULES[0][0] not in edit and f"Rule 2 [Contradiction]: {RULES[1][0]}" in edit
+    precedence = student_rules_text(task=task, rules=patched_rules(task, rules, {
+        **patch, "patch": "precedence", "refines": second.pk, "text": "Wins over Rule 3 when both apply."}))
+    assert f"Rule 2 [Contradiction]: {RULES[1][0]}\n  Precedence: Wins over Rule 3 when both apply." in precedence
+    first.refresh_from_db()
+    assert first.text == RULES[0][0] and first.label == "Entailment"
