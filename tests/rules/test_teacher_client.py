@@ -10,6 +10,7 @@ from rules.teacher import (
     TeacherConfig,
     TeacherError,
     TeacherRequest,
+    TeacherTally,
     parse_reply,
 )
 from tests.support.fake_teacher import FakeTeacher
@@ -121,6 +122,22 @@ def test_it_stops_cleanly_when_the_request_budget_is_reached(db: None) -> None:
         assert len(fake.requests) == 3
     assert len(answers) == 3
     assert TeacherCall.objects.count() == 3
+
+
+def test_ask_all_tallies_refusals_and_calls_and_stops_at_the_budget_without_raising(db: None) -> None:
+    with FakeTeacher(["ok", "invalid", "ok", "ok"]) as fake:
+        tally = TeacherTally()
+        answers = list(Teacher(_config(fake, max_requests=3, concurrency=1)).ask_all(
+            [_request(n) for n in range(5)], tally=tally))
+    assert [answer.request.key for answer in answers] == [0, 1, 2]
+    assert isinstance(answers[1], TeacherError) and answers[2].data["label"] in {"A", "B"}
+    assert (tally.n_failed, tally.new_calls, tally.cached_calls) == (1, 3, 0)
+    assert "budget of 3 teacher requests" in tally.stopped
+    with FakeTeacher() as fake:
+        again = TeacherTally()
+        list(Teacher(_config(fake)).ask_all([_request(n) for n in range(3)], tally=again))
+        assert not fake.requests
+    assert (again.n_failed, again.new_calls, again.cached_calls, again.stopped) == (1, 0, 3, "")
 
 
 def test_it_stops_when_the_token_budget_is_reached(db: None) -> None:
