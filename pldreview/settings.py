@@ -153,6 +153,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("PLD_LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
+        # The openai client logs every request at INFO through its bundled httpx fork.
+        "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         # WeasyPrint narrates every rendering step at INFO; pyHanko logs an untrusted signer (a verdict
         # the report verifier states itself) as a warning with a traceback.

@@ -1,6 +1,7 @@
 """Load the demo story on the fixture task; safe to run again (each step skips what exists)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -33,5 +34,7 @@ class Command(BaseCommand):
             except ImportError as exc:
                 raise CommandError(f"Demo step {dotted} is missing: {exc}") from exc
             self.stdout.write(f"==> {dotted}")
+            started = time.monotonic()
             step(self.stdout)
+            self.stdout.write(f"    ({time.monotonic() - started:.1f} s)")
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
