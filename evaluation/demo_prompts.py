@@ -19,13 +19,22 @@ DEMO_TOKEN_NAME = "demo"
 PROMOTION_REASON = "Demo: the first reviewed rule set, evaluated on the test split, goes to production."
 
 
-def seed_prompt_versions(stdout: TextIO) -> None:
-    """Compile nda-demo's approved rule set as adam (an unchanged set keeps its version)."""
+def _task_and_admin(stdout: TextIO) -> tuple[Task, User] | None:
+    """Return the demo task and admin, or say which is missing and return None."""
     task = Task.objects.filter(name=DEMO_TASK).first()
     admin = User.objects.filter(username=DEMO_ADMIN).first()
     if task is None or admin is None:
         stdout.write(f"  skipped: {DEMO_TASK} or {DEMO_ADMIN} is missing\n")
+        return None
+    return task, admin
+
+
+def seed_prompt_versions(stdout: TextIO) -> None:
+    """Compile nda-demo's approved rule set as adam (an unchanged set keeps its version)."""
+    found = _task_and_admin(stdout)
+    if found is None:
         return
+    task, admin = found
     if not ruleset_rules(task):
         stdout.write(f"  skipped: {DEMO_TASK} has no approved rules to compile\n")
         return
@@ -39,11 +48,10 @@ def seed_prompt_versions(stdout: TextIO) -> None:
 
 def seed_promotion(stdout: TextIO) -> None:
     """Promote nda-demo's newest version to production as adam, and give adam a demo API token once."""
-    admin = User.objects.filter(username=DEMO_ADMIN).first()
-    task = Task.objects.filter(name=DEMO_TASK).first()
-    if task is None or admin is None:
-        stdout.write(f"  skipped: {DEMO_TASK} or {DEMO_ADMIN} is missing\n")
+    found = _task_and_admin(stdout)
+    if found is None:
         return
+    task, admin = found
     version = task.prompt_versions.order_by("-number").first()  # type: ignore[attr-defined]
     if version is None:
         stdout.write(f"  skipped: {DEMO_TASK} has no prompt version\n")
