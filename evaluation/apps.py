@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class EvaluationConfig(AppConfig):
     name = "evaluation"
     verbose_name = "Evaluation"
+
+    def ready(self) -> None:
+        # rules never imports evaluation, so evaluation adds its figures to the rule pages from here.
+        from evaluation.rule_stats import register
+
+        register()

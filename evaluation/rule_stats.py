@@ -1,45 +1,123 @@
 """How often the student is right on the examples a rule covers, with a Wilson lower bound.
 
 A rule "covers" the examples in its provenance (the examples behind its micro-rules) and, for a refine
-proposal, the failures that motivated it. Accuracy is read from the finished evaluation runs that
-predicted those examples; the latest prediction per example counts.
+proposal, the failures that motivated it. The figures come from ONE evaluation run: the latest finished
+run of the rule's task that predicted any covered example, so they describe one prompt and one student
+rather than a mix. The rule page shows them as a panel and the review queue as a column, both registered
+here (``register``) because rules never imports evaluation.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
+
+from django.urls import reverse
 
 from evaluation.models import EvaluationRun, Prediction
 from rules.models import Rule
+from rules.panels import register_queue_figure, register_rule_panel
 from rules.statistics import rule_support, wilson_lower_bound
+
+# Below this many covered predictions the interval is too wide to say anything about a rule.
+MIN_EVIDENCE = 10
+
+
+def _failure_ids(rule: Rule) -> set[int]:
+    return {int(pk) for pk in (rule.proposal or {}).get("failure_example_ids", []) if str(pk).isdigit()}
 
 
 def covered_example_ids(rule: Rule) -> set[int]:
     """Return the ids of the examples a rule covers."""
-    ids = set(rule.examples.values_list("id", flat=True))
-    ids.update(int(pk) for pk in rule.proposal.get("failure_example_ids", []))
-    return ids
+    return set(rule.examples.values_list("id", flat=True)) | _failure_ids(rule)
+
+
+def accuracy_hint(n: int, correct: int) -> str:
+    """Say in plain words what ``correct`` right out of ``n`` covered predictions tells a reviewer."""
+    if n == 0:
+        return "Not evaluated yet."
+    lower = wilson_lower_bound(correct, n) or 0.0
+    if n < MIN_EVIDENCE:
+        return f"{n} example{'s' if n != 1 else ''}: too few to tell."
+    if lower >= 0.8:
+        return f"Reliably right on these examples: at least {lower:.0%} with 95% confidence."
+    if lower >= 0.5:
+        return f"Right more often than not: at least {lower:.0%} with 95% confidence."
+    return f"Could be right less than half the time: the 95% lower bound is {lower:.0%}."
+
+
+def _figures(covered: set[int], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Return the figures of one rule from prediction rows (example, run, finished, mode, split, correct)."""
+    runs = {(finished, run_id): (mode, split) for example_id, run_id, finished, mode, split, _ in rows
+            if example_id in covered}
+    figures: dict[str, Any] = {"n_covered": len(covered), "run": None, "n": 0, "correct": 0}
+    if runs:
+        finished, run_id = max(runs, key=lambda key: (key[0] is not None, key[0] or 0, key[1]))
+        mode, split = runs[(finished, run_id)]
+        outcomes = [ok for example_id, rid, *_, ok in rows if rid == run_id and example_id in covered]
+        figures.update(
+            run={"id": run_id, "mode": mode, "split": split, "finished_at": finished,
+                 "url": reverse("pld-evaluation-detail", args=[run_id])},
+            n=len(outcomes),
+            correct=sum(outcomes),
+        )
+    n, correct = figures["n"], figures["correct"]
+    return {
+        **figures,
+        "accuracy": correct / n if n else None,
+        "wilson_lower": wilson_lower_bound(correct, n),
+        "hint": accuracy_hint(n, correct),
+    }
+
+
+def rules_accuracy(rules: list[Rule], *, run: EvaluationRun | None = None) -> dict[int, dict[str, Any]]:
+    """Return each rule's accuracy figures on its covered examples, in one query however many rules.
+
+    Without ``run`` each rule's latest finished run (of its task, predicting any covered example) counts.
+    """
+    covered: dict[int, set[int]] = defaultdict(set)
+    prefix = "example__predictions__"
+    fields = ["run__task_id", "example_id", "run_id", "run__finished_at", "run__mode", "run__split", "correct",
+              "run__status"]
+    # One outer join from the rules' examples to their predictions; an example never predicted gives one row of Nones.
+    links = Rule.examples.through.objects.filter(rule_id__in=[rule.pk for rule in rules]).values_list(
+        "rule_id", "example_id", *(prefix + name for name in fields if name != "example_id")
+    )
+    predictions: list[tuple[Any, ...]] = []
+    for rule_id, example_id, task_id, *row in links:
+        covered[rule_id].add(example_id)
+        predictions.append((task_id, example_id, *row))
+    # Refine proposals link their failures as examples; only a proposal that does not needs a second query.
+    unlinked = {pk for rule in rules for pk in _failure_ids(rule) if pk not in covered[rule.pk]}
+    if unlinked:
+        predictions += Prediction.objects.filter(example_id__in=unlinked).values_list(*fields)
+    for rule in rules:
+        covered[rule.pk] |= _failure_ids(rule)
+    # A set: an example two rules share comes back once per rule, and counts once.
+    by_task: dict[int, set[tuple[Any, ...]]] = defaultdict(set)
+    for task_id, example_id, run_id, finished, mode, split, correct, status in predictions:
+        if status == EvaluationRun.Status.FINISHED and (run is None or run_id == run.pk):
+            by_task[task_id].add((example_id, run_id, finished, mode, split, correct))
+    return {rule.pk: _figures(covered[rule.pk], list(by_task.get(rule.task_id, ()))) for rule in rules}
 
 
 def rule_accuracy(rule: Rule, *, run: EvaluationRun | None = None) -> dict[str, Any]:
-    """Return n, correct, accuracy and its Wilson lower bound on the rule's covered examples."""
-    predictions = Prediction.objects.filter(
-        example_id__in=covered_example_ids(rule), run__status=EvaluationRun.Status.FINISHED, run__task=rule.task
-    )
-    if run is not None:
-        predictions = predictions.filter(run=run)
-    latest: dict[int, bool] = {}
-    for example_id, correct in predictions.order_by("run__finished_at", "run_id").values_list("example_id", "correct"):
-        latest[example_id] = correct
-    n = len(latest)
-    correct = sum(latest.values())
-    return {
-        "n": n,
-        "correct": correct,
-        "accuracy": correct / n if n else None,
-        "wilson_lower": wilson_lower_bound(correct, n),
-    }
+    """Return the run, n, correct, accuracy, Wilson lower bound and a plain hint on the rule's covered examples."""
+    return rules_accuracy([rule], run=run)[rule.pk]
 
 
 def rule_statistics(rule: Rule, *, run: EvaluationRun | None = None) -> dict[str, Any]:
     """Return support and, once evaluated, accuracy on covered examples for a candidate or approved rule."""
     return {**rule_support(rule), **rule_accuracy(rule, run=run)}
+
+
+def statistics_panel(rule: Rule, user: Any) -> tuple[str, dict[str, Any]] | None:
+    """Return the rule page's statistics panel: support and how the student did on the covered examples."""
+    if not user.has_perm("evaluation.view_prediction"):
+        return None
+    return "evaluation/rule_stats_panel.html", {"rule": rule, **rule_accuracy(rule)}
+
+
+def register() -> None:
+    """Add the statistics panel to the rule page and its figure to the review queue."""
+    register_rule_panel(statistics_panel)
+    register_queue_figure("Right on covered", rules_accuracy, template_name="evaluation/rule_stats_cell.html")

@@ -20,6 +20,7 @@ from rules.evidence import excerpts, highlight
 from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, RejectForm, ReorderForm, RuleCreateForm
 from rules.models import Decision, Example, Rule, RuleRevision, Task
+from rules.panels import queue_figures, rule_panels
 from rules.queries import QueueFilters, queue_counts, queue_neighbours, queue_topics, review_queue
 
 QUEUE_PAGE_SIZE = 25
@@ -129,6 +130,7 @@ def _workspace_context(
         "reject_form": forms.get("reject") or RejectForm(initial={"lock_version": lock}),
         "open_form": forms.get("open", ""),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+        "rule_panels": rule_panels(rule, request.user),
     }
 
 
@@ -259,6 +261,7 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
     """Show the filtered, paginated queue of rules with the status counts."""
     filters = QueueFilters.from_query(request.GET)
     page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
     tasks = list(Task.objects.order_by("name"))
     selected = next((t for t in tasks if t.name == filters.task), None)
     labels = selected.label_names if selected else sorted({n for t in tasks for n in t.label_names})
@@ -266,6 +269,7 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
         "page": page,
         "filters": filters,
         "counts": queue_counts(filters),
+        "figure_titles": queue_figures(page.object_list),
         "tasks": tasks,
         "selected_task": selected,
         "labels": labels,

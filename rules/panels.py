@@ -1,0 +1,70 @@
+"""Panels and queue figures other apps add to the review pages, so rules shows them without importing those apps.
+
+An app registers them in its ``AppConfig.ready()``. A rule panel is ``panel(rule, user)`` returning
+``(template_name, context)`` or None (nothing to show this user); the rule page includes each template
+with the context as ``panel``. A queue figure is ``figures(rules)`` returning a context per rule id,
+computed for a whole page at once so the queue's query count does not grow with its length; each cell
+includes the figure's template with that context as ``figure``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rules.models import Rule
+
+RulePanel = Callable[[Rule, Any], "tuple[str, dict[str, Any]] | None"]
+QueueFigures = Callable[[list[Rule]], "dict[int, dict[str, Any]]"]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One registered panel or figure, ready for ``{% include template_name with panel=context %}``."""
+
+    template_name: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _QueueFigure:
+    title: str
+    figures: QueueFigures
+    template_name: str
+
+
+_rule_panels: list[RulePanel] = []
+_queue_figures: list[_QueueFigure] = []
+
+
+def register_rule_panel(panel: RulePanel) -> RulePanel:
+    """Add a panel to the rule page, after those registered before; registering it again changes nothing."""
+    if panel not in _rule_panels:
+        _rule_panels.append(panel)
+    return panel
+
+
+def register_queue_figure(title: str, figures: QueueFigures, *, template_name: str) -> None:
+    """Add a column to the review queue; registering the same title again replaces it."""
+    _queue_figures[:] = [figure for figure in _queue_figures if figure.title != title]
+    _queue_figures.append(_QueueFigure(title=title, figures=figures, template_name=template_name))
+
+
+def rule_panels(rule: Rule, user: Any) -> list[Shown]:
+    """Return the registered panels that have something to show this user about the rule, in order."""
+    shown = []
+    for panel in _rule_panels:
+        result = panel(rule, user)
+        if result is not None:
+            shown.append(Shown(template_name=result[0], context=result[1]))
+    return shown
+
+
+def queue_figures(rules: list[Rule]) -> list[str]:
+    """Attach each registered figure to the rules as ``rule.queue_figures``; return the column titles."""
+    computed = [(figure, figure.figures(rules)) for figure in _queue_figures]
+    for rule in rules:
+        rule.queue_figures = [  # type: ignore[attr-defined]
+            Shown(template_name=figure.template_name, context=values.get(rule.pk, {})) for figure, values in computed
+        ]
+    return [figure.title for figure, _ in computed]
