@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ from rules.extraction import field_text
 from rules.local_teacher import local_base_url, teacher_available
 from rules.models import Example, Rule, RuleRevision, Split, Task
 from rules.services import rule_propose, ruleset_rules
-from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally
+from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally, teacher_provenance
 
 MAX_FAILURES_PER_GROUP = 6
 CORRECT_PER_GROUP = 3
@@ -308,18 +308,13 @@ def _proposal_file(
     config: TeacherConfig, rules: list[Rule],
 ) -> Rule:
     target = next((rule for rule in rules if rule.pk == patch["refines"]), None)
-    examples = [p.example for p in failures]
     return rule_propose(
         task=task,
         **_proposed_fields(patch, target),
         origin=Rule.Origin.REFINE,
         diagnosis=patch["diagnosis"],
         refines=target,
-        proposed_by_model=config.model,
-        teacher_endpoint=config.endpoint,
-        support=len(examples),
-        label_balance=dict(Counter(example.gold_label for example in examples)),
-        examples=examples,
+        **teacher_provenance(config, [p.example for p in failures]),
         proposal=proposal,
         reason=f"{patch['diagnosis']}: {patch['explanation']}"[:500],
     )

@@ -21,7 +21,7 @@ from sklearn.cluster import DBSCAN
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
 from rules.services import rule_propose
-from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally
+from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally, teacher_provenance
 
 DEFAULT_EPS = 0.4
 DEFAULT_MIN_SAMPLES = 6
@@ -239,12 +239,8 @@ def _candidate_propose(
         label=answer.data["label"],
         topic=answer.data["topic"].strip(),
         origin=Rule.Origin.TEACHER,
-        proposed_by_model=config.model,
-        teacher_endpoint=config.endpoint,
-        support=len(members),
-        label_balance=dict(Counter(example.gold_label for example in examples)),
+        **teacher_provenance(config, examples),
         micro_rules=members,
-        examples=examples,
         clustering_run=run,
         proposal={"cluster": cluster, "teacher_call": answer.call.pk, "teacher_settings": config.public_settings()},
         reason=f"Merged from {len(members)} micro-rules by {config.model}",

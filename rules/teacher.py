@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 import openai
 from django.conf import settings
 
-from rules.models import TeacherCall
+from rules.models import Example, TeacherCall
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,17 @@ class _Outcome:
     latency_ms: float = 0.0
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def teacher_provenance(config: TeacherConfig, examples: list[Example]) -> dict[str, Any]:
+    """Return what a candidate the teacher wrote records: its author and the examples behind it, with their labels."""
+    return {
+        "proposed_by_model": config.model,
+        "teacher_endpoint": config.endpoint,
+        "support": len(examples),
+        "label_balance": dict(Counter(example.gold_label for example in examples)),
+        "examples": examples,
+    }
 
 
 def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
