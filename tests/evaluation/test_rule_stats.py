@@ -66,6 +66,15 @@ def test_the_rule_page_shows_the_figures_of_the_latest_run_on_its_examples(task:
     assert "Not evaluated yet" not in body
 
 
+def test_the_htmx_workspace_fragment_carries_the_panel_without_the_page_shell(task: Task, reviewer: User) -> None:
+    covered = make_examples(task, 2)
+    rule = _rule(task, covered)
+    _run(task, [(ex, True) for ex in covered])
+    body = _client(reviewer).get(f"/rules/{rule.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in body and "How the student does on the examples this rule covers" in body
+    assert '<dd class="num">2 of 2</dd>' in body and "2 examples: too few to tell." in body
+
+
 def test_a_refine_proposal_also_covers_the_failures_that_motivated_it(task: Task) -> None:
     provenance, failures = make_examples(task, 2), make_examples(task, 2, start=2)
     rule = rule_propose(
