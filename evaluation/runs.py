@@ -21,6 +21,7 @@ from evaluation import prompts
 from evaluation.metrics import classification_metrics
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import (
+    COT_MAX_TOKENS,
     ExampleTooLongError,
     Student,
     StudentDecision,
@@ -118,6 +119,7 @@ def evaluation_run_create(
     k_shot: int = 4,
     calibrate: bool = False,
     model_path: str | None = None,
+    cot_max_tokens: int | None = None,
     user: Any = None,
 ) -> EvaluationRun:
     """Create a queued run: check the model file, fix the examples and the exact rules text."""
@@ -133,12 +135,16 @@ def evaluation_run_create(
         raise ValidationError({"limit": "The limit must be at least 1."})
     if mode == EvaluationRun.Mode.FEW_SHOT and k_shot < 1:
         raise ValidationError({"k_shot": "Few-shot needs at least one example (k ≥ 1)."})
+    if cot_max_tokens is not None and cot_max_tokens < 1:
+        raise ValidationError({"cot_max_tokens": "The reasoning budget must be at least 1 token."})
     path = model_path or default_model_path()
     try:
         info = check_model_file(path)
     except StudentModelError as exc:
         raise ValidationError({"model_path": exc.message}) from exc
     rules_text, extra = build_rules_text(task=task, mode=mode, prompt_text=prompt_text, k_shot=k_shot, seed=seed)
+    if mode == EvaluationRun.Mode.COT:
+        extra["cot_max_tokens"] = cot_max_tokens or settings.PLD_COT_MAX_TOKENS
     examples = _select_examples(task=task, split=split, limit=limit, seed=seed)
     if not examples:
         raise ValidationError({"split": f"The task {task.name} has no examples in its {split} split."})
@@ -191,8 +197,9 @@ def decide(
     rules_text: str | None = None,
     reuse_prefix: bool = True,
 ) -> StudentDecision:
-    """Decide one example the way a run does (its mode, rules and calibration)."""
+    """Decide one example the way a run does (its mode, rules, calibration and reasoning budget)."""
     layout = prompts.example_layout(task=run.task, inputs=inputs)
+    cot = run.mode == EvaluationRun.Mode.COT
     return student.classify(
         rules=run.prompt_text if rules_text is None else rules_text,
         context=layout.context,
@@ -200,7 +207,8 @@ def decide(
         labels=run.task.label_names,
         cue=layout.cue,
         prior=run.options.get("prior") if run.calibrate else None,
-        reasoning_cue=prompts.REASONING_CUE if run.mode == EvaluationRun.Mode.COT else "",
+        reasoning_cue=prompts.REASONING_CUE if cot else "",
+        max_reasoning_tokens=run.options.get("cot_max_tokens", COT_MAX_TOKENS),
         reuse_prefix=reuse_prefix,
     )
 

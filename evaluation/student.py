@@ -50,7 +50,7 @@ FILE_TYPES = {
 }
 
 # Chain-of-thought is kept only for the latency comparison; this bounds its cost.
-COT_MAX_TOKENS = 128
+COT_MAX_TOKENS = 256
 
 
 class StudentError(Exception):

@@ -184,6 +184,9 @@ PLD_STUDENT_MODEL_PATH = env_str("PLD_STUDENT_MODEL_PATH")
 PLD_STUDENT_N_CTX = env_int("PLD_STUDENT_N_CTX", 16384, minimum=512)
 PLD_STUDENT_THREADS = env_int("PLD_STUDENT_THREADS", 2, minimum=1)
 PLD_STUDENT_SEED = env_int("PLD_STUDENT_SEED", 0, minimum=0)
+# cot runs: the most reasoning tokens the student writes before its label is scored (lm-eval-harness's
+# default generation budget); a run records the value it used.
+PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)
 
 # Review: distinct approvals (by people other than the author) an edited or hand-written rule needs.
 PLD_REQUIRED_APPROVALS = env_int("PLD_REQUIRED_APPROVALS", 1, minimum=1)

@@ -78,3 +78,9 @@ def test_it_refuses_a_corrupt_model_file(task: Task, nda_examples: list[Example]
 def test_it_refuses_a_prompt_version_of_another_task(task: Task, nda_examples: list[Example]) -> None:
     with pytest.raises(CommandError, match="no prompt version with id 999"):
         _run("--task", task.name, "--mode", "pld", "--prompt-version", "999")
+
+
+def test_it_refuses_a_reasoning_budget_outside_cot(task: Task, nda_examples: list[Example]) -> None:
+    with pytest.raises(CommandError, match="--cot-tokens goes with --mode cot"):
+        _run("--task", task.name, "--mode", "zero-shot", "--cot-tokens", "50")
+    assert not EvaluationRun.objects.exists()

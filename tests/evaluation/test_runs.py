@@ -93,6 +93,15 @@ def test_create_refuses_a_bad_model_file_before_the_run_starts(
     assert not EvaluationRun.objects.exists()
 
 
+def test_a_cot_run_records_its_reasoning_budget(task: Task, nda_examples: list[Example], settings: Any) -> None:
+    settings.PLD_COT_MAX_TOKENS = 77
+    assert evaluation_run_create(task=task, mode="cot").options["cot_max_tokens"] == 77
+    assert evaluation_run_create(task=task, mode="cot", cot_max_tokens=9).options["cot_max_tokens"] == 9
+    assert "cot_max_tokens" not in evaluation_run_create(task=task, mode="zero-shot").options
+    with pytest.raises(ValidationError, match="at least 1 token"):
+        evaluation_run_create(task=task, mode="cot", cot_max_tokens=0)
+
+
 def test_few_shot_demonstrations_are_balanced_and_seeded(task: Task, nda_examples: list[Example]) -> None:
     first = evaluation_run_create(task=task, mode="few-shot", k_shot=3, seed=1)
     again = evaluation_run_create(task=task, mode="few-shot", k_shot=3, seed=1)
@@ -243,6 +252,18 @@ def test_a_pld_run_of_a_draft_version_marks_it_evaluated_and_checks_adherence(
     assert run.adherence["n"] == len(nda_examples)
     assert 0.0 <= run.rule_adherence <= 1.0
     assert run.metrics["rule_adherence"] == run.rule_adherence
+
+
+@pytest.mark.slow
+def test_a_cot_run_reasons_within_its_budget_then_lands_on_a_label(
+    task: Task, nda_examples: list[Example], student_settings: Student
+) -> None:
+    run = evaluation_run_execute(run=evaluation_run_create(task=task, mode="cot", cot_max_tokens=6, limit=2))
+    assert run.status == EvaluationRun.Status.FINISHED
+    for prediction in run.predictions.all():
+        assert prediction.label in task.label_names
+        assert prediction.output_text  # the reasoning is kept with the decision
+        assert student_settings.count_tokens(prediction.output_text) <= 6 + 1  # +1: detokenize/retokenize drift
 
 
 @pytest.mark.slow

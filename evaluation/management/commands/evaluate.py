@@ -65,6 +65,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--k", type=int, default=4, help="few-shot: number of demonstrations")
         parser.add_argument("--calibrate", action="store_true", help="Contextual calibration on a content-free input")
+        parser.add_argument(
+            "--cot-tokens", type=int, help="cot: most reasoning tokens before the label (default PLD_COT_MAX_TOKENS)"
+        )
         parser.add_argument("--model", help="A GGUF file (default: PLD_STUDENT_MODEL_PATH or the bundled model)")
         parser.add_argument("--json", action="store_true", help="Print one JSON object as the last line")
 
@@ -86,6 +89,8 @@ class Command(BaseCommand):
                 raise CommandError(f"Task {task.name} has no prompt version with id {options['prompt_version']}.")
         if options["mode"] != EvaluationRun.Mode.PLD and (prompt_text or version):
             raise CommandError("--prompt-file and --prompt-version go with --mode pld.")
+        if options["mode"] != EvaluationRun.Mode.COT and options["cot_tokens"] is not None:
+            raise CommandError("--cot-tokens goes with --mode cot.")
         try:
             run = evaluation_run_create(
                 task=task,
@@ -98,6 +103,7 @@ class Command(BaseCommand):
                 k_shot=options["k"],
                 calibrate=options["calibrate"],
                 model_path=options["model"],
+                cot_max_tokens=options["cot_tokens"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
