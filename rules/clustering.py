@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from sklearn.cluster import DBSCAN
 
+from rules.audit import audited_save
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
 from rules.services import rule_propose
@@ -290,8 +291,5 @@ def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason:
         status_before="",
         status_after=Rule.Status.PENDING,
     )
-    decision.full_clean()
-    decision._history_user = user  # type: ignore[attr-defined]
-    decision._change_reason = why[:100]  # type: ignore[attr-defined]
-    decision.save()
+    audited_save(decision, user=user, reason=why)
     return rule

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from pldreview.web import form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
 from rules.evidence import excerpts, highlight
@@ -237,18 +238,10 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
             fresh = _get_rule_for_user(request, rule_id)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             return _after_decision(request, decision, filters)
     return _render_workspace(request, rule, filters, forms={kind: form, "open": kind}, status=400)
-
-
-def _add_errors(form: Any, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -464,7 +457,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                     topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                form_add_service_errors(form, exc)
             else:
                 request.session[_FLASH_KEY] = {
                     "text": f"Rule {rule.pk} written. Another reviewer must approve it before it joins the rule set.",
