@@ -1,6 +1,7 @@
 """Demo steps: compile nda-demo's approved rules; after the evaluations, promote the version and issue a token."""
 from __future__ import annotations
 
+import os
 from typing import TextIO
 
 from django.contrib.auth.models import User
@@ -73,7 +74,9 @@ def seed_promotion(stdout: TextIO) -> None:
     _token, raw = api_token_create(user=admin, name=DEMO_TOKEN_NAME, created_by=admin)
     stdout.write(f"  API token for {DEMO_ADMIN} (shown this once): {raw}\n")
     stdout.write(
-        f"  try: curl -s -X POST http://127.0.0.1:8000/api/v1/tasks/{DEMO_TASK}/classify "
+        # scripts/demo says where it serves the app; seed_demo run by hand assumes runserver's default.
+        f"  try: curl -s -X POST {os.environ.get('PLD_DEMO_BASE_URL', 'http://127.0.0.1:8000')}"
+        f"/api/v1/tasks/{DEMO_TASK}/classify "
         f"-H 'Authorization: Bearer {raw}' -H 'Content-Type: application/json' "
         """-d '{"premise": "The Recipient may share Confidential Information with its employees.", """
         """"hypothesis": "The receiving party may share confidential information with its employees."}'\n"""
