@@ -84,3 +84,15 @@ def test_only_admins_open_the_promotion_page(client, reviewer, auditor, versions
     client.logout()
     assert client.get(f"/prompts/{v1.pk}/promote/").status_code == 302
     assert not Promotion.objects.exists()
+
+
+def test_it_warns_when_the_candidate_does_not_follow_its_rules(client, admin_user, versions) -> None:
+    v1, v2 = versions
+    warning = "Only 1 of 18 decisions moved with the swapped rules (chance is 33%)."
+    finished_run(v1, 0.70, rule_adherence=0.06, adherence={"score": 0.06, "warning": warning})
+    finished_run(v2, 0.72, rule_adherence=0.9, adherence={"score": 0.9, "warning": ""})
+    client.force_login(admin_user)
+    page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
+    assert "does not follow these rules better than chance" in page and warning in page
+    assert "0.06" in page
+    assert "better than chance" not in client.get(f"/prompts/{v2.pk}/promote/").content.decode()
