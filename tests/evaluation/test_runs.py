@@ -19,11 +19,12 @@ from evaluation.runs import (
     evaluation_run_resume,
     evaluation_run_start,
 )
-from evaluation.student import Student, StudentDecision
+from evaluation.student import Student, StudentDecision, get_student
 from pldreview.jobs import JobCancelled, job_create
 from pldreview.models import Job
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
 from tests.evaluation.conftest import NDA_ROWS, add_contract_examples, add_examples
+from tests.support.gguf_files import GEMMA_CHAT_TEMPLATE, gguf_with_chat_template
 
 PLD_RULES = (
     "1. If the clause forbids what the hypothesis allows, the label is Contradiction.\n"
@@ -370,3 +371,25 @@ def test_the_job_handler_runs_the_evaluation_and_links_the_results(
 
 def test_nda_rows_cover_every_label() -> None:
     assert {label for _, _, label in NDA_ROWS} == {"Entailment", "Contradiction", "NotMentioned"}
+
+
+@pytest.mark.slow
+def test_a_gguf_with_a_chat_template_is_prompted_through_it(
+    task: Task, nda_examples: list[Example], student_settings: Student, tmp_path: Path
+) -> None:
+    # An instruction-tuned release carries tokenizer.chat_template in its metadata; this copy of the
+    # bundled model differs from it only there, so the run must find the template in the file itself.
+    chat_model = gguf_with_chat_template(Path(student_settings.info.path), tmp_path / "gemma-chat.gguf")
+    run = evaluation_run_execute(
+        run=evaluation_run_create(task=task, mode="zero-shot", model_path=str(chat_model), limit=3)
+    )
+    assert run.status == EvaluationRun.Status.FINISHED
+    assert run.options["chat_template"] is True and run.model_sha256 != student_settings.info.sha256
+    chat_student = get_student(str(chat_model), n_ctx=run.n_ctx)
+    assert chat_student.chat_template == GEMMA_CHAT_TEMPLATE
+    layout = chat_student.layout(rules=run.prompt_text, context="", example="Hypothesis: x", cue="Answer:")
+    assert chat_student.detokenize(layout[-1], special=True).count("<start_of_turn>model") == 1
+    for prediction in run.predictions.all():
+        assert prediction.label in task.label_names
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert student_settings.chat_template == ""  # the bundled base model keeps its plain layout
