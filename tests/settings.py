@@ -15,4 +15,6 @@ from pldreview.settings import STORAGES  # noqa: E402
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Tests never run collectstatic; an existing (empty) root keeps whitenoise from warning on every request.
+STATIC_ROOT = tempfile.mkdtemp(prefix="pld-test-static-")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins for persona fixtures
