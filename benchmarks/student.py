@@ -88,20 +88,28 @@ def raw_prefill(student: Student, repeats: int = 3) -> float:
     return round(max(rates), 1)
 
 
-def raw_prefill_at_depth(student: Student, prefix: str, repeats: int = 3) -> float:
-    """Return llama.cpp's rate for a 512-token batch appended after the rules (attention included)."""
-    head = student.tokenize(prefix, add_bos=True)
-    tail = student.tokenize(" ".join(TOPICS) * 40)[:512]
+def fastest_batch_s(student: Student, head: list[int], tail: list[int], repeats: int) -> float:
+    """Return the fastest of ``repeats`` timings of llama.cpp processing ``tail`` after a cached ``head``.
+
+    The fastest run is the one least disturbed by other processes on a shared machine.
+    """
     student._reset()
     student._extend(head, want_last=False)
-    rates = []
+    times = []
     for _ in range(repeats):
         started = time.perf_counter()
         student._extend(head + tail, want_last=True)
-        rates.append(len(tail) / (time.perf_counter() - started))
+        times.append(time.perf_counter() - started)
         student._extend(head, want_last=False)
     student._reset()
-    return round(max(rates), 1)
+    return min(times)
+
+
+def raw_prefill_at_depth(student: Student, prefix: str, repeats: int = 3) -> float:
+    """Return llama.cpp's rate for a 512-token batch appended after the rules (attention included)."""
+    tail = student.tokenize(" ".join(TOPICS) * 40)[:512]
+    seconds = fastest_batch_s(student, student.tokenize(prefix, add_bos=True), tail, repeats)
+    return round(len(tail) / seconds, 1)
 
 
 def llama_cpp_example_cost(student: Student, prefix: str, n_tokens: int, repeats: int = 7) -> dict[str, float]:
@@ -109,25 +117,14 @@ def llama_cpp_example_cost(student: Student, prefix: str, n_tokens: int, repeats
 
     No labels, no Python around it: the ratio of the two is the overhead llama.cpp itself
     charges for attending over the rules, the floor for ``overhead_ratio`` with this model.
-    The fastest of a few repeats is kept, as the least disturbed by other processes.
     """
     tail = student.tokenize(" ".join(TOPICS) * 10)[:n_tokens]
-    result = {}
-    for name, head in (("empty", [student.llm.token_bos()]), ("after_rules", student.tokenize(prefix, add_bos=True))):
-        student._reset()
-        student._extend(head, want_last=False)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            student._extend(head + tail, want_last=True)
-            times.append(time.perf_counter() - started)
-            student._extend(head, want_last=False)
-        result[name] = min(times) * 1000.0
-    student._reset()
+    empty = fastest_batch_s(student, [student.llm.token_bos()], tail, repeats) * 1000.0
+    after_rules = fastest_batch_s(student, student.tokenize(prefix, add_bos=True), tail, repeats) * 1000.0
     return {
-        "llama_cpp_example_ms_empty": round(result["empty"], 1),
-        "llama_cpp_example_ms_after_rules": round(result["after_rules"], 1),
-        "llama_cpp_overhead_ratio": round(result["after_rules"] / result["empty"], 3),
+        "llama_cpp_example_ms_empty": round(empty, 1),
+        "llama_cpp_example_ms_after_rules": round(after_rules, 1),
+        "llama_cpp_overhead_ratio": round(after_rules / empty, 3),
     }
 
 
