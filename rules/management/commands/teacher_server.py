@@ -1,6 +1,7 @@
 """Run the embedded local teacher (llama_cpp.server with the bundled model) in the foreground."""
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -23,6 +24,9 @@ class Command(BaseCommand):
         except TeacherError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"Local teacher answering on {server.base_url} (log: {server.log_path}). Ctrl-C stops it.")
+        # A supervisor (systemd, a container runtime, scripts/demo) stops services with SIGTERM; handled
+        # like Ctrl-C, it stops the server process too instead of leaving it orphaned.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             code = server.wait()
         except KeyboardInterrupt:
@@ -32,3 +36,7 @@ class Command(BaseCommand):
             server.stop()
         if code:
             raise CommandError(f"The local teacher exited with code {code}; see {server.log_path}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
