@@ -398,7 +398,7 @@ def run_is_stale(run: EvaluationRun) -> bool:
         return run.status == EvaluationRun.Status.RUNNING
     if job.is_finished:
         return True
-    return job.state == Job.State.RUNNING and job.updated_at < timezone.now() - STALE_AFTER
+    return job.state == Job.State.RUNNING and (job.worker_is_gone or job.updated_at < timezone.now() - STALE_AFTER)
 
 
 @transaction.atomic

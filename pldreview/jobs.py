@@ -8,6 +8,8 @@ must skip work that is already stored so that a retry resumes instead of repeati
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -122,7 +124,10 @@ def job_execute(job_id: int) -> Job:
     job.finished_at = None
     job.error = ""
     job.attempts += 1
-    job.save(update_fields=["state", "started_at", "finished_at", "error", "attempts", "updated_at"])
+    job.worker_host, job.worker_pid = socket.gethostname(), os.getpid()
+    job.save(update_fields=[
+        "state", "started_at", "finished_at", "error", "attempts", "worker_host", "worker_pid", "updated_at",
+    ])
     progress = JobProgress(job)
     try:
         result = handler(job, progress)
@@ -155,12 +160,12 @@ def job_cancel(*, job: Job) -> Job:
         job.message = "Cancelled before it started."
         job.save()
         return job
-    if timezone.now() - job.updated_at > STALE_AFTER:
+    if job.worker_is_gone or timezone.now() - job.updated_at > STALE_AFTER:
         # Nobody is running it any more (the worker was stopped mid-job): nothing would ever act on
         # the request, so end it here and let a retry resume it.
         job.state = Job.State.CANCELLED
         job.finished_at = timezone.now()
-        job.message = "The worker stopped reporting (it was probably restarted); retry to resume."
+        job.message = "The worker stopped (it was probably restarted); retry to resume."
         job.save()
         return job
     job.cancel_requested = True

@@ -1,6 +1,8 @@
 """Job records: the state and progress of every long-running piece of work."""
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 
 from django.conf import settings
@@ -36,6 +38,9 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     task_result_id = models.CharField(max_length=64, blank=True)
+    # Which process runs the job, so a job whose worker died can be told from one that is just slow.
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -55,6 +60,23 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED}
+
+    @property
+    def worker_is_gone(self) -> bool:
+        """Say whether the job is marked running but the process running it no longer exists.
+
+        Only a worker on this host can be checked; elsewhere the answer is False and the job's
+        silence (``updated_at``) is what tells a stopped worker.
+        """
+        if self.state != self.State.RUNNING or not self.worker_pid or self.worker_host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.worker_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, owned by another user
+            return False
+        return False
 
     @property
     def can_retry(self) -> bool:

@@ -1,6 +1,9 @@
 """Evaluation run services: create (checks and fixed inputs), execute, resume, cancel, adherence."""
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -334,6 +337,23 @@ def test_a_crashed_run_can_be_resumed(task: Task, nda_examples: list[Example]) -
     assert run.status == EvaluationRun.Status.QUEUED
     assert run.job.state == Job.State.QUEUED
     assert run.job.attempts == 0 or run.job.message.startswith("Queued again")
+
+
+def test_a_run_whose_worker_process_died_can_be_resumed_at_once(task: Task, nda_examples: list[Example]) -> None:
+    run = evaluation_run_create(task=task, mode="zero-shot")
+    run.job = job_create(kind=JOB_KIND, title="t", params={"run_id": run.pk})
+    run.status = EvaluationRun.Status.RUNNING
+    run.save()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # It reported a moment ago: only the missing worker process says it crashed.
+    Job.objects.filter(pk=run.job.pk).update(
+        state=Job.State.RUNNING, worker_host=socket.gethostname(), worker_pid=dead.pid
+    )
+    run.refresh_from_db()
+    evaluation_run_resume(run=run)
+    run.refresh_from_db()
+    assert run.status == EvaluationRun.Status.QUEUED and run.job.state == Job.State.QUEUED
 
 
 def test_cancelling_a_crashed_run_needs_no_live_worker(task: Task, nda_examples: list[Example]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -224,7 +225,7 @@ def test_cancelling_a_job_whose_worker_died_ends_it_so_it_can_be_retried(tmp_pat
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=stale, updated_at=stale)
     job.refresh_from_db()
     job = job_cancel(job=job)
-    assert job.state == Job.State.CANCELLED and job.can_retry and "worker stopped reporting" in job.message
+    assert job.state == Job.State.CANCELLED and job.can_retry and "worker stopped" in job.message
     job_retry(job=job)
     assert job_execute(job.pk).state == Job.State.SUCCEEDED
 
@@ -235,3 +236,39 @@ def test_cancelling_a_live_running_job_only_asks_it_to_stop(tmp_path) -> None:
     job.refresh_from_db()
     job = job_cancel(job=job)
     assert job.state == Job.State.RUNNING and job.cancel_requested
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_job_whose_worker_process_is_gone_is_known_at_once_and_ends_on_cancel(client, auditor, tmp_path) -> None:
+    job = _job(tmp_path)
+    # Updated a moment ago, so only the missing process can tell that nobody runs it any more.
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.RUNNING, started_at=timezone.now(), worker_host=socket.gethostname(), worker_pid=_dead_pid()
+    )
+    job.refresh_from_db()
+    assert job.worker_is_gone
+    client.force_login(auditor)
+    assert b"The worker running this job has stopped" in client.get(f"/jobs/{job.pk}/").content
+    job = job_cancel(job=job)
+    assert job.state == Job.State.CANCELLED and job.can_retry
+    job_retry(job=job)
+    assert job_execute(job.pk).state == Job.State.SUCCEEDED
+
+
+def test_a_live_or_remote_worker_is_not_taken_for_gone(tmp_path) -> None:
+    job = _job(tmp_path)
+    job_execute(job.pk)
+    job.refresh_from_db()
+    assert job.worker_host == socket.gethostname() and job.worker_pid == os.getpid()
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
+    job.refresh_from_db()
+    assert not job.worker_is_gone  # this very process
+    Job.objects.filter(pk=job.pk).update(worker_host="another-host", worker_pid=_dead_pid())
+    job.refresh_from_db()
+    assert not job.worker_is_gone  # a process elsewhere cannot be checked from here
+    assert job_cancel(job=job).state == Job.State.RUNNING
