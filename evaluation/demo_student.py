@@ -17,7 +17,8 @@ ESCALATION_RULES = Path(settings.BASE_DIR) / "fixtures" / "escalation.rules.txt"
 
 
 def _ensure_run(
-    *, task: Task, mode: str, user: Any, prompt_version: PromptVersion | None = None, prompt_text: str = ""
+    *, task: Task, mode: str, user: Any, prompt_version: PromptVersion | None = None, prompt_text: str = "",
+    split: str = "test",
 ) -> EvaluationRun:
     """Return the finished run for these inputs, running (or resuming) it only when needed."""
     if prompt_version is not None:
@@ -25,7 +26,7 @@ def _ensure_run(
     rules_text, _ = build_rules_text(task=task, mode=mode, prompt_text=prompt_text)
     existing = (
         EvaluationRun.objects.filter(
-            task=task, mode=mode, split="test", seed=0, limit=None, prompt_version=prompt_version,
+            task=task, mode=mode, split=split, seed=0, limit=None, prompt_version=prompt_version,
             prompt_sha256=hashlib.sha256(rules_text.encode("utf-8")).hexdigest(),
         )
         .order_by("-created_at")
@@ -35,8 +36,10 @@ def _ensure_run(
         return existing
     if existing is not None:
         return evaluation_run_execute(run=existing)
-    run = evaluation_run_create(task=task, mode=mode, prompt_version=prompt_version, prompt_text=prompt_text, user=user)
-    title = f"Evaluate {task.name} ({mode}) — run {run.pk}"
+    run = evaluation_run_create(
+        task=task, mode=mode, split=split, prompt_version=prompt_version, prompt_text=prompt_text, user=user
+    )
+    title = f"Evaluate {task.name} ({mode}, {split}) — run {run.pk}"
     run.job = job_create(kind=JOB_KIND, title=title, params={"run_id": run.pk})
     run.save(update_fields=["job"])
     job_execute(run.job.pk)
@@ -47,7 +50,7 @@ def _ensure_run(
 def _report(stdout: TextIO, run: EvaluationRun) -> None:
     m = run.metrics
     line = (
-        f"  {run.task.name:<10} {run.mode:<9} run {run.pk:<4} macro-F1 {m.get('macro_f1', 0):.3f}"
+        f"  {run.task.name:<10} {run.mode:<9} {run.split:<5} run {run.pk:<4} macro-F1 {m.get('macro_f1', 0):.3f}"
         f"  accuracy {m.get('accuracy', 0):.3f}  p50 {m.get('latency_ms_p50', 0):.0f} ms"
     )
     if run.rule_adherence is not None:
@@ -70,6 +73,11 @@ def seed_evaluations(stdout: TextIO) -> None:
         stdout.write("  nda-demo has no prompt version yet; skipping its pld evaluation.\n")
     else:
         _report(stdout, _ensure_run(task=nda, mode=EvaluationRun.Mode.PLD, user=user, prompt_version=version))
+        # The teacher's rules cover training examples: a run on train gives each rule page its statistics.
+        _report(
+            stdout,
+            _ensure_run(task=nda, mode=EvaluationRun.Mode.PLD, user=user, prompt_version=version, split="train"),
+        )
     escalation = Task.objects.filter(name="escalation").first()
     if escalation is not None and ESCALATION_RULES.exists():
         _report(stdout, _ensure_run(task=escalation, mode=EvaluationRun.Mode.ZERO_SHOT, user=user))

@@ -5,10 +5,14 @@ from io import StringIO
 
 import pytest
 
+from evaluation.demo_prompts import seed_prompt_versions
 from evaluation.demo_student import seed_evaluations
 from evaluation.models import EvaluationRun
+from evaluation.rule_stats import rule_accuracy
 from evaluation.student import Student
 from rules.demo import seed_users_and_tasks
+from rules.demo_review import seed_review_decisions
+from rules.models import Rule
 
 
 @pytest.mark.slow
@@ -36,3 +40,20 @@ def test_the_demo_explains_a_missing_task(db: None) -> None:
     seed_evaluations(out)
     assert "nda-demo is not imported" in out.getvalue()
     assert not EvaluationRun.objects.exists()
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_prompt_version_on_train_so_rule_pages_have_statistics(
+    db: None, student_settings: Student
+) -> None:
+    seed_users_and_tasks(StringIO())
+    seed_review_decisions(StringIO())
+    seed_prompt_versions(StringIO())
+    out = StringIO()
+    seed_evaluations(out)
+    train = EvaluationRun.objects.get(task__name="nda-demo", mode="pld", split="train")
+    assert train.status == EvaluationRun.Status.FINISHED and train.prompt_version is not None
+    covered = [rule for rule in Rule.objects.filter(task__name="nda-demo") if rule.examples.exists()]
+    assert covered, "the demo's rules cite the training examples they came from"
+    assert any(rule_accuracy(rule)["run"]["id"] == train.pk for rule in covered)
+    assert f"run {train.pk}" in out.getvalue()
