@@ -18,16 +18,18 @@ class Command(BaseCommand):
         parser.add_argument("--model-path", default="", help="A GGUF to serve instead of the bundled model")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A supervisor (systemd, a container runtime, scripts/demo) stops services with SIGTERM; handled
+        # like Ctrl-C, from before the server starts, it stops the server process too instead of orphaning it.
+        signal.signal(signal.SIGTERM, _interrupt)
         server = LocalTeacher(port=options["port"], model_path=options["model_path"])
         try:
-            server.start()
-        except TeacherError as exc:
-            raise CommandError(exc.message) from exc
-        self.stdout.write(f"Local teacher answering on {server.base_url} (log: {server.log_path}). Ctrl-C stops it.")
-        # A supervisor (systemd, a container runtime, scripts/demo) stops services with SIGTERM; handled
-        # like Ctrl-C, it stops the server process too instead of leaving it orphaned.
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
+            try:
+                server.start()
+            except TeacherError as exc:
+                raise CommandError(exc.message) from exc
+            self.stdout.write(
+                f"Local teacher answering on {server.base_url} (log: {server.log_path}). Ctrl-C stops it."
+            )
             code = server.wait()
         except KeyboardInterrupt:
             self.stdout.write("Stopping the local teacher…")
