@@ -22,7 +22,15 @@ from rules.audit import audited_save
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
 from rules.services import rule_propose
-from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally, teacher_provenance
+from rules.teacher import (
+    Teacher,
+    TeacherAnswer,
+    TeacherConfig,
+    TeacherError,
+    TeacherRequest,
+    TeacherTally,
+    teacher_provenance,
+)
 
 DEFAULT_EPS = 0.4
 DEFAULT_MIN_SAMPLES = 6
@@ -191,6 +199,18 @@ def clustering_run_create(
     return outcome
 
 
+def merge_problem(data: dict[str, Any], labels: list[str]) -> str:
+    """Return why a merged instruction is not a usable rule (a label instead of a condition or a topic), or ''."""
+    names = {label.lower() for label in labels}
+    instruction = data["instruction"].strip().rstrip(".")
+    if instruction.lower() in names or len(instruction.split()) < 4:
+        return f"The merged instruction {instruction!r} states no condition."
+    topic = data["topic"].strip().rstrip(".")
+    if topic.lower() in names:
+        return f"The topic {topic!r} names a label, not what the rules are about."
+    return ""
+
+
 def _consolidate(
     *, task: Task, run: ClusteringRun, teacher: Teacher, config: TeacherConfig, outcome: ClusteringOutcome,
     progress: Any,
@@ -214,18 +234,24 @@ def _consolidate(
                 key=cluster,
             )
         )
-    failed: list[dict[str, Any]] = list(run.params.get("failed_clusters", []))
+    # Keyed by cluster: a rerun asks again, and the latest answer is the one that counts.
+    failed = run.unmerged_clusters
     for answer in teacher.ask_all(requests, tally=outcome):
-        if isinstance(answer, TeacherAnswer):
-            cluster = answer.request.key
+        cluster = answer.request.key if answer.request else None
+        problem = answer.message if isinstance(answer, TeacherError) else merge_problem(answer.data, task.label_names)
+        if not problem:
             _candidate_propose(task=task, run=run, cluster=cluster, members=members[cluster],
                                answer=answer, config=config)
             outcome.n_candidates_created += 1
-        else:
-            failed.append({"cluster": answer.request.key if answer.request else None, "error": answer.message})
+            failed.pop(cluster, None)
+        elif cluster is not None:
+            if isinstance(answer, TeacherAnswer):
+                outcome.n_failed += 1  # ask_all counts only replies that break the schema
+            failed[cluster] = problem
         if progress is not None:
             progress.advance()
-    run.params = {**run.params, "failed_clusters": failed, "complete": not outcome.stopped}
+    failed_clusters = [{"cluster": cluster, "error": error} for cluster, error in sorted(failed.items())]
+    run.params = {**run.params, "failed_clusters": failed_clusters, "complete": not outcome.stopped}
     run.save(update_fields=["params"])
 
 
@@ -256,14 +282,29 @@ def noise_micro_rules(task: Task) -> list[MicroRule]:
     return list(MicroRule.objects.filter(clustering_run=run, cluster=-1).select_related("example").order_by("id"))
 
 
+def micro_rule_is_promotable(micro_rule: MicroRule) -> bool:
+    """Say whether no teacher candidate speaks for this micro-rule: noise, or a cluster that was not merged."""
+    if micro_rule.cluster == -1:
+        return True
+    run = micro_rule.clustering_run
+    return run is not None and micro_rule.cluster in run.unmerged_clusters
+
+
 @transaction.atomic
 def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason: str = "") -> Rule:
-    """Make a noise micro-rule a pending candidate rule, recording the person who promoted it."""
-    if micro_rule.cluster != -1:
-        raise ValidationError("Only a noise micro-rule can be promoted; clustered ones are merged by the teacher.")
+    """Make a micro-rule that is in no candidate a pending candidate rule, recording the person who promoted it.
+
+    That is a noise micro-rule, or one of a cluster the teacher could not merge into a usable rule.
+    """
+    if not micro_rule_is_promotable(micro_rule):
+        raise ValidationError(
+            "Only a noise micro-rule, or one of a cluster the teacher could not merge, can be promoted; "
+            "the others are merged by the teacher."
+        )
     if Rule.objects.filter(micro_rules=micro_rule, proposal__promoted_noise=True).exists():
         raise ValidationError("This micro-rule has already been promoted to a candidate rule.")
-    why = reason.strip() or "Promoted a noise micro-rule to a candidate"
+    kind = "a noise micro-rule" if micro_rule.cluster == -1 else "a micro-rule the teacher could not merge"
+    why = reason.strip() or f"Promoted {kind} to a candidate"
     # The wording is the teacher's, so the rule names the teacher model as its author; the person who
     # promoted it is on the decision record.
     rule = rule_propose(

@@ -47,3 +47,8 @@ def seed_teacher_rules(stdout: TextIO) -> None:
         f"  clustering #{run.pk}: {run.n_clusters} clusters, {run.n_noise} noise (min_samples {run.min_samples} "
         f"for {run.n_rules} micro-rules); {outcome.n_candidates_created} candidate rules for review\n"
     )
+    if run.unmerged_clusters:
+        stdout.write(
+            f"  {len(run.unmerged_clusters)} clusters were not merged (the teacher wrote no condition); their "
+            "micro-rules are listed with the noise, for a person to promote\n"
+        )

@@ -166,6 +166,15 @@ class ClusteringRun(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    @property
+    def unmerged_clusters(self) -> dict[int, str]:
+        """Return the clusters the teacher could not merge into a usable rule, with the reason for each."""
+        return {
+            int(item["cluster"]): item["error"]
+            for item in self.params.get("failed_clusters", [])
+            if item.get("cluster") is not None
+        }
+
 
 class MicroRule(models.Model):
     """The teacher's rationale and one general rule for a single training example (phase 1)."""

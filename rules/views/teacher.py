@@ -1,6 +1,7 @@
 """Teacher pages: start extraction and clustering as jobs, list micro-rules and noise, read the call log."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -8,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -115,6 +116,14 @@ def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
     return redirect(job)
 
 
+def _mark_unmerged(micro_rules: Iterable[MicroRule], run: ClusteringRun | None) -> None:
+    """Give each micro-rule of a cluster the run's teacher could not merge the reason, as ``unmerged_reason``."""
+    reasons = run.unmerged_clusters if run is not None else {}
+    for micro in micro_rules:
+        if run is not None and micro.clustering_run_id == run.pk and micro.cluster in reasons:
+            micro.unmerged_reason = reasons[micro.cluster]  # type: ignore[attr-defined]
+
+
 def _promoted_ids(micro_ids: list[int]) -> set[int]:
     rows = Rule.objects.filter(proposal__promoted_noise=True, micro_rules__in=micro_ids)
     return set(rows.values_list("micro_rules", flat=True))
@@ -126,11 +135,15 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
     task = _get_task_for_user(request, task_name)
     micro = MicroRule.objects.filter(task=task).select_related("example").order_by("cluster", "id")
+    latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
+    unmerged = latest_run.unmerged_clusters if latest_run is not None else {}
+    # Micro-rules no teacher candidate speaks for: noise, and the clusters the teacher could not merge.
+    left_out = Q(cluster=-1) | Q(clustering_run=latest_run, cluster__in=list(unmerged))
     show_noise = request.GET.get("noise") == "1"
     if show_noise:
-        micro = micro.filter(cluster=-1)
+        micro = micro.filter(left_out)
     page = Paginator(micro, 100).get_page(request.GET.get("page"))
-    latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
+    _mark_unmerged(page.object_list, latest_run)
     context = {
         "task": task,
         "page": page,
@@ -138,7 +151,7 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
         "latest_run": latest_run,
         "promoted": _promoted_ids([m.pk for m in page.object_list]),
         "can_promote": _can_promote(request.user),
-        "n_noise": MicroRule.objects.filter(task=task, cluster=-1).count(),
+        "n_noise": MicroRule.objects.filter(task=task).filter(left_out).count(),
     }
     return render(request, "rules/teacher_micro_rules.html", context)
 
@@ -146,7 +159,7 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
 @require_POST
 @login_required
 def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse:
-    micro = get_object_or_404(MicroRule.objects.select_related("task", "example"), pk=micro_rule_id)
+    micro = get_object_or_404(MicroRule.objects.select_related("task", "example", "clustering_run"), pk=micro_rule_id)
     if not _can_promote(request.user):
         raise PermissionDenied
     form = PromoteForm(request.POST)
@@ -162,6 +175,7 @@ def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse
     else:
         error = "The reason is too long."
     if request.htmx:
+        _mark_unmerged([micro], micro.clustering_run)
         context = {"m": micro, "promoted": _promoted_ids([micro.pk]), "can_promote": True, "row_error": error}
         return render(request, "rules/teacher_micro_rules.html#micro-row", context)
     if error:

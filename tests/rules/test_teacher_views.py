@@ -133,3 +133,30 @@ def test_the_nav_links_the_call_log_for_every_role_that_may_read_it(
     request = rf.get("/")
     request.user = outsider
     assert "/teacher/calls/" not in [item["url"] for item in roles(request)["nav_items"]]
+
+
+def test_micro_rules_of_a_cluster_the_teacher_could_not_merge_are_listed_and_promotable(
+    task: Task, reviewer: User
+) -> None:
+    noise = _noise(task, 1)
+    run = noise[0].clustering_run
+    why = "The merged instruction 'Entailment' states no condition."
+    run.params = {"failed_clusters": [{"cluster": 0, "error": why}], "complete": True}
+    run.save()
+    examples = make_examples(task, 3, start=1)  # example 0 carries the noise micro-rule
+    stuck = [make_micro_rule(example, f"the clause grants access {i}") for i, example in enumerate(examples[:2])]
+    merged = make_micro_rule(examples[2], "the clause is merged elsewhere")
+    for micro, cluster in ((stuck[0], 0), (stuck[1], 0), (merged, 1)):
+        micro.clustering_run, micro.cluster = run, cluster
+        micro.save()
+    client = _client(reviewer)
+    page = client.get("/tasks/nda-demo/micro-rules/?noise=1").content.decode()
+    assert "not merged" in page and why.replace("'", "&#x27;") in page
+    assert page.count("Promote to candidate") == 3  # the noise one and the two unmerged
+    assert f'id="micro-{merged.pk}"' not in page
+    response = client.post(f"/micro-rules/{stuck[0].pk}/promote/", {}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and b"promoted" in response.content and b"not merged" in response.content
+    assert Rule.objects.get().micro_rules.get() == stuck[0]
+    refused = client.post(f"/micro-rules/{merged.pk}/promote/", {}, follow=True)
+    assert b"Only a noise micro-rule, or one of a cluster the teacher could not merge" in refused.content
+    assert "Not merged" in client.get("/tasks/nda-demo/teacher/").content.decode()
