@@ -200,15 +200,17 @@ def clustering_run_create(
 
 
 def merge_problem(data: dict[str, Any], labels: list[str]) -> str:
-    """Return why a merged instruction is not a usable rule (a label instead of a condition or a topic), or ''."""
-    names = {label.lower() for label in labels}
+    """Return why a merged instruction is not a usable rule (a label or a few words instead of a condition), or ''."""
     instruction = data["instruction"].strip().rstrip(".")
-    if instruction.lower() in names or len(instruction.split()) < 4:
+    if instruction.lower() in {label.lower() for label in labels} or len(instruction.split()) < 4:
         return f"The merged instruction {instruction!r} states no condition."
-    topic = data["topic"].strip().rstrip(".")
-    if topic.lower() in names:
-        return f"The topic {topic!r} names a label, not what the rules are about."
     return ""
+
+
+def merged_topic(data: dict[str, Any], labels: list[str]) -> str:
+    """Return the merge's topic, or '' when it only names a label (a reviewer then gives the rule its topic)."""
+    topic = data["topic"].strip()
+    return "" if topic.rstrip(".").lower() in {label.lower() for label in labels} else topic
 
 
 def _consolidate(
@@ -264,7 +266,7 @@ def _candidate_propose(
         task=task,
         text=answer.data["instruction"].strip(),
         label=answer.data["label"],
-        topic=answer.data["topic"].strip(),
+        topic=merged_topic(answer.data, task.label_names),
         origin=Rule.Origin.TEACHER,
         **teacher_provenance(config, examples),
         micro_rules=members,

@@ -12,6 +12,7 @@ from rules.clustering import (
     clustering_run_create,
     effective_min_samples,
     merge_problem,
+    merged_topic,
     micro_rule_is_promotable,
     micro_rule_promote,
 )
@@ -164,9 +165,7 @@ def test_cluster_rules_merges_clusters_with_the_real_local_teacher(task: Task, l
         assert rule.text.strip() and rule.topic.strip()
         assert rule.support == 3 and rule.micro_rules.count() == 3
     else:
-        assert "states no condition" in run.unmerged_clusters[clustered[0].cluster] or "names a label" in (
-            run.unmerged_clusters[clustered[0].cluster]
-        )
+        assert "states no condition" in run.unmerged_clusters[clustered[0].cluster]
         assert all(micro_rule_is_promotable(m) for m in clustered)
     assert TeacherCall.objects.filter(purpose="consolidate").count() == 1
 
@@ -175,7 +174,7 @@ def test_a_merge_that_states_no_condition_is_refused_and_its_micro_rules_can_be_
     task: Task, reviewer: User
 ) -> None:
     micro = _micro_rules(task)
-    # What the 270M local teacher was seen to write: a label for the rule and another for its topic.
+    # What the 270M local teacher was seen to write: a label for the rule, and another for its topic.
     with FakeTeacher(overrides={"instruction": "Entailment", "topic": "NotMentioned"}) as fake:
         outcome = clustering_run_create(task=task, config=_config(fake), eps=0.4, min_samples=6)
     run = outcome.run
@@ -193,9 +192,12 @@ def test_a_merge_that_states_no_condition_is_refused_and_its_micro_rules_can_be_
     assert again.reused and len(ClusteringRun.objects.get().params["failed_clusters"]) == 2
 
 
-def test_a_topic_that_names_a_label_is_refused() -> None:
+def test_a_merge_needs_a_condition_and_a_topic_that_names_a_label_is_dropped() -> None:
     labels = ["Entailment", "Contradiction", "NotMentioned"]
     good = {"instruction": "If the clause forbids sharing with staff, then Contradiction", "topic": "Staff access"}
-    assert merge_problem(good, labels) == ""
-    assert "names a label" in merge_problem({**good, "topic": "contradiction."}, labels)
+    assert merge_problem(good, labels) == "" and merged_topic(good, labels) == "Staff access"
     assert "states no condition" in merge_problem({**good, "instruction": "Entailment."}, labels)
+    assert "states no condition" in merge_problem({**good, "instruction": "the label applies"}, labels)
+    # A good instruction under a label-for-a-topic is kept: losing the rule would cost more than its topic.
+    assert merge_problem({**good, "topic": "Entailment"}, labels) == ""
+    assert merged_topic({**good, "topic": "contradiction."}, labels) == ""
