@@ -371,14 +371,9 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
     """Ask a queued or running run to stop; a run without a live job is marked cancelled at once."""
     if run.status in {EvaluationRun.Status.FINISHED, EvaluationRun.Status.CANCELLED}:
         return run
-    if run.job is not None and not run.job.is_finished and run_is_stale(run):
-        # Nobody is left to notice a cancel request: record the cancellation directly.
-        run.job.state = Job.State.CANCELLED
-        run.job.finished_at = timezone.now()
-        run.job.message = "Cancelled after its process stopped reporting."
-        run.job.save()
     if run.job is not None and not run.job.is_finished:
-        job_cancel(job=run.job)
+        # A run reports every example, so its silence means a lost worker sooner than a job's in general.
+        job_cancel(job=run.job, silent_for=STALE_AFTER)
         run.job.refresh_from_db()
         if run.job.state == run.job.State.CANCELLED or run.status == EvaluationRun.Status.QUEUED:
             run.status = EvaluationRun.Status.CANCELLED
@@ -398,7 +393,7 @@ def run_is_stale(run: EvaluationRun) -> bool:
         return run.status == EvaluationRun.Status.RUNNING
     if job.is_finished:
         return True
-    return job.state == Job.State.RUNNING and (job.worker_is_gone or job.updated_at < timezone.now() - STALE_AFTER)
+    return job.lost_its_worker(silent_for=STALE_AFTER)
 
 
 @transaction.atomic

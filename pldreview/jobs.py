@@ -150,8 +150,11 @@ def job_execute(job_id: int) -> Job:
     return job
 
 
-def job_cancel(*, job: Job) -> Job:
-    """Ask a queued or running job to stop at its next progress report."""
+def job_cancel(*, job: Job, silent_for: timedelta = STALE_AFTER) -> Job:
+    """Ask a queued or running job to stop at its next progress report.
+
+    A job that has lost its worker (``Job.lost_its_worker``, with ``silent_for``) is cancelled at once.
+    """
     if job.is_finished:
         return job
     if job.state == Job.State.QUEUED:
@@ -160,7 +163,7 @@ def job_cancel(*, job: Job) -> Job:
         job.message = "Cancelled before it started."
         job.save()
         return job
-    if job.worker_is_gone or timezone.now() - job.updated_at > STALE_AFTER:
+    if job.lost_its_worker(silent_for=silent_for):
         # Nobody is running it any more (the worker was stopped mid-job): nothing would ever act on
         # the request, so end it here and let a retry resume it.
         job.state = Job.State.CANCELLED

@@ -78,6 +78,12 @@ class Job(models.Model):
             return False
         return False
 
+    def lost_its_worker(self, *, silent_for: timedelta) -> bool:
+        """Say whether a running job has nobody running it: its worker process is gone, or silent for so long."""
+        return self.state == self.State.RUNNING and (
+            self.worker_is_gone or timezone.now() - self.updated_at > silent_for
+        )
+
     @property
     def can_retry(self) -> bool:
         return self.state in {self.State.FAILED, self.State.CANCELLED}
