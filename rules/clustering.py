@@ -286,10 +286,7 @@ def noise_micro_rules(task: Task) -> list[MicroRule]:
 
 def micro_rule_is_promotable(micro_rule: MicroRule) -> bool:
     """Say whether no teacher candidate speaks for this micro-rule: noise, or a cluster that was not merged."""
-    if micro_rule.cluster == -1:
-        return True
-    run = micro_rule.clustering_run
-    return run is not None and micro_rule.cluster in run.unmerged_clusters
+    return micro_rule.is_noise or bool(micro_rule.unmerged_reason)
 
 
 @transaction.atomic

@@ -206,6 +206,13 @@ class MicroRule(models.Model):
     def is_noise(self) -> bool:
         return self.cluster == -1
 
+    @property
+    def unmerged_reason(self) -> str:
+        """Return why the teacher could not merge this micro-rule's cluster into a rule, or '' if it did or may."""
+        if self.clustering_run is None or self.cluster is None:
+            return ""
+        return self.clustering_run.unmerged_clusters.get(self.cluster, "")
+
 
 class Rule(models.Model):
     """A candidate or approved instruction for the student, reviewed by people.

@@ -1,7 +1,6 @@
 """Teacher pages: start extraction and clustering as jobs, list micro-rules and noise, read the call log."""
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -116,14 +115,6 @@ def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
     return redirect(job)
 
 
-def _mark_unmerged(micro_rules: Iterable[MicroRule], run: ClusteringRun | None) -> None:
-    """Give each micro-rule of a cluster the run's teacher could not merge the reason, as ``unmerged_reason``."""
-    reasons = run.unmerged_clusters if run is not None else {}
-    for micro in micro_rules:
-        if run is not None and micro.clustering_run_id == run.pk and micro.cluster in reasons:
-            micro.unmerged_reason = reasons[micro.cluster]  # type: ignore[attr-defined]
-
-
 def _promoted_ids(micro_ids: list[int]) -> set[int]:
     rows = Rule.objects.filter(proposal__promoted_noise=True, micro_rules__in=micro_ids)
     return set(rows.values_list("micro_rules", flat=True))
@@ -134,7 +125,7 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 @permission_required("rules.view_microrule", raise_exception=True)
 def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
     task = _get_task_for_user(request, task_name)
-    micro = MicroRule.objects.filter(task=task).select_related("example").order_by("cluster", "id")
+    micro = MicroRule.objects.filter(task=task).select_related("example", "clustering_run").order_by("cluster", "id")
     latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
     unmerged = latest_run.unmerged_clusters if latest_run is not None else {}
     # Micro-rules no teacher candidate speaks for: noise, and the clusters the teacher could not merge.
@@ -143,7 +134,6 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
     if show_noise:
         micro = micro.filter(left_out)
     page = Paginator(micro, 100).get_page(request.GET.get("page"))
-    _mark_unmerged(page.object_list, latest_run)
     context = {
         "task": task,
         "page": page,
@@ -175,7 +165,6 @@ def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse
     else:
         error = "The reason is too long."
     if request.htmx:
-        _mark_unmerged([micro], micro.clustering_run)
         context = {"m": micro, "promoted": _promoted_ids([micro.pk]), "can_promote": True, "row_error": error}
         return render(request, "rules/teacher_micro_rules.html#micro-row", context)
     if error:
