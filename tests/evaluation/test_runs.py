@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from pldreview.models import Job
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
 from tests.evaluation.conftest import NDA_ROWS, add_contract_examples, add_examples
 from tests.support.gguf_files import GEMMA_CHAT_TEMPLATE, gguf_with_chat_template
+from tests.support.processes import dead_pid
 
 PLD_RULES = (
     "1. If the clause forbids what the hypothesis allows, the label is Contradiction.\n"
@@ -325,13 +324,19 @@ def test_cancelling_a_queued_run_cancels_it_at_once(task: Task, nda_examples: li
     assert run.job.state == Job.State.CANCELLED
 
 
-def test_a_crashed_run_can_be_resumed(task: Task, nda_examples: list[Example]) -> None:
+def _running_run(task: Task, **job_fields: Any) -> EvaluationRun:
+    """Return a run marked running, its job running with ``job_fields`` (how its worker last looked)."""
     run = evaluation_run_create(task=task, mode="zero-shot")
     run.job = job_create(kind=JOB_KIND, title="t", params={"run_id": run.pk})
     run.status = EvaluationRun.Status.RUNNING
     run.save()
-    Job.objects.filter(pk=run.job.pk).update(state=Job.State.RUNNING, updated_at=timezone.now() - timedelta(hours=1))
+    Job.objects.filter(pk=run.job.pk).update(state=Job.State.RUNNING, **job_fields)
     run.refresh_from_db()
+    return run
+
+
+def test_a_crashed_run_can_be_resumed(task: Task, nda_examples: list[Example]) -> None:
+    run = _running_run(task, updated_at=timezone.now() - timedelta(hours=1))
     evaluation_run_resume(run=run)
     run.refresh_from_db()
     assert run.status == EvaluationRun.Status.QUEUED
@@ -340,29 +345,15 @@ def test_a_crashed_run_can_be_resumed(task: Task, nda_examples: list[Example]) -
 
 
 def test_a_run_whose_worker_process_died_can_be_resumed_at_once(task: Task, nda_examples: list[Example]) -> None:
-    run = evaluation_run_create(task=task, mode="zero-shot")
-    run.job = job_create(kind=JOB_KIND, title="t", params={"run_id": run.pk})
-    run.status = EvaluationRun.Status.RUNNING
-    run.save()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     # It reported a moment ago: only the missing worker process says it crashed.
-    Job.objects.filter(pk=run.job.pk).update(
-        state=Job.State.RUNNING, worker_host=socket.gethostname(), worker_pid=dead.pid
-    )
-    run.refresh_from_db()
+    run = _running_run(task, worker_host=socket.gethostname(), worker_pid=dead_pid())
     evaluation_run_resume(run=run)
     run.refresh_from_db()
     assert run.status == EvaluationRun.Status.QUEUED and run.job.state == Job.State.QUEUED
 
 
 def test_cancelling_a_crashed_run_needs_no_live_worker(task: Task, nda_examples: list[Example]) -> None:
-    run = evaluation_run_create(task=task, mode="zero-shot")
-    run.job = job_create(kind=JOB_KIND, title="t", params={"run_id": run.pk})
-    run.status = EvaluationRun.Status.RUNNING
-    run.save()
-    Job.objects.filter(pk=run.job.pk).update(state=Job.State.RUNNING, updated_at=timezone.now() - timedelta(hours=1))
-    run.refresh_from_db()
+    run = _running_run(task, updated_at=timezone.now() - timedelta(hours=1))
     evaluation_run_cancel(run=run)
     run.refresh_from_db()
     assert run.status == EvaluationRun.Status.CANCELLED

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from pldreview.jobs import STALE_AFTER, job_cancel, job_create, job_execute, job_retry, job_start, run_job
 from pldreview.models import Job
+from tests.support.processes import dead_pid
 
 pytestmark = pytest.mark.django_db
 HANDLER = "tests.pldreview.handlers.count_to"
@@ -238,17 +239,11 @@ def test_cancelling_a_live_running_job_only_asks_it_to_stop(tmp_path) -> None:
     assert job.state == Job.State.RUNNING and job.cancel_requested
 
 
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
 def test_a_job_whose_worker_process_is_gone_is_known_at_once_and_ends_on_cancel(client, auditor, tmp_path) -> None:
     job = _job(tmp_path)
     # Updated a moment ago, so only the missing process can tell that nobody runs it any more.
     Job.objects.filter(pk=job.pk).update(
-        state=Job.State.RUNNING, started_at=timezone.now(), worker_host=socket.gethostname(), worker_pid=_dead_pid()
+        state=Job.State.RUNNING, started_at=timezone.now(), worker_host=socket.gethostname(), worker_pid=dead_pid()
     )
     job.refresh_from_db()
     assert job.worker_is_gone
@@ -268,7 +263,7 @@ def test_a_live_or_remote_worker_is_not_taken_for_gone(tmp_path) -> None:
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
     job.refresh_from_db()
     assert not job.worker_is_gone  # this very process
-    Job.objects.filter(pk=job.pk).update(worker_host="another-host", worker_pid=_dead_pid())
+    Job.objects.filter(pk=job.pk).update(worker_host="another-host", worker_pid=dead_pid())
     job.refresh_from_db()
     assert not job.worker_is_gone  # a process elsewhere cannot be checked from here
     assert job_cancel(job=job).state == Job.State.RUNNING
