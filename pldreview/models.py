@@ -101,3 +101,42 @@ class Job(models.Model):
             return None
         elapsed = timezone.now() - self.started_at
         return elapsed * (self.total - self.done) / self.done
+
+
+class LedgerHead(models.Model):
+    """The chain's last sequence number and hash: one row, locked by every append so the chain cannot fork."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="ledger_head_single_row")]
+
+
+class LedgerEntry(models.Model):
+    """One audited event, chained to the one before it: ``hash = SHA-256(prev_hash ‖ payload)``.
+
+    ``payload`` is the canonical JSON (sorted keys, no spaces) exactly as hashed; it repeats the
+    sequence, time, actor, event and object so that the hash covers them too.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True, help_text="The actor's username when it happened")
+    event = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True, help_text="app_label.model of the object, if any")
+    object_id = models.CharField(max_length=64, blank=True)
+    payload = models.TextField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [models.Index(fields=["object_type", "object_id", "sequence"], name="ledger_object_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.event}"
