@@ -304,8 +304,9 @@ def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason:
         raise ValidationError("This micro-rule has already been promoted to a candidate rule.")
     kind = "a noise micro-rule" if micro_rule.cluster == -1 else "a micro-rule the teacher could not merge"
     why = reason.strip() or f"Promoted {kind} to a candidate"
-    # The wording is the teacher's, so the rule names the teacher model as its author; the person who
-    # promoted it is on the decision record.
+    # The wording is the teacher's, so the revision names the teacher model as its author; the person who
+    # promoted it is on the decision record, and that decision makes them an author for four eyes
+    # (services.rule_authors): choosing a rule for the rule set is not reviewing it.
     rule = rule_propose(
         task=micro_rule.task,
         text=micro_rule.text,

@@ -410,3 +410,65 @@ class PromptVersionRule(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["prompt_version", "position"], name="prompt_entry_unique_position"),
         ]
+
+
+class RuleSetReorderProposal(models.Model):
+    """A reviewer's proposed order of a task's rule set; it takes effect only once other reviewers approve it.
+
+    Order decides which rule applies first, so it is reviewed like a rule: until enough reviewers other
+    than the proposer approve, the compiled order stays the last approved one.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="reorder_proposals")
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Rule ids, first to last: the order proposed, and the rule set's order when it was proposed.
+    order = models.JSONField()
+    base_order = models.JSONField()
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Four eyes in the database too: whoever proposed an order never is the one who approved it.
+            models.CheckConstraint(
+                condition=~models.Q(status="approved") | ~models.Q(decided_by=models.F("proposed_by")),
+                name="reorder_proposal_not_approved_by_proposer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="pending", decided_by__isnull=True)
+                | (~models.Q(status="pending") & models.Q(decided_by__isnull=False)),
+                name="reorder_proposal_decided_by_iff_decided",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order proposal {self.pk} for {self.task.name}"
+
+
+class RuleSetReorderApproval(models.Model):
+    """One reviewer's approval of a rule-set order proposal; never deleted."""
+
+    proposal = models.ForeignKey(RuleSetReorderProposal, on_delete=models.PROTECT, related_name="approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["proposal", "reviewer"], name="reorder_approval_one_per_reviewer"),
+        ]

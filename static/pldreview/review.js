@@ -81,7 +81,8 @@
       case "k": handled = follow("previous") || moveInQueue(-1); break;
       case "a": {
         var approve = document.getElementById("approve-form");
-        if (approve) { submit(approve); handled = true; }
+        // A disabled Approve button means the reviewer may not approve (four eyes); the shortcut obeys it.
+        if (approve && !approve.querySelector("button[type=submit][disabled]")) { submit(approve); handled = true; }
         break;
       }
       case "e": {
