@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 
 from rules.models import Task
+from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
 
@@ -103,3 +104,19 @@ class ReorderProposalForm(forms.Form):
 class ProposalDecisionForm(forms.Form):
     reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS))
 
+
+class TeacherEndpointForm(forms.Form):
+    """The teacher a run asks: one of the endpoints operators configured (PLD_TEACHER_ENDPOINTS), by name.
+
+    There is deliberately no URL field: an endpoint and the key that goes with it are configuration,
+    so no form can send a configured key, or the training data, to a host someone typed.
+    """
+
+    endpoint = forms.ChoiceField(
+        choices=teacher_endpoint_choices, label="Teacher endpoint",
+        help_text="Operators configure endpoints in PLD_TEACHER_ENDPOINTS.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].initial = default_teacher_endpoint()

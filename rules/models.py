@@ -132,8 +132,10 @@ class Example(models.Model):
 class TeacherCall(models.Model):
     """One request to the teacher and its response, kept so a repeated request costs nothing."""
 
+    # SHA-256 of the request body with the endpoint's name, base URL and model (rules.teacher.request_hash).
     request_hash = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=30, help_text="extract, consolidate or refine")
+    endpoint_name = models.CharField(max_length=50, blank=True, help_text="PLD_TEACHER_ENDPOINTS name that answered")
     base_url = models.CharField(max_length=300)
     model = models.CharField(max_length=200)
     request = models.JSONField()
@@ -186,6 +188,7 @@ class MicroRule(models.Model):
     label = models.CharField(max_length=100)
     teacher_model = models.CharField(max_length=200)
     teacher_endpoint = models.CharField(max_length=300)
+    teacher_endpoint_name = models.CharField(max_length=50, blank=True)
     teacher_settings = models.JSONField(default=dict, blank=True)
     teacher_call = models.ForeignKey(TeacherCall, null=True, blank=True, on_delete=models.PROTECT)
     clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.SET_NULL)
@@ -255,6 +258,7 @@ class Rule(models.Model):
     )
     proposed_by_model = models.CharField(max_length=200, blank=True)
     teacher_endpoint = models.CharField(max_length=300, blank=True)
+    teacher_endpoint_name = models.CharField(max_length=50, blank=True)
     clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.PROTECT)
     micro_rules = models.ManyToManyField(MicroRule, blank=True, related_name="rules")
     examples = models.ManyToManyField(Example, blank=True, related_name="rules")
