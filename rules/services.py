@@ -515,6 +515,19 @@ def ruleset_order_from_numbers(task: Task, numbers: dict[int, int]) -> list[int]
     return order
 
 
+def _locked_ruleset_order(task: Task) -> list[int]:
+    """Return the rule set's rule ids in compile order, locking the rows so the order cannot change under us."""
+    rules = Rule.objects.select_for_update().filter(task=task, status=Rule.Status.APPROVED)
+    return list(rules.order_by(F("position").asc(nulls_last=True), "id").values_list("id", flat=True))
+
+
+def _proposal_decide(proposal: RuleSetReorderProposal, *, status: str, user: AbstractBaseUser, why: str) -> None:
+    proposal.status = status
+    proposal.decided_by = user
+    proposal.decided_at = timezone.now()
+    proposal.decision_reason = why
+
+
 @transaction.atomic
 def ruleset_reorder_propose(
     *, task: Task, user: AbstractBaseUser, order: list[int], reason: str
@@ -524,9 +537,7 @@ def ruleset_reorder_propose(
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why the rules should run in this order."})
-    # Lock the rule set's rows so the order proposed against cannot change under us.
-    current = [r.pk for r in Rule.objects.select_for_update().filter(task=task, status=Rule.Status.APPROVED)
-               .order_by(F("position").asc(nulls_last=True), "id")]
+    current = _locked_ruleset_order(task)
     if sorted(order) != sorted(current) or len(set(order)) != len(order):
         raise ValidationError("The proposed order must list every rule of the rule set exactly once.")
     if order == current:
@@ -573,8 +584,7 @@ def ruleset_reorder_approve(
     refusal = ruleset_reorder_approve_refusal(proposal, user=user)
     if refusal:
         raise ValidationError(refusal)
-    current = [r.pk for r in Rule.objects.select_for_update().filter(task=proposal.task, status=Rule.Status.APPROVED)
-               .order_by(F("position").asc(nulls_last=True), "id")]
+    current = _locked_ruleset_order(proposal.task)
     if current != proposal.base_order:
         raise ValidationError(
             "The rule set changed since this order was proposed (a rule was approved, rejected or moved); "
@@ -587,10 +597,7 @@ def ruleset_reorder_approve(
     needed = required_approvals()
     if n_approvals >= needed:
         _apply_order(proposal, user=user)
-        proposal.status = RuleSetReorderProposal.Status.APPROVED
-        proposal.decided_by = user
-        proposal.decided_at = timezone.now()
-        proposal.decision_reason = why
+        _proposal_decide(proposal, status=RuleSetReorderProposal.Status.APPROVED, user=user, why=why)
     audited_save(proposal, user=user, reason=f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else ""))
     return proposal
 
@@ -607,9 +614,6 @@ def ruleset_reorder_reject(
     proposal = RuleSetReorderProposal.objects.select_for_update().get(pk=proposal.pk)
     if proposal.status != RuleSetReorderProposal.Status.PENDING:
         raise ValidationError(f"This proposal is already {proposal.get_status_display().lower()}.")
-    proposal.status = RuleSetReorderProposal.Status.REJECTED
-    proposal.decided_by = user
-    proposal.decided_at = timezone.now()
-    proposal.decision_reason = why
+    _proposal_decide(proposal, status=RuleSetReorderProposal.Status.REJECTED, user=user, why=why)
     audited_save(proposal, user=user, reason=f"Rejected: {why}")
     return proposal
