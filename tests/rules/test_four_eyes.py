@@ -262,3 +262,18 @@ def test_the_queue_counts_against_the_overturning_number(task, reviewer, second_
     rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version)
     body = _client(reviewer).get(f"/review/?task={task.name}&status=pending").content.decode()
     assert "1/2" in body
+
+
+def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, reviewer, second_reviewer,
+                                                                        auditor) -> None:
+    from rules.services import ruleset_reorder_approve
+
+    first, second = (teacher_rule(task, text=f"If clause {i}, then Entailment") for i in range(2))
+    for rule in (first, second):
+        rule_approve(rule=rule, user=second_reviewer, lock_version=1)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed")
+    log = _client(auditor).get(f"/tasks/{task.name}/decision-log.json").json()["decisions"]
+    order_rows = [(row["action"], row["reviewer"], row["reason"]) for row in log if row["order_proposal"]]
+    assert order_rows == [("propose_order", "rita", "Narrow first"), ("approve_order", "ravi", "Agreed")]
+    assert [row["action"] for row in log][-2:] == ["reorder", "reorder"]
