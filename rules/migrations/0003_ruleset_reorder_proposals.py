@@ -31,13 +31,21 @@ SQLITE_FORWARD = [
     f"""CREATE TRIGGER pld_decision_four_eyes BEFORE INSERT ON rules_decision
     WHEN {_BY_AN_AUTHOR}
     BEGIN SELECT RAISE(ABORT, '{APPROVAL_MESSAGE}'); END;""",
+    f"""CREATE TRIGGER pld_decision_four_eyes_update BEFORE UPDATE ON rules_decision
+    WHEN {_BY_AN_AUTHOR}
+    BEGIN SELECT RAISE(ABORT, '{APPROVAL_MESSAGE}'); END;""",
     f"""CREATE TRIGGER pld_reorder_approval_four_eyes BEFORE INSERT ON rules_rulesetreorderapproval
+    WHEN {_BY_THE_PROPOSER}
+    BEGIN SELECT RAISE(ABORT, '{REORDER_MESSAGE}'); END;""",
+    f"""CREATE TRIGGER pld_reorder_approval_four_eyes_update BEFORE UPDATE ON rules_rulesetreorderapproval
     WHEN {_BY_THE_PROPOSER}
     BEGIN SELECT RAISE(ABORT, '{REORDER_MESSAGE}'); END;""",
 ]
 SQLITE_BACKWARD = [
     "DROP TRIGGER IF EXISTS pld_decision_four_eyes;",
+    "DROP TRIGGER IF EXISTS pld_decision_four_eyes_update;",
     "DROP TRIGGER IF EXISTS pld_reorder_approval_four_eyes;",
+    "DROP TRIGGER IF EXISTS pld_reorder_approval_four_eyes_update;",
 ]
 POSTGRES_FORWARD = [
     f"""CREATE FUNCTION pld_decision_four_eyes() RETURNS trigger AS $$

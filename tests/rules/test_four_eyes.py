@@ -277,3 +277,15 @@ def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, rev
     order_rows = [(row["action"], row["reviewer"], row["reason"]) for row in log if row["order_proposal"]]
     assert order_rows == [("propose_order", "rita", "Narrow first"), ("approve_order", "ravi", "Agreed")]
     assert [row["action"] for row in log][-2:] == ["reorder", "reorder"]
+
+
+def test_the_database_refuses_turning_an_approval_into_one_by_an_author(task, reviewer, second_reviewer,
+                                                                          third_reviewer, settings) -> None:
+    settings.PLD_REQUIRED_APPROVALS = 2
+    rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
+                       label="Entailment")
+    approval = rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version)
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE rules_decision SET reviewer_id = %s WHERE id = %s", [reviewer.pk, approval.pk])
+    approval.refresh_from_db()
+    assert approval.reviewer == second_reviewer
