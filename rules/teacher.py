@@ -90,7 +90,8 @@ class TeacherConfig:
 
     base_url: str
     model: str
-    api_key: str = NO_KEY
+    # Kept out of repr() so a logged or displayed config never shows the key.
+    api_key: str = field(default=NO_KEY, repr=False)
     # The operator's name for the endpoint; blank only for configs built in code (tests, tools).
     endpoint_name: str = ""
     # True once an endpoint configured without a base URL is pointed at the local teacher the app runs.

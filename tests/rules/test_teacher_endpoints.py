@@ -225,3 +225,12 @@ def test_the_local_teacher_keeps_one_identity_before_and_after_it_starts() -> No
     assert teacher_request_hash(started, request) == teacher_request_hash(moved, request)
     remote = TeacherConfig(base_url="http://127.0.0.1:8077/v1", model="gemma-3-270m-q4_k_m", endpoint_name="local")
     assert teacher_request_hash(remote, request) != teacher_request_hash(started, request)
+
+
+def test_a_config_never_shows_its_key(monkeypatch) -> None:
+    monkeypatch.setenv("PLD_TEST_FIRST_KEY", FIRST_KEY)
+    endpoints = {"first": {"base_url": "https://teacher.example/v1", "model": "m", "api_key_env": "PLD_TEST_FIRST_KEY"}}
+    with override_settings(PLD_TEACHER_ENDPOINTS=endpoints, PLD_TEACHER_DEFAULT_ENDPOINT="first"):
+        config = TeacherConfig.from_endpoint("first")
+    assert config.api_key == FIRST_KEY
+    assert FIRST_KEY not in repr(config) and FIRST_KEY not in str(config.public_settings())
