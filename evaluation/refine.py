@@ -27,9 +27,17 @@ from pldreview.models import Job
 from rules.compiler import prompt_render
 from rules.extraction import field_text
 from rules.local_teacher import local_base_url, teacher_available
-from rules.models import Example, Rule, RuleRevision, Split, Task
+from rules.models import Example, Rule, RuleRevision, Split, Task, TeacherCall
 from rules.services import rule_propose, ruleset_rules
-from rules.teacher import Teacher, TeacherAnswer, TeacherConfig, TeacherRequest, TeacherTally, teacher_provenance
+from rules.teacher import (
+    Teacher,
+    TeacherAnswer,
+    TeacherConfig,
+    TeacherRequest,
+    TeacherTally,
+    teacher_config_from_params,
+    teacher_provenance,
+)
 
 MAX_FAILURES_PER_GROUP = 6
 CORRECT_PER_GROUP = 3
@@ -294,8 +302,8 @@ def refine_proposals_create(
                 proposal["dev_after"] = {k: after[k] for k in ("macro_f1", "n", "rules_sha256")}
                 proposal["dev_example_ids"] = [ex.pk for ex in examples]
                 proposal["flips"] = _flips(examples, before, after)
-            rule = _proposal_file(task=task, patch=patch, failures=failures, proposal=proposal, config=config,
-                                  rules=rules)
+            rule = _proposal_file(task=task, patch=patch, failures=failures, proposal=proposal,
+                                  call=answer.call, rules=rules)
             summary.n_proposed += 1
             summary.rule_ids.append(rule.pk)
         if progress is not None:
@@ -305,7 +313,7 @@ def refine_proposals_create(
 
 def _proposal_file(
     *, task: Task, patch: dict[str, Any], failures: list[Prediction], proposal: dict[str, Any],
-    config: TeacherConfig, rules: list[Rule],
+    call: TeacherCall, rules: list[Rule],
 ) -> Rule:
     target = next((rule for rule in rules if rule.pk == patch["refines"]), None)
     return rule_propose(
@@ -314,7 +322,7 @@ def _proposal_file(
         origin=Rule.Origin.REFINE,
         diagnosis=patch["diagnosis"],
         refines=target,
-        **teacher_provenance(config, [p.example for p in failures]),
+        **teacher_provenance(call, [p.example for p in failures]),
         proposal=proposal,
         reason=f"{patch['diagnosis']}: {patch['explanation']}"[:500],
     )
@@ -324,8 +332,7 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
     """Job handler: refine proposals from an evaluation run (params: evaluation, dev_limit, max_groups, teacher)."""
     params = job.params
     run = EvaluationRun.objects.select_related("task").get(pk=params["evaluation"])
-    names = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
-    base = TeacherConfig.from_settings(**{name: params.get(name) for name in names})
+    base = teacher_config_from_params(params)
     max_groups = int(params.get("max_groups") or DEFAULT_MAX_GROUPS)
     seed = int(params.get("seed") or 0)
     ready: Any = teacher_available(base)
@@ -333,7 +340,7 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
         run, max_groups=max_groups, seed=seed
     ):
         # Everything is filed already: no need to start the local teacher.
-        ready = nullcontext(base.with_overrides(base_url=local_base_url()))
+        ready = nullcontext(base.on_local_teacher(local_base_url()))
     with ready as config:
         summary = refine_proposals_create(
             run=run, config=config, max_groups=max_groups,

@@ -1,7 +1,11 @@
 """Read settings from the environment, failing loudly on values that do not parse."""
 from __future__ import annotations
 
+import json
 import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -58,3 +62,62 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENDPOINT_KEYS = {"base_url", "model", "api_key_env"}
+
+
+def env_teacher_endpoints(name: str) -> dict[str, dict[str, str]]:
+    """Return the named teacher endpoints in a JSON variable; refuse anything unclear, naming the variable.
+
+    The value is an object: ``{"<name>": {"base_url": "https://…/v1", "model": "…", "api_key_env": "VAR"}}``.
+    An empty ``base_url`` means the local teacher the app starts. Keys never appear here, only the name of
+    the environment variable that holds one.
+    """
+    try:
+        data = json.loads(os.environ.get(name, ""))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    return teacher_endpoints_checked(name, data)
+
+
+def teacher_endpoints_checked(name: str, data: Any) -> dict[str, dict[str, str]]:
+    """Return teacher endpoints with every field checked and filled in; ``name`` says where they came from."""
+    if not isinstance(data, dict) or not data:
+        raise ImproperlyConfigured(
+            f'{name} must be a JSON object of named endpoints, e.g. {{"local": {{"model": "m"}}}}'
+        )
+    endpoints: dict[str, dict[str, str]] = {}
+    for endpoint_name, spec in data.items():
+        where = f"{name}[{endpoint_name!r}]"
+        if not _ENDPOINT_NAME.match(endpoint_name):
+            raise ImproperlyConfigured(f"{where}: a name is 1-50 lowercase letters, digits, '-' or '_'")
+        if not isinstance(spec, dict):
+            raise ImproperlyConfigured(f"{where} must be an object with base_url, model and api_key_env")
+        unknown = set(spec) - _ENDPOINT_KEYS
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{where}: unknown keys {sorted(unknown)} (allowed: base_url, model, api_key_env; "
+                "put a key in an environment variable and name it in api_key_env)"
+            )
+        if not all(isinstance(value, str) for value in spec.values()):
+            raise ImproperlyConfigured(f"{where}: base_url, model and api_key_env are strings")
+        base_url = spec.get("base_url", "").strip()
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ImproperlyConfigured(f"{where}: base_url {base_url!r} is not an http(s) URL")
+            if parts.username or parts.password or parts.query or parts.fragment:
+                raise ImproperlyConfigured(
+                    f"{where}: base_url must carry no credentials, query or fragment; name the key in api_key_env"
+                )
+        model = spec.get("model", "").strip()
+        if not model:
+            raise ImproperlyConfigured(f"{where}: model is required")
+        key_env = spec.get("api_key_env", "").strip()
+        if key_env and not _ENV_NAME.match(key_env):
+            raise ImproperlyConfigured(f"{where}: api_key_env {key_env!r} is not an environment variable name")
+        endpoints[endpoint_name] = {"base_url": base_url, "model": model, "api_key_env": key_env}
+    return endpoints

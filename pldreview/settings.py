@@ -10,7 +10,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pldreview.env import env_bool, env_float, env_int, env_list, env_str
+from pldreview.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_teacher_endpoints,
+    teacher_endpoints_checked,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PLD_VAR_DIR", str(BASE_DIR / "var")))
@@ -165,11 +173,32 @@ LOGGING = {
 }
 
 # --- PLD Review -----------------------------------------------------------------------------
-# The teacher: any OpenAI-compatible endpoint. Empty base URL = the embedded local teacher
-# (``python -m llama_cpp.server`` serving the bundled model on loopback).
+# The teacher: named OpenAI-compatible endpoints set by operators, never typed into a form. JSON, e.g.
+# {"local": {"model": "gemma-3-270m-q4_k_m"}, "openai": {"base_url": "https://api.openai.com/v1",
+#  "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"}}. An empty base URL = the embedded local
+# teacher (``python -m llama_cpp.server`` serving the bundled model on loopback). A key stays in the
+# environment variable an endpoint names and is sent to that endpoint only.
+# Shorthand for one endpoint: PLD_TEACHER_BASE_URL / PLD_TEACHER_MODEL / PLD_TEACHER_API_KEY (its key).
 PLD_TEACHER_BASE_URL = env_str("PLD_TEACHER_BASE_URL")
-PLD_TEACHER_API_KEY = env_str("PLD_TEACHER_API_KEY", "not-needed-locally")
 PLD_TEACHER_MODEL = env_str("PLD_TEACHER_MODEL", "gemma-3-270m-q4_k_m")
+if env_str("PLD_TEACHER_ENDPOINTS").strip():
+    if PLD_TEACHER_BASE_URL:
+        raise ImproperlyConfigured("Set PLD_TEACHER_ENDPOINTS or the PLD_TEACHER_BASE_URL shorthand, not both")
+    PLD_TEACHER_ENDPOINTS = env_teacher_endpoints("PLD_TEACHER_ENDPOINTS")
+else:
+    PLD_TEACHER_ENDPOINTS = teacher_endpoints_checked("PLD_TEACHER_BASE_URL", {
+        "default" if PLD_TEACHER_BASE_URL else "local": {
+            "base_url": PLD_TEACHER_BASE_URL,
+            "model": PLD_TEACHER_MODEL,
+            "api_key_env": "PLD_TEACHER_API_KEY" if env_str("PLD_TEACHER_API_KEY") else "",
+        }
+    })
+PLD_TEACHER_DEFAULT_ENDPOINT = env_str("PLD_TEACHER_DEFAULT_ENDPOINT", next(iter(PLD_TEACHER_ENDPOINTS)))
+if PLD_TEACHER_DEFAULT_ENDPOINT not in PLD_TEACHER_ENDPOINTS:
+    raise ImproperlyConfigured(
+        f"PLD_TEACHER_DEFAULT_ENDPOINT={PLD_TEACHER_DEFAULT_ENDPOINT!r} is not one of PLD_TEACHER_ENDPOINTS "
+        f"({', '.join(PLD_TEACHER_ENDPOINTS)})"
+    )
 PLD_TEACHER_TEMPERATURE = env_float("PLD_TEACHER_TEMPERATURE", 0.0)
 PLD_TEACHER_TIMEOUT = env_float("PLD_TEACHER_TIMEOUT", 120.0)
 PLD_TEACHER_MAX_RETRIES = env_int("PLD_TEACHER_MAX_RETRIES", 4, minimum=0)

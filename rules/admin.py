@@ -20,6 +20,8 @@ from rules.models import (
     PromptVersionRule,
     Rule,
     RuleRevision,
+    RuleSetReorderApproval,
+    RuleSetReorderProposal,
     Task,
     TeacherCall,
 )
@@ -69,6 +71,19 @@ class RuleRevisionAdmin(ReadOnlyHistoryAdmin):
     list_display = ("rule", "number", "label", "author", "author_model", "created_at")
     list_select_related = ("rule", "author")
     search_fields = ("text", "reason")
+
+
+@admin.register(RuleSetReorderProposal)
+class RuleSetReorderProposalAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("id", "task", "status", "proposed_by", "decided_by", "created_at", "decided_at")
+    list_filter = ("status", "task")
+    list_select_related = ("task", "proposed_by", "decided_by")
+
+
+@admin.register(RuleSetReorderApproval)
+class RuleSetReorderApprovalAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("id", "proposal", "reviewer", "created_at")
+    list_select_related = ("proposal", "reviewer")
 
 
 @admin.register(Decision)

@@ -268,11 +268,11 @@ def _candidate_propose(
         label=answer.data["label"],
         topic=merged_topic(answer.data, task.label_names),
         origin=Rule.Origin.TEACHER,
-        **teacher_provenance(config, examples),
+        **teacher_provenance(answer.call, examples),
         micro_rules=members,
         clustering_run=run,
         proposal={"cluster": cluster, "teacher_call": answer.call.pk, "teacher_settings": config.public_settings()},
-        reason=f"Merged from {len(members)} micro-rules by {config.model}",
+        reason=f"Merged from {len(members)} micro-rules by {answer.call.model}",
     )
 
 
@@ -304,8 +304,9 @@ def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason:
         raise ValidationError("This micro-rule has already been promoted to a candidate rule.")
     kind = "a noise micro-rule" if micro_rule.cluster == -1 else "a micro-rule the teacher could not merge"
     why = reason.strip() or f"Promoted {kind} to a candidate"
-    # The wording is the teacher's, so the rule names the teacher model as its author; the person who
-    # promoted it is on the decision record.
+    # The wording is the teacher's, so the revision names the teacher model as its author; the person who
+    # promoted it is on the decision record, and that decision makes them an author for four eyes
+    # (services.rule_authors): choosing a rule for the rule set is not reviewing it.
     rule = rule_propose(
         task=micro_rule.task,
         text=micro_rule.text,
@@ -314,6 +315,7 @@ def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason:
         origin=Rule.Origin.TEACHER,
         proposed_by_model=micro_rule.teacher_model,
         teacher_endpoint=micro_rule.teacher_endpoint,
+        teacher_endpoint_name=micro_rule.teacher_endpoint_name,
         support=1,
         label_balance={micro_rule.example.gold_label: 1},
         micro_rules=[micro_rule],

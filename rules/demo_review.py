@@ -11,14 +11,15 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from rules.models import Decision, Example, Rule, Task
+from rules.models import Decision, Example, Rule, RuleSetReorderProposal, Task
 from rules.services import (
     rule_approvals,
     rule_approve,
     rule_create,
     rule_edit,
     rule_reject,
-    ruleset_reorder,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
     ruleset_rules,
 )
 
@@ -183,16 +184,20 @@ def seed_review_decisions(stdout: TextIO) -> None:
         if rule.status == Rule.Status.PENDING and rule.current_revision.author_id == rita.pk and not approved_by_ravi:
             rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON)
 
-    # rita moves the advisers guard above the employee-sharing rule it narrows: a recorded reorder.
+    # rita proposes moving the advisers guard above the employee-sharing rule it narrows; ravi approves
+    # the proposal, and only then does the order change (four eyes on precedence too).
     employees = _find(task, rita, GOOD_RULES[0])
     guard = _find(task, rita, GOOD_RULES[1])
-    if employees and guard and not Decision.objects.filter(rule=guard, action=Decision.Action.REORDER).exists():
-        order = [r.pk for r in ruleset_rules(task)]
-        while guard.pk in order and employees.pk in order and order.index(guard.pk) > order.index(employees.pk):
-            guard.refresh_from_db()
-            ruleset_reorder(rule=guard, user=rita, direction="up", lock_version=guard.lock_version,
-                            reason=REORDER_REASON)
-            order = [r.pk for r in ruleset_rules(task)]
+    order = [r.pk for r in ruleset_rules(task)]
+    if (
+        employees and guard and guard.pk in order and employees.pk in order
+        and order.index(guard.pk) > order.index(employees.pk)
+        and not RuleSetReorderProposal.objects.filter(task=task, proposed_by=rita).exists()
+    ):
+        order.remove(guard.pk)
+        order.insert(order.index(employees.pk), guard.pk)
+        proposal = ruleset_reorder_propose(task=task, user=rita, order=order, reason=REORDER_REASON)
+        ruleset_reorder_approve(proposal=proposal, user=ravi, reason="Yes: the narrower rule must come first.")
 
     broad, _ = _written(task, ravi, TOO_BROAD, "First draft")
     if broad.status == Rule.Status.PENDING:

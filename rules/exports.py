@@ -1,18 +1,20 @@
-"""A task's complete decision log, for auditors: every decision on every rule, as CSV or JSON."""
+"""A task's complete decision log, for auditors: every decision on every rule and on its order, as CSV or JSON."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+from datetime import datetime
 from typing import Any
 
-from rules.models import Decision, Task
+from rules.models import Decision, RuleSetReorderProposal, Task
 
 COLUMNS = [
     "decision_id", "created_at", "task", "rule_id", "rule_origin", "revision", "action", "reviewer",
     "reason", "status_before", "status_after", "undoes", "rule_text", "rule_label", "rule_topic",
-    "precedence_note", "revision_author", "revision_reason",
+    "precedence_note", "revision_author", "revision_reason", "order_proposal",
 ]
+_BLANK = dict.fromkeys(COLUMNS, "")
 
 
 def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
@@ -45,8 +47,34 @@ def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
                 "precedence_note": revision.precedence_note if revision else d.rule.precedence_note,
                 "revision_author": revision.author_display if revision else "",
                 "revision_reason": revision.reason if revision else "",
+                "order_proposal": None,
             }
         )
+    rows.extend(_order_rows(task))
+    # Stable: decisions keep their id order among equal times.
+    return sorted(rows, key=lambda row: datetime.fromisoformat(row["created_at"]))
+
+
+def _order_rows(task: Task) -> list[dict[str, Any]]:
+    """Return one row per proposal of a rule-set order, per approval of one, and per rejection."""
+    proposals = (
+        RuleSetReorderProposal.objects.filter(task=task)
+        .select_related("proposed_by", "decided_by")
+        .prefetch_related("approvals__reviewer")
+    )
+    rows = []
+    for p in proposals:
+        order = "Order: " + ", ".join(f"rule {pk}" for pk in p.order)
+        common = {**_BLANK, "task": task.name, "rule_text": order, "order_proposal": p.pk, "decision_id": None,
+                  "rule_id": None, "revision": None, "undoes": None}
+        rows.append({**common, "created_at": p.created_at.isoformat(), "action": "propose_order",
+                     "reviewer": p.proposed_by.get_username(), "reason": p.reason})
+        for approval in p.approvals.all():
+            rows.append({**common, "created_at": approval.created_at.isoformat(), "action": "approve_order",
+                         "reviewer": approval.reviewer.get_username(), "reason": approval.reason})
+        if p.status == RuleSetReorderProposal.Status.REJECTED and p.decided_by and p.decided_at:
+            rows.append({**common, "created_at": p.decided_at.isoformat(), "action": "reject_order",
+                         "reviewer": p.decided_by.get_username(), "reason": p.decision_reason})
     return rows
 
 

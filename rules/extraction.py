@@ -20,8 +20,7 @@ from rules.teacher import (
     TeacherError,
     TeacherRequest,
     TeacherTally,
-    request_body,
-    request_hash,
+    teacher_request_hash,
 )
 
 # Longest text of one input field shown to the teacher; ContractNLI documents run to 42k characters
@@ -112,7 +111,7 @@ def extraction_pending(task: Task, config: TeacherConfig, *, limit: int | None =
     done = set(
         MicroRule.objects.filter(example__in=examples, teacher_model=config.model).values_list("example_id", flat=True)
     )
-    hashes = {ex.pk: request_hash(request_body(config, _extraction_request(task, ex))) for ex in examples}
+    hashes = {ex.pk: teacher_request_hash(config, _extraction_request(task, ex)) for ex in examples}
     answered = set(
         TeacherCall.objects.filter(request_hash__in=hashes.values(), response__isnull=False).values_list(
             "request_hash", flat=True
@@ -151,8 +150,10 @@ def _micro_rule_store(*, task: Task, example: Example, answer: TeacherAnswer, co
         rationale=answer.data["rationale"].strip(),
         condition=answer.data["condition"].strip().rstrip("."),
         label=answer.data["label"],
-        teacher_model=config.model,
-        teacher_endpoint=config.endpoint,
+        # The stored call says who answered: with a replayed answer that is the endpoint that gave it.
+        teacher_model=answer.call.model,
+        teacher_endpoint=answer.call.base_url,
+        teacher_endpoint_name=answer.call.endpoint_name,
         teacher_settings=config.public_settings(),
         teacher_call=answer.call,
     )

@@ -1,4 +1,4 @@
-"""Forms of the review workspace: decisions on a rule, hand-written rules and rule set order."""
+"""Forms of the review workspace: decisions on a rule, hand-written rules and rule-set order proposals."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 
 from rules.models import Task
+from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
 
@@ -77,6 +78,45 @@ class RuleCreateForm(_RuleFieldsForm):
             self.fields["label"].choices = [(name, name) for name in names]
 
 
-class ReorderForm(DecisionForm):
-    rule = forms.IntegerField(widget=forms.HiddenInput)
-    direction = forms.ChoiceField(choices=[("up", "Up"), ("down", "Down")])
+class ReorderProposalForm(forms.Form):
+    """A number for every rule of the rule set and why the new order is better; it becomes a proposal."""
+
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs=_REASON_ROWS),
+        label="Why this order? (required)",
+        error_messages={"required": "Say why the rules should run in this order."},
+    )
+
+    def __init__(self, *args: Any, rule_ids: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rule_ids = rule_ids
+        for number, pk in enumerate(rule_ids, start=1):
+            self.fields[f"number_{pk}"] = forms.IntegerField(
+                min_value=1, max_value=len(rule_ids), initial=number, label=f"Number of rule {pk}"
+            )
+
+    def numbers(self) -> dict[int, int]:
+        """Return the number typed for each rule id."""
+        return {pk: self.cleaned_data[f"number_{pk}"] for pk in self.rule_ids}
+
+
+class ProposalDecisionForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS))
+
+
+class TeacherEndpointForm(forms.Form):
+    """The teacher a run asks: one of the endpoints operators configured (PLD_TEACHER_ENDPOINTS), by name.
+
+    There is deliberately no URL field: an endpoint and the key that goes with it are configuration,
+    so no form can send a configured key, or the training data, to a host someone typed.
+    """
+
+    endpoint = forms.ChoiceField(
+        choices=teacher_endpoint_choices, label="Teacher endpoint",
+        help_text="Operators configure endpoints in PLD_TEACHER_ENDPOINTS.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].initial = default_teacher_endpoint()

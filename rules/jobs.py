@@ -11,24 +11,17 @@ from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_don
 from rules.extraction import extraction_pending, micro_rules_extract
 from rules.local_teacher import local_base_url, teacher_available
 from rules.models import Task
-from rules.teacher import TeacherConfig
-
-CONFIG_PARAMS = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
-
-
-def teacher_config_from_params(params: dict[str, Any]) -> TeacherConfig:
-    """Return the configured teacher with the run's overrides applied."""
-    return TeacherConfig.from_settings(**{name: params.get(name) for name in CONFIG_PARAMS})
+from rules.teacher import teacher_config_from_params
 
 
 def extract(job: Job, progress: Any) -> dict[str, Any]:
-    """Extract micro-rules for a task's training examples (params: task, limit, split, teacher overrides)."""
+    """Extract micro-rules for a task's training examples (params: task, limit, split, endpoint, run settings)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
     base = teacher_config_from_params(params)
     if not base.base_url and not extraction_pending(task, base, limit=params.get("limit")):
         # Every question is answered in the call log: no need to start the local teacher.
-        ready: Any = nullcontext(base.with_overrides(base_url=local_base_url()))
+        ready: Any = nullcontext(base.on_local_teacher(local_base_url()))
     else:
         ready = teacher_available(base)
     with ready as config:
@@ -59,7 +52,7 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
     ready: Any = teacher_available(base)
     if not base.base_url and clustering_is_done(task=task, **settings_):
         # The same clustering is finished: no need to start the local teacher.
-        ready = nullcontext(base.with_overrides(base_url=local_base_url()))
+        ready = nullcontext(base.on_local_teacher(local_base_url()))
     with ready as config:
         outcome = clustering_run_create(
             task=task,

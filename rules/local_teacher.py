@@ -1,6 +1,6 @@
 """The embedded default teacher: ``python -m llama_cpp.server`` serving the bundled model on loopback.
 
-Used whenever no teacher endpoint is configured (PLD_TEACHER_BASE_URL empty). The server is a child
+Used for a teacher endpoint configured without a base URL (the default endpoint "local"). The server is a child
 process; its output goes to a log file under PLD_VAR_DIR so a full pipe can never stall it.
 """
 from __future__ import annotations
@@ -132,13 +132,12 @@ def teacher_available(config: TeacherConfig) -> Iterator[TeacherConfig]:
     if config.base_url:
         yield config
         return
-    # llama_cpp.server answers one request at a time; more in flight only adds waiting and timeouts.
     url = local_base_url()
     if is_answering(url):
-        yield config.with_overrides(base_url=url, concurrency=1)
+        yield config.on_local_teacher(url)
         return
     server = LocalTeacher(model_alias=config.model).start()
     try:
-        yield config.with_overrides(base_url=server.base_url, concurrency=1)
+        yield config.on_local_teacher(server.base_url)
     finally:
         server.stop()

@@ -132,8 +132,10 @@ class Example(models.Model):
 class TeacherCall(models.Model):
     """One request to the teacher and its response, kept so a repeated request costs nothing."""
 
+    # SHA-256 of the request body with the endpoint's name, base URL and model (rules.teacher.request_hash).
     request_hash = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=30, help_text="extract, consolidate or refine")
+    endpoint_name = models.CharField(max_length=50, blank=True, help_text="PLD_TEACHER_ENDPOINTS name that answered")
     base_url = models.CharField(max_length=300)
     model = models.CharField(max_length=200)
     request = models.JSONField()
@@ -186,6 +188,7 @@ class MicroRule(models.Model):
     label = models.CharField(max_length=100)
     teacher_model = models.CharField(max_length=200)
     teacher_endpoint = models.CharField(max_length=300)
+    teacher_endpoint_name = models.CharField(max_length=50, blank=True)
     teacher_settings = models.JSONField(default=dict, blank=True)
     teacher_call = models.ForeignKey(TeacherCall, null=True, blank=True, on_delete=models.PROTECT)
     clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.SET_NULL)
@@ -255,6 +258,7 @@ class Rule(models.Model):
     )
     proposed_by_model = models.CharField(max_length=200, blank=True)
     teacher_endpoint = models.CharField(max_length=300, blank=True)
+    teacher_endpoint_name = models.CharField(max_length=50, blank=True)
     clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.PROTECT)
     micro_rules = models.ManyToManyField(MicroRule, blank=True, related_name="rules")
     examples = models.ManyToManyField(Example, blank=True, related_name="rules")
@@ -409,4 +413,66 @@ class PromptVersionRule(models.Model):
         ordering = ["prompt_version", "position"]
         constraints = [
             models.UniqueConstraint(fields=["prompt_version", "position"], name="prompt_entry_unique_position"),
+        ]
+
+
+class RuleSetReorderProposal(models.Model):
+    """A reviewer's proposed order of a task's rule set; it takes effect only once other reviewers approve it.
+
+    Order decides which rule applies first, so it is reviewed like a rule: until enough reviewers other
+    than the proposer approve, the compiled order stays the last approved one.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="reorder_proposals")
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Rule ids, first to last: the order proposed, and the rule set's order when it was proposed.
+    order = models.JSONField()
+    base_order = models.JSONField()
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Four eyes in the database too: whoever proposed an order never is the one who approved it.
+            models.CheckConstraint(
+                condition=~models.Q(status="approved") | ~models.Q(decided_by=models.F("proposed_by")),
+                name="reorder_proposal_not_approved_by_proposer",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="pending", decided_by__isnull=True)
+                | (~models.Q(status="pending") & models.Q(decided_by__isnull=False)),
+                name="reorder_proposal_decided_by_iff_decided",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order proposal {self.pk} for {self.task.name}"
+
+
+class RuleSetReorderApproval(models.Model):
+    """One reviewer's approval of a rule-set order proposal; never deleted."""
+
+    proposal = models.ForeignKey(RuleSetReorderProposal, on_delete=models.PROTECT, related_name="approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["proposal", "reviewer"], name="reorder_approval_one_per_reviewer"),
         ]

@@ -9,7 +9,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule
-from rules.services import standing_approvals
+from rules.services import rejection_stands, standing_approvals
 
 SORTS = {
     "support": ("-support", "id"),
@@ -96,7 +96,7 @@ def review_queue(filters: QueueFilters) -> QuerySet[Rule]:
     return (
         _filtered(filters)
         .select_related("task", "proposed_by", "current_revision", "current_revision__author")
-        .annotate(n_approvals=approvals_count())
+        .annotate(n_approvals=approvals_count(), overturning=rejection_stands())
         .order_by(*SORTS[filters.sort])
     )
 

@@ -6,18 +6,29 @@ Every write records a history entry with the acting user and a change reason
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Max, OuterRef, Q, Subquery
+from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from rules.audit import audited_save
-from rules.models import ClusteringRun, Decision, Example, MicroRule, Rule, RuleRevision, Task
+from rules.models import (
+    ClusteringRun,
+    Decision,
+    Example,
+    MicroRule,
+    Rule,
+    RuleRevision,
+    RuleSetReorderApproval,
+    RuleSetReorderProposal,
+    Task,
+)
 
 
 @transaction.atomic
@@ -32,6 +43,7 @@ def rule_propose(
     proposed_by: AbstractBaseUser | None = None,
     proposed_by_model: str = "",
     teacher_endpoint: str = "",
+    teacher_endpoint_name: str = "",
     support: int = 0,
     label_balance: dict[str, int] | None = None,
     micro_rules: Iterable[MicroRule] = (),
@@ -60,6 +72,7 @@ def rule_propose(
         proposed_by=proposed_by,
         proposed_by_model=proposed_by_model,
         teacher_endpoint=teacher_endpoint,
+        teacher_endpoint_name=teacher_endpoint_name,
         support=support,
         label_balance=label_balance or {},
         clustering_run=clustering_run,
@@ -197,6 +210,112 @@ def required_approvals() -> int:
     return int(settings.PLD_REQUIRED_APPROVALS)
 
 
+# Overturning a rejection sets one reviewer's "no" aside, so it always takes at least two other people.
+OVERTURN_MIN_APPROVALS = 2
+
+_AUTHORING = (Decision.Action.CREATE, Decision.Action.EDIT, Decision.Action.PROMOTE_NOISE)
+
+
+@dataclass(frozen=True)
+class RuleReview:
+    """Where four eyes stand on a rule's current revision: who may not approve it and whose approval counts.
+
+    Everything counts from the rule's last approval on (the approval, not undone, that made it approved):
+    an *author* wrote, edited or promoted a revision since then (an undone edit still counts: its editor
+    has shaped the rule); a *rejecter* rejected it since then and has not undone it.
+    """
+
+    rule: Rule
+    authors: frozenset[int]
+    rejecters: frozenset[int]
+    approvals: tuple[Decision, ...]
+    required: int
+
+    @property
+    def approvers(self) -> set[int]:
+        """Return the reviewers whose approval of the current revision counts."""
+        return {d.reviewer_id for d in self.approvals}
+
+    def refusal(self, user: AbstractBaseUser) -> str:
+        """Return why the user may not approve the current revision, or '' when they may."""
+        if self.rule.status == Rule.Status.APPROVED:
+            return "This rule is already approved."
+        if user.pk in self.authors:
+            return (
+                "You wrote, edited or promoted a revision of this rule since it was last approved, "
+                "so another reviewer must approve it (four eyes)."
+            )
+        if user.pk in self.rejecters:
+            return (
+                "You rejected this rule; undo your rejection if you changed your mind, or let "
+                f"{self.required} other reviewers overturn it."
+            )
+        if user.pk in self.approvers:
+            return "You have already approved this revision; it needs another reviewer."
+        return ""
+
+
+def rule_review(rule: Rule) -> RuleReview:
+    """Return the four-eyes state of the rule's current revision, read in one query."""
+    undone = Decision.objects.filter(undoes=OuterRef("pk"))
+    decisions = list(
+        Decision.objects.filter(rule=rule).annotate(undone=Exists(undone)).select_related("reviewer").order_by("id")
+    )
+    standing = [d for d in decisions if not d.undone]
+    last_approval = max(
+        (d.pk for d in standing if d.action == Decision.Action.APPROVE and d.status_after == Rule.Status.APPROVED),
+        default=0,
+    )
+    since = [d for d in decisions if d.pk > last_approval]
+    # Services record every revision a person writes as a create or edit decision, and a promotion as its
+    # own decision, so the decisions name every author (the database trigger also checks revision authors).
+    authors = frozenset(d.reviewer_id for d in since if d.action in _AUTHORING)
+    rejecters = frozenset(d.reviewer_id for d in since if d.action == Decision.Action.REJECT and not d.undone)
+    last_rejection = max((d.pk for d in standing if d.action == Decision.Action.REJECT), default=0)
+    approvals = tuple(
+        d for d in standing
+        if d.action == Decision.Action.APPROVE and d.revision_id == rule.current_revision_id
+        and d.pk > last_rejection and d.reviewer_id not in authors | rejecters
+    )
+    required = required_approvals()
+    if rejecters:
+        required = max(required, OVERTURN_MIN_APPROVALS)
+    return RuleReview(rule=rule, authors=authors, rejecters=rejecters, approvals=approvals, required=required)
+
+
+def rejection_stands() -> Exists:
+    """Match a rule rejected since its last approval (and not undone): its return needs OVERTURN_MIN_APPROVALS."""
+    last_approval = (
+        Decision.objects.filter(
+            rule=OuterRef("rule"), action=Decision.Action.APPROVE, status_after=Rule.Status.APPROVED,
+            undone_by__isnull=True,
+        )
+        .order_by("-id")
+        .values("id")[:1]
+    )
+    return Exists(
+        Decision.objects.filter(
+            rule=OuterRef("pk"), action=Decision.Action.REJECT, undone_by__isnull=True,
+            id__gt=Coalesce(Subquery(last_approval), 0),
+        )
+    )
+
+
+def rule_authors(rule: Rule) -> set[int]:
+    """Return the ids of everyone who wrote, edited or promoted a revision of the rule since its last approval."""
+    return set(rule_review(rule).authors)
+
+
+def rule_required_approvals(rule: Rule) -> int:
+    """Return how many distinct approvals the rule's current revision needs: more when it overturns a rejection."""
+    return rule_review(rule).required
+
+
+def rule_approve_refusal(rule: Rule, *, user: AbstractBaseUser) -> str:
+    """Return why the user may not approve the rule's current revision, or '' when they may."""
+    return rule_review(rule).refusal(user)
+
+
 def _next_position(task: Task) -> int:
     top = Rule.objects.filter(task=task, position__isnull=False).aggregate(top=Max("position"))["top"]
     return (top or 0) + 1
@@ -206,23 +325,18 @@ def _next_position(task: Task) -> int:
 def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str = "") -> Decision:
     """Approve the rule's current revision; the rule becomes approved once enough distinct reviewers agree.
 
-    The author of the current revision may not approve it (four eyes).
+    Nobody who wrote, edited or promoted a revision since the rule's last approval may approve it, nor
+    may the reviewer who rejected it; overturning a rejection takes at least two approvals (four eyes).
     """
     _require_perm(user, "rules.review_rule")
     rule = _lock_rule(rule, lock_version=lock_version)
-    if rule.status == Rule.Status.APPROVED:
-        raise ValidationError("This rule is already approved.")
-    revision = rule.current_revision
-    if revision is not None and revision.author_id == user.pk:
-        raise ValidationError(
-            "You wrote this revision, so another reviewer must approve it (four eyes)."
-        )
-    approvals = rule_approvals(rule)
-    if any(d.reviewer_id == user.pk for d in approvals):
-        raise ValidationError("You have already approved this revision; it needs another reviewer.")
-    n_approvals = len({d.reviewer_id for d in approvals}) + 1
+    review = rule_review(rule)
+    refusal = review.refusal(user)
+    if refusal:
+        raise ValidationError(refusal)
+    n_approvals = len(review.approvers) + 1
     before = rule.status
-    needed = required_approvals()
+    needed = review.required
     if n_approvals >= needed:
         rule.status = Rule.Status.APPROVED
         if rule.position is None:
@@ -388,32 +502,118 @@ def ruleset_rules(task: Task) -> list[Rule]:
     )
 
 
+def ruleset_order_from_numbers(task: Task, numbers: dict[int, int]) -> list[int]:
+    """Return the rule ids in the order the typed numbers ask for: each moved rule lands at its number."""
+    current = [r.pk for r in ruleset_rules(task)]
+    unknown = set(numbers) - set(current)
+    if unknown:
+        raise ValidationError(f"Rules {sorted(unknown)} are not in the rule set of {task.name}.")
+    moved = {pk: n for pk, n in numbers.items() if n != current.index(pk) + 1}
+    order = [pk for pk in current if pk not in moved]
+    for pk, number in sorted(moved.items(), key=lambda item: (item[1], current.index(item[0]))):
+        order.insert(min(max(number, 1), len(order) + 1) - 1, pk)
+    return order
+
+
+def _locked_ruleset_order(task: Task) -> list[int]:
+    """Return the rule set's rule ids in compile order, locking the rows so the order cannot change under us."""
+    rules = Rule.objects.select_for_update().filter(task=task, status=Rule.Status.APPROVED)
+    return list(rules.order_by(F("position").asc(nulls_last=True), "id").values_list("id", flat=True))
+
+
+def _proposal_decide(proposal: RuleSetReorderProposal, *, status: str, user: AbstractBaseUser, why: str) -> None:
+    proposal.status = status
+    proposal.decided_by = user
+    proposal.decided_at = timezone.now()
+    proposal.decision_reason = why
+
+
 @transaction.atomic
-def ruleset_reorder(
-    *, rule: Rule, user: AbstractBaseUser, direction: str, lock_version: int | None, reason: str = ""
-) -> Decision:
-    """Move an approved rule one place up or down in its task's rule set, as a recorded decision."""
+def ruleset_reorder_propose(
+    *, task: Task, user: AbstractBaseUser, order: list[int], reason: str
+) -> RuleSetReorderProposal:
+    """Propose a new order of the task's rule set; it compiles only once other reviewers approve it."""
     _require_perm(user, "rules.reorder_ruleset")
-    if direction not in ("up", "down"):
-        raise ValidationError({"direction": "Move a rule up or down."})
-    rule = _lock_rule(rule, lock_version=lock_version)
-    if rule.status != Rule.Status.APPROVED:
-        raise ValidationError("Only approved rules belong to the rule set.")
-    ordered = ruleset_rules(rule.task)
-    # Positions may have gaps or be missing (rules approved before ordering existed): renumber first.
-    index = next(i for i, r in enumerate(ordered) if r.pk == rule.pk)
-    other_index = index - 1 if direction == "up" else index + 1
-    if other_index < 0 or other_index >= len(ordered):
-        raise ValidationError(f"This rule is already at the {'top' if direction == 'up' else 'bottom'}.")
-    ordered[index], ordered[other_index] = ordered[other_index], ordered[index]
-    other = ordered[index]
-    why = reason.strip() or f"Moved {direction}, {'before' if direction == 'up' else 'after'} rule {other.pk}"
-    for number, item in enumerate(ordered, start=1):
-        if item.pk == rule.pk:
-            item = rule
-        if item.position == number:
+    why = reason.strip()
+    if not why:
+        raise ValidationError({"reason": "Say why the rules should run in this order."})
+    current = _locked_ruleset_order(task)
+    if sorted(order) != sorted(current) or len(set(order)) != len(order):
+        raise ValidationError("The proposed order must list every rule of the rule set exactly once.")
+    if order == current:
+        raise ValidationError("Nothing changed: this is already the rule set's order.")
+    proposal = RuleSetReorderProposal(task=task, proposed_by=user, order=list(order), base_order=current, reason=why)
+    audited_save(proposal, user=user, reason=f"Proposed a new order: {why}")
+    return proposal
+
+
+def ruleset_reorder_approve_refusal(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser) -> str:
+    """Return why the user may not approve the order proposal, or '' when they may."""
+    if proposal.status != RuleSetReorderProposal.Status.PENDING:
+        return f"This proposal is already {proposal.get_status_display().lower()}."
+    if proposal.proposed_by_id == user.pk:
+        return "You proposed this order, so another reviewer must approve it (four eyes)."
+    if any(a.reviewer_id == user.pk for a in proposal.approvals.all()):
+        return "You have already approved this proposal; it needs another reviewer."
+    return ""
+
+
+def _apply_order(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser) -> None:
+    """Write the approved order onto the rules' positions, recording a reorder decision on each rule that moved."""
+    by_id = {r.pk: r for r in Rule.objects.select_for_update().filter(pk__in=proposal.order)}
+    why = f"Order proposal {proposal.pk} by {proposal.proposed_by}: {proposal.reason}"
+    for number, pk in enumerate(proposal.order, start=1):
+        rule = by_id[pk]
+        if rule.position == number:
             continue
-        item.position = number
-        item.lock_version += 1
-        audited_save(item, user=user, reason=f"Rule set order: {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status)
+        rule.position = number
+        rule.lock_version += 1
+        audited_save(rule, user=user, reason=f"Rule set order: {why}")
+        _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status)
+
+
+@transaction.atomic
+def ruleset_reorder_approve(
+    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str = ""
+) -> RuleSetReorderProposal:
+    """Approve an order proposal; once PLD_REQUIRED_APPROVALS reviewers other than the proposer agree, it applies."""
+    _require_perm(user, "rules.reorder_ruleset")
+    proposal = RuleSetReorderProposal.objects.select_for_update().select_related("task", "proposed_by").get(
+        pk=proposal.pk
+    )
+    refusal = ruleset_reorder_approve_refusal(proposal, user=user)
+    if refusal:
+        raise ValidationError(refusal)
+    current = _locked_ruleset_order(proposal.task)
+    if current != proposal.base_order:
+        raise ValidationError(
+            "The rule set changed since this order was proposed (a rule was approved, rejected or moved); "
+            "reject this proposal and propose again from the current order."
+        )
+    why = reason.strip()
+    approval = RuleSetReorderApproval(proposal=proposal, reviewer=user, reason=why)
+    audited_save(approval, user=user, reason=why or "Approved the order")
+    n_approvals = proposal.approvals.count()
+    needed = required_approvals()
+    if n_approvals >= needed:
+        _apply_order(proposal, user=user)
+        _proposal_decide(proposal, status=RuleSetReorderProposal.Status.APPROVED, user=user, why=why)
+    audited_save(proposal, user=user, reason=f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else ""))
+    return proposal
+
+
+@transaction.atomic
+def ruleset_reorder_reject(
+    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str
+) -> RuleSetReorderProposal:
+    """Reject (or, for its proposer, withdraw) a pending order proposal with a reason; the order stays as it is."""
+    _require_perm(user, "rules.reorder_ruleset")
+    why = reason.strip()
+    if not why:
+        raise ValidationError({"reason": "Say why you reject this order."})
+    proposal = RuleSetReorderProposal.objects.select_for_update().get(pk=proposal.pk)
+    if proposal.status != RuleSetReorderProposal.Status.PENDING:
+        raise ValidationError(f"This proposal is already {proposal.get_status_display().lower()}.")
+    _proposal_decide(proposal, status=RuleSetReorderProposal.Status.REJECTED, user=user, why=why)
+    audited_save(proposal, user=user, reason=f"Rejected: {why}")
+    return proposal

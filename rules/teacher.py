@@ -1,4 +1,4 @@
-"""The teacher client: any OpenAI-compatible endpoint, with structured output, retries, a budget and a call log.
+"""The teacher client: named OpenAI-compatible endpoints, with structured output, retries, a budget and a call log.
 
 Only the calling thread touches the database. Worker threads do HTTP (with retries) and validation;
 the main thread looks up the stored calls first and stores every new reply as a ``TeacherCall``, so a
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -50,13 +51,51 @@ class TeacherBudgetExceeded(TeacherError):
         super().__init__(message, permanent=True)
 
 
+NO_KEY = "not-needed-locally"
+# What belongs to an endpoint and so cannot be changed per run: change the endpoint instead. A key may
+# travel only to the endpoint whose configuration names it.
+ENDPOINT_FIELDS = frozenset({"base_url", "model", "api_key", "endpoint_name", "started_locally"})
+
+
+def teacher_endpoints() -> dict[str, dict[str, str]]:
+    """Return the configured teacher endpoints by name (PLD_TEACHER_ENDPOINTS)."""
+    return dict(settings.PLD_TEACHER_ENDPOINTS)
+
+
+def default_teacher_endpoint() -> str:
+    """Return the name of the endpoint a run uses when it names none (PLD_TEACHER_DEFAULT_ENDPOINT)."""
+    return str(settings.PLD_TEACHER_DEFAULT_ENDPOINT)
+
+
+def teacher_endpoint_choices() -> list[tuple[str, str]]:
+    """Return (name, description) for every configured endpoint, for a form's choice field."""
+    choices = []
+    for name, endpoint in teacher_endpoints().items():
+        where = _safe_url(endpoint["base_url"]) if endpoint["base_url"] else "the local teacher started by the app"
+        choices.append((name, f"{name}: {endpoint['model']} at {where}"))
+    return choices
+
+
+def _safe_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}" if host else base_url
+
+
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Where the teacher is and how to call it; defaults from the PLD_TEACHER_* settings."""
+    """Where the teacher is and how to call it: one named endpoint of PLD_TEACHER_ENDPOINTS and run settings."""
 
     base_url: str
     model: str
-    api_key: str = "not-needed-locally"
+    # Kept out of repr() so a logged or displayed config never shows the key.
+    api_key: str = field(default=NO_KEY, repr=False)
+    # The operator's name for the endpoint; blank only for configs built in code (tests, tools).
+    endpoint_name: str = ""
+    # True once an endpoint configured without a base URL is pointed at the local teacher the app runs.
+    started_locally: bool = False
     temperature: float = 0.0
     timeout: float = 120.0
     max_retries: int = 4
@@ -70,12 +109,30 @@ class TeacherConfig:
     schema_style: str = "auto"
 
     @classmethod
-    def from_settings(cls, **overrides: Any) -> TeacherConfig:
-        """Return the configured teacher, with per-run overrides (None or empty values are ignored)."""
+    def from_endpoint(cls, name: str | None = None, **overrides: Any) -> TeacherConfig:
+        """Return the named endpoint (default PLD_TEACHER_DEFAULT_ENDPOINT) with per-run settings applied.
+
+        The API key is read from the environment variable the endpoint names, at the moment of use.
+        """
+        name = name or default_teacher_endpoint()
+        endpoints = teacher_endpoints()
+        if name not in endpoints:
+            known = ", ".join(endpoints) or "none"
+            raise TeacherError(f"No teacher endpoint named {name!r} (configured: {known})", permanent=True)
+        endpoint = endpoints[name]
+        api_key = NO_KEY
+        key_env = endpoint.get("api_key_env") or ""
+        if key_env:
+            api_key = os.environ.get(key_env, "")
+            if not api_key:
+                raise TeacherError(
+                    f"The teacher endpoint {name!r} reads its key from ${key_env}, which is not set", permanent=True
+                )
         config = cls(
-            base_url=settings.PLD_TEACHER_BASE_URL,
-            model=settings.PLD_TEACHER_MODEL,
-            api_key=settings.PLD_TEACHER_API_KEY or "not-needed-locally",
+            base_url=endpoint["base_url"],
+            model=endpoint["model"],
+            api_key=api_key,
+            endpoint_name=name,
             temperature=settings.PLD_TEACHER_TEMPERATURE,
             timeout=settings.PLD_TEACHER_TIMEOUT,
             max_retries=settings.PLD_TEACHER_MAX_RETRIES,
@@ -85,19 +142,41 @@ class TeacherConfig:
         )
         return config.with_overrides(**overrides)
 
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> TeacherConfig:
+        """Return the default endpoint with per-run settings applied (None or empty values are ignored)."""
+        return cls.from_endpoint(None, **overrides)
+
     def with_overrides(self, **overrides: Any) -> TeacherConfig:
-        """Return a copy with the given non-empty values replaced."""
+        """Return a copy with the given non-empty run settings replaced; the endpoint's own fields cannot be."""
         given = {key: value for key, value in overrides.items() if value not in (None, "")}
+        fixed = ENDPOINT_FIELDS & set(given)
+        if fixed:
+            raise ValueError(
+                f"{', '.join(sorted(fixed))} belong to the teacher endpoint; choose another endpoint instead"
+            )
         return replace(self, **given)
+
+    def on_local_teacher(self, base_url: str) -> TeacherConfig:
+        """Return this config pointed at the local teacher the app runs; only for an endpoint without a base URL."""
+        if self.base_url:
+            raise ValueError(f"The endpoint {self.endpoint_name or self.base_url!r} is not the local teacher")
+        # llama_cpp.server answers one request at a time; more in flight only adds waiting and timeouts.
+        # No key travels to it: a key belongs to the endpoint configured with it.
+        return replace(self, base_url=base_url, api_key=NO_KEY, concurrency=1, started_locally=True)
 
     @property
     def endpoint(self) -> str:
         """Return the endpoint's scheme, host and port (never credentials), as recorded on teacher output."""
-        parts = urlsplit(self.base_url)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return f"{parts.scheme}://{host}{parts.path.rstrip('/')}" if host else self.base_url
+        return _safe_url(self.base_url)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Return what, besides the request, decides an answer: endpoint name, base URL and model."""
+        # The local teacher the app starts serves the bundled model; its loopback port may change between
+        # runs without changing the answers, so it is named rather than addressed (before and after it starts).
+        url = "local-teacher" if self.started_locally or not self.base_url else self.endpoint
+        return {"endpoint": self.endpoint_name, "base_url": url, "model": self.model}
 
     @property
     def resolved_schema_style(self) -> str:
@@ -112,6 +191,16 @@ class TeacherConfig:
             "max_response_tokens": self.max_response_tokens,
             "schema_style": self.resolved_schema_style,
         }
+
+
+# What a run may choose (a job's params, a command's options): the endpoint by name, and run settings.
+TEACHER_RUN_PARAMS = ("temperature", "max_requests", "max_tokens", "concurrency")
+
+
+def teacher_config_from_params(params: dict[str, Any]) -> TeacherConfig:
+    """Return the endpoint a job's params name (``endpoint``, else the default) with its run settings applied."""
+    return TeacherConfig.from_endpoint(params.get("endpoint") or None,
+                                       **{name: params.get(name) for name in TEACHER_RUN_PARAMS})
 
 
 class Budget:
@@ -193,11 +282,12 @@ class _Outcome:
     errors: list[str] = field(default_factory=list)
 
 
-def teacher_provenance(config: TeacherConfig, examples: list[Example]) -> dict[str, Any]:
-    """Return what a candidate the teacher wrote records: its author and the examples behind it, with their labels."""
+def teacher_provenance(call: TeacherCall, examples: list[Example]) -> dict[str, Any]:
+    """Return what a candidate the teacher wrote records: the endpoint and model that answered, and its examples."""
     return {
-        "proposed_by_model": config.model,
-        "teacher_endpoint": config.endpoint,
+        "proposed_by_model": call.model,
+        "teacher_endpoint": call.base_url,
+        "teacher_endpoint_name": call.endpoint_name,
         "support": len(examples),
         "label_balance": dict(Counter(example.gold_label for example in examples)),
         "examples": examples,
@@ -270,10 +360,19 @@ def request_body(config: TeacherConfig, request: TeacherRequest) -> dict[str, An
     }
 
 
-def request_hash(body: dict[str, Any]) -> str:
-    """Return the identity of a request; the endpoint is left out so a local teacher's port may change."""
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def request_hash(body: dict[str, Any], config: TeacherConfig) -> str:
+    """Return the identity of a request to an endpoint: the body with the endpoint's name, base URL and model.
+
+    An answer stored from one endpoint is therefore never replayed as another's.
+    """
+    identity = {**config.identity, "body": body}
+    canonical = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def teacher_request_hash(config: TeacherConfig, request: TeacherRequest) -> str:
+    """Return the stored-call key of a request as the given endpoint would be asked it."""
+    return request_hash(request_body(config, request), config)
 
 
 def _retry_after_seconds(exc: openai.APIStatusError) -> float | None:
@@ -303,7 +402,8 @@ class Teacher:
         seed: int = 0,
     ) -> None:
         if not config.base_url:
-            raise TeacherError("No teacher endpoint: set PLD_TEACHER_BASE_URL or start the local teacher", True)
+            raise TeacherError("No teacher endpoint: choose one of PLD_TEACHER_ENDPOINTS or start the local teacher",
+                               permanent=True)
         self.config = config
         self.job = job
         self.budget = budget or Budget(max_requests=config.max_requests, max_tokens=config.max_tokens)
@@ -341,7 +441,7 @@ class Teacher:
         pending: list[tuple[TeacherRequest, dict[str, Any], str]] = []
         for request in requests:
             body = self._body(request)
-            digest = request_hash(body)
+            digest = request_hash(body, self.config)
             pending.append((request, body, digest))
         stored = {
             call.request_hash: call
@@ -425,6 +525,7 @@ class Teacher:
             request_hash=digest,
             defaults={
                 "purpose": request.purpose,
+                "endpoint_name": self.config.endpoint_name,
                 "base_url": self.config.endpoint,
                 "model": self.config.model,
                 "request": body,
@@ -502,7 +603,7 @@ class Teacher:
     def embed(self, texts: list[str], *, model: str | None = None) -> list[list[float]]:
         """Return the endpoint's embeddings for the texts; TeacherError when it has no embeddings API."""
         body = {"model": model or self.config.model, "input": texts, "purpose": "embed"}
-        digest = request_hash(body)
+        digest = request_hash(body, self.config)
         call = TeacherCall.objects.filter(request_hash=digest).first()
         if call is not None and call.response is not None:
             self.cached_calls += 1
@@ -520,6 +621,7 @@ class Teacher:
             request_hash=digest,
             defaults={
                 "purpose": "embed",
+                "endpoint_name": self.config.endpoint_name,
                 "base_url": self.config.endpoint,
                 "model": body["model"],
                 "request": body,

@@ -45,6 +45,11 @@ def second_reviewer(db: None) -> User:
 
 
 @pytest.fixture
+def third_reviewer(db: None) -> User:
+    return _user("rhea", "Reviewer")
+
+
+@pytest.fixture
 def auditor(db: None) -> User:
     return _user("aude", "Auditor")
 

@@ -11,17 +11,15 @@ from django.views.decorators.http import require_GET, require_POST
 from evaluation.models import EvaluationRun
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
 from pldreview.jobs import job_start_from_form
+from rules.forms import TeacherEndpointForm
 from rules.models import Rule
 
 
-class RefineForm(forms.Form):
+class RefineForm(TeacherEndpointForm):
     max_groups = forms.IntegerField(initial=DEFAULT_MAX_GROUPS, min_value=1, max_value=20,
                                     label="Failure groups to diagnose")
     dev_limit = forms.IntegerField(initial=DEFAULT_DEV_LIMIT, min_value=1, max_value=500,
                                    label="Dev examples for the before/after measurement")
-    base_url = forms.URLField(required=False, assume_scheme="http", label="Teacher base URL",
-                              help_text="Leave empty for the configured endpoint, or the local teacher.")
-    model = forms.CharField(required=False, max_length=200, label="Teacher model")
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:

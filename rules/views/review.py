@@ -19,8 +19,8 @@ from rules import services
 from rules.diffs import fields_diff
 from rules.evidence import excerpts, highlight
 from rules.exports import decision_log_csv, decision_log_json
-from rules.forms import ApproveForm, EditForm, RejectForm, ReorderForm, RuleCreateForm
-from rules.models import Decision, Example, Rule, RuleRevision, Task
+from rules.forms import ApproveForm, EditForm, ProposalDecisionForm, RejectForm, ReorderProposalForm, RuleCreateForm
+from rules.models import Decision, Example, Rule, RuleRevision, RuleSetReorderProposal, Task
 from rules.panels import queue_figures, rule_panels
 from rules.queries import QueueFilters, queue_counts, queue_neighbours, queue_topics, review_queue
 
@@ -55,9 +55,9 @@ def _decision_flash(decision: Decision) -> str:
     if decision.action == Decision.Action.APPROVE:
         if rule.status == Rule.Status.APPROVED:
             return f"Approved rule {rule.pk}; it is now in the {rule.task.name} rule set."
-        approvals = len(services.rule_approvals(rule))
+        review = services.rule_review(rule)
         return (
-            f"Approval recorded for rule {rule.pk} ({approvals} of {services.required_approvals()}); "
+            f"Approval recorded for rule {rule.pk} ({len(review.approvals)} of {review.required}); "
             "it waits for another reviewer."
         )
     if decision.action == Decision.Action.EDIT:
@@ -83,7 +83,7 @@ def _workspace_context(
 ) -> dict[str, Any]:
     """Return everything the rule page shows, in a constant number of queries."""
     task = rule.task
-    approvals = services.rule_approvals(rule)
+    review = services.rule_review(rule)
     previous, following = queue_neighbours(rule, filters)
     examples = rule.examples.order_by("id")
     paginator = Paginator(examples, EVIDENCE_PAGE_SIZE)
@@ -113,9 +113,9 @@ def _workspace_context(
         "queue_url": _with_query(reverse("pld-review-queue"), filters),
         "previous_url": _with_query(previous.get_absolute_url(), filters) if previous else "",
         "next_url": _with_query(following.get_absolute_url(), filters) if following else "",
-        "approvals": approvals,
-        "required_approvals": services.required_approvals(),
-        "is_author": bool(rule.current_revision and rule.current_revision.author_id == request.user.pk),
+        "approvals": review.approvals,
+        "required_approvals": review.required,
+        "approve_refusal": review.refusal(request.user),
         "evidence": evidence,
         "evidence_page": evidence_page,
         "context_field": context_field,
@@ -271,6 +271,7 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
         "statuses": Rule.Status.choices,
         "query": filters.as_query(),
         "required_approvals": services.required_approvals(),
+        "overturn_approvals": max(services.required_approvals(), services.OVERTURN_MIN_APPROVALS),
         "flash": _flash_from_session(request) if _FLASH_KEY in request.session else None,
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
     }
@@ -374,20 +375,51 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     return render(request, "rules/rule_history.html", context)
 
 
-def _ruleset_context(task: Task) -> dict[str, Any]:
+PROPOSALS_SHOWN = 5
+
+
+def _proposal_view(proposal: RuleSetReorderProposal, rules_by_id: dict[int, Rule], user: Any) -> dict[str, Any]:
+    """Return a proposal with its order spelled out: each rule's number now and proposed."""
+    now = {pk: number for number, pk in enumerate(proposal.base_order, start=1)}
+    rows = [
+        {"number": number, "was": now.get(pk), "rule": rules_by_id.get(pk), "pk": pk}
+        for number, pk in enumerate(proposal.order, start=1)
+    ]
+    return {
+        "proposal": proposal,
+        "rows": rows,
+        "approvals": list(proposal.approvals.all()),
+        "refusal": services.ruleset_reorder_approve_refusal(proposal, user=user),
+    }
+
+
+def _ruleset_context(task: Task, user: Any, *, form: ReorderProposalForm | None = None) -> dict[str, Any]:
     rules = services.ruleset_rules(task)
+    form = form or ReorderProposalForm(rule_ids=[r.pk for r in rules])
     groups: list[dict[str, Any]] = []
     for number, rule in enumerate(rules, start=1):
         key = (rule.topic, rule.label)
         if not groups or groups[-1]["key"] != key:
             groups.append({"key": key, "topic": rule.topic, "label": rule.label, "rules": []})
-        groups[-1]["rules"].append({"number": number, "rule": rule, "first": number == 1, "last": number == len(rules)})
+        field = form[f"number_{rule.pk}"] if f"number_{rule.pk}" in form.fields else None
+        groups[-1]["rules"].append({"number": number, "rule": rule, "field": field})
     summary: dict[tuple[str, str], int] = {}
     for rule in rules:
         key = (rule.topic or "(no topic)", rule.label)
         summary[key] = summary.get(key, 0) + 1
     by_status = Rule.objects.filter(task=task).values("status").annotate(n=Count("id"))
     counts = {row["status"]: row["n"] for row in by_status}
+    pending = list(
+        RuleSetReorderProposal.objects.filter(task=task, status=RuleSetReorderProposal.Status.PENDING)
+        .select_related("proposed_by").prefetch_related("approvals__reviewer").order_by("created_at", "id")
+    )
+    decided = list(
+        RuleSetReorderProposal.objects.filter(task=task).exclude(status=RuleSetReorderProposal.Status.PENDING)
+        .select_related("proposed_by", "decided_by").prefetch_related("approvals__reviewer")
+        .order_by("-decided_at", "-id")[:PROPOSALS_SHOWN]
+    )
+    ids = {pk for p in [*pending, *decided] for pk in p.order}
+    rules_by_id = {r.pk: r for r in rules} | {r.pk: r for r in Rule.objects.filter(pk__in=ids - {r.pk for r in rules})}
     return {
         "task": task,
         "groups": groups,
@@ -395,6 +427,11 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
         "summary": sorted(summary.items()),
         "counts": counts,
         "scattered": len(groups) > len({g["key"] for g in groups}),
+        "required_approvals": services.required_approvals(),
+        "pending_proposals": [_proposal_view(p, rules_by_id, user) for p in pending],
+        "decided_proposals": [_proposal_view(p, rules_by_id, user) for p in decided],
+        "propose_form": form,
+        "decision_form": ProposalDecisionForm(),
     }
 
 
@@ -402,43 +439,83 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
-    """Show a task's approved rules in compile order."""
+    """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
     task = _get_task_for_user(request, task_name)
-    return render(request, "rules/ruleset.html", _ruleset_context(task))
+    context = _ruleset_context(task, request.user)
+    context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
+    return render(request, "rules/ruleset.html", context)
+
+
+def _ruleset_answer(
+    request: HttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None
+) -> HttpResponse:
+    """Answer a rule-set action: the list fragment for htmx, else a redirect (or the page with the error)."""
+    if request.htmx:
+        context = _ruleset_context(task, request.user, form=form) | {"error": error, "flash": {"text": flash}}
+        return render(request, "rules/ruleset.html#ruleset-list", context, status=400 if error else 200)
+    if error:
+        context = _ruleset_context(task, request.user, form=form) | {"error": error}
+        return render(request, "rules/ruleset.html", context, status=400)
+    request.session[_FLASH_KEY] = {"text": flash}
+    return redirect(reverse("pld-ruleset", args=[task.name]))
 
 
 @require_POST
 @login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
-    """Move an approved rule one place up or down in its rule set."""
+    """Propose a new order of the rule set from the numbers typed for its rules."""
     task = _get_task_for_user(request, task_name)
-    form = ReorderForm(request.POST)
-    error = ""
-    moved_id = None
-    if form.is_valid():
-        rule = get_object_or_404(Rule, pk=form.cleaned_data["rule"], task=task)
-        moved_id = rule.pk
-        try:
-            services.ruleset_reorder(
-                rule=rule, user=request.user, direction=form.cleaned_data["direction"],
-                lock_version=form.cleaned_data["lock_version"],
-            )
-        except services.StaleRuleError:
-            error = "The rule set changed while you were reading it; nothing was moved. Here is the current order."
-        except ValidationError as exc:
-            error = " ".join(exc.messages)
+    form = ReorderProposalForm(request.POST, rule_ids=[r.pk for r in services.ruleset_rules(task)])
+    if not form.is_valid():
+        return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
+    try:
+        order = services.ruleset_order_from_numbers(task, form.numbers())
+        proposal = services.ruleset_reorder_propose(
+            task=task, user=request.user, order=order, reason=form.cleaned_data["reason"]
+        )
+    except ValidationError as exc:
+        return _ruleset_answer(request, task, form=form, error=" ".join(exc.messages))
+    return _ruleset_answer(
+        request, task,
+        flash=f"Order proposal {proposal.pk} recorded; it takes effect once another reviewer approves it.",
+    )
+
+
+def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpResponse:
+    proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
+    form = ProposalDecisionForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        if kind == "approve":
+            proposal = services.ruleset_reorder_approve(proposal=proposal, user=request.user, reason=reason)
+        else:
+            proposal = services.ruleset_reorder_reject(proposal=proposal, user=request.user, reason=reason)
+    except ValidationError as exc:
+        return _ruleset_answer(request, proposal.task, error=f"Order proposal {proposal.pk}: " + " ".join(exc.messages))
+    if proposal.status == RuleSetReorderProposal.Status.APPROVED:
+        flash = f"Order proposal {proposal.pk} approved: the rule set now follows it."
+    elif proposal.status == RuleSetReorderProposal.Status.REJECTED:
+        flash = f"Order proposal {proposal.pk} rejected; the order stays as it was."
     else:
-        error = "Choose a rule and a direction."
-    if not request.htmx:
-        if error:
-            context = _ruleset_context(task) | {"error": error}
-            return render(request, "rules/ruleset.html", context, status=409)
-        url = reverse("pld-ruleset", args=[task.name])
-        return redirect(f"{url}#rule-{moved_id}")
-    direction = form.cleaned_data.get("direction", "") if form.is_valid() else ""
-    context = _ruleset_context(task) | {"error": error, "moved_id": moved_id, "moved_direction": direction}
-    return render(request, "rules/ruleset.html#ruleset-list", context)
+        flash = f"Approval recorded for order proposal {proposal.pk}; it waits for another reviewer."
+    return _ruleset_answer(request, proposal.task, flash=flash)
+
+
+@require_POST
+@login_required
+@permission_required("rules.reorder_ruleset", raise_exception=True)
+def approve_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
+    """Approve another reviewer's order proposal; enough approvals apply it."""
+    return _decide_proposal(request, rule_set_reorder_proposal_id, "approve")
+
+
+@require_POST
+@login_required
+@permission_required("rules.reorder_ruleset", raise_exception=True)
+def reject_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
+    """Reject (or withdraw one's own) order proposal with a reason."""
+    return _decide_proposal(request, rule_set_reorder_proposal_id, "reject")
 
 
 @require_http_methods(["GET", "POST"])
@@ -496,5 +573,9 @@ urlpatterns = [
     path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
     path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
     path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
+    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/approve/", approve_reorder_proposal,
+         name="pld-ruleset-proposal-approve"),
+    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/reject/", reject_reorder_proposal,
+         name="pld-ruleset-proposal-reject"),
     path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
 ]

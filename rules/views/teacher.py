@@ -17,24 +17,17 @@ from django.views.decorators.http import require_GET, require_POST
 from pldreview.jobs import job_start_from_form
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, micro_rule_promote
+from rules.forms import TeacherEndpointForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
 
 
-class _TeacherOverridesForm(forms.Form):
-    base_url = forms.URLField(
-        required=False, assume_scheme="http", label="Teacher base URL",
-        help_text="Leave empty for the configured endpoint, or the local teacher when none is configured.",
-    )
-    model = forms.CharField(required=False, max_length=200, label="Teacher model")
-
-
-class ExtractionForm(_TeacherOverridesForm):
+class ExtractionForm(TeacherEndpointForm):
     limit = forms.IntegerField(
         required=False, min_value=1, label="Limit", help_text="Only the first N training examples (all labels mixed)."
     )
 
 
-class ClusteringForm(_TeacherOverridesForm):
+class ClusteringForm(TeacherEndpointForm):
     eps = forms.FloatField(initial=DEFAULT_EPS, min_value=0.01, max_value=2.0, label="eps (cosine distance)")
     min_samples = forms.IntegerField(initial=DEFAULT_MIN_SAMPLES, min_value=1, label="min_samples")
     adapt = forms.BooleanField(

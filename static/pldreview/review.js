@@ -81,7 +81,8 @@
       case "k": handled = follow("previous") || moveInQueue(-1); break;
       case "a": {
         var approve = document.getElementById("approve-form");
-        if (approve) { submit(approve); handled = true; }
+        // A disabled Approve button means the reviewer may not approve (four eyes); the shortcut obeys it.
+        if (approve && !approve.querySelector("button[type=submit][disabled]")) { submit(approve); handled = true; }
         break;
       }
       case "e": {
@@ -109,13 +110,9 @@
   document.addEventListener("htmx:afterSettle", function (ev) {
     if (!ev.detail || !ev.detail.target) return;
     if (ev.detail.target.id === "ruleset") {
-      // Keep focus on the button just pressed, so a rule can be moved several places with the keyboard.
-      var moved = ev.detail.target.querySelector("li.moved");
-      if (moved) {
-        var button = moved.querySelector('button[value="' + moved.getAttribute("data-direction") + '"]:not([disabled])')
-          || moved.querySelector("button:not([disabled])");
-        if (button) button.focus();
-      }
+      // The pressed button may be gone (a decided proposal): move focus to the message that says what happened.
+      var message = document.getElementById("ruleset-message");
+      if (message) message.focus();
       return;
     }
     if (ev.detail.target.id !== "review-workspace") return;

@@ -134,3 +134,32 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     third.refresh_from_db()
     assert third.status == Rule.Status.REJECTED
     assert not Decision.objects.filter(reviewer=auditor).exists()
+
+
+def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task, reviewer, second_reviewer) -> None:
+    from rules.services import rule_approve, ruleset_rules
+
+    rules = [teacher_rule(task, text=f"If clause {i} applies, then Entailment") for i in range(3)]
+    for rule in rules:
+        rule_approve(rule=rule, user=second_reviewer, lock_version=1)
+    path = f"/tasks/{task.name}/ruleset/"
+
+    # rita types a new number for the last rule and proposes the order; nothing moves yet.
+    context, page = _log_in(browser, live_server, "rita", path)
+    page.fill(f"#id_number_{rules[2].pk}", "1")
+    page.fill("#proposal-reason", "The narrow rule first")
+    page.click("#ruleset-reorder-form button[type=submit]")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'ruleset-message'")
+    assert "takes effect once another reviewer approves it" in page.inner_text("#ruleset-message")
+    assert page.locator(".proposal-approve-form button[disabled]").count() == 1
+    assert [r.pk for r in ruleset_rules(task)] == [r.pk for r in rules]
+    context.close()
+
+    # ravi approves it in place; the order changes.
+    context, page = _log_in(browser, live_server, "ravi", path)
+    page.click(".proposal-approve-form button[type=submit]")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'ruleset-message'")
+    assert "the rule set now follows it" in page.inner_text("#ruleset-message")
+    assert [r.pk for r in ruleset_rules(task)] == [rules[2].pk, rules[0].pk, rules[1].pk]
+    assert page.locator(".proposal-approve-form").count() == 0
+    context.close()

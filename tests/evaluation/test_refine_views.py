@@ -40,11 +40,12 @@ def test_the_page_shows_each_proposal_with_its_dev_evidence(task: Task, reviewer
 def test_an_admin_starts_refine_as_a_job(task: Task, admin_user: User, django_capture_on_commit_callbacks) -> None:
     run = _run(task)
     with django_capture_on_commit_callbacks(execute=False):
-        response = _client(admin_user).post(f"/evaluations/{run.pk}/refine/start/", {"max_groups": 2, "dev_limit": 5})
+        response = _client(admin_user).post(f"/evaluations/{run.pk}/refine/start/",
+                                            {"max_groups": 2, "dev_limit": 5, "endpoint": "local"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert job.kind == "evaluation.refine.refine"
-    assert job.params == {"evaluation": run.pk, "max_groups": 2, "dev_limit": 5}
+    assert job.params == {"evaluation": run.pk, "max_groups": 2, "dev_limit": 5, "endpoint": "local"}
 
 
 def test_a_test_split_run_is_refused_with_a_reason(task: Task, admin_user: User) -> None:

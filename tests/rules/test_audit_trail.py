@@ -10,18 +10,20 @@ from django.conf import settings
 from django.contrib import admin
 from django.test import RequestFactory
 
-from rules.models import Decision, Rule, RuleRevision
+from rules.models import Decision, Rule, RuleRevision, RuleSetReorderApproval, RuleSetReorderProposal
 from rules.services import (
     decision_undo,
     rule_approve,
     rule_create,
     rule_edit,
     rule_reject,
-    ruleset_reorder,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
+    ruleset_reorder_reject,
 )
 from tests.rules.reviewkit import teacher_rule
 
-AUDITED = (Rule, RuleRevision, Decision)
+AUDITED = (Rule, RuleRevision, Decision, RuleSetReorderProposal, RuleSetReorderApproval)
 
 
 def _new_records(write: Callable[[], object]) -> list:
@@ -90,15 +92,28 @@ def test_undoing_is_recorded(task, reviewer) -> None:
 
 
 @pytest.mark.django_db
-def test_reordering_is_recorded(task, reviewer) -> None:
+def test_reordering_is_recorded(task, reviewer, second_reviewer) -> None:
     first, second = teacher_rule(task), teacher_rule(task, text="If y, then Entailment")
     rule_approve(rule=first, user=reviewer, lock_version=1)
     rule_approve(rule=second, user=reviewer, lock_version=1)
-    second.refresh_from_db()
-    records = _new_records(lambda: ruleset_reorder(rule=second, user=reviewer, direction="up",
-                                                   lock_version=second.lock_version))
-    _assert_audited(records, reviewer, expect={"Rule", "Decision"})
+    proposed: list = []
+    records = _new_records(lambda: proposed.append(ruleset_reorder_propose(
+        task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")))
+    _assert_audited(records, reviewer, expect={"RuleSetReorderProposal"})
+    records = _new_records(lambda: ruleset_reorder_approve(proposal=proposed[0], user=second_reviewer))
+    _assert_audited(records, second_reviewer, expect={"Rule", "Decision", "RuleSetReorderProposal",
+                                                      "RuleSetReorderApproval"})
     assert sum(1 for r in records if isinstance(r, Rule.history.model)) == 2
+
+
+@pytest.mark.django_db
+def test_rejecting_an_order_is_recorded(task, reviewer, second_reviewer) -> None:
+    first, second = teacher_rule(task), teacher_rule(task, text="If y, then Entailment")
+    rule_approve(rule=first, user=reviewer, lock_version=1)
+    rule_approve(rule=second, user=reviewer, lock_version=1)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")
+    records = _new_records(lambda: ruleset_reorder_reject(proposal=proposal, user=second_reviewer, reason="No"))
+    _assert_audited(records, second_reviewer, expect={"RuleSetReorderProposal"})
 
 
 @pytest.mark.django_db
@@ -106,7 +121,7 @@ def test_the_admin_cannot_add_change_or_delete_anything(admin_user) -> None:
     request = RequestFactory().get("/admin/")
     request.user = admin_user
     admin_user.is_staff = admin_user.is_superuser = True
-    for model in (Rule, RuleRevision, Decision):
+    for model in (Rule, RuleRevision, Decision, RuleSetReorderProposal, RuleSetReorderApproval):
         model_admin = admin.site._registry[model]
         assert not model_admin.has_add_permission(request)
         assert not model_admin.has_change_permission(request)
@@ -116,7 +131,8 @@ def test_the_admin_cannot_add_change_or_delete_anything(admin_user) -> None:
 
 
 def test_no_code_bypasses_history_with_update_or_delete_on_audited_models() -> None:
-    audited_names = {"Rule", "RuleRevision", "Decision", "PromptVersion", "Promotion", "Report"}
+    audited_names = {"Rule", "RuleRevision", "Decision", "PromptVersion", "Promotion", "Report",
+                     "RuleSetReorderProposal", "RuleSetReorderApproval"}
     related = {"revisions", "decisions", "prompt_versions", "promotions", "reports", "rules", "refinements"}
     offenders = []
     for app in ("rules", "evaluation"):

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.test import override_settings
 
 from rules.clustering import (
     cluster_vectors,
@@ -21,6 +22,7 @@ from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, Teacher
 from rules.teacher import TeacherConfig
 from tests.support.examples import make_examples, make_micro_rule
 from tests.support.fake_teacher import FakeTeacher
+from tests.support.local_teacher import local_endpoint_settings
 
 SECRECY = [
     "the clause forbids disclosing confidential information to any third party",
@@ -152,8 +154,9 @@ def test_cluster_rules_merges_clusters_with_the_real_local_teacher(task: Task, l
     examples = make_examples(task, len(conditions))
     for example, condition in zip(examples, conditions, strict=True):
         make_micro_rule(example, condition, model="gemma-3-270m-q4_k_m")
-    call_command("cluster_rules", "--task", task.name, "--base-url", local_teacher.base_url, "--concurrency", "1",
-                 "--embedding", "tfidf-svd")
+    with override_settings(**local_endpoint_settings(local_teacher)):
+        call_command("cluster_rules", "--task", task.name, "--endpoint", "local", "--concurrency", "1",
+                     "--embedding", "tfidf-svd")
     run = ClusteringRun.objects.get()
     clustered = [m for m in MicroRule.objects.all() if m.cluster is not None and m.cluster >= 0]
     assert len(clustered) == 3 and run.params["complete"]

@@ -17,7 +17,8 @@ from rules.extraction import (
 from rules.models import MicroRule, Task, TeacherCall
 from rules.teacher import TeacherConfig, TeacherError
 from tests.support.examples import make_examples
-from tests.support.fake_teacher import FakeTeacher
+from tests.support.fake_teacher import FakeTeacher, fake_endpoints
+from tests.support.local_teacher import local_endpoint_settings
 
 
 def _config(fake: FakeTeacher, **overrides: object) -> TeacherConfig:
@@ -100,14 +101,11 @@ def test_a_run_cut_short_by_a_dying_server_resumes_where_it_stopped(task: Task) 
 def test_the_job_reports_progress_and_fails_resumably(task: Task) -> None:
     make_examples(task, 3)
     with FakeTeacher(default="500") as fake:
-        job = job_create(kind="rules.jobs.extract", title="x",
-                         params={"task": task.name, "base_url": fake.base_url, "model": "fake-teacher"})
-        with override_settings(PLD_TEACHER_MAX_RETRIES=0):
+        job = job_create(kind="rules.jobs.extract", title="x", params={"task": task.name, "endpoint": "fake"})
+        with override_settings(PLD_TEACHER_MAX_RETRIES=0, **fake_endpoints(("fake", fake))):
             job = job_execute(job.pk)
     assert job.state == Job.State.FAILED and "TeacherError" in job.error
-    with FakeTeacher() as fake:
-        job.params = {**job.params, "base_url": fake.base_url}
-        job.save()
+    with FakeTeacher(port=fake.port) as revived, override_settings(**fake_endpoints(("fake", revived))):
         job = job_execute(job.pk)
     assert job.state == Job.State.SUCCEEDED
     assert job.done == job.total == 3
@@ -122,16 +120,18 @@ def test_the_command_refuses_an_unknown_task(db: None) -> None:
 @pytest.mark.slow
 def test_extract_rules_runs_against_the_real_local_teacher_and_a_rerun_costs_nothing(task: Task, local_teacher) -> None:
     make_examples(task, 3)
-    args = ["--task", task.name, "--limit", "2", "--base-url", local_teacher.base_url, "--concurrency", "1"]
-    call_command("extract_rules", *args)
+    args = ["--task", task.name, "--limit", "2", "--endpoint", "local", "--concurrency", "1"]
+    with override_settings(**local_endpoint_settings(local_teacher)):
+        call_command("extract_rules", *args)
     micro = list(MicroRule.objects.all())
     # The 270M model sometimes copies the prompt's worked examples; such replies are refused, not stored.
     assert 1 <= len(micro) <= 2
     assert all(m.condition.strip() and m.rationale.strip() for m in micro)
-    assert {m.teacher_model for m in micro} == {"gemma-3-270m-q4_k_m"}
+    assert {(m.teacher_model, m.teacher_endpoint_name) for m in micro} == {("gemma-3-270m-q4_k_m", "local")}
     calls = TeacherCall.objects.count()
     assert calls == 2
-    call_command("extract_rules", *args)
+    with override_settings(**local_endpoint_settings(local_teacher)):
+        call_command("extract_rules", *args)
     assert TeacherCall.objects.count() == calls
 
 

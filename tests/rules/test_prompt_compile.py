@@ -12,7 +12,14 @@ from django.db import DatabaseError, connection, transaction
 from rules.compiler import TEMPLATE_VERSION, prompt_version_compile
 from rules.models import PromptVersion, PromptVersionRule, Rule
 from rules.prompt_diff import prompt_version_diff
-from rules.services import rule_approve, rule_edit, rule_reject, ruleset_reorder
+from rules.services import (
+    rule_approve,
+    rule_edit,
+    rule_reject,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
+    ruleset_rules,
+)
 from tests.support.prompt_versions import RULES, approve, approve_all, compiled
 
 
@@ -91,8 +98,11 @@ def test_a_new_revision_or_a_new_order_makes_a_new_version(task, admin_user, rev
     rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version)
     second = compiled(task, admin_user)
     assert (second.number, second.rule_set_hash != first.rule_set_hash) == (2, True)
-    rules[1].refresh_from_db()
-    ruleset_reorder(rule=rules[1], user=reviewer, direction="down", lock_version=rules[1].lock_version)
+    order = [r.pk for r in ruleset_rules(task)]
+    order.append(order.pop(order.index(rules[1].pk)))
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="Narrow rules first")
+    assert compiled(task, admin_user).pk == second.pk  # a proposal alone changes nothing that compiles
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
     third = compiled(task, admin_user)
     assert third.number == 3
     assert first.text != second.text != third.text

@@ -6,7 +6,7 @@ import pytest
 
 from rules.demo import seed_users_and_tasks
 from rules.demo_review import seed_review_decisions
-from rules.models import Decision, Rule
+from rules.models import Decision, Rule, RuleSetReorderProposal
 from rules.services import ruleset_rules
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,13 @@ def test_the_demo_shows_every_review_state_and_a_second_run_changes_nothing() ->
     assert len(approved) == 10
     assert all(r.origin == "manual" and r.proposed_by.username == "rita" for r in approved)
     assert set(Decision.objects.filter(action="approve").values_list("reviewer__username", flat=True)) == {"ravi"}
-    assert Decision.objects.filter(action="reorder", reviewer__username="rita").exists()
+    proposal = RuleSetReorderProposal.objects.get(task__name="nda-demo")
+    assert (proposal.proposed_by.username, proposal.status) == ("rita", "approved")
+    assert proposal.decided_by.username == "ravi"
+    assert Decision.objects.filter(action="reorder", reviewer__username="ravi").exists()
+    assert [r.pk for r in approved] == proposal.order
     assert all(r.support >= 2 for r in approved)
 
-    history_rows = Rule.history.count() + Decision.history.count()
+    history_rows = Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count()
     seed_review_decisions(out)
-    assert Rule.history.count() + Decision.history.count() == history_rows
+    assert Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count() == history_rows

@@ -278,8 +278,8 @@ def test_a_forged_post_from_an_auditor_gets_403(client, task, auditor, path) -> 
     client.force_login(auditor)
     data = {"lock_version": 1, "reason": "forged", "text": "x", "label": "Entailment"}
     assert client.post(f"/rules/{rule.pk}/{path}/", data).status_code == 403
-    assert client.post(f"/tasks/{task.name}/ruleset/reorder/", {"rule": rule.pk, "direction": "up",
-                                                                  "lock_version": 1}).status_code == 403
+    assert client.post(f"/tasks/{task.name}/ruleset/reorder/", {f"number_{rule.pk}": 1,
+                                                                  "reason": "forged"}).status_code == 403
     assert client.post("/rules/new/", {"task": task.name, "text": "x", "label": "Entailment"}).status_code == 403
     rule.refresh_from_db()
     assert rule.status == Rule.Status.PENDING and not Decision.objects.exists()
@@ -314,13 +314,14 @@ def test_the_rule_set_lists_approved_rules_in_order_and_reorders_them(client, ta
     body = client.get(f"/tasks/{task.name}/ruleset/").content.decode()
     assert body.index("If first") < body.index("If second") and "If rejected" not in body
     assert "Check first" in body
-    second.refresh_from_db()
     response = client.post(f"/tasks/{task.name}/ruleset/reorder/",
-                           {"rule": second.pk, "direction": "up", "lock_version": second.lock_version})
+                           {f"number_{first.pk}": 1, f"number_{second.pk}": 1, "reason": "Survival first"})
     assert response.status_code == 302
     body = client.get(f"/tasks/{task.name}/ruleset/").content.decode()
-    assert body.index("If second") < body.index("If first")
-    assert Decision.objects.filter(action="reorder", rule=second, reviewer=reviewer).exists()
+    assert "Order proposals waiting for review" in body and "Survival first" in body
+    listed = body[body.index('id="ruleset-reorder-form"'):]
+    assert listed.index("If first") < listed.index("If second")  # nothing moves before a second reviewer agrees
+    assert not Decision.objects.filter(action="reorder").exists()
 
 
 def test_writing_a_rule_by_hand(client, task, reviewer) -> None:

@@ -107,7 +107,10 @@ def test_approvals_given_before_a_rejection_no_longer_count(
     rule.refresh_from_db()
     rule_reject(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Misses a case")
     rule.refresh_from_db()
-    # ravi changes his mind: one approval after the rejection is not two.
-    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version)
+    # The reviewer who rejected it does not count towards overturning it (he may undo instead).
+    with pytest.raises(ValidationError, match="You rejected this rule"):
+        rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version)
+    # rita approved before the rejection; that approval no longer counts, so hers now is one of two.
+    rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version)
     rule.refresh_from_db()
     assert rule.status == Rule.Status.REJECTED

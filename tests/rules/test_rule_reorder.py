@@ -1,10 +1,20 @@
+"""Reordering the rule set is a proposal that another reviewer approves before the order changes or compiles."""
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from rules.models import Decision
-from rules.services import rule_approve, ruleset_reorder, ruleset_rules
+from rules.models import Decision, RuleSetReorderApproval, RuleSetReorderProposal
+from rules.services import (
+    rule_approve,
+    rule_reject,
+    ruleset_order_from_numbers,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
+    ruleset_reorder_reject,
+    ruleset_rules,
+)
 from tests.rules.reviewkit import teacher_rule
 
 pytestmark = pytest.mark.django_db
@@ -20,31 +30,108 @@ def _approved(task, user, n: int) -> list:
     return rules
 
 
-def test_it_moves_a_rule_up_as_a_recorded_decision(task, reviewer) -> None:
+def _order(task) -> list[int]:
+    return [r.pk for r in ruleset_rules(task)]
+
+
+def test_a_proposal_changes_nothing_until_another_reviewer_approves_it(task, reviewer, second_reviewer) -> None:
     a, b, c = _approved(task, reviewer, 3)
-    decision = ruleset_reorder(rule=c, user=reviewer, direction="up", lock_version=c.lock_version)
-    assert [r.pk for r in ruleset_rules(task)] == [a.pk, c.pk, b.pk]
-    assert (decision.action, decision.rule, decision.reviewer) == ("reorder", c, reviewer)
-    assert f"before rule {b.pk}" in decision.reason
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[a.pk, c.pk, b.pk], reason="Narrow first")
+    assert _order(task) == [a.pk, b.pk, c.pk]
+    assert not Decision.objects.filter(action="reorder").exists()
+
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed")
+    proposal.refresh_from_db()
+    assert _order(task) == [a.pk, c.pk, b.pk]
+    assert (proposal.status, proposal.decided_by, proposal.decision_reason) == ("approved", second_reviewer, "Agreed")
+    moved = Decision.objects.filter(action="reorder").order_by("rule_id")
+    assert [(d.rule_id, d.reviewer) for d in moved] == [(b.pk, second_reviewer), (c.pk, second_reviewer)]
+    assert f"Order proposal {proposal.pk} by rita: Narrow first" in moved[0].reason
     positions = [h.position for h in c.history.order_by("history_date")]
     assert positions[-2:] == [3, 2]
 
 
-def test_it_refuses_to_move_past_the_ends(task, reviewer) -> None:
-    a, _ = _approved(task, reviewer, 2)
-    with pytest.raises(ValidationError, match="top"):
-        ruleset_reorder(rule=a, user=reviewer, direction="up", lock_version=a.lock_version)
-    assert not Decision.objects.filter(action="reorder").exists()
-
-
-def test_it_refuses_a_stale_reorder(task, reviewer) -> None:
+def test_the_proposer_cannot_approve_their_own_order(task, reviewer) -> None:
     a, b = _approved(task, reviewer, 2)
-    ruleset_reorder(rule=b, user=reviewer, direction="up", lock_version=b.lock_version)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="Narrow first")
+    with pytest.raises(ValidationError, match="You proposed this order, so another reviewer must approve it"):
+        ruleset_reorder_approve(proposal=proposal, user=reviewer)
+    proposal.refresh_from_db()
+    assert proposal.status == "pending" and not proposal.approvals.exists()
+    assert _order(task) == [a.pk, b.pk]
+
+
+def test_the_database_refuses_an_approval_by_the_proposer(task, reviewer) -> None:
+    a, b = _approved(task, reviewer, 2)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="Narrow first")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rules_rulesetreorderapproval (proposal_id, reviewer_id, reason, created_at) "
+            "VALUES (%s, %s, '', CURRENT_TIMESTAMP)", [proposal.pk, reviewer.pk],
+        )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RuleSetReorderProposal.objects.filter(pk=proposal.pk).update(status="approved", decided_by=reviewer)
+    assert not RuleSetReorderApproval.objects.exists()
+
+
+def test_required_approvals_applies_to_orders(task, reviewer, second_reviewer, third_reviewer, settings) -> None:
+    third = third_reviewer
+    a, b = _approved(task, second_reviewer, 2)
+    settings.PLD_REQUIRED_APPROVALS = 2
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="Narrow first")
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
+    proposal.refresh_from_db()
+    assert proposal.status == "pending" and _order(task) == [a.pk, b.pk]
+    with pytest.raises(ValidationError, match="already approved this proposal"):
+        ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
+    ruleset_reorder_approve(proposal=proposal, user=third)
+    proposal.refresh_from_db()
+    assert proposal.status == "approved" and _order(task) == [b.pk, a.pk]
+
+
+def test_a_proposal_made_stale_by_a_change_of_the_rule_set_is_refused(task, reviewer, second_reviewer) -> None:
+    a, b, c = _approved(task, second_reviewer, 3)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[c.pk, a.pk, b.pk], reason="c first")
+    rule_reject(rule=a, user=second_reviewer, lock_version=a.lock_version, reason="Too broad")
+    with pytest.raises(ValidationError, match="changed since this order was proposed"):
+        ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
+    assert _order(task) == [b.pk, c.pk]
+
+
+def test_a_rejected_proposal_leaves_the_order_and_cannot_be_approved(task, reviewer, second_reviewer) -> None:
+    a, b = _approved(task, second_reviewer, 2)
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="Narrow first")
+    with pytest.raises(ValidationError, match="Say why"):
+        ruleset_reorder_reject(proposal=proposal, user=second_reviewer, reason=" ")
+    ruleset_reorder_reject(proposal=proposal, user=second_reviewer, reason="The general rule is meant to win")
+    with pytest.raises(ValidationError, match="already rejected"):
+        ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
+    assert _order(task) == [a.pk, b.pk]
+
+
+def test_a_proposal_must_list_every_rule_once_and_change_something(task, reviewer) -> None:
+    a, b = _approved(task, reviewer, 2)
+    for order in ([a.pk], [a.pk, a.pk], [a.pk, b.pk, 999]):
+        with pytest.raises(ValidationError, match="every rule of the rule set exactly once"):
+            ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="x")
+    with pytest.raises(ValidationError, match="Nothing changed"):
+        ruleset_reorder_propose(task=task, user=reviewer, order=[a.pk, b.pk], reason="x")
     with pytest.raises(ValidationError):
-        ruleset_reorder(rule=a, user=reviewer, direction="up", lock_version=a.lock_version)
+        ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="")
+    assert not RuleSetReorderProposal.objects.exists()
 
 
-def test_auditors_cannot_reorder(task, reviewer, auditor) -> None:
-    _, b = _approved(task, reviewer, 2)
+def test_typed_numbers_move_a_rule_and_shift_the_others(task, reviewer) -> None:
+    a, b, c, d = _approved(task, reviewer, 4)
+    assert ruleset_order_from_numbers(task, {d.pk: 2}) == [a.pk, d.pk, b.pk, c.pk]
+    assert ruleset_order_from_numbers(task, {a.pk: 4, b.pk: 2}) == [b.pk, c.pk, d.pk, a.pk]
+    assert ruleset_order_from_numbers(task, {a.pk: 2, b.pk: 1}) == [b.pk, a.pk, c.pk, d.pk]
+
+
+def test_auditors_cannot_propose_or_approve_orders(task, reviewer, auditor) -> None:
+    a, b = _approved(task, reviewer, 2)
     with pytest.raises(PermissionDenied):
-        ruleset_reorder(rule=b, user=auditor, direction="up", lock_version=b.lock_version)
+        ruleset_reorder_propose(task=task, user=auditor, order=[b.pk, a.pk], reason="x")
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[b.pk, a.pk], reason="x")
+    with pytest.raises(PermissionDenied):
+        ruleset_reorder_approve(proposal=proposal, user=auditor)

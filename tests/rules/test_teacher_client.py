@@ -129,11 +129,11 @@ def test_ask_all_tallies_refusals_and_calls_and_stops_at_the_budget_without_rais
         tally = TeacherTally()
         answers = list(Teacher(_config(fake, max_requests=3, concurrency=1)).ask_all(
             [_request(n) for n in range(5)], tally=tally))
-    assert [answer.request.key for answer in answers] == [0, 1, 2]
-    assert isinstance(answers[1], TeacherError) and answers[2].data["label"] in {"A", "B"}
-    assert (tally.n_failed, tally.new_calls, tally.cached_calls) == (1, 3, 0)
-    assert "budget of 3 teacher requests" in tally.stopped
-    with FakeTeacher() as fake:
+        assert [answer.request.key for answer in answers] == [0, 1, 2]
+        assert isinstance(answers[1], TeacherError) and answers[2].data["label"] in {"A", "B"}
+        assert (tally.n_failed, tally.new_calls, tally.cached_calls) == (1, 3, 0)
+        assert "budget of 3 teacher requests" in tally.stopped
+        fake.requests.clear()
         again = TeacherTally()
         list(Teacher(_config(fake)).ask_all([_request(n) for n in range(3)], tally=again))
         assert not fake.requests
@@ -174,7 +174,7 @@ def test_a_run_interrupted_by_a_dying_server_resumes_without_losing_answers(db: 
         fake.stop()
     assert not caught.value.permanent
     assert TeacherCall.objects.count() == 3
-    with FakeTeacher() as revived:
+    with FakeTeacher(port=fake.port) as revived:
         teacher = Teacher(_config(revived))
         answers = list(teacher.ask_many([_request(n) for n in range(6)]))
         assert len(revived.requests) == 3

@@ -40,11 +40,11 @@ def test_the_teacher_page_shows_forms_only_to_admins(task: Task, admin_user: Use
 
 def test_an_admin_starts_an_extraction_job(task: Task, admin_user: User, django_capture_on_commit_callbacks) -> None:
     with django_capture_on_commit_callbacks(execute=False):
-        response = _client(admin_user).post("/tasks/nda-demo/teacher/extract/", {"limit": "5", "model": "m"})
+        response = _client(admin_user).post("/tasks/nda-demo/teacher/extract/", {"limit": "5", "endpoint": "local"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert job.kind == "rules.jobs.extract"
-    assert job.params == {"task": "nda-demo", "split": "train", "limit": 5, "model": "m"}
+    assert job.params == {"task": "nda-demo", "split": "train", "limit": 5, "endpoint": "local"}
     assert job.created_by == admin_user
 
 

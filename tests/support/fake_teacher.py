@@ -47,6 +47,7 @@ class FakeTeacher:
         die_after: int | None = None,
         embeddings: bool = False,
         overrides: dict[str, Any] | None = None,
+        port: int = 0,
     ) -> None:
         self.plan = list(plan)
         self.default = default
@@ -56,7 +57,10 @@ class FakeTeacher:
         self.embeddings = embeddings
         # Fields forced into every valid reply (e.g. a refine patch of kind "edit").
         self.overrides = overrides or {}
+        self.port = port
         self.requests: list[dict[str, Any]] = []
+        # The Authorization header of every chat request, or None: which key reached this server.
+        self.authorizations: list[str | None] = []
         self.served_ok = 0
         self._lock = threading.Lock()
         self._serving = ExitStack()
@@ -69,7 +73,8 @@ class FakeTeacher:
         return server_url(self._server, "/v1")
 
     def start(self) -> FakeTeacher:
-        self._server = self._serving.enter_context(serve_in_thread(self._handler_class()))
+        self._server = self._serving.enter_context(serve_in_thread(self._handler_class(), port=self.port))
+        self.port = int(self._server.server_address[1])
         self.alive = True
         return self
 
@@ -134,6 +139,7 @@ class FakeTeacher:
                     return
                 with fake._lock:
                     fake.requests.append(body)
+                    fake.authorizations.append(self.headers.get("Authorization"))
                 behaviour = fake._next_behaviour()
                 if behaviour == "die":
                     self.close_connection = True
@@ -191,3 +197,13 @@ def _completion(model: str, content: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
     }
+
+
+def fake_endpoints(*fakes: tuple[str, FakeTeacher], api_key_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return the settings that configure named teacher endpoints served by fake teachers (first = default)."""
+    keys = api_key_env or {}
+    endpoints = {
+        name: {"base_url": fake.base_url, "model": "fake-teacher", "api_key_env": keys.get(name, "")}
+        for name, fake in fakes
+    }
+    return {"PLD_TEACHER_ENDPOINTS": endpoints, "PLD_TEACHER_DEFAULT_ENDPOINT": fakes[0][0]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,3 +17,10 @@ def local_teacher() -> Iterator[LocalTeacher]:
         yield server
     finally:
         server.stop()
+
+
+def local_endpoint_settings(server: LocalTeacher) -> dict[str, Any]:
+    """Return the settings of the default endpoint "local" (the app's local teacher) on the session's server port."""
+    endpoints = {"local": {"base_url": "", "model": "gemma-3-270m-q4_k_m", "api_key_env": ""}}
+    return {"PLD_TEACHER_ENDPOINTS": endpoints, "PLD_TEACHER_DEFAULT_ENDPOINT": "local",
+            "PLD_LOCAL_TEACHER_PORT": server.port}

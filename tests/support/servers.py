@@ -8,9 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serve_in_thread(handler_class: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
-    """Serve the handler on a free 127.0.0.1 port from a daemon thread; stop and close it when the block ends."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+def serve_in_thread(
+    handler_class: type[BaseHTTPRequestHandler], *, port: int = 0
+) -> Iterator[ThreadingHTTPServer]:
+    """Serve the handler on 127.0.0.1 (a free port unless given) from a daemon thread; stop and close it after."""
+    # A given port restarts a server where it was, as an operator restarts an endpoint at its address
+    # (HTTPServer sets SO_REUSEADDR, so the old socket's TIME_WAIT does not block it).
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler_class)
     # A request still hanging on purpose (a test's slow server) must not keep the test process alive.
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -8,12 +8,16 @@ from django.core.management.base import BaseCommand, CommandError
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
 from rules.models import Task
+from rules.teacher import TEACHER_RUN_PARAMS, default_teacher_endpoint, teacher_endpoints
 
 
 def add_teacher_arguments(parser: Any) -> None:
-    """Add the per-run teacher overrides shared by extract_rules and cluster_rules."""
-    parser.add_argument("--base-url", help="OpenAI-compatible endpoint (default PLD_TEACHER_BASE_URL, else local)")
-    parser.add_argument("--model", help="Teacher model name (default PLD_TEACHER_MODEL)")
+    """Add the teacher choice and run settings shared by extract_rules, cluster_rules and refine_rules."""
+    names = ", ".join(teacher_endpoints())
+    parser.add_argument(
+        "--endpoint", choices=list(teacher_endpoints()),
+        help=f"Teacher endpoint by name, from PLD_TEACHER_ENDPOINTS ({names}; default {default_teacher_endpoint()})",
+    )
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--max-requests", type=int, help="This run's request budget")
     parser.add_argument("--max-tokens", type=int, help="This run's token budget")
@@ -21,8 +25,8 @@ def add_teacher_arguments(parser: Any) -> None:
 
 
 def teacher_params(options: dict[str, Any]) -> dict[str, Any]:
-    """Return the teacher overrides given on the command line, ready for a job's params."""
-    names = ("base_url", "model", "temperature", "max_requests", "max_tokens", "concurrency")
+    """Return the teacher choice and run settings given on the command line, ready for a job's params."""
+    names = ("endpoint", *TEACHER_RUN_PARAMS)
     return {name: options[name] for name in names if options.get(name) is not None}
 
 
