@@ -138,6 +138,8 @@ class GateResult:
     production_run: EvaluationRun | None = None
     zero_shot_run: EvaluationRun | None = None
     zero_shot_in_progress: EvaluationRun | None = None
+    # The candidate has predictions but no zero-shot run covers its examples (the page offers to start one).
+    zero_shot_missing: bool = False
     conditions: list[GateCondition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
@@ -157,7 +159,7 @@ class GateResult:
     @property
     def needs_zero_shot(self) -> bool:
         """Say whether the page should offer to start the zero-shot run on the candidate's examples."""
-        return self.candidate_run is not None and self.zero_shot_run is None and self.zero_shot_in_progress is None
+        return self.zero_shot_missing and self.zero_shot_in_progress is None
 
     @property
     def candidate_macro_f1(self) -> float | None:
@@ -226,6 +228,7 @@ def _baselines_condition(result: GateResult) -> GateCondition:
         )
     result.zero_shot_run = zero_shot_baseline(run=run)
     if result.zero_shot_run is None:
+        result.zero_shot_missing = True
         result.zero_shot_in_progress = zero_shot_baseline_in_progress(run=run)
         waiting = (
             f" Zero-shot run #{result.zero_shot_in_progress.pk} is under way; reload when it has finished."
