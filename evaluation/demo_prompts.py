@@ -1,4 +1,10 @@
-"""Demo steps: compile nda-demo's approved rules; after the evaluations, promote the version and issue a token."""
+"""Demo steps: compile nda-demo's approved rules once; after the evaluations, put that version in production
+once (through the gate, or by a recorded two-Admin override that says why) and issue a token.
+
+The demo tells its story once. On a later run these steps add nothing: they never compile a rule
+set reviewers have changed since, never evaluate or promote a version the demo did not make, and
+never promote past a production version or a promotion history that already exists.
+"""
 from __future__ import annotations
 
 import os
@@ -7,8 +13,13 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from evaluation.models import ApiToken
-from evaluation.promotion import prompt_version_promote
+from evaluation.models import ApiToken, Promotion, PromotionOverride
+from evaluation.promotion import (
+    promotion_gate,
+    promotion_override_confirm,
+    promotion_override_request,
+    prompt_version_promote,
+)
 from evaluation.tokens import api_token_create
 from rules.compiler import prompt_version_compile
 from rules.models import PromptVersion, Task
@@ -16,8 +27,16 @@ from rules.services import ruleset_rules
 
 DEMO_TASK = "nda-demo"
 DEMO_ADMIN = "adam"
+# The second Admin, who confirms the demo's override of the gate (four eyes).
+DEMO_SECOND_ADMIN = "alex"
 DEMO_TOKEN_NAME = "demo"
+DEMO_VERSION = 1
 PROMOTION_REASON = "Demo: the first reviewed rule set, evaluated on the test split, goes to production."
+OVERRIDE_JUSTIFICATION = (
+    "Demo model at chance: the bundled 270M student does not beat the baselines or follow its rules better "
+    "than chance, so this gate fails honestly. The demo needs a production version to show the API and the "
+    "report; no real decisions are made with it."
+)
 
 
 def _task_and_admin(stdout: TextIO) -> tuple[Task, User] | None:
@@ -30,43 +49,81 @@ def _task_and_admin(stdout: TextIO) -> tuple[Task, User] | None:
     return task, admin
 
 
+def demo_version(task: Task) -> PromptVersion | None:
+    """Return the version the demo compiled (the task's first), which is the only one its steps act on."""
+    return PromptVersion.objects.filter(task=task, number=DEMO_VERSION).first()
+
+
 def seed_prompt_versions(stdout: TextIO) -> None:
-    """Compile nda-demo's approved rule set as adam (an unchanged set keeps its version)."""
+    """Compile nda-demo's approved rule set as adam once; later runs leave the versions to people."""
     found = _task_and_admin(stdout)
     if found is None:
         return
     task, admin = found
+    existing = demo_version(task)
+    if existing is not None:
+        stdout.write(
+            f"  {existing} is the demo's version and is already compiled; the demo compiles nothing else "
+            "(compile later rule sets on the prompt versions page)\n"
+        )
+        return
     if not ruleset_rules(task):
         stdout.write(f"  skipped: {DEMO_TASK} has no approved rules to compile\n")
         return
-    version, created = prompt_version_compile(task=task, user=admin, reason="Demo compilation")
-    state = "compiled" if created else "unchanged rule set, kept"
+    version, _created = prompt_version_compile(task=task, user=admin, reason="Demo compilation")
     stdout.write(
-        f"  {state} {version}: {version.entries.count()} rules, {version.token_count} tokens, "
+        f"  compiled {version}: {version.entries.count()} rules, {version.token_count} tokens, "
         f"sha256 {version.sha256[:12]}…\n"
     )
 
 
+def _promote_demo_version(stdout: TextIO, version: PromptVersion, admin: User) -> None:
+    gate = promotion_gate(prompt_version=version)
+    if gate.passed:
+        promotion = prompt_version_promote(prompt_version=version, user=admin, reason=PROMOTION_REASON)
+        stdout.write(f"  the gate passes: promoted {version} to production (test macro-F1 "
+                     f"{promotion.gate.get('candidate_macro_f1'):.3f})\n")
+        return
+    stdout.write(f"  the gate fails for {version}:\n")
+    for problem in gate.problems:
+        stdout.write(f"    - {problem}\n")
+    second = User.objects.filter(username=DEMO_SECOND_ADMIN).first()
+    if second is None:
+        stdout.write(f"  not promoted: the second Admin {DEMO_SECOND_ADMIN} is missing to confirm an override\n")
+        return
+    override = PromotionOverride.objects.filter(
+        prompt_version=version, status=PromotionOverride.Status.PENDING
+    ).first() or promotion_override_request(
+        prompt_version=version, user=admin, reason=PROMOTION_REASON, justification=OVERRIDE_JUSTIFICATION
+    )
+    promotion = promotion_override_confirm(override=override, user=second)
+    stdout.write(
+        f"  {version} went to production by a recorded override: requested by {override.requested_by}, "
+        f"confirmed by {promotion.promoted_by} (“{OVERRIDE_JUSTIFICATION[:40]}…”)\n"
+    )
+
+
 def seed_promotion(stdout: TextIO) -> None:
-    """Promote nda-demo's newest version to production as adam, and give adam a demo API token once."""
+    """Put the demo's version into production once (gate or two-Admin override); give adam a demo token once."""
     found = _task_and_admin(stdout)
     if found is None:
         return
     task, admin = found
-    version = task.prompt_versions.order_by("-number").first()  # type: ignore[attr-defined]
+    version = demo_version(task)
+    production = PromptVersion.objects.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
     if version is None:
         stdout.write(f"  skipped: {DEMO_TASK} has no prompt version\n")
-    elif version.status == PromptVersion.Status.PRODUCTION:
-        stdout.write(f"  {version} is already in production\n")
+    elif production is not None:
+        stdout.write(f"  {production} is already in production; the demo promotes nothing\n")
+    elif Promotion.objects.filter(task=task).exists():
+        stdout.write(f"  {DEMO_TASK} already has a promotion history; the demo promotes nothing\n")
+    elif not version.evaluation_runs.exists():  # type: ignore[attr-defined]
+        stdout.write(f"  {version} was not promoted: it has no evaluation yet (run the evaluations step)\n")
     else:
         try:
-            promotion = prompt_version_promote(prompt_version=version, user=admin, reason=PROMOTION_REASON)
+            _promote_demo_version(stdout, version, admin)
         except ValidationError as exc:
             stdout.write(f"  {version} was not promoted: {' '.join(exc.messages)}\n")
-        else:
-            f1 = promotion.gate.get("candidate_macro_f1")
-            stdout.write(f"  promoted {version} to production (test macro-F1 {f1:.3f})\n" if f1 is not None
-                         else f"  promoted {version} to production\n")
     if ApiToken.objects.filter(user=admin, name=DEMO_TOKEN_NAME, revoked_at__isnull=True).exists():
         stdout.write(f"  {DEMO_ADMIN} already has an API token named {DEMO_TOKEN_NAME!r} (its value was shown "
                      "when it was created; make another on /api-tokens/)\n")

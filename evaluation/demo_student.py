@@ -8,6 +8,7 @@ from typing import Any, TextIO
 from django.conf import settings
 from django.contrib.auth.models import User
 
+from evaluation.demo_prompts import demo_version
 from evaluation.models import EvaluationRun
 from evaluation.runs import JOB_KIND, build_rules_text, evaluation_run_create, evaluation_run_execute
 from pldreview.jobs import job_create, job_execute
@@ -61,14 +62,15 @@ def _report(stdout: TextIO, run: EvaluationRun) -> None:
 
 
 def seed_evaluations(stdout: TextIO) -> None:
-    """Evaluate the student zero-shot and with rules on the fixture tasks; finished runs are reused."""
+    """Evaluate the student zero-shot and with the demo's version on the fixture tasks; finished runs are reused."""
     user = User.objects.filter(username="adam").first()
     nda = Task.objects.filter(name="nda-demo").first()
     if nda is None:
         stdout.write("  nda-demo is not imported; skipping the evaluations.\n")
         return
     _report(stdout, _ensure_run(task=nda, mode=EvaluationRun.Mode.ZERO_SHOT, user=user))
-    version = nda.prompt_versions.order_by("-number").first()
+    # Only the version the demo compiled: versions people compile later are theirs to evaluate.
+    version = demo_version(nda)
     if version is None:
         stdout.write("  nda-demo has no prompt version yet; skipping its pld evaluation.\n")
     else:

@@ -99,6 +99,65 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_one_per_example")]
 
 
+class PromotionOverride(models.Model):
+    """One Admin's request to promote a version whose gate fails, and a second Admin's confirmation.
+
+    The request carries the written justification and the gate's failing figures as the requester
+    saw them. A different Admin confirms it; only then is the version promoted (the ``Promotion``
+    points back here). The database refuses a confirmation by the requester and any change after a
+    request is settled. A later electronic signature can point at this row for either step.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a second Admin"
+        CONFIRMED = "confirmed", "Confirmed"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="promotion_overrides")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="promotion_overrides")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(help_text="Why this version should serve production")
+    justification = models.TextField(help_text="Why promoting against the failing gate is right")
+    gate = models.JSONField(default=dict, blank=True, help_text="The gate's failing evidence when requested")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(justification=""), name="promotion_override_has_justification"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(confirmed_by__isnull=True) | ~models.Q(confirmed_by=models.F("requested_by")),
+                name="promotion_override_second_admin",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status="confirmed", confirmed_by__isnull=False, confirmed_at__isnull=False)
+                    | (~models.Q(status="confirmed") & models.Q(confirmed_by__isnull=True))
+                ),
+                name="promotion_override_confirmed_by_someone",
+            ),
+            models.UniqueConstraint(
+                fields=["prompt_version"], condition=models.Q(status="pending"),
+                name="promotion_override_one_pending_per_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Override request {self.pk} for {self.prompt_version}"
+
+
 class Promotion(models.Model):
     """An Admin putting a prompt version into production (or rolling back to an earlier one)."""
 
@@ -111,6 +170,13 @@ class Promotion(models.Model):
     is_rollback = models.BooleanField(default=False)
     reason = models.TextField()
     override_justification = models.TextField(blank=True, help_text="Why the gate was overridden, if it was")
+    # A failing gate is overridden by two Admins: the one who asked (here) and the one who promoted.
+    override = models.OneToOneField(
+        PromotionOverride, null=True, blank=True, on_delete=models.PROTECT, related_name="promotion"
+    )
+    override_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     gate = models.JSONField(default=dict, blank=True, help_text="The gate's evidence at promotion time")
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     created_at = models.DateTimeField(default=timezone.now)
@@ -119,6 +185,24 @@ class Promotion(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("promote_prompt", "Can promote a prompt version to production")]
+        constraints = [
+            # An override names its request and two different Admins; a promotion without one names neither.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(override_justification="", override__isnull=True, override_requested_by__isnull=True)
+                    | (
+                        ~models.Q(override_justification="")
+                        & models.Q(override__isnull=False, override_requested_by__isnull=False)
+                        & ~models.Q(override_requested_by=models.F("promoted_by"))
+                    )
+                ),
+                name="promotion_override_by_two_admins",
+            ),
+        ]
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self.override_justification)
 
 
 class ApiToken(models.Model):

@@ -1,13 +1,23 @@
 """The promotion gate and the services that put a prompt version into production (or roll back).
 
-A version may be promoted when it has a finished evaluation on its task's test split with the
-current student model, and its macro-F1 is not below the production version's (evaluated the same
-way) minus ``PLD_PROMOTION_MARGIN``. An Admin may override a failed gate only with a written
-justification. Every promotion is a ``Promotion`` row, never changed or deleted.
+A version passes the gate only when, on the test split with the current student model:
+
+(a) its macro-F1 beats the better of the majority-class baseline and the same model's zero-shot run
+    on the same examples: the 95% interval of the paired bootstrap difference lies above zero;
+(b) its rule adherence is above chance: the 95% Wilson interval of the adherence lies above 1/labels;
+(c) its macro-F1 is not below the production version's (evaluated the same way) minus
+    ``PLD_PROMOTION_MARGIN``.
+
+Missing evidence (no evaluation, no zero-shot run on the same examples, no adherence check) fails
+its condition; it is never taken as passed. A failing gate is overridden only by two Admins: one
+requests the override with a written justification (``promotion_override_request``), a different
+one confirms it (``promotion_override_confirm``). Every promotion is a ``Promotion`` row, never
+changed or deleted.
 """
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,15 +25,23 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from evaluation.models import EvaluationRun, Prediction, Promotion
+from evaluation.metrics import N_BOOTSTRAP, macro_f1, paired_bootstrap_margin, proportion_ci
+from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
 from evaluation.student import StudentModelError, check_model_file
 from rules.audit import audited_save
-from rules.models import PromptVersion, Split, Task
+from rules.models import Example, PromptVersion, Split, Task
 from rules.tokens import student_model_path
 
 _MODEL_SHA: dict[tuple[str, int, int], str] = {}
 _MODEL_SHA_LOCK = threading.Lock()
+# The paired bootstrap's seed: fixed, so the same runs always give the same verdict.
+GATE_SEED = 0
+TWO_ADMINS = (
+    "A failing gate is overridden by two Admins: one requests the override with a written justification, "
+    "a different Admin confirms it."
+)
 
 
 def current_model_sha256() -> str:
@@ -51,6 +69,63 @@ def gate_run(*, prompt_version: PromptVersion, model_sha256: str) -> EvaluationR
     return next((run for run in runs if run.macro_f1 is not None), None)
 
 
+def _predicted(run: EvaluationRun) -> dict[int, str]:
+    return dict(Prediction.objects.filter(run=run).values_list("example_id", "label"))
+
+
+def _same_examples_zero_shot(run: EvaluationRun, statuses: list[str]) -> Any:
+    # Same split, model and number of examples narrow it down; the example ids decide.
+    return EvaluationRun.objects.filter(
+        task_id=run.task_id, mode=EvaluationRun.Mode.ZERO_SHOT, status__in=statuses, split=run.split,
+        model_sha256=run.model_sha256, n_examples=run.n_examples,
+    ).order_by("-finished_at", "-created_at", "-id")
+
+
+def zero_shot_baseline(*, run: EvaluationRun) -> EvaluationRun | None:
+    """Return the latest finished zero-shot run of the same model on exactly the examples a run predicted."""
+    wanted = set(_predicted(run))
+    if not wanted:
+        return None
+    candidates = _same_examples_zero_shot(run, [EvaluationRun.Status.FINISHED])
+    return next((c for c in candidates if set(_predicted(c)) == wanted), None)
+
+
+def zero_shot_baseline_in_progress(*, run: EvaluationRun) -> EvaluationRun | None:
+    """Return a queued or running zero-shot run of the same model on the same examples, if one was started."""
+    wanted = set(_predicted(run))
+    candidates = _same_examples_zero_shot(run, [EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING])
+    return next((c for c in candidates if set(c.options.get("example_ids", [])) == wanted), None)
+
+
+def majority_label(task: Task) -> str:
+    """Return the most frequent gold label of the task's train split (the test split's if train is empty).
+
+    Ties go to the label listed first in the task, so the baseline never depends on database order.
+    """
+    for split in (Split.TRAIN, Split.TEST):
+        counts = Counter(Example.objects.filter(task=task, split=split).values_list("gold_label", flat=True))
+        if counts:
+            order = {name: i for i, name in enumerate(task.label_names)}
+            return min(counts, key=lambda label: (-counts[label], order.get(label, len(order))))
+    return task.label_names[0]
+
+
+@dataclass
+class GateCondition:
+    """One condition of the gate: whether it holds, its figure and a plain sentence for the page."""
+
+    key: str
+    title: str
+    passed: bool
+    figure: str
+    sentence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the condition as stored on a promotion or override record."""
+        return {"key": self.key, "title": self.title, "passed": self.passed, "figure": self.figure,
+                "sentence": self.sentence}
+
+
 @dataclass
 class GateResult:
     """The gate's verdict on one version and the evidence it looked at."""
@@ -61,12 +136,30 @@ class GateResult:
     candidate_run: EvaluationRun | None = None
     production: PromptVersion | None = None
     production_run: EvaluationRun | None = None
-    problems: list[str] = field(default_factory=list)
+    zero_shot_run: EvaluationRun | None = None
+    zero_shot_in_progress: EvaluationRun | None = None
+    # The candidate has predictions but no zero-shot run covers its examples (the page offers to start one).
+    zero_shot_missing: bool = False
+    conditions: list[GateCondition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return not self.problems
+        return bool(self.conditions) and all(c.passed for c in self.conditions)
+
+    @property
+    def problems(self) -> list[str]:
+        return [c.sentence for c in self.conditions if not c.passed]
+
+    @property
+    def failing(self) -> list[GateCondition]:
+        return [c for c in self.conditions if not c.passed]
+
+    @property
+    def needs_zero_shot(self) -> bool:
+        """Say whether the page should offer to start the zero-shot run on the candidate's examples."""
+        return self.zero_shot_missing and self.zero_shot_in_progress is None
 
     @property
     def candidate_macro_f1(self) -> float | None:
@@ -85,6 +178,7 @@ class GateResult:
         return {
             "passed": self.passed,
             "problems": self.problems,
+            "conditions": [c.as_dict() for c in self.conditions],
             "notes": self.notes,
             "margin": self.margin,
             "split": Split.TEST.value,
@@ -93,10 +187,12 @@ class GateResult:
             "candidate_run": self.candidate_run.pk if self.candidate_run else None,
             "candidate_macro_f1": self.candidate_macro_f1,
             "candidate_macro_f1_ci95": ci(self.candidate_run),
+            "zero_shot_run": self.zero_shot_run.pk if self.zero_shot_run else None,
             "production_version": self.production.pk if self.production else None,
             "production_run": self.production_run.pk if self.production_run else None,
             "production_macro_f1": self.production_macro_f1,
             "production_macro_f1_ci95": ci(self.production_run),
+            **self.figures,
         }
 
 
@@ -105,41 +201,189 @@ def production_version(task: Task) -> PromptVersion | None:
     return PromptVersion.objects.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
 
 
+def _evaluated_condition(result: GateResult) -> GateCondition:
+    run, version = result.candidate_run, result.prompt_version
+    if run is None:
+        return GateCondition(
+            "evaluated", "Evaluated on the test split", False, "no finished run",
+            f"Version {version.number} has no finished evaluation on the test split with the current student "
+            f"model (SHA-256 {result.model_sha256[:12]}…). Run one first.",
+        )
+    return GateCondition(
+        "evaluated", "Evaluated on the test split", True, f"run #{run.pk}, {run.n_examples} examples",
+        f"Run #{run.pk} evaluated version {version.number} on {run.n_examples} test examples with the current model.",
+    )
+
+
+def _baselines_condition(result: GateResult) -> GateCondition:
+    title = "Beats the majority-class and zero-shot baselines"
+    run = result.candidate_run
+    if run is None:
+        return GateCondition("baselines", title, False, "—", "Without an evaluation the baselines cannot be compared.")
+    predicted = _predicted(run)
+    if not predicted:
+        return GateCondition(
+            "baselines", title, False, "no predictions",
+            f"Run #{run.pk} has no stored predictions, so it cannot be compared with the baselines example by example.",
+        )
+    result.zero_shot_run = zero_shot_baseline(run=run)
+    if result.zero_shot_run is None:
+        result.zero_shot_missing = True
+        result.zero_shot_in_progress = zero_shot_baseline_in_progress(run=run)
+        waiting = (
+            f" Zero-shot run #{result.zero_shot_in_progress.pk} is under way; reload when it has finished."
+            if result.zero_shot_in_progress else " Start it from this page."
+        )
+        return GateCondition(
+            "baselines", title, False, "zero-shot run missing",
+            "There is no finished zero-shot run of the current model on the same test examples, so the version "
+            "cannot be shown to beat it." + waiting,
+        )
+    labels = run.task.label_names
+    ids = sorted(predicted)
+    gold = dict(Example.objects.filter(pk__in=ids).values_list("pk", "gold_label"))
+    zero_shot = _predicted(result.zero_shot_run)
+    majority = majority_label(run.task)
+    y_true = [gold[i] for i in ids]
+    y_pred = [predicted[i] for i in ids]
+    y_zero = [zero_shot[i] for i in ids]
+    y_majority = [majority] * len(ids)
+    f1 = macro_f1(y_true, y_pred, labels)
+    f1_majority = macro_f1(y_true, y_majority, labels)
+    f1_zero = macro_f1(y_true, y_zero, labels)
+    low, high = paired_bootstrap_margin(y_true, y_pred, [y_majority, y_zero], labels, random_state=GATE_SEED)
+    best_name, best = ("zero-shot", f1_zero) if f1_zero >= f1_majority else (f"always {majority}", f1_majority)
+    result.figures.update(
+        macro_f1_on_paired_examples=round(f1, 4), majority_label=majority,
+        majority_macro_f1=round(f1_majority, 4), zero_shot_macro_f1=round(f1_zero, 4),
+        margin_over_baselines_ci95=[low, high], paired_examples=len(ids),
+        bootstrap={"resamples": N_BOOTSTRAP, "seed": GATE_SEED},
+    )
+    figure = (
+        f"macro-F1 {f1:.3f} vs {best:.3f} ({best_name}); difference 95% CI {low:+.3f} to {high:+.3f}"
+    )
+    if low > 0:
+        return GateCondition(
+            "baselines", title, True, figure,
+            f"On the same {len(ids)} examples the version beats both baselines (always {majority}: "
+            f"{f1_majority:.3f}; zero-shot run #{result.zero_shot_run.pk}: {f1_zero:.3f}) with the whole 95% "
+            "interval of the difference above zero.",
+        )
+    return GateCondition(
+        "baselines", title, False, figure,
+        f"Macro-F1 {f1:.3f} does not beat the better baseline ({best_name}, {best:.3f}) on the same {len(ids)} "
+        f"examples: the 95% interval of the difference, {low:+.3f} to {high:+.3f}, does not lie above zero.",
+    )
+
+
+def _adherence_condition(result: GateResult) -> GateCondition:
+    title = "Follows its rules better than chance"
+    run = result.candidate_run
+    if run is None:
+        return GateCondition("adherence", title, False, "—", "Without an evaluation adherence cannot be judged.")
+    chance = 1.0 / max(len(run.task.label_names), 1)
+    n = int(run.adherence.get("n") or 0)
+    if run.rule_adherence is None or n == 0:
+        why = run.adherence.get("warning") or "the evaluation did not measure it"
+        return GateCondition(
+            "adherence", title, False, "not measured",
+            f"Rule adherence was not measured on run #{run.pk} ({why}), so the decisions cannot be attributed "
+            "to the rules.",
+        )
+    followed = round(run.rule_adherence * n)
+    low, high = proportion_ci(followed, n)
+    result.figures.update(rule_adherence=run.rule_adherence, adherence_n=n, adherence_ci95=[low, high],
+                          adherence_chance=round(chance, 4))
+    figure = f"{run.rule_adherence:.2f} ({followed} of {n}; 95% CI {low:.2f}–{high:.2f}), chance {chance:.2f}"
+    if low > chance:
+        return GateCondition(
+            "adherence", title, True, figure,
+            f"With every rule's label swapped, {followed} of {n} decisions moved with the rules; the whole 95% "
+            f"interval lies above chance ({chance:.0%}).",
+        )
+    return GateCondition(
+        "adherence", title, False, figure,
+        f"Rule adherence {run.rule_adherence:.2f} ({followed} of {n}) is not above chance ({chance:.2f}) with its "
+        f"95% interval ({low:.2f}–{high:.2f}): the decisions cannot be attributed to the approved rules.",
+    )
+
+
+def _production_condition(result: GateResult) -> GateCondition:
+    title = "Not worse than production"
+    version = result.prompt_version
+    production = production_version(version.task)
+    if production is None:
+        result.notes.append("No version is in production yet; there is nothing to compare against.")
+        return GateCondition("production", title, True, "none in production",
+                             "No version is in production yet, so there is nothing to fall behind.")
+    if production.pk == version.pk:
+        return GateCondition("production", title, True, "this version", "This version is the one in production.")
+    result.production = production
+    result.production_run = gate_run(prompt_version=production, model_sha256=result.model_sha256)
+    if result.production_run is None:
+        return GateCondition(
+            "production", title, False, "production not evaluated",
+            f"The production version {production.number} has no finished evaluation on the test split with the "
+            "current student model, so the two cannot be compared. Evaluate it too.",
+        )
+    if result.candidate_run is None:
+        return GateCondition("production", title, False, "—", "Without an evaluation the versions cannot be compared.")
+    candidate, current = result.candidate_macro_f1, result.production_macro_f1
+    assert candidate is not None and current is not None
+    if result.candidate_run.data_sha256 != result.production_run.data_sha256:
+        result.notes.append("The two runs scored different examples (their limit or seed differ).")
+    figure = f"{candidate:.3f} vs {current:.3f} (margin {result.margin:.3f})"
+    if candidate < current - result.margin:
+        return GateCondition(
+            "production", title, False, figure,
+            f"Macro-F1 {candidate:.3f} is below the production version's {current:.3f}"
+            + (f" minus the margin {result.margin:.3f}." if result.margin else "."),
+        )
+    return GateCondition(
+        "production", title, True, figure,
+        f"Macro-F1 {candidate:.3f} is not below the production version {production.number}'s {current:.3f}"
+        + (f" minus the margin {result.margin:.3f}." if result.margin else "."),
+    )
+
+
 def promotion_gate(*, prompt_version: PromptVersion) -> GateResult:
     """Check whether a version may go to production without an override, and collect the evidence."""
     sha = current_model_sha256()
     result = GateResult(prompt_version=prompt_version, model_sha256=sha, margin=settings.PLD_PROMOTION_MARGIN)
     result.candidate_run = gate_run(prompt_version=prompt_version, model_sha256=sha)
-    if result.candidate_run is None:
-        result.problems.append(
-            f"Version {prompt_version.number} has no finished evaluation on the test split with the current "
-            f"student model (SHA-256 {sha[:12]}…). Run one first."
-        )
-    production = production_version(prompt_version.task)
-    if production is None or production.pk == prompt_version.pk:
-        if production is None:
-            result.notes.append("No version is in production yet; there is nothing to compare against.")
-        return result
-    result.production = production
-    result.production_run = gate_run(prompt_version=production, model_sha256=sha)
-    if result.production_run is None:
-        result.problems.append(
-            f"The production version {production.number} has no finished evaluation on the test split with the "
-            "current student model, so the two cannot be compared. Evaluate it too."
-        )
-        return result
-    if result.candidate_run is None:
-        return result
-    candidate, current = result.candidate_macro_f1, result.production_macro_f1
-    assert candidate is not None and current is not None
-    if candidate < current - result.margin:
-        result.problems.append(
-            f"Macro-F1 {candidate:.3f} is below the production version's {current:.3f}"
-            + (f" minus the margin {result.margin:.3f}." if result.margin else ".")
-        )
-    if result.candidate_run.data_sha256 != result.production_run.data_sha256:
-        result.notes.append("The two runs scored different examples (their limit or seed differ).")
+    result.conditions = [
+        _evaluated_condition(result),
+        _baselines_condition(result),
+        _adherence_condition(result),
+        _production_condition(result),
+    ]
     return result
+
+
+@transaction.atomic
+def gate_baseline_start(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> EvaluationRun:
+    """Start the zero-shot run the gate needs, on the candidate run's examples; return it (or the one running)."""
+    from evaluation.runs import evaluation_run_start
+
+    if not user.has_perm("evaluation.run_evaluation"):
+        raise PermissionDenied("Only users who may run evaluations start a baseline.")
+    run = gate_run(prompt_version=prompt_version, model_sha256=current_model_sha256())
+    if run is None:
+        raise ValidationError(f"Version {prompt_version.number} has no test evaluation yet; evaluate it first.")
+    existing = zero_shot_baseline(run=run) or zero_shot_baseline_in_progress(run=run)
+    if existing is not None:
+        return existing
+    # Same split, limit and seed select the same examples; the gate then checks they really are the same.
+    baseline = evaluation_run_start(
+        user=user, task=run.task, mode=EvaluationRun.Mode.ZERO_SHOT, split=run.split, limit=run.limit,
+        seed=run.seed,
+    )
+    if set(baseline.options.get("example_ids", [])) != set(_predicted(run)):
+        raise ValidationError(
+            "The test split changed since the version was evaluated, so a zero-shot run cannot cover the same "
+            "examples. Evaluate the version again first."
+        )
+    return baseline
 
 
 @dataclass(frozen=True)
@@ -176,40 +420,40 @@ def _save_version_status(version: PromptVersion, *, status: str, user: AbstractB
     audited_save(version, user=user, reason=reason, update_fields=["status"])
 
 
-@transaction.atomic
-def prompt_version_promote(
-    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, override_justification: str = ""
-) -> Promotion:
-    """Put a version into production through the gate, retiring the previous one; return the audit record."""
+def _require_admin(user: AbstractBaseUser) -> None:
     if not user.has_perm("evaluation.promote_prompt"):
         raise PermissionDenied("Only Admins promote prompt versions.")
-    reason = reason.strip()
-    override_justification = override_justification.strip()
-    if not reason:
-        raise ValidationError({"reason": "Say why this version should go to production."})
+
+
+def _lock_version(prompt_version: PromptVersion) -> PromptVersion:
     # One promotion of a task at a time: the second waits, then sees the first's result.
     Task.objects.select_for_update().get(pk=prompt_version.task_id)
     version = PromptVersion.objects.select_related("task").get(pk=prompt_version.pk)
     if version.status == PromptVersion.Status.PRODUCTION:
         raise ValidationError(f"Version {version.number} is already in production.")
-    gate = promotion_gate(prompt_version=version)
-    if not gate.passed and not override_justification:
-        raise ValidationError(
-            {"override_justification": [*gate.problems, "An Admin may override the gate with a written justification."]}
-        )
+    return version
+
+
+def _promote(
+    *, version: PromptVersion, user: AbstractBaseUser, reason: str, gate: GateResult,
+    override: PromotionOverride | None = None,
+) -> Promotion:
     previous = gate.production or production_version(version.task)
     is_rollback = previous is not None and (
         version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
     )
     evidence = gate.as_dict()
-    evidence["overridden"] = not gate.passed
+    evidence["overridden"] = override is not None
     what = "Rolled back to" if is_rollback else "Promoted"
     if previous is not None:
         _save_version_status(
             previous, status=PromptVersion.Status.RETIRED, user=user,
             reason=f"Retired: v{version.number} went to production",
         )
-    _save_version_status(version, status=PromptVersion.Status.PRODUCTION, user=user, reason=f"{what}: {reason}")
+    suffix = f" (gate overridden, requested by {override.requested_by})" if override is not None else ""
+    _save_version_status(
+        version, status=PromptVersion.Status.PRODUCTION, user=user, reason=f"{what}: {reason}{suffix}"
+    )
     promotion = Promotion(
         task=version.task,
         prompt_version=version,
@@ -217,9 +461,102 @@ def prompt_version_promote(
         evaluation_run=gate.candidate_run,
         is_rollback=is_rollback,
         reason=reason,
-        override_justification=override_justification if not gate.passed else "",
+        override_justification=override.justification if override is not None else "",
+        override=override,
+        override_requested_by=override.requested_by if override is not None else None,
         gate=evidence,
         promoted_by=user,
     )
-    audited_save(promotion, user=user, reason=f"{what} v{version.number}")
+    audited_save(promotion, user=user, reason=f"{what} v{version.number}{suffix}")
     return promotion
+
+
+@transaction.atomic
+def prompt_version_promote(*, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str) -> Promotion:
+    """Put a version that passes the gate into production, retiring the previous one; return the audit record."""
+    _require_admin(user)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why this version should go to production."})
+    version = _lock_version(prompt_version)
+    gate = promotion_gate(prompt_version=version)
+    if not gate.passed:
+        raise ValidationError({"override_justification": [*gate.problems, TWO_ADMINS]})
+    return _promote(version=version, user=user, reason=reason, gate=gate)
+
+
+def pending_override(prompt_version: PromptVersion) -> PromotionOverride | None:
+    """Return the override request of a version that waits for a second Admin, if there is one."""
+    return (
+        PromotionOverride.objects.select_related("requested_by")
+        .filter(prompt_version=prompt_version, status=PromotionOverride.Status.PENDING)
+        .first()
+    )
+
+
+@transaction.atomic
+def promotion_override_request(
+    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, justification: str
+) -> PromotionOverride:
+    """Ask a second Admin to promote a version whose gate fails, with the failing figures and a justification."""
+    _require_admin(user)
+    reason, justification = reason.strip(), justification.strip()
+    errors = {}
+    if not reason:
+        errors["reason"] = "Say why this version should go to production."
+    if not justification:
+        errors["override_justification"] = "Say why promoting against the failing gate is right."
+    if errors:
+        raise ValidationError(errors)
+    version = _lock_version(prompt_version)
+    waiting = pending_override(version)
+    if waiting is not None:
+        raise ValidationError(
+            f"{waiting.requested_by} already asked to override the gate for version {version.number}; "
+            "a different Admin confirms or withdraws that request."
+        )
+    gate = promotion_gate(prompt_version=version)
+    if gate.passed:
+        raise ValidationError("The gate passes: promote the version without an override.")
+    override = PromotionOverride(
+        task=version.task, prompt_version=version, reason=reason, justification=justification,
+        gate=gate.as_dict(), requested_by=user,
+    )
+    audited_save(override, user=user, reason=f"Override of the gate for v{version.number} requested")
+    return override
+
+
+@transaction.atomic
+def promotion_override_confirm(*, override: PromotionOverride, user: AbstractBaseUser) -> Promotion:
+    """Confirm another Admin's override request as a second Admin and promote the version; return the record."""
+    _require_admin(user)
+    override = PromotionOverride.objects.select_for_update().select_related("requested_by").get(pk=override.pk)
+    if override.status != PromotionOverride.Status.PENDING:
+        raise ValidationError(f"This override request is {override.get_status_display().lower()}; ask again.")
+    if override.requested_by_id == user.pk:
+        raise ValidationError(
+            "You requested this override yourself; a different Admin must confirm it (four eyes)."
+        )
+    version = _lock_version(override.prompt_version)
+    gate = promotion_gate(prompt_version=version)
+    if gate.passed:
+        raise ValidationError("The gate passes now: promote the version without an override.")
+    override.status = PromotionOverride.Status.CONFIRMED
+    override.confirmed_by = user
+    override.confirmed_at = timezone.now()
+    audited_save(override, user=user, reason=f"Override of the gate for v{version.number} confirmed")
+    return _promote(version=version, user=user, reason=override.reason, gate=gate, override=override)
+
+
+@transaction.atomic
+def promotion_override_withdraw(*, override: PromotionOverride, user: AbstractBaseUser) -> PromotionOverride:
+    """Withdraw a pending override request (any Admin may), so the version can be asked for again."""
+    _require_admin(user)
+    override = PromotionOverride.objects.select_for_update().get(pk=override.pk)
+    if override.status != PromotionOverride.Status.PENDING:
+        raise ValidationError(f"This override request is already {override.get_status_display().lower()}.")
+    override.status = PromotionOverride.Status.WITHDRAWN
+    override.withdrawn_by = user
+    override.withdrawn_at = timezone.now()
+    audited_save(override, user=user, reason="Override request withdrawn")
+    return override

@@ -346,9 +346,11 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
             run=run, config=config, max_groups=max_groups,
             dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=seed, job=job, progress=progress,
         )
+    summary.raise_if_all_failed()
     message = (
         f"{summary.n_proposed} new proposals ({summary.n_existing} already filed, {summary.n_failed} refused) from "
         f"{summary.n_failures} failures in {summary.n_groups} groups; {summary.new_calls} new teacher calls."
+        + (f" {summary.failures_note()}" if summary.failures_note() else "")
     )
     progress.note(f"Stopped early: {summary.stopped}" if summary.stopped else message)
     try:

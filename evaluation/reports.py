@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def _f1_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
     promotions = (
         Promotion.objects.filter(task=prompt_version.task)
-        .select_related("prompt_version", "from_version", "promoted_by", "evaluation_run")
+        .select_related("prompt_version", "from_version", "promoted_by", "evaluation_run", "override_requested_by")
         .order_by("created_at", "id")
     )
     rows = []
@@ -269,6 +270,14 @@ def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
                 "by": _user_display(promotion.promoted_by),
                 "reason": promotion.reason,
                 "override_justification": promotion.override_justification,
+                "override_requested_by": (
+                    _user_display(promotion.override_requested_by) if promotion.override_requested_by else ""
+                ),
+                # The figures that failed when a second Admin confirmed the override.
+                "failing": [
+                    f"{c.get('title')}: {c.get('figure')}. {c.get('sentence')}"
+                    for c in gate.get("conditions", []) if isinstance(c, dict) and not c.get("passed")
+                ] or list(gate.get("problems", [])),
                 "evaluation_run": promotion.evaluation_run_id,
                 "gate": [
                     {"key": key.replace("_", " "), "value": value}
@@ -385,14 +394,25 @@ def _report_fail(report: Report, message: str) -> Report:
 
 
 def _store(report: Report, data: bytes) -> str:
+    """Write an issued report under a name no other report can have; never replace an existing file.
+
+    A database id alone is not unique: a fresh database beside an old ``MEDIA_ROOT`` reuses ids.
+    The name adds the file's own SHA-256 prefix and a random part, and the exclusive create refuses
+    to touch a file that is already there (a new random part is drawn instead).
+    """
     version = report.prompt_version
-    relative = f"{REPORTS_DIR}/{version.task.name}-v{version.number}-report-{report.pk}.pdf"
-    path = Path(settings.MEDIA_ROOT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Exclusive create: an issued file is never replaced.
-    with path.open("xb") as handle:
-        handle.write(data)
-    return relative
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    directory = Path(settings.MEDIA_ROOT) / REPORTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(5):
+        name = f"{version.task.name}-v{version.number}-report-{report.pk}-{digest}-{uuid.uuid4().hex[:8]}.pdf"
+        try:
+            with (directory / name).open("xb") as handle:
+                handle.write(data)
+        except FileExistsError:
+            continue
+        return f"{REPORTS_DIR}/{name}"
+    raise ReportError(f"Could not find a free file name for report {report.pk} in {directory}.")
 
 
 def report_build(*, report: Report, progress: Any = None) -> Report:

@@ -1,8 +1,11 @@
 """Compile a task's approved rule set into an immutable prompt version for the student.
 
-The prompt reads: the task, its labels, then the approved rules grouped by topic, each numbered
-("Rule 3") so a decision or an auditor can cite it, with its precedence note, then the answer
-instruction. The exact rule revisions are recorded at their numbers (``PromptVersionRule``).
+The prompt reads: the task, its labels, then the approved rules in exactly the order reviewers set
+on the rule-set page, each numbered by that position ("Rule 3") so a decision or an auditor can cite
+it, with its precedence note, then the answer instruction. A topic heading labels each run of
+consecutive rules that share a topic; it never moves a rule (a topic may therefore head more than
+one run). The exact rule revisions are recorded at their numbers (``PromptVersionRule.position``),
+which is the number the rule-set page, the report and the version diff show.
 
 A version never changes after it is written. The database enforces it (triggers from migration
 ``rules/0002``): its text, hashes, token count and author cannot be updated, and its rule entries
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,7 +28,8 @@ from rules.services import ruleset_rules
 from rules.tokens import TokenizerError, count_tokens
 
 # Bump when the layout below changes: the same rules then compile to a new version.
-TEMPLATE_VERSION = "1"
+# 2: rules follow the reviewed order exactly; topics label runs of consecutive rules (1 grouped by topic).
+TEMPLATE_VERSION = "2"
 NO_TOPIC = "Other rules"
 
 
@@ -63,14 +66,18 @@ def _header(task: Task) -> list[str]:
     return lines
 
 
-def _group_by_topic(rules: list[Rule]) -> OrderedDict[str, list[Rule]]:
-    """Group rules under their topic; topics appear where their first rule stands in the reviewed order."""
-    groups: OrderedDict[str, list[Rule]] = OrderedDict()
+def topic_runs(rules: list[Rule]) -> list[tuple[str, list[Rule]]]:
+    """Split rules, in reviewed order, into runs of consecutive rules sharing a topic; never reorder them."""
+    runs: list[tuple[str, list[Rule]]] = []
     for rule in rules:
         revision = rule.current_revision
         assert revision is not None
-        groups.setdefault(revision.topic.strip() or NO_TOPIC, []).append(rule)
-    return groups
+        topic = revision.topic.strip() or NO_TOPIC
+        if runs and runs[-1][0] == topic:
+            runs[-1][1].append(rule)
+        else:
+            runs.append((topic, [rule]))
+    return runs
 
 
 def rule_set_hash(*, task: Task, numbered: list[tuple[Rule, RuleRevision]]) -> str:
@@ -92,7 +99,7 @@ def prompt_render(*, task: Task, rules: list[Rule]) -> CompiledPrompt:
         "gives way to another. Cite a rule by its number.",
     ]
     compiled: list[CompiledRule] = []
-    for topic, members in _group_by_topic(rules).items():
+    for topic, members in topic_runs(rules):
         lines += ["", f"## {topic}"]
         for rule in members:
             revision = rule.current_revision

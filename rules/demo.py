@@ -24,6 +24,8 @@ DEMO_USERS = [
     ("ravi", REVIEWER, "ravi-demo-2026"),
     ("aude", AUDITOR, "aude-demo-2026"),
     ("adam", ADMIN, "adam-demo-2026"),
+    # The second Admin: a failing gate is only overridden when a different Admin confirms it.
+    ("alex", ADMIN, "alex-demo-2026"),
 ]
 
 # (task definition, examples): both are jsonl with an ``id`` column.

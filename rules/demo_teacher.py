@@ -34,11 +34,13 @@ def seed_teacher_rules(stdout: TextIO) -> None:
         with teacher_available(config) as ready:
             stdout.write(f"  teacher {ready.model} at {ready.endpoint}\n")
             summary = micro_rules_extract(task=task, config=ready, limit=LIMIT)
+            summary.raise_if_all_failed()
             stdout.write(
                 f"  micro-rules: {summary.n_created} new, {summary.n_existing} stored, {summary.n_failed} refused "
                 f"({summary.new_calls} teacher calls, {summary.cached_calls} from the log)\n"
             )
             outcome = clustering_run_create(task=task, config=ready, eps=DEFAULT_EPS, min_samples=DEFAULT_MIN_SAMPLES)
+            outcome.raise_if_all_failed()
     except TeacherError as exc:
         stdout.write(f"  the teacher failed ({exc.message}); run seed_demo again to resume\n")
         return

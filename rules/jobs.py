@@ -29,10 +29,12 @@ def extract(job: Job, progress: Any) -> dict[str, Any]:
             task=task, config=config, limit=params.get("limit"), split=params.get("split") or "train",
             job=job, progress=progress,
         )
-    message = (
+    summary.raise_if_all_failed()
+    message = " ".join(filter(None, [
         f"{summary.n_created} new micro-rules, {summary.n_existing} already stored, {summary.n_failed} refused; "
-        f"{summary.new_calls} new teacher calls, {summary.cached_calls} answered from the log."
-    )
+        f"{summary.new_calls} new teacher calls, {summary.cached_calls} answered from the log.",
+        summary.failures_note(),
+    ]))
     progress.note(f"Stopped early: {summary.stopped}" if summary.stopped else message)
     return {**summary.as_dict(), "message": message, "url": reverse("pld-teacher-micro-rules", args=[task.name])}
 
@@ -62,6 +64,7 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
             job=job,
             progress=progress,
         )
+    outcome.raise_if_all_failed()
     run = outcome.run
     message = (
         f"Clustering {run.pk}: {run.n_clusters} clusters and {run.n_noise} noise of {run.n_rules} micro-rules "
@@ -69,6 +72,7 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
         f"{outcome.n_candidates_created} new candidate rules"
         + (" (already done: nothing changed)" if outcome.reused else "")
         + "."
+        + (f" {outcome.failures_note()}" if outcome.failures_note() else "")
     )
     progress.note(f"Stopped early: {outcome.stopped}" if outcome.stopped else message)
     return {
@@ -81,6 +85,9 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
         "cached_calls": outcome.cached_calls,
         "reused": outcome.reused,
         "stopped": outcome.stopped,
+        "n_requests": outcome.n_requests,
+        "n_teacher_errors": outcome.n_teacher_errors,
+        "partial": outcome.partial,
         "message": message,
         "url": reverse("pld-teacher-micro-rules", args=[task.name]) + f"?run={run.pk}",
     }

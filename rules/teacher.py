@@ -261,10 +261,40 @@ class TeacherTally:
     new_calls: int = 0
     cached_calls: int = 0
     stopped: str = ""
+    # Requests answered or refused, those the teacher refused (HTTP error, broken reply), and the first refusal.
+    n_requests: int = 0
+    n_teacher_errors: int = 0
+    first_error: str = ""
+
+    @property
+    def all_failed(self) -> bool:
+        """Say whether the teacher was asked and refused every request."""
+        return self.n_requests > 0 and self.n_teacher_errors >= self.n_requests
+
+    @property
+    def partial(self) -> bool:
+        """Say whether some but not all requests were refused by the teacher."""
+        return 0 < self.n_teacher_errors < self.n_requests
+
+    def raise_if_all_failed(self) -> None:
+        """Raise TeacherError when every request failed, naming the first reason, so the job ends Failed."""
+        if self.all_failed:
+            raise TeacherError(
+                f"All {self.n_requests} teacher requests failed; the first said: {self.first_error}", permanent=True
+            )
+
+    def failures_note(self) -> str:
+        """Return a sentence saying how many teacher requests failed, or "" when none did."""
+        if not self.n_teacher_errors:
+            return ""
+        return (
+            f"Partial: {self.n_teacher_errors} of {self.n_requests} teacher requests failed "
+            f"(first: {self.first_error}); run again to retry them."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the tally and everything a subclass adds, as plain data for a job result."""
-        return asdict(self)
+        return {**asdict(self), "partial": self.partial}
 
 
 @dataclass
@@ -469,8 +499,11 @@ class Teacher:
         """
         try:
             for answer in self.ask_many(requests):
+                tally.n_requests += 1
                 if not isinstance(answer, TeacherAnswer):
                     tally.n_failed += 1
+                    tally.n_teacher_errors += 1
+                    tally.first_error = tally.first_error or answer.message
                 yield answer
         except TeacherBudgetExceeded as exc:
             tally.stopped = f"{exc.message}; run again to continue (stored answers are reused)"

@@ -60,6 +60,11 @@ def admin_user(db: None) -> User:
 
 
 @pytest.fixture
+def second_admin(db: None) -> User:
+    return _user("alex", "Admin")
+
+
+@pytest.fixture
 def outsider(db: None) -> User:
     return _user("olga")
 

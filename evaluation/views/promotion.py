@@ -1,4 +1,4 @@
-"""The promotion page: the gate's evidence side by side, and the form that promotes or rolls back."""
+"""The promotion page: the gate's conditions and evidence, and the forms that promote, override or roll back."""
 from __future__ import annotations
 
 from django import forms
@@ -8,9 +8,20 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from evaluation.promotion import flipped_examples, production_version, promotion_gate, prompt_version_promote
+from evaluation.models import PromotionOverride
+from evaluation.promotion import (
+    flipped_examples,
+    gate_baseline_start,
+    pending_override,
+    production_version,
+    promotion_gate,
+    promotion_override_confirm,
+    promotion_override_request,
+    promotion_override_withdraw,
+    prompt_version_promote,
+)
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
@@ -24,7 +35,8 @@ class PromotionForm(forms.Form):
     )
     override_justification = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Override justification",
-        help_text="Only when the gate blocks: why promoting anyway is right. Shown on the report.",
+        help_text="Only when the gate fails: why promoting anyway is right. A second Admin must confirm it; "
+                  "it is shown on the report with the failing figures.",
     )
 
 
@@ -32,39 +44,110 @@ def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersio
     return get_object_or_404(PromptVersion.objects.select_related("task"), pk=version_id)
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
-@permission_required("evaluation.promote_prompt", raise_exception=True)
-def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
-    """Show both versions' evidence and promote (or roll back to) this version with a reason."""
-    version = _get_version_for_user(request, version_id)
-    form = PromotionForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            promotion = prompt_version_promote(
-                prompt_version=version, user=request.user, reason=form.cleaned_data["reason"],
-                override_justification=form.cleaned_data["override_justification"],
-            )
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            what = "Rolled back to" if promotion.is_rollback else "Promoted"
-            override = " (gate overridden)" if promotion.override_justification else ""
-            messages.success(request, f"{what} {version}{override}; the API serves it from the next request.")
-            return redirect(version.get_absolute_url())
+def _get_override_for_user(request: HttpRequest, version: PromptVersion, override_id: int) -> PromotionOverride:
+    return get_object_or_404(PromotionOverride.objects.select_related("requested_by"), pk=override_id,
+                             prompt_version=version)
+
+
+def _page(
+    request: HttpRequest, version: PromptVersion, form: PromotionForm, *, status: int = 200,
+    override_errors: list[str] | None = None,
+) -> HttpResponse:
     gate = promotion_gate(prompt_version=version)
     current = gate.production or production_version(version.task)
     flips = []
     if gate.candidate_run and gate.production_run:
         flips = flipped_examples(old_run=gate.production_run, new_run=gate.candidate_run, limit=FLIPS_SHOWN)
-    status = 400 if request.method == "POST" else 200
     return render(request, "evaluation/promotion.html", {
         "version": version, "gate": gate, "current": current, "flips": flips, "form": form,
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
-        "flips_shown": FLIPS_SHOWN,
+        "flips_shown": FLIPS_SHOWN, "override": pending_override(version), "override_errors": override_errors or [],
     }, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@permission_required("evaluation.promote_prompt", raise_exception=True)
+def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Show the gate's conditions; promote a passing version, or request an override of a failing one."""
+    version = _get_version_for_user(request, version_id)
+    form = PromotionForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        justification = form.cleaned_data["override_justification"].strip()
+        try:
+            if justification:
+                promotion_override_request(
+                    prompt_version=version, user=request.user, reason=form.cleaned_data["reason"],
+                    justification=justification,
+                )
+            else:
+                promotion = prompt_version_promote(
+                    prompt_version=version, user=request.user, reason=form.cleaned_data["reason"]
+                )
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            if justification:
+                messages.success(request, "Override requested: a different Admin must confirm it before "
+                                          f"{version} goes to production.")
+                return redirect("pld-prompt-promote", version.pk)
+            what = "Rolled back to" if promotion.is_rollback else "Promoted"
+            messages.success(request, f"{what} {version}; the API serves it from the next request.")
+            return redirect(version.get_absolute_url())
+    return _page(request, version, form, status=400 if request.method == "POST" else 200)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.promote_prompt", raise_exception=True)
+def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
+    """Confirm another Admin's override request as the second Admin, which promotes the version."""
+    version = _get_version_for_user(request, version_id)
+    override = _get_override_for_user(request, version, override_id)
+    try:
+        promotion_override_confirm(override=override, user=request.user)
+    except ValidationError as exc:
+        return _page(request, version, PromotionForm(), status=400, override_errors=exc.messages)
+    messages.success(request, f"Override confirmed: {version} is in production; both Admins are on the record.")
+    return redirect(version.get_absolute_url())
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.promote_prompt", raise_exception=True)
+def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
+    """Withdraw a pending override request."""
+    version = _get_version_for_user(request, version_id)
+    override = _get_override_for_user(request, version, override_id)
+    try:
+        promotion_override_withdraw(override=override, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Override request withdrawn.")
+    return redirect("pld-prompt-promote", version.pk)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.run_evaluation", raise_exception=True)
+def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Start the zero-shot run the gate needs on the version's test examples, and show its progress."""
+    version = _get_version_for_user(request, version_id)
+    try:
+        run = gate_baseline_start(prompt_version=version, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("pld-prompt-promote", version.pk)
+    messages.success(request, f"Zero-shot baseline run {run.pk} started; the gate uses it once it has finished.")
+    return redirect(run.get_absolute_url())
 
 
 urlpatterns = [
     path("prompts/<int:version_id>/promote/", promote_prompt, name="pld-prompt-promote"),
+    path("prompts/<int:version_id>/promote/baseline/", start_gate_baseline, name="pld-prompt-gate-baseline"),
+    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/confirm/", confirm_override,
+         name="pld-prompt-override-confirm"),
+    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/withdraw/", withdraw_override,
+         name="pld-prompt-override-withdraw"),
 ]

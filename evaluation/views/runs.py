@@ -14,7 +14,13 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.runs import evaluation_run_cancel, evaluation_run_resume, evaluation_run_start, run_is_stale
+from evaluation.runs import (
+    evaluation_run_cancel,
+    evaluation_run_resume,
+    evaluation_run_start,
+    run_is_stale,
+    run_prompt_provenance,
+)
 from pldreview.web import form_add_service_errors, stop_polling_and_refresh
 from rules.models import PromptVersion, Split, Task
 
@@ -180,6 +186,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             for label in run.metrics.get("labels", [])
         ],
         "failures": page,
+        "prompt_provenance": run_prompt_provenance(run),
         "label_names": run.task.label_names,
         "other_runs": EvaluationRun.objects.filter(task=run.task, status=EvaluationRun.Status.FINISHED)
         .exclude(pk=run.pk)

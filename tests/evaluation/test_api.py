@@ -11,7 +11,7 @@ from django.test import Client
 from evaluation.promotion import prompt_version_promote
 from evaluation.tokens import api_token_create, api_token_revoke
 from rules.models import PromptVersion
-from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
+from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
 
 URL = "/api/v1/tasks/nda-demo/classify"
 BODY = {
@@ -37,8 +37,8 @@ def versions(task, admin_user, second_reviewer) -> tuple[PromptVersion, PromptVe
     v1 = compiled(task, admin_user)
     approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned")
     v2 = compiled(task, admin_user)
-    finished_run(v1, 0.7)
-    finished_run(v2, 0.7)
+    gate_passing_run(v1)
+    gate_passing_run(v2)
     return v1, v2
 
 

@@ -1,12 +1,17 @@
-"""The demo steps: compile nda-demo once, promote it once evaluated, and issue adam's demo token once."""
+"""The demo steps: compile nda-demo once, put it in production once (by gate or two-Admin override), token once.
+
+A rerun after people decided more rules compiles, evaluates and promotes nothing.
+"""
 from __future__ import annotations
 
 import io
 
-from evaluation.demo_prompts import seed_promotion, seed_prompt_versions
-from evaluation.models import ApiToken, Promotion
+from django.core.management import call_command
+
+from evaluation.demo_prompts import OVERRIDE_JUSTIFICATION, seed_promotion, seed_prompt_versions
+from evaluation.models import ApiToken, Promotion, PromotionOverride
 from rules.models import PromptVersion
-from tests.support.prompt_versions import approve_all, finished_run
+from tests.support.prompt_versions import approve, approve_all, compiled, finished_run, gate_passing_run
 
 
 def _run(step) -> str:
@@ -21,17 +26,58 @@ def test_without_approved_rules_the_steps_say_so(task, admin_user) -> None:
     assert not PromptVersion.objects.exists()
 
 
-def test_the_steps_compile_promote_and_issue_a_token_once(task, admin_user, second_reviewer) -> None:
+def test_a_failing_gate_reaches_production_only_by_a_recorded_two_admin_override(
+    task, admin_user, second_admin, second_reviewer
+) -> None:
     approve_all(task, second_reviewer)
     assert "compiled nda-demo v1" in _run(seed_prompt_versions)
-    assert "unchanged rule set" in _run(seed_prompt_versions)
+    assert "already compiled" in _run(seed_prompt_versions)
     version = PromptVersion.objects.get()
     blocked = _run(seed_promotion)
-    assert "was not promoted" in blocked and "(shown this once): pld_" in blocked
-    finished_run(version, 0.5)
+    assert "was not promoted: it has no evaluation yet" in blocked and "(shown this once): pld_" in blocked
+    finished_run(version, 0.167)  # a demo model at chance: no predictions to beat any baseline with
     promoted = _run(seed_promotion)
-    assert "promoted nda-demo v1 to production" in promoted and "already has an API token" in promoted
-    again = _run(seed_promotion)
-    assert "already in production" in again
-    assert Promotion.objects.count() == 1
+    assert "the gate fails for nda-demo v1" in promoted
+    assert "went to production by a recorded override: requested by adam, confirmed by alex" in promoted
+    promotion = Promotion.objects.get()
+    assert (promotion.override_requested_by, promotion.promoted_by) == (admin_user, second_admin)
+    assert promotion.override_justification == OVERRIDE_JUSTIFICATION
+    assert OVERRIDE_JUSTIFICATION.startswith("Demo model at chance")
+    assert promotion.gate["passed"] is False and promotion.gate["problems"]
+    assert PromotionOverride.objects.get().status == PromotionOverride.Status.CONFIRMED
+    assert "already in production" in _run(seed_promotion)
     assert ApiToken.objects.filter(user=admin_user, name="demo").count() == 1
+
+
+def test_a_passing_gate_promotes_the_demo_version_without_an_override(
+    task, admin_user, second_admin, second_reviewer
+) -> None:
+    approve_all(task, second_reviewer)
+    _run(seed_prompt_versions)
+    gate_passing_run(PromptVersion.objects.get())
+    assert "the gate passes: promoted nda-demo v1" in _run(seed_promotion)
+    assert Promotion.objects.get().override is None
+
+
+def test_a_rerun_after_people_decided_rules_compiles_and_promotes_nothing(
+    task, admin_user, second_admin, second_reviewer
+) -> None:
+    approve_all(task, second_reviewer)
+    _run(seed_prompt_versions)
+    v1 = PromptVersion.objects.get()
+    finished_run(v1, 0.167)
+    _run(seed_promotion)
+    # People go on: a reviewer approves another rule, an Admin compiles and evaluates v2 (well).
+    approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned")
+    out = io.StringIO()
+    call_command("seed_demo", only="evaluation.demo_prompts", stdout=out)
+    assert "already compiled" in out.getvalue() and "already in production" in out.getvalue()
+    assert PromptVersion.objects.count() == 1
+    v2 = compiled(task, admin_user)
+    gate_passing_run(v2)
+    again = _run(seed_promotion)
+    assert "nda-demo v1 is already in production; the demo promotes nothing" in again
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v1.status, v2.status) == (PromptVersion.Status.PRODUCTION, PromptVersion.Status.DRAFT)
+    assert Promotion.objects.count() == 1 and PromotionOverride.objects.count() == 1

@@ -1,4 +1,4 @@
-"""The promotion gate, promotion and rollback, one production version per task, and the promote command."""
+"""The promotion gate, two-Admin overrides, promotion and rollback, one production version per task, the command."""
 from __future__ import annotations
 
 import pytest
@@ -6,13 +6,29 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
-from evaluation.models import Promotion
-from evaluation.promotion import promotion_gate, prompt_version_promote
+from evaluation.models import Promotion, PromotionOverride
+from evaluation.promotion import (
+    promotion_gate,
+    promotion_override_confirm,
+    promotion_override_request,
+    promotion_override_withdraw,
+    prompt_version_promote,
+)
 from rules.models import PromptVersion
-from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
+from tests.support.prompt_versions import (
+    approve,
+    approve_all,
+    compiled,
+    finished_run,
+    gate_examples,
+    gate_passing_run,
+    scored_run,
+)
 
 REASON = "Better on the minority label"
+JUSTIFICATION = "Legal asked for the court rule now; v1 misses every jurisdiction clause."
 
 
 @pytest.fixture
@@ -30,6 +46,16 @@ def v2(task, admin_user, second_reviewer, v1) -> PromptVersion:
 def _status(version: PromptVersion) -> str:
     version.refresh_from_db()
     return version.status
+
+
+def _failing(version: PromptVersion) -> dict[str, str]:
+    return {c.key: c.sentence for c in promotion_gate(prompt_version=version).conditions if not c.passed}
+
+
+def _overridden(version: PromptVersion, first, second, reason: str = REASON) -> Promotion:
+    override = promotion_override_request(prompt_version=version, user=first, reason=reason,
+                                          justification=JUSTIFICATION)
+    return promotion_override_confirm(override=override, user=second)
 
 
 def test_it_blocks_a_version_without_an_evaluation(v1, admin_user) -> None:
@@ -55,66 +81,172 @@ def test_evaluations_that_do_not_count_leave_the_gate_closed(v1, admin_user, kin
     assert not promotion_gate(prompt_version=v1).passed
 
 
-def test_a_first_version_with_a_test_evaluation_goes_to_production(v1, admin_user) -> None:
-    run = finished_run(v1, 0.6)
+def test_a_version_that_beats_both_baselines_and_follows_its_rules_passes(v1, admin_user) -> None:
+    run = gate_passing_run(v1)
+    gate = promotion_gate(prompt_version=v1)
+    assert gate.passed, gate.problems
+    assert [c.key for c in gate.conditions] == ["evaluated", "baselines", "adherence", "production"]
+    baselines = {c.key: c for c in gate.conditions}["baselines"]
+    assert "macro-F1 1.000 vs 0.167" in baselines.figure
+    low, _high = gate.figures["margin_over_baselines_ci95"]
+    assert low > 0 and gate.figures["majority_label"] == "Entailment"
+    assert gate.figures["adherence_ci95"][0] > 1 / 3
     promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
     assert _status(v1) == PromptVersion.Status.PRODUCTION
     assert (promotion.prompt_version, promotion.from_version, promotion.evaluation_run) == (v1, None, run)
     assert (promotion.promoted_by, promotion.reason, promotion.is_rollback) == (admin_user, REASON, False)
-    assert promotion.gate["passed"] and promotion.gate["candidate_macro_f1"] == 0.6
-    assert promotion.override_justification == ""
+    assert promotion.gate["passed"] and promotion.gate["candidate_macro_f1"] == 1.0
+    assert promotion.override_justification == "" and promotion.override is None
     assert v1.history.first().history_change_reason.startswith("Promoted")
 
 
+def test_the_bootstrap_is_paired_and_seeded(v1) -> None:
+    gate_passing_run(v1, wrong=5)
+    first = promotion_gate(prompt_version=v1).figures["margin_over_baselines_ci95"]
+    assert promotion_gate(prompt_version=v1).figures["margin_over_baselines_ci95"] == first
+
+
+def test_a_version_no_better_than_always_answering_the_majority_label_fails(task, v1) -> None:
+    examples = gate_examples(task)
+    scored_run(task, examples, wrong=len(examples))  # a zero-shot run wrong on every example: macro-F1 0
+    scored_run(task, examples, version=v1, constant="Contradiction")
+    failing = _failing(v1)
+    assert list(failing) == ["baselines"]
+    assert "does not beat the better baseline (always Entailment, 0.167)" in failing["baselines"]
+
+
+def test_a_version_no_better_than_zero_shot_fails(task, v1) -> None:
+    examples = gate_examples(task)
+    scored_run(task, examples)  # a zero-shot run that gets every example right
+    scored_run(task, examples, version=v1, wrong=3)
+    failing = _failing(v1)
+    assert list(failing) == ["baselines"] and "the better baseline (zero-shot, 1.000)" in failing["baselines"]
+
+
+def test_a_missing_zero_shot_run_fails_the_gate_instead_of_passing(task, v1) -> None:
+    scored_run(task, gate_examples(task), version=v1)
+    gate = promotion_gate(prompt_version=v1)
+    assert not gate.passed and gate.needs_zero_shot
+    assert list(_failing(v1)) == ["baselines"]
+    assert "no finished zero-shot run of the current model on the same test examples" in _failing(v1)["baselines"]
+    # A zero-shot run of other examples does not count either.
+    scored_run(task, gate_examples(task)[:9], constant="Entailment")
+    assert list(_failing(v1)) == ["baselines"]
+
+
+@pytest.mark.parametrize("adherence, sentence", [
+    ((6, 20), "Rule adherence 0.30 (6 of 20) is not above chance"),
+    # Above chance as a point, but its 95% interval reaches below chance.
+    ((9, 20), "Rule adherence 0.45 (9 of 20) is not above chance"),
+    (None, "Rule adherence was not measured"),
+])
+def test_a_version_whose_rules_are_not_followed_better_than_chance_fails(task, v1, adherence, sentence) -> None:
+    examples = gate_examples(task)
+    scored_run(task, examples, constant="Entailment")
+    scored_run(task, examples, version=v1, adherence=adherence)
+    failing = _failing(v1)
+    assert list(failing) == ["adherence"] and sentence in failing["adherence"]
+
+
 def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(v1, v2, admin_user) -> None:
-    finished_run(v1, 0.70)
+    gate_passing_run(v1)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    finished_run(v2, 0.65)
-    with pytest.raises(ValidationError, match="below the production version's 0.700"):
+    gate_passing_run(v2, wrong=3)
+    assert list(_failing(v2)) == ["production"]
+    with pytest.raises(ValidationError, match="below the production version's 1.000"):
         prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.PRODUCTION, PromptVersion.Status.DRAFT)
-    finished_run(v2, 0.72)  # a later, better run of the same version
+    gate_passing_run(v2)  # a later, better run of the same version
     promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.RETIRED, PromptVersion.Status.PRODUCTION)
     assert promotion.from_version == v1
-    assert promotion.gate["production_macro_f1"] == 0.70 and promotion.gate["candidate_macro_f1"] == 0.72
+    assert promotion.gate["production_macro_f1"] == 1.0 and promotion.gate["candidate_macro_f1"] == 1.0
 
 
 def test_the_margin_lets_a_slightly_lower_version_through(v1, v2, admin_user, settings) -> None:
-    finished_run(v1, 0.70)
+    gate_passing_run(v1)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    finished_run(v2, 0.69)
-    settings.PLD_PROMOTION_MARGIN = 0.02
+    run = gate_passing_run(v2, wrong=1)
+    shortfall = 1.0 - run.macro_f1
+    settings.PLD_PROMOTION_MARGIN = shortfall + 0.01
     assert promotion_gate(prompt_version=v2).passed
     settings.PLD_PROMOTION_MARGIN = 0.0
     assert not promotion_gate(prompt_version=v2).passed
 
 
-def test_an_admin_overrides_the_gate_only_with_a_justification(v1, v2, admin_user) -> None:
-    finished_run(v1, 0.70)
+def test_an_override_needs_a_justification_and_a_second_admin(v1, v2, admin_user, second_admin) -> None:
+    gate_passing_run(v1)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    finished_run(v2, 0.60)
-    with pytest.raises(ValidationError, match="override the gate with a written justification"):
-        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON, override_justification="  ")
-    justification = "Legal asked for the court rule now; v1 misses every jurisdiction clause."
-    promotion = prompt_version_promote(
-        prompt_version=v2, user=admin_user, reason=REASON, override_justification=justification
-    )
+    gate_passing_run(v2, wrong=4)
+    with pytest.raises(ValidationError, match="A failing gate is overridden by two Admins"):
+        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+    with pytest.raises(ValidationError, match="against the failing gate"):
+        promotion_override_request(prompt_version=v2, user=admin_user, reason=REASON, justification="  ")
+    override = promotion_override_request(prompt_version=v2, user=admin_user, reason=REASON,
+                                          justification=JUSTIFICATION)
+    assert _status(v2) == PromptVersion.Status.DRAFT  # a request alone promotes nothing
+    assert override.gate["passed"] is False and "below the production version's" in override.gate["problems"][0]
+    with pytest.raises(ValidationError, match="a different Admin must confirm it"):
+        promotion_override_confirm(override=override, user=admin_user)
+    with pytest.raises(ValidationError, match="already asked to override"):
+        promotion_override_request(prompt_version=v2, user=second_admin, reason=REASON, justification="Me too")
+    assert _status(v2) == PromptVersion.Status.DRAFT
+    promotion = promotion_override_confirm(override=override, user=second_admin)
     promotion.refresh_from_db()
-    assert promotion.override_justification == justification
-    assert promotion.gate["passed"] is False and promotion.gate["overridden"] is True
-    assert "below the production version's" in promotion.gate["problems"][0]
     assert _status(v2) == PromptVersion.Status.PRODUCTION
+    assert promotion.override_justification == JUSTIFICATION and promotion.override == override
+    assert (promotion.override_requested_by, promotion.promoted_by) == (admin_user, second_admin)
+    assert promotion.gate["passed"] is False and promotion.gate["overridden"] is True
+    assert any(c["key"] == "production" and not c["passed"] for c in promotion.gate["conditions"])
+    override.refresh_from_db()
+    assert (override.status, override.confirmed_by) == (PromotionOverride.Status.CONFIRMED, second_admin)
+    with pytest.raises(ValidationError, match="confirmed"):
+        promotion_override_confirm(override=override, user=second_admin)
 
 
-def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(v1, v2, admin_user) -> None:
-    finished_run(v1, 0.70)
-    finished_run(v2, 0.75)
+def test_an_override_is_refused_while_the_gate_passes_and_can_be_withdrawn(v1, admin_user, second_admin) -> None:
+    override = promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON,
+                                          justification=JUSTIFICATION)
+    promotion_override_withdraw(override=override, user=second_admin)
+    with pytest.raises(ValidationError, match="withdrawn"):
+        promotion_override_confirm(override=override, user=second_admin)
+    gate_passing_run(v1)
+    with pytest.raises(ValidationError, match="The gate passes"):
+        promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON, justification=JUSTIFICATION)
+    assert not Promotion.objects.exists()
+
+
+def test_the_database_refuses_a_one_admin_override(v1, admin_user, second_admin) -> None:
+    override = promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON,
+                                          justification=JUSTIFICATION)
+    # Side door 1: confirming one's own request with a raw update.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PromotionOverride.objects.filter(pk=override.pk).update(
+            status="confirmed", confirmed_by=admin_user, confirmed_at=timezone.now()
+        )
+    # Side door 2: a promotion row that names the same Admin twice, or an override without its request.
+    base = {"task": v1.task, "prompt_version": v1, "reason": REASON, "promoted_by": admin_user}
+    for extra in ({"override_justification": JUSTIFICATION, "override": override, "override_requested_by": admin_user},
+                  {"override_justification": JUSTIFICATION}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Promotion.objects.bulk_create([Promotion(**base, **extra)])
+    promotion = promotion_override_confirm(override=override, user=second_admin)
+    # Side door 3: rewriting a settled request afterwards.
+    with pytest.raises(DatabaseError), transaction.atomic():
+        PromotionOverride.objects.filter(pk=override.pk).update(justification="Rewritten afterwards")
+    override.refresh_from_db()
+    assert override.justification == JUSTIFICATION and promotion.override_requested_by == admin_user
+
+
+def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(
+    v1, v2, admin_user, second_admin
+) -> None:
+    gate_passing_run(v1)
+    gate_passing_run(v2)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
     prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
     rollback = prompt_version_promote(
         prompt_version=v1, user=admin_user, reason="v2 misroutes governing-law clauses in production",
-        override_justification="Production incident: go back now, fix v2 later.",
     )
     assert rollback.is_rollback and rollback.from_version == v2
     assert rollback.reason == "v2 misroutes governing-law clauses in production"
@@ -125,9 +257,20 @@ def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(v1,
     ]
 
 
+def test_a_rollback_past_a_failing_gate_needs_two_admins_too(v1, v2, admin_user, second_admin) -> None:
+    gate_passing_run(v1, wrong=4)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    gate_passing_run(v2)
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    with pytest.raises(ValidationError, match="below the production version's"):
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back")
+    rollback = _overridden(v1, second_admin, admin_user, reason="Production incident: go back now, fix v2 later.")
+    assert rollback.is_rollback and (rollback.override_requested_by, rollback.promoted_by) == (second_admin, admin_user)
+
+
 def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
-    finished_run(v1, 0.7)
-    finished_run(v2, 0.7)
+    gate_passing_run(v1)
+    gate_passing_run(v2)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
     prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
     assert PromptVersion.objects.filter(status=PromptVersion.Status.PRODUCTION).count() == 1
@@ -138,9 +281,11 @@ def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
 
 
 def test_promoting_needs_an_admin_and_a_reason(v1, reviewer, admin_user) -> None:
-    finished_run(v1, 0.7)
+    gate_passing_run(v1)
     with pytest.raises(PermissionDenied):
         prompt_version_promote(prompt_version=v1, user=reviewer, reason=REASON)
+    with pytest.raises(PermissionDenied):
+        promotion_override_request(prompt_version=v1, user=reviewer, reason=REASON, justification=JUSTIFICATION)
     with pytest.raises(ValidationError, match="Say why"):
         prompt_version_promote(prompt_version=v1, user=admin_user, reason="   ")
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
@@ -148,17 +293,21 @@ def test_promoting_needs_an_admin_and_a_reason(v1, reviewer, admin_user) -> None
         prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
 
 
-def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, reviewer, capsys) -> None:
+def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, second_admin, reviewer, capsys) -> None:
     with pytest.raises(CommandError, match="no finished evaluation"):
         call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
-    finished_run(v1, 0.7)
+    gate_passing_run(v1)
     call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
     assert "Promoted nda-demo v1" in capsys.readouterr().out
-    finished_run(v2, 0.5)
+    gate_passing_run(v2, wrong=4)
     with pytest.raises(CommandError, match="below the production"):
         call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam")
     call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam", "--override-justification", "Urgent")
-    assert "The gate was overridden: Urgent" in capsys.readouterr().out
+    assert "a different Admin confirms it with --confirm-override" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="a different Admin must confirm it"):
+        call_command("promote", str(v2.pk), "--user", "adam", "--confirm-override")
+    call_command("promote", str(v2.pk), "--user", "alex", "--confirm-override")
+    assert "The gate was overridden: Urgent (requested by adam, confirmed by alex)" in capsys.readouterr().out
     with pytest.raises(CommandError, match="may not promote"):
         call_command("promote", str(v1.pk), "--reason", REASON, "--user", "rita")
     with pytest.raises(CommandError, match="no prompt version"):
@@ -166,7 +315,7 @@ def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, revi
 
 
 def test_a_promotion_record_cannot_be_changed(v1, admin_user) -> None:
-    finished_run(v1, 0.7)
+    gate_passing_run(v1)
     promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
     promotion.reason = "Rewritten afterwards"
     with pytest.raises(DatabaseError, match="audit record"), transaction.atomic():

@@ -1,18 +1,21 @@
-"""The promotion page: evidence side by side, flipping examples, the form, overrides and permissions."""
+"""The promotion page: each gate condition with its figure, flipping examples, baselines, two-Admin overrides."""
 from __future__ import annotations
 
 import pytest
 
-from evaluation.models import Promotion
+from evaluation.models import EvaluationRun, Promotion, PromotionOverride
 from evaluation.promotion import prompt_version_promote
-from rules.models import Example, PromptVersion
-from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
-
-
-def _example(task, n: int, gold: str) -> Example:
-    inputs = {"premise": f"Clause {n}", "hypothesis": f"H{n}"}
-    return Example.objects.create(task=task, inputs=inputs, gold_label=gold, split="test",
-                                  content_hash=Example.hash_content(inputs, gold))
+from pldreview.models import Job
+from rules.models import PromptVersion
+from tests.support.prompt_versions import (
+    approve,
+    approve_all,
+    compiled,
+    finished_run,
+    gate_examples,
+    gate_passing_run,
+    scored_run,
+)
 
 
 @pytest.fixture
@@ -23,21 +26,26 @@ def versions(task, admin_user, second_reviewer) -> tuple[PromptVersion, PromptVe
     return v1, compiled(task, admin_user)
 
 
-def test_it_shows_both_versions_metrics_and_the_examples_that_flip(client, task, admin_user, versions) -> None:
+def test_it_lists_each_condition_with_its_figure_and_the_examples_that_flip(
+    client, task, admin_user, versions
+) -> None:
     v1, v2 = versions
-    fixed, broken = _example(task, 1, "Entailment"), _example(task, 2, "Contradiction")
-    same = _example(task, 3, "NotMentioned")
-    finished_run(v1, 0.70, predictions=[(fixed, "NotMentioned"), (broken, "Contradiction"), (same, "NotMentioned")])
+    gate_passing_run(v1)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason="First")
-    finished_run(v2, 0.66, predictions=[(fixed, "Entailment"), (broken, "Entailment"), (same, "NotMentioned")])
+    run = gate_passing_run(v2, wrong=3)
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
-    assert "blocks this promotion" in page
-    assert "0.700" in page and "0.660" in page and "95% CI 0.610–0.710" in page
-    assert "1 fixed, 1 broken" in page
-    assert f'href="/examples/{fixed.pk}/"' in page and f'href="/examples/{broken.pk}/"' in page
-    assert f'href="/examples/{same.pk}/"' not in page
-    assert 'name="override_justification"' in page
+    assert 'The gate:\n    <span class="gate-blocked">fails</span>' in page
+    for title in ("Evaluated on the test split", "Beats the majority-class and zero-shot baselines",
+                  "Follows its rules better than chance", "Not worse than production"):
+        assert title in page
+    assert f"{run.macro_f1:.3f} vs 1.000 (margin 0.000)" in page
+    assert "below the production version&#x27;s 1.000" in page
+    assert "0.90 (18 of 20; 95% CI" in page
+    assert "0 fixed, 3 broken" in page
+    broken = gate_examples(task)[:3]
+    assert all(f'href="/examples/{e.pk}/"' in page for e in broken)
+    assert 'name="override_justification"' in page and "Request an override (a second Admin confirms)" in page
 
 
 def test_a_blocked_promotion_without_justification_shows_the_form_error(client, admin_user, versions) -> None:
@@ -46,41 +54,94 @@ def test_a_blocked_promotion_without_justification_shows_the_form_error(client, 
     response = client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Ship it", "override_justification": ""})
     assert response.status_code == 400
     assert b"no finished evaluation on the test split" in response.content
+    assert b"A failing gate is overridden by two Admins" in response.content
     assert not Promotion.objects.exists()
 
 
-def test_an_override_is_recorded_and_shown_on_the_version_page(client, admin_user, auditor, versions) -> None:
+def test_a_missing_zero_shot_run_is_started_from_the_page(client, task, admin_user, versions) -> None:
+    v1, _v2 = versions
+    scored_run(task, gate_examples(task), version=v1)
+    client.force_login(admin_user)
+    page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
+    assert "no finished zero-shot run" in page and f'action="/prompts/{v1.pk}/promote/baseline/"' in page
+    response = client.post(f"/prompts/{v1.pk}/promote/baseline/")
+    baseline = EvaluationRun.objects.get(mode=EvaluationRun.Mode.ZERO_SHOT)
+    assert response.status_code == 302 and response["Location"] == f"/evaluations/{baseline.pk}/"
+    assert baseline.status == EvaluationRun.Status.QUEUED and Job.objects.filter(pk=baseline.job_id).exists()
+    assert set(baseline.options["example_ids"]) == {e.pk for e in gate_examples(task)}
+    # A second click does not start a second run; the page links the one under way instead of passing.
+    client.post(f"/prompts/{v1.pk}/promote/baseline/")
+    assert EvaluationRun.objects.filter(mode=EvaluationRun.Mode.ZERO_SHOT).count() == 1
+    page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
+    assert f"Zero-shot run #{baseline.pk} is under way" in page and "gate-blocked" in page
+
+
+def test_an_override_is_requested_by_one_admin_and_confirmed_by_another(
+    client, admin_user, second_admin, auditor, versions
+) -> None:
     v1, _v2 = versions
     client.force_login(admin_user)
-    response = client.post(f"/prompts/{v1.pk}/promote/", {
-        "reason": "Pilot", "override_justification": "The pilot customer needs it before the evaluation finishes",
-    })
+    justification = "The pilot customer needs it before the evaluation finishes"
+    response = client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": justification})
+    assert response.status_code == 302 and response["Location"] == f"/prompts/{v1.pk}/promote/"
+    override = PromotionOverride.objects.get()
+    assert (override.requested_by, override.status) == (admin_user, PromotionOverride.Status.PENDING)
+    v1.refresh_from_db()
+    assert v1.status != PromptVersion.Status.PRODUCTION and not Promotion.objects.exists()
+    page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
+    assert "You asked for this override" in page and "Confirm the override" not in page
+    # The side door: the requester posts the confirmation URL directly.
+    response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/")
+    assert response.status_code == 400 and b"a different Admin must confirm it" in response.content
+    assert not Promotion.objects.exists()
+
+    client.force_login(second_admin)
+    page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
+    assert justification in page and "Confirm the override as second Admin and promote" in page
+    response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/")
     assert response.status_code == 302 and response["Location"] == f"/prompts/{v1.pk}/"
     promotion = Promotion.objects.get()
-    assert promotion.override_justification == "The pilot customer needs it before the evaluation finishes"
+    assert (promotion.override_requested_by, promotion.promoted_by) == (admin_user, second_admin)
     client.force_login(auditor)
     page = client.get(f"/prompts/{v1.pk}/").content.decode()
-    assert "Gate overridden" in page and "The pilot customer needs it" in page and "Pilot" in page
+    assert "Gate overridden" in page and justification in page
+    assert "requested by adam, confirmed by alex (two Admins)" in page and "no finished evaluation" in page
+
+
+def test_a_pending_override_can_be_withdrawn(client, admin_user, second_admin, versions) -> None:
+    v1, _v2 = versions
+    client.force_login(admin_user)
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed"})
+    override = PromotionOverride.objects.get()
+    client.force_login(second_admin)
+    client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/withdraw/")
+    override.refresh_from_db()
+    assert (override.status, override.withdrawn_by) == (PromotionOverride.Status.WITHDRAWN, second_admin)
+    assert 'name="override_justification"' in client.get(f"/prompts/{v1.pk}/promote/").content.decode()
 
 
 def test_a_passing_gate_promotes_from_the_page(client, admin_user, versions) -> None:
     v1, _v2 = versions
-    finished_run(v1, 0.7)
+    gate_passing_run(v1)
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
-    assert "passes" in page and 'name="override_justification"' not in page
+    assert '<span class="gate-passed">passes</span>' in page and 'name="override_justification"' not in page
     client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Evaluated and reviewed"})
     v1.refresh_from_db()
     assert v1.status == PromptVersion.Status.PRODUCTION
 
 
-def test_only_admins_open_the_promotion_page(client, reviewer, auditor, versions) -> None:
+def test_only_admins_open_the_promotion_page(client, reviewer, auditor, admin_user, versions) -> None:
     v1, _v2 = versions
+    client.force_login(admin_user)
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed"})
+    override = PromotionOverride.objects.get()
     for user in (reviewer, auditor):
         client.force_login(user)
         assert client.get(f"/prompts/{v1.pk}/promote/").status_code == 403
         forged = {"reason": "x", "override_justification": "y"}
         assert client.post(f"/prompts/{v1.pk}/promote/", forged).status_code == 403
+        assert client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/").status_code == 403
     client.logout()
     assert client.get(f"/prompts/{v1.pk}/promote/").status_code == 302
     assert not Promotion.objects.exists()
@@ -95,4 +156,5 @@ def test_it_warns_when_the_candidate_does_not_follow_its_rules(client, admin_use
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert "does not follow these rules better than chance" in page and warning in page
     assert "0.06" in page
-    assert "better than chance" not in client.get(f"/prompts/{v2.pk}/promote/").content.decode()
+    other = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
+    assert "does not follow these rules better than chance" not in other

@@ -73,6 +73,8 @@ def test_a_report_states_the_rules_the_reasons_and_the_metrics(signing: Path, st
     assert "240.3" in text  # p95 latency
     assert "teacher-model-x" in text  # the model that proposed the rules
     assert PROMOTION_REASON in text and OVERRIDE in text
+    assert "Gate overridden by two Admins. Requested by alex, confirmed by adam." in text
+    assert "not above chance (0.33)" in text  # the failing figures the second Admin confirmed
     assert "low rule adherence" in text
     assert identity.fingerprint.replace(":", "")[:8] in text.replace(":", "")
     assert story.version.sha256 in text
@@ -187,3 +189,37 @@ def test_the_demo_step_creates_the_identity_and_one_report_only_once(
     assert "created the demo signing identity" in first.getvalue()
     assert "already issued" in second.getvalue()
     assert "created" not in second.getvalue()
+
+
+def _reports_dir() -> Path:
+    from django.conf import settings
+
+    from evaluation.reports import REPORTS_DIR
+
+    return Path(settings.MEDIA_ROOT) / REPORTS_DIR
+
+
+def test_a_report_file_never_collides_with_one_left_by_an_earlier_database(
+    signing: Path, story, admin_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh database beside an old MEDIA_ROOT reuses report ids: plant the file an old report 1 left behind.
+    reports_dir = _reports_dir()
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    planted = reports_dir / f"{story.version.task.name}-v{story.version.number}-report-1.pdf"
+    planted.write_bytes(b"an old database's report")
+    report = report_generate(prompt_version=story.version, user=admin_user)
+    assert report.status == Report.Status.READY, report.error
+    assert report_path(report) != planted and planted.read_bytes() == b"an old database's report"
+    assert report.sha256[:16] in report.file  # named by its own content, not by the database id alone
+
+    # Even a name drawn twice never overwrites: the random part is fixed here to force the clash.
+    import evaluation.reports as reports_module
+
+    class _Fixed:
+        hex = "0" * 32
+
+    monkeypatch.setattr(reports_module.uuid, "uuid4", lambda: _Fixed())
+    kept = reports_module._store(report, b"first")
+    with pytest.raises(reports_module.ReportError, match="free file name"):
+        reports_module._store(report, b"first")
+    assert (Path(reports_module.settings.MEDIA_ROOT) / kept).read_bytes() == b"first"

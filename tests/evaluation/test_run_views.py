@@ -234,3 +234,34 @@ def test_compare_shows_metric_changes_and_flipped_examples(
 def test_compare_without_a_choice_explains_what_to_do(client: Client, reviewer: Any, db: None) -> None:
     body = _login(client, reviewer).get("/evaluations/compare/").content.decode()
     assert "Pick a run before and a run after" in body
+
+
+# --- how to reproduce: the prompt's hash against its version's -----------------------------------
+
+
+def test_how_to_reproduce_shows_both_hashes_and_says_what_differs(
+    client: Client, reviewer: Any, admin_user: Any, second_reviewer: Any, task: Task, examples: list[Example]
+) -> None:
+    import hashlib
+
+    from evaluation.prompts import pld_rules
+    from tests.support.prompt_versions import approve_all, compiled
+
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    read = pld_rules(task=task, prompt_text=version.text)  # what a pld run gives the student
+    run = _run(task, examples, [e.gold_label for e in examples], mode="pld", prompt_version=version,
+               prompt_sha256=hashlib.sha256(read.encode()).hexdigest(), prompt_tokens=version.token_count - 1)
+    run.prompt_text = read
+    run.save()
+    body = _login(client, reviewer).get(f"/evaluations/{run.pk}/").content.decode()
+    assert version.sha256[:17] in body and run.prompt_sha256[:17] in body
+    assert f"{version.token_count} tokens" in body and f"{version.token_count - 1} tokens" in body
+    assert "without its leading and trailing whitespace (the final line break)" in body
+
+    same = _run(task, examples, [e.gold_label for e in examples], mode="pld", prompt_version=version,
+                prompt_sha256=version.sha256, prompt_tokens=version.token_count)
+    same.prompt_text = version.text
+    same.save()
+    body = _login(client, reviewer).get(f"/evaluations/{same.pk}/").content.decode()
+    assert "(the same as" in body and "prompt-difference" not in body

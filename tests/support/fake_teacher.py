@@ -33,7 +33,7 @@ def valid_reply(schema: dict[str, Any]) -> Any:
 class FakeTeacher:
     """Serve /v1/chat/completions following a plan of behaviours, then ``default`` for the rest.
 
-    Behaviours: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's timeout),
+    Behaviours: "ok", "400" (a refusal), "429" (with Retry-After), "500", "hang" (sleeps past the client's timeout),
     "malformed" (not JSON), "invalid" (JSON with blank strings), "die" (drop the connection and stop).
     """
 
@@ -151,6 +151,9 @@ class FakeTeacher:
                     return
                 if behaviour == "500":
                     self._send(500, {"error": {"message": "boom"}})
+                    return
+                if behaviour == "400":
+                    self._send(400, {"error": {"message": "the model refuses this request"}})
                     return
                 if behaviour == "hang":
                     time.sleep(fake.hang_seconds)

@@ -57,3 +57,75 @@ def finished_run(version: PromptVersion, macro_f1: float, *, split: str = "test"
         Prediction.objects.create(run=run, example=example, label=label, correct=label == example.gold_label,
                                   latency_ms=10.0)
     return run
+
+
+GATE_EXAMPLES = 18
+
+
+def gate_examples(task: Task, n: int = GATE_EXAMPLES) -> list[Example]:
+    """Return the task's test examples, first adding balanced ones (labels in turn) until there are ``n``."""
+    existing = list(Example.objects.filter(task=task, split="test").order_by("id"))
+    labels = task.label_names
+    for i in range(len(existing), n):
+        inputs = {"premise": f"Gate clause {i}", "hypothesis": f"Gate hypothesis {i}"}
+        gold = labels[i % len(labels)]
+        existing.append(Example.objects.create(
+            task=task, inputs=inputs, gold_label=gold, split="test", content_hash=Example.hash_content(inputs, gold),
+        ))
+    return existing
+
+
+def scored_run(
+    task: Task, examples: list[Example], *, version: PromptVersion | None = None, wrong: int = 0,
+    constant: str = "", adherence: tuple[int, int] | None = (18, 20), model_sha256: str | None = None,
+) -> EvaluationRun:
+    """Record a finished run whose metrics are computed from the predictions it stores (no model needed).
+
+    The first ``wrong`` examples get the next label instead of the gold one; ``constant`` predicts one
+    label for every example (a majority-class or an ignoring model); ``adherence`` is (followed, n).
+    """
+    from evaluation.metrics import classification_metrics
+
+    labels = task.label_names
+
+    def predicted(i: int, example: Example) -> str:
+        if constant:
+            return constant
+        if i < wrong:
+            return labels[(labels.index(example.gold_label) + 1) % len(labels)]
+        return example.gold_label
+
+    y_pred = [predicted(i, e) for i, e in enumerate(examples)]
+    metrics = classification_metrics(y_true=[e.gold_label for e in examples], y_pred=y_pred, labels=labels)
+    measured: dict[str, Any] = {}
+    if version is not None and adherence is not None:
+        followed, n = adherence
+        score = round(followed / n, 4)
+        measured = {"rule_adherence": score,
+                    "adherence": {"n": n, "rule_adherence": score, "chance": round(1 / len(labels), 4)}}
+    run = EvaluationRun(
+        task=task, mode=EvaluationRun.Mode.PLD if version else EvaluationRun.Mode.ZERO_SHOT, prompt_version=version,
+        prompt_text=version.text if version else "zero-shot", split="test", model_path="/models/student.gguf",
+        model_sha256=current_model_sha256() if model_sha256 is None else model_sha256,
+        status=EvaluationRun.Status.FINISHED, n_examples=len(examples), data_sha256="d" * 64, metrics=metrics,
+        finished_at=timezone.now(), options={"example_ids": [e.pk for e in examples]}, **measured,
+    )
+    run.full_clean()
+    run.save()
+    for example, label in zip(examples, y_pred, strict=True):
+        Prediction.objects.create(run=run, example=example, label=label, correct=label == example.gold_label,
+                                  latency_ms=10.0)
+    return run
+
+
+def gate_passing_run(version: PromptVersion, *, wrong: int = 0) -> EvaluationRun:
+    """Record the evidence a passing gate needs: a zero-shot run that always says the first label and a
+    pld run of the version that is right on all but ``wrong`` of the same examples, following its rules."""
+    from evaluation.promotion import zero_shot_baseline
+
+    task = version.task
+    examples = gate_examples(task)
+    run = scored_run(task, examples, version=version, wrong=wrong)
+    if zero_shot_baseline(run=run) is None:
+        scored_run(task, examples, constant=task.label_names[0])
+    return run

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from evaluation.models import EvaluationRun, Promotion
+from evaluation.models import EvaluationRun, Promotion, PromotionOverride
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.services import rule_approve, rule_edit, rule_propose, rule_reject
 from tests.support.certificates import self_signed
@@ -22,6 +22,7 @@ EDIT_REASON = "Narrowed to employees bound by written confidentiality duties"
 REJECT_REASON = "Too vague: it names no clause at all"
 PROMOTION_REASON = "Beats the few-shot baseline on the test split"
 OVERRIDE = "Latency above budget accepted for the pilot quarter"
+FAILING_SENTENCE = "Rule adherence 0.20 (4 of 20) is not above chance (0.33) with its 95% interval (0.08–0.42)."
 PLD_MACRO_F1 = 0.8123
 PASSPHRASE = "test-passphrase"
 
@@ -112,9 +113,21 @@ def build_report_story(*, task: Task, reviewer: User, second_reviewer: User, adm
                adherence={"chance": 0.3333, "warning": "The student does not follow its rules better than chance."})
     _run(task, EvaluationRun.Mode.ZERO_SHOT, 0.41)
     _run(task, EvaluationRun.Mode.FEW_SHOT, 0.55, k_shot=3)
+    # The gate failed, so two Admins overrode it: a second Admin asked, ``admin`` confirmed.
+    requester, _ = User.objects.get_or_create(username="alex", defaults={"email": "alex@example.org"})
+    gate = {"passed": False, "candidate_macro_f1": PLD_MACRO_F1, "problems": [FAILING_SENTENCE],
+            "conditions": [{"key": "adherence", "title": "Follows its rules better than chance", "passed": False,
+                            "figure": "0.20 (4 of 20; 95% CI 0.08–0.42), chance 0.33", "sentence": FAILING_SENTENCE}]}
+    override = PromotionOverride(
+        task=task, prompt_version=version, reason=PROMOTION_REASON, justification=OVERRIDE, gate=gate,
+        requested_by=requester, status=PromotionOverride.Status.CONFIRMED, confirmed_by=admin,
+        confirmed_at=timezone.now(),
+    )
+    override.full_clean()
+    override.save()
     promotion = Promotion(
         task=task, prompt_version=version, evaluation_run=pld, reason=PROMOTION_REASON,
-        override_justification=OVERRIDE, gate={"passed": False, "candidate_macro_f1": PLD_MACRO_F1},
+        override_justification=OVERRIDE, override=override, override_requested_by=requester, gate=gate,
         promoted_by=admin,
     )
     promotion.full_clean()
