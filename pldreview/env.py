@@ -1,6 +1,7 @@
 """Read settings from the environment, failing loudly on values that do not parse."""
 from __future__ import annotations
 
+import json
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -58,3 +59,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json_list(name: str, default: list[str]) -> list[str]:
+    """Return a variable holding a JSON list of strings (for values that may contain commas, like patterns)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {raw!r}") from None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured(f"{name} must be a JSON list of strings")
+    return value

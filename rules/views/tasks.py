@@ -42,7 +42,8 @@ class DatasetImportForm(forms.Form):
     file = forms.FileField(label="Dataset file")
     split = forms.ChoiceField(
         required=False, label="Split",
-        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")] + list(Split.choices),
+        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")]
+        + [c for c in Split.choices if c[0] != Split.FEEDBACK],
         help_text="Put every example in one split, or let the seed split them.",
     )
     split_seed = forms.IntegerField(
