@@ -212,6 +212,10 @@ PLD_DECISION_REDACT_PATTERNS = env_json_list("PLD_DECISION_REDACT_PATTERNS", [
     r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",  # IBANs
     r"\+?\d[\d ()./-]{6,}\d",  # phone, account and card numbers
 ])
+# The production page's alert (docs/production.md): a day with at least PLD_DRIFT_MIN_CALLS calls whose label
+# shares have a population stability index above the threshold against the gating evaluation's.
+PLD_DRIFT_PSI_THRESHOLD = env_float("PLD_DRIFT_PSI_THRESHOLD", 0.2)
+PLD_DRIFT_MIN_CALLS = env_int("PLD_DRIFT_MIN_CALLS", 30, minimum=1)
 # Only the classify_api benchmark turns this on: then a request with ``X-PLD-Unlogged: 1`` skips the log, so
 # one server can time calls with and without it, alternating.
 PLD_BENCHMARK_UNLOGGED_CALLS = env_bool("PLD_BENCHMARK_UNLOGGED_CALLS", False)
