@@ -1,4 +1,4 @@
-"""Refine page of an evaluation run: start phase 3 as a job and see the proposals it filed, with their evidence."""
+"""Refine page of an evaluation run: its inputs (failures, feedback examples), the start form, the proposals."""
 from __future__ import annotations
 
 from django import forms
@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import EvaluationRun
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS, feedback_examples
 from pldreview.jobs import job_start_from_form
 from rules.models import Rule
 
@@ -22,6 +22,10 @@ class RefineForm(forms.Form):
     base_url = forms.URLField(required=False, assume_scheme="http", label="Teacher base URL",
                               help_text="Leave empty for the configured endpoint, or the local teacher.")
     model = forms.CharField(required=False, max_length=200, label="Teacher model")
+    include_feedback = forms.BooleanField(
+        required=False, initial=True, label="Also diagnose the task's feedback examples",
+        help_text="Production decisions Reviewers marked wrong, listed under Inputs.",
+    )
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
@@ -39,7 +43,9 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
         refusal = "This run has not finished; refine needs a finished run."
     elif run.split not in {"train", "dev"}:
         refusal = "Refine learns from train or dev runs only; the test split stays unseen."
-    return {"run": run, "proposals": proposals, "form": form or RefineForm(), "refusal": refusal}
+    return {"run": run, "proposals": proposals, "form": form or RefineForm(), "refusal": refusal,
+            "n_failures": run.predictions.filter(correct=False).count(),
+            "feedback_examples": feedback_examples(run.task)}
 
 
 @require_GET
