@@ -153,6 +153,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
         return render(request, "rules/task_detail.html#examples", context)
     context["distribution"] = _distribution(task)
     context["imports"] = DatasetImport.objects.filter(task=task).select_related("imported_by")[:20]
+    context["feedback_waiting"] = task.examples.filter(split=Split.FEEDBACK).count()
     return render(request, "rules/task_detail.html", context)
 
 
