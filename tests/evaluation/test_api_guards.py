@@ -111,3 +111,17 @@ def test_the_window_resets_each_minute_and_old_counters_go(task, admin_user, rev
     assert caught.value.status == 429 and caught.value.retry_after == 30
     api_token_rate_check(token=token, now=start + timedelta(minutes=1))
     assert list(ApiTokenWindow.objects.filter(token=token).values_list("count", flat=True)) == [1]
+
+
+def test_an_admin_issues_a_scoped_metered_expiring_token_on_the_page(client, task, admin_user, reviewer) -> None:
+    client.force_login(admin_user)
+    response = client.post("/api-tokens/new/", {
+        "user": reviewer.pk, "name": "intake", "expires_at": "2099-01-01T12:00", "rate_limit_per_minute": 30,
+        "tasks": [task.pk],
+    })
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    token = ApiToken.objects.get(name="intake")
+    assert token.rate_limit == 30 and list(token.tasks.all()) == [task] and token.expires_at.year == 2099
+    assert "30/min · NDA clauses" in client.get("/api-tokens/").content.decode()
+    response = client.post("/api-tokens/new/", {"user": reviewer.pk, "name": "x", "expires_at": "2001-01-01T00:00"})
+    assert response.status_code == 400 and "future" in response.content.decode()
