@@ -125,3 +125,13 @@ def test_an_admin_issues_a_scoped_metered_expiring_token_on_the_page(client, tas
     assert "30/min · NDA clauses" in client.get("/api-tokens/").content.decode()
     response = client.post("/api-tokens/new/", {"user": reviewer.pk, "name": "x", "expires_at": "2001-01-01T00:00"})
     assert response.status_code == 400 and "future" in response.content.decode()
+
+
+def test_the_command_issues_scoped_metered_expiring_tokens(task, admin_user, reviewer, capsys) -> None:
+    from django.core.management import call_command
+
+    call_command("create_api_token", "--user", "rita", "--name", "batch", "--created-by", "adam",
+                 "--expires", "2099-06-01", "--rate-limit", "5", "--task", "nda-demo")
+    token = ApiToken.objects.get(token_hash=ApiToken.hash_token(capsys.readouterr().out.strip()))
+    assert (token.expires_at.date().isoformat(), token.rate_limit, [t.name for t in token.tasks.all()]) == (
+        "2099-06-01", 5, ["nda-demo"])

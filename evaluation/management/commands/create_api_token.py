@@ -1,7 +1,7 @@
 """Create an API token for a user and print its raw value (the only time it is shown)."""
 from __future__ import annotations
 
-from datetime import timezone as dt_timezone
+from datetime import UTC
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--created-by", help="The Admin issuing it (username); default: --user")
         parser.add_argument("--expires", help="ISO date or date-time (UTC) from which it is refused")
         parser.add_argument("--rate-limit", type=int, help="Requests per minute (default PLD_API_DEFAULT_RATE_LIMIT)")
-        parser.add_argument("--task", action="append", default=[], help="A task it may classify (repeatable); none = all")
+        parser.add_argument("--task", action="append", default=[],
+                            help="A task it may classify (repeatable); none = all")
 
     def handle(self, *args: Any, **options: Any) -> None:
         users = get_user_model().objects
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             if expires is None:
                 raise CommandError(f"--expires {options['expires']!r} is not an ISO date or date-time.")
             if timezone.is_naive(expires):
-                expires = timezone.make_aware(expires, dt_timezone.utc)
+                expires = timezone.make_aware(expires, UTC)
         tasks = list(Task.objects.filter(name__in=options["task"]))
         if len(tasks) != len(set(options["task"])):
             raise CommandError(f"Unknown task among {', '.join(options['task'])}.")
