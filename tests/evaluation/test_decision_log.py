@@ -66,7 +66,7 @@ def test_a_call_writes_exactly_one_record_with_its_version_and_hashes(production
     assert call.model_sha256 == data["model_sha256"] == student_settings.info.sha256
     assert call.label == data["label"] and call.probabilities == data["probabilities"]
     assert call.top_probability == max(data["probabilities"].values())
-    assert call.latency_ms > 0
+    assert call.latency_ms > 0 and "log;dur=" in response["Server-Timing"]
     assert call.input_retention == "full" and call.inputs == BODY
     assert call.input_sha256 == inputs_sha256(BODY)
     # An error writes nothing.
