@@ -219,6 +219,8 @@ PLD_DRIFT_MIN_CALLS = env_int("PLD_DRIFT_MIN_CALLS", 30, minimum=1)
 # Only the classify_api benchmark turns this on: then a request with ``X-PLD-Unlogged: 1`` skips the log, so
 # one server can time calls with and without it, alternating.
 PLD_BENCHMARK_UNLOGGED_CALLS = env_bool("PLD_BENCHMARK_UNLOGGED_CALLS", False)
+if PLD_BENCHMARK_UNLOGGED_CALLS and not DEBUG:
+    raise ImproperlyConfigured("PLD_BENCHMARK_UNLOGGED_CALLS is for the benchmark only; it needs DJANGO_DEBUG=1")
 
 # Signed reports: a PKCS#12 identity; ``manage.py create_signing_identity`` makes a demo one.
 PLD_SIGNING_P12 = env_str("PLD_SIGNING_P12", str(VAR_DIR / "signing" / "demo-identity.p12"))
