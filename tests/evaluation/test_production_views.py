@@ -152,3 +152,24 @@ def test_a_feedback_example_follows_its_calls_retention(reviewer, version) -> No
     example = Example.objects.get(pk=feedback.example_id)
     assert set(example.inputs.values()) == {PURGED} and example.gold_label == "Contradiction"
     assert feedback.call is None and feedback.request_id == call.request_id
+
+
+def test_a_logged_decision_and_its_feedback_cannot_be_changed_by_any_door(reviewer, version) -> None:
+    from django.db import IntegrityError, InternalError, connection, transaction
+
+    refused = (IntegrityError, InternalError)
+    call = _log(version)
+    feedback = decision_feedback_give(call=call, correct_label="Contradiction", reason="Copy kept", user=reviewer)
+    call.label = "Contradiction"
+    with pytest.raises(refused), transaction.atomic():
+        call.save()
+    with pytest.raises(refused), transaction.atomic():
+        ClassifyCall.objects.filter(pk=call.pk).update(top_probability=0.99)
+    with pytest.raises(refused), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE evaluation_decisionfeedback SET correct_label = 'NotMentioned'")
+    # The signature, once the signing service gives one, may be added.
+    DecisionFeedback.objects.filter(pk=feedback.pk).update(signature_ref="signature:1")
+    call.refresh_from_db()
+    feedback.refresh_from_db()
+    assert (call.label, feedback.correct_label, feedback.signature_ref) == ("Entailment", "Contradiction",
+                                                                            "signature:1")
