@@ -19,9 +19,9 @@ def _svg(title: str, summary: str, body: list[str]) -> SafeString:
     )
 
 
-def _axis(y_max: float, fmt: str) -> list[str]:
-    plot_h = HEIGHT - BOTTOM - TOP
-    parts = [f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="#666"/>',
+def _axis(y_max: float, fmt: str, top: int = TOP) -> list[str]:
+    plot_h = HEIGHT - BOTTOM - top
+    parts = [f'<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="#666"/>',
              f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}" stroke="#666"/>']
     for fraction in (0.0, 0.5, 1.0):
         y = HEIGHT - BOTTOM - fraction * plot_h
@@ -49,7 +49,7 @@ def bar_chart(*, title: str, summary: str, bars: list[tuple[str, float]]) -> Saf
     y_max = max((value for _, value in bars), default=0) or 1
     slot, width = _slots(len(bars))
     plot_h = HEIGHT - BOTTOM - TOP
-    body = _axis(y_max, ".0f")
+    body = _axis(y_max, "g")
     for i, (name, value) in enumerate(bars):
         h = plot_h * value / y_max
         x = LEFT + 4 + slot * i + (slot - width) / 2
@@ -64,8 +64,9 @@ def stacked_shares(
 ) -> SafeString:
     """Return an SVG of 100% stacked columns, one per (name, {label: share}) pair, with a legend."""
     slot, width = _slots(len(columns))
-    plot_h = HEIGHT - BOTTOM - TOP - 14
-    body = _axis(1.0, ".0%")
+    top = TOP + 14  # room for the legend
+    plot_h = HEIGHT - BOTTOM - top
+    body = _axis(1.0, ".0%", top)
     for i, (name, shares) in enumerate(columns):
         x = LEFT + 4 + slot * i + (slot - width) / 2
         y = HEIGHT - BOTTOM
@@ -83,17 +84,23 @@ def stacked_shares(
     return _svg(title, summary, body)
 
 
-def line_chart(*, title: str, summary: str, points: list[tuple[str, float]], y_max: float = 1.0) -> SafeString:
-    """Return an SVG line chart of (name, value) pairs on a 0..y_max scale."""
+def line_chart(
+    *, title: str, summary: str, points: list[tuple[str, float | None]], y_max: float = 1.0
+) -> SafeString:
+    """Return an SVG line chart of (name, value) pairs on a 0..y_max scale; None leaves a gap."""
     slot, _width = _slots(len(points))
     plot_h = HEIGHT - BOTTOM - TOP
     body = _axis(y_max, ".2f")
-    coords = [(LEFT + 4 + slot * i + slot / 2, HEIGHT - BOTTOM - plot_h * min(value, y_max) / y_max)
-              for i, (_name, value) in enumerate(points)]
-    if len(coords) > 1:
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        body.append(f'<polyline points="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2"/>')
-    for (x, y), (name, value) in zip(coords, points, strict=True):
+    segment: list[str] = []
+    for i, (name, value) in enumerate([*points, ("", None)]):
+        if value is None:
+            if len(segment) > 1:
+                body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{PALETTE[0]}" '
+                            f'stroke-width="2"/>')
+            segment = []
+            continue
+        x, y = LEFT + 4 + slot * i + slot / 2, HEIGHT - BOTTOM - plot_h * min(value, y_max) / y_max
+        segment.append(f"{x:.1f},{y:.1f}")
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{PALETTE[0]}">'
                     f'<title>{escape(name)}: {value:.3f}</title></circle>')
     body += _day_labels([name for name, _ in points], slot)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -67,7 +67,7 @@ class Day:
     day: date
     calls: int
     counts: dict[str, int]
-    mean_top_probability: float
+    mean_top_probability: float | None
     psi: float | None = None
 
     @property
@@ -104,7 +104,7 @@ class Watch:
             "min_calls_per_day": self.min_calls,
             "days": [
                 {"day": d.day.isoformat(), "calls": d.calls, "labels": d.counts,
-                 "mean_top_probability": round(d.mean_top_probability, 4),
+                 "mean_top_probability": None if d.mean_top_probability is None else round(d.mean_top_probability, 4),
                  "psi": None if d.psi is None else round(d.psi, 4)}
                 for d in self.days
             ],
@@ -135,9 +135,17 @@ def production_watch(
     reference = reference_shares(reference_run, labels)
     threshold = float(settings.PLD_DRIFT_PSI_THRESHOLD)
     min_calls = int(settings.PLD_DRIFT_MIN_CALLS)
+    by_day = {row["day"]: row for row in rows}
     days = []
-    for row in rows:
-        day = Day(day=row["day"], calls=row["calls"],
+    # Days without calls between the first and the last are shown as such, not skipped.
+    first, last = (min(by_day), max(by_day)) if by_day else (None, None)
+    for offset in range((last - first).days + 1 if first and last else 0):
+        current = first + timedelta(days=offset)
+        row = by_day.get(current)
+        if row is None:
+            days.append(Day(day=current, calls=0, counts=dict.fromkeys(labels, 0), mean_top_probability=None))
+            continue
+        day = Day(day=current, calls=row["calls"],
                   counts={label: row[f"n_{i}"] for i, label in enumerate(labels)},
                   mean_top_probability=(row["top"] or 0.0) / row["calls"])
         if reference and day.calls >= min_calls:

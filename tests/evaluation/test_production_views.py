@@ -103,7 +103,10 @@ def test_the_filters_narrow_the_export(client, admin_user, version) -> None:
     assert json.loads(rows[0]["inputs"]) == INPUTS and rows[0]["prompt_sha256"] == version.sha256
     data = client.get("/tasks/nda-demo/production/export.json").json()
     assert {c["request_id"] for c in data["calls"]} == {str(old.request_id), str(new.request_id)}
-    assert data["summary"]["psi_threshold"] == 0.2 and len(data["summary"]["days"]) == 2
+    assert data["summary"]["psi_threshold"] == 0.2
+    # The two days between are shown with no calls, not skipped.
+    assert [d["calls"] for d in data["summary"]["days"]] == [1, 0, 0, 1]
+    assert data["summary"]["days"][1]["mean_top_probability"] is None
     assert client.get("/tasks/nda-demo/production/?start=2030-01-02&end=2030-01-01").status_code == 200
 
 
