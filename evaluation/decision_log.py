@@ -40,6 +40,22 @@ def decision_policy(task: Task) -> tuple[str, int]:
     return retention, int(days)
 
 
+@transaction.atomic
+def decision_policy_set(
+    *, task: Task, input_retention: str, retention_days: int | None, user: AbstractBaseUser, reason: str
+) -> DecisionLogPolicy:
+    """Set how the task's logged inputs are kept from the next call on, and for how long; audited."""
+    if not user.has_perm("evaluation.set_decision_retention"):
+        raise PermissionDenied("Only Admins set a task's decision log retention.")
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the retention changes."})
+    policy = DecisionLogPolicy.objects.select_for_update().filter(task=task).first() or DecisionLogPolicy(task=task)
+    policy.input_retention = input_retention
+    policy.retention_days = retention_days
+    audited_save(policy, user=user, reason=reason.strip())
+    return policy
+
+
 @lru_cache(maxsize=8)
 def _patterns(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
     return [re.compile(pattern) for pattern in patterns]

@@ -216,6 +216,7 @@ class ClassifyCall(models.Model):
         permissions = [
             ("watch_production", "Can watch a task's production decisions and export them"),
             ("give_feedback", "Can mark a logged production decision wrong"),
+            ("set_decision_retention", "Can set how a task's logged inputs are kept and for how long"),
         ]
 
     def __str__(self) -> str:

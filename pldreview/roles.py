@@ -63,6 +63,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "pldreview.run_job",
         "evaluation.view_classifycall",
         "evaluation.watch_production",
+        "evaluation.set_decision_retention",
     ],
 }
 

@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-created_at', '-id'],
-                'permissions': [('watch_production', "Can watch a task's production decisions and export them"), ('give_feedback', 'Can mark a logged production decision wrong')],
+                'permissions': [('watch_production', "Can watch a task's production decisions and export them"), ('give_feedback', 'Can mark a logged production decision wrong'), ('set_decision_retention', "Can set how a task's logged inputs are kept and for how long")],
             },
         ),
         migrations.CreateModel(

@@ -8,7 +8,7 @@ from django.db import migrations
 ADDED = {
     "Reviewer": ["evaluation.view_classifycall", "evaluation.give_feedback"],
     "Auditor": ["evaluation.view_classifycall", "evaluation.watch_production"],
-    "Admin": ["evaluation.view_classifycall", "evaluation.watch_production"],
+    "Admin": ["evaluation.view_classifycall", "evaluation.watch_production", "evaluation.set_decision_retention"],
 }
 
 

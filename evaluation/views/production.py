@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation import charts
-from evaluation.decision_log import decision_feedback_give, decision_policy
+from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
 from evaluation.drift import Watch, production_watch
-from evaluation.models import ClassifyCall, DecisionFeedback
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion, Split, Task
 
@@ -58,6 +58,13 @@ class FeedbackForm(forms.Form):
         self.fields["correct_label"].choices = [
             (name, name) for name in call.task.label_names if name != call.label
         ]
+
+
+class PolicyForm(forms.Form):
+    input_retention = forms.ChoiceField(choices=InputRetention.choices, label="Keep inputs as")
+    retention_days = forms.IntegerField(required=False, min_value=1, label="Keep calls for (days)",
+                                        help_text="Empty = PLD_DECISION_RETENTION_DAYS.")
+    reason = forms.CharField(max_length=500, label="Why")
 
 
 def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
@@ -109,14 +116,39 @@ def _charts(watch: Watch) -> dict[str, Any]:
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
-    task = _get_task_for_user(request, task_name)
+    return _production(request, _get_task_for_user(request, task_name))
+
+
+def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None = None,
+                status: int = 200) -> HttpResponse:
     form, watch = _watch(request, task)
     retention, days = decision_policy(task)
+    policy = DecisionLogPolicy.objects.filter(task=task).first()
+    initial = {"input_retention": retention, "retention_days": policy.retention_days if policy else None}
     return render(request, "evaluation/production.html", {
         "task": task, "form": form, "watch": watch, "charts": _charts(watch),
         "retention": retention, "retention_days": days, "query": request.GET.urlencode(),
         "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
-    })
+        "policy_form": policy_form or PolicyForm(initial=initial),
+    }, status=status)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.set_decision_retention", raise_exception=True)
+def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Set the task's input retention and retention period for calls from now on."""
+    task = _get_task_for_user(request, task_name)
+    form = PolicyForm(request.POST)
+    if form.is_valid():
+        try:
+            decision_policy_set(task=task, user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "The decision log's retention for this task is changed from the next call on.")
+            return redirect("pld-production", task.name)
+    return _production(request, task, form, status=400)
 
 
 def _call_row(call: ClassifyCall) -> dict[str, Any]:
@@ -233,6 +265,7 @@ def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpRespo
 urlpatterns = [
     path("tasks/<slug:task_name>/production/", production_page, name="pld-production"),
     path("tasks/<slug:task_name>/production/export.<str:fmt>", production_export, name="pld-production-export"),
+    path("tasks/<slug:task_name>/production/retention/", set_decision_policy, name="pld-production-retention"),
     path("tasks/<slug:task_name>/calls/", classify_call_list, name="pld-classify-call-list"),
     path("calls/<int:classify_call_id>/", classify_call_detail, name="pld-classify-call-detail"),
     path("calls/<int:classify_call_id>/feedback/", give_call_feedback, name="pld-classify-call-feedback"),

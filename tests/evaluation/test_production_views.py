@@ -176,3 +176,24 @@ def test_a_logged_decision_and_its_feedback_cannot_be_changed_by_any_door(review
     feedback.refresh_from_db()
     assert (call.label, feedback.correct_label, feedback.signature_ref) == ("Entailment", "Contradiction",
                                                                             "signature:1")
+
+
+def test_an_admin_sets_a_tasks_retention_with_a_reason_and_auditors_cannot(client, admin_user, auditor, task) -> None:
+    from evaluation.decision_log import decision_policy
+    from evaluation.models import DecisionLogPolicy
+
+    client.force_login(auditor)
+    assert client.post("/tasks/nda-demo/production/retention/", {"input_retention": "hash", "reason": "x"}
+                       ).status_code == 403
+    assert 'action="/tasks/nda-demo/production/retention/"' not in client.get("/tasks/nda-demo/production/"
+                                                                              ).content.decode()
+    client.force_login(admin_user)
+    assert client.post("/tasks/nda-demo/production/retention/", {"input_retention": "hash", "reason": ""}
+                       ).status_code == 400
+    response = client.post("/tasks/nda-demo/production/retention/",
+                           {"input_retention": "hash", "retention_days": 90, "reason": "Inputs hold personal data"})
+    assert response.status_code == 302
+    assert decision_policy(task) == ("hash", 90)
+    policy = DecisionLogPolicy.objects.get(task=task)
+    assert policy.history.get().history_user == admin_user
+    assert LedgerEntry.objects.filter(event="decisionlogpolicy.created", actor=admin_user).exists()
