@@ -178,6 +178,9 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The decision", "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Classification"}
+                        }}, "headers": {"X-Request-ID": {
+                            "description": "The call's id in the decision log (on every answer)",
+                            "schema": {"type": "string", "format": "uuid"},
                         }}},
                         "400": json_error("Bad or deeply nested JSON; a missing, unknown, empty or non-string field"),
                         "401": json_error("Missing, malformed or unknown token"),
@@ -185,7 +188,9 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                             "Token revoked, expired, out of scope for the task, or its owner holds no role "
                             "(codes token_revoked, token_expired, token_out_of_scope, token_owner_not_permitted)"
                         ),
-                        "429": json_error("Over the token's requests per minute; see Retry-After"),
+                        "429": {**json_error("Over the token's requests per minute"), "headers": {"Retry-After": {
+                            "description": "Seconds until the next minute", "schema": {"type": "integer"},
+                        }}},
                         "404": json_error("No task of that name"),
                         "405": json_error("Not a POST"),
                         "409": json_error("The task has no prompt version in production"),
