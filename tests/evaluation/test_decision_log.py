@@ -141,3 +141,16 @@ def test_the_purge_removes_only_what_is_older_and_is_recorded(task, admin_user, 
 def test_a_purge_with_nothing_to_remove_is_still_recorded(db) -> None:
     assert decisions_purge(older_than_days=1, actor=None)["calls_deleted"] == 0
     assert LedgerEntry.objects.filter(event="classify_call.purged").count() == 1
+
+
+def test_purge_by_policy_uses_each_tasks_own_retention(task, admin_user, second_reviewer, settings) -> None:
+    settings.PLD_DECISION_RETENTION_DAYS = 100
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    kept, purged = _logged(version, days_ago=50), _logged(version, days_ago=150)
+    call_command("purge_decisions", "--by-policy")
+    assert list(ClassifyCall.objects.all()) == [kept]
+    DecisionLogPolicy.objects.create(task=task, input_retention="full", retention_days=30)
+    call_command("purge_decisions", "--by-policy")
+    assert not ClassifyCall.objects.exists() and not ClassifyCall.objects.filter(pk=purged.pk).exists()
+    assert LedgerEntry.objects.filter(event="classify_call.purged").count() == 2

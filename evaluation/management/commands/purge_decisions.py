@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.decision_log import decisions_purge
+from evaluation.decision_log import decision_policy, decisions_purge
 from rules.models import Task
 
 
@@ -19,7 +19,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS", help="Age in days")
+        age = parser.add_mutually_exclusive_group(required=True)
+        age.add_argument("--older-than", type=int, metavar="DAYS", help="Age in days")
+        age.add_argument("--by-policy", action="store_true",
+                         help="Each task by its own retention (its policy, else PLD_DECISION_RETENTION_DAYS)")
         parser.add_argument("--task", help="Only this task's calls (its name)")
         parser.add_argument("--actor", help="Username recorded as running the purge (default: the system)")
 
@@ -34,6 +37,11 @@ class Command(BaseCommand):
             actor = get_user_model().objects.filter(username=options["actor"]).first()
             if actor is None:
                 raise CommandError(f"There is no user named {options['actor']!r}.")
+        if options["by_policy"]:
+            tasks = [task] if task else list(Task.objects.filter(classify_calls__isnull=False).distinct())
+            purged = [decisions_purge(older_than_days=decision_policy(t)[1], actor=actor, task=t) for t in tasks]
+            self.stdout.write(json.dumps(purged, indent=2))
+            return
         try:
             facts = decisions_purge(older_than_days=options["older_than"], actor=actor, task=task)
         except ValidationError as exc:
