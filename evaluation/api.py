@@ -1,21 +1,31 @@
 """The integrators' HTTP API: classify with a task's production prompt, and its OpenAPI description.
 
 Token authentication only (``Authorization: Bearer <token>``): no session, no cookie, so no CSRF.
-Missing or unknown token → 401, revoked token → 403. Every error is JSON ``{"error", "code"}``.
+Missing or unknown token → 401; revoked, expired, out-of-scope token or an owner without a role → 403 with
+its code; over the token's rate → 429 with Retry-After. Every error is JSON ``{"error", "code"}``; every
+classify answer carries ``X-Request-ID``, the id of its record in the decision log.
 """
 from __future__ import annotations
 
 import json
+import logging
+import time
+import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from evaluation.serving import ClassifyError, production_classify
-from evaluation.tokens import TokenError, api_token_authenticate
+from evaluation.decision_log import classify_call_record
+from evaluation.models import ApiToken, ClassifyCall
+from evaluation.serving import ClassifyError, classify_inputs, production_classify
+from evaluation.tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from rules.models import Task
+
+logger = logging.getLogger(__name__)
 
 
 def _error(message: str, *, status: int, code: str, **extra: Any) -> JsonResponse:
@@ -25,12 +35,18 @@ def _error(message: str, *, status: int, code: str, **extra: Any) -> JsonRespons
     return response
 
 
-def _authenticate(request: HttpRequest) -> JsonResponse | None:
+def _refusal(exc: TokenError) -> JsonResponse:
+    response = _error(exc.message, status=exc.status, code=exc.code)
+    if exc.retry_after:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _authenticate(request: HttpRequest) -> ApiToken | JsonResponse:
     try:
-        api_token_authenticate(request.headers.get("Authorization", ""))
+        return api_token_authenticate(request.headers.get("Authorization", ""))
     except TokenError as exc:
-        return _error(exc.message, status=exc.status, code="unauthorized" if exc.status == 401 else "token_revoked")
-    return None
+        return _refusal(exc)
 
 
 def _read_json(request: HttpRequest) -> Any:
@@ -51,14 +67,21 @@ def _read_json(request: HttpRequest) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClassifyError(f"The body is not valid JSON: {exc}", status=400, code="bad_json") from exc
+    except RecursionError as exc:
+        # json's C parser recurses once per nesting level: a few KB of "[[[[" exhaust the stack.
+        raise ClassifyError("The body nests too deeply; send a flat JSON object.", status=400,
+                            code="too_deep") from exc
 
 
-@csrf_exempt
-def classify(request: HttpRequest, task_name: str) -> HttpResponse:
-    """Classify one input with the task's production prompt version."""
-    refused = _authenticate(request)
-    if refused is not None:
-        return refused
+def _should_log(request: HttpRequest) -> bool:
+    # Only a server started for the classify_api benchmark honours the header (docs/production.md).
+    return not (settings.PLD_BENCHMARK_UNLOGGED_CALLS and request.headers.get("X-PLD-Unlogged") == "1")
+
+
+def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, started: float) -> HttpResponse:
+    token = _authenticate(request)
+    if isinstance(token, JsonResponse):
+        return token
     if request.method != "POST":
         response = _error("Use POST with a JSON body.", status=405, code="method_not_allowed")
         response["Allow"] = "POST"
@@ -69,10 +92,44 @@ def classify(request: HttpRequest, task_name: str) -> HttpResponse:
     if task is None:
         return _error(f"There is no task named {task_name!r}.", status=404, code="unknown_task")
     try:
-        result = production_classify(task=task, payload=_read_json(request))
+        api_token_check_scope(token=token, task=task)
+        api_token_rate_check(token=token)
+    except TokenError as exc:
+        return _refusal(exc)
+    try:
+        payload = _read_json(request)
+        result = production_classify(task=task, payload=payload)
     except ClassifyError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
-    return JsonResponse(result.as_dict())
+    decided = time.perf_counter()
+    if _should_log(request):
+        try:
+            classify_call_record(
+                task=task, result=result, inputs=classify_inputs(task=task, payload=payload),
+                source=ClassifyCall.Source.API, request_id=request_id, api_token=token,
+                latency_ms=(decided - started) * 1000,
+            )
+        except DatabaseError:
+            # A decision that cannot be put on the record is not given (EU AI Act Art. 12 logging).
+            logger.exception("The decision log refused call %s", request_id)
+            return _error("The decision could not be logged; it was not given. Try again.", status=503,
+                          code="decision_log_unavailable")
+    response = JsonResponse(result.as_dict())
+    # What the decision log costs, per call, for integrators and the classify_api benchmark.
+    response["Server-Timing"] = (
+        f"decide;dur={(decided - started) * 1000:.1f}, log;dur={(time.perf_counter() - decided) * 1000:.2f}"
+    )
+    return response
+
+
+@csrf_exempt
+def classify(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Classify one input with the task's production prompt version; every answer names its request id."""
+    started = time.perf_counter()
+    request_id = uuid.uuid4()
+    response = _classify(request, task_name, request_id=request_id, started=started)
+    response["X-Request-ID"] = str(request_id)
+    return response
 
 
 def _openapi(request: HttpRequest) -> dict[str, Any]:
@@ -121,10 +178,19 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The decision", "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Classification"}
+                        }}, "headers": {"X-Request-ID": {
+                            "description": "The call's id in the decision log (on every answer)",
+                            "schema": {"type": "string", "format": "uuid"},
                         }}},
-                        "400": json_error("Bad JSON, a missing, unknown, empty or non-string field"),
+                        "400": json_error("Bad or deeply nested JSON; a missing, unknown, empty or non-string field"),
                         "401": json_error("Missing, malformed or unknown token"),
-                        "403": json_error("The token was revoked"),
+                        "403": json_error(
+                            "Token revoked, expired, out of scope for the task, or its owner holds no role "
+                            "(codes token_revoked, token_expired, token_out_of_scope, token_owner_not_permitted)"
+                        ),
+                        "429": {**json_error("Over the token's requests per minute"), "headers": {"Retry-After": {
+                            "description": "Seconds until the next minute", "schema": {"type": "integer"},
+                        }}},
                         "404": json_error("No task of that name"),
                         "405": json_error("Not a POST"),
                         "409": json_error("The task has no prompt version in production"),
@@ -132,7 +198,7 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                             f"Body over {settings.PLD_API_MAX_BODY_BYTES} bytes, or too long for the model's context"
                         ),
                         "415": json_error("Body not sent as application/json"),
-                        "503": json_error("The student model could not be loaded"),
+                        "503": json_error("The student model could not be loaded, or the decision not logged"),
                     },
                 }
             }
@@ -180,7 +246,7 @@ def openapi(request: HttpRequest) -> HttpResponse:
         if user.is_authenticated and "Authorization" not in request.headers:
             return _error("Your account has no role that reads the API description.", status=403, code="forbidden")
         refused = _authenticate(request)
-        if refused is not None:
+        if isinstance(refused, JsonResponse):
             return refused
     if request.method != "GET":
         response = _error("Use GET.", status=405, code="method_not_allowed")

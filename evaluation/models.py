@@ -216,6 +216,11 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from this moment on; empty = no expiry")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty = PLD_API_DEFAULT_RATE_LIMIT"
+    )
+    tasks = models.ManyToManyField(Task, blank=True, related_name="+", help_text="Tasks it may classify; none = all")
 
     class Meta:
         ordering = ["-created_at"]
@@ -228,6 +233,103 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def rate_limit(self) -> int:
+        """Return the requests per minute this token may make."""
+        if self.rate_limit_per_minute is not None:
+            return self.rate_limit_per_minute
+        return int(settings.PLD_API_DEFAULT_RATE_LIMIT)
+
+
+class ApiTokenWindow(models.Model):
+    """How many requests one token made in one clock minute: the rate limit's counter, shared by all workers."""
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["token", "window_start"], name="api_token_window_unique_minute"),
+        ]
+
+
+class InputRetention(models.TextChoices):
+    FULL = "full", "Full text"
+    HASH = "hash", "Hash only"
+    REDACT = "redact", "Redacted by the configured patterns"
+
+
+class DecisionLogPolicy(models.Model):
+    """A task's own rule for logged inputs, overriding PLD_DECISION_INPUT_RETENTION and the retention period."""
+
+    task = models.OneToOneField(Task, on_delete=models.PROTECT, related_name="decision_log_policy")
+    input_retention = models.CharField(max_length=10, choices=InputRetention.choices)
+    retention_days = models.PositiveIntegerField(null=True, blank=True, help_text="Empty = PLD_DECISION_RETENTION_DAYS")
+    history = HistoricalRecords()
+
+
+class ClassifyCall(models.Model):
+    """One logged production decision: which version decided what, for which integrator, how surely."""
+
+    class Source(models.TextChoices):
+        API = "api", "HTTP API"
+        COMMAND = "command", "manage.py classify"
+
+    request_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    api_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.PROTECT, related_name="calls")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="classify_calls")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="classify_calls")
+    prompt_sha256 = models.CharField(max_length=64)
+    model_sha256 = models.CharField(max_length=64)
+    label = models.CharField(max_length=100)
+    probabilities = models.JSONField(default=dict)
+    top_probability = models.FloatField()
+    latency_ms = models.FloatField(help_text="From the request's arrival to the decision")
+    input_retention = models.CharField(max_length=10, choices=InputRetention.choices)
+    # Empty when only the hash is kept; redacted text when the task redacts.
+    inputs = models.JSONField(default=dict, blank=True)
+    input_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["task", "created_at"], name="classify_call_task_day_idx")]
+        permissions = [
+            ("watch_production", "Can watch a task's production decisions and export them"),
+            ("give_feedback", "Can mark a logged production decision wrong"),
+            ("set_decision_retention", "Can set how a task's logged inputs are kept and for how long"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call {self.request_id} ({self.task.name} → {self.label})"
+
+    @property
+    def inputs_kept(self) -> bool:
+        return self.input_retention != InputRetention.HASH and bool(self.inputs)
+
+
+class DecisionFeedback(models.Model):
+    """A Reviewer's statement that a logged decision was wrong: the right label, why, who, when. Never changed."""
+
+    call = models.OneToOneField(ClassifyCall, null=True, on_delete=models.SET_NULL, related_name="feedback")
+    # Kept when the call is purged, so the provenance outlives the call's retention.
+    request_id = models.UUIDField()
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    logged_label = models.CharField(max_length=100)
+    correct_label = models.CharField(max_length=100)
+    reason = models.TextField()
+    example = models.OneToOneField(Example, null=True, on_delete=models.SET_NULL, related_name="feedback")
+    given_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # The electronic signature of this statement, once the signing service exists (see docs/production.md).
+    signature_ref = models.CharField(max_length=200, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
 
 class Report(models.Model):

@@ -6,6 +6,9 @@ and proposes one patch (a new rule, an edited rule, or a precedence between two 
 proposal reaches reviewers, the student is run on a small seeded dev subset with the approved rules
 and with the patch applied; macro-F1 before and after and the flipped examples go into the proposal.
 Every proposal is a pending candidate: nothing here approves a rule.
+
+With ``include_feedback`` the task's feedback examples (production decisions a Reviewer marked wrong, see
+evaluation/decision_log.py) join as further failure groups named ``feedback:<right>-><given>``.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from evaluation import prompts
+from evaluation.decision_log import PURGED
 from evaluation.metrics import macro_f1
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import Student, classify_example, get_student
@@ -215,14 +219,47 @@ def _groups(run: EvaluationRun, *, max_groups: int, seed: int) -> list[tuple[str
     return groups
 
 
-def refine_is_done(run: EvaluationRun, *, max_groups: int = DEFAULT_MAX_GROUPS, seed: int = 0) -> bool:
+def feedback_examples(task: Task) -> list[Example]:
+    """Return the task's feedback examples that still hold text: production decisions a Reviewer marked wrong."""
+    examples = (
+        Example.objects.filter(task=task, split=Split.FEEDBACK, feedback__isnull=False)
+        .select_related("feedback__given_by").order_by("id")
+    )
+    return [example for example in examples if PURGED not in example.inputs.values()]
+
+
+def _feedback_groups(task: Task) -> list[tuple[str, list[Prediction], list[Prediction]]]:
+    """Group feedback examples like a run's failures: by (right label, label the production version gave)."""
+    failures: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
+    for example in feedback_examples(task):
+        # Unsaved: the logged decision plays the part of the student's prediction on this example.
+        said = example.feedback.logged_label
+        failures[(example.gold_label, said)].append(Prediction(example=example, label=said, correct=False))
+    return [(f"feedback:{gold}->{said}", group[:MAX_FAILURES_PER_GROUP], [])
+            for (gold, said), group in sorted(failures.items(), key=lambda item: (-len(item[1]), item[0]))]
+
+
+def refine_groups(
+    run: EvaluationRun, *, max_groups: int = DEFAULT_MAX_GROUPS, seed: int = 0, include_feedback: bool = False
+) -> list[tuple[str, list[Prediction], list[Prediction]]]:
+    """Return the failure groups a refine call diagnoses: the run's, then the task's feedback examples'."""
+    groups = _groups(run, max_groups=max_groups, seed=seed)
+    if include_feedback:
+        groups += _feedback_groups(run.task)
+    return groups
+
+
+def refine_is_done(
+    run: EvaluationRun, *, max_groups: int = DEFAULT_MAX_GROUPS, seed: int = 0, include_feedback: bool = False
+) -> bool:
     """Say whether every failure group of the run already has a filed proposal."""
     filed = set(
         Rule.objects.filter(origin=Rule.Origin.REFINE, proposal__evaluation_run=run.pk).values_list(
             "proposal__group", flat=True
         )
     )
-    return all(name in filed for name, _, _ in _groups(run, max_groups=max_groups, seed=seed))
+    groups = refine_groups(run, max_groups=max_groups, seed=seed, include_feedback=include_feedback)
+    return all(name in filed for name, _, _ in groups)
 
 
 def refine_proposals_create(
@@ -235,6 +272,7 @@ def refine_proposals_create(
     student: Student | None = None,
     job: Any = None,
     progress: Any = None,
+    include_feedback: bool = False,
 ) -> RefineSummary:
     """Ask the teacher to diagnose a run's failures; measure each patch on dev; file it as a pending candidate."""
     if run.status != EvaluationRun.Status.FINISHED:
@@ -244,7 +282,7 @@ def refine_proposals_create(
     task = run.task
     summary = RefineSummary(evaluation_run=run.pk)
     summary.n_failures = run.predictions.filter(correct=False).count()
-    groups = _groups(run, max_groups=max_groups, seed=seed)
+    groups = refine_groups(run, max_groups=max_groups, seed=seed, include_feedback=include_feedback)
     summary.n_groups = len(groups)
     existing = {
         rule.proposal.get("group"): rule
@@ -283,6 +321,7 @@ def refine_proposals_create(
                 "evaluation_run": run.pk,
                 "group": name,
                 "failure_example_ids": [p.example_id for p in failures],
+                "feedback_example_ids": [p.example_id for p in failures if p.example.split == Split.FEEDBACK],
                 "patch": patch["patch"],
                 "explanation": patch["explanation"],
                 "teacher_call": answer.call.pk,
@@ -335,9 +374,10 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
     base = teacher_config_from_params(params)
     max_groups = int(params.get("max_groups") or DEFAULT_MAX_GROUPS)
     seed = int(params.get("seed") or 0)
+    include_feedback = bool(params.get("include_feedback"))
     ready: Any = teacher_available(base)
     if not base.base_url and run.status == EvaluationRun.Status.FINISHED and refine_is_done(
-        run, max_groups=max_groups, seed=seed
+        run, max_groups=max_groups, seed=seed, include_feedback=include_feedback
     ):
         # Everything is filed already: no need to start the local teacher.
         ready = nullcontext(base.on_local_teacher(local_base_url()))
@@ -345,6 +385,7 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
         summary = refine_proposals_create(
             run=run, config=config, max_groups=max_groups,
             dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=seed, job=job, progress=progress,
+            include_feedback=include_feedback,
         )
     summary.raise_if_all_failed()
     message = (

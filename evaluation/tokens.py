@@ -1,41 +1,58 @@
 """API tokens: created by Admins for a user, shown once, stored as a SHA-256, revocable."""
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from evaluation.models import ApiToken
+from evaluation.models import ApiToken, ApiTokenWindow
+from rules.models import Task
 
 TOKEN_PREFIX = "pld_"
 LAST_USED_RESOLUTION_SECONDS = 60
+# Every role reads prompt versions; a user without a role has none of them.
+OWNER_PERMISSION = "rules.view_promptversion"
 
 
 class TokenError(Exception):
-    """A request's token is missing, unknown or revoked; ``status`` is the HTTP status to answer."""
+    """A request's token may not be used; ``status`` is the HTTP status to answer and ``code`` a stable name."""
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int, code: str = "", retry_after: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.code = code or ("unauthorized" if status == 401 else "forbidden")
+        self.retry_after = retry_after
 
 
 @transaction.atomic
-def api_token_create(*, user: AbstractBaseUser, name: str, created_by: AbstractBaseUser) -> tuple[ApiToken, str]:
+def api_token_create(
+    *, user: AbstractBaseUser, name: str, created_by: AbstractBaseUser, expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None, tasks: Iterable[Task] = (),
+) -> tuple[ApiToken, str]:
     """Create a token for a user; return it with its raw value, which is never stored or shown again."""
     if not created_by.has_perm("evaluation.manage_api_tokens"):
         raise PermissionDenied("Only Admins create API tokens.")
     if not user.is_active:
         raise ValidationError({"user": "Tokens are only issued to active users."})
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must lie in the future."})
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValidationError({"rate_limit_per_minute": "Allow at least one request a minute."})
     token = ApiToken(
-        user=user, name=name.strip(), token_hash=ApiToken.hash_token(raw), prefix=raw[:12], created_by=created_by
+        user=user, name=name.strip(), token_hash=ApiToken.hash_token(raw), prefix=raw[:12], created_by=created_by,
+        expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute,
     )
     token.full_clean()
     token.save()
+    token.tasks.set(list(tasks))
     return token, raw
 
 
@@ -62,10 +79,54 @@ def api_token_authenticate(authorization: str) -> ApiToken:
     if token is None or not token.user.is_active:
         raise TokenError("Unknown token.", status=401)
     if token.revoked_at is not None:
-        raise TokenError(f"This token was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC.", status=403)
+        raise TokenError(
+            f"This token was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC.", status=403, code="token_revoked"
+        )
     now = timezone.now()
+    if token.expires_at is not None and token.expires_at <= now:
+        raise TokenError(f"This token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC.", status=403,
+                         code="token_expired")
+    # A token acts for its owner: when the owner loses every role, the token stops with it.
+    if not token.user.has_perm(OWNER_PERMISSION):
+        raise TokenError("The token's owner no longer holds a role that may use the API.", status=403,
+                         code="token_owner_not_permitted")
     # At most one write a minute per token: a busy integrator should not queue on SQLite's write lock.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
         token.last_used_at = now
         token.save(update_fields=["last_used_at"])
     return token
+
+
+def api_token_check_scope(*, token: ApiToken, task: Task) -> None:
+    """Raise TokenError (403 token_out_of_scope) unless the token may classify for the task."""
+    scope = [pk for pk in token.tasks.values_list("pk", flat=True)]
+    if scope and task.pk not in scope:
+        raise TokenError(f"This token may not classify for task {task.name}.", status=403, code="token_out_of_scope")
+
+
+def api_token_rate_check(*, token: ApiToken, now: datetime | None = None) -> None:
+    """Count one request in the token's current minute; raise TokenError (429) when it is over its limit.
+
+    The counter is one row per token and clock minute, bumped by a single atomic upsert
+    (``INSERT … ON CONFLICT DO UPDATE … RETURNING``), so every gunicorn worker and thread sees the same count
+    on SQLite (3.35+) and PostgreSQL alike.
+    """
+    now = now or timezone.now()
+    window = now.replace(second=0, microsecond=0)
+    table = connection.ops.quote_name(ApiTokenWindow._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (token_id, window_start, count) VALUES (%s, %s, 1) "
+            f"ON CONFLICT (token_id, window_start) DO UPDATE SET count = {table}.count + 1 RETURNING count",
+            [token.pk, connection.ops.adapt_datetimefield_value(window)],
+        )
+        (count,) = cursor.fetchone()
+    if count == 1:
+        # A new minute: the token's older counters are no longer needed.
+        ApiTokenWindow.objects.filter(token=token, window_start__lt=window).delete()
+    if count > token.rate_limit:
+        retry_after = max(1, math.ceil(60 - (now - window).total_seconds()))
+        raise TokenError(
+            f"This token may make {token.rate_limit} requests a minute; try again in {retry_after} s.",
+            status=429, code="rate_limited", retry_after=retry_after,
+        )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from evaluation import api
-from evaluation.views import promotion, refine, reports, tokens
+from evaluation.views import production, promotion, refine, reports, tokens
 from evaluation.views import runs as evaluation_runs
 
 urlpatterns: list = [
@@ -12,4 +12,5 @@ urlpatterns: list = [
     *api.urlpatterns,
     *evaluation_runs.urlpatterns,
     *refine.urlpatterns,
+    *production.urlpatterns,
 ]

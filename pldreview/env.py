@@ -121,3 +121,17 @@ def teacher_endpoints_checked(name: str, data: Any) -> dict[str, dict[str, str]]
             raise ImproperlyConfigured(f"{where}: api_key_env {key_env!r} is not an environment variable name")
         endpoints[endpoint_name] = {"base_url": base_url, "model": model, "api_key_env": key_env}
     return endpoints
+
+
+def env_json_list(name: str, default: list[str]) -> list[str]:
+    """Return a variable holding a JSON list of strings (for values that may contain commas, like patterns)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {raw!r}") from None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured(f"{name} must be a JSON list of strings")
+    return value

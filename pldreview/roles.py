@@ -34,6 +34,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "rules.review_rule",
         "rules.reorder_ruleset",
         "rules.add_rule",
+        "evaluation.view_classifycall",
+        "evaluation.give_feedback",
     ],
     AUDITOR: [
         *_READ,
@@ -41,6 +43,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_report",
         "evaluation.generate_report",
         "evaluation.verify_report",
+        "evaluation.view_classifycall",
+        "evaluation.watch_production",
     ],
     ADMIN: [
         *_READ,
@@ -57,6 +61,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.generate_report",
         "evaluation.verify_report",
         "pldreview.run_job",
+        "evaluation.view_classifycall",
+        "evaluation.watch_production",
+        "evaluation.set_decision_retention",
     ],
 }
 

@@ -14,6 +14,7 @@ from pldreview.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_list,
     env_list,
     env_str,
     env_teacher_endpoints,
@@ -224,6 +225,32 @@ PLD_UNDO_WINDOW_SECONDS = env_int("PLD_UNDO_WINDOW_SECONDS", 120, minimum=0)
 # Promotion gate: a candidate's macro-F1 may be at most this much below production's.
 PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)
 PLD_API_MAX_BODY_BYTES = env_int("PLD_API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+# Per API token unless the token says otherwise (docs/production.md).
+PLD_API_DEFAULT_RATE_LIMIT = env_int("PLD_API_DEFAULT_RATE_LIMIT", 60, minimum=1)
+
+# The decision log (docs/production.md): how a classify call's input is kept — full, hash or redact; a task's
+# DecisionLogPolicy overrides it — and for how many days calls are kept before purge_decisions removes them.
+PLD_DECISION_INPUT_RETENTION = env_str("PLD_DECISION_INPUT_RETENTION", "full")
+if PLD_DECISION_INPUT_RETENTION not in {"full", "hash", "redact"}:
+    raise ImproperlyConfigured(
+        f"PLD_DECISION_INPUT_RETENTION={PLD_DECISION_INPUT_RETENTION!r} must be full, hash or redact"
+    )
+PLD_DECISION_RETENTION_DAYS = env_int("PLD_DECISION_RETENTION_DAYS", 365, minimum=1)
+# Regular expressions whose matches "redact" replaces with [REDACTED]: a JSON list of patterns.
+PLD_DECISION_REDACT_PATTERNS = env_json_list("PLD_DECISION_REDACT_PATTERNS", [
+    r"[\w.+-]+@[\w-]+\.[\w.-]+",  # e-mail addresses
+    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",  # IBANs
+    r"\+?\d[\d ()./-]{6,}\d",  # phone, account and card numbers
+])
+# The production page's alert (docs/production.md): a day with at least PLD_DRIFT_MIN_CALLS calls whose label
+# shares have a population stability index above the threshold against the gating evaluation's.
+PLD_DRIFT_PSI_THRESHOLD = env_float("PLD_DRIFT_PSI_THRESHOLD", 0.2)
+PLD_DRIFT_MIN_CALLS = env_int("PLD_DRIFT_MIN_CALLS", 30, minimum=1)
+# Only the classify_api benchmark turns this on: then a request with ``X-PLD-Unlogged: 1`` skips the log, so
+# one server can time calls with and without it, alternating.
+PLD_BENCHMARK_UNLOGGED_CALLS = env_bool("PLD_BENCHMARK_UNLOGGED_CALLS", False)
+if PLD_BENCHMARK_UNLOGGED_CALLS and not DEBUG:
+    raise ImproperlyConfigured("PLD_BENCHMARK_UNLOGGED_CALLS is for the benchmark only; it needs DJANGO_DEBUG=1")
 
 # Signed reports: a PKCS#12 identity; ``manage.py create_signing_identity`` makes a demo one.
 PLD_SIGNING_P12 = env_str("PLD_SIGNING_P12", str(VAR_DIR / "signing" / "demo-identity.p12"))

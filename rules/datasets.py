@@ -159,6 +159,8 @@ def dataset_import(
         raise ValidationError("Give either a split or a split seed, not both.")
     if split and split not in Split.values:
         raise ValidationError(f"Unknown split {split!r}; choose one of {', '.join(Split.values)}.")
+    if split == Split.FEEDBACK:
+        raise ValidationError("The feedback split holds only Reviewers' feedback on production decisions.")
     if fmt in KNOWN_FORMATS and field_map and field_map.fields:
         raise ValidationError(f"The {fmt} format fixes its fields; a field mapping only applies to jsonl and csv.")
     source, raw = _read(path_or_file)

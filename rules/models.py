@@ -21,6 +21,8 @@ class Split(models.TextChoices):
     TRAIN = "train", "Train"
     DEV = "dev", "Dev"
     TEST = "test", "Test"
+    # Production decisions a Reviewer marked wrong, with the right label: evidence for refine, never a test set.
+    FEEDBACK = "feedback", "Feedback"
 
 
 class Task(models.Model):

@@ -1,4 +1,4 @@
-"""Refine page of an evaluation run: start phase 3 as a job and see the proposals it filed, with their evidence."""
+"""Refine page of an evaluation run: its inputs (failures, feedback examples), the start form, the proposals."""
 from __future__ import annotations
 
 from django import forms
@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import EvaluationRun
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS, feedback_examples
 from pldreview.jobs import job_start_from_form
 from rules.forms import TeacherEndpointForm
 from rules.models import Rule
@@ -20,6 +20,10 @@ class RefineForm(TeacherEndpointForm):
                                     label="Failure groups to diagnose")
     dev_limit = forms.IntegerField(initial=DEFAULT_DEV_LIMIT, min_value=1, max_value=500,
                                    label="Dev examples for the before/after measurement")
+    include_feedback = forms.BooleanField(
+        required=False, initial=True, label="Also diagnose the task's feedback examples",
+        help_text="Production decisions Reviewers marked wrong, listed under Inputs.",
+    )
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
@@ -37,7 +41,9 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
         refusal = "This run has not finished; refine needs a finished run."
     elif run.split not in {"train", "dev"}:
         refusal = "Refine learns from train or dev runs only; the test split stays unseen."
-    return {"run": run, "proposals": proposals, "form": form or RefineForm(), "refusal": refusal}
+    return {"run": run, "proposals": proposals, "form": form or RefineForm(), "refusal": refusal,
+            "n_failures": run.predictions.filter(correct=False).count(),
+            "feedback_examples": feedback_examples(run.task)}
 
 
 @require_GET

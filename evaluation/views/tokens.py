@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
@@ -9,10 +10,13 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import ApiToken
 from evaluation.tokens import api_token_create, api_token_revoke
+from pldreview.web import form_add_service_errors
+from rules.models import Task
 
 
 class TokenForm(forms.Form):
@@ -21,13 +25,27 @@ class TokenForm(forms.Form):
         help_text="Requests made with the token act for this user.",
     )
     name = forms.CharField(max_length=100, label="Name", help_text="What uses it, e.g. contract-intake service")
+    expires_at = forms.DateTimeField(
+        required=False, label="Expires", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Refused from then on (UTC); empty = never.",
+    )
+    rate_limit_per_minute = forms.IntegerField(
+        required=False, min_value=1, label="Requests per minute",
+        help_text=f"Empty = the default, {settings.PLD_API_DEFAULT_RATE_LIMIT}.",
+    )
+    tasks = forms.ModelMultipleChoiceField(
+        queryset=Task.objects.order_by("name"), required=False, label="Tasks",
+        help_text="The tasks it may classify; none chosen = every task.",
+    )
 
 
 def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created: ApiToken | None = None,
           status: int = 200) -> HttpResponse:
-    tokens = ApiToken.objects.select_related("user", "created_by").order_by("-created_at", "-id")
+    tokens = (
+        ApiToken.objects.select_related("user", "created_by").prefetch_related("tasks").order_by("-created_at", "-id")
+    )
     return render(request, "evaluation/api_token_list.html", {
-        "tokens": list(tokens), "form": form, "raw_token": raw_token, "created": created,
+        "tokens": list(tokens), "form": form, "raw_token": raw_token, "created": created, "now": timezone.now(),
     }, status=status)
 
 
@@ -49,10 +67,12 @@ def create_api_token(request: HttpRequest) -> HttpResponse:
         return _page(request, form=form, status=400)
     try:
         token, raw = api_token_create(
-            user=form.cleaned_data["user"], name=form.cleaned_data["name"], created_by=request.user
+            user=form.cleaned_data["user"], name=form.cleaned_data["name"], created_by=request.user,
+            expires_at=form.cleaned_data["expires_at"], tasks=form.cleaned_data["tasks"],
+            rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
         )
     except ValidationError as exc:
-        form.add_error(None, exc.messages)
+        form_add_service_errors(form, exc)
         return _page(request, form=form, status=400)
     response = _page(request, form=TokenForm(initial={"user": request.user.pk}), raw_token=raw, created=token)
     # The raw token is on this page only: keep it out of caches and the browser's history.

@@ -42,7 +42,8 @@ class DatasetImportForm(forms.Form):
     file = forms.FileField(label="Dataset file")
     split = forms.ChoiceField(
         required=False, label="Split",
-        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")] + list(Split.choices),
+        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")]
+        + [c for c in Split.choices if c[0] != Split.FEEDBACK],
         help_text="Put every example in one split, or let the seed split them.",
     )
     split_seed = forms.IntegerField(
@@ -152,6 +153,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
         return render(request, "rules/task_detail.html#examples", context)
     context["distribution"] = _distribution(task)
     context["imports"] = DatasetImport.objects.filter(task=task).select_related("imported_by")[:20]
+    context["feedback_waiting"] = task.examples.filter(split=Split.FEEDBACK).count()
     return render(request, "rules/task_detail.html", context)
 
 

@@ -45,7 +45,8 @@ def test_an_admin_starts_refine_as_a_job(task: Task, admin_user: User, django_ca
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert job.kind == "evaluation.refine.refine"
-    assert job.params == {"evaluation": run.pk, "max_groups": 2, "dev_limit": 5, "endpoint": "local"}
+    assert job.params == {"evaluation": run.pk, "max_groups": 2, "dev_limit": 5, "endpoint": "local",
+                          "include_feedback": False}
 
 
 def test_a_test_split_run_is_refused_with_a_reason(task: Task, admin_user: User) -> None:

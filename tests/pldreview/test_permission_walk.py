@@ -39,6 +39,9 @@ MIN_PATTERNS = 25
 MUST_VISIT = {
     "pld-home", "pld-task-list", "pld-task-detail", "pld-example-detail", "pld-dataset-import",
     "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry",
+    # Production decisions (issue 15).
+    "pld-production", "pld-production-export", "pld-classify-call-list", "pld-classify-call-detail",
+    "pld-classify-call-feedback", "pld-production-retention",
 }
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 # re_path() routes: a named group becomes a parameter like a converter.

@@ -15,6 +15,7 @@ STEPS = [
     "evaluation.demo_prompts.seed_prompt_versions",
     "evaluation.demo_student.seed_evaluations",
     "evaluation.demo_prompts.seed_promotion",
+    "evaluation.demo_production.seed_production_calls",
     "evaluation.demo_reports.seed_report",
 ]
 

@@ -1,0 +1,49 @@
+"""Enforce the decision log's retention: delete logged classify calls older than a number of days."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from evaluation.decision_log import decision_policy, decisions_purge
+from rules.models import Task
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete logged classify calls older than --older-than DAYS (feedback examples of those calls lose their "
+        "text, keep their label and provenance); the purge itself goes into the ledger. Prints what it removed."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        age = parser.add_mutually_exclusive_group(required=True)
+        age.add_argument("--older-than", type=int, metavar="DAYS", help="Age in days")
+        age.add_argument("--by-policy", action="store_true",
+                         help="Each task by its own retention (its policy, else PLD_DECISION_RETENTION_DAYS)")
+        parser.add_argument("--task", help="Only this task's calls (its name)")
+        parser.add_argument("--actor", help="Username recorded as running the purge (default: the system)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        task = None
+        if options.get("task"):
+            task = Task.objects.filter(name=options["task"]).first()
+            if task is None:
+                raise CommandError(f"There is no task named {options['task']!r}.")
+        actor = None
+        if options.get("actor"):
+            actor = get_user_model().objects.filter(username=options["actor"]).first()
+            if actor is None:
+                raise CommandError(f"There is no user named {options['actor']!r}.")
+        if options["by_policy"]:
+            tasks = [task] if task else list(Task.objects.filter(classify_calls__isnull=False).distinct())
+            purged = [decisions_purge(older_than_days=decision_policy(t)[1], actor=actor, task=t) for t in tasks]
+            self.stdout.write(json.dumps(purged, indent=2))
+            return
+        try:
+            facts = decisions_purge(older_than_days=options["older_than"], actor=actor, task=task)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        self.stdout.write(json.dumps(facts, indent=2))

@@ -1,0 +1,272 @@
+"""Production pages: the watch page per task (Auditors, Admins), its export, the logged calls and feedback."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from evaluation import charts
+from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
+from evaluation.drift import Watch, production_watch
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
+from pldreview.web import form_add_service_errors
+from rules.models import PromptVersion, Split, Task
+
+DEFAULT_DAYS = 30
+CALLS_PER_PAGE = 50
+
+
+class WatchFilter(forms.Form):
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    version = forms.ModelChoiceField(queryset=PromptVersion.objects.none(), required=False, label="Prompt version",
+                                     empty_label="The version in production")
+
+    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = task.prompt_versions.order_by("-number")
+        self.fields["version"].label_from_instance = lambda v: f"v{v.number} ({v.get_status_display()})"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise ValidationError("The start date is after the end date.")
+        return data
+
+
+class FeedbackForm(forms.Form):
+    correct_label = forms.ChoiceField(label="The right label")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                             label="Why the decision was wrong")
+
+    def __init__(self, *args: Any, call: ClassifyCall, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["correct_label"].choices = [
+            (name, name) for name in call.task.label_names if name != call.label
+        ]
+
+
+class PolicyForm(forms.Form):
+    input_retention = forms.ChoiceField(choices=InputRetention.choices, label="Keep inputs as")
+    retention_days = forms.IntegerField(required=False, min_value=1, label="Keep calls for (days)",
+                                        help_text="Empty = PLD_DECISION_RETENTION_DAYS.")
+    reason = forms.CharField(max_length=500, label="Why")
+
+
+def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
+    return get_object_or_404(Task, name=task_name)
+
+
+def _get_call_for_user(request: HttpRequest, call_id: int) -> ClassifyCall:
+    return get_object_or_404(
+        ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), pk=call_id
+    )
+
+
+def _watch(request: HttpRequest, task: Task) -> tuple[WatchFilter, Watch]:
+    form = WatchFilter(request.GET or None, task=task)
+    today = timezone.localdate()
+    start, end, version = today - timedelta(days=DEFAULT_DAYS - 1), today, None
+    if form.is_bound and form.is_valid():
+        start = form.cleaned_data["start"] or start
+        end = form.cleaned_data["end"] or end
+        version = form.cleaned_data["version"]
+    return form, production_watch(task=task, start=start, end=end, version=version)
+
+
+def _charts(watch: Watch) -> dict[str, Any]:
+    names = [day.day.strftime("%d %b") for day in watch.days]
+    columns = [("Gate", watch.reference)] if watch.reference else []
+    columns += [(name, day.shares) for name, day in zip(names, watch.days, strict=True)]
+    return {
+        "calls": charts.bar_chart(
+            title="Calls per day", summary=f"Calls per day: {watch.calls} calls over {len(watch.days)} days.",
+            bars=[(name, day.calls) for name, day in zip(names, watch.days, strict=True)],
+        ),
+        "labels": charts.stacked_shares(
+            title="Label shares per day against the gating evaluation",
+            summary="Share of each label per day; the first column is the gating evaluation's predictions. "
+                    "The table below has the same numbers.",
+            columns=columns, labels=watch.labels,
+        ),
+        "confidence": charts.line_chart(
+            title="Mean top probability per day",
+            summary="Mean probability of the chosen label per day, from 0 to 1.",
+            points=[(name, day.mean_top_probability) for name, day in zip(names, watch.days, strict=True)],
+        ),
+    }
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.watch_production", raise_exception=True)
+def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
+    return _production(request, _get_task_for_user(request, task_name))
+
+
+def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None = None,
+                status: int = 200) -> HttpResponse:
+    form, watch = _watch(request, task)
+    retention, days = decision_policy(task)
+    policy = DecisionLogPolicy.objects.filter(task=task).first()
+    initial = {"input_retention": retention, "retention_days": policy.retention_days if policy else None}
+    return render(request, "evaluation/production.html", {
+        "task": task, "form": form, "watch": watch, "charts": _charts(watch),
+        "retention": retention, "retention_days": days, "query": request.GET.urlencode(),
+        "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
+        "policy_form": policy_form or PolicyForm(initial=initial),
+    }, status=status)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.set_decision_retention", raise_exception=True)
+def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Set the task's input retention and retention period for calls from now on."""
+    task = _get_task_for_user(request, task_name)
+    form = PolicyForm(request.POST)
+    if form.is_valid():
+        try:
+            decision_policy_set(task=task, user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, "The decision log's retention for this task is changed from the next call on.")
+            return redirect("pld-production", task.name)
+    return _production(request, task, form, status=400)
+
+
+def _call_row(call: ClassifyCall) -> dict[str, Any]:
+    return {
+        "request_id": str(call.request_id),
+        "time": call.created_at.isoformat(),
+        "source": call.source,
+        "api_token": call.api_token.prefix if call.api_token else "",
+        "prompt_version": call.prompt_version.number,
+        "prompt_sha256": call.prompt_sha256,
+        "model_sha256": call.model_sha256,
+        "label": call.label,
+        "top_probability": call.top_probability,
+        "probabilities": call.probabilities,
+        "latency_ms": call.latency_ms,
+        "input_retention": call.input_retention,
+        "input_sha256": call.input_sha256,
+        "inputs": call.inputs,
+    }
+
+
+def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer: Any = None
+    for row in rows:
+        flat = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()}
+        if writer is None:
+            writer = csv.DictWriter(buffer, fieldnames=list(flat))
+            writer.writeheader()
+        writer.writerow(flat)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.watch_production", raise_exception=True)
+def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+    """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
+    task = _get_task_for_user(request, task_name)
+    if fmt not in {"csv", "json"}:
+        raise Http404("Export as csv or json")
+    form, watch = _watch(request, task)
+    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token").order_by("id")
+    if watch.days:
+        calls = calls.filter(created_at__date__gte=watch.days[0].day, created_at__date__lte=watch.days[-1].day)
+    else:
+        calls = calls.none()
+    if form.is_bound and form.is_valid() and form.cleaned_data["version"]:
+        calls = calls.filter(prompt_version=form.cleaned_data["version"])
+    rows = (_call_row(call) for call in calls.iterator())
+    if fmt == "csv":
+        response: HttpResponse = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    else:
+        response = JsonResponse({"summary": watch.as_dict(), "calls": list(rows)}, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="{task.name}-production.{fmt}"'
+    return response
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_classifycall", raise_exception=True)
+def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
+    """List a task's logged production decisions, newest first, with what feedback they have."""
+    task = _get_task_for_user(request, task_name)
+    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
+    label = request.GET.get("label", "")
+    if label in task.label_names:
+        calls = calls.filter(label=label)
+    page = Paginator(calls.order_by("-created_at", "-id"), CALLS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "evaluation/classify_call_list.html", {
+        "task": task, "page": page, "label": label,
+        "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
+    })
+
+
+def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | None = None,
+               status: int = 200) -> HttpResponse:
+    feedback = DecisionFeedback.objects.filter(call=call).select_related("given_by", "example").first()
+    return render(request, "evaluation/classify_call_detail.html", {
+        "call": call, "feedback": feedback, "form": form or FeedbackForm(call=call),
+    }, status=status)
+
+
+@require_GET
+@login_required
+@permission_required("evaluation.view_classifycall", raise_exception=True)
+def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpResponse:
+    """Show one logged decision, its feedback, and the form to mark it wrong."""
+    return _call_page(request, _get_call_for_user(request, classify_call_id))
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.give_feedback", raise_exception=True)
+def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpResponse:
+    """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""
+    call = _get_call_for_user(request, classify_call_id)
+    form = FeedbackForm(request.POST, call=call)
+    if form.is_valid():
+        try:
+            feedback = decision_feedback_give(call=call, correct_label=form.cleaned_data["correct_label"],
+                                              reason=form.cleaned_data["reason"], user=request.user)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Recorded: the right label is {feedback.correct_label}. "
+                                      f"It is now feedback example #{feedback.example_id}.")
+            return redirect("pld-classify-call-detail", call.pk)
+    return _call_page(request, call, form, status=400)
+
+
+urlpatterns = [
+    path("tasks/<slug:task_name>/production/", production_page, name="pld-production"),
+    path("tasks/<slug:task_name>/production/export.<str:fmt>", production_export, name="pld-production-export"),
+    path("tasks/<slug:task_name>/production/retention/", set_decision_policy, name="pld-production-retention"),
+    path("tasks/<slug:task_name>/calls/", classify_call_list, name="pld-classify-call-list"),
+    path("calls/<int:classify_call_id>/", classify_call_detail, name="pld-classify-call-detail"),
+    path("calls/<int:classify_call_id>/feedback/", give_call_feedback, name="pld-classify-call-feedback"),
+]
