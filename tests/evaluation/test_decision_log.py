@@ -13,10 +13,9 @@ from django.utils import timezone
 
 from evaluation.decision_log import decisions_purge, inputs_sha256, redact
 from evaluation.models import ClassifyCall, DecisionLogPolicy, InputRetention
-from evaluation.promotion import prompt_version_promote
 from evaluation.tokens import api_token_create
 from pldreview.models import LedgerEntry
-from tests.support.prompt_versions import approve_all, compiled, finished_run
+from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
 URL = "/api/v1/tasks/nda-demo/classify"
 SECRET = "Zanzibar Holdings owes 4,000,000 to the Recipient."
@@ -25,11 +24,11 @@ BODY = {"premise": f"The Recipient may disclose Confidential Information to its 
 
 
 @pytest.fixture
-def production(task, admin_user, second_reviewer):
+def production(task, admin_user, second_admin, second_reviewer):
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     finished_run(version, 0.7)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go")
+    promote_by_override(version, admin=admin_user, second_admin=second_admin)
     return version
 
 

@@ -7,8 +7,7 @@ import pytest
 
 from evaluation.demo_production import seed_production_calls
 from evaluation.models import ClassifyCall
-from evaluation.promotion import prompt_version_promote
-from tests.support.prompt_versions import approve_all, compiled, finished_run
+from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
 
 def test_without_a_production_version_it_says_so_and_adds_nothing(task) -> None:
@@ -18,12 +17,12 @@ def test_without_a_production_version_it_says_so_and_adds_nothing(task) -> None:
 
 
 @pytest.mark.slow
-def test_it_logs_a_few_calls_once(task, nda_examples, admin_user, second_reviewer, student_settings, client,
+def test_it_logs_a_few_calls_once(task, nda_examples, admin_user, second_admin, second_reviewer, student_settings, client,
                                   auditor) -> None:
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     finished_run(version, 0.7)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go")
+    promote_by_override(version, admin=admin_user, second_admin=second_admin)
     seed_production_calls(io.StringIO())
     calls = list(ClassifyCall.objects.all())
     assert len(calls) == len(nda_examples) and {c.source for c in calls} == {"command"}

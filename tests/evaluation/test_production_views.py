@@ -14,24 +14,22 @@ from django.utils import timezone
 from evaluation.decision_log import PURGED, decision_feedback_give, decisions_purge, inputs_sha256
 from evaluation.drift import population_stability_index, production_watch
 from evaluation.models import ClassifyCall, DecisionFeedback
-from evaluation.promotion import prompt_version_promote
 from pldreview.models import LedgerEntry
 from rules.models import Example, Split
 from tests.evaluation.conftest import NDA_ROWS, add_examples
-from tests.support.prompt_versions import approve_all, compiled, finished_run
+from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
 INPUTS = {"premise": "The Recipient may keep one archival copy.", "hypothesis": "The party must destroy all copies."}
 
 
 @pytest.fixture
-def version(task, admin_user, second_reviewer):
+def version(task, admin_user, second_admin, second_reviewer):
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     examples = add_examples(task, NDA_ROWS, split="test")
     # The gate predicted each label equally often.
     finished_run(version, 0.7, predictions=[(ex, ex.gold_label) for ex in examples])
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go")
-    version.refresh_from_db()
+    promote_by_override(version, admin=admin_user, second_admin=second_admin)
     return version
 
 

@@ -129,3 +129,14 @@ def gate_passing_run(version: PromptVersion, *, wrong: int = 0) -> EvaluationRun
     if zero_shot_baseline(run=run) is None:
         scored_run(task, examples, constant=task.label_names[0])
     return run
+
+
+def promote_by_override(version: PromptVersion, *, admin: User, second_admin: User, reason: str = "Go") -> None:
+    """Put a version whose gate fails into production the recorded way: one Admin asks, another confirms."""
+    from evaluation.promotion import promotion_override_confirm, promotion_override_request
+
+    override = promotion_override_request(
+        prompt_version=version, user=admin, reason=reason, justification="Test story: the gate's evidence is not built"
+    )
+    promotion_override_confirm(override=override, user=second_admin)
+    version.refresh_from_db()
