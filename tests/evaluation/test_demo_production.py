@@ -17,8 +17,8 @@ def test_without_a_production_version_it_says_so_and_adds_nothing(task) -> None:
 
 
 @pytest.mark.slow
-def test_it_logs_a_few_calls_once(task, nda_examples, admin_user, second_admin, second_reviewer, student_settings, client,
-                                  auditor) -> None:
+def test_it_logs_a_few_calls_once(task, nda_examples, admin_user, second_admin, second_reviewer, student_settings,
+                                  client, auditor) -> None:
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     finished_run(version, 0.7)
