@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation.models import ApiToken
+from pldreview.ledger import ledger_append
 
 TOKEN_PREFIX = "pld_"
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -21,6 +22,12 @@ class TokenError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def _token_facts(token: ApiToken) -> dict[str, object]:
+    # Not row_facts: last_used_at changes on use and is not an audited event.
+    return {"user_id": token.user_id, "name": token.name, "prefix": token.prefix, "token_hash": token.token_hash,
+            "created_by_id": token.created_by_id, "revoked_at": token.revoked_at}
 
 
 @transaction.atomic
@@ -36,6 +43,8 @@ def api_token_create(*, user: AbstractBaseUser, name: str, created_by: AbstractB
     )
     token.full_clean()
     token.save()
+    ledger_append(event="api_token.created", actor=created_by, obj=token, facts=_token_facts(token),
+                  reason=f"Token {token.name!r} for {user.get_username()}")
     return token, raw
 
 
@@ -48,6 +57,8 @@ def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        ledger_append(event="api_token.revoked", actor=user, obj=token, facts=_token_facts(token),
+                      reason=f"Revoked token {token.name!r}")
     return token
 
 

@@ -41,6 +41,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_report",
         "evaluation.generate_report",
         "evaluation.verify_report",
+        "pldreview.view_ledger",
     ],
     ADMIN: [
         *_READ,
@@ -57,6 +58,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.generate_report",
         "evaluation.verify_report",
         "pldreview.run_job",
+        "pldreview.view_ledger",
     ],
 }
 

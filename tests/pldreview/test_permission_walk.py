@@ -38,7 +38,7 @@ AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify"}
 MIN_PATTERNS = 25
 MUST_VISIT = {
     "pld-home", "pld-task-list", "pld-task-detail", "pld-example-detail", "pld-dataset-import",
-    "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry",
+    "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry", "pld-ledger", "pld-ledger-download",
 }
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 # re_path() routes: a named group becomes a parameter like a converter.
