@@ -31,7 +31,8 @@ def test_every_protected_table_has_its_triggers() -> None:
     tables = protected_tables()
     assert {"pldreview_ledgerentry", "rules_decision", "rules_rulerevision", "evaluation_promotion",
             "rules_historicaldecision", "rules_historicalrule", "evaluation_historicalreport"} <= set(tables)
-    assert len(tables) == len(APPEND_ONLY_MODELS) + sum(1 for m in apps.get_models() if m.__name__.startswith("Historical"))
+    n_history = sum(1 for m in apps.get_models() if m.__name__.startswith("Historical"))
+    assert len(tables) == len(APPEND_ONLY_MODELS) + n_history
     assert unprotected_tables() == []
 
 
@@ -64,7 +65,8 @@ def test_truncate_is_refused_on_postgresql(world) -> None:  # noqa: ANN001
 
 def test_a_permit_lets_deletes_through_only_inside_its_transaction(world) -> None:  # noqa: ANN001
     with delete_permit("test"):
-        raw("DELETE FROM rules_historicaldecision WHERE history_id = (SELECT MIN(history_id) FROM rules_historicaldecision)")
+        raw("DELETE FROM rules_historicaldecision WHERE history_id = "
+            "(SELECT MIN(history_id) FROM rules_historicaldecision)")
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw("DELETE FROM rules_historicaldecision")
 

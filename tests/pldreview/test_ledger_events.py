@@ -38,8 +38,9 @@ def test_every_history_record_written_by_the_services_has_its_ledger_entry(
             checked += 1
         for row in model.objects.all():
             history = model.history.filter(**{model._meta.pk.attname: row.pk}).count()
-            entries = [f for f in snapshots[(model._meta.label_lower, str(row.pk))] if f.keys() == row_facts(row).keys()]
-            assert len(entries) == history, f"{model._meta.label_lower} {row.pk}: {len(entries)} entries, {history} records"
+            label = model._meta.label_lower
+            entries = [f for f in snapshots[(label, str(row.pk))] if f.keys() == row_facts(row).keys()]
+            assert len(entries) == history, f"{label} {row.pk}: {len(entries)} entries, {history} records"
     assert checked > 20
 
 
