@@ -33,7 +33,8 @@ BEGIN
     IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
     RETURN NULL;
   END IF;
-  RAISE EXCEPTION '% on % refused: the table is append-only (audit record)', TG_OP, TG_TABLE_NAME;
+  RAISE EXCEPTION USING MESSAGE = TG_OP || ' on ' || TG_TABLE_NAME
+    || ' refused: the table is append-only (audit record)';
 END $$ LANGUAGE plpgsql;"""
 
 

@@ -59,6 +59,7 @@ def test_a_changed_reviewer_is_refused(world, admin_user) -> None:  # noqa: ANN0
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="TRUNCATE is PostgreSQL's side door; SQLite has none")
 def test_truncate_is_refused_on_postgresql(world) -> None:  # noqa: ANN001
+    raw("SET CONSTRAINTS ALL IMMEDIATE")  # else PostgreSQL refuses for the test's pending foreign-key checks
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw("TRUNCATE rules_historicaldecision")
 

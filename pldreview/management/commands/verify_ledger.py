@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from pldreview.ledger_verify import ledger_verify
 
@@ -20,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            verdict = ledger_verify(start=options["start"])
+            with transaction.atomic():  # a failed read must not poison the caller's transaction
+                verdict = ledger_verify(start=options["start"])
         except DatabaseError as exc:
             self.stderr.write(f"Cannot verify the ledger: {exc}")
             sys.exit(2)
