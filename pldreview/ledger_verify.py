@@ -6,6 +6,7 @@ the ledger's back (a rewritten ``Decision.reviewer`` or rule text) even when the
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -124,17 +125,33 @@ def ledger_verify(*, start: int = 1, check_rows: bool = True) -> LedgerVerdict:
             verdict.problem = LedgerProblem(start - 1, "missing", f"entry #{start - 1} is missing")
     expected = start
     if verdict.problem is None:
+        # raw_decode skips json.loads' whitespace scans: a third of the time per entry.
+        loads, sha256 = json.JSONDecoder().raw_decode, hashlib.sha256
         for row in _entries(start):
-            problem, data = entry_problem(expected, prev_hash, row)
-            if problem is not None:
-                verdict.problem = problem
+            # Fast path for the intact entry; entry_problem explains the first one that is not.
+            sequence, event, object_type, object_id, actor_id, actor_name, payload, stored_prev, stored_hash = row
+            data: dict = {}
+            intact = (sequence == expected and stored_prev == prev_hash
+                      and sha256((prev_hash + payload).encode()).hexdigest() == stored_hash)
+            if intact:
+                try:
+                    data = loads(payload)[0]
+                    intact = (data["sequence"] == sequence and data["event"] == event
+                              and data["object_type"] == object_type and data["object_id"] == object_id
+                              and data["actor_id"] == actor_id and data["actor"] == actor_name)
+                except (ValueError, KeyError, TypeError):
+                    intact = False
+            if not intact:
+                verdict.problem = entry_problem(expected, prev_hash, row)[0] or LedgerProblem(
+                    sequence, "chain", "the payload is not a ledger payload")
                 break
             verdict.entries_checked += 1
-            prev_hash, expected = row[-1], expected + 1
-            snapshot = labels.get(row[2])
-            facts = data.get("facts")
-            if snapshot is not None and isinstance(facts, dict) and facts.keys() == snapshot:
-                latest[(row[2], row[3])] = (row[0], facts)
+            prev_hash, expected = stored_hash, expected + 1
+            snapshot = labels.get(object_type)
+            if snapshot is not None:
+                facts = data.get("facts")
+                if isinstance(facts, dict) and facts.keys() == snapshot:
+                    latest[(object_type, object_id)] = (sequence, facts)
     # Entries before ``start`` still vouch for rows; read their latest snapshots without re-hashing.
     if check_rows and start > 1 and verdict.problem is None:
         earlier = LedgerEntry.objects.filter(sequence__lt=start, object_type__in=labels).order_by("sequence")
