@@ -1,10 +1,15 @@
 """Build an audited world through the app's services, and open the database's side door for tamper tests."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
@@ -16,6 +21,8 @@ from rules.models import Decision, PromptVersion, Rule, Task
 from rules.services import decision_undo, rule_edit, rule_reject
 from tests.rules.reviewkit import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled
+
+VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
 
 
 @dataclass
@@ -57,6 +64,13 @@ def side_door(*tables: str) -> Iterator[None]:
         for sql in install_sql(connection.vendor, table):
             with connection.cursor() as cursor:
                 cursor.execute(sql)
+
+
+def stdlib_verify(path: Path) -> tuple[int, dict]:
+    """Run scripts/verify-ledger on an export with no site-packages (-I -S): the standard library alone."""
+    done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--json"],
+                          capture_output=True, text=True, check=False)
+    return done.returncode, json.loads(done.stdout)
 
 
 def raw(sql: str, params: list | None = None) -> None:

@@ -14,7 +14,7 @@ from evaluation.reports import report_generate, report_path
 from evaluation.signing import signing_identity_create
 from pldreview.ledger import chain_hash
 from pldreview.models import LedgerEntry, LedgerHead
-from tests.pldreview.ledgerkit import audited_world, raw, side_door
+from tests.pldreview.ledgerkit import audited_world, raw, side_door, stdlib_verify
 from tests.support.reports import PASSPHRASE, pdf_text
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,24 @@ def test_the_report_states_the_head_at_signing_and_keeps_it_on_its_record(signed
     facts = json.loads(signed_entry.payload)["facts"]
     assert facts["sha256"] == report.sha256 and facts["ledger_sequence"] == head.sequence
     assert "still has hash" in _verify(path)
+
+
+def test_the_stdlib_verifier_agrees_with_the_report_on_an_export(signed, tmp_path: Path) -> None:  # noqa: ANN001
+    report, path, head = signed
+    export = tmp_path / "ledger.jsonl"
+    call_command("export_ledger", "--out", str(export), stdout=io.StringIO())
+    assert stdlib_verify(export)[0] == 0
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    assert lines[head.sequence - 1]["hash"] == report.ledger_hash
+    victim = LedgerEntry.objects.get(sequence=3)
+    with side_door("pldreview_ledgerentry"):
+        raw("UPDATE pldreview_ledgerentry SET payload = %s WHERE id = %s",
+            [victim.payload.replace('"event":', '"note":"x","event":', 1), victim.pk])
+    call_command("export_ledger", "--out", str(export), stdout=io.StringIO())
+    code, result = stdlib_verify(export)
+    assert code == 1 and result["broken_sequence"] == 3
+    with pytest.raises(CommandError, match="entry #3"):
+        _verify(path)
 
 
 def test_an_edited_earlier_entry_is_caught_by_the_older_report(signed) -> None:  # noqa: ANN001

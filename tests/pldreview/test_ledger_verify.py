@@ -8,14 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 
 from pldreview.models import LedgerEntry, LedgerHead
-from tests.pldreview.ledgerkit import audited_world, raw, side_door
+from tests.pldreview.ledgerkit import VERIFIER, audited_world, raw, side_door, stdlib_verify
 
 pytestmark = pytest.mark.django_db
-VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
 
 
 @pytest.fixture
@@ -30,13 +28,6 @@ def verify(*args: str) -> tuple[int, str]:
     except SystemExit as exc:
         return int(exc.code), out.getvalue()
     return 0, out.getvalue()
-
-
-def stdlib_verify(path: Path) -> tuple[int, dict]:
-    # -I -S: no site-packages, no user paths: the script needs the standard library alone.
-    done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--json"],
-                          capture_output=True, text=True, check=False)
-    return done.returncode, json.loads(done.stdout)
 
 
 def export(tmp_path: Path) -> Path:
