@@ -7,7 +7,8 @@ DATABASE_URL when given. Run it from the project root:
     .venv/bin/python benchmarks/ledger.py [--entries 100000] [--appends 2000]
 
 append_us_p50 times the ledger_append call inside an open transaction; append_with_commit_us_p50
-times that transaction's commit too. Bars (issue 12): append_us_p50 <= 2,000 us; verify_entries_per_s >= 50,000 on the 2-core machine.
+times that transaction's commit too.
+Bars (issue 12): append_us_p50 <= 2,000 us; verify_entries_per_s >= 50,000 on the 2-core machine.
 The load average before and after is part of the output: on a shared machine the figures are only
 as good as the quiet they were taken in.
 """
