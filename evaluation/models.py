@@ -350,6 +350,10 @@ class Report(models.Model):
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
     generated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     created_at = models.DateTimeField(default=timezone.now)
+    # The ledger head when the report was signed, also stated in the PDF: an older report catches a
+    # ledger rewritten after it was issued (``verify_report --ledger``).
+    ledger_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    ledger_hash = models.CharField(max_length=64, blank=True)
     history = HistoricalRecords()
 
     class Meta:

@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from evaluation.models import EvaluationRun, Promotion, Report
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
 from pldreview.jobs import JobCancelled, job_start
+from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
 from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
 
@@ -435,12 +436,16 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
             prompt_version=version, generated_by=report.generated_by, generated_at=report.created_at,
             report_id=report.pk, identity=identity,
         )
+        # The anchor: everything the report states is at or before this entry of the ledger.
+        anchor_sequence, anchor_hash = ledger_head()
+        data["ledger"] = {"sequence": anchor_sequence, "hash": anchor_hash}
         note("Gathered rules, decisions, evaluations and promotions")
         pdf = report_render_pdf(data)
         note(f"Rendered {len(pdf) // 1024} KiB; signing")
         signed = pdf_sign(
             pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
-            tsa_url=settings.PLD_TSA_URL, reason=f"Audit report {report.pk} on {version}",
+            tsa_url=settings.PLD_TSA_URL,
+            reason=f"Audit report {report.pk} on {version}; {LEDGER_ANCHOR_LABEL} #{anchor_sequence} {anchor_hash}",
         )
     except JobCancelled:
         raise  # the report stays queued; retrying the job resumes it
@@ -460,8 +465,10 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
     report.signer = f"{identity.subject} (SHA-256 {identity.fingerprint})"[:300]
     report.status = Report.Status.READY
     report.error = ""
+    report.ledger_sequence, report.ledger_hash = anchor_sequence, anchor_hash
     with transaction.atomic():
-        audited_save(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…")
+        audited_save(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…",
+                     event="report.signed")
     return report
 
 

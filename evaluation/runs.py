@@ -31,6 +31,7 @@ from evaluation.student import (
     get_student,
 )
 from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
+from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.audit import audited_save
 from rules.models import Example, PromptVersion, Split, Task
@@ -332,9 +333,22 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
         raise
     run.status = EvaluationRun.Status.FINISHED
     run.finished_at = timezone.now()
-    run.save()
-    _mark_version_evaluated(run)
+    with transaction.atomic():
+        run.save()
+        ledger_append(event="evaluation_run.finished", actor=run.created_by, obj=run, facts=_run_facts(run),
+                      reason=f"Evaluation run {run.pk} finished")
+        _mark_version_evaluated(run)
     return run
+
+
+def _run_facts(run: EvaluationRun) -> dict[str, Any]:
+    # What a later report quotes: the metrics and the hashes of the prompt, model and data they came from.
+    return {
+        "task_id": run.task_id, "mode": run.mode, "prompt_version_id": run.prompt_version_id,
+        "prompt_sha256": run.prompt_sha256, "model_sha256": run.model_sha256, "model_name": run.model_name,
+        "data_sha256": run.data_sha256, "split": run.split, "seed": run.seed, "n_examples": run.n_examples,
+        "metrics": run.metrics, "rule_adherence": run.rule_adherence, "finished_at": run.finished_at,
+    }
 
 
 def _fail(run: EvaluationRun, message: str) -> None:

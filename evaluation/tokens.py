@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from evaluation.models import ApiToken, ApiTokenWindow
+from pldreview.ledger import ledger_append
 from rules.models import Task
 
 TOKEN_PREFIX = "pld_"
@@ -29,6 +30,14 @@ class TokenError(Exception):
         self.status = status
         self.code = code or ("unauthorized" if status == 401 else "forbidden")
         self.retry_after = retry_after
+
+
+def _token_facts(token: ApiToken) -> dict[str, object]:
+    # Not row_facts: last_used_at changes on use and is not an audited event.
+    return {"user_id": token.user_id, "name": token.name, "prefix": token.prefix, "token_hash": token.token_hash,
+            "created_by_id": token.created_by_id, "revoked_at": token.revoked_at, "expires_at": token.expires_at,
+            "rate_limit_per_minute": token.rate_limit_per_minute,
+            "task_ids": sorted(token.tasks.values_list("pk", flat=True)) if token.pk else []}
 
 
 @transaction.atomic
@@ -53,6 +62,8 @@ def api_token_create(
     token.full_clean()
     token.save()
     token.tasks.set(list(tasks))
+    ledger_append(event="api_token.created", actor=created_by, obj=token, facts=_token_facts(token),
+                  reason=f"Token {token.name!r} for {user.get_username()}")
     return token, raw
 
 
@@ -65,6 +76,8 @@ def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        ledger_append(event="api_token.revoked", actor=user, obj=token, facts=_token_facts(token),
+                      reason=f"Revoked token {token.name!r}")
     return token
 
 

@@ -7,12 +7,15 @@ that is not this instance, or a file this instance never issued.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from evaluation.models import Report
 from evaluation.signing import SignatureCheck, SigningError, pdf_signature_validate, signing_identity_load
+from pldreview.ledger import ledger_anchor_parse
+from pldreview.ledger_verify import ledger_chain_through
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ CHECKS = [
     ("signer", "The signer is this instance's identity"),
     ("issued", "The file matches a report this instance issued"),
 ]
+LEDGER_CHECK = ("ledger", "The ledger still holds the entry the report was anchored to")
 
 FAILURE_MESSAGES = {
     "signed_pdf": "Not a signed PDF: {detail}",
@@ -55,6 +59,7 @@ FAILURE_MESSAGES = {
     "unmodified": "The document was modified after it was signed: {detail}",
     "signer": "The signer is not this instance's signing identity: {detail}",
     "issued": "Not issued by this instance: no report with SHA-256 {sha256} was issued here.",
+    "ledger": "The ledger was changed after this report was signed: {detail}",
 }
 
 
@@ -63,14 +68,14 @@ def _verdict(
 ) -> Verdict:
     checks = []
     failed: Check | None = None
-    for key, title in CHECKS:
+    for key, title in CHECKS + ([LEDGER_CHECK] if "ledger" in results else []):
         if failed is not None or key not in results:
             checks.append(Check(key=key, title=title, passed=None))
             continue
         passed, detail = results[key]
         check = Check(key=key, title=title, passed=passed, detail=detail)
         checks.append(check)
-        if not passed:
+        if passed is False:
             failed = check
     if failed is None:
         message = (
@@ -84,8 +89,43 @@ def _verdict(
     return Verdict(ok=False, message=message, sha256=sha256, checks=checks, signature=signature, report=report)
 
 
-def report_verify(*, data: bytes) -> Verdict:
-    """Check a report file against this instance's signing identity and its record of issued reports."""
+def _signed_reason(data: bytes) -> str:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        signatures = PdfFileReader(io.BytesIO(data), strict=False).embedded_regular_signatures
+        return str(signatures[-1].sig_object.get("/Reason", "")) if signatures else ""
+    except Exception:  # an unreadable file has already failed the signature checks
+        return ""
+
+
+def ledger_anchor_check(*, data: bytes, report: Report) -> tuple[bool | None, str]:
+    """Check that the ledger, recomputed from its start, still ends the report's anchor entry with its hash.
+
+    The anchor is read from the signed content (the signature's reason), so rewriting the report
+    record does not help; the record's copy is the fallback for a reason that does not state it.
+    None: the report states no anchor, so there is nothing to check.
+    """
+    anchor = ledger_anchor_parse(_signed_reason(data))
+    if anchor is None and report.ledger_sequence is not None:
+        anchor = (report.ledger_sequence, report.ledger_hash)
+    if anchor is None:
+        return None, "the report states no ledger head (it was signed before the ledger existed)"
+    sequence, expected = anchor
+    computed, problem = ledger_chain_through(sequence)
+    if problem is not None:
+        return False, f"entry #{problem.sequence} before the anchor #{sequence} is broken: {problem.detail}"
+    if computed != expected:
+        return False, (f"entry #{sequence} now hashes to {computed}, but the report was signed at "
+                       f"#{sequence} {expected}")
+    return True, f"entry #{sequence} still has hash {expected}, and every entry before it chains to it"
+
+
+def report_verify(*, data: bytes, ledger: bool = False, require_anchor: bool = False) -> Verdict:
+    """Check a report file against this instance's signing identity, its issued reports and (if asked) ledger.
+
+    ``require_anchor`` fails a report that states no ledger head instead of skipping the ledger check.
+    """
     sha256 = hashlib.sha256(data).hexdigest()
     results: dict[str, tuple[bool, str]] = {}
     try:
@@ -135,4 +175,7 @@ def report_verify(*, data: bytes) -> Verdict:
         f"report {report.pk} on {report.prompt_version}, generated {report.created_at:%Y-%m-%d %H:%M} UTC "
         f"by {report.generated_by}",
     )
+    if ledger:
+        passed, detail = ledger_anchor_check(data=data, report=report)
+        results["ledger"] = (False if passed is None and require_anchor else passed, detail)
     return _verdict(sha256, results, signature=signature, report=report)

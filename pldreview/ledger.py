@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,6 +20,9 @@ from django.utils import timezone
 from pldreview.models import LedgerEntry, LedgerHead
 
 GENESIS_HASH = "0" * 64
+# How a signed report states the ledger head it is anchored to (in the PDF text and signature reason).
+LEDGER_ANCHOR_LABEL = "ledger head"
+_ANCHOR = re.compile(LEDGER_ANCHOR_LABEL + r" #(\d+) ([0-9a-f]{64})")
 
 
 def canonical_json(data: Any) -> str:
@@ -50,7 +54,9 @@ def row_facts(obj: models.Model) -> dict[str, Any]:
     return json.loads(canonical_json(facts))
 
 
-@transaction.atomic
+# No savepoint of its own: an append that fails must fail the caller's whole transaction anyway, and the
+# SAVEPOINT / RELEASE round trips were a third of an append's statements.
+@transaction.atomic(savepoint=False)
 def ledger_append(
     *,
     event: str,
@@ -94,3 +100,15 @@ def ledger_append(
     head.sequence, head.hash = sequence, entry.hash
     head.save(update_fields=["sequence", "hash"])
     return entry
+
+
+def ledger_head() -> tuple[int, str]:
+    """Return the ledger's current head: its last sequence number and hash (0 and the genesis hash if empty)."""
+    head = LedgerHead.objects.filter(pk=1).values_list("sequence", "hash").first()
+    return head if head is not None else (0, GENESIS_HASH)
+
+
+def ledger_anchor_parse(text: str) -> tuple[int, str] | None:
+    """Return the (sequence, hash) anchor a text states as ``ledger head #N <hash>``, or None."""
+    match = _ANCHOR.search(text or "")
+    return (int(match.group(1)), match.group(2)) if match else None

@@ -137,6 +137,7 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["sequence"]
         indexes = [models.Index(fields=["object_type", "object_id", "sequence"], name="ledger_object_idx")]
+        permissions = [("view_ledger", "Can view, verify and download the audit ledger")]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.event}"

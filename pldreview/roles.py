@@ -45,6 +45,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.verify_report",
         "evaluation.view_classifycall",
         "evaluation.watch_production",
+        "pldreview.view_ledger",
     ],
     ADMIN: [
         *_READ,
@@ -64,6 +65,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_classifycall",
         "evaluation.watch_production",
         "evaluation.set_decision_retention",
+        "pldreview.view_ledger",
     ],
 }
 

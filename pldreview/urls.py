@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from pldreview import views
+from pldreview import ledger_views, views
 
 urlpatterns = [
     path("", views.home, name="pld-home"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="pld-job-detail"),
     path("jobs/<int:job_id>/cancel/", views.cancel_job, name="pld-job-cancel"),
     path("jobs/<int:job_id>/retry/", views.retry_job, name="pld-job-retry"),
+    path("ledger/", ledger_views.ledger_list, name="pld-ledger"),
+    path("ledger/export.jsonl", ledger_views.ledger_download, name="pld-ledger-download"),
     path("", include("rules.urls")),
     path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),

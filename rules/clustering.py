@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from sklearn.cluster import DBSCAN
 
+from pldreview.ledger import ledger_append
 from rules.audit import audited_save
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
@@ -196,6 +197,16 @@ def clustering_run_create(
         )
     outcome = ClusteringOutcome(run=run)
     _consolidate(task=task, run=run, teacher=teacher, config=config, outcome=outcome, progress=progress)
+    ledger_append(
+        event="teacher_run.finished", actor=user, obj=run,
+        facts={
+            "phase": "clustering", "job_id": getattr(job, "pk", None), "teacher_model": config.model,
+            "n_clusters": run.n_clusters, "n_noise": run.n_noise, "n_candidates_created": outcome.n_candidates_created,
+            "n_failed": outcome.n_failed, "new_calls": outcome.new_calls, "cached_calls": outcome.cached_calls,
+            "stopped": outcome.stopped,
+        },
+        reason=f"Clustering run {run.pk}: {outcome.n_candidates_created} new candidate rules",
+    )
     return outcome
 
 

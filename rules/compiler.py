@@ -155,7 +155,8 @@ def prompt_version_compile(
         status=PromptVersion.Status.DRAFT,
         compiled_by=user,
     )
-    audited_save(version, user=user, reason=reason or f"Compiled from {len(compiled.rules)} approved rules")
+    audited_save(version, user=user, reason=reason or f"Compiled from {len(compiled.rules)} approved rules",
+                 event="prompt_version.compiled")
     entries = [
         PromptVersionRule(prompt_version=version, rule=c.rule, revision=c.revision, position=c.number)
         for c in compiled.rules
@@ -165,5 +166,6 @@ def prompt_version_compile(
     PromptVersionRule.objects.bulk_create(entries)
     # Sealing is the last write: from here the database refuses any change to the entries.
     version.sealed = True
-    audited_save(version, user=user, reason="Sealed: its rule entries are final", update_fields=["sealed"])
+    audited_save(version, user=user, reason="Sealed: its rule entries are final", update_fields=["sealed"],
+                 event="prompt_version.sealed")
     return version, True

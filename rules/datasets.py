@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
+from pldreview.ledger import ledger_append, row_facts
 from rules.importers import KNOWN_FORMATS, FieldMap, ImportRefused, ParsedExample, TaskSpec, parse_file
 from rules.models import DatasetImport, Example, Split, Task
 from rules.splits import split_assign
@@ -34,7 +35,9 @@ def task_define(*, definition: dict[str, Any]) -> Task:
         shared_context_field=definition.get("shared_context_field", ""),
     )
     task.full_clean()
-    task.save()
+    with transaction.atomic():
+        task.save()
+        ledger_append(event="task.created", actor=None, obj=task, facts=row_facts(task), reason="Task defined")
     return task
 
 
@@ -186,6 +189,8 @@ def dataset_import(
     )
     if created:
         task.save()
+        ledger_append(event="task.created", actor=user, obj=task, facts=row_facts(task),
+                      reason=f"Created by importing {source[:200]}")
 
     if split:
         assignment = [split] * len(parsed.examples)
@@ -229,6 +234,8 @@ def dataset_import(
     record.n_added = len(new)
     record.n_skipped = len(parsed.examples) - len(new)
     record.save(update_fields=["n_added", "n_skipped"])
+    ledger_append(event="dataset.imported", actor=user, obj=record, facts=row_facts(record),
+                  reason=f"Imported {record.n_added} new examples from {source[:200]}")
     return record
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from pldreview.ledger import ledger_append
 from rules.models import Example, MicroRule, Split, Task, TeacherCall
 from rules.teacher import (
     Teacher,
@@ -202,4 +203,9 @@ def micro_rules_extract(
             summary.failures.append({"example": answer.request.key.pk if answer.request else None, "error": problem})
         if progress is not None:
             progress.advance()
+    ledger_append(
+        event="teacher_run.finished", actor=getattr(job, "created_by", None), obj=task,
+        facts={"phase": "extraction", "job_id": getattr(job, "pk", None), **summary.as_dict()},
+        reason=f"Extraction: {summary.n_created} new micro-rules",
+    )
     return summary

@@ -107,7 +107,7 @@ def verify_report(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = VerifyReportForm(request.POST, request.FILES)
         if form.is_valid():
-            verdict = report_verify(data=form.cleaned_data["file"].read())
+            verdict = report_verify(data=form.cleaned_data["file"].read(), ledger=True)
     else:
         form = VerifyReportForm()
     context = {"form": form, "verdict": verdict}

@@ -1,6 +1,7 @@
 """Evaluation run services: create (checks and fixed inputs), execute, resume, cancel, adherence."""
 from __future__ import annotations
 
+import json
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from evaluation.runs import (
 )
 from evaluation.student import Student, StudentDecision, get_student
 from pldreview.jobs import JobCancelled, job_create
-from pldreview.models import Job
+from pldreview.models import Job, LedgerEntry
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
 from tests.evaluation.conftest import NDA_ROWS, add_contract_examples, add_examples
 from tests.support.gguf_files import GEMMA_CHAT_TEMPLATE, gguf_with_chat_template
@@ -155,6 +156,10 @@ def test_execute_decides_every_example_and_records_the_metrics(
         assert key in run.metrics
     assert run.prompt_tokens > 0
     assert run.rule_adherence is None  # only pld runs are checked
+    entry = LedgerEntry.objects.get(event="evaluation_run.finished", object_id=str(run.pk))
+    facts = json.loads(entry.payload)["facts"]
+    assert facts["metrics"]["macro_f1"] == run.metrics["macro_f1"]
+    assert facts["model_sha256"] == run.model_sha256 and facts["data_sha256"] == run.data_sha256
 
 
 @pytest.mark.slow

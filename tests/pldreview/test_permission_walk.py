@@ -38,7 +38,7 @@ AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify"}
 MIN_PATTERNS = 25
 MUST_VISIT = {
     "pld-home", "pld-task-list", "pld-task-detail", "pld-example-detail", "pld-dataset-import",
-    "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry",
+    "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry", "pld-ledger", "pld-ledger-download",
     # Production decisions (issue 15).
     "pld-production", "pld-production-export", "pld-classify-call-list", "pld-classify-call-detail",
     "pld-classify-call-feedback", "pld-production-retention",

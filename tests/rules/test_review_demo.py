@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from pldreview.ledger_verify import ledger_verify
 from rules.demo import seed_users_and_tasks
 from rules.demo_review import seed_review_decisions
 from rules.models import Decision, Rule, RuleSetReorderProposal
@@ -36,3 +37,5 @@ def test_the_demo_shows_every_review_state_and_a_second_run_changes_nothing() ->
     history_rows = Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count()
     seed_review_decisions(out)
     assert Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count() == history_rows
+    verdict = ledger_verify()
+    assert verdict.ok and verdict.rows_checked > 20, verdict.message

@@ -1,0 +1,169 @@
+"""Append-only tables: database triggers that refuse UPDATE and DELETE, on SQLite and PostgreSQL.
+
+Migrations call :func:`append_only` with the tables to protect (each later migration that adds an
+audit table calls it too). A DELETE is let through only while a row exists in the permit table
+``pld_delete_permit``: the retention purge (``pldreview.retention``) writes that row, deletes, removes
+it and appends a ``retention.purge`` ledger entry, all in one transaction, so no other connection
+ever sees the permit (PostgreSQL: not yet committed; SQLite: the purge holds the write lock).
+Test suites flush through the same permit (``delete_permit``), see ``tests/conftest.py``.
+
+PostgreSQL also refuses TRUNCATE of these tables without a permit: TRUNCATE fires no row triggers.
+UPDATE is never permitted.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from django.db import connections, migrations, transaction
+
+PERMIT_TABLE = "pld_delete_permit"
+# Append-only besides every django-simple-history table. A migration adding an audit table adds it here
+# and calls ``append_only([...])``.
+APPEND_ONLY_MODELS = ("pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion")
+
+CREATE_PERMIT = {
+    "sqlite": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id INTEGER PRIMARY KEY, reason TEXT NOT NULL)",
+    "postgresql": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id SERIAL PRIMARY KEY, reason TEXT NOT NULL)",
+}
+
+PG_FUNCTION = f"""CREATE OR REPLACE FUNCTION pld_append_only() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP IN ('DELETE', 'TRUNCATE') AND EXISTS (SELECT 1 FROM {PERMIT_TABLE}) THEN
+    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+    RETURN NULL;
+  END IF;
+  RAISE EXCEPTION USING MESSAGE = TG_OP || ' on ' || TG_TABLE_NAME
+    || ' refused: the table is append-only (audit record)';
+END $$ LANGUAGE plpgsql;"""
+
+
+def _message(table: str, op: str) -> str:
+    return f"{op} on {table} refused: the table is append-only (audit record)"
+
+
+def _names(table: str) -> tuple[str, str, str]:
+    return f"pld_ao_upd_{table}"[:63], f"pld_ao_del_{table}"[:63], f"pld_ao_trunc_{table}"[:63]
+
+
+def install_sql(vendor: str, table: str) -> list[str]:
+    """Return the statements that make one table append-only on the given database vendor."""
+    update, delete, truncate = _names(table)
+    if vendor == "sqlite":
+        return [
+            f"DROP TRIGGER IF EXISTS {update}",
+            f"DROP TRIGGER IF EXISTS {delete}",
+            f"""CREATE TRIGGER {update} BEFORE UPDATE ON {table}
+            BEGIN SELECT RAISE(ABORT, '{_message(table, "UPDATE")}'); END""",
+            f"""CREATE TRIGGER {delete} BEFORE DELETE ON {table}
+            WHEN NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE})
+            BEGIN SELECT RAISE(ABORT, '{_message(table, "DELETE")}'); END""",
+        ]
+    if vendor == "postgresql":
+        return [
+            f"DROP TRIGGER IF EXISTS {update} ON {table}",
+            f"DROP TRIGGER IF EXISTS {truncate} ON {table}",
+            f"""CREATE TRIGGER {update} BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION pld_append_only()""",
+            f"""CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION pld_append_only()""",
+        ]
+    return []
+
+
+def remove_sql(vendor: str, table: str) -> list[str]:
+    """Return the statements that undo :func:`install_sql` for one table."""
+    update, delete, truncate = _names(table)
+    if vendor == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {update}", f"DROP TRIGGER IF EXISTS {delete}"]
+    if vendor == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS {update} ON {table}", f"DROP TRIGGER IF EXISTS {truncate} ON {table}"]
+    return []
+
+
+def _statements(vendor: str, tables: Iterable[str]) -> list[str]:
+    if vendor not in CREATE_PERMIT:
+        return []
+    statements = [CREATE_PERMIT[vendor]] + ([PG_FUNCTION] if vendor == "postgresql" else [])
+    return statements + [sql for table in tables for sql in install_sql(vendor, table)]
+
+
+def install(schema_editor, tables: Iterable[str]) -> None:
+    """Create the permit table (once) and the append-only triggers on each table."""
+    for sql in _statements(schema_editor.connection.vendor, tables):
+        schema_editor.execute(sql)
+
+
+def remove(schema_editor, tables: Iterable[str]) -> None:
+    """Drop the append-only triggers of each table (the permit table and function stay for others)."""
+    for table in tables:
+        for sql in remove_sql(schema_editor.connection.vendor, table):
+            schema_editor.execute(sql)
+
+
+def history_tables(apps) -> list[str]:
+    """Return the tables of every django-simple-history model in a migration's app registry."""
+    return sorted(
+        model._meta.db_table
+        for model in apps.get_models()
+        if model.__name__.startswith("Historical") and any(f.name == "history_id" for f in model._meta.fields)
+    )
+
+
+def append_only(tables: Iterable[str] = (), *, with_history: bool = False) -> migrations.RunPython:
+    """Return a migration operation making the tables (and, if asked, every history table) append-only."""
+    fixed = list(tables)
+
+    def chosen(apps) -> list[str]:
+        return fixed + (history_tables(apps) if with_history else [])
+
+    return migrations.RunPython(
+        lambda apps, schema_editor: install(schema_editor, chosen(apps)),
+        lambda apps, schema_editor: remove(schema_editor, chosen(apps)),
+    )
+
+
+@contextmanager
+def delete_permit(reason: str, *, using: str = "default") -> Iterator[None]:
+    """Let deletes through the append-only triggers for the duration of one transaction.
+
+    Only for the retention purge (which appends its own ledger entry) and test-suite flushes.
+    """
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {PERMIT_TABLE} (reason) VALUES (%s)", [reason])
+        yield  # an exception rolls the whole transaction back, permit included
+        cursor.execute(f"DELETE FROM {PERMIT_TABLE}")
+
+
+def protected_tables() -> list[str]:
+    """Return every table the database keeps append-only, from the running app registry."""
+    from django.apps import apps
+
+    return [apps.get_model(label)._meta.db_table for label in APPEND_ONLY_MODELS] + history_tables(apps)
+
+
+def unprotected_tables(*, using: str = "default") -> list[str]:
+    """Return the protected tables that exist but lack their UPDATE trigger (e.g. after SQLite remade one)."""
+    connection = connections[using]
+    existing = set(connection.introspection.table_names())
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+        else:
+            return []
+        triggers = {name for (name,) in cursor.fetchall()}
+    return [t for t in protected_tables() if t in existing and _names(t)[0] not in triggers]
+
+
+def ensure_append_only(*, using: str = "default", **_: object) -> None:
+    """Reinstall missing append-only triggers; connected to post_migrate, since SQLite loses a table's
+    triggers whenever a migration rebuilds that table (most AddField/AlterField operations)."""
+    missing = unprotected_tables(using=using)
+    if missing:
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            for sql in _statements(connection.vendor, missing):
+                cursor.execute(sql)

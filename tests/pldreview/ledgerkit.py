@@ -1,0 +1,79 @@
+"""Build an audited world through the app's services, and open the database's side door for tamper tests."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+from evaluation.models import Promotion, Report
+from evaluation.promotion import prompt_version_promote
+from evaluation.reports import report_create
+from pldreview.db_triggers import install_sql, remove_sql
+from rules.models import Decision, PromptVersion, Rule, Task
+from rules.services import decision_undo, rule_edit, rule_reject
+from tests.rules.reviewkit import teacher_rule
+from tests.support.prompt_versions import approve_all, compiled
+
+VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
+
+
+@dataclass
+class World:
+    rules: list[Rule]
+    decision: Decision
+    version: PromptVersion
+    promotion: Promotion
+    report: Report
+
+
+def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User) -> World:
+    """Review, edit, reject, undo, compile, promote and request a report, all through the services."""
+    rules = approve_all(task, reviewer)
+    edited = teacher_rule(task, text="If the clause bans copies, then Contradiction", label="Contradiction")
+    rule_edit(rule=edited, user=second_reviewer, lock_version=edited.lock_version, reason="Sharper",
+              text="If the clause bans any copy, then Contradiction", label="Contradiction")
+    rejected = teacher_rule(task, text="Read carefully", label="NotMentioned")
+    decision = rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Vague")
+    undone = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned")
+    undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops")
+    decision_undo(decision=undo_me, user=second_reviewer)
+    version = compiled(task, admin_user)
+    promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
+                                       override_justification="No evaluation yet: pilot only")
+    report = report_create(prompt_version=version, user=auditor)
+    return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
+
+
+@contextmanager
+def side_door(*tables: str) -> Iterator[None]:
+    """Drop the append-only triggers of the tables, as an insider with database access would, then restore them."""
+    for table in tables:
+        for sql in remove_sql(connection.vendor, table):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+    yield
+    for table in tables:
+        for sql in install_sql(connection.vendor, table):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+
+
+def stdlib_verify(path: Path) -> tuple[int, dict]:
+    """Run scripts/verify-ledger on an export with no site-packages (-I -S): the standard library alone."""
+    done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--json"],
+                          capture_output=True, text=True, check=False)
+    return done.returncode, json.loads(done.stdout)
+
+
+def raw(sql: str, params: list | None = None) -> None:
+    """Run one raw SQL statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params or [])

@@ -1,0 +1,86 @@
+"""The auditor's ledger page: filters, pages, a constant number of queries, verify now, the download."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from pldreview.ledger import ledger_append
+from pldreview.ledger_export import ledger_export_lines
+from rules.models import Task
+from tests.pldreview.ledgerkit import raw, side_door
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(user) -> Client:  # noqa: ANN001
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _fill(n: int, *, actor, task: Task) -> None:  # noqa: ANN001
+    for i in range(n):
+        ledger_append(event="security.login" if i % 3 == 0 else "task.viewed", actor=actor, obj=task,
+                      facts={"i": i})
+
+
+def _queries(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_auditors_and_admins_see_it_in_the_nav_and_reviewers_are_refused(auditor, admin_user, reviewer) -> None:  # noqa: ANN001
+    for user in (auditor, admin_user):
+        page = _client(user).get("/").content.decode()
+        assert 'href="/ledger/"' in page
+        assert _client(user).get("/ledger/").status_code == 200
+    assert _client(reviewer).get("/ledger/").status_code == 403
+    assert _client(reviewer).get("/ledger/export.jsonl").status_code == 403
+
+
+def test_the_query_count_does_not_grow_with_the_ledger(auditor, task) -> None:  # noqa: ANN001
+    client = _client(auditor)
+    _fill(5, actor=auditor, task=task)
+    few = _queries(client, "/ledger/?event=security.")
+    _fill(150, actor=auditor, task=task)
+    many = _queries(client, "/ledger/?event=security.")
+    assert few == many
+    assert _queries(client, "/ledger/?page=2") == many
+
+
+def test_filters_by_event_prefix_actor_object_and_date(auditor, admin_user, task) -> None:  # noqa: ANN001
+    _fill(6, actor=auditor, task=task)
+    ledger_append(event="dataset.imported", actor=admin_user, obj=None, facts={})
+    client = _client(auditor)
+    page = client.get("/ledger/", {"event": "security."}).context["page"]
+    assert page.paginator.count == 2 and {e.event for e in page.object_list} == {"security.login"}
+    assert client.get("/ledger/", {"event": "task.viewed"}).context["page"].paginator.count == 4
+    assert client.get("/ledger/", {"actor": admin_user.username}).context["page"].paginator.count == 1
+    assert client.get("/ledger/", {"object": f"rules.task:{task.pk}"}).context["page"].paginator.count == 6
+    assert client.get("/ledger/", {"object": "rules.task"}).context["page"].paginator.count == 6
+    assert client.get("/ledger/", {"since": "2000-01-01", "until": "2000-12-31"}).context["page"].paginator.count == 0
+    assert client.get("/ledger/", {"since": "2000-01-01"}).context["page"].paginator.count == 7
+
+
+def test_verify_now_shows_the_result_and_the_time_it_took(auditor, task) -> None:  # noqa: ANN001
+    _fill(3, actor=auditor, task=task)
+    body = _client(auditor).get("/ledger/", {"verify": "1"}).content.decode()
+    assert "Intact." in body and "entries and" in body and " s." in body
+    with side_door("pldreview_ledgerentry"):
+        raw("UPDATE pldreview_ledgerentry SET payload = payload || ' ' WHERE sequence = 2")
+    body = _client(auditor).get("/ledger/", {"verify": "1"}).content.decode()
+    assert "Broken at entry #2." in body
+
+
+def test_the_download_is_the_export(auditor, task) -> None:  # noqa: ANN001
+    _fill(4, actor=auditor, task=task)
+    response = _client(auditor).get("/ledger/export.jsonl")
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    body = b"".join(response.streaming_content).decode()
+    assert body == "".join(ledger_export_lines())
+    assert [json.loads(line)["sequence"] for line in body.splitlines()] == [1, 2, 3, 4]
