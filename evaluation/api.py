@@ -72,7 +72,11 @@ def classify(request: HttpRequest, task_name: str) -> HttpResponse:
         result = production_classify(task=task, payload=_read_json(request))
     except ClassifyError as exc:
         return JsonResponse(exc.as_dict(), status=exc.status)
-    return JsonResponse(result.as_dict())
+    response = JsonResponse(result.as_dict())
+    # Whether the rules prefix was restored from a saved state or recomputed: both give the same
+    # probabilities (a state is only used when it does), so it is a header, not part of the answer.
+    response["X-PLD-Prefix"] = result.prefix
+    return response
 
 
 def _openapi(request: HttpRequest) -> dict[str, Any]:

