@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 # Saved states go to a scratch directory, never to the app's var/ (set before the settings load).
 os.environ.setdefault("PLD_STUDENT_STATE_DIR", tempfile.mkdtemp(prefix="pld-bench-states-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pldreview.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-never-serves-requests-" + "x" * 30)
 import django  # noqa: E402
 
 django.setup()

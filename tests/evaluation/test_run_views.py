@@ -234,3 +234,20 @@ def test_compare_shows_metric_changes_and_flipped_examples(
 def test_compare_without_a_choice_explains_what_to_do(client: Client, reviewer: Any, db: None) -> None:
     body = _login(client, reviewer).get("/evaluations/compare/").content.decode()
     assert "Pick a run before and a run after" in body
+
+
+def test_the_results_page_says_whether_the_rules_prefix_was_restored_or_recomputed(
+    client: Client, reviewer: Any, task: Task, examples: list[Example]
+) -> None:
+    labels = [e.gold_label for e in examples]
+    restored = _run(task, examples, labels)
+    restored.options = {**restored.options, "prefix": "restored"}
+    restored.save()
+    recomputed = _run(task, examples, labels)
+    recomputed.options = {**recomputed.options, "prefix": "recomputed"}
+    recomputed.save()
+    _login(client, reviewer)
+    body = client.get(f"/evaluations/{restored.pk}/").content.decode()
+    assert "Rules prefix" in body and "restored from a saved state" in body
+    body = client.get(f"/evaluations/{recomputed.pk}/").content.decode()
+    assert "Rules prefix" in body and "recomputed by llama.cpp in this run" in body
