@@ -123,9 +123,20 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                         }},
                     },
                     "responses": {
-                        "200": {"description": "The decision", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Classification"}
-                        }}},
+                        "200": {
+                            "description": "The decision",
+                            "headers": {"X-PLD-Prefix": {
+                                "description": (
+                                    "restored: the rules prefix came from a saved state (checked to score "
+                                    "exactly as a recomputed one); recomputed: llama.cpp processed it in "
+                                    "this process"
+                                ),
+                                "schema": {"type": "string", "enum": ["restored", "recomputed"]},
+                            }},
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/Classification"}
+                            }},
+                        },
                         "400": json_error("Bad JSON, a missing, unknown, empty or non-string field"),
                         "401": json_error("Missing, malformed or unknown token"),
                         "403": json_error("The token was revoked"),

@@ -171,7 +171,8 @@ def student_state_restore(*, student: Student, rules_text: str) -> bool:
 def student_warm_start(*, student: Student, rules_text: str, save: bool = True) -> str:
     """Make the student hold these rules: restore a saved state, else (with save) compute and save one.
 
-    Returns "held", "restored", "saved" or "recomputed" (saving refused) — or "absent" without save.
+    Returns "held", "restored", "saved" or "recomputed (…why the state was refused)" — or "absent"
+    without save.
     """
     if student.holds_prefix(rules_text):
         return "held"
@@ -180,7 +181,7 @@ def student_warm_start(*, student: Student, rules_text: str, save: bool = True) 
     if not save:
         return "absent"
     saved = student_state_save(student=student, rules_text=rules_text)
-    return "saved" if saved.usable else "recomputed"
+    return "saved" if saved.usable else f"recomputed ({saved.reason})"
 
 
 def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True) -> list[str]:

@@ -135,3 +135,36 @@ def test_a_saved_state_is_restored_only_when_it_is_intact_and_its_key_matches(
     failed_probe = {**json.loads(header), "usable": False, "reason": "a probe example scored differently"}
     refused(json.dumps(failed_probe).encode() + b"\n" + payload, "refused when saved")
     assert saved.path == state_path(student=student, rules_text=SHORT_RULES)
+
+
+@pytest.mark.slow
+def test_warm_student_saves_the_production_versions_state_once(
+    task, admin_user, second_reviewer, student_settings, settings, tmp_path: Path, capsys
+) -> None:
+    import hashlib
+
+    from django.core.management import call_command
+
+    from evaluation.promotion import prompt_version_promote
+    from evaluation.prompts import pld_rules
+    from evaluation.warm import student_preload
+    from tests.support.prompt_versions import approve_all, compiled, finished_run
+
+    settings.PLD_STUDENT_STATE_DIR = tmp_path
+    call_command("warm_student")
+    assert "nothing to save" in capsys.readouterr().out
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    finished_run(version, 0.7)
+    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go")
+    student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
+    call_command("warm_student", "--task", task.name)
+    assert f"{task.name} v1: saved" in capsys.readouterr().out
+    (path,) = tmp_path.glob("*.state")
+    header = json.loads(path.read_bytes().partition(b"\n")[0])
+    rules = pld_rules(task=task, prompt_text=version.text)
+    assert header["usable"] and header["prompt_sha256"] == hashlib.sha256(rules.encode()).hexdigest()
+    assert header["model_sha256"] == student_settings.info.sha256
+    assert student_preload() == [f"{task.name} v1: held ({path})"]
+    student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
+    assert student_preload() == [f"{task.name} v1: restored ({path})"]
