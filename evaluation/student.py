@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import struct
@@ -455,13 +456,36 @@ class Student:
         self._llama_cpp.llama_memory_clear(self._mem, True)
         self._cached = []
 
-    def _decode(self, items: list[tuple[int, int, tuple[int, ...], bool]]) -> list[np.ndarray]:
-        """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows."""
+    def _batch_starts(self, starts: list[int] | None, n_tokens: int) -> set[int]:
+        """Return the positions where a batch must begin: each segment's start, then every n_batch tokens."""
+        if starts is None:
+            return set()
+        edges = sorted(set(starts) | {n_tokens})
+        return {pos for begin, end in itertools.pairwise(edges) for pos in range(begin, end, self.n_batch)}
+
+    def _chunks(self, items: list[tuple[int, int, tuple[int, ...], bool]], breaks: set[int]) -> list[list[Any]]:
+        chunks: list[list[Any]] = []
+        for item in items:
+            prompt_token = len(item[2]) == self._n_seq
+            if not chunks or len(chunks[-1]) == self.n_batch or (prompt_token and item[1] in breaks):
+                chunks.append([])
+            chunks[-1].append(item)
+        return chunks
+
+    def _decode(
+        self, items: list[tuple[int, int, tuple[int, ...], bool]], breaks: set[int] | None = None
+    ) -> list[np.ndarray]:
+        """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows.
+
+        A prompt token whose position is in ``breaks`` starts a new batch. llama.cpp's CPU kernels
+        (repacked Q4_K weights) compute a token's row a little differently depending on where it
+        sits in its batch, so a decision is only reproducible if every token is always decoded in
+        the same batch layout, whatever was cached before (docs/student.md).
+        """
         lc = self._llama_cpp
         rows: list[np.ndarray] = []
         batch = self._batch
-        for start in range(0, len(items), self.n_batch):
-            chunk = items[start : start + self.n_batch]
+        for chunk in self._chunks(items, breaks or set()):
             batch.n_tokens = len(chunk)
             wanted = []
             for i, (token, pos, seqs, logits) in enumerate(chunk):
@@ -482,14 +506,21 @@ class Student:
                 rows.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
         return rows
 
-    def _rewind(self, tokens: list[int], *, want_last: bool) -> list[tuple[int, int, tuple[int, ...], bool]]:
-        """Drop the cached tokens that differ from ``tokens``; return the items still to decode."""
+    def _rewind(
+        self, tokens: list[int], *, want_last: bool, starts: list[int] | None = None
+    ) -> list[tuple[int, int, tuple[int, ...], bool]]:
+        """Drop the cached tokens that differ from ``tokens``; return the items still to decode.
+
+        With segment ``starts``, decoding resumes at a batch start (see _decode), never mid-batch.
+        """
         common = 0
         limit = min(len(self._cached), len(tokens))
         while common < limit and self._cached[common] == tokens[common]:
             common += 1
         if want_last and common == len(tokens):
             common -= 1  # the last token's logits are not kept, so it is decoded again
+        if starts is not None:
+            common = max((pos for pos in self._batch_starts(starts, len(tokens)) if pos <= common), default=0)
         if common < len(self._cached):
             self._llama_cpp.llama_memory_seq_rm(self._mem, -1, common, -1)
         self._cached = list(tokens)
@@ -497,19 +528,24 @@ class Student:
         todo = tokens[common:]
         return [(tok, common + i, seqs, want_last and i == len(todo) - 1) for i, tok in enumerate(todo)]
 
-    def _extend(self, tokens: list[int], *, want_last: bool) -> tuple[int, np.ndarray | None]:
+    def _extend(
+        self, tokens: list[int], *, want_last: bool, starts: list[int] | None = None
+    ) -> tuple[int, np.ndarray | None]:
         """Make the cache hold exactly ``tokens`` in every sequence; return (tokens processed, last row)."""
-        items = self._rewind(tokens, want_last=want_last)
-        rows = self._decode(items) if items else []
+        items = self._rewind(tokens, want_last=want_last, starts=starts)
+        rows = self._decode(items, self._batch_starts(starts, len(tokens))) if items else []
         return len(items), (rows[-1] if rows else None)
 
-    def _score(self, prompt: list[int], label_ids: dict[str, list[int]]) -> tuple[dict[str, float], int]:
+    def _score(
+        self, prompt: list[int], label_ids: dict[str, list[int]], starts: list[int] | None = None
+    ) -> tuple[dict[str, float], int]:
         """Return each label's total log-probability as the prompt's continuation, and tokens processed.
 
         The prompt's new tokens and the first group of labels go to llama.cpp in one batch; each
         label in its own sequence, so label tokens see the prompt but not each other.
         """
-        prompt_items = self._rewind(prompt, want_last=True)
+        prompt_items = self._rewind(prompt, want_last=True, starts=starts)
+        breaks = self._batch_starts(starts, len(prompt))
         processed = len(prompt_items)
         scores: dict[str, float] = {}
         names = list(label_ids)
@@ -525,7 +561,7 @@ class Student:
                 for t, tok in enumerate(label_ids[name][:-1]):
                     items.append((tok, len(prompt) + t, (offset + 1,), True))
                     n_rows += 1
-            rows = self._decode(items)
+            rows = self._decode(items, breaks)
             processed += len(items) - (len(prompt_items) if g == 0 else 0)
             if g == 0:
                 last_row, rows = rows[0], rows[1:]
@@ -583,6 +619,7 @@ class Student:
             first_cue = reasoning_cue or cue
             segments = self.layout(rules=rules, context=context, example=example, cue=first_cue)
             prompt = [tok for seg in segments for tok in seg]
+            starts = [0, len(segments[0]), len(segments[0]) + len(segments[1])]
             label_ids = {name: self.label_tokens(name) for name in labels}
             needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
             if reasoning_cue:
@@ -602,7 +639,7 @@ class Student:
                 self._prefix_origin = "recomputed"
             prefix_origin = self._prefix_origin
             if reasoning_cue:
-                n, last_row = self._extend(prompt, want_last=True)
+                n, last_row = self._extend(prompt, want_last=True, starts=starts)
                 processed += n
                 assert last_row is not None
                 generated = self._generate(prompt, max_tokens=max_reasoning_tokens, stop=cue, last_row=last_row)
@@ -611,7 +648,7 @@ class Student:
                 if cue in output_text:
                     output_text = output_text[: output_text.index(cue)]
                 prompt = prompt + generated + self.tokenize("\n" + cue)
-            logprobs, n = self._score(prompt, label_ids)
+            logprobs, n = self._score(prompt, label_ids, starts)
             processed += n
             adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
             probabilities = softmax(adjusted)
@@ -660,7 +697,7 @@ class Student:
             prefix = self.rules_prefix(rules)
             if self._cached[: len(prefix)] != prefix:
                 self._prefix_origin = "recomputed"
-            self._extend(prefix, want_last=False)
+            self._extend(prefix, want_last=False, starts=[0])
             size = lc.llama_state_get_size(self._ctx.ctx)
             buffer = (ctypes.c_uint8 * size)()
             written = lc.llama_state_get_data(self._ctx.ctx, buffer, size)
