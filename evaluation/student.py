@@ -648,6 +648,8 @@ class Student:
                 if cue in output_text:
                     output_text = output_text[: output_text.index(cue)]
                 prompt = prompt + generated + self.tokenize("\n" + cue)
+                # The reasoning was decoded a token at a time; resuming at a batch start would decode it again.
+                starts = None
             logprobs, n = self._score(prompt, label_ids, starts)
             processed += n
             adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
