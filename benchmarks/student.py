@@ -189,6 +189,11 @@ def contractnli(student: Student, rules: str, n_docs: int) -> dict[str, object]:
     }
 
 
+def progress(step: str, result: dict[str, object]) -> None:
+    """Print the figures so far to stderr: on a busy machine a long run still leaves what it measured."""
+    print(f"{time.strftime('%H:%M:%S')} {step}: {json.dumps(result)}", file=sys.stderr, flush=True)
+
+
 def first_decision(*, rules_tokens: int, n_ctx: int, threads: int, warm: bool) -> dict[str, float]:
     """Time the first decision of this (fresh) process, after restoring the saved state when ``warm``."""
     info = check_model_file(bundled_model_path())
@@ -316,6 +321,7 @@ def main() -> None:
     result: dict[str, object] = {"model": info.name, "quantization": info.quantization, "threads": args.threads}
     result["raw_prefill_tok_s"] = raw_prefill(student)
     result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
+    progress("prefill", result)
 
     zero = run_mode(student, ZERO_SHOT_RULES, examples)
     pld = run_mode(student, pld_rules, examples)
@@ -347,9 +353,11 @@ def main() -> None:
     )
     result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
     result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
+    progress("modes", result)
     result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
     result["overhead_over_llama_cpp"] = round(result["overhead_ratio"] / result["llama_cpp_overhead_ratio"], 3)
 
+    progress("llama.cpp floor", result)
     saved = student_state_save(student=student, rules_text=pld_rules)
     result.update(state_mb=round(saved.size / 1e6, 1), state_usable=saved.usable,
                   state_probe_max_diff=saved.probe_max_diff)
@@ -364,8 +372,10 @@ def main() -> None:
             abs(warm["probabilities"][k] - cold["probabilities"][k]) for k in LABELS
         ) <= 1e-6,
     )
+    progress("warm start", result)
     if not args.no_peer:
         result.update(interleaved_with_peer(student, pld_rules, examples, args))
+        progress("peer", result)
     result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))
     result["model_load_s"] = round(load_s, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -619,7 +619,7 @@ class Student:
             first_cue = reasoning_cue or cue
             segments = self.layout(rules=rules, context=context, example=example, cue=first_cue)
             prompt = [tok for seg in segments for tok in seg]
-            starts = [0, len(segments[0]), len(segments[0]) + len(segments[1])]
+            starts: list[int] | None = [0, len(segments[0]), len(segments[0]) + len(segments[1])]
             label_ids = {name: self.label_tokens(name) for name in labels}
             needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
             if reasoning_cue:
