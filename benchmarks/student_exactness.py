@@ -102,7 +102,8 @@ def swa_cases(lengths: list[int]) -> None:
             llm = llama_cpp.Llama(model_path=path, n_ctx=8192, n_batch=512, n_ubatch=n_ubatch, swa_full=swa_full,
                                   n_threads=2, logits_all=False, verbose=False)
             llm.eval(tokens[:n] + example)
-            rows[(swa_full, n_ubatch)] = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            last = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+            rows[(swa_full, n_ubatch)] = np.ctypeslib.as_array(last, shape=(llm.n_vocab(),)).copy()
             llm.close()
         reference = rows[(True, 512)]
         print(json.dumps({
