@@ -477,10 +477,10 @@ class Student:
     ) -> list[np.ndarray]:
         """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows.
 
-        A prompt token whose position is in ``breaks`` starts a new batch. llama.cpp's CPU kernels
-        (repacked Q4_K weights) compute a token's row a little differently depending on where it
-        sits in its batch, so a decision is only reproducible if every token is always decoded in
-        the same batch layout, whatever was cached before (docs/student.md).
+        A prompt token whose position is in ``breaks`` starts a new batch. Measured here, llama.cpp's
+        logits depend on where a prompt is cut into batches (by up to 0.9 at some cuts), so a
+        decision is only reproducible if every token is always decoded in the same batch layout,
+        whatever was cached before (docs/student.md).
         """
         lc = self._llama_cpp
         rows: list[np.ndarray] = []
