@@ -11,8 +11,8 @@ for its 17 hypotheses. Labels are scored in the same llama.cpp batch as the exam
 lives in its own sequence that shares the prompt's cells (unified KV cache), so one decode call
 per example gives every logit needed, instead of one call per label and per label token.
 
-Measured here (docs/student.md): keeping the cache costs nothing per example, where restoring a
-saved 15 MB state was slow (shared/BRIEF.md); flash attention and a quantized (q8_0/q4_0) KV cache
+Measured here (docs/student.md): keeping the cache costs nothing per example, so a state is
+saved and restored only across processes (warm starts, evaluation/warm.py); flash attention and a quantized (q8_0/q4_0) KV cache
 made the per-example step slower on these CPUs; a non-full sliding-window cache cannot hold the
 label sequences. What remains after reuse is attention over the cached rules, which every
 example token must pay.
