@@ -271,8 +271,9 @@ def interleaved_with_peer(student: Student, rules: str, examples: list[str], arg
     """Decide each example with the runner, then send it to the peer, alternating; return both sides' figures."""
     peer = Peer(student.info.path, n_ctx=args.n_ctx, threads=args.threads)
     try:
+        # The runner already holds the rules (its first-call cost is cold_first_ms / warm_first_ms);
+        # the peer's first request pays for them (peer_first_ms).
         ours, theirs, valid = [], [], 0
-        student._reset()
         for text in examples:
             ours.append(student.classify(rules=rules, example=text, labels=LABELS).latency_ms)
             completion, ms = peer.complete(f"{rules}\n\n{text}\nAnswer:")
@@ -283,7 +284,6 @@ def interleaved_with_peer(student: Student, rules: str, examples: list[str], arg
     return {
         "peer_first_ms": round(theirs[0], 1),
         "peer_server_ms_p50": p50(theirs[1:]),
-        "peer_runner_first_ms": round(ours[0], 1),
         "peer_runner_ms_p50": p50(ours[1:]),
         "peer_over_ours": round(p50(theirs[1:]) / p50(ours[1:]), 2),
         "peer_valid_label_share": round(valid / len(examples), 3),
@@ -302,6 +302,9 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=16384)
     parser.add_argument("--flash-attn", action="store_true")
     parser.add_argument("--no-peer", action="store_true", help="skip the llama_cpp.server comparison")
+    parser.add_argument(
+        "--new-only", action="store_true", help="only the warm start and the peer (when cores are too busy for all)"
+    )
     parser.add_argument("--first-decision", choices=["cold", "warm"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_decision:
@@ -319,43 +322,44 @@ def main() -> None:
     pld_rules = synthetic_rules(student, args.rule_tokens)
 
     result: dict[str, object] = {"model": info.name, "quantization": info.quantization, "threads": args.threads}
-    result["raw_prefill_tok_s"] = raw_prefill(student)
-    result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
-    progress("prefill", result)
+    if not args.new_only:
+        result["raw_prefill_tok_s"] = raw_prefill(student)
+        result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
+        progress("prefill", result)
 
-    zero = run_mode(student, ZERO_SHOT_RULES, examples)
-    pld = run_mode(student, pld_rules, examples)
-    no_reuse = run_mode(student, pld_rules, examples[1 : 1 + args.no_reuse_examples], reuse_prefix=False)
-    cot = run_mode(
-        student, ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label.",
-        examples[: args.cot_examples + 1], reasoning_cue="Reasoning:", max_reasoning_tokens=args.cot_tokens,
-    )
-    zero_ms = [d.latency_ms for d in zero[1:]]
-    pld_ms = [d.latency_ms for d in pld[1:]]
-    pld_tokens = sum(d.tokens_processed for d in pld[1:])
-    result.update(
-        rule_prompt_tokens=student.count_tokens(pld_rules),
-        n_examples=len(pld_ms),
-        zero_shot_ms_p50=p50(zero_ms),
-        pld_ms_p50=p50(pld_ms),
-        pld_ms_p95=round(sorted(pld_ms)[int(0.95 * (len(pld_ms) - 1))], 1),
-        pld_prefix_ms=round(pld[0].latency_ms, 1),
-        overhead_ratio=round(p50(pld_ms) / p50(zero_ms), 3),
-        no_reuse_ms_p50=p50([d.latency_ms for d in no_reuse]),
-        cot_ms_p50=p50([d.latency_ms for d in cot[1:]]),
-        cot_max_tokens=args.cot_tokens,
-        cot_tokens_processed_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
-        cot_reasoning_tokens_mean=round(statistics.mean(student.count_tokens(d.output_text) for d in cot[1:]), 1),
-        example_tokens_processed_mean=round(pld_tokens / len(pld_ms), 1),
-        same_labels_with_and_without_reuse=all(
-            a.label == b.label for a, b in zip(pld[1 : 1 + len(no_reuse)], no_reuse, strict=True)
-        ),
-    )
-    result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
-    result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
-    progress("modes", result)
-    result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
-    result["overhead_over_llama_cpp"] = round(result["overhead_ratio"] / result["llama_cpp_overhead_ratio"], 3)
+        zero = run_mode(student, ZERO_SHOT_RULES, examples)
+        pld = run_mode(student, pld_rules, examples)
+        no_reuse = run_mode(student, pld_rules, examples[1 : 1 + args.no_reuse_examples], reuse_prefix=False)
+        cot = run_mode(
+            student, ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label.",
+            examples[: args.cot_examples + 1], reasoning_cue="Reasoning:", max_reasoning_tokens=args.cot_tokens,
+        )
+        zero_ms = [d.latency_ms for d in zero[1:]]
+        pld_ms = [d.latency_ms for d in pld[1:]]
+        pld_tokens = sum(d.tokens_processed for d in pld[1:])
+        result.update(
+            rule_prompt_tokens=student.count_tokens(pld_rules),
+            n_examples=len(pld_ms),
+            zero_shot_ms_p50=p50(zero_ms),
+            pld_ms_p50=p50(pld_ms),
+            pld_ms_p95=round(sorted(pld_ms)[int(0.95 * (len(pld_ms) - 1))], 1),
+            pld_prefix_ms=round(pld[0].latency_ms, 1),
+            overhead_ratio=round(p50(pld_ms) / p50(zero_ms), 3),
+            no_reuse_ms_p50=p50([d.latency_ms for d in no_reuse]),
+            cot_ms_p50=p50([d.latency_ms for d in cot[1:]]),
+            cot_max_tokens=args.cot_tokens,
+            cot_tokens_processed_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
+            cot_reasoning_tokens_mean=round(statistics.mean(student.count_tokens(d.output_text) for d in cot[1:]), 1),
+            example_tokens_processed_mean=round(pld_tokens / len(pld_ms), 1),
+            same_labels_with_and_without_reuse=all(
+                a.label == b.label for a, b in zip(pld[1 : 1 + len(no_reuse)], no_reuse, strict=True)
+            ),
+        )
+        result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
+        result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
+        progress("modes", result)
+        result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
+        result["overhead_over_llama_cpp"] = round(result["overhead_ratio"] / result["llama_cpp_overhead_ratio"], 3)
 
     progress("llama.cpp floor", result)
     saved = student_state_save(student=student, rules_text=pld_rules)
@@ -376,7 +380,8 @@ def main() -> None:
     if not args.no_peer:
         result.update(interleaved_with_peer(student, pld_rules, examples, args))
         progress("peer", result)
-    result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))
+    if not args.new_only:
+        result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))
     result["model_load_s"] = round(load_s, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["loadavg_before"] = [round(x, 2) for x in load_before]
