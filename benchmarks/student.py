@@ -3,7 +3,12 @@
 A benchmark, not a test: it prints one JSON object (the last line) with the figures the student
 issue asks for. Run it from the project root on a quiet machine:
 
-    .venv/bin/python benchmarks/student.py [--examples 30] [--threads 2] [--flash-attn]
+    .venv/bin/python benchmarks/student.py [--examples 30] [--threads 2] [--flash-attn] [--no-peer]
+
+Besides the runner it measures the peer a user would pick instead — ``python -m llama_cpp.server``
+with the same GGUF, one completion request per example, the rules as the prompt's prefix —
+interleaved example by example with the runner, and the first decision of a fresh process
+without (``cold_first_ms``) and with (``warm_first_ms``) the saved rules-prefix state.
 
 Example texts come from fixtures/nda_demo.jsonl; the ~4,600-token rule prompt is synthetic (only
 its length matters for timing); ContractNLI documents are read from ../shared/datasets when present
@@ -17,12 +22,22 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Saved states go to a scratch directory, never to the app's var/ (set before the settings load).
+os.environ.setdefault("PLD_STUDENT_STATE_DIR", tempfile.mkdtemp(prefix="pld-bench-states-"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pldreview.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-never-serves-requests-" + "x" * 30)
+import django  # noqa: E402
+
+django.setup()
 
 from evaluation.student import (  # noqa: E402
     COT_MAX_TOKENS,
@@ -31,6 +46,8 @@ from evaluation.student import (  # noqa: E402
     bundled_model_path,
     check_model_file,
 )
+from evaluation.warm import student_state_restore, student_state_save  # noqa: E402
+from rules.local_teacher import free_port, is_answering  # noqa: E402
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 ZERO_SHOT_RULES = (
@@ -172,6 +189,107 @@ def contractnli(student: Student, rules: str, n_docs: int) -> dict[str, object]:
     }
 
 
+def progress(step: str, result: dict[str, object]) -> None:
+    """Print the figures so far to stderr: on a busy machine a long run still leaves what it measured."""
+    print(f"{time.strftime('%H:%M:%S')} {step}: {json.dumps(result)}", file=sys.stderr, flush=True)
+
+
+def first_decision(*, rules_tokens: int, n_ctx: int, threads: int, warm: bool) -> dict[str, float]:
+    """Time the first decision of this (fresh) process, after restoring the saved state when ``warm``."""
+    info = check_model_file(bundled_model_path())
+    student = Student(info, n_ctx=n_ctx, n_threads=threads)
+    rules = synthetic_rules(student, rules_tokens)
+    example = load_examples(1)[0]
+    started = time.perf_counter()
+    restored = student_state_restore(student=student, rules_text=rules) if warm else False
+    decision = student.classify(rules=rules, example=example, labels=LABELS)
+    first_ms = (time.perf_counter() - started) * 1000.0
+    student.close()
+    return {"first_ms": round(first_ms, 1), "restored": restored, "prefix": decision.prefix,
+            "probabilities": decision.probabilities}
+
+
+def fresh_process_first_ms(args: argparse.Namespace, *, warm: bool) -> dict[str, object]:
+    """Run first_decision in a new Python process (a restarted web app or worker) and return its figures."""
+    command = [
+        sys.executable, __file__, "--first-decision", "warm" if warm else "cold",
+        "--rule-tokens", str(args.rule_tokens), "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+class Peer:
+    """``python -m llama_cpp.server`` with the same GGUF on a free loopback port."""
+
+    def __init__(self, model_path: str, *, n_ctx: int, threads: int) -> None:
+        self.base_url = f"http://127.0.0.1:{free_port()}/v1"
+        port = self.base_url.rsplit(":", 1)[1].split("/")[0]
+        self.log = tempfile.NamedTemporaryFile(prefix="pld-bench-peer-", suffix=".log", delete=False)
+        env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "CONFIG_FILE")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port", port,
+             "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+             "--verbose", "False"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + 180
+        while not is_answering(self.base_url, timeout=1.0):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"llama_cpp.server did not come up; see {self.log.name}")
+            time.sleep(0.3)
+
+    def complete(self, prompt: str) -> tuple[str, float]:
+        """Send one completion request (greedy, a few tokens); return its text and milliseconds."""
+        body = json.dumps({"prompt": prompt, "max_tokens": 6, "temperature": 0.0}).encode()
+        request = urllib.request.Request(
+            self.base_url + "/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=600) as response:
+            text = json.loads(response.read())["choices"][0]["text"]
+        return text, (time.perf_counter() - started) * 1000.0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def valid_label(text: str) -> bool:
+    """Say whether a completion names exactly one label as its first word (what a user would parse)."""
+    words = text.strip().split()
+    return bool(words) and words[0].strip(".,;:") in LABELS
+
+
+def interleaved_with_peer(student: Student, rules: str, examples: list[str], args: argparse.Namespace) -> dict:
+    """Decide each example with the runner, then send it to the peer, alternating; return both sides' figures."""
+    peer = Peer(student.info.path, n_ctx=args.n_ctx, threads=args.threads)
+    try:
+        # The runner already holds the rules (its first-call cost is cold_first_ms / warm_first_ms);
+        # the peer's first request pays for them (peer_first_ms).
+        ours, theirs, valid = [], [], 0
+        for text in examples:
+            ours.append(student.classify(rules=rules, example=text, labels=LABELS).latency_ms)
+            completion, ms = peer.complete(f"{rules}\n\n{text}\nAnswer:")
+            theirs.append(ms)
+            valid += valid_label(completion)
+    finally:
+        peer.stop()
+    return {
+        "peer_first_ms": round(theirs[0], 1),
+        "peer_server_ms_p50": p50(theirs[1:]),
+        "peer_runner_ms_p50": p50(ours[1:]),
+        "peer_over_ours": round(p50(theirs[1:]) / p50(ours[1:]), 2),
+        "peer_valid_label_share": round(valid / len(examples), 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=30)
@@ -183,7 +301,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=16384)
     parser.add_argument("--flash-attn", action="store_true")
+    parser.add_argument("--no-peer", action="store_true", help="skip the llama_cpp.server comparison")
+    parser.add_argument(
+        "--new-only", action="store_true", help="only the warm start and the peer (when cores are too busy for all)"
+    )
+    parser.add_argument("--first-decision", choices=["cold", "warm"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.first_decision:
+        print(json.dumps(first_decision(
+            rules_tokens=args.rule_tokens, n_ctx=args.n_ctx, threads=args.threads, warm=args.first_decision == "warm"
+        )))
+        return
 
     load_before = os.getloadavg()
     info = check_model_file(bundled_model_path())
@@ -194,46 +322,66 @@ def main() -> None:
     pld_rules = synthetic_rules(student, args.rule_tokens)
 
     result: dict[str, object] = {"model": info.name, "quantization": info.quantization, "threads": args.threads}
-    result["raw_prefill_tok_s"] = raw_prefill(student)
-    result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
+    if not args.new_only:
+        result["raw_prefill_tok_s"] = raw_prefill(student)
+        result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
+        progress("prefill", result)
 
-    zero = run_mode(student, ZERO_SHOT_RULES, examples)
-    pld = run_mode(student, pld_rules, examples)
-    no_reuse = run_mode(student, pld_rules, examples[1 : 1 + args.no_reuse_examples], reuse_prefix=False)
-    cot = run_mode(
-        student, ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label.",
-        examples[: args.cot_examples + 1], reasoning_cue="Reasoning:", max_reasoning_tokens=args.cot_tokens,
-    )
-    zero_ms = [d.latency_ms for d in zero[1:]]
-    pld_ms = [d.latency_ms for d in pld[1:]]
-    pld_tokens = sum(d.tokens_processed for d in pld[1:])
+        zero = run_mode(student, ZERO_SHOT_RULES, examples)
+        pld = run_mode(student, pld_rules, examples)
+        no_reuse = run_mode(student, pld_rules, examples[1 : 1 + args.no_reuse_examples], reuse_prefix=False)
+        cot = run_mode(
+            student, ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label.",
+            examples[: args.cot_examples + 1], reasoning_cue="Reasoning:", max_reasoning_tokens=args.cot_tokens,
+        )
+        zero_ms = [d.latency_ms for d in zero[1:]]
+        pld_ms = [d.latency_ms for d in pld[1:]]
+        pld_tokens = sum(d.tokens_processed for d in pld[1:])
+        result.update(
+            rule_prompt_tokens=student.count_tokens(pld_rules),
+            n_examples=len(pld_ms),
+            zero_shot_ms_p50=p50(zero_ms),
+            pld_ms_p50=p50(pld_ms),
+            pld_ms_p95=round(sorted(pld_ms)[int(0.95 * (len(pld_ms) - 1))], 1),
+            pld_prefix_ms=round(pld[0].latency_ms, 1),
+            overhead_ratio=round(p50(pld_ms) / p50(zero_ms), 3),
+            no_reuse_ms_p50=p50([d.latency_ms for d in no_reuse]),
+            cot_ms_p50=p50([d.latency_ms for d in cot[1:]]),
+            cot_max_tokens=args.cot_tokens,
+            cot_tokens_processed_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
+            cot_reasoning_tokens_mean=round(statistics.mean(student.count_tokens(d.output_text) for d in cot[1:]), 1),
+            example_tokens_processed_mean=round(pld_tokens / len(pld_ms), 1),
+            same_labels_with_and_without_reuse=all(
+                a.label == b.label for a, b in zip(pld[1 : 1 + len(no_reuse)], no_reuse, strict=True)
+            ),
+        )
+        result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
+        result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
+        progress("modes", result)
+        result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
+        result["overhead_over_llama_cpp"] = round(result["overhead_ratio"] / result["llama_cpp_overhead_ratio"], 3)
+
+    progress("llama.cpp floor", result)
+    saved = student_state_save(student=student, rules_text=pld_rules)
+    result.update(state_mb=round(saved.size / 1e6, 1), state_usable=saved.usable,
+                  state_probe_max_diff=saved.probe_max_diff)
+    cold = fresh_process_first_ms(args, warm=False)
+    warm = fresh_process_first_ms(args, warm=True)
     result.update(
-        rule_prompt_tokens=student.count_tokens(pld_rules),
-        n_examples=len(pld_ms),
-        zero_shot_ms_p50=p50(zero_ms),
-        pld_ms_p50=p50(pld_ms),
-        pld_ms_p95=round(sorted(pld_ms)[int(0.95 * (len(pld_ms) - 1))], 1),
-        pld_prefix_ms=round(pld[0].latency_ms, 1),
-        overhead_ratio=round(p50(pld_ms) / p50(zero_ms), 3),
-        no_reuse_ms_p50=p50([d.latency_ms for d in no_reuse]),
-        cot_ms_p50=p50([d.latency_ms for d in cot[1:]]),
-        cot_max_tokens=args.cot_tokens,
-        cot_tokens_processed_mean=round(statistics.mean(d.tokens_processed for d in cot[1:]), 1),
-        cot_reasoning_tokens_mean=round(statistics.mean(student.count_tokens(d.output_text) for d in cot[1:]), 1),
-        example_tokens_processed_mean=round(pld_tokens / len(pld_ms), 1),
-        effective_tok_s=round(pld_tokens / (sum(pld_ms) / 1000.0), 1),
-        same_labels_with_and_without_reuse=all(
-            a.label == b.label for a, b in zip(pld[1 : 1 + len(no_reuse)], no_reuse, strict=True)
-        ),
+        cold_first_ms=cold["first_ms"],
+        warm_first_ms=warm["first_ms"],
+        warm_restored=warm["restored"],
+        warm_over_cold=round(warm["first_ms"] / cold["first_ms"], 3),
+        warm_same_probabilities=max(
+            abs(warm["probabilities"][k] - cold["probabilities"][k]) for k in LABELS
+        ) <= 1e-6,
     )
-    result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
-    result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
-    result["effective_over_raw"] = round(result["effective_tok_s"] / result["raw_prefill_tok_s"], 3)
-    result["effective_over_raw_after_rules"] = round(
-        result["effective_tok_s"] / result["raw_prefill_after_rules_tok_s"], 3
-    )
-    result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
-    result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))
+    progress("warm start", result)
+    if not args.no_peer:
+        result.update(interleaved_with_peer(student, pld_rules, examples, args))
+        progress("peer", result)
+    if not args.new_only:
+        result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))
     result["model_load_s"] = round(load_s, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["loadavg_before"] = [round(x, 2) for x in load_before]

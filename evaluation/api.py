@@ -115,6 +115,9 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
             return _error("The decision could not be logged; it was not given. Try again.", status=503,
                           code="decision_log_unavailable")
     response = JsonResponse(result.as_dict())
+    # Whether the rules prefix was restored from a saved state or recomputed: both give the same
+    # probabilities (a state is only used when it does), so it is a header, not part of the answer.
+    response["X-PLD-Prefix"] = result.prefix
     # What the decision log costs, per call, for integrators and the classify_api benchmark.
     response["Server-Timing"] = (
         f"decide;dur={(decided - started) * 1000:.1f}, log;dur={(time.perf_counter() - decided) * 1000:.2f}"
@@ -181,6 +184,13 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                         }}, "headers": {"X-Request-ID": {
                             "description": "The call's id in the decision log (on every answer)",
                             "schema": {"type": "string", "format": "uuid"},
+                        }, "X-PLD-Prefix": {
+                            "description": (
+                                "restored: the rules prefix came from a saved state (checked to score "
+                                "exactly as a recomputed one); recomputed: llama.cpp processed it in "
+                                "this process"
+                            ),
+                            "schema": {"type": "string", "enum": ["restored", "recomputed"]},
                         }}},
                         "400": json_error("Bad or deeply nested JSON; a missing, unknown, empty or non-string field"),
                         "401": json_error("Missing, malformed or unknown token"),

@@ -30,6 +30,7 @@ from evaluation.student import (
     default_model_path,
     get_student,
 )
+from evaluation.warm import student_state_restore
 from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
@@ -300,6 +301,8 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     progress.set_total(len(ids), f"Evaluating {len(ids)} examples ({run.get_mode_display()})")
     if done:
         progress.set_done(len(done), f"Resuming: {len(done)} of {len(ids)} already predicted")
+    student_state_restore(student=student, rules_text=run.prompt_text)
+    first_decision = True
     try:
         if run.calibrate and "prior" not in run.options:
             run.options = {**run.options, "prior": _calibration_prior(run=run, student=student)}
@@ -314,6 +317,11 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
                 _record_refusal(run=run, example=example, error=exc)
             else:
                 _record(run=run, example=example, decision=decision)
+                if first_decision:
+                    # Recorded like the other settings: where this execution's rules prefix came from.
+                    first_decision = False
+                    run.options = {**run.options, "prefix": decision.prefix}
+                    run.save(update_fields=["options"])
             progress.advance()
         progress.note("Computing metrics")
         evaluation_run_finish(run=run)

@@ -7,6 +7,7 @@ from typing import Any
 from evaluation.promotion import production_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
+from evaluation.warm import student_state_restore
 from rules.models import Task
 from rules.tokens import TokenizerError, student_model_path
 
@@ -39,6 +40,8 @@ class Classification:
     prompt_version_sha256: str
     model_sha256: str
     latency_ms: float
+    # "restored" (the rules prefix came from a saved state) or "recomputed"; also in the X-PLD-Prefix header.
+    prefix: str = "recomputed"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,9 +98,9 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
     try:
         # The path is resolved once per process; the student itself is loaded once per process by get_student.
         student = get_student(str(student_model_path()))
-        decision = classify_example(
-            student=student, task=task, inputs=inputs, rules_text=pld_rules(task=task, prompt_text=version.text)
-        )
+        rules_text = pld_rules(task=task, prompt_text=version.text)
+        student_state_restore(student=student, rules_text=rules_text)
+        decision = classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
     except ExampleTooLongError as exc:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
     except StudentError as exc:
@@ -112,4 +115,5 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         prompt_version_sha256=version.sha256,
         model_sha256=student.info.sha256,
         latency_ms=decision.latency_ms,
+        prefix=decision.prefix,
     )

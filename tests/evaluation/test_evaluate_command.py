@@ -75,6 +75,39 @@ def test_it_refuses_a_corrupt_model_file(task: Task, nda_examples: list[Example]
     assert not EvaluationRun.objects.exists()
 
 
+def _cut_copy_of_the_bundled_model(tmp_path: Path, n_bytes: int = 10 * 1024 * 1024) -> Path:
+    from evaluation.student import bundled_model_path
+
+    path = tmp_path / "cut.gguf"
+    with bundled_model_path().open("rb") as source:
+        path.write_bytes(source.read(n_bytes))
+    return path
+
+
+def test_it_names_a_cut_short_model_file_before_any_run_exists(
+    task: Task, nda_examples: list[Example], tmp_path: Path
+) -> None:
+    # llama.cpp itself only says "Failed to load model from file" for this one.
+    model = _cut_copy_of_the_bundled_model(tmp_path)
+    with pytest.raises(CommandError) as caught:
+        _run("--task", task.name, "--mode", "zero-shot", "--model", str(model))
+    message = str(caught.value)
+    assert "is truncated" in message and "253,113,024" in message and "10,485,760 bytes" in message
+    assert "Traceback" not in message and "\n" not in message
+    assert not EvaluationRun.objects.exists()
+    assert not Job.objects.exists()
+
+
+def test_it_names_a_file_that_is_not_a_gguf_before_any_run_exists(
+    task: Task, nda_examples: list[Example], tmp_path: Path
+) -> None:
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"<html><body>404 Not Found</body></html>" * 100)
+    with pytest.raises(CommandError, match="is not a GGUF model file"):
+        _run("--task", task.name, "--mode", "zero-shot", "--model", str(model))
+    assert not EvaluationRun.objects.exists()
+
+
 def test_it_refuses_a_prompt_version_of_another_task(task: Task, nda_examples: list[Example]) -> None:
     with pytest.raises(CommandError, match="no prompt version with id 999"):
         _run("--task", task.name, "--mode", "pld", "--prompt-version", "999")

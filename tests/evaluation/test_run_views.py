@@ -265,3 +265,20 @@ def test_how_to_reproduce_shows_both_hashes_and_says_what_differs(
     same.save()
     body = _login(client, reviewer).get(f"/evaluations/{same.pk}/").content.decode()
     assert "(the same as" in body and "prompt-difference" not in body
+
+
+def test_the_results_page_says_whether_the_rules_prefix_was_restored_or_recomputed(
+    client: Client, reviewer: Any, task: Task, examples: list[Example]
+) -> None:
+    labels = [e.gold_label for e in examples]
+    restored = _run(task, examples, labels)
+    restored.options = {**restored.options, "prefix": "restored"}
+    restored.save()
+    recomputed = _run(task, examples, labels)
+    recomputed.options = {**recomputed.options, "prefix": "recomputed"}
+    recomputed.save()
+    _login(client, reviewer)
+    body = client.get(f"/evaluations/{restored.pk}/").content.decode()
+    assert "Rules prefix" in body and "restored from a saved state" in body
+    body = client.get(f"/evaluations/{recomputed.pk}/").content.decode()
+    assert "Rules prefix" in body and "recomputed by llama.cpp in this run" in body
