@@ -16,6 +16,8 @@ NAV = [
     ("Teacher calls", "pld-teacher-calls", "rules.view_teachercall"),
     ("Reports", "pld-report-list", "evaluation.view_report"),
     ("API tokens", "pld-api-token-list", "evaluation.manage_api_tokens"),
+    ("Users", "pld-user-list", "accounts.manage_users"),
+    ("Security events", "pld-security-events", "accounts.view_security_events"),
 ]
 
 

@@ -41,6 +41,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_report",
         "evaluation.generate_report",
         "evaluation.verify_report",
+        "accounts.view_security_events",
     ],
     ADMIN: [
         *_READ,
@@ -57,6 +58,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.generate_report",
         "evaluation.verify_report",
         "pldreview.run_job",
+        "accounts.manage_users",
+        "accounts.view_security_events",
     ],
 }
 
