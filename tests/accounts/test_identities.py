@@ -123,7 +123,8 @@ def test_only_admins_manage_users(client, reviewer, auditor) -> None:
     for user in (reviewer, auditor):
         client.force_login(user)
         assert client.get("/users/").status_code == 403
-        assert client.post(f"/users/{reviewer.pk}/change/", {"action": "grant", "role": "Admin", "reason": "x"}).status_code == 403
+        grant = {"action": "grant", "role": "Admin", "reason": "x"}
+        assert client.post(f"/users/{reviewer.pk}/change/", grant).status_code == 403
     assert not reviewer.groups.filter(name="Admin").exists()
 
 

@@ -9,7 +9,9 @@ from pldreview.ledger import ledger_append
 pytestmark = pytest.mark.django_db
 
 
-def test_an_auditor_sees_logins_failures_and_role_changes_and_filters_them(client, auditor, reviewer, admin_user) -> None:
+def test_an_auditor_sees_logins_failures_and_role_changes_and_filters_them(
+    client, auditor, reviewer, admin_user
+) -> None:
     client.post("/login/", {"login": "rita", "password": "wrong"})
     role_grant(actor=admin_user, user=reviewer, role="Auditor", reason="covers March")
     ledger_append(event="decision.created", actor=reviewer)  # not a security event
