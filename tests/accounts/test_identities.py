@@ -5,7 +5,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 
 from accounts.services import role_grant, role_revoke, user_deactivate, user_rename
@@ -133,3 +133,16 @@ def test_django_admin_offers_no_side_door_to_users_roles_or_second_factors() -> 
 
     for model in (User, Group, Authenticator):
         assert not admin.site.is_registered(model)
+
+
+def test_a_raw_sql_rename_is_refused_too(task, reviewer) -> None:
+    _decide(task, reviewer)
+    with pytest.raises((IntegrityError, DatabaseError)), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE auth_user SET username = 'someone-else' WHERE id = %s", [reviewer.pk])
+
+
+def test_the_database_refuses_to_delete_any_user(outsider) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no delete trigger (the test flush deletes rows); PostgreSQL flushes with TRUNCATE")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM auth_user WHERE id = %s", [outsider.pk])
