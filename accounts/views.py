@@ -62,7 +62,10 @@ def user_list(request: HttpRequest) -> HttpResponse:
     """List every user, active or not, with roles and whether a lockout is in force."""
     users = list(User.objects.order_by("username").prefetch_related("groups"))
     locked = set(AccessAttempt.objects.values_list("username", flat=True))
-    rows = [{"user": u, "roles": role_names(u), "has_failures": u.username in locked} for u in users]
+    rows = []
+    for u in users:
+        held = {group.name for group in u.groups.all()}  # prefetched: one query for all users
+        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked})
     return render(request, "accounts/user_list.html", {"rows": rows})
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError
+from django.test.utils import CaptureQueriesContext
 
 from accounts.services import role_grant, role_revoke, user_deactivate, user_rename
 from pldreview.models import LedgerEntry
@@ -146,3 +147,17 @@ def test_the_database_refuses_to_delete_any_user(outsider) -> None:
         pytest.skip("SQLite has no delete trigger (the test flush deletes rows); PostgreSQL flushes with TRUNCATE")
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM auth_user WHERE id = %s", [outsider.pk])
+
+
+def test_the_user_list_runs_the_same_number_of_queries_for_3_and_30_users(
+    client, admin_user, reviewer, auditor, django_assert_num_queries
+) -> None:
+    client.force_login(admin_user)
+    client.get("/users/")
+    with CaptureQueriesContext(connection) as few:
+        client.get("/users/")
+    for n in range(27):
+        User.objects.create_user(username=f"user-{n}").groups.add(Group.objects.get(name="Reviewer"))
+    with django_assert_num_queries(len(few.captured_queries)):
+        body = client.get("/users/").content.decode()
+    assert "user-26" in body and "Reviewer" in body
