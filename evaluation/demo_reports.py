@@ -21,7 +21,7 @@ def _demo_identity(stdout: TextIO) -> None:
     path = Path(settings.PLD_SIGNING_P12)
     if path.exists():
         return
-    # The passphrase is PLD_SIGNING_PASSPHRASE (empty by default: the file is then mode 600, no passphrase).
+    # The passphrase is PLD_SIGNING_PASSPHRASE, by default generated once and kept in var/signing/passphrase.
     identity = signing_identity_create(
         path=path, passphrase=settings.PLD_SIGNING_PASSPHRASE, common_name=DEMO_SIGNER, organization="PLD Review demo"
     )

@@ -17,6 +17,8 @@ NAV = [
     ("Reports", "pld-report-list", "evaluation.view_report"),
     ("API tokens", "pld-api-token-list", "evaluation.manage_api_tokens"),
     ("Ledger", "pld-ledger", "pldreview.view_ledger"),
+    ("Users", "pld-user-list", "accounts.manage_users"),
+    ("Security events", "pld-security-events", "accounts.view_security_events"),
 ]
 
 

@@ -46,6 +46,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_classifycall",
         "evaluation.watch_production",
         "pldreview.view_ledger",
+        "accounts.view_security_events",
     ],
     ADMIN: [
         *_READ,
@@ -66,6 +67,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.watch_production",
         "evaluation.set_decision_retention",
         "pldreview.view_ledger",
+        "accounts.manage_users",
+        "accounts.view_security_events",
     ],
 }
 

@@ -5,6 +5,7 @@ Every variable is listed in the README. Values that do not parse stop the proces
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,10 @@ def _secret_key() -> str:
     key = env_str("DJANGO_SECRET_KEY")
     if key:
         return key
+    # scripts/demo generates this file once, so management commands in the demo's folder need no variables.
+    kept = VAR_DIR / "secret_key"
+    if kept.exists():
+        return kept.read_text().strip()
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     # A development key that survives restarts, so sessions do too; never used in production.
@@ -52,6 +57,13 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's sessions page
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.usersessions",
+    "axes",
+    "csp",
     "django_htmx",
     "template_partials",
     "simple_history",
@@ -60,19 +72,28 @@ INSTALLED_APPS = [
     "pldreview",
     "rules",
     "evaluation",
+    # After allauth and axes: its admin module removes their models from Django admin.
+    "pldreview.accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pldreview.accounts.middleware.SessionLimitsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "pldreview.accounts.middleware.AccountGateMiddleware",
+    "pldreview.accounts.middleware.RequestSizeMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised by its backend into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pldreview.urls"
@@ -110,13 +131,60 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # ASVS 2.1.1: at least 12 characters. Applies when a password is set or changed, not at login.
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pld-home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Accounts: django-allauth (login, TOTP + recovery codes, sessions), django-axes (lockout) ---
+AUTHENTICATION_BACKENDS = [
+    # First, as django-axes asks: it refuses a locked-out username or address before any password check.
+    "axes.backends.AxesStandaloneBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_ADAPTER = "pldreview.accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_SESSION_REMEMBER = False  # every session ends when the browser closes
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# Lockout is django-axes' job (per account and per address, unlockable by an Admin); allauth's own
+# cache-based login limit would answer first with a different message, so it is off.
+ACCOUNT_RATE_LIMITS = {"login_failed": False}
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "PLD Review"
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+# Sessions are recorded at login; tracking every request would cost two queries per page.
+USERSESSIONS_TRACK_ACTIVITY = False
+
+# A user without a second factor is sent to enrolment and can do nothing else.
+PLD_MFA_REQUIRED = env_bool("PLD_MFA_REQUIRED", not DEBUG)
+PLD_LOGIN_MAX_FAILURES = env_int("PLD_LOGIN_MAX_FAILURES", 10, minimum=1)
+PLD_LOGIN_FAILURE_WINDOW_MINUTES = env_int("PLD_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1)
+PLD_SESSION_IDLE_MINUTES = env_int("PLD_SESSION_IDLE_MINUTES", 30, minimum=1)
+PLD_SESSION_MAX_HOURS = env_int("PLD_SESSION_MAX_HOURS", 12, minimum=1)
+
+AXES_ENABLED = env_bool("PLD_LOCKOUT_ENABLED", True)
+# "Lock after N failures": N wrong passwords are answered as wrong; the next attempt locks.
+AXES_FAILURE_LIMIT = PLD_LOGIN_MAX_FAILURES + 1
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_COOLOFF_TIME = timedelta(minutes=PLD_LOGIN_FAILURE_WINDOW_MINUTES)
+AXES_USE_ATTEMPT_EXPIRATION = True  # only failures within the window count
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "pldreview.accounts.lockout.attempted_username"
+AXES_LOCKOUT_CALLABLE = "pldreview.accounts.lockout.lockout_response"
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+AXES_IPWARE_PROXY_COUNT = 1 if env_bool("PLD_BEHIND_PROXY", False) else None
+
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# The absolute lifetime bounds the stored session too; the idle limit is enforced by SessionLimitsMiddleware.
+SESSION_COOKIE_AGE = PLD_SESSION_MAX_HOURS * 3600
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -138,8 +206,13 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(env_str("PLD_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PLD_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Requests are limited by RequestSizeMiddleware: PLD_REQUEST_MAX_BYTES everywhere, PLD_UPLOAD_MAX_BYTES on the
+# pages that take a file (the report-verify upload and the dataset import).
+PLD_REQUEST_MAX_BYTES = env_int("PLD_REQUEST_MAX_BYTES", 2_500_000, minimum=1024)
+PLD_UPLOAD_MAX_BYTES = env_int("PLD_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
+PLD_UPLOAD_URL_NAMES = ("pld-report-verify", "pld-dataset-import")
+DATA_UPLOAD_MAX_MEMORY_SIZE = PLD_REQUEST_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = PLD_REQUEST_MAX_BYTES
 
 # Production hardening: on by default whenever DEBUG is off (``check --deploy`` passes).
 SECURE_SSL_REDIRECT = env_bool("PLD_SSL_REDIRECT", not DEBUG)
@@ -147,10 +220,32 @@ SESSION_COOKIE_SECURE = env_bool("PLD_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env_int("PLD_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+# Preload lists are hard to leave; only an organisation that decided so asks for it.
+SECURE_HSTS_PRELOAD = env_bool("PLD_HSTS_PRELOAD", False)
+# ``check --deploy`` warns when preload is off; leaving it off is the decision above, not an oversight.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("PLD_BEHIND_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp 4): scripts only from our own static files, never inline or eval'd.
+# Inline style attributes stay allowed (a few templates use them); they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Background jobs: django-tasks with the database backend, worker = ``manage.py db_worker``.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
@@ -170,6 +265,8 @@ LOGGING = {
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
         "pyhanko.sign.validation": {"level": "ERROR"},
+        # django-axes narrates every login at INFO; the ledger keeps the security events.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -258,7 +355,22 @@ if PLD_BENCHMARK_UNLOGGED_CALLS and not DEBUG:
 
 # Signed reports: a PKCS#12 identity; ``manage.py create_signing_identity`` makes a demo one.
 PLD_SIGNING_P12 = env_str("PLD_SIGNING_P12", str(VAR_DIR / "signing" / "demo-identity.p12"))
-PLD_SIGNING_PASSPHRASE = env_str("PLD_SIGNING_PASSPHRASE", "")
+
+
+def _signing_passphrase() -> str:
+    """Return PLD_SIGNING_PASSPHRASE, or a passphrase generated once and kept (mode 600) under var/signing/."""
+    value = env_str("PLD_SIGNING_PASSPHRASE")
+    if value:
+        return value
+    path = VAR_DIR / "signing" / "passphrase"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+PLD_SIGNING_PASSPHRASE = _signing_passphrase()
 PLD_TSA_URL = env_str("PLD_TSA_URL")
 
 PLD_DATASETS_DIR = Path(env_str("PLD_DATASETS_DIR", str(BASE_DIR.parent / "shared" / "datasets")))

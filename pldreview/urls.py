@@ -1,6 +1,7 @@
 """URL configuration: each app owns its URL module; names are kebab case with the ``pld-`` prefix."""
 from __future__ import annotations
 
+from allauth.account import views as account_views
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -9,7 +10,7 @@ from pldreview import ledger_views, views
 
 urlpatterns = [
     path("", views.home, name="pld-home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", account_views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", views.job_list, name="pld-job-list"),
     path("jobs/<int:job_id>/", views.job_detail, name="pld-job-detail"),
@@ -19,5 +20,6 @@ urlpatterns = [
     path("ledger/export.jsonl", ledger_views.ledger_download, name="pld-ledger-download"),
     path("", include("rules.urls")),
     path("", include("evaluation.urls")),
+    path("", include("pldreview.accounts.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -8,6 +8,8 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret-" + "x" * 40
 os.environ.setdefault("PLD_SSL_REDIRECT", "0")
 os.environ.setdefault("PLD_SECURE_COOKIES", "0")
 os.environ.setdefault("PLD_HSTS_SECONDS", "0")
+# Tests log in with force_login; the tests of the second factor turn it on for themselves.
+os.environ.setdefault("PLD_MFA_REQUIRED", "0")
 os.environ.setdefault("PLD_VAR_DIR", tempfile.mkdtemp(prefix="pld-test-var-"))
 
 from pldreview.settings import *  # noqa: E402,F403

@@ -43,7 +43,7 @@ def _log_in(browser, live_server, username: str, next_path: str):
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto(f"{live_server.url}/login/?next={next_path}")
-    page.fill("#id_username", username)
+    page.fill("#id_login", username)
     page.fill("#id_password", f"pw-{username}")
     page.click("button[type=submit]")
     page.wait_for_url(f"**{next_path}*")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from io import StringIO
 
+import pyotp
 import pytest
-from django.core.management import call_command
+from allauth.mfa.models import Authenticator
+from django.core.management import CommandError, call_command
 
 from rules.demo import DEMO_USERS
 
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_seed_demo_runs_only_the_chosen_step_and_says_how_long_it_took() -> None:
     out = StringIO()
-    call_command("seed_demo", only="rules.demo.seed_users_and_tasks", stdout=out)
+    call_command("seed_demo", only="rules.demo.seed_users_and_tasks", allow_production_demo=True, stdout=out)
     text = out.getvalue()
     assert "==> rules.demo.seed_users_and_tasks" in text
     assert "demo_teacher" not in text
@@ -27,3 +29,25 @@ def test_demo_logins_prints_every_login_with_the_given_address() -> None:
     assert "http://127.0.0.1:8011/login/" in text
     for username, _role, password in DEMO_USERS:
         assert username in text and password in text
+
+
+def test_seed_demo_refuses_when_debug_is_off_unless_told_it_is_a_demo(settings) -> None:
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="--allow-production-demo"):
+        call_command("seed_demo", only="rules.demo.seed_users_and_tasks", stdout=StringIO())
+    settings.DEBUG = True
+    call_command("seed_demo", only="rules.demo.seed_users_and_tasks", stdout=StringIO())
+
+
+def test_seed_demo_enrols_the_demo_users_and_demo_logins_prints_their_current_codes() -> None:
+    out = StringIO()
+    # The rerun adds nothing.
+    for step in ("rules.demo.seed_users", "pldreview.accounts.demo", "pldreview.accounts.demo"):
+        call_command("seed_demo", only=step, allow_production_demo=True, stdout=out)
+    assert Authenticator.objects.filter(type=Authenticator.Type.TOTP).count() == len(DEMO_USERS)
+    codes = StringIO()
+    call_command("demo_logins", codes=True, stdout=codes)
+    for username, _role, _password in DEMO_USERS:
+        line = next(line for line in codes.getvalue().splitlines() if f" {username} " in line)
+        secret = line.split("secret ")[1].rstrip(")")
+        assert f"code now: {pyotp.TOTP(secret).now()}" in line

@@ -23,12 +23,17 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from pldreview.ledger import ledger_append
+from pldreview.models import LedgerEntry
+
 pytestmark = pytest.mark.django_db
 
 OUR_APPS = ("pldreview", "rules", "evaluation")
 # Served to everyone by design: the login page itself and logging out.
 PUBLIC_URL_NAMES = {"login", "logout"}
-SKIPPED_PREFIXES = ("admin/", "static/", "media/", "__debug__/")
+# accounts/ is django-allauth's self-service (own password, second factor, sessions): open to every logged-in
+# user whatever their role; tests/accounts/test_account_pages.py walks it.
+SKIPPED_PREFIXES = ("admin/", "static/", "media/", "__debug__/", "accounts/", "^accounts/")
 # URL names that answer 404 (not 403) to a user without permission, to hide that an object exists.
 # Add a name here only with a comment saying what it hides.
 HIDDEN_FROM_OUTSIDERS: set[str] = set()
@@ -120,6 +125,10 @@ def _instance(model: type[models.Model], made: dict[type, models.Model]) -> mode
         return existing
     if model is User:
         made[model] = User.objects.create_user(username="walk-owner")
+        return made[model]
+    if model is LedgerEntry:
+        # Through the head, so the logins that follow (they append security events) continue the chain.
+        made[model] = ledger_append(event="walk.created", actor=None)
         return made[model]
     values = {}
     for field in model._meta.concrete_fields:

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate
+from django.test import RequestFactory
 
 from pldreview.roles import role_names
 from rules.demo import DEMO_USERS, seed_users_and_tasks
@@ -17,7 +18,8 @@ def test_it_creates_a_login_per_role_and_imports_the_fixture_tasks() -> None:
     out = StringIO()
     seed_users_and_tasks(out)
     for username, role, password in DEMO_USERS:
-        user = authenticate(username=username, password=password)
+        # django-axes checks every authentication against its lockouts, so it needs the request.
+        user = authenticate(RequestFactory().post("/login/"), username=username, password=password)
         assert user is not None and role_names(user) == [role]
         assert f"login {username}" in out.getvalue() and password in out.getvalue()
     assert Task.objects.get(name="nda-demo").examples.count() == 90

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--passphrase",
             default=None,
-            help="Passphrase of the file (default: PLD_SIGNING_PASSPHRASE from the environment)",
+            help="Passphrase of the file (default: PLD_SIGNING_PASSPHRASE, else the one kept in var/signing/)",
         )
         parser.add_argument("--common-name", default="PLD Review report signer", help="Subject common name")
         parser.add_argument("--organization", default="", help="Subject organisation")

@@ -1,20 +1,31 @@
-"""Print the demo logins, one per role, as created by ``seed_demo``."""
+"""Print the demo logins, one per role, as created by ``seed_demo``; with ``--codes``, their current TOTP codes."""
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from pldreview.accounts.demo import demo_totp
 from rules.demo import DEMO_USERS
 
 
 class Command(BaseCommand):
-    help = "Print the demo users, their roles and passwords."
+    help = "Print the demo users, their roles and passwords (and with --codes their current second-factor codes)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000/login/", help="The login page to print")
+        parser.add_argument("--codes", action="store_true", help="Print each user's current TOTP code and secret")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(f"Demo logins ({options['url']}):")
         for username, role, password in DEMO_USERS:
-            self.stdout.write(f"  {role:<9} {username:<6} password: {password}")
+            line = f"  {role:<9} {username:<6} password: {password}"
+            if options["codes"]:
+                totp = demo_totp(username)
+                line += f"  code now: {totp[1]}  (secret {totp[0]})" if totp else "  (no second factor)"
+            self.stdout.write(line)
+        if not options["codes"]:
+            self.stdout.write(
+                "After the password, the login asks for a second-factor code: "
+                "`manage.py demo_logins --codes` prints each user's current code (and the secret for an app)."
+            )

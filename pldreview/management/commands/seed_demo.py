@@ -4,12 +4,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import import_string
 
 # Each step is ``step(stdout) -> None`` in the app that owns that part of the story, in story order.
 STEPS = [
     "rules.demo.seed_users_and_tasks",
+    "pldreview.accounts.demo.seed_second_factors",
     "rules.demo_teacher.seed_teacher_rules",
     "rules.demo_review.seed_review_decisions",
     "evaluation.demo_prompts.seed_prompt_versions",
@@ -25,8 +27,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--only", help="Run only the steps whose dotted path contains this text")
+        parser.add_argument(
+            "--allow-production-demo",
+            action="store_true",
+            help="Load the demo users (with their printed passwords) although DJANGO_DEBUG is off",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The demo users have published passwords: never in a real deployment by accident.
+        if not settings.DEBUG and not options["allow_production_demo"]:
+            raise CommandError(
+                "seed_demo creates users with published passwords and DJANGO_DEBUG is off. If this is a demo "
+                "(scripts/demo is), pass --allow-production-demo."
+            )
         for dotted in STEPS:
             if options.get("only") and options["only"] not in dotted:
                 continue

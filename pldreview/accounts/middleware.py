@@ -1,0 +1,98 @@
+"""Session limits, the gate that sends a user to MFA enrolment or a password change, and request size limits."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from allauth.mfa.models import Authenticator
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
+
+from pldreview.accounts.handlers import AUTHENTICATED_AT, LAST_SEEN, MFA_OK, PASSWORD_OK
+from pldreview.accounts.services import user_must_change_password
+
+# Pages a user who still has to enrol a second factor or change a password may reach.
+_GATE_OPEN_PREFIXES = ("/accounts/", "/logout/", "/login/", "/static/")
+
+
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+    # An htmx request would swap the login page into a fragment; send the whole browser there instead.
+    return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else HttpResponseRedirect(url)
+
+
+class SessionLimitsMiddleware:
+    """Log out a session idle for PLD_SESSION_IDLE_MINUTES or older than PLD_SESSION_MAX_HOURS."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            now = timezone.now().timestamp()
+            # A session from before these limits (or force_login in tests) starts its clocks now.
+            started = request.session.setdefault(AUTHENTICATED_AT, now)
+            last_seen = request.session.get(LAST_SEEN, now)
+            idle = now - last_seen > settings.PLD_SESSION_IDLE_MINUTES * 60
+            too_old = now - started > settings.PLD_SESSION_MAX_HOURS * 3600
+            if idle or too_old:
+                logout(request)
+                reason = "you were inactive too long" if idle else "sessions last at most a working day"
+                messages.info(request, f"You have been logged out: {reason}. Log in again.")
+                return _redirect(request, f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+            # Written at most once a minute: a session write per page would cost a query for nothing.
+            if now - last_seen >= 60 or LAST_SEEN not in request.session:
+                request.session[LAST_SEEN] = now
+        return self.get_response(request)
+
+
+class AccountGateMiddleware:
+    """Send a user who must enrol a second factor or change their password there, and nowhere else."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not request.path.startswith(_GATE_OPEN_PREFIXES):
+            # Both checks are made at login and remembered in the session once passed: whatever could undo them
+            # (a forced reset, an MFA reset) ends the user's sessions, so a pass holds for the session's life.
+            if request.session.get(PASSWORD_OK, True) is False:
+                if user_must_change_password(user):
+                    messages.info(request, "Choose a new password before you continue.")
+                    return _redirect(request, reverse("account_change_password"))
+                request.session[PASSWORD_OK] = True
+            if settings.PLD_MFA_REQUIRED and not request.session.get(MFA_OK):
+                if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+                    messages.info(request, "Set up your authenticator app first: a second factor is required.")
+                    return _redirect(request, reverse("mfa_activate_totp"))
+                request.session[MFA_OK] = True
+        return self.get_response(request)
+
+
+class RequestSizeMiddleware:
+    """Refuse a request body over PLD_REQUEST_MAX_BYTES, or PLD_UPLOAD_MAX_BYTES on the file-upload pages."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        name = request.resolver_match.url_name if request.resolver_match else None
+        uploads = name in settings.PLD_UPLOAD_URL_NAMES
+        limit = settings.PLD_UPLOAD_MAX_BYTES if uploads else settings.PLD_REQUEST_MAX_BYTES
+        if length > limit:
+            return render(request, "accounts/request_too_large.html", {"limit_mb": limit / 1_000_000}, status=413)
+        return None

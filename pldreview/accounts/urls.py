@@ -1,0 +1,28 @@
+"""Account pages: the Admin's users and roles, the Auditor's security events, and django-allauth's pages."""
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.urls import include, path, re_path
+
+from pldreview.accounts import views
+
+
+def _not_offered(request: HttpRequest, *args: object, **kwargs: object) -> None:
+    # No e-mail in this deployment: an Admin creates accounts and forces password resets.
+    raise Http404("Not offered: ask an Admin")
+
+
+urlpatterns = [
+    path("users/", views.user_list, name="pld-user-list"),
+    path("users/new/", views.create_user, name="pld-user-create"),
+    path("users/<int:user_id>/", views.user_detail, name="pld-user-detail"),
+    path("users/<int:user_id>/change/", views.change_user, name="pld-user-change"),
+    path("security-events/", views.security_events, name="pld-security-events"),
+    # allauth's signup, e-mail, login-by-code and password-reset pages: every one of them needs e-mail.
+    re_path(
+        r"^accounts/(signup|email|confirm-email|password/reset|password/set|login/code|reauthenticate/code|phone)/",
+        _not_offered,
+    ),
+    path("accounts/", include("allauth.urls")),
+    path("accounts/sessions/", include("allauth.usersessions.urls")),
+]

@@ -1,0 +1,118 @@
+"""Accounts in a real browser: TOTP enrolment from the shown secret, login with the code, review under the CSP."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from rules.models import Rule
+from tests.rules.reviewkit import teacher_rule
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _watch_csp(page) -> list[str]:
+    """Collect what Chromium reports about the Content-Security-Policy: refusals and page errors."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return problems
+
+
+def _fresh_code(secret: str, used: set[str]) -> str:
+    """Return the current code, waiting for the next 30-second window if this one's was already used."""
+    totp = pyotp.TOTP(secret)
+    while (code := totp.now()) in used:
+        time.sleep(1)
+    used.add(code)
+    return code
+
+
+def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
+    browser, live_server, settings, task, reviewer
+) -> None:
+    settings.PLD_MFA_REQUIRED = True
+    first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
+    second = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    problems = _watch_csp(page)
+
+    page.goto(f"{live_server.url}/login/?next=/review/")
+    page.fill("#id_login", "rita")
+    page.fill("#id_password", "pw-rita")
+    page.click("main button[type=submit]")
+    # Nothing but enrolment: the review queue sends her to the authenticator page.
+    page.wait_for_url("**/accounts/2fa/totp/activate/*")
+    assert page.locator("img[src^='data:image/svg+xml']").count() == 1
+    page.goto(f"{live_server.url}/review/")
+    page.wait_for_url("**/accounts/2fa/totp/activate/*")
+    secret = page.locator("#authenticator_secret").input_value()
+    used: set[str] = set()
+    page.fill("#id_code", _fresh_code(secret, used))
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/accounts/2fa/recovery-codes/*")
+    assert page.locator("main").inner_text().count("\n") > 5
+
+    page.click("header button:has-text('Log out')")
+    page.wait_for_url("**/login/*")
+    page.goto(f"{live_server.url}/login/?next=/review/")
+    page.fill("#id_login", "rita")
+    page.fill("#id_password", "pw-rita")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/accounts/2fa/authenticate/*")
+    page.fill("#id_code", _fresh_code(secret, used))
+    page.click("main form button[type=submit]:not([form])")
+    page.wait_for_url("**/review/*")
+
+    # The review flow with htmx, under the policy: approve with the keyboard, reject with a reason.
+    page.click(f"a[href^='/rules/{first.pk}/']")
+    page.wait_for_selector(f"article[data-rule-id='{first.pk}']")
+    page.keyboard.press("a")
+    page.wait_for_selector(f"article[data-rule-id='{second.pk}']")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'rule-title'")
+    page.keyboard.press("r")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
+    page.keyboard.type("Length says nothing about the hypothesis")
+    page.click("#reject-form button[type=submit]")
+    page.wait_for_selector("text=Nothing left to review")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (Rule.Status.APPROVED, Rule.Status.REJECTED)
+
+    response = page.request.get(f"{live_server.url}/review/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert not problems, problems
+    # The watcher works and the policy is enforced: an injected inline script is refused and reported.
+    page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+                  " document.body.appendChild(s); }")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.ran") is None
+    assert any("Content Security Policy" in problem for problem in problems)
+    context.close()
