@@ -5,7 +5,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule
@@ -133,3 +134,22 @@ def queue_topics(filters: QueueFilters, limit: int = 200) -> list[str]:
     if filters.task:
         rules = rules.filter(task__name=filters.task)
     return list(rules.order_by("topic").values_list("topic", flat=True).distinct()[:limit])
+
+
+def waiting_for(user: AbstractBaseUser) -> QuerySet[Rule]:
+    """Return the pending rules the user may decide: latest revision not theirs, no standing approval of theirs."""
+    own_approval = Decision.objects.filter(standing_approvals(), rule=OuterRef("pk"), reviewer_id=user.pk)
+    return (
+        Rule.objects.filter(status=Rule.Status.PENDING)
+        .exclude(current_revision__author_id=user.pk)
+        .exclude(Exists(own_approval))
+    )
+
+
+def queue_leftovers(filters: QueueFilters, user: AbstractBaseUser) -> dict[str, int]:
+    """Count the pending rules under the filters, and how many of them the user may still decide (one query)."""
+    pending = _filtered(filters, with_status=False).filter(status=Rule.Status.PENDING)
+    mine = waiting_for(user).values("pk")
+    counts = pending.aggregate(pending=Count("id"), for_you=Count("id", filter=Q(pk__in=mine)))
+    counts["for_others"] = counts["pending"] - counts["for_you"]
+    return counts

@@ -22,7 +22,14 @@ from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, RejectForm, ReorderForm, RuleCreateForm
 from rules.models import Decision, Example, Rule, RuleRevision, Task
 from rules.panels import queue_figures, rule_panels
-from rules.queries import QueueFilters, queue_counts, queue_neighbours, queue_topics, review_queue
+from rules.queries import (
+    QueueFilters,
+    queue_counts,
+    queue_leftovers,
+    queue_neighbours,
+    queue_topics,
+    review_queue,
+)
 
 QUEUE_PAGE_SIZE = 25
 EVIDENCE_PAGE_SIZE = 10
@@ -189,6 +196,7 @@ def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[st
         "filters": filters,
         "queue_url": _with_query(reverse("pld-review-queue"), filters),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+        "leftovers": queue_leftovers(filters, request.user),
     }
     response = render(request, "rules/rule_detail.html#nothing-left", context)
     return push_url(response, context["queue_url"])

@@ -1,0 +1,2 @@
+"""The browser fixture of the review walk, shared by every browser test module."""
+from tests.browser.test_review_browser import browser  # noqa: F401

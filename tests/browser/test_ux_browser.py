@@ -1,0 +1,54 @@
+"""What reviewers and auditors stumbled on in the browser (issue 14), walked in headless Chromium."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.test_review_browser import CHROMIUM, _log_in, _wait_for_swapped_rule
+from tests.rules.reviewkit import teacher_rule
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
+    browser, live_server, task, reviewer
+) -> None:
+    first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
+    second = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{first.pk}/")
+    assert page.title().startswith(f"Rule {first.pk} ")
+    page.keyboard.press("j")  # skip the first rule
+    _wait_for_swapped_rule(page, second)
+    assert page.title().startswith(f"Rule {second.pk} ")
+
+    page.keyboard.press("r")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
+    page.keyboard.type("Sharing alone says nothing about who may see it")
+    page.click("#reject-form button[type=submit]")
+    page.wait_for_selector(".nothing-left")
+    text = page.locator(".nothing-left").inner_text()
+    assert "Nothing left to review" not in text
+    assert "1 rule still pending for you" in text
+    assert "Rule " not in page.title()
+
+    page.click(".nothing-left a")
+    page.wait_for_selector("[data-queue-row]")
+    assert first.text in page.locator(".queue-table").inner_text()
+    context.close()
+
+
+def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, task, reviewer) -> None:
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
+    page.keyboard.press("e")
+    page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
+    page.fill("#edit-reason", "Say with whom")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector(".nothing-left")
+    text = page.locator(".nothing-left").inner_text()
+    assert "Nothing left to review" not in text
+    assert "Nothing left for you to decide" in text and "wait" in text and "another reviewer" in text
+    context.close()
