@@ -449,20 +449,44 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     return render(request, "rules/ruleset.html#ruleset-list", context)
 
 
+EXAMPLES_FOUND = 20
+
+
+def _find_examples(task: Task, query: str) -> list[Example]:
+    """Return the task's examples whose number is the query or whose text contains it."""
+    query = query.strip()
+    if not query:
+        return []
+    examples = Example.objects.filter(task=task)
+    if query.isdigit():
+        return list(examples.filter(pk=int(query)))
+    return list(examples.filter(inputs__icontains=query).order_by("id")[:EXAMPLES_FOUND])
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required("rules.add_rule", raise_exception=True)
 def rule_create(request: HttpRequest) -> HttpResponse:
-    """Show and handle the form for a hand-written rule."""
-    selected = Task.objects.filter(name=request.GET.get("task") or request.POST.get("task") or "").first()
+    """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
+    tasks = list(Task.objects.order_by("name"))
+    wanted = request.GET.get("task") or request.POST.get("task") or ""
+    selected = next((t for t in tasks if t.name == wanted), tasks[0] if len(tasks) == 1 else None)
+    if selected is None:
+        return render(request, "rules/rule_create.html", {"tasks": tasks})
+    find = (request.POST.get("find") or "").strip()[:200]
+    found: list[Example] = []
     if request.method == "POST":
         form = RuleCreateForm(request.POST, task=selected)
-        if form.is_valid():
+        if request.POST.get("action") == "find":
+            # Searching keeps what was typed; nothing is saved until "Save the rule".
+            found = _find_examples(selected, find)
+        elif form.is_valid():
             data = form.cleaned_data
             try:
                 rule = services.rule_create(
-                    task=data["task"], user=request.user, text=data["text"], label=data["label"],
+                    task=selected, user=request.user, text=data["text"], label=data["label"],
                     topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
+                    examples=data["examples"],
                 )
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
@@ -473,8 +497,15 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                 }
                 return redirect(rule)
     else:
-        form = RuleCreateForm(initial={"task": selected.name if selected else None}, task=selected)
-    return render(request, "rules/rule_create.html", {"form": form, "selected_task": selected})
+        form = RuleCreateForm(initial={"task": selected.name}, task=selected)
+    chosen_ids = [i for i in map(_as_int, request.POST.getlist("examples")) if i]
+    chosen = list(Example.objects.filter(task=selected, pk__in=chosen_ids).order_by("id"))
+    shown = chosen + [ex for ex in found if ex.pk not in set(chosen_ids)]
+    context = {
+        "form": form, "selected_task": selected, "tasks": tasks, "find": find, "searched": request.POST.get("action") == "find",
+        "examples_shown": [(ex, ex.pk in chosen_ids) for ex in shown],
+    }
+    return render(request, "rules/rule_create.html", context)
 
 
 @require_GET
