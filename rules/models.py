@@ -331,7 +331,7 @@ class Decision(models.Model):
         REJECT = "reject", "Rejected"
         UNDO = "undo", "Undid the last decision"
         REORDER = "reorder", "Reordered"
-        CREATE = "create", "Wrote by hand"
+        CREATE = "create", "Written by hand"
         PROMOTE_NOISE = "promote_noise", "Promoted a noise micro-rule to a candidate"
 
     rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="decisions")

@@ -366,7 +366,9 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         .prefetch_related("undone_by")
         .order_by("created_at", "id")
     )
-    records = list(rule.history.select_related("history_user").order_by("-history_date", "-history_id"))
+    records = _one_row_per_event(
+        list(rule.history.select_related("history_user").order_by("-history_date", "-history_id"))
+    )
     context = {
         "rule": rule,
         "task": rule.task,
@@ -380,6 +382,21 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     if request.htmx and request.htmx.target == "revision-diff":
         return render(request, "rules/rule_history.html#revision-diff", context)
     return render(request, "rules/rule_history.html", context)
+
+
+def _one_row_per_event(records: list[Any]) -> list[Any]:
+    """Drop the record that only links a new rule to its first revision: it is part of the creation shown below it."""
+    kept = []
+    for newer, older in zip(records, [*records[1:], None], strict=True):
+        links_first_revision = (
+            older is not None and older.history_type == "+" and newer.history_type == "~"
+            and older.current_revision_id is None and newer.current_revision_id is not None
+            and newer.history_user_id == older.history_user_id
+            and (newer.status, newer.position, newer.text) == (older.status, older.position, older.text)
+        )
+        if not links_first_revision:
+            kept.append(newer)
+    return kept
 
 
 def _ruleset_context(task: Task) -> dict[str, Any]:
@@ -502,7 +519,8 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     chosen = list(Example.objects.filter(task=selected, pk__in=chosen_ids).order_by("id"))
     shown = chosen + [ex for ex in found if ex.pk not in set(chosen_ids)]
     context = {
-        "form": form, "selected_task": selected, "tasks": tasks, "find": find, "searched": request.POST.get("action") == "find",
+        "form": form, "selected_task": selected, "tasks": tasks, "find": find,
+        "searched": request.POST.get("action") == "find",
         "examples_shown": [(ex, ex.pk in chosen_ids) for ex in shown],
     }
     return render(request, "rules/rule_create.html", context)

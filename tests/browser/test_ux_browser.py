@@ -52,3 +52,27 @@ def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, ta
     assert "Nothing left to review" not in text
     assert "Nothing left for you to decide" in text and "wait" in text and "another reviewer" in text
     context.close()
+
+
+def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, live_server, task, reviewer) -> None:
+    from rules.services import rule_create
+
+    reason = "Covers a gap the teacher missed: " + " ".join(["confidentiality-obligations-survive-termination"] * 6)
+    text = "If " + "the recipient keeps it secret " * 12 + ", then Entailment"
+    rule = rule_create(task=task, user=reviewer, text=text, label="Entailment", reason=reason)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/history/")
+    boxes = [page.locator(f"#{name}").bounding_box() for name in ("decisions", "revisions", "records")]
+    for upper, lower in zip(boxes, boxes[1:], strict=False):
+        assert upper["y"] + upper["height"] <= lower["y"]
+    main = page.locator("main").bounding_box()
+    for name in ("decisions", "revisions", "records"):
+        scroller = page.locator(f"#{name}").locator("xpath=..").bounding_box()
+        assert scroller["x"] + scroller["width"] <= main["x"] + main["width"] + 1
+    # The reason wraps between words: every line break falls on a space, never inside a word.
+    cell = page.locator("#decisions td.why").first
+    assert page.evaluate("el => getComputedStyle(el).wordBreak", cell.element_handle()) == "normal"
+    assert cell.inner_text() == reason
+    assert page.locator("#decisions [data-action=create]").inner_text().count("Written by hand") == 1
+    records = page.locator("#records tbody tr")
+    assert records.count() == 1 and "Created: " in records.first.inner_text()
+    context.close()
