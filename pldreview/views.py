@@ -12,6 +12,7 @@ from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
 from pldreview.web import stop_polling_and_refresh
 from rules.models import Rule, Task
+from rules.queries import waiting_for
 
 
 @require_GET
@@ -22,7 +23,9 @@ def home(request: HttpRequest) -> HttpResponse:
     tasks = Task.objects.order_by("name")
     pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
     jobs = Job.objects.select_related("created_by")[:5]
-    return render(request, "pldreview/home.html", {"tasks": tasks, "pending": pending, "jobs": jobs})
+    n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
+    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting}
+    return render(request, "pldreview/home.html", context)
 
 
 @require_GET

@@ -29,6 +29,7 @@ from rules.queries import (
     queue_neighbours,
     queue_topics,
     review_queue,
+    waiting_for,
 )
 
 QUEUE_PAGE_SIZE = 25
@@ -289,6 +290,28 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def waiting_for_me(request: HttpRequest) -> HttpResponse:
+    """List the pending rules whose current revision the user may decide: not theirs, not yet approved by them."""
+    rules = (
+        waiting_for(request.user)
+        .select_related("task", "proposed_by", "current_revision", "current_revision__author")
+        .order_by("current_revision__created_at", "id")
+    )
+    page = Paginator(rules, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "rules/waiting_for_me.html", {"page": page})
+
+
+@require_GET
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def waiting_badge(request: HttpRequest) -> HttpResponse:
+    """Answer the navigation badge with how many revisions wait for the user (polled by htmx)."""
+    return render(request, "rules/waiting_badge.html", {"n_waiting": waiting_for(request.user).count()})
+
+
+@require_GET
+@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
@@ -544,6 +567,8 @@ def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse
 
 urlpatterns = [
     path("review/", review_queue_page, name="pld-review-queue"),
+    path("review/waiting/", waiting_for_me, name="pld-waiting-for-me"),
+    path("review/waiting/badge/", waiting_badge, name="pld-waiting-badge"),
     path("rules/new/", rule_create, name="pld-rule-create"),
     path("rules/<int:rule_id>/", rule_detail, name="pld-rule-detail"),
     path("rules/<int:rule_id>/approve/", approve_rule, name="pld-rule-approve"),

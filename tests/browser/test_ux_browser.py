@@ -76,3 +76,30 @@ def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, 
     records = page.locator("#records tbody tr")
     assert records.count() == 1 and "Created: " in records.first.inner_text()
     context.close()
+
+
+def test_a_second_reviewer_sees_the_revision_waiting_for_her(
+    browser, live_server, task, reviewer, second_reviewer
+) -> None:
+    from rules.services import rule_edit
+
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    rule_edit(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Say with whom",
+              text="If the clause lets the recipient share it with employees, then Entailment", label="Entailment",
+              topic="", precedence_note="")
+    context, page = _log_in(browser, live_server, "ravi", "/")
+    page.wait_for_selector("#waiting-badge [data-waiting='2']")
+    page.click("text=2 rules awaiting review")
+    page.wait_for_url("**/review/")
+    page.click("text=Waiting for me")
+    page.wait_for_url("**/review/waiting/")
+    assert "If the clause lets the recipient share it with employees" in page.locator("#waiting").inner_text()
+    context.close()
+
+    # rita wrote that revision: it waits for someone else, not for her.
+    context, page = _log_in(browser, live_server, "rita", "/review/waiting/")
+    page.wait_for_selector("#waiting-badge [data-waiting='1']")
+    assert "share it with employees" not in page.locator("main").inner_text()
+    assert "NotMentioned" in page.locator("#waiting").inner_text()
+    context.close()
