@@ -19,3 +19,5 @@ urlpatterns = [
     path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "pldreview.views.permission_denied"

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -13,6 +14,16 @@ from pldreview.models import Job
 from pldreview.web import stop_polling_and_refresh
 from rules.models import Rule, Task
 from rules.queries import waiting_for
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Explain a refusal inside the normal page, with the menu and a way back (the project's 403 handler)."""
+    referer = request.META.get("HTTP_REFERER", "")
+    safe = url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    back = referer if referer and safe and referer != request.build_absolute_uri() else ""
+    return render(request, "403.html", {"back_url": back}, status=403)
 
 
 @require_GET

@@ -103,3 +103,23 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
     assert "share it with employees" not in page.locator("main").inner_text()
     assert "NotMentioned" in page.locator("#waiting").inner_text()
     context.close()
+
+
+def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_server, task, auditor) -> None:
+    context, page = _log_in(browser, live_server, "aude", "/review/")
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    response = page.goto(f"{live_server.url}/rules/new/", referer=f"{live_server.url}/review/")
+    assert response.status == 403
+    assert page.locator("nav[aria-label=Main] a", has_text="Tasks").count() == 1
+    assert "Access denied" in page.title()
+    text = page.locator("main").inner_text()
+    assert "Auditor" in text or "auditor" in text
+    page.click("text=Back to the previous page")
+    page.wait_for_url(f"{live_server.url}/review/")
+    page.goto(f"{live_server.url}/rules/new/")
+    assert page.locator("text=Back to the previous page").count() == 0
+    page.click("text=Back to the overview")
+    page.wait_for_url(f"{live_server.url}/")
+    assert missing == []  # no favicon or other 404 on the way
+    context.close()
