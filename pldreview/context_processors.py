@@ -16,6 +16,7 @@ NAV = [
     ("Teacher calls", "pld-teacher-calls", "rules.view_teachercall"),
     ("Reports", "pld-report-list", "evaluation.view_report"),
     ("API tokens", "pld-api-token-list", "evaluation.manage_api_tokens"),
+    ("Glossary", "pld-glossary", "rules.view_rule"),
 ]
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.home, name="pld-home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("glossary/", views.glossary, name="pld-glossary"),
     path("jobs/", views.job_list, name="pld-job-list"),
     path("jobs/<int:job_id>/", views.job_detail, name="pld-job-detail"),
     path("jobs/<int:job_id>/cancel/", views.cancel_job, name="pld-job-cancel"),

@@ -9,6 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from pldreview.glossary import TERMS
 from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
 from pldreview.web import stop_polling_and_refresh
@@ -37,6 +38,14 @@ def home(request: HttpRequest) -> HttpResponse:
     n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
     context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting}
     return render(request, "pldreview/home.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def glossary(request: HttpRequest) -> HttpResponse:
+    """Explain every statistic and term of the app in plain words, with the technical name where there is one."""
+    return render(request, "pldreview/glossary.html", {"terms": TERMS})
 
 
 @require_GET

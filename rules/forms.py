@@ -42,6 +42,7 @@ class _RuleFieldsForm(forms.Form):
     topic = forms.CharField(required=False, max_length=200)
     precedence_note = forms.CharField(
         required=False,
+        label="Which rule wins (optional)",
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="When this rule wins or yields to another, e.g. “Takes precedence over the general rule on …”",

@@ -123,3 +123,30 @@ def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_
     page.wait_for_url(f"{live_server.url}/")
     assert missing == []  # no favicon or other 404 on the way
     context.close()
+
+
+def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_server, admin_user) -> None:
+    from evaluation.models import ApiToken
+
+    context, page = _log_in(browser, live_server, admin_user.username, "/api-tokens/")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.fill("#id_name", "contract intake")
+    page.click("text=Create token")
+    page.wait_for_selector("#raw-token")
+    raw = page.locator("#raw-token").inner_text().strip()
+    page.click("[data-copy=raw-token]")
+    page.wait_for_selector(".copy-status:has-text('Copied.')")
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+
+    page.goto(f"{live_server.url}/api-tokens/")
+    page.click("text=Revoke…")
+    page.wait_for_selector("text=Revoke the token “contract intake”?")
+    assert ApiToken.objects.get().revoked_at is None
+    page.click("text=Keep it")
+    page.wait_for_url("**/api-tokens/")
+    assert ApiToken.objects.get().revoked_at is None
+    page.click("text=Revoke…")
+    page.click("button:has-text('Revoke the token')")
+    page.wait_for_selector("text=Revoked token")
+    assert ApiToken.objects.get().revoked_at is not None
+    context.close()
