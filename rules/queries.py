@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule
+from rules.search import search_rules
 from rules.services import standing_approvals
 
 SORTS = {
@@ -29,6 +30,7 @@ class QueueFilters:
     origin: str = ""
     status: str = Rule.Status.PENDING
     sort: str = "support"
+    q: str = ""
 
     @classmethod
     def from_query(cls, query: Any, prefix: str = "") -> QueueFilters:
@@ -49,6 +51,7 @@ class QueueFilters:
             origin=origin if origin in Rule.Origin.values else "",
             status=status,
             sort=sort if sort in SORTS else "support",
+            q=get("q").strip()[:200],
         )
 
     def as_query(self, **override: str) -> str:
@@ -77,6 +80,8 @@ def _filtered(filters: QueueFilters, *, with_status: bool = True) -> QuerySet[Ru
         rules = rules.filter(origin=filters.origin)
     if with_status and filters.status != "all":
         rules = rules.filter(status=filters.status)
+    if filters.q:
+        rules = search_rules(None, filters.q, rules)
     return rules
 
 
@@ -98,7 +103,7 @@ def review_queue(filters: QueueFilters) -> QuerySet[Rule]:
         _filtered(filters)
         .select_related("task", "proposed_by", "current_revision", "current_revision__author")
         .annotate(n_approvals=approvals_count())
-        .order_by(*SORTS[filters.sort])
+        .order_by(*(("search_order",) if filters.q else ()), *SORTS[filters.sort])
     )
 
 

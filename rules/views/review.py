@@ -31,8 +31,10 @@ from rules.queries import (
     review_queue,
     waiting_for,
 )
+from rules.search import search_rules
 
 QUEUE_PAGE_SIZE = 25
+SEARCH_SHOWN = 50
 EVIDENCE_PAGE_SIZE = 10
 FAILURES_SHOWN = 10
 _FLASH_KEY = "pld_review_flash"
@@ -422,7 +424,7 @@ def _one_row_per_event(records: list[Any]) -> list[Any]:
     return kept
 
 
-def _ruleset_context(task: Task) -> dict[str, Any]:
+def _ruleset_context(task: Task, query: str = "") -> dict[str, Any]:
     rules = services.ruleset_rules(task)
     groups: list[dict[str, Any]] = []
     for number, rule in enumerate(rules, start=1):
@@ -443,6 +445,8 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
         "summary": sorted(summary.items()),
         "counts": counts,
         "scattered": len(groups) > len({g["key"] for g in groups}),
+        "q": query,
+        "matches": list(search_rules(task, query).select_related("task")[:SEARCH_SHOWN]) if query else [],
     }
 
 
@@ -452,7 +456,8 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order."""
     task = _get_task_for_user(request, task_name)
-    return render(request, "rules/ruleset.html", _ruleset_context(task))
+    query = request.GET.get("q", "").strip()[:200]
+    return render(request, "rules/ruleset.html", _ruleset_context(task, query))
 
 
 @require_POST
@@ -551,6 +556,20 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
+    task = _get_task_for_user(request, task_name)
+    query = request.GET.get("q", "").strip()[:200]
+    decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
+    if query:
+        decisions = decisions.filter(rule__in=search_rules(task, query).values("pk"))
+    page = Paginator(decisions.order_by("-created_at", "-id"), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "rules/decision_log.html", {"task": task, "q": query, "page": page})
+
+
+@require_GET
+@login_required
 @permission_required("rules.export_decision_log", raise_exception=True)
 def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""
@@ -579,4 +598,5 @@ urlpatterns = [
     path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
     path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
     path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
+    path("tasks/<slug:task_name>/decisions/", decision_log_page, name="pld-decision-log-page"),
 ]

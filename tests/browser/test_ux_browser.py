@@ -150,3 +150,20 @@ def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_ser
     page.wait_for_selector("text=Revoked token")
     assert ApiToken.objects.get().revoked_at is not None
     context.close()
+
+
+def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task, reviewer, second_reviewer) -> None:
+    from rules.services import rule_edit
+
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    rule_edit(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Advisers are a different case",
+              text="If the clause lets the recipient share with employees, then Entailment", label="Entailment",
+              topic="", precedence_note="")
+    context, page = _log_in(browser, live_server, "rita", "/review/")
+    page.fill("#f-q", "advisers")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('[data-queue-row]').length === 1")
+    assert "share with employees" in page.locator(".queue-table").inner_text()
+    assert "q=advisers" in page.url
+    context.close()
