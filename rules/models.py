@@ -410,3 +410,18 @@ class PromptVersionRule(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["prompt_version", "position"], name="prompt_entry_unique_position"),
         ]
+
+
+class RuleComment(models.Model):
+    """A remark in a rule's discussion: who, when, what. Append-only: never edited or deleted (database triggers)."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rule_comments")
+    text = models.TextField(max_length=4000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} on rule {self.rule_id} by {self.author}"

@@ -17,6 +17,7 @@ from django_htmx.http import push_url
 from pldreview.web import form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
+from rules.discussion import rule_comment_add
 from rules.evidence import excerpts, highlight
 from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, RejectForm, ReorderForm, RuleCreateForm
@@ -142,6 +143,7 @@ def _workspace_context(
         "open_form": forms.get("open", ""),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         "rule_panels": rule_panels(rule, request.user),
+        "comments": list(rule.comments.select_related("author")),
     }
 
 
@@ -372,6 +374,26 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     return _render_workspace(request, _get_rule_for_user(request, undo.rule_id), filters, flash={"text": text})
 
 
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
+    rule = get_object_or_404(Rule, pk=rule_id)
+    error = ""
+    try:
+        rule_comment_add(rule=rule, user=request.user, text=request.POST.get("text", ""))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if request.htmx:
+        context = {"rule": rule, "comments": list(rule.comments.select_related("author")), "comment_error": error,
+                   "comment_text": request.POST.get("text", "") if error else ""}
+        return render(request, "rules/rule_discussion.html", context, status=400 if error else 200)
+    if error:
+        request.session[_FLASH_KEY] = {"text": f"Comment not added: {error}", "decision_id": None}
+    return redirect(f"{rule.get_absolute_url()}#discussion")
+
+
 @require_GET
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
@@ -400,6 +422,7 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         "revisions": revisions,
         "decisions": decisions,
         "records": records,
+        "comments": list(rule.comments.select_related("author")),
         "a": by_number[a],
         "b": by_number[b],
         "diff": fields_diff(by_number[a], by_number[b]),
@@ -594,6 +617,7 @@ urlpatterns = [
     path("rules/<int:rule_id>/edit/", edit_rule, name="pld-rule-edit"),
     path("rules/<int:rule_id>/reject/", reject_rule, name="pld-rule-reject"),
     path("rules/<int:rule_id>/history/", rule_history, name="pld-rule-history"),
+    path("rules/<int:rule_id>/comments/", add_comment, name="pld-rule-comment"),
     path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
     path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
     path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
