@@ -46,3 +46,12 @@ def test_the_jargon_is_not_shown_outside_details(jargon) -> None:
             continue  # the signed report's technical appendix is for the people who check signatures
         text = re.sub(r"<details.*?</details>", "", path.read_text(), flags=re.S)
         assert jargon not in text, path
+
+
+def test_every_table_header_cell_says_what_it_heads() -> None:
+    missing = []
+    for path in TEMPLATES.rglob("*.html"):
+        if path.name == "report_pdf.html":
+            continue  # a PDF: WeasyPrint does not carry header scopes into the document
+        missing += [f"{path.name}: {m}" for m in re.findall(r"<th(?![^>]*\bscope=)[ >][^<]{0,40}", path.read_text())]
+    assert not missing, missing
