@@ -167,3 +167,29 @@ def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task,
     assert "share with employees" in page.locator(".queue-table").inner_text()
     assert "q=advisers" in page.url
     context.close()
+
+
+def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser, live_server, task, reviewer) -> None:
+    from rules.models import Rule
+    from tests.rules.reviewkit import example
+
+    example(task, 1, premise="The recipient may share the plan with its staff.")
+    example(task, 2, premise="Staff of affiliates may see it.")
+    context, page = _log_in(browser, live_server, "rita", "/review/")
+    page.click("text=Write a rule")
+    page.wait_for_selector("#id_label")
+    labels = page.locator("#id_label option").all_inner_texts()
+    assert labels == task.label_names
+    page.fill("#id_text", "If staff may see it, then Entailment")
+    page.fill("#find-examples", "staff")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".found-examples input[type=checkbox]")
+    assert page.input_value("#id_text") == "If staff may see it, then Entailment"
+    for box in page.locator(".found-examples input[type=checkbox]").all():
+        box.check()
+    page.click("text=Save the rule")
+    page.wait_for_selector("article[data-rule-id]")
+    rule = Rule.objects.get()
+    assert rule.support == 2
+    assert "2 examples" in page.locator("article.rule").inner_text()
+    context.close()

@@ -92,3 +92,21 @@ def test_the_queue_the_rule_set_and_the_decision_log_search(client, task, review
     assert "Matches the marketing clause" in log and "1 decision on rules matching" in log
     empty = client.get(f"/tasks/{task.name}/decisions/", {"q": "zebra"}).content.decode()
     assert "No decision on a rule matching" in empty
+
+
+def test_the_searched_queue_costs_the_same_queries_for_2_and_20_matches(client, task, reviewer) -> None:
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(reviewer)
+    for n in range(2):
+        teacher_rule(task, text=f"If sharing case {n}, then Entailment", support=n)
+    client.get("/review/", {"q": "sharing"})  # warm the session and permission caches
+    with CaptureQueriesContext(conn) as small:
+        client.get("/review/", {"q": "sharing"})
+    for n in range(2, 20):
+        teacher_rule(task, text=f"If sharing case {n}, then Entailment", support=n)
+    with CaptureQueriesContext(conn) as large:
+        body = client.get("/review/", {"q": "sharing"}).content.decode()
+    assert body.count("data-queue-row") == 20
+    assert len(small) == len(large)
