@@ -39,6 +39,8 @@ MIN_PATTERNS = 25
 MUST_VISIT = {
     "pld-home", "pld-task-list", "pld-task-detail", "pld-example-detail", "pld-dataset-import",
     "pld-job-list", "pld-job-detail", "pld-job-cancel", "pld-job-retry",
+    # issue 14
+    "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-decision-log-page", "pld-glossary",
 }
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 # re_path() routes: a named group becomes a parameter like a converter.
