@@ -34,7 +34,7 @@ def test_the_page_the_badge_and_the_dashboard_agree(client, task, reviewer, audi
     assert 'data-waiting="1"' in client.get("/review/waiting/badge/").content.decode()
     home = client.get("/").content.decode()
     assert '<a href="/review/">1 rule awaiting review</a>' in home
-    assert '1 revision waiting for you' in home and 'hx-trigger="load, every 30s"' in home
+    assert '1 revision waiting for you' in home and 'hx-trigger="load delay:1s, every 30s"' in home
     client.force_login(auditor)
     assert client.get("/review/waiting/").status_code == 403
     assert "waiting for you" not in client.get("/").content.decode()
