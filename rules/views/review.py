@@ -310,8 +310,12 @@ def waiting_for_me(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def waiting_badge(request: HttpRequest) -> HttpResponse:
-    """Answer the navigation badge with how many revisions wait for the user (polled by htmx)."""
-    return render(request, "rules/waiting_badge.html", {"n_waiting": waiting_for(request.user).count()})
+    """Answer the navigation badge with how many revisions wait for the user, and how many are new since the
+    count the page last showed (``known``, sent back by the poll)."""
+    n_waiting = waiting_for(request.user).count()
+    known = request.GET.get("known", "")
+    n_new = n_waiting - int(known) if known.isdigit() and n_waiting > int(known) else 0
+    return render(request, "rules/waiting_badge.html", {"n_waiting": n_waiting, "n_new": n_new})
 
 
 @require_GET

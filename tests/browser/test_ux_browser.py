@@ -90,7 +90,12 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
               topic="", precedence_note="")
     context, page = _log_in(browser, live_server, "ravi", "/")
     page.wait_for_selector("#waiting-badge [data-waiting='2']")
-    page.click("text=2 rules awaiting review")
+    # A new revision appears: the next poll (started here instead of waiting 30 s) says it is new.
+    teacher_rule(task, text="If the clause names advisers, then NotMentioned", label="NotMentioned", support=3)
+    page.evaluate("htmx.ajax('GET', '/review/waiting/badge/', {source: '#waiting-badge', target: '#waiting-badge'})")
+    page.wait_for_selector("#waiting-badge:has-text('1 new')")
+    assert page.locator("#waiting-badge [data-waiting]").get_attribute("data-waiting") == "3"
+    page.click("main a:has-text('rules awaiting review')")  # the dashboard's count was drawn at load
     page.wait_for_url("**/review/")
     page.click("text=Waiting for me")
     page.wait_for_url("**/review/waiting/")
@@ -99,7 +104,7 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
 
     # rita wrote that revision: it waits for someone else, not for her.
     context, page = _log_in(browser, live_server, "rita", "/review/waiting/")
-    page.wait_for_selector("#waiting-badge [data-waiting='1']")
+    page.wait_for_selector("#waiting-badge [data-waiting='2']")  # the long-clause and the advisers rules
     assert "share it with employees" not in page.locator("main").inner_text()
     assert "NotMentioned" in page.locator("#waiting").inner_text()
     context.close()

@@ -38,3 +38,15 @@ def test_the_page_the_badge_and_the_dashboard_agree(client, task, reviewer, audi
     client.force_login(auditor)
     assert client.get("/review/waiting/").status_code == 403
     assert "waiting for you" not in client.get("/").content.decode()
+
+
+def test_the_badge_says_how_many_are_new_since_the_last_poll(client, task, reviewer) -> None:
+    teacher_rule(task, text="If teacher, then Entailment")
+    client.force_login(reviewer)
+    first = client.get("/review/waiting/badge/").content.decode()
+    assert 'name="known" value="1"' in first and "new" not in first
+    teacher_rule(task, text="If another, then Entailment")
+    teacher_rule(task, text="If a third, then Entailment")
+    later = client.get("/review/waiting/badge/", {"known": "1"}).content.decode()
+    assert 'data-waiting="3"' in later and "2 new" in later
+    assert "new" not in client.get("/review/waiting/badge/", {"known": "3"}).content.decode()
