@@ -16,8 +16,11 @@ class EvaluationConfig(AppConfig):
 
         from evaluation.models import Promotion
         from evaluation.rule_stats import register
+        from evaluation.trends import trend_panel
+        from rules.panels import register_task_panel
 
         register()
+        register_task_panel(trend_panel)
         post_save.connect(_save_state_after_promotion, sender=Promotion, dispatch_uid="pld-student-state-on-promote")
         # Only the processes that serve decisions ask for this (scripts/demo sets it for the web app and
         # the job worker): tests and other management commands never load the model at start.

@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 
 from evaluation.models import EvaluationRun, Promotion, Report
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
+from evaluation.trends import task_trend, trend_chart
 from pldreview.jobs import JobCancelled, job_start
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
 from rules.audit import audited_save
@@ -252,6 +253,11 @@ def _f1_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"width": width, "height": height + 14, "left": left, "bars": bars, "ticks": ticks, "axis_y": height}
 
 
+def _trend(task: Any) -> dict[str, Any] | None:
+    trend = task_trend(task)
+    return {"trend": trend, "chart": trend_chart(trend), "task": task} if trend else None
+
+
 def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
     promotions = (
         Promotion.objects.filter(task=prompt_version.task)
@@ -338,6 +344,7 @@ def report_data(
         "baselines": baseline_data,
         "runs": all_runs,
         "chart": _f1_chart(all_runs) if all_runs else None,
+        "trend": _trend(task),
         "promotions": _promotions_data(prompt_version),
         "signer": {
             "subject": identity.subject if identity else "",

@@ -120,4 +120,4 @@ def statistics_panel(rule: Rule, user: Any) -> tuple[str, dict[str, Any]] | None
 def register() -> None:
     """Add the statistics panel to the rule page and its figure to the review queue."""
     register_rule_panel(statistics_panel)
-    register_queue_figure("Right on covered", rules_accuracy, template_name="evaluation/rule_stats_cell.html")
+    register_queue_figure("Right on its examples", rules_accuracy, template_name="evaluation/rule_stats_cell.html")

@@ -48,8 +48,8 @@ CHECKS = [
     ("signed_pdf", "The file is a PDF with a signature"),
     ("intact", "The signature is cryptographically valid"),
     ("unmodified", "The document is unmodified since signing"),
-    ("signer", "The signer is this instance's identity"),
-    ("issued", "The file matches a report this instance issued"),
+    ("signer", "It was signed with this PLD Review installation's certificate"),
+    ("issued", "The file matches a report this installation issued"),
 ]
 LEDGER_CHECK = ("ledger", "The ledger still holds the entry the report was anchored to")
 
@@ -138,7 +138,9 @@ def report_verify(*, data: bytes, ledger: bool = False, require_anchor: bool = F
         return _verdict(sha256, results, signature=signature)
     results["signed_pdf"] = (True, f"signed by {signature.signer_subject or 'an unnamed signer'}")
     if signature.problem or not signature.valid:
-        results["intact"] = (False, signature.problem or f"pyHanko: {signature.details.get('summary', '')}")
+        summary = signature.details.get("summary", "")
+        detail = f"the signature does not match the signed content (validator: {summary})"
+        results["intact"] = (False, signature.problem or detail)
         return _verdict(sha256, results, signature=signature)
     results["intact"] = (True, "digest and signature value match")
     if not signature.unmodified:

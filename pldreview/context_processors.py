@@ -19,6 +19,7 @@ NAV = [
     ("Ledger", "pld-ledger", "pldreview.view_ledger"),
     ("Users", "pld-user-list", "accounts.manage_users"),
     ("Security events", "pld-security-events", "accounts.view_security_events"),
+    ("Glossary", "pld-glossary", "rules.view_rule"),
 ]
 
 

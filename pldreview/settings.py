@@ -190,6 +190,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates read the same on every page and in every role: "2026-11-29 22:46 UTC" (pldreview/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["pldreview.formats"]
+DATETIME_FORMAT = SHORT_DATETIME_FORMAT = "Y-m-d H:i T"
+DATE_FORMAT = SHORT_DATE_FORMAT = "Y-m-d"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", views.home, name="pld-home"),
     path("login/", account_views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("glossary/", views.glossary, name="pld-glossary"),
     path("jobs/", views.job_list, name="pld-job-list"),
     path("jobs/<int:job_id>/", views.job_detail, name="pld-job-detail"),
     path("jobs/<int:job_id>/cancel/", views.cancel_job, name="pld-job-cancel"),
@@ -23,3 +24,5 @@ urlpatterns = [
     path("", include("pldreview.accounts.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "pldreview.views.permission_denied"

@@ -5,13 +5,26 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from pldreview.glossary import TERMS
 from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
 from pldreview.web import stop_polling_and_refresh
 from rules.models import Rule, Task
+from rules.queries import waiting_for
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Explain a refusal inside the normal page, with the menu and a way back (the project's 403 handler)."""
+    referer = request.META.get("HTTP_REFERER", "")
+    safe = url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    back = referer if referer and safe and referer != request.build_absolute_uri() else ""
+    return render(request, "403.html", {"back_url": back}, status=403)
 
 
 @require_GET
@@ -22,7 +35,17 @@ def home(request: HttpRequest) -> HttpResponse:
     tasks = Task.objects.order_by("name")
     pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
     jobs = Job.objects.select_related("created_by")[:5]
-    return render(request, "pldreview/home.html", {"tasks": tasks, "pending": pending, "jobs": jobs})
+    n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
+    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting}
+    return render(request, "pldreview/home.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def glossary(request: HttpRequest) -> HttpResponse:
+    """Explain every statistic and term of the app in plain words, with the technical name where there is one."""
+    return render(request, "pldreview/glossary.html", {"terms": TERMS})
 
 
 @require_GET

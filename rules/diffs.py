@@ -12,7 +12,7 @@ from django.utils.safestring import SafeString, mark_safe
 # only the added words rather than replacing "share,".
 _TOKEN = re.compile(r"\w+|[^\w\s]+|\s+")
 
-DIFF_FIELDS = (("text", "Rule"), ("label", "Label"), ("topic", "Topic"), ("precedence_note", "Precedence note"))
+DIFF_FIELDS = (("text", "Rule"), ("label", "Label"), ("topic", "Topic"), ("precedence_note", "Which rule wins"))
 
 
 @dataclass(frozen=True)

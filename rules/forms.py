@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from rules.models import Task
+from rules.models import Example, Task
 from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
@@ -43,6 +43,7 @@ class _RuleFieldsForm(forms.Form):
     topic = forms.CharField(required=False, max_length=200)
     precedence_note = forms.CharField(
         required=False,
+        label="Which rule wins (optional)",
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="When this rule wins or yields to another, e.g. “Takes precedence over the general rule on …”",
@@ -64,18 +65,23 @@ class EditForm(_RuleFieldsForm, DecisionForm):
 
 
 class RuleCreateForm(_RuleFieldsForm):
-    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name", empty_label=None)
+    """A hand-written rule for one task, chosen first so that only its labels and examples are offered."""
+
+    task = forms.ModelChoiceField(
+        queryset=Task.objects.order_by("name"), to_field_name="name", empty_label=None, widget=forms.HiddenInput
+    )
     reason = forms.CharField(
         required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS), label="Why add it? (optional)"
     )
-    field_order = ["task", "text", "label", "topic", "precedence_note", "reason"]
+    examples = forms.ModelMultipleChoiceField(
+        queryset=Example.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        label="Cited examples", error_messages={"invalid_choice": "Example %(value)s is not an example of this task."},
+    )
+    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "examples"]
 
-    def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         super().__init__(*args, task=task, **kwargs)
-        # Every task's labels are offered; the service refuses a label that is not the chosen task's.
-        if task is None:
-            names = sorted({name for t in Task.objects.all() for name in t.label_names})
-            self.fields["label"].choices = [(name, name) for name in names]
+        self.fields["examples"].queryset = Example.objects.filter(task=task)
 
 
 class ReorderProposalForm(forms.Form):

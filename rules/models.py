@@ -337,7 +337,7 @@ class Decision(models.Model):
         REJECT = "reject", "Rejected"
         UNDO = "undo", "Undid the last decision"
         REORDER = "reorder", "Reordered"
-        CREATE = "create", "Wrote by hand"
+        CREATE = "create", "Written by hand"
         PROMOTE_NOISE = "promote_noise", "Promoted a noise micro-rule to a candidate"
 
     rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="decisions")
@@ -478,3 +478,18 @@ class RuleSetReorderApproval(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["proposal", "reviewer"], name="reorder_approval_one_per_reviewer"),
         ]
+
+
+class RuleComment(models.Model):
+    """A remark in a rule's discussion: who, when, what. Append-only: never edited or deleted (database triggers)."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rule_comments")
+    text = models.TextField(max_length=4000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Comment {self.pk} on rule {self.rule_id} by {self.author}"

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rules.models import Rule
+from rules.models import Rule, Task
 
 RulePanel = Callable[[Rule, Any], "tuple[str, dict[str, Any]] | None"]
 QueueFigures = Callable[[list[Rule]], "dict[int, dict[str, Any]]"]
+TaskPanel = Callable[[Task, Any], "tuple[str, dict[str, Any]] | None"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,24 @@ class _QueueFigure:
 
 _rule_panels: list[RulePanel] = []
 _queue_figures: list[_QueueFigure] = []
+_task_panels: list[TaskPanel] = []
+
+
+def register_task_panel(panel: TaskPanel) -> TaskPanel:
+    """Add a panel to the task page (``panel(task, user)``, like a rule panel); registering it again changes nothing."""
+    if panel not in _task_panels:
+        _task_panels.append(panel)
+    return panel
+
+
+def task_panels(task: Task, user: Any) -> list[Shown]:
+    """Return the registered task panels that have something to show this user, in order."""
+    shown = []
+    for panel in _task_panels:
+        result = panel(task, user)
+        if result is not None:
+            shown.append(Shown(template_name=result[0], context=result[1]))
+    return shown
 
 
 def register_rule_panel(panel: RulePanel) -> RulePanel:

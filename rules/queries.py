@@ -5,10 +5,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule
+from rules.search import search_rules
 from rules.services import rejection_stands, standing_approvals
 
 SORTS = {
@@ -28,6 +30,7 @@ class QueueFilters:
     origin: str = ""
     status: str = Rule.Status.PENDING
     sort: str = "support"
+    q: str = ""
 
     @classmethod
     def from_query(cls, query: Any, prefix: str = "") -> QueueFilters:
@@ -48,6 +51,7 @@ class QueueFilters:
             origin=origin if origin in Rule.Origin.values else "",
             status=status,
             sort=sort if sort in SORTS else "support",
+            q=get("q").strip()[:200],
         )
 
     def as_query(self, **override: str) -> str:
@@ -76,6 +80,8 @@ def _filtered(filters: QueueFilters, *, with_status: bool = True) -> QuerySet[Ru
         rules = rules.filter(origin=filters.origin)
     if with_status and filters.status != "all":
         rules = rules.filter(status=filters.status)
+    if filters.q:
+        rules = search_rules(None, filters.q, rules)
     return rules
 
 
@@ -97,7 +103,7 @@ def review_queue(filters: QueueFilters) -> QuerySet[Rule]:
         _filtered(filters)
         .select_related("task", "proposed_by", "current_revision", "current_revision__author")
         .annotate(n_approvals=approvals_count(), overturning=rejection_stands())
-        .order_by(*SORTS[filters.sort])
+        .order_by(*(("search_order",) if filters.q else ()), *SORTS[filters.sort])
     )
 
 
@@ -133,3 +139,22 @@ def queue_topics(filters: QueueFilters, limit: int = 200) -> list[str]:
     if filters.task:
         rules = rules.filter(task__name=filters.task)
     return list(rules.order_by("topic").values_list("topic", flat=True).distinct()[:limit])
+
+
+def waiting_for(user: AbstractBaseUser) -> QuerySet[Rule]:
+    """Return the pending rules the user may decide: latest revision not theirs, no standing approval of theirs."""
+    own_approval = Decision.objects.filter(standing_approvals(), rule=OuterRef("pk"), reviewer_id=user.pk)
+    return (
+        Rule.objects.filter(status=Rule.Status.PENDING)
+        .exclude(current_revision__author_id=user.pk)
+        .exclude(Exists(own_approval))
+    )
+
+
+def queue_leftovers(filters: QueueFilters, user: AbstractBaseUser) -> dict[str, int]:
+    """Count the pending rules under the filters, and how many of them the user may still decide (one query)."""
+    pending = _filtered(filters, with_status=False).filter(status=Rule.Status.PENDING)
+    mine = waiting_for(user).values("pk")
+    counts = pending.aggregate(pending=Count("id"), for_you=Count("id", filter=Q(pk__in=mine)))
+    counts["for_others"] = counts["pending"] - counts["for_you"]
+    return counts

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evaluation.models import ApiToken
 from evaluation.tokens import api_token_create, api_token_revoke
@@ -80,12 +80,16 @@ def create_api_token(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required("evaluation.manage_api_tokens", raise_exception=True)
 def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
-    """Revoke a token: requests with it get 403 from now on."""
-    token = api_token_revoke(token=get_object_or_404(ApiToken, pk=token_id), user=request.user)
+    """Ask to confirm, then revoke a token: requests with it get 403 from now on."""
+    token = get_object_or_404(ApiToken.objects.select_related("user", "created_by"), pk=token_id)
+    if request.method == "GET" or request.POST.get("confirm") != "yes":
+        # A plain POST (an old form, a script) does not revoke: revoking needs the confirmation page's button.
+        return render(request, "evaluation/api_token_revoke.html", {"token": token})
+    token = api_token_revoke(token=token, user=request.user)
     messages.success(request, f"Revoked token {token.prefix}… ({token.name}).")
     return redirect(reverse("pld-api-token-list"))
 

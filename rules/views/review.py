@@ -17,14 +17,25 @@ from django_htmx.http import push_url
 from pldreview.web import form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
+from rules.discussion import rule_comment_add
 from rules.evidence import excerpts, highlight
 from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, ProposalDecisionForm, RejectForm, ReorderProposalForm, RuleCreateForm
 from rules.models import Decision, Example, Rule, RuleRevision, RuleSetReorderProposal, Task
 from rules.panels import queue_figures, rule_panels
-from rules.queries import QueueFilters, queue_counts, queue_neighbours, queue_topics, review_queue
+from rules.queries import (
+    QueueFilters,
+    queue_counts,
+    queue_leftovers,
+    queue_neighbours,
+    queue_topics,
+    review_queue,
+    waiting_for,
+)
+from rules.search import search_rules
 
 QUEUE_PAGE_SIZE = 25
+SEARCH_SHOWN = 50
 EVIDENCE_PAGE_SIZE = 10
 FAILURES_SHOWN = 10
 _FLASH_KEY = "pld_review_flash"
@@ -132,6 +143,7 @@ def _workspace_context(
         "open_form": forms.get("open", ""),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         "rule_panels": rule_panels(rule, request.user),
+        "comments": list(rule.comments.select_related("author")),
     }
 
 
@@ -189,6 +201,7 @@ def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[st
         "filters": filters,
         "queue_url": _with_query(reverse("pld-review-queue"), filters),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+        "leftovers": queue_leftovers(filters, request.user),
     }
     response = render(request, "rules/rule_detail.html#nothing-left", context)
     return push_url(response, context["queue_url"])
@@ -282,6 +295,32 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def waiting_for_me(request: HttpRequest) -> HttpResponse:
+    """List the pending rules whose current revision the user may decide: not theirs, not yet approved by them."""
+    rules = (
+        waiting_for(request.user)
+        .select_related("task", "proposed_by", "current_revision", "current_revision__author")
+        .order_by("current_revision__created_at", "id")
+    )
+    page = Paginator(rules, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "rules/waiting_for_me.html", {"page": page})
+
+
+@require_GET
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def waiting_badge(request: HttpRequest) -> HttpResponse:
+    """Answer the navigation badge with how many revisions wait for the user, and how many are new since the
+    count the page last showed (``known``, sent back by the poll)."""
+    n_waiting = waiting_for(request.user).count()
+    known = request.GET.get("known", "")
+    n_new = n_waiting - int(known) if known.isdigit() and n_waiting > int(known) else 0
+    return render(request, "rules/waiting_badge.html", {"n_waiting": n_waiting, "n_new": n_new})
+
+
+@require_GET
+@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
@@ -340,6 +379,26 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     return _render_workspace(request, _get_rule_for_user(request, undo.rule_id), filters, flash={"text": text})
 
 
+@require_POST
+@login_required
+@permission_required("rules.review_rule", raise_exception=True)
+def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
+    """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
+    rule = get_object_or_404(Rule, pk=rule_id)
+    error = ""
+    try:
+        rule_comment_add(rule=rule, user=request.user, text=request.POST.get("text", ""))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if request.htmx:
+        context = {"rule": rule, "comments": list(rule.comments.select_related("author")), "comment_error": error,
+                   "comment_text": request.POST.get("text", "") if error else ""}
+        return render(request, "rules/rule_discussion.html", context, status=400 if error else 200)
+    if error:
+        request.session[_FLASH_KEY] = {"text": f"Comment not added: {error}", "decision_id": None}
+    return redirect(f"{rule.get_absolute_url()}#discussion")
+
+
 @require_GET
 @login_required
 @permission_required("rules.view_rule", raise_exception=True)
@@ -359,13 +418,16 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         .prefetch_related("undone_by")
         .order_by("created_at", "id")
     )
-    records = list(rule.history.select_related("history_user").order_by("-history_date", "-history_id"))
+    records = _one_row_per_event(
+        list(rule.history.select_related("history_user").order_by("-history_date", "-history_id"))
+    )
     context = {
         "rule": rule,
         "task": rule.task,
         "revisions": revisions,
         "decisions": decisions,
         "records": records,
+        "comments": list(rule.comments.select_related("author")),
         "a": by_number[a],
         "b": by_number[b],
         "diff": fields_diff(by_number[a], by_number[b]),
@@ -393,7 +455,24 @@ def _proposal_view(proposal: RuleSetReorderProposal, rules_by_id: dict[int, Rule
     }
 
 
-def _ruleset_context(task: Task, user: Any, *, form: ReorderProposalForm | None = None) -> dict[str, Any]:
+def _one_row_per_event(records: list[Any]) -> list[Any]:
+    """Drop the record that only links a new rule to its first revision: it is part of the creation shown below it."""
+    kept = []
+    for newer, older in zip(records, [*records[1:], None], strict=True):
+        links_first_revision = (
+            older is not None and older.history_type == "+" and newer.history_type == "~"
+            and older.current_revision_id is None and newer.current_revision_id is not None
+            and newer.history_user_id == older.history_user_id
+            and (newer.status, newer.position, newer.text) == (older.status, older.position, older.text)
+        )
+        if not links_first_revision:
+            kept.append(newer)
+    return kept
+
+
+def _ruleset_context(
+    task: Task, user: Any, *, form: ReorderProposalForm | None = None, query: str = ""
+) -> dict[str, Any]:
     rules = services.ruleset_rules(task)
     form = form or ReorderProposalForm(rule_ids=[r.pk for r in rules])
     groups: list[dict[str, Any]] = []
@@ -432,6 +511,8 @@ def _ruleset_context(task: Task, user: Any, *, form: ReorderProposalForm | None 
         "decided_proposals": [_proposal_view(p, rules_by_id, user) for p in decided],
         "propose_form": form,
         "decision_form": ProposalDecisionForm(),
+        "q": query,
+        "matches": list(search_rules(task, query).select_related("task")[:SEARCH_SHOWN]) if query else [],
     }
 
 
@@ -441,7 +522,8 @@ def _ruleset_context(task: Task, user: Any, *, form: ReorderProposalForm | None 
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
     task = _get_task_for_user(request, task_name)
-    context = _ruleset_context(task, request.user)
+    query = request.GET.get("q", "").strip()[:200]
+    context = _ruleset_context(task, request.user, query=query)
     context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
     return render(request, "rules/ruleset.html", context)
 
@@ -518,20 +600,44 @@ def reject_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: 
     return _decide_proposal(request, rule_set_reorder_proposal_id, "reject")
 
 
+EXAMPLES_FOUND = 20
+
+
+def _find_examples(task: Task, query: str) -> list[Example]:
+    """Return the task's examples whose number is the query or whose text contains it."""
+    query = query.strip()
+    if not query:
+        return []
+    examples = Example.objects.filter(task=task)
+    if query.isdigit():
+        return list(examples.filter(pk=int(query)))
+    return list(examples.filter(inputs__icontains=query).order_by("id")[:EXAMPLES_FOUND])
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required("rules.add_rule", raise_exception=True)
 def rule_create(request: HttpRequest) -> HttpResponse:
-    """Show and handle the form for a hand-written rule."""
-    selected = Task.objects.filter(name=request.GET.get("task") or request.POST.get("task") or "").first()
+    """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
+    tasks = list(Task.objects.order_by("name"))
+    wanted = request.GET.get("task") or request.POST.get("task") or ""
+    selected = next((t for t in tasks if t.name == wanted), tasks[0] if len(tasks) == 1 else None)
+    if selected is None:
+        return render(request, "rules/rule_create.html", {"tasks": tasks})
+    find = (request.POST.get("find") or "").strip()[:200]
+    found: list[Example] = []
     if request.method == "POST":
         form = RuleCreateForm(request.POST, task=selected)
-        if form.is_valid():
+        if request.POST.get("action") == "find":
+            # Searching keeps what was typed; nothing is saved until "Save the rule".
+            found = _find_examples(selected, find)
+        elif form.is_valid():
             data = form.cleaned_data
             try:
                 rule = services.rule_create(
-                    task=data["task"], user=request.user, text=data["text"], label=data["label"],
+                    task=selected, user=request.user, text=data["text"], label=data["label"],
                     topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
+                    examples=data["examples"],
                 )
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
@@ -542,8 +648,30 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                 }
                 return redirect(rule)
     else:
-        form = RuleCreateForm(initial={"task": selected.name if selected else None}, task=selected)
-    return render(request, "rules/rule_create.html", {"form": form, "selected_task": selected})
+        form = RuleCreateForm(initial={"task": selected.name}, task=selected)
+    chosen_ids = [i for i in map(_as_int, request.POST.getlist("examples")) if i]
+    chosen = list(Example.objects.filter(task=selected, pk__in=chosen_ids).order_by("id"))
+    shown = chosen + [ex for ex in found if ex.pk not in set(chosen_ids)]
+    context = {
+        "form": form, "selected_task": selected, "tasks": tasks, "find": find,
+        "searched": request.POST.get("action") == "find",
+        "examples_shown": [(ex, ex.pk in chosen_ids) for ex in shown],
+    }
+    return render(request, "rules/rule_create.html", context)
+
+
+@require_GET
+@login_required
+@permission_required("rules.view_rule", raise_exception=True)
+def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
+    """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
+    task = _get_task_for_user(request, task_name)
+    query = request.GET.get("q", "").strip()[:200]
+    decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
+    if query:
+        decisions = decisions.filter(rule__in=search_rules(task, query).values("pk"))
+    page = Paginator(decisions.order_by("-created_at", "-id"), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "rules/decision_log.html", {"task": task, "q": query, "page": page})
 
 
 @require_GET
@@ -564,12 +692,15 @@ def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse
 
 urlpatterns = [
     path("review/", review_queue_page, name="pld-review-queue"),
+    path("review/waiting/", waiting_for_me, name="pld-waiting-for-me"),
+    path("review/waiting/badge/", waiting_badge, name="pld-waiting-badge"),
     path("rules/new/", rule_create, name="pld-rule-create"),
     path("rules/<int:rule_id>/", rule_detail, name="pld-rule-detail"),
     path("rules/<int:rule_id>/approve/", approve_rule, name="pld-rule-approve"),
     path("rules/<int:rule_id>/edit/", edit_rule, name="pld-rule-edit"),
     path("rules/<int:rule_id>/reject/", reject_rule, name="pld-rule-reject"),
     path("rules/<int:rule_id>/history/", rule_history, name="pld-rule-history"),
+    path("rules/<int:rule_id>/comments/", add_comment, name="pld-rule-comment"),
     path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
     path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
     path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
@@ -578,4 +709,5 @@ urlpatterns = [
     path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/reject/", reject_reorder_proposal,
          name="pld-ruleset-proposal-reject"),
     path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
+    path("tasks/<slug:task_name>/decisions/", decision_log_page, name="pld-decision-log-page"),
 ]

@@ -20,6 +20,7 @@ from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
 from rules.evidence import excerpts, highlight
 from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
 from rules.models import DatasetImport, Example, Split, Task
+from rules.panels import task_panels
 
 EXAMPLES_PER_PAGE = 50
 GROUP_PREVIEW_LIMIT = 40
@@ -154,6 +155,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
     context["distribution"] = _distribution(task)
     context["imports"] = DatasetImport.objects.filter(task=task).select_related("imported_by")[:20]
     context["feedback_waiting"] = task.examples.filter(split=Split.FEEDBACK).count()
+    context["task_panels"] = task_panels(task, request.user)
     return render(request, "rules/task_detail.html", context)
 
 

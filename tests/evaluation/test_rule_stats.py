@@ -132,12 +132,12 @@ def test_the_queue_shows_right_on_covered_in_the_same_number_of_queries_for_2_an
     _queue_rules(task, 2)
     client.get("/review/")  # warm the session and permission caches
     small, body = _queue_queries(client)
-    assert "Right on covered" in body and body.count("2/3 <span") == 2
+    assert "Right on its examples" in body and body.count("2 of 3 <span") == 2
     _queue_rules(task, 18, start=2)
     _rule(task, [], text="If never evaluated, then Contradiction")
     large, body = _queue_queries(client)
     assert small == large
-    assert body.count("2/3 <span") == 20 and "not evaluated" in body
+    assert body.count("2 of 3 <span") == 20 and "not evaluated" in body
 
 
 def test_rules_never_imports_evaluation() -> None:

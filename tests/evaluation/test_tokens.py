@@ -55,7 +55,13 @@ def test_the_page_shows_a_new_token_once_and_revokes_it(client, admin_user, revi
     assert raw in response.content.decode() and response["Cache-Control"] == "no-store"
     listing = client.get("/api-tokens/").content.decode()
     assert raw not in listing and token.prefix in listing and "contract intake" in listing
-    client.post(f"/api-tokens/{token.pk}/revoke/")
+    # Revoking asks first: the list links to a confirmation page, and a POST without its confirmation revokes nothing.
+    assert f'href="/api-tokens/{token.pk}/revoke/"' in listing
+    for unconfirmed in (client.get, client.post):
+        assert "Revoke the token" in unconfirmed(f"/api-tokens/{token.pk}/revoke/").content.decode()
+        token.refresh_from_db()
+        assert token.revoked_at is None
+    client.post(f"/api-tokens/{token.pk}/revoke/", {"confirm": "yes"})
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert "revoked" in client.get("/api-tokens/").content.decode()

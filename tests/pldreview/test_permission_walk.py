@@ -47,6 +47,8 @@ MUST_VISIT = {
     # Production decisions (issue 15).
     "pld-production", "pld-production-export", "pld-classify-call-list", "pld-classify-call-detail",
     "pld-classify-call-feedback", "pld-production-retention",
+    # issue 14
+    "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-decision-log-page", "pld-glossary",
 }
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 # re_path() routes: a named group becomes a parameter like a converter.

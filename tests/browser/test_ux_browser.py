@@ -1,0 +1,201 @@
+"""What reviewers and auditors stumbled on in the browser (issue 14), walked in headless Chromium."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import _close
+from tests.browser.test_review_browser import CHROMIUM, _log_in, _wait_for_swapped_rule
+from tests.rules.reviewkit import teacher_rule
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
+    browser, live_server, task, reviewer
+) -> None:
+    first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
+    second = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{first.pk}/")
+    assert page.title().startswith(f"Rule {first.pk} ")
+    page.keyboard.press("j")  # skip the first rule
+    _wait_for_swapped_rule(page, second)
+    assert page.title().startswith(f"Rule {second.pk} ")
+
+    page.keyboard.press("r")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
+    page.keyboard.type("Sharing alone says nothing about who may see it")
+    page.click("#reject-form button[type=submit]")
+    page.wait_for_selector(".nothing-left")
+    text = page.locator(".nothing-left").inner_text()
+    assert "Nothing left to review" not in text
+    assert "1 rule still pending for you" in text
+    assert "Rule " not in page.title()
+
+    page.click(".nothing-left a")
+    page.wait_for_selector("[data-queue-row]")
+    assert first.text in page.locator(".queue-table").inner_text()
+    _close(context, page)
+
+
+def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, task, reviewer) -> None:
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
+    page.keyboard.press("e")
+    page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
+    page.fill("#edit-reason", "Say with whom")
+    page.click("#edit-form button[type=submit]")
+    page.wait_for_selector(".nothing-left")
+    text = page.locator(".nothing-left").inner_text()
+    assert "Nothing left to review" not in text
+    assert "Nothing left for you to decide" in text and "wait" in text and "another reviewer" in text
+    _close(context, page)
+
+
+def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, live_server, task, reviewer) -> None:
+    from rules.services import rule_create
+
+    reason = "Covers a gap the teacher missed: " + " ".join(["confidentiality-obligations-survive-termination"] * 6)
+    text = "If " + "the recipient keeps it secret " * 12 + ", then Entailment"
+    rule = rule_create(task=task, user=reviewer, text=text, label="Entailment", reason=reason)
+    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/history/")
+    boxes = [page.locator(f"#{name}").bounding_box() for name in ("decisions", "revisions", "records")]
+    for upper, lower in zip(boxes, boxes[1:], strict=False):
+        assert upper["y"] + upper["height"] <= lower["y"]
+    main = page.locator("main").bounding_box()
+    for name in ("decisions", "revisions", "records"):
+        scroller = page.locator(f"#{name}").locator("xpath=..").bounding_box()
+        assert scroller["x"] + scroller["width"] <= main["x"] + main["width"] + 1
+    # The reason wraps between words: every line break falls on a space, never inside a word.
+    cell = page.locator("#decisions td.why").first
+    assert page.evaluate("el => getComputedStyle(el).wordBreak", cell.element_handle()) == "normal"
+    assert cell.inner_text() == reason
+    assert page.locator("#decisions [data-action=create]").inner_text().count("Written by hand") == 1
+    records = page.locator("#records tbody tr")
+    assert records.count() == 1 and "Created: " in records.first.inner_text()
+    _close(context, page)
+
+
+def test_a_second_reviewer_sees_the_revision_waiting_for_her(
+    browser, live_server, task, reviewer, second_reviewer
+) -> None:
+    from rules.services import rule_edit
+
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    rule_edit(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Say with whom",
+              text="If the clause lets the recipient share it with employees, then Entailment", label="Entailment",
+              topic="", precedence_note="")
+    context, page = _log_in(browser, live_server, "ravi", "/")
+    page.wait_for_selector("#waiting-badge [data-waiting='2']")
+    # A new revision appears: the next poll (started here instead of waiting 30 s) says it is new.
+    teacher_rule(task, text="If the clause names advisers, then NotMentioned", label="NotMentioned", support=3)
+    page.evaluate("htmx.ajax('GET', '/review/waiting/badge/', {source: '#waiting-badge', target: '#waiting-badge'})")
+    page.wait_for_selector("#waiting-badge:has-text('1 new')")
+    assert page.locator("#waiting-badge [data-waiting]").get_attribute("data-waiting") == "3"
+    page.click("main a:has-text('rules awaiting review')")  # the dashboard's count was drawn at load
+    page.wait_for_url("**/review/")
+    page.click("text=Waiting for me")
+    page.wait_for_url("**/review/waiting/")
+    assert "If the clause lets the recipient share it with employees" in page.locator("#waiting").inner_text()
+    _close(context, page)
+
+    # rita wrote that revision: it waits for someone else, not for her.
+    context, page = _log_in(browser, live_server, "rita", "/review/waiting/")
+    page.wait_for_selector("#waiting-badge [data-waiting='2']")  # the long-clause and the advisers rules
+    assert "share it with employees" not in page.locator("main").inner_text()
+    assert "NotMentioned" in page.locator("#waiting").inner_text()
+    _close(context, page)
+
+
+def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_server, task, auditor) -> None:
+    context, page = _log_in(browser, live_server, "aude", "/review/")
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    response = page.goto(f"{live_server.url}/rules/new/", referer=f"{live_server.url}/review/")
+    assert response.status == 403
+    assert page.locator("nav[aria-label=Main] a", has_text="Tasks").count() == 1
+    assert "Access denied" in page.title()
+    text = page.locator("main").inner_text()
+    assert "Auditor" in text or "auditor" in text
+    page.click("text=Back to the previous page")
+    page.wait_for_url(f"{live_server.url}/review/")
+    page.goto(f"{live_server.url}/rules/new/")
+    assert page.locator("text=Back to the previous page").count() == 0
+    page.click("text=Back to the overview")
+    page.wait_for_url(f"{live_server.url}/")
+    assert missing == []  # no favicon or other 404 on the way
+    _close(context, page)
+
+
+def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_server, admin_user) -> None:
+    from evaluation.models import ApiToken
+
+    context, page = _log_in(browser, live_server, admin_user.username, "/api-tokens/")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.fill("#id_name", "contract intake")
+    page.click("text=Create token")
+    page.wait_for_selector("#raw-token")
+    raw = page.locator("#raw-token").inner_text().strip()
+    page.click("[data-copy=raw-token]")
+    page.wait_for_selector(".copy-status:has-text('Copied.')")
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+
+    page.goto(f"{live_server.url}/api-tokens/")
+    page.click("text=Revoke…")
+    page.wait_for_selector("text=Revoke the token “contract intake”?")
+    assert ApiToken.objects.get().revoked_at is None
+    page.click("text=Keep it")
+    page.wait_for_url("**/api-tokens/")
+    assert ApiToken.objects.get().revoked_at is None
+    page.click("text=Revoke…")
+    page.click("button:has-text('Revoke the token')")
+    page.wait_for_selector("text=Revoked token")
+    assert ApiToken.objects.get().revoked_at is not None
+    _close(context, page)
+
+
+def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task, reviewer, second_reviewer) -> None:
+    from rules.services import rule_edit
+
+    rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
+    teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    rule_edit(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Advisers are a different case",
+              text="If the clause lets the recipient share with employees, then Entailment", label="Entailment",
+              topic="", precedence_note="")
+    context, page = _log_in(browser, live_server, "rita", "/review/")
+    page.fill("#f-q", "advisers")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('[data-queue-row]').length === 1")
+    assert "share with employees" in page.locator(".queue-table").inner_text()
+    assert "q=advisers" in page.url
+    _close(context, page)
+
+
+def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser, live_server, task, reviewer) -> None:
+    from rules.models import Rule
+    from tests.rules.reviewkit import example
+
+    example(task, 1, premise="The recipient may share the plan with its staff.")
+    example(task, 2, premise="Staff of affiliates may see it.")
+    context, page = _log_in(browser, live_server, "rita", "/review/")
+    page.click("text=Write a rule")
+    page.wait_for_selector("#id_label")
+    labels = page.locator("#id_label option").all_inner_texts()
+    assert labels == task.label_names
+    page.fill("#id_text", "If staff may see it, then Entailment")
+    page.fill("#find-examples", "staff")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".found-examples input[type=checkbox]")
+    assert page.input_value("#id_text") == "If staff may see it, then Entailment"
+    for box in page.locator(".found-examples input[type=checkbox]").all():
+        box.check()
+    page.click("text=Save the rule")
+    page.wait_for_selector("article[data-rule-id]")
+    rule = Rule.objects.get()
+    assert rule.support == 2
+    assert "2 examples" in page.locator("article.rule").inner_text()
+    _close(context, page)
