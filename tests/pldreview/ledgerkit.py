@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,12 +14,20 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
-from evaluation.models import Promotion, Report
-from evaluation.promotion import prompt_version_promote
+from evaluation.decision_log import decision_feedback_give, decision_policy_set, inputs_sha256
+from evaluation.models import ClassifyCall, Promotion, Report
+from evaluation.promotion import promotion_override_confirm, promotion_override_request
 from evaluation.reports import report_create
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
-from rules.services import decision_undo, rule_edit, rule_reject
+from rules.services import (
+    decision_undo,
+    rule_edit,
+    rule_reject,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
+    ruleset_rules,
+)
 from tests.rules.reviewkit import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled
 
@@ -34,8 +43,11 @@ class World:
     report: Report
 
 
-def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User) -> World:
-    """Review, edit, reject, undo, compile, promote and request a report, all through the services."""
+def audited_world(
+    task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User, second_admin: User
+) -> World:
+    """Review, edit, reorder, compile, promote (a two-Admin override), log a call and its feedback, and request
+    a report, all through the services: every audited table gets rows."""
     rules = approve_all(task, reviewer)
     edited = teacher_rule(task, text="If the clause bans copies, then Contradiction", label="Contradiction")
     rule_edit(rule=edited, user=second_reviewer, lock_version=edited.lock_version, reason="Sharper",
@@ -45,9 +57,22 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     undone = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned")
     undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops")
     decision_undo(decision=undo_me, user=second_reviewer)
+    order = [rule.pk for rule in ruleset_rules(task)]
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order[::-1], reason="Specific first")
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed")
     version = compiled(task, admin_user)
-    promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
-                                       override_justification="No evaluation yet: pilot only")
+    override = promotion_override_request(prompt_version=version, user=admin_user, reason="Pilot",
+                                          justification="No evaluation yet: pilot only")
+    promotion = promotion_override_confirm(override=override, user=second_admin)
+    decision_policy_set(task=task, input_retention="full", retention_days=365, user=admin_user,
+                        reason="Keep a year of calls")
+    inputs = {"premise": "The Recipient may keep one copy.", "hypothesis": "All copies are destroyed."}
+    call = ClassifyCall.objects.create(
+        request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
+        model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.8}, top_probability=0.8,
+        latency_ms=12.0, input_retention="full", inputs=inputs, input_sha256=inputs_sha256(inputs),
+    )
+    decision_feedback_give(call=call, correct_label="Contradiction", reason="Copies are banned", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
 

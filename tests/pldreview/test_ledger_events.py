@@ -25,9 +25,9 @@ def _snapshots() -> dict[tuple[str, str], list[dict]]:
 
 
 def test_every_history_record_written_by_the_services_has_its_ledger_entry(
-    task, reviewer, second_reviewer, admin_user, auditor  # noqa: ANN001
+    task, reviewer, second_reviewer, admin_user, auditor, second_admin  # noqa: ANN001
 ) -> None:
-    audited_world(task, reviewer, second_reviewer, admin_user, auditor)
+    audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
     snapshots = _snapshots()
     checked = 0
     for model in audited_models():
@@ -44,8 +44,10 @@ def test_every_history_record_written_by_the_services_has_its_ledger_entry(
     assert checked > 20
 
 
-def test_compile_seal_and_status_changes_are_named_events(task, reviewer, second_reviewer, admin_user, auditor) -> None:  # noqa: ANN001
-    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
+def test_compile_seal_and_status_changes_are_named_events(  # noqa: ANN001
+    task, reviewer, second_reviewer, admin_user, auditor, second_admin
+) -> None:
+    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
     events = list(LedgerEntry.objects.filter(object_type="rules.promptversion", object_id=str(world.version.pk))
                   .values_list("event", flat=True))
     assert events[:2] == ["prompt_version.compiled", "prompt_version.sealed"]
