@@ -70,7 +70,7 @@ def test_a_rerun_after_people_decided_rules_compiles_and_promotes_nothing(
     # People go on: a reviewer approves another rule, an Admin compiles and evaluates v2 (well).
     approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned")
     out = io.StringIO()
-    call_command("seed_demo", only="evaluation.demo_prompts", stdout=out)
+    call_command("seed_demo", only="evaluation.demo_prompts", allow_production_demo=True, stdout=out)
     assert "already compiled" in out.getvalue() and "already in production" in out.getvalue()
     assert PromptVersion.objects.count() == 1
     v2 = compiled(task, admin_user)
