@@ -12,10 +12,10 @@ lives in its own sequence that shares the prompt's cells (unified KV cache), so 
 per example gives every logit needed, instead of one call per label and per label token.
 
 Measured here (docs/student.md): keeping the cache costs nothing per example, so a state is
-saved and restored only across processes (warm starts, evaluation/warm.py); flash attention and a quantized (q8_0/q4_0) KV cache
-made the per-example step slower on these CPUs; a non-full sliding-window cache cannot hold the
-label sequences. What remains after reuse is attention over the cached rules, which every
-example token must pay.
+saved and restored only across processes (warm starts, evaluation/warm.py); flash attention and
+a quantized (q8_0/q4_0) KV cache made the per-example step slower on these CPUs; a non-full
+sliding-window cache cannot hold the label sequences. What remains after reuse is attention over
+the cached rules, which every example token must pay.
 """
 from __future__ import annotations
 

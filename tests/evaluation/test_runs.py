@@ -25,7 +25,7 @@ from evaluation.student import Student, StudentDecision, get_student
 from pldreview.jobs import JobCancelled, job_create
 from pldreview.models import Job, LedgerEntry
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
-from tests.evaluation.conftest import NDA_ROWS, add_contract_examples, add_examples
+from tests.evaluation.conftest import CONTRACT_A, CONTRACT_B, NDA_ROWS, add_contract_examples, add_examples
 from tests.support.gguf_files import GEMMA_CHAT_TEMPLATE, gguf_with_chat_template
 from tests.support.processes import dead_pid
 
@@ -215,9 +215,12 @@ def test_a_shared_context_is_processed_once_per_run(contract_task: Task, student
     by_example = {p.example_id: p for p in run.predictions.all()}
     ordered = [by_example[i] for i in run.options["example_ids"]]
     assert [Example.objects.get(pk=p.example_id).group_key for p in ordered] == ["doc-a"] * 3 + ["doc-b"] * 3
-    # The first hypothesis of each document pays for the document; the others only for themselves.
-    for first, rest in ((ordered[0], ordered[1:3]), (ordered[3], ordered[4:6])):
-        assert all(p.tokens_processed * 3 < first.tokens_processed for p in rest)
+    # The first hypothesis of each document pays for the document; the others only for themselves
+    # (their whole example segment: decoding resumes at a segment's start, see Student._decode).
+    for document, first, rest in ((CONTRACT_A, ordered[0], ordered[1:3]), (CONTRACT_B, ordered[3], ordered[4:6])):
+        document_tokens = student_settings.count_tokens(document)
+        assert first.tokens_processed > document_tokens
+        assert all(p.tokens_processed < document_tokens for p in rest)
     assert len(examples) == run.predictions.count()
 
 

@@ -168,3 +168,20 @@ def test_warm_student_saves_the_production_versions_state_once(
     assert student_preload() == [f"{task.name} v1: held ({path})"]
     student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
     assert student_preload() == [f"{task.name} v1: restored ({path})"]
+
+
+@pytest.mark.slow
+def test_a_run_records_whether_its_rules_prefix_was_restored_or_recomputed(
+    task, nda_examples, student_settings, settings, tmp_path: Path
+) -> None:
+    from evaluation.runs import evaluation_run_create, evaluation_run_execute
+
+    settings.PLD_STUDENT_STATE_DIR = tmp_path
+    warm = evaluation_run_create(task=task, mode="zero-shot", limit=2)
+    assert student_state_save(student=student_settings, rules_text=warm.prompt_text).usable
+    student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
+    warm = evaluation_run_execute(run=warm)
+    assert warm.options["prefix"] == "restored"
+    cold = evaluation_run_create(task=task, mode="few-shot", k_shot=1, limit=2)  # no state saved for these rules
+    cold = evaluation_run_execute(run=cold)
+    assert cold.options["prefix"] == "recomputed"
