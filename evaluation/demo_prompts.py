@@ -8,9 +8,11 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from evaluation.models import ApiToken
-from evaluation.promotion import prompt_version_promote
+from evaluation.promotion import promotion_meaning, prompt_version_promote
 from evaluation.tokens import api_token_create
+from pldreview.signatures import prompt_version_content_sha256, signature_sign, signing
 from rules.compiler import prompt_version_compile
+from rules.demo import demo_password
 from rules.models import PromptVersion, Task
 from rules.services import ruleset_rules
 
@@ -60,7 +62,14 @@ def seed_promotion(stdout: TextIO) -> None:
         stdout.write(f"  {version} is already in production\n")
     else:
         try:
-            promotion = prompt_version_promote(prompt_version=version, user=admin, reason=PROMOTION_REASON)
+            with signing():  # a refused promotion leaves no signature behind
+                signature = signature_sign(
+                    user=admin, password=demo_password(admin.username), meaning=promotion_meaning(version),
+                    reason=PROMOTION_REASON, content_sha256=prompt_version_content_sha256(version.text),
+                )
+                promotion = prompt_version_promote(
+                    prompt_version=version, user=admin, reason=PROMOTION_REASON, signature=signature
+                )
         except ValidationError as exc:
             stdout.write(f"  {version} was not promoted: {' '.join(exc.messages)}\n")
         else:

@@ -113,12 +113,22 @@ class Promotion(models.Model):
     override_justification = models.TextField(blank=True, help_text="Why the gate was overridden, if it was")
     gate = models.JSONField(default=dict, blank=True, help_text="The gate's evidence at promotion time")
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # The Admin's electronic signature (meaning "Promoted to production" or "Rolled back", over the version's
+    # text). Nullable only for promotions recorded before signatures existed; the service requires it.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("promote_prompt", "Can promote a prompt version to production")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False), name="promotion_signature_once"
+            ),
+        ]
 
 
 class ApiToken(models.Model):
@@ -131,11 +141,21 @@ class ApiToken(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The Admin's electronic signature of the revocation (meaning "Token revoked").
+    revoked_signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="revoked_tokens"
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         permissions = [("manage_api_tokens", "Can create and revoke API tokens")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["revoked_signature"], condition=models.Q(revoked_signature__isnull=False),
+                name="api_token_revoked_signature_once",
+            ),
+        ]
 
     @staticmethod
     def hash_token(raw: str) -> str:
@@ -163,11 +183,21 @@ class Report(models.Model):
     error = models.TextField(blank=True)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
     generated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # A person's electronic signature of the issued PDF (meaning "Report signed", over its bytes), given
+    # after reading it; the PDF's own digital signature is the server's.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False), name="report_signature_once"
+            ),
+        ]
         permissions = [
             ("generate_report", "Can generate signed reports"),
             ("verify_report", "Can verify a report file"),

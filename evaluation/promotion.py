@@ -18,6 +18,8 @@ from django.db import transaction
 
 from evaluation.models import EvaluationRun, Prediction, Promotion
 from evaluation.student import StudentModelError, check_model_file
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import PromptVersion, Split, Task
 from rules.tokens import student_model_path
@@ -170,6 +172,18 @@ def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: i
     return flips[:limit]
 
 
+def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool:
+    return previous is not None and (
+        version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
+    )
+
+
+def promotion_meaning(prompt_version: PromptVersion) -> str:
+    """Return what putting this version into production means now: "Promoted to production" or "Rolled back"."""
+    rollback = _is_rollback(prompt_version, production_version(prompt_version.task))
+    return Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
+
+
 def _save_version_status(version: PromptVersion, *, status: str, user: AbstractBaseUser, reason: str) -> None:
     version.status = status
     # Only the status is written: every other column of a prompt version is immutable (database triggers).
@@ -178,9 +192,14 @@ def _save_version_status(version: PromptVersion, *, status: str, user: AbstractB
 
 @transaction.atomic
 def prompt_version_promote(
-    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, override_justification: str = ""
+    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, override_justification: str = "",
+    signature: Signature | None = None,
 ) -> Promotion:
-    """Put a version into production through the gate, retiring the previous one; return the audit record."""
+    """Put a version into production through the gate, retiring the previous one; return the audit record.
+
+    It is a signing: the Admin's signature must mean "Promoted to production" (or "Rolled back") and be
+    over the version's text.
+    """
     if not user.has_perm("evaluation.promote_prompt"):
         raise PermissionDenied("Only Admins promote prompt versions.")
     reason = reason.strip()
@@ -198,9 +217,9 @@ def prompt_version_promote(
             {"override_justification": [*gate.problems, "An Admin may override the gate with a written justification."]}
         )
     previous = gate.production or production_version(version.task)
-    is_rollback = previous is not None and (
-        version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
-    )
+    is_rollback = _is_rollback(version, previous)
+    signature_check(signature, user=user, meanings=Meaning.ROLLED_BACK if is_rollback else Meaning.PROMOTED,
+                    content_sha256=prompt_version_content_sha256(version.text))
     evidence = gate.as_dict()
     evidence["overridden"] = not gate.passed
     what = "Rolled back to" if is_rollback else "Promoted"
@@ -220,6 +239,7 @@ def prompt_version_promote(
         override_justification=override_justification if not gate.passed else "",
         gate=evidence,
         promoted_by=user,
+        signature=signature,
     )
     audited_save(promotion, user=user, reason=f"{what} v{version.number}")
     return promotion

@@ -11,6 +11,9 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, rule_content_sha256, rule_move_content_sha256, signature_sign
+from rules.demo import demo_password
 from rules.models import Decision, Example, Rule, Task
 from rules.services import (
     rule_approvals,
@@ -141,6 +144,16 @@ APPROVE_REASON = "Checked against the cited clauses; precise and general."
 REORDER_REASON = "The advisers rule must be read before the employee-sharing Entailment rule, which it narrows."
 
 
+def _sign(user: User, meaning: str, content_sha256: str, reason: str) -> Signature:
+    # The demo signs as its users, with their demo passwords, through the same service as the pages.
+    return signature_sign(user=user, password=demo_password(user.username), meaning=meaning, reason=reason,
+                          content_sha256=content_sha256)
+
+
+def _rule_sha(text: str, label: str, precedence_note: str = "") -> str:
+    return rule_content_sha256(text=text.strip(), label=label, precedence_note=precedence_note.strip())
+
+
 def _cited(task: Task, demo: DemoRule) -> list[Example]:
     wanted = {f"id {ref}" for ref in demo.examples}
     return [ex for ex in task.examples.all() if any(ex.source_ref.endswith(w) for w in wanted)]
@@ -162,6 +175,7 @@ def _written(task: Task, author: User, demo: DemoRule, reason: str) -> tuple[Rul
     rule = rule_create(
         task=task, user=author, text=demo.text, label=demo.label, topic=demo.topic,
         precedence_note=demo.precedence_note, reason=reason, examples=_cited(task, demo),
+        signature=_sign(author, Meaning.WRITTEN, _rule_sha(demo.text, demo.label, demo.precedence_note), reason),
     )
     return rule, True
 
@@ -181,7 +195,10 @@ def seed_review_decisions(stdout: TextIO) -> None:
         rule, _ = _written(task, rita, demo, "Written from the fixture clauses it cites")
         approved_by_ravi = any(d.reviewer_id == ravi.pk for d in rule_approvals(rule))
         if rule.status == Rule.Status.PENDING and rule.current_revision.author_id == rita.pk and not approved_by_ravi:
-            rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON)
+            signature = _sign(ravi, Meaning.APPROVED, _rule_sha(rule.text, rule.label, rule.precedence_note),
+                              APPROVE_REASON)
+            rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON,
+                         signature=signature)
 
     # rita moves the advisers guard above the employee-sharing rule it narrows: a recorded reorder.
     employees = _find(task, rita, GOOD_RULES[0])
@@ -190,19 +207,26 @@ def seed_review_decisions(stdout: TextIO) -> None:
         order = [r.pk for r in ruleset_rules(task)]
         while guard.pk in order and employees.pk in order and order.index(guard.pk) > order.index(employees.pk):
             guard.refresh_from_db()
+            signature = _sign(rita, Meaning.REORDERED, rule_move_content_sha256(
+                text=guard.text, label=guard.label, precedence_note=guard.precedence_note, direction="up",
+            ), REORDER_REASON)
             ruleset_reorder(rule=guard, user=rita, direction="up", lock_version=guard.lock_version,
-                            reason=REORDER_REASON)
+                            reason=REORDER_REASON, signature=signature)
             order = [r.pk for r in ruleset_rules(task)]
 
     broad, _ = _written(task, ravi, TOO_BROAD, "First draft")
     if broad.status == Rule.Status.PENDING:
-        rule_reject(rule=broad, user=rita, lock_version=broad.lock_version, reason=TOO_BROAD_REASON)
+        signature = _sign(rita, Meaning.REJECTED, _rule_sha(broad.text, broad.label, broad.precedence_note),
+                          TOO_BROAD_REASON)
+        rule_reject(rule=broad, user=rita, lock_version=broad.lock_version, reason=TOO_BROAD_REASON,
+                    signature=signature)
 
     advisers, _ = _written(task, ravi, ADVISERS_DRAFT, "First draft")
     if advisers.current_revision.number == 1:
         rule_edit(
             rule=advisers, user=rita, lock_version=advisers.lock_version, reason=ADVISERS_EDIT_REASON,
             text=ADVISERS_EDIT, label="NotMentioned", topic="Compelled disclosure",
+            signature=_sign(rita, Meaning.EDITED, _rule_sha(ADVISERS_EDIT, "NotMentioned"), ADVISERS_EDIT_REASON),
         )
 
     _written(task, ravi, LEFT_PENDING, "Written from the fixture clauses it cites")

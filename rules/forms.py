@@ -5,13 +5,14 @@ from typing import Any
 
 from django import forms
 
+from pldreview.forms import SigningForm
 from rules.models import Task
 
 _REASON_ROWS = {"rows": 2}
 
 
-class DecisionForm(forms.Form):
-    """What every decision carries: the version of the rule the reviewer saw."""
+class DecisionForm(SigningForm):
+    """What every decision carries: the version of the rule the reviewer saw, and the reviewer's signature."""
 
     lock_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
@@ -62,12 +63,12 @@ class EditForm(_RuleFieldsForm, DecisionForm):
     )
 
 
-class RuleCreateForm(_RuleFieldsForm):
+class RuleCreateForm(_RuleFieldsForm, SigningForm):
     task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name", empty_label=None)
     reason = forms.CharField(
         required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS), label="Why add it? (optional)"
     )
-    field_order = ["task", "text", "label", "topic", "precedence_note", "reason"]
+    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "password", "second_factor"]
 
     def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any) -> None:
         super().__init__(*args, task=task, **kwargs)

@@ -342,11 +342,28 @@ class Decision(models.Model):
     status_before = models.CharField(max_length=10, blank=True)
     status_after = models.CharField(max_length=10, blank=True)
     undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by")
+    # The reviewer's electronic signature of this decision. Required for the signed actions on every row
+    # written since migration 0003 (an INSERT trigger); older rows keep none, rather than a forged one.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
+    # The actions that are signings, and the meaning their signature must carry.
+    SIGNED_ACTIONS = {
+        Action.APPROVE: "approved", Action.REJECT: "rejected", Action.EDIT: "edited",
+        Action.CREATE: "written", Action.REORDER: "reordered",
+    }
+
     class Meta:
         ordering = ["created_at", "id"]
+        constraints = [
+            # One signature signs one decision (Part 11 §11.70: it cannot be copied to another record).
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False), name="decision_signature_once"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} rule {self.rule_id} by {self.reviewer}"

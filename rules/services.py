@@ -16,6 +16,8 @@ from django.db.models import F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pldreview.models import Signature
+from pldreview.signatures import rule_content_sha256, rule_move_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import ClusteringRun, Decision, Example, MicroRule, Rule, RuleRevision, Task
 
@@ -41,11 +43,16 @@ def rule_propose(
     refines: Rule | None = None,
     proposal: dict[str, Any] | None = None,
     reason: str = "",
+    signature: Signature | None = None,
 ) -> Rule:
     """Create a pending candidate rule with its first revision; a person must still decide on it.
 
-    A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author.
+    A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author, signed
+    by them with the meaning "Written" over the rule's text, label and precedence note.
     """
+    if proposed_by is not None:
+        _check_signature(signature, user=proposed_by, action=Decision.Action.CREATE,
+                         content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
     if label not in task.label_names:
         known = ", ".join(task.label_names)
         raise ValidationError({"label": f"{label!r} is not a label of task {task.name} ({known})"})
@@ -94,6 +101,7 @@ def rule_propose(
             reason=why,
             status_before="",
             status_after=Rule.Status.PENDING,
+            signature=signature,
         )
         audited_save(decision, user=proposed_by, reason=why)
     return rule
@@ -156,9 +164,23 @@ def _lock_rule(rule: Rule, *, lock_version: int | None) -> Rule:
     return locked
 
 
+def rule_signed_content(rule: Rule) -> str:
+    """Return the SHA-256 a decision on the rule's current wording is signed over."""
+    return rule_content_sha256(text=rule.text, label=rule.label, precedence_note=rule.precedence_note)
+
+
+def _check_signature(
+    signature: Signature | None, *, user: AbstractBaseUser, action: str, content_sha256: str
+) -> Signature:
+    # Part 11 §11.70: the signature must be the actor's, mean this action, and cover exactly this content.
+    return signature_check(
+        signature, user=user, meanings=Decision.SIGNED_ACTIONS[action], content_sha256=content_sha256
+    )
+
+
 def _record(
     *, rule: Rule, user: AbstractBaseUser, action: str, reason: str, status_before: str,
-    revision: RuleRevision | None = None, undoes: Decision | None = None,
+    revision: RuleRevision | None = None, undoes: Decision | None = None, signature: Signature | None = None,
 ) -> Decision:
     decision = Decision(
         rule=rule,
@@ -169,6 +191,7 @@ def _record(
         status_before=status_before,
         status_after=rule.status,
         undoes=undoes,
+        signature=signature,
     )
     audited_save(decision, user=user, reason=reason or Decision.Action(action).label)
     return decision
@@ -203,13 +226,18 @@ def _next_position(task: Task) -> int:
 
 
 @transaction.atomic
-def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str = "") -> Decision:
+def rule_approve(
+    *, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str = "",
+    signature: Signature | None = None,
+) -> Decision:
     """Approve the rule's current revision; the rule becomes approved once enough distinct reviewers agree.
 
-    The author of the current revision may not approve it (four eyes).
+    The author of the current revision may not approve it (four eyes). The approval is a signing: it needs
+    the reviewer's signature meaning "Approved" over the revision's text, label and precedence note.
     """
     _require_perm(user, "rules.review_rule")
     rule = _lock_rule(rule, lock_version=lock_version)
+    _check_signature(signature, user=user, action=Decision.Action.APPROVE, content_sha256=rule_signed_content(rule))
     if rule.status == Rule.Status.APPROVED:
         raise ValidationError("This rule is already approved.")
     revision = rule.current_revision
@@ -231,24 +259,29 @@ def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None
     why = reason.strip()
     summary = f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else "")
     audited_save(rule, user=user, reason=summary)
-    return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before)
+    return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before,
+                   signature=signature)
 
 
 @transaction.atomic
-def rule_reject(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str) -> Decision:
-    """Reject the rule with a reason; it stays, with its decision, and leaves the rule set."""
+def rule_reject(
+    *, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str, signature: Signature | None = None,
+) -> Decision:
+    """Reject the rule with a reason, signed by the reviewer; it stays, with its decision, and leaves the rule set."""
     _require_perm(user, "rules.review_rule")
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why you reject this rule."})
     rule = _lock_rule(rule, lock_version=lock_version)
+    _check_signature(signature, user=user, action=Decision.Action.REJECT, content_sha256=rule_signed_content(rule))
     if rule.status == Rule.Status.REJECTED:
         raise ValidationError("This rule is already rejected.")
     before = rule.status
     rule.status = Rule.Status.REJECTED
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Rejected: {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before)
+    return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before,
+                   signature=signature)
 
 
 @transaction.atomic
@@ -262,8 +295,12 @@ def rule_edit(
     label: str,
     topic: str = "",
     precedence_note: str = "",
+    signature: Signature | None = None,
 ) -> Decision:
-    """Write a new revision of the rule; it goes back to pending and needs fresh approvals from others."""
+    """Write a new revision of the rule; it goes back to pending and needs fresh approvals from others.
+
+    The editor signs the new wording (meaning "Edited", over the new text, label and precedence note).
+    """
     _require_perm(user, "rules.review_rule")
     why = reason.strip()
     if not why:
@@ -276,6 +313,8 @@ def rule_edit(
         raise ValidationError({"label": f"{label!r} is not a label of task {rule.task.name}."})
     if (text, label, topic, precedence_note) == (rule.text, rule.label, rule.topic, rule.precedence_note):
         raise ValidationError("Nothing changed: edit the text, label, topic or precedence note.")
+    _check_signature(signature, user=user, action=Decision.Action.EDIT,
+                     content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
     last = rule.revisions.aggregate(top=Max("number"))["top"] or 0
     revision = RuleRevision(
         rule=rule, number=last + 1, text=text, label=label, topic=topic, precedence_note=precedence_note,
@@ -290,7 +329,7 @@ def rule_edit(
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Edited (r{revision.number}): {why}")
     return _record(rule=rule, user=user, action=Decision.Action.EDIT, reason=why, status_before=before,
-                   revision=revision)
+                   revision=revision, signature=signature)
 
 
 @transaction.atomic
@@ -304,8 +343,9 @@ def rule_create(
     precedence_note: str = "",
     reason: str = "",
     examples: Iterable[Example] = (),
+    signature: Signature | None = None,
 ) -> Rule:
-    """Write a rule by hand, optionally citing examples; it waits, pending, for another reviewer's approval."""
+    """Write a rule by hand, signed by its writer, optionally citing examples; it waits for another's approval."""
     _require_perm(user, "rules.add_rule")
     if not text.strip():
         raise ValidationError({"text": "A rule needs a text."})
@@ -325,6 +365,7 @@ def rule_create(
         examples=cited,
         support=len(cited),
         label_balance=balance,
+        signature=signature,
     )
 
 
@@ -390,15 +431,18 @@ def ruleset_rules(task: Task) -> list[Rule]:
 
 @transaction.atomic
 def ruleset_reorder(
-    *, rule: Rule, user: AbstractBaseUser, direction: str, lock_version: int | None, reason: str = ""
+    *, rule: Rule, user: AbstractBaseUser, direction: str, lock_version: int | None, reason: str = "",
+    signature: Signature | None = None,
 ) -> Decision:
-    """Move an approved rule one place up or down in its task's rule set, as a recorded decision."""
+    """Move an approved rule one place up or down in its task's rule set, as a recorded, signed decision."""
     _require_perm(user, "rules.reorder_ruleset")
     if direction not in ("up", "down"):
         raise ValidationError({"direction": "Move a rule up or down."})
     rule = _lock_rule(rule, lock_version=lock_version)
     if rule.status != Rule.Status.APPROVED:
         raise ValidationError("Only approved rules belong to the rule set.")
+    _check_signature(signature, user=user, action=Decision.Action.REORDER, content_sha256=rule_move_content_sha256(
+        text=rule.text, label=rule.label, precedence_note=rule.precedence_note, direction=direction))
     ordered = ruleset_rules(rule.task)
     # Positions may have gaps or be missing (rules approved before ordering existed): renumber first.
     index = next(i for i, r in enumerate(ordered) if r.pk == rule.pk)
@@ -416,4 +460,5 @@ def ruleset_reorder(
         item.position = number
         item.lock_version += 1
         audited_save(item, user=user, reason=f"Rule set order: {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status)
+    return _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status,
+                   signature=signature)

@@ -10,14 +10,29 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_http_methods
 
-from evaluation.promotion import flipped_examples, production_version, promotion_gate, prompt_version_promote
+from evaluation.promotion import (
+    flipped_examples,
+    production_version,
+    promotion_gate,
+    promotion_meaning,
+    prompt_version_promote,
+)
+from pldreview.forms import SigningForm
+from pldreview.signatures import (
+    Meaning,
+    prompt_version_content_sha256,
+    second_factor_required,
+    signature_sign,
+    signing,
+    signing_password_required,
+)
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
 FLIPS_SHOWN = 50
 
 
-class PromotionForm(forms.Form):
+class PromotionForm(SigningForm):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), label="Reason",
         help_text="Why this version should serve production now. Kept forever in the audit record.",
@@ -39,12 +54,20 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show both versions' evidence and promote (or roll back to) this version with a reason."""
     version = _get_version_for_user(request, version_id)
     form = PromotionForm(request.POST or None)
+    meaning = promotion_meaning(version)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
         try:
-            promotion = prompt_version_promote(
-                prompt_version=version, user=request.user, reason=form.cleaned_data["reason"],
-                override_justification=form.cleaned_data["override_justification"],
-            )
+            with signing():
+                signature = signature_sign(
+                    user=request.user, password=data["password"], second_factor=data["second_factor"],
+                    meaning=meaning, reason=data["reason"], content_sha256=prompt_version_content_sha256(version.text),
+                    request=request,
+                )
+                promotion = prompt_version_promote(
+                    prompt_version=version, user=request.user, reason=data["reason"],
+                    override_justification=data["override_justification"], signature=signature,
+                )
         except ValidationError as exc:
             form_add_service_errors(form, exc)
         else:
@@ -61,7 +84,9 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     return render(request, "evaluation/promotion.html", {
         "version": version, "gate": gate, "current": current, "flips": flips, "form": form,
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
-        "flips_shown": FLIPS_SHOWN,
+        "flips_shown": FLIPS_SHOWN, "meaning": Meaning(meaning).label,
+        "signing_needs_password": signing_password_required(request),
+        "signing_needs_second_factor": second_factor_required(request),
     }, status=status)
 
 

@@ -14,6 +14,16 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from pldreview.signatures import (
+    Meaning,
+    SignatureRefused,
+    rule_content_sha256,
+    rule_move_content_sha256,
+    second_factor_required,
+    signature_sign,
+    signing,
+    signing_password_required,
+)
 from pldreview.web import form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
@@ -97,7 +107,8 @@ def _workspace_context(
         by_id = {ex.pk: ex for ex in Example.objects.filter(pk__in=ids)}
         failures = [_example_view(by_id[i], rule, context_field) for i in ids if i in by_id]
     recent = list(
-        Decision.objects.filter(rule=rule).select_related("reviewer", "revision").order_by("-created_at", "-id")[:5]
+        Decision.objects.filter(rule=rule).select_related("reviewer", "revision", "signature")
+        .order_by("-created_at", "-id")[:5]
     )
     lock = rule.lock_version
     forms = forms or {}
@@ -130,9 +141,26 @@ def _workspace_context(
         "edit_form": forms.get("edit") or EditForm(initial=initial_edit, task=task),
         "reject_form": forms.get("reject") or RejectForm(initial={"lock_version": lock}),
         "open_form": forms.get("open", ""),
+        **_signing_context(request),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         "rule_panels": rule_panels(rule, request.user),
     }
+
+
+def _signing_context(request: HttpRequest) -> dict[str, bool]:
+    """Say which credentials this session's next signing asks for (the forms show those fields)."""
+    return {
+        "signing_needs_password": signing_password_required(request),
+        "signing_needs_second_factor": second_factor_required(request),
+    }
+
+
+def _sign(request: HttpRequest, data: dict[str, Any], *, meaning: str, content_sha256: str) -> Any:
+    """Sign the content with the form's credentials as the request's user; raise SignatureRefused if wrong."""
+    return signature_sign(
+        user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
+        meaning=meaning, reason=data.get("reason", ""), content_sha256=content_sha256, request=request,
+    )
 
 
 def _as_int(value: Any) -> int:
@@ -220,20 +248,31 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            if kind == "approve":
-                decision = services.rule_approve(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
-                )
-            elif kind == "reject":
-                decision = services.rule_reject(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
-                )
-            else:
-                decision = services.rule_edit(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
-                    text=data["text"], label=data["label"], topic=data["topic"],
-                    precedence_note=data["precedence_note"],
-                )
+            with signing():
+                if kind == "approve":
+                    signature = _sign(request, data, meaning=Meaning.APPROVED,
+                                      content_sha256=services.rule_signed_content(rule))
+                    decision = services.rule_approve(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        signature=signature,
+                    )
+                elif kind == "reject":
+                    signature = _sign(request, data, meaning=Meaning.REJECTED,
+                                      content_sha256=services.rule_signed_content(rule))
+                    decision = services.rule_reject(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        signature=signature,
+                    )
+                else:
+                    signature = _sign(request, data, meaning=Meaning.EDITED, content_sha256=rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"],
+                        precedence_note=data["precedence_note"].strip(),
+                    ))
+                    decision = services.rule_edit(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        text=data["text"], label=data["label"], topic=data["topic"],
+                        precedence_note=data["precedence_note"], signature=signature,
+                    )
         except services.StaleRuleError as exc:
             fresh = _get_rule_for_user(request, rule_id)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
@@ -354,7 +393,7 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         raise Http404("No such revision")
     decisions = list(
         Decision.objects.filter(rule=rule)
-        .select_related("reviewer", "revision", "undoes")
+        .select_related("reviewer", "revision", "undoes", "signature")
         .prefetch_related("undone_by")
         .order_by("created_at", "id")
     )
@@ -404,7 +443,7 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order."""
     task = _get_task_for_user(request, task_name)
-    return render(request, "rules/ruleset.html", _ruleset_context(task))
+    return render(request, "rules/ruleset.html", _ruleset_context(task) | _signing_context(request))
 
 
 @require_POST
@@ -415,29 +454,40 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     task = _get_task_for_user(request, task_name)
     form = ReorderForm(request.POST)
     error = ""
+    status = 409
     moved_id = None
     if form.is_valid():
         rule = get_object_or_404(Rule, pk=form.cleaned_data["rule"], task=task)
         moved_id = rule.pk
+        data = form.cleaned_data
         try:
-            services.ruleset_reorder(
-                rule=rule, user=request.user, direction=form.cleaned_data["direction"],
-                lock_version=form.cleaned_data["lock_version"],
-            )
+            with signing():
+                signature = _sign(request, data, meaning=Meaning.REORDERED, content_sha256=rule_move_content_sha256(
+                    text=rule.text, label=rule.label, precedence_note=rule.precedence_note,
+                    direction=data["direction"],
+                ))
+                services.ruleset_reorder(
+                    rule=rule, user=request.user, direction=data["direction"],
+                    lock_version=data["lock_version"], signature=signature,
+                )
         except services.StaleRuleError:
             error = "The rule set changed while you were reading it; nothing was moved. Here is the current order."
+        except SignatureRefused as exc:
+            error, status = " ".join(exc.messages), 400
         except ValidationError as exc:
             error = " ".join(exc.messages)
     else:
-        error = "Choose a rule and a direction."
+        error, status = "Choose a rule and a direction.", 400
     if not request.htmx:
         if error:
-            context = _ruleset_context(task) | {"error": error}
-            return render(request, "rules/ruleset.html", context, status=409)
+            context = _ruleset_context(task) | _signing_context(request) | {"error": error}
+            return render(request, "rules/ruleset.html", context, status=status)
         url = reverse("pld-ruleset", args=[task.name])
         return redirect(f"{url}#rule-{moved_id}")
     direction = form.cleaned_data.get("direction", "") if form.is_valid() else ""
-    context = _ruleset_context(task) | {"error": error, "moved_id": moved_id, "moved_direction": direction}
+    context = _ruleset_context(task) | _signing_context(request) | {
+        "error": error, "moved_id": moved_id, "moved_direction": direction,
+    }
     return render(request, "rules/ruleset.html#ruleset-list", context)
 
 
@@ -452,10 +502,15 @@ def rule_create(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                rule = services.rule_create(
-                    task=data["task"], user=request.user, text=data["text"], label=data["label"],
-                    topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
-                )
+                with signing():
+                    signature = _sign(request, data, meaning=Meaning.WRITTEN, content_sha256=rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip(),
+                    ))
+                    rule = services.rule_create(
+                        task=data["task"], user=request.user, text=data["text"], label=data["label"],
+                        topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
+                        signature=signature,
+                    )
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
             else:
@@ -466,7 +521,8 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                 return redirect(rule)
     else:
         form = RuleCreateForm(initial={"task": selected.name if selected else None}, task=selected)
-    return render(request, "rules/rule_create.html", {"form": form, "selected_task": selected})
+    context = {"form": form, "selected_task": selected, **_signing_context(request)}
+    return render(request, "rules/rule_create.html", context, status=400 if form.errors else 200)
 
 
 @require_GET

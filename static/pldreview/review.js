@@ -1,4 +1,5 @@
 /* Review workspace keyboard shortcuts: j/k next/previous, a approve, e edit, r reject, u undo, ? help.
+   Decisions are signings: a and r go to the reason; Tab reaches the password; Ctrl+Enter signs.
    Plain JS, no build. Keys are ignored while typing; everything here also exists as a link or button. */
 (function () {
   "use strict";
@@ -80,8 +81,9 @@
       case "j": handled = follow("next") || moveInQueue(1); break;
       case "k": handled = follow("previous") || moveInQueue(-1); break;
       case "a": {
-        var approve = document.getElementById("approve-form");
-        if (approve) { submit(approve); handled = true; }
+        // Approving signs with the password, so the key opens the form instead of submitting it.
+        var approveReason = document.getElementById("approve-reason");
+        if (approveReason) { approveReason.focus(); handled = true; }
         break;
       }
       case "e": {
@@ -119,6 +121,9 @@
       return;
     }
     if (ev.detail.target.id !== "review-workspace") return;
+    // A refused signing comes back with what was typed; put the cursor back in the password box.
+    var refused = ev.detail.target.querySelector("[data-focus-after-swap]");
+    if (refused) { refused.focus(); return; }
     // A reviewer who pressed a shortcut before the swap settled is already typing a reason; leave the focus there.
     if (isTyping(document.activeElement)) return;
     var title = document.getElementById("rule-title") || ev.detail.target.querySelector("h1");

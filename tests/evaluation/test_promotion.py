@@ -11,6 +11,7 @@ from evaluation.models import Promotion
 from evaluation.promotion import promotion_gate, prompt_version_promote
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
+from tests.support.signatures import sign_promotion
 
 REASON = "Better on the minority label"
 
@@ -37,7 +38,8 @@ def test_it_blocks_a_version_without_an_evaluation(v1, admin_user) -> None:
     assert not gate.passed
     assert "no finished evaluation on the test split" in gate.problems[0]
     with pytest.raises(ValidationError, match="no finished evaluation"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v1))
     assert _status(v1) == PromptVersion.Status.DRAFT
     assert not Promotion.objects.exists()
 
@@ -57,7 +59,8 @@ def test_evaluations_that_do_not_count_leave_the_gate_closed(v1, admin_user, kin
 
 def test_a_first_version_with_a_test_evaluation_goes_to_production(v1, admin_user) -> None:
     run = finished_run(v1, 0.6)
-    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     assert _status(v1) == PromptVersion.Status.PRODUCTION
     assert (promotion.prompt_version, promotion.from_version, promotion.evaluation_run) == (v1, None, run)
     assert (promotion.promoted_by, promotion.reason, promotion.is_rollback) == (admin_user, REASON, False)
@@ -68,13 +71,15 @@ def test_a_first_version_with_a_test_evaluation_goes_to_production(v1, admin_use
 
 def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(v1, v2, admin_user) -> None:
     finished_run(v1, 0.70)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
     finished_run(v2, 0.65)
     with pytest.raises(ValidationError, match="below the production version's 0.700"):
-        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v2))
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.PRODUCTION, PromptVersion.Status.DRAFT)
     finished_run(v2, 0.72)  # a later, better run of the same version
-    promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v2))
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.RETIRED, PromptVersion.Status.PRODUCTION)
     assert promotion.from_version == v1
     assert promotion.gate["production_macro_f1"] == 0.70 and promotion.gate["candidate_macro_f1"] == 0.72
@@ -82,7 +87,7 @@ def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(
 
 def test_the_margin_lets_a_slightly_lower_version_through(v1, v2, admin_user, settings) -> None:
     finished_run(v1, 0.70)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
     finished_run(v2, 0.69)
     settings.PLD_PROMOTION_MARGIN = 0.02
     assert promotion_gate(prompt_version=v2).passed
@@ -92,13 +97,15 @@ def test_the_margin_lets_a_slightly_lower_version_through(v1, v2, admin_user, se
 
 def test_an_admin_overrides_the_gate_only_with_a_justification(v1, v2, admin_user) -> None:
     finished_run(v1, 0.70)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
     finished_run(v2, 0.60)
     with pytest.raises(ValidationError, match="override the gate with a written justification"):
-        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON, override_justification="  ")
+        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON, override_justification="  ",
+            signature=sign_promotion(admin_user, v2))
     justification = "Legal asked for the court rule now; v1 misses every jurisdiction clause."
     promotion = prompt_version_promote(
-        prompt_version=v2, user=admin_user, reason=REASON, override_justification=justification
+        prompt_version=v2, user=admin_user, reason=REASON, override_justification=justification,
+            signature=sign_promotion(admin_user, v2)
     )
     promotion.refresh_from_db()
     assert promotion.override_justification == justification
@@ -110,11 +117,13 @@ def test_an_admin_overrides_the_gate_only_with_a_justification(v1, v2, admin_use
 def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(v1, v2, admin_user) -> None:
     finished_run(v1, 0.70)
     finished_run(v2, 0.75)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
+        signature=sign_promotion(admin_user, v2))
     rollback = prompt_version_promote(
         prompt_version=v1, user=admin_user, reason="v2 misroutes governing-law clauses in production",
         override_justification="Production incident: go back now, fix v2 later.",
+            signature=sign_promotion(admin_user, v1),
     )
     assert rollback.is_rollback and rollback.from_version == v2
     assert rollback.reason == "v2 misroutes governing-law clauses in production"
@@ -128,8 +137,8 @@ def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(v1,
 def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
     finished_run(v1, 0.7)
     finished_run(v2, 0.7)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v2))
     assert PromptVersion.objects.filter(status=PromptVersion.Status.PRODUCTION).count() == 1
     # The database refuses a second one even when the service is bypassed.
     v1.status = PromptVersion.Status.PRODUCTION
@@ -140,12 +149,14 @@ def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
 def test_promoting_needs_an_admin_and_a_reason(v1, reviewer, admin_user) -> None:
     finished_run(v1, 0.7)
     with pytest.raises(PermissionDenied):
-        prompt_version_promote(prompt_version=v1, user=reviewer, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=reviewer, reason=REASON, signature=sign_promotion(reviewer, v1))
     with pytest.raises(ValidationError, match="Say why"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason="   ")
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason="   ",
+            signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
     with pytest.raises(ValidationError, match="already in production"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v1))
 
 
 def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, reviewer, capsys) -> None:
@@ -167,7 +178,8 @@ def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, revi
 
 def test_a_promotion_record_cannot_be_changed(v1, admin_user) -> None:
     finished_run(v1, 0.7)
-    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     promotion.reason = "Rewritten afterwards"
     with pytest.raises(DatabaseError, match="audit record"), transaction.atomic():
         promotion.save()

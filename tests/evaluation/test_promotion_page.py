@@ -7,6 +7,7 @@ from evaluation.models import Promotion
 from evaluation.promotion import prompt_version_promote
 from rules.models import Example, PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
+from tests.support.signatures import sign_promotion
 
 
 def _example(task, n: int, gold: str) -> Example:
@@ -28,7 +29,7 @@ def test_it_shows_both_versions_metrics_and_the_examples_that_flip(client, task,
     fixed, broken = _example(task, 1, "Entailment"), _example(task, 2, "Contradiction")
     same = _example(task, 3, "NotMentioned")
     finished_run(v1, 0.70, predictions=[(fixed, "NotMentioned"), (broken, "Contradiction"), (same, "NotMentioned")])
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First", signature=sign_promotion(admin_user, v1))
     finished_run(v2, 0.66, predictions=[(fixed, "Entailment"), (broken, "Entailment"), (same, "NotMentioned")])
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
