@@ -1,6 +1,8 @@
 """The promotion gate, promotion and rollback, one production version per task, and the promote command."""
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
@@ -9,6 +11,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from evaluation.models import Promotion
 from evaluation.promotion import promotion_gate, prompt_version_promote
+from pldreview.models import Signature
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
 from tests.support.signatures import sign_promotion
@@ -159,19 +162,31 @@ def test_promoting_needs_an_admin_and_a_reason(v1, reviewer, admin_user) -> None
             signature=sign_promotion(admin_user, v1))
 
 
-def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, reviewer, capsys) -> None:
+def _promote(monkeypatch, *args: str, password: str = "pw-adam") -> None:
+    # The command signs: it reads the password from stdin with --password-stdin.
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    call_command("promote", *args, "--password-stdin")
+
+
+def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, reviewer, capsys, monkeypatch) -> None:
+    signed = Signature.objects.filter(meaning__in=["promoted", "rolled_back"])
     with pytest.raises(CommandError, match="no finished evaluation"):
-        call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam")
     finished_run(v1, 0.7)
-    call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
-    assert "Promoted nda-demo v1" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="Wrong password"):
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam", password="guess")
+    assert not Promotion.objects.exists() and not signed.exists()
+    _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam")
+    out = capsys.readouterr().out
+    assert "Promoted nda-demo v1" in out and "Promoted to production by adam on " in out
     finished_run(v2, 0.5)
     with pytest.raises(CommandError, match="below the production"):
-        call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam")
-    call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam", "--override-justification", "Urgent")
+        _promote(monkeypatch, str(v2.pk), "--reason", REASON, "--user", "adam")
+    _promote(monkeypatch, str(v2.pk), "--reason", REASON, "--user", "adam", "--override-justification", "Urgent")
     assert "The gate was overridden: Urgent" in capsys.readouterr().out
+    assert signed.count() == Promotion.objects.count() == 2
     with pytest.raises(CommandError, match="may not promote"):
-        call_command("promote", str(v1.pk), "--reason", REASON, "--user", "rita")
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "rita", password="pw-rita")
     with pytest.raises(CommandError, match="no prompt version"):
         call_command("promote", "999", "--reason", REASON, "--user", "adam")
 

@@ -55,6 +55,7 @@ def test_an_override_is_recorded_and_shown_on_the_version_page(client, admin_use
     client.force_login(admin_user)
     response = client.post(f"/prompts/{v1.pk}/promote/", {
         "reason": "Pilot", "override_justification": "The pilot customer needs it before the evaluation finishes",
+        "password": "pw-adam",
     })
     assert response.status_code == 302 and response["Location"] == f"/prompts/{v1.pk}/"
     promotion = Promotion.objects.get()
@@ -70,7 +71,7 @@ def test_a_passing_gate_promotes_from_the_page(client, admin_user, versions) -> 
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert "passes" in page and 'name="override_justification"' not in page
-    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Evaluated and reviewed"})
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Evaluated and reviewed", "password": "pw-adam"})
     v1.refresh_from_db()
     assert v1.status == PromptVersion.Status.PRODUCTION
 

@@ -56,7 +56,7 @@ def test_the_page_shows_a_new_token_once_and_revokes_it(client, admin_user, revi
     assert raw in response.content.decode() and response["Cache-Control"] == "no-store"
     listing = client.get("/api-tokens/").content.decode()
     assert raw not in listing and token.prefix in listing and "contract intake" in listing
-    client.post(f"/api-tokens/{token.pk}/revoke/")
+    client.post(f"/api-tokens/{token.pk}/revoke/", {"password": "pw-adam"})
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert "revoked" in client.get("/api-tokens/").content.decode()
