@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC
 from typing import Any
 
 from rules.models import Decision, Task
@@ -12,6 +13,8 @@ COLUMNS = [
     "decision_id", "created_at", "task", "rule_id", "rule_origin", "revision", "action", "reviewer",
     "reason", "status_before", "status_after", "undoes", "rule_text", "rule_label", "rule_topic",
     "precedence_note", "revision_author", "revision_reason",
+    # The electronic signature (Part 11 §11.50): printed name, UTC time, meaning, and what it covered.
+    "signature", "signed_by", "signed_at", "signature_meaning", "signature_content_sha256",
 ]
 
 
@@ -19,12 +22,13 @@ def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
     """Return the task's decisions in the order they were made, each with the revision it concerned."""
     decisions = (
         Decision.objects.filter(rule__task=task)
-        .select_related("rule", "revision", "revision__author", "reviewer")
+        .select_related("rule", "revision", "revision__author", "reviewer", "signature")
         .order_by("created_at", "id")
     )
     rows = []
     for d in decisions:
         revision = d.revision
+        signature = d.signature
         rows.append(
             {
                 "decision_id": d.pk,
@@ -45,6 +49,11 @@ def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
                 "precedence_note": revision.precedence_note if revision else d.rule.precedence_note,
                 "revision_author": revision.author_display if revision else "",
                 "revision_reason": revision.reason if revision else "",
+                "signature": signature.manifestation if signature else "",
+                "signed_by": signature.full_name if signature else "",
+                "signed_at": signature.signed_at.astimezone(UTC).isoformat() if signature else "",
+                "signature_meaning": signature.get_meaning_display() if signature else "",
+                "signature_content_sha256": signature.content_sha256 if signature else "",
             }
         )
     return rows

@@ -407,6 +407,7 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         "a": by_number[a],
         "b": by_number[b],
         "diff": fields_diff(by_number[a], by_number[b]),
+        "signed_actions": list(Decision.SIGNED_ACTIONS),
     }
     if request.htmx and request.htmx.target == "revision-diff":
         return render(request, "rules/rule_history.html#revision-diff", context)
