@@ -162,7 +162,7 @@ def test_the_database_refuses_to_change_a_signature(reviewer) -> None:
     assert Signature.objects.get(pk=signature.pk).full_name == "rita"
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps no DELETE trigger (test flushes use DELETE)")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps no DELETE trigger (flushes use DELETE)")
 def test_the_database_refuses_to_delete_a_signature(reviewer) -> None:
     signature = sign(reviewer, Meaning.APPROVED, SHA)
     with pytest.raises(DatabaseError, match="permanent"), transaction.atomic(), connection.cursor() as cursor:
