@@ -65,7 +65,8 @@ def test_promoting_and_rolling_back_are_signed_with_their_meaning(client, named_
     assert client.post(f"/prompts/{v2.pk}/promote/", {"reason": REASON, "password": "pw-adam"}).status_code == 302
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert "Rolled back" in page
-    assert client.post(f"/prompts/{v1.pk}/promote/", {"reason": "v2 misbehaves", "password": "pw-adam"}).status_code == 302
+    rollback = {"reason": "v2 misbehaves", "password": "pw-adam"}
+    assert client.post(f"/prompts/{v1.pk}/promote/", rollback).status_code == 302
     first, second, rollback = Promotion.objects.order_by("id").select_related("signature")
     assert [p.signature.meaning for p in (first, second, rollback)] == ["promoted", "promoted", "rolled_back"]
     assert first.signature.content_sha256 == v1.sha256 and second.signature.content_sha256 == v2.sha256
