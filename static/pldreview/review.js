@@ -125,7 +125,9 @@
     var refused = ev.detail.target.querySelector("[data-focus-after-swap]");
     if (refused) { refused.focus(); return; }
     // A reviewer who pressed a shortcut before the swap settled is already typing a reason; leave the focus there.
-    if (isTyping(document.activeElement)) return;
+    // Not a password box, though: htmx puts focus back on the new rule's empty one after a signed decision.
+    var active = document.activeElement;
+    if (isTyping(active) && active.type !== "password") return;
     var title = document.getElementById("rule-title") || ev.detail.target.querySelector("h1");
     if (title) { title.setAttribute("tabindex", "-1"); title.focus({ preventScroll: true }); }
   });
