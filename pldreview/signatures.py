@@ -223,6 +223,24 @@ def signature_sign(
     return signature
 
 
+def signature_sign_from_form(
+    request: HttpRequest, data: dict[str, Any], *, meaning: str, content_sha256: str
+) -> Signature:
+    """Sign as the request's user with a ``SigningForm``'s cleaned credentials and its ``reason`` field, if any."""
+    return signature_sign(
+        user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
+        meaning=meaning, reason=data.get("reason", ""), content_sha256=content_sha256, request=request,
+    )
+
+
+def signing_context(request: HttpRequest) -> dict[str, bool]:
+    """Return which credentials this session's next signing asks for, for the forms' templates."""
+    return {
+        "signing_needs_password": signing_password_required(request),
+        "signing_needs_second_factor": second_factor_required(request),
+    }
+
+
 def signature_check(
     signature: Signature | None, *, user: AbstractBaseUser, meanings: str | tuple[str, ...], content_sha256: str
 ) -> Signature:

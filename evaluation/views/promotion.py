@@ -21,10 +21,9 @@ from pldreview.forms import SigningForm
 from pldreview.signatures import (
     Meaning,
     prompt_version_content_sha256,
-    second_factor_required,
-    signature_sign,
+    signature_sign_from_form,
     signing,
-    signing_password_required,
+    signing_context,
 )
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
@@ -59,10 +58,8 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
         data = form.cleaned_data
         try:
             with signing():
-                signature = signature_sign(
-                    user=request.user, password=data["password"], second_factor=data["second_factor"],
-                    meaning=meaning, reason=data["reason"], content_sha256=prompt_version_content_sha256(version.text),
-                    request=request,
+                signature = signature_sign_from_form(
+                    request, data, meaning=meaning, content_sha256=prompt_version_content_sha256(version.text)
                 )
                 promotion = prompt_version_promote(
                     prompt_version=version, user=request.user, reason=data["reason"],
@@ -85,8 +82,7 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
         "version": version, "gate": gate, "current": current, "flips": flips, "form": form,
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
         "flips_shown": FLIPS_SHOWN, "meaning": Meaning(meaning).label,
-        "signing_needs_password": signing_password_required(request),
-        "signing_needs_second_factor": second_factor_required(request),
+        **signing_context(request),
     }, status=status)
 
 

@@ -22,13 +22,7 @@ from evaluation.reports import (
 )
 from evaluation.verification import report_verify
 from pldreview.forms import SigningForm
-from pldreview.signatures import (
-    Meaning,
-    second_factor_required,
-    signature_sign,
-    signing,
-    signing_password_required,
-)
+from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
@@ -91,9 +85,7 @@ def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
 
 def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
     return render(request, "evaluation/report_detail.html", {
-        "report": report, "sign_form": form,
-        "signing_needs_password": signing_password_required(request),
-        "signing_needs_second_factor": second_factor_required(request),
+        "report": report, "sign_form": form, **signing_context(request),
     }, status=status)
 
 
@@ -108,10 +100,8 @@ def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
         data = form.cleaned_data
         try:
             with signing():
-                signature = signature_sign(
-                    user=request.user, password=data["password"], second_factor=data["second_factor"],
-                    meaning=Meaning.REPORT_SIGNED, reason=data["reason"],
-                    content_sha256=report_signed_content(report), request=request,
+                signature = signature_sign_from_form(
+                    request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
                 )
                 report_sign(report=report, user=request.user, signature=signature)
         except ValidationError as exc:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from evaluation.models import ApiToken
 from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
 from pldreview.forms import SigningForm
-from pldreview.signatures import Meaning, signature_sign, signing, signing_password_required
+from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 
 
 class TokenForm(forms.Form):
@@ -35,7 +35,7 @@ def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created
     return render(request, "evaluation/api_token_list.html", {
         "tokens": list(tokens), "form": form, "raw_token": raw_token, "created": created,
         "revoke_error": revoke_error, "revoke_id": revoke_id,
-        "signing_needs_password": signing_password_required(request),
+        **signing_context(request),
     }, status=status)
 
 
@@ -79,10 +79,8 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
     data = form.cleaned_data
     try:
         with signing():
-            signature = signature_sign(
-                user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
-                meaning=Meaning.TOKEN_REVOKED, reason=data.get("reason", ""),
-                content_sha256=api_token_signed_content(token), request=request,
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.TOKEN_REVOKED, content_sha256=api_token_signed_content(token)
             )
             token = api_token_revoke(token=token, user=request.user, signature=signature)
     except ValidationError as exc:

@@ -19,10 +19,9 @@ from pldreview.signatures import (
     SignatureRefused,
     rule_content_sha256,
     rule_move_content_sha256,
-    second_factor_required,
-    signature_sign,
+    signature_sign_from_form,
     signing,
-    signing_password_required,
+    signing_context,
 )
 from pldreview.web import form_add_service_errors
 from rules import services
@@ -141,26 +140,10 @@ def _workspace_context(
         "edit_form": forms.get("edit") or EditForm(initial=initial_edit, task=task),
         "reject_form": forms.get("reject") or RejectForm(initial={"lock_version": lock}),
         "open_form": forms.get("open", ""),
-        **_signing_context(request),
+        **signing_context(request),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         "rule_panels": rule_panels(rule, request.user),
     }
-
-
-def _signing_context(request: HttpRequest) -> dict[str, bool]:
-    """Say which credentials this session's next signing asks for (the forms show those fields)."""
-    return {
-        "signing_needs_password": signing_password_required(request),
-        "signing_needs_second_factor": second_factor_required(request),
-    }
-
-
-def _sign(request: HttpRequest, data: dict[str, Any], *, meaning: str, content_sha256: str) -> Any:
-    """Sign the content with the form's credentials as the request's user; raise SignatureRefused if wrong."""
-    return signature_sign(
-        user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
-        meaning=meaning, reason=data.get("reason", ""), content_sha256=content_sha256, request=request,
-    )
 
 
 def _as_int(value: Any) -> int:
@@ -250,24 +233,26 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
         try:
             with signing():
                 if kind == "approve":
-                    signature = _sign(request, data, meaning=Meaning.APPROVED,
-                                      content_sha256=services.rule_signed_content(rule))
+                    signature = signature_sign_from_form(
+                        request, data, meaning=Meaning.APPROVED, content_sha256=services.rule_signed_content(rule)
+                    )
                     decision = services.rule_approve(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         signature=signature,
                     )
                 elif kind == "reject":
-                    signature = _sign(request, data, meaning=Meaning.REJECTED,
-                                      content_sha256=services.rule_signed_content(rule))
+                    signature = signature_sign_from_form(
+                        request, data, meaning=Meaning.REJECTED, content_sha256=services.rule_signed_content(rule)
+                    )
                     decision = services.rule_reject(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         signature=signature,
                     )
                 else:
-                    signature = _sign(request, data, meaning=Meaning.EDITED, content_sha256=rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"],
-                        precedence_note=data["precedence_note"].strip(),
-                    ))
+                    edited = rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+                    )
+                    signature = signature_sign_from_form(request, data, meaning=Meaning.EDITED, content_sha256=edited)
                     decision = services.rule_edit(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         text=data["text"], label=data["label"], topic=data["topic"],
@@ -444,7 +429,7 @@ def _ruleset_context(task: Task) -> dict[str, Any]:
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order."""
     task = _get_task_for_user(request, task_name)
-    return render(request, "rules/ruleset.html", _ruleset_context(task) | _signing_context(request))
+    return render(request, "rules/ruleset.html", _ruleset_context(task) | signing_context(request))
 
 
 @require_POST
@@ -463,10 +448,10 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             with signing():
-                signature = _sign(request, data, meaning=Meaning.REORDERED, content_sha256=rule_move_content_sha256(
-                    text=rule.text, label=rule.label, precedence_note=rule.precedence_note,
-                    direction=data["direction"],
-                ))
+                moved = rule_move_content_sha256(
+                    text=rule.text, label=rule.label, precedence_note=rule.precedence_note, direction=data["direction"]
+                )
+                signature = signature_sign_from_form(request, data, meaning=Meaning.REORDERED, content_sha256=moved)
                 services.ruleset_reorder(
                     rule=rule, user=request.user, direction=data["direction"],
                     lock_version=data["lock_version"], signature=signature,
@@ -481,12 +466,12 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
         error, status = "Choose a rule and a direction.", 400
     if not request.htmx:
         if error:
-            context = _ruleset_context(task) | _signing_context(request) | {"error": error}
+            context = _ruleset_context(task) | signing_context(request) | {"error": error}
             return render(request, "rules/ruleset.html", context, status=status)
         url = reverse("pld-ruleset", args=[task.name])
         return redirect(f"{url}#rule-{moved_id}")
     direction = form.cleaned_data.get("direction", "") if form.is_valid() else ""
-    context = _ruleset_context(task) | _signing_context(request) | {
+    context = _ruleset_context(task) | signing_context(request) | {
         "error": error, "moved_id": moved_id, "moved_direction": direction,
     }
     return render(request, "rules/ruleset.html#ruleset-list", context)
@@ -504,9 +489,10 @@ def rule_create(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             try:
                 with signing():
-                    signature = _sign(request, data, meaning=Meaning.WRITTEN, content_sha256=rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip(),
-                    ))
+                    written = rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+                    )
+                    signature = signature_sign_from_form(request, data, meaning=Meaning.WRITTEN, content_sha256=written)
                     rule = services.rule_create(
                         task=data["task"], user=request.user, text=data["text"], label=data["label"],
                         topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
@@ -522,7 +508,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
                 return redirect(rule)
     else:
         form = RuleCreateForm(initial={"task": selected.name if selected else None}, task=selected)
-    context = {"form": form, "selected_task": selected, **_signing_context(request)}
+    context = {"form": form, "selected_task": selected, **signing_context(request)}
     return render(request, "rules/rule_create.html", context, status=400 if form.errors else 200)
 
 
