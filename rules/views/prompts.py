@@ -56,7 +56,9 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
     runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
     promotions = (
-        version.task.promotions.select_related("prompt_version", "from_version", "promoted_by")  # type: ignore[attr-defined]
+        version.task.promotions.select_related(  # type: ignore[attr-defined]
+            "prompt_version", "from_version", "promoted_by", "signature"
+        )
         .filter(Q(prompt_version=version) | Q(from_version=version))
         .order_by("-created_at", "-id")
     )

@@ -72,6 +72,8 @@ def test_promoting_and_rolling_back_are_signed_with_their_meaning(client, named_
     assert first.signature.content_sha256 == v1.sha256 and second.signature.content_sha256 == v2.sha256
     assert rollback.is_rollback and rollback.signature.full_name == "Adam Adler"
     assert rollback.signature.reason == "v2 misbehaves"
+    page = client.get(f"/prompts/{v1.pk}/").content.decode()
+    assert "Rolled back by Adam Adler on " in page and "Promoted to production by Adam Adler on " in page
 
 
 def test_the_service_refuses_a_promotion_signed_for_another_version(named_admin, versions) -> None:
