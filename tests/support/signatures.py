@@ -1,6 +1,8 @@
 """Sign as a persona (password ``pw-<username>``) through the real signing service, for tests that act."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
 
 from pldreview.models import Signature
@@ -64,14 +66,14 @@ def sign_move(user: AbstractBaseUser, rule: Rule, direction: str) -> Signature:
         text=r.text, label=r.label, precedence_note=r.precedence_note, direction=direction))
 
 
-def sign_promotion(user: AbstractBaseUser, version, meaning: str | None = None) -> Signature:  # noqa: ANN001
+def sign_promotion(user: AbstractBaseUser, version: Any, meaning: str | None = None) -> Signature:
     """Return the user's signature putting the prompt version into production (or rolling back to it)."""
     from evaluation.promotion import promotion_meaning
 
     return sign(user, meaning or promotion_meaning(version), prompt_version_content_sha256(version.text))
 
 
-def sign_revocation(user: AbstractBaseUser, token) -> Signature:  # noqa: ANN001
+def sign_revocation(user: AbstractBaseUser, token: Any) -> Signature:
     """Return the user's signature revoking the API token."""
     return sign(user, Meaning.TOKEN_REVOKED, api_token_content_sha256(
         token_id=token.pk, prefix=token.prefix, name=token.name, username=token.user.get_username()))
