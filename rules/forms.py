@@ -5,14 +5,15 @@ from typing import Any
 
 from django import forms
 
+from pldreview.forms import SigningForm
 from rules.models import Task
 from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
 
 
-class DecisionForm(forms.Form):
-    """What every decision carries: the version of the rule the reviewer saw."""
+class DecisionForm(SigningForm):
+    """What every decision carries: the version of the rule the reviewer saw, and the reviewer's signature."""
 
     lock_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
@@ -63,12 +64,12 @@ class EditForm(_RuleFieldsForm, DecisionForm):
     )
 
 
-class RuleCreateForm(_RuleFieldsForm):
+class RuleCreateForm(_RuleFieldsForm, SigningForm):
     task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name", empty_label=None)
     reason = forms.CharField(
         required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS), label="Why add it? (optional)"
     )
-    field_order = ["task", "text", "label", "topic", "precedence_note", "reason"]
+    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "password", "second_factor"]
 
     def __init__(self, *args: Any, task: Task | None = None, **kwargs: Any) -> None:
         super().__init__(*args, task=task, **kwargs)
@@ -78,7 +79,7 @@ class RuleCreateForm(_RuleFieldsForm):
             self.fields["label"].choices = [(name, name) for name in names]
 
 
-class ReorderProposalForm(forms.Form):
+class ReorderProposalForm(SigningForm):
     """A number for every rule of the rule set and why the new order is better; it becomes a proposal."""
 
     reason = forms.CharField(
@@ -101,7 +102,7 @@ class ReorderProposalForm(forms.Form):
         return {pk: self.cleaned_data[f"number_{pk}"] for pk in self.rule_ids}
 
 
-class ProposalDecisionForm(forms.Form):
+class ProposalDecisionForm(SigningForm):
     reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS))
 
 

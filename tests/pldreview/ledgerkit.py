@@ -20,7 +20,8 @@ from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
 from rules.services import decision_undo, rule_edit, rule_reject
 from tests.rules.reviewkit import teacher_rule
-from tests.support.prompt_versions import approve_all, compiled
+from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
+from tests.support.signatures import sign_edit, sign_promotion, sign_rejection
 
 VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
 
@@ -39,15 +40,20 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     rules = approve_all(task, reviewer)
     edited = teacher_rule(task, text="If the clause bans copies, then Contradiction", label="Contradiction")
     rule_edit(rule=edited, user=second_reviewer, lock_version=edited.lock_version, reason="Sharper",
-              text="If the clause bans any copy, then Contradiction", label="Contradiction")
+              text="If the clause bans any copy, then Contradiction", label="Contradiction",
+        signature=sign_edit(second_reviewer, text="If the clause bans any copy, then Contradiction",
+            label="Contradiction"))
     rejected = teacher_rule(task, text="Read carefully", label="NotMentioned")
-    decision = rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Vague")
+    decision = rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Vague",
+        signature=sign_rejection(reviewer, rejected))
     undone = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned")
-    undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops")
+    undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops",
+        signature=sign_rejection(second_reviewer, undone))
     decision_undo(decision=undo_me, user=second_reviewer)
     version = compiled(task, admin_user)
+    gate_passing_run(version)
     promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
-                                       override_justification="No evaluation yet: pilot only")
+                                       signature=sign_promotion(admin_user, version))
     report = report_create(prompt_version=version, user=auditor)
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
 

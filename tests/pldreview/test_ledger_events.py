@@ -13,6 +13,7 @@ from pldreview.ledger_verify import audited_models
 from pldreview.models import LedgerEntry
 from rules.datasets import dataset_import
 from tests.pldreview.ledgerkit import audited_world
+from tests.support.signatures import sign_revocation
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,7 @@ def test_compile_seal_and_status_changes_are_named_events(task, reviewer, second
 
 def test_api_tokens_created_and_revoked_are_ledgered(admin_user, reviewer) -> None:  # noqa: ANN001
     token, raw_value = api_token_create(user=reviewer, name="ci", created_by=admin_user)
-    api_token_revoke(token=token, user=admin_user)
+    api_token_revoke(token=token, user=admin_user, signature=sign_revocation(admin_user, token))
     entries = list(LedgerEntry.objects.filter(object_type="evaluation.apitoken", object_id=str(token.pk)))
     assert [e.event for e in entries] == ["api_token.created", "api_token.revoked"]
     facts = [json.loads(e.payload)["facts"] for e in entries]
