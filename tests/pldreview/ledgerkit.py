@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,16 +14,33 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
-from evaluation.models import Promotion, Report
-from evaluation.promotion import prompt_version_promote
+from evaluation.decision_log import decision_feedback_give, decision_policy_set, inputs_sha256
+from evaluation.models import ClassifyCall, Promotion, Report
+from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
 from evaluation.reports import report_create
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
-from rules.services import decision_undo, rule_edit, rule_reject
+from rules.services import (
+    decision_undo,
+    rule_edit,
+    rule_reject,
+    ruleset_reorder_approve,
+    ruleset_reorder_propose,
+    ruleset_rules,
+)
 from tests.rules.reviewkit import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
-from tests.support.signatures import sign_edit, sign_promotion, sign_rejection
+from tests.support.signatures import (
+    sign_edit,
+    sign_order_approval,
+    sign_order_proposal,
+    sign_override_request,
+    sign_promotion,
+    sign_rejection,
+)
 
+CALL_INPUTS = {"premise": "The Recipient may share Confidential Information with its employees.",
+               "hypothesis": "The receiving party may share information with its employees."}
 VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
 
 
@@ -50,10 +68,28 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops",
         signature=sign_rejection(second_reviewer, undone))
     decision_undo(decision=undo_me, user=second_reviewer)
+    # A rule-set order proposed, approved and applied by two reviewers (both signed).
+    order = [r.pk for r in reversed(ruleset_rules(task))]
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="Narrow rules first",
+                                       signature=sign_order_proposal(reviewer, task, order))
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed",
+                            signature=sign_order_approval(second_reviewer, proposal))
     version = compiled(task, admin_user)
+    # An override requested before the evaluation, then withdrawn: the version goes through the gate instead.
+    override = promotion_override_request(prompt_version=version, user=admin_user, reason="Pilot",
+                                          justification="No evaluation yet", signature=sign_override_request(
+                                              admin_user, version))
+    promotion_override_withdraw(override=override, user=admin_user)
     gate_passing_run(version)
     promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
                                        signature=sign_promotion(admin_user, version))
+    decision_policy_set(task=task, input_retention="full", retention_days=30, user=admin_user, reason="Policy 7.2")
+    call = ClassifyCall.objects.create(
+        request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
+        model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.8}, top_probability=0.8,
+        latency_ms=12.0, input_retention="full", inputs=CALL_INPUTS, input_sha256=inputs_sha256(CALL_INPUTS),
+    )
+    decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
 
