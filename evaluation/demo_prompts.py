@@ -16,12 +16,16 @@ from django.core.exceptions import ValidationError
 from evaluation.models import ApiToken, Promotion, PromotionOverride
 from evaluation.promotion import (
     promotion_gate,
+    promotion_meaning,
     promotion_override_confirm,
     promotion_override_request,
     prompt_version_promote,
 )
 from evaluation.tokens import api_token_create
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
 from rules.compiler import prompt_version_compile
+from rules.demo import demo_password
 from rules.models import PromptVersion, Task
 from rules.services import ruleset_rules
 
@@ -77,10 +81,21 @@ def seed_prompt_versions(stdout: TextIO) -> None:
     )
 
 
+def _sign(user: User, meaning: str, version: PromptVersion) -> Signature:
+    """Sign as a demo user with their demo password, over the version's text."""
+    return signature_sign(
+        user=user, password=demo_password(user.username), meaning=meaning, reason=PROMOTION_REASON,
+        content_sha256=prompt_version_content_sha256(version.text),
+    )
+
+
 def _promote_demo_version(stdout: TextIO, version: PromptVersion, admin: User) -> None:
     gate = promotion_gate(prompt_version=version)
     if gate.passed:
-        promotion = prompt_version_promote(prompt_version=version, user=admin, reason=PROMOTION_REASON)
+        signature = _sign(admin, promotion_meaning(version), version)
+        promotion = prompt_version_promote(
+            prompt_version=version, user=admin, reason=PROMOTION_REASON, signature=signature
+        )
         stdout.write(f"  the gate passes: promoted {version} to production (test macro-F1 "
                      f"{promotion.gate.get('candidate_macro_f1'):.3f})\n")
         return
@@ -94,9 +109,12 @@ def _promote_demo_version(stdout: TextIO, version: PromptVersion, admin: User) -
     override = PromotionOverride.objects.filter(
         prompt_version=version, status=PromotionOverride.Status.PENDING
     ).first() or promotion_override_request(
-        prompt_version=version, user=admin, reason=PROMOTION_REASON, justification=OVERRIDE_JUSTIFICATION
+        prompt_version=version, user=admin, reason=PROMOTION_REASON, justification=OVERRIDE_JUSTIFICATION,
+        signature=_sign(admin, Meaning.GATE_OVERRIDE_REQUESTED, version),
     )
-    promotion = promotion_override_confirm(override=override, user=second)
+    promotion = promotion_override_confirm(
+        override=override, user=second, signature=_sign(second, Meaning.GATE_OVERRIDE_CONFIRMED, version)
+    )
     stdout.write(
         f"  {version} went to production by a recorded override: requested by {override.requested_by}, "
         f"confirmed by {promotion.promoted_by} (“{OVERRIDE_JUSTIFICATION[:40]}…”)\n"
@@ -121,7 +139,8 @@ def seed_promotion(stdout: TextIO) -> None:
         stdout.write(f"  {version} was not promoted: it has no evaluation yet (run the evaluations step)\n")
     else:
         try:
-            _promote_demo_version(stdout, version, admin)
+            with signing():  # a refused promotion leaves no signature behind
+                _promote_demo_version(stdout, version, admin)
         except ValidationError as exc:
             stdout.write(f"  {version} was not promoted: {' '.join(exc.messages)}\n")
     if ApiToken.objects.filter(user=admin, name=DEMO_TOKEN_NAME, revoked_at__isnull=True).exists():

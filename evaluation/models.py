@@ -105,7 +105,7 @@ class PromotionOverride(models.Model):
     The request carries the written justification and the gate's failing figures as the requester
     saw them. A different Admin confirms it; only then is the version promoted (the ``Promotion``
     points back here). The database refuses a confirmation by the requester and any change after a
-    request is settled. A later electronic signature can point at this row for either step.
+    request is settled. Each step is an electronic signature (``request_signature``, ``confirm_signature``).
     """
 
     class Status(models.TextChoices):
@@ -129,6 +129,13 @@ class PromotionOverride(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
+    # Part 11: both steps are signings, each over the version's text.
+    request_signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="override_requests"
+    )
+    confirm_signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="override_confirmations"
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -151,6 +158,10 @@ class PromotionOverride(models.Model):
             models.UniqueConstraint(
                 fields=["prompt_version"], condition=models.Q(status="pending"),
                 name="promotion_override_one_pending_per_version",
+            ),
+            models.UniqueConstraint(
+                fields=["request_signature"], condition=models.Q(request_signature__isnull=False),
+                name="promotion_override_request_signature_once",
             ),
         ]
 
@@ -179,6 +190,11 @@ class Promotion(models.Model):
     )
     gate = models.JSONField(default=dict, blank=True, help_text="The gate's evidence at promotion time")
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # The Admin's electronic signature (meaning "Promoted to production" or "Rolled back", over the version's
+    # text). Nullable only for promotions recorded before signatures existed; the service requires it.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
@@ -198,6 +214,9 @@ class Promotion(models.Model):
                 ),
                 name="promotion_override_by_two_admins",
             ),
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False), name="promotion_signature_once"
+            ),
         ]
 
     @property
@@ -215,6 +234,10 @@ class ApiToken(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The Admin's electronic signature of the revocation (meaning "Token revoked").
+    revoked_signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="revoked_tokens"
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from this moment on; empty = no expiry")
     rate_limit_per_minute = models.PositiveIntegerField(
@@ -225,6 +248,12 @@ class ApiToken(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("manage_api_tokens", "Can create and revoke API tokens")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["revoked_signature"], condition=models.Q(revoked_signature__isnull=False),
+                name="api_token_revoked_signature_once",
+            ),
+        ]
 
     @staticmethod
     def hash_token(raw: str) -> str:
@@ -349,6 +378,11 @@ class Report(models.Model):
     error = models.TextField(blank=True)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
     generated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # A person's electronic signature of the issued PDF (meaning "Report signed", over its bytes), given
+    # after reading it; the PDF's own digital signature is the server's.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     # The ledger head when the report was signed, also stated in the PDF: an older report catches a
     # ledger rewritten after it was issued (``verify_report --ledger``).
@@ -358,6 +392,11 @@ class Report(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False), name="report_signature_once"
+            ),
+        ]
         permissions = [
             ("generate_report", "Can generate signed reports"),
             ("verify_report", "Can verify a report file"),

@@ -30,6 +30,8 @@ from django.utils import timezone
 from evaluation.metrics import N_BOOTSTRAP, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
 from evaluation.student import StudentModelError, check_model_file
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Example, PromptVersion, Split, Task
 from rules.tokens import student_model_path
@@ -414,6 +416,18 @@ def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: i
     return flips[:limit]
 
 
+def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool:
+    return previous is not None and (
+        version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
+    )
+
+
+def promotion_meaning(prompt_version: PromptVersion) -> str:
+    """Return what putting this version into production means now: "Promoted to production" or "Rolled back"."""
+    rollback = _is_rollback(prompt_version, production_version(prompt_version.task))
+    return Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
+
+
 def _save_version_status(version: PromptVersion, *, status: str, user: AbstractBaseUser, reason: str) -> None:
     version.status = status
     # Only the status is written: every other column of a prompt version is immutable (database triggers).
@@ -436,12 +450,14 @@ def _lock_version(prompt_version: PromptVersion) -> PromptVersion:
 
 def _promote(
     *, version: PromptVersion, user: AbstractBaseUser, reason: str, gate: GateResult,
-    override: PromotionOverride | None = None,
+    signature: Signature | None, override: PromotionOverride | None = None,
 ) -> Promotion:
     previous = gate.production or production_version(version.task)
-    is_rollback = previous is not None and (
-        version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
-    )
+    is_rollback = _is_rollback(version, previous)
+    if override is None:
+        meaning = Meaning.ROLLED_BACK if is_rollback else Meaning.PROMOTED
+        signature_check(signature, user=user, meanings=meaning,
+                        content_sha256=prompt_version_content_sha256(version.text))
     evidence = gate.as_dict()
     evidence["overridden"] = override is not None
     what = "Rolled back to" if is_rollback else "Promoted"
@@ -466,14 +482,21 @@ def _promote(
         override_requested_by=override.requested_by if override is not None else None,
         gate=evidence,
         promoted_by=user,
+        signature=signature,
     )
     audited_save(promotion, user=user, reason=f"{what} v{version.number}{suffix}")
     return promotion
 
 
 @transaction.atomic
-def prompt_version_promote(*, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str) -> Promotion:
-    """Put a version that passes the gate into production, retiring the previous one; return the audit record."""
+def prompt_version_promote(
+    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, signature: Signature | None = None,
+) -> Promotion:
+    """Put a version that passes the gate into production, retiring the previous one; return the audit record.
+
+    It is a signing: the Admin's signature must mean "Promoted to production" (or "Rolled back") and be
+    over the version's text.
+    """
     _require_admin(user)
     reason = reason.strip()
     if not reason:
@@ -482,7 +505,7 @@ def prompt_version_promote(*, prompt_version: PromptVersion, user: AbstractBaseU
     gate = promotion_gate(prompt_version=version)
     if not gate.passed:
         raise ValidationError({"override_justification": [*gate.problems, TWO_ADMINS]})
-    return _promote(version=version, user=user, reason=reason, gate=gate)
+    return _promote(version=version, user=user, reason=reason, gate=gate, signature=signature)
 
 
 def pending_override(prompt_version: PromptVersion) -> PromotionOverride | None:
@@ -496,9 +519,13 @@ def pending_override(prompt_version: PromptVersion) -> PromotionOverride | None:
 
 @transaction.atomic
 def promotion_override_request(
-    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, justification: str
+    *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, justification: str,
+    signature: Signature | None = None,
 ) -> PromotionOverride:
-    """Ask a second Admin to promote a version whose gate fails, with the failing figures and a justification."""
+    """Ask a second Admin to promote a version whose gate fails, with the failing figures and a justification.
+
+    It is a signing: the requester's signature means "Gate override requested", over the version's text.
+    """
     _require_admin(user)
     reason, justification = reason.strip(), justification.strip()
     errors = {}
@@ -509,6 +536,8 @@ def promotion_override_request(
     if errors:
         raise ValidationError(errors)
     version = _lock_version(prompt_version)
+    signature_check(signature, user=user, meanings=Meaning.GATE_OVERRIDE_REQUESTED,
+                    content_sha256=prompt_version_content_sha256(version.text))
     waiting = pending_override(version)
     if waiting is not None:
         raise ValidationError(
@@ -520,15 +549,21 @@ def promotion_override_request(
         raise ValidationError("The gate passes: promote the version without an override.")
     override = PromotionOverride(
         task=version.task, prompt_version=version, reason=reason, justification=justification,
-        gate=gate.as_dict(), requested_by=user,
+        gate=gate.as_dict(), requested_by=user, request_signature=signature,
     )
     audited_save(override, user=user, reason=f"Override of the gate for v{version.number} requested")
     return override
 
 
 @transaction.atomic
-def promotion_override_confirm(*, override: PromotionOverride, user: AbstractBaseUser) -> Promotion:
-    """Confirm another Admin's override request as a second Admin and promote the version; return the record."""
+def promotion_override_confirm(
+    *, override: PromotionOverride, user: AbstractBaseUser, signature: Signature | None = None,
+) -> Promotion:
+    """Confirm another Admin's override request as a second Admin and promote the version; return the record.
+
+    It is a signing: the confirmer's signature means "Gate override confirmed", over the version's text; the
+    promotion it makes carries the same signature.
+    """
     _require_admin(user)
     override = PromotionOverride.objects.select_for_update().select_related("requested_by").get(pk=override.pk)
     if override.status != PromotionOverride.Status.PENDING:
@@ -538,14 +573,18 @@ def promotion_override_confirm(*, override: PromotionOverride, user: AbstractBas
             "You requested this override yourself; a different Admin must confirm it (four eyes)."
         )
     version = _lock_version(override.prompt_version)
+    signature_check(signature, user=user, meanings=Meaning.GATE_OVERRIDE_CONFIRMED,
+                    content_sha256=prompt_version_content_sha256(version.text))
     gate = promotion_gate(prompt_version=version)
     if gate.passed:
         raise ValidationError("The gate passes now: promote the version without an override.")
     override.status = PromotionOverride.Status.CONFIRMED
     override.confirmed_by = user
     override.confirmed_at = timezone.now()
+    override.confirm_signature = signature
     audited_save(override, user=user, reason=f"Override of the gate for v{version.number} confirmed")
-    return _promote(version=version, user=user, reason=override.reason, gate=gate, override=override)
+    return _promote(version=version, user=user, reason=override.reason, gate=gate, override=override,
+                    signature=signature)
 
 
 @transaction.atomic

@@ -27,6 +27,8 @@ from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_sign
 from evaluation.trends import task_trend, trend_chart
 from pldreview.jobs import JobCancelled, job_start
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, report_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
 
@@ -52,6 +54,15 @@ def _user_display(user: Any) -> str:
 
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _decision_signature(decision: Decision) -> str:
+    """Return the decision's signature manifestation, or say why it has none."""
+    if decision.signature_id:
+        return decision.signature.manifestation
+    if decision.action in Decision.SIGNED_ACTIONS:
+        return "No electronic signature: recorded before signatures were required."
+    return ""
 
 
 def _rule_history(rule: Rule) -> list[dict[str, Any]]:
@@ -96,6 +107,7 @@ def _rule_history(rule: Rule) -> list[dict[str, Any]]:
                 "who": _user_display(decision.reviewer),
                 "model": "",
                 "reason": decision.reason,
+                "signature": _decision_signature(decision),
                 "revision": revision.number if revision is not None else None,
                 "text": revision.text if shows_text and revision is not None else "",
                 "label": revision.label if shows_text and revision is not None else "",
@@ -114,7 +126,8 @@ def _rules_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
             Prefetch("rule__revisions", queryset=RuleRevision.objects.select_related("author").order_by("number")),
             Prefetch(
                 "rule__decisions",
-                queryset=Decision.objects.select_related("reviewer", "revision").order_by("created_at", "id"),
+                queryset=Decision.objects.select_related("reviewer", "revision", "signature")
+                .order_by("created_at", "id"),
             ),
         )
         .order_by("position")
@@ -261,7 +274,10 @@ def _trend(task: Any) -> dict[str, Any] | None:
 def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
     promotions = (
         Promotion.objects.filter(task=prompt_version.task)
-        .select_related("prompt_version", "from_version", "promoted_by", "evaluation_run", "override_requested_by")
+        .select_related(
+            "prompt_version", "from_version", "promoted_by", "evaluation_run", "override_requested_by", "signature",
+            "override__request_signature",
+        )
         .order_by("created_at", "id")
     )
     rows = []
@@ -275,6 +291,11 @@ def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
                 "concerns_this": prompt_version.pk in (promotion.prompt_version_id, promotion.from_version_id),
                 "is_rollback": promotion.is_rollback,
                 "by": _user_display(promotion.promoted_by),
+                "signature": promotion.signature.manifestation if promotion.signature_id else "",
+                "override_signature": (
+                    promotion.override.request_signature.manifestation
+                    if promotion.override_id and promotion.override.request_signature_id else ""
+                ),
                 "reason": promotion.reason,
                 "override_justification": promotion.override_justification,
                 "override_requested_by": (
@@ -490,6 +511,34 @@ def report_path(report: Report) -> Path:
     if not report.file:
         raise ReportError(f"Report {report.pk} has no file ({report.get_status_display().lower()})")
     return Path(settings.MEDIA_ROOT) / report.file
+
+
+def report_signed_content(report: Report) -> str:
+    """Return the SHA-256 a person signs a report over: its stored file's bytes, refused if they changed."""
+    if report.status != Report.Status.READY:
+        raise ValidationError("Only an issued report can be signed.")
+    try:
+        data = report_path(report).read_bytes()
+    except (ReportError, OSError) as exc:
+        raise ValidationError("The report's file is missing from storage, so it cannot be signed.") from exc
+    sha = report_content_sha256(data)
+    if sha != report.sha256:
+        raise ValidationError("The report file no longer matches the SHA-256 it was issued with; it cannot be signed.")
+    return sha
+
+
+@transaction.atomic
+def report_sign(*, report: Report, user: AbstractBaseUser, signature: Signature | None) -> Report:
+    """Attach a person's electronic signature (meaning "Report signed", over the PDF's bytes) to an issued report."""
+    if not user.has_perm("evaluation.generate_report"):  # type: ignore[attr-defined]
+        raise PermissionDenied(f"{user} may not sign reports")
+    report = Report.objects.select_for_update().get(pk=report.pk)
+    if report.signature_id is not None:
+        raise ValidationError("This report is already signed; generate a new report to sign again.")
+    signature_check(signature, user=user, meanings=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report))
+    report.signature = signature
+    audited_save(report, user=user, reason="Report signed", update_fields=["signature"], event="report.signed")
+    return report
 
 
 def report_filename(report: Report) -> str:

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from evaluation.models import ApiToken, ApiTokenWindow
 from pldreview.ledger import ledger_append
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, api_token_content_sha256, signature_check
 from rules.models import Task
 
 TOKEN_PREFIX = "pld_"
@@ -67,17 +69,29 @@ def api_token_create(
     return token, raw
 
 
+def api_token_signed_content(token: ApiToken) -> str:
+    """Return the SHA-256 a revocation of this token is signed over."""
+    return api_token_content_sha256(
+        token_id=token.pk, prefix=token.prefix, name=token.name, username=token.user.get_username()
+    )
+
+
 @transaction.atomic
-def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser) -> ApiToken:
-    """Revoke a token from now on; revoking twice keeps the first time."""
+def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser, signature: Signature | None = None) -> ApiToken:
+    """Revoke a token from now on, signed by the Admin (meaning "Token revoked"); a revoked token stays revoked."""
     if not user.has_perm("evaluation.manage_api_tokens"):
         raise PermissionDenied("Only Admins revoke API tokens.")
-    token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-        ledger_append(event="api_token.revoked", actor=user, obj=token, facts=_token_facts(token),
-                      reason=f"Revoked token {token.name!r}")
+    token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+    if token.revoked_at is not None:
+        raise ValidationError(f"This token was already revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC.")
+    signature_check(
+        signature, user=user, meanings=Meaning.TOKEN_REVOKED, content_sha256=api_token_signed_content(token)
+    )
+    token.revoked_at = timezone.now()
+    token.revoked_signature = signature
+    token.save(update_fields=["revoked_at", "revoked_signature"])
+    ledger_append(event="api_token.revoked", actor=user, obj=token, facts=_token_facts(token),
+                  reason=f"Revoked token {token.name!r}")
     return token
 
 

@@ -1,11 +1,12 @@
-"""Job records: the state and progress of every long-running piece of work."""
+"""Project-wide records: background jobs, the ledger and electronic signatures."""
 from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -141,3 +142,55 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.event}"
+
+
+class Signature(models.Model):
+    """An electronic signature (21 CFR Part 11): who signed what content, meaning what, when and why.
+
+    The signer's printed name is copied at signing, so a later rename never changes what was signed.
+    Rows are append-only: database triggers refuse UPDATE (and DELETE on PostgreSQL).
+    """
+
+    class Meaning(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EDITED = "edited", "Edited"
+        WRITTEN = "written", "Written"
+        REORDER_PROPOSED = "reorder_proposed", "Reorder proposed"
+        REORDERED = "reordered", "Reordered"
+        REORDER_REJECTED = "reorder_rejected", "Reorder rejected"
+        PROMOTED = "promoted", "Promoted to production"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+        GATE_OVERRIDE_REQUESTED = "gate_override_requested", "Gate override requested"
+        GATE_OVERRIDE_CONFIRMED = "gate_override_confirmed", "Gate override confirmed"
+        TOKEN_REVOKED = "token_revoked", "Token revoked"
+        REPORT_SIGNED = "report_signed", "Report signed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signatures")
+    username = models.CharField(max_length=150, help_text="The signer's username at signing")
+    full_name = models.CharField(max_length=300, help_text="The signer's printed name at signing")
+    signed_at = models.DateTimeField(default=timezone.now)
+    meaning = models.CharField(max_length=30, choices=Meaning.choices)
+    reason = models.TextField(blank=True)
+    content_sha256 = models.CharField(
+        max_length=64, validators=[RegexValidator(r"^[0-9a-f]{64}$", "A SHA-256 in lowercase hex.")],
+        help_text="SHA-256 of the exact content signed",
+    )
+    reauth_policy = models.CharField(max_length=20, help_text="PLD_SIGNING_REAUTH in force at signing")
+    password_checked = models.BooleanField(help_text="The password was entered and checked for this signing")
+    second_factor_checked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+
+    def __str__(self) -> str:
+        return self.manifestation
+
+    @property
+    def manifestation(self) -> str:
+        """Return the §11.50 line: printed name, date and time with zone, and meaning."""
+        when = self.signed_at.astimezone(UTC)
+        return (
+            f"{self.get_meaning_display()} by {self.full_name} on {when:%Y-%m-%d %H:%M:%S} UTC"
+            f" — meaning: {self.get_meaning_display()}"
+        )

@@ -327,6 +327,21 @@ PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)
 PLD_REQUIRED_APPROVALS = env_int("PLD_REQUIRED_APPROVALS", 1, minimum=1)
 PLD_UNDO_WINDOW_SECONDS = env_int("PLD_UNDO_WINDOW_SECONDS", 120, minimum=0)
 
+
+def _signing_reauth() -> str:
+    """Return PLD_SIGNING_REAUTH as written (``each`` or ``window:N``), refusing anything else."""
+    raw = env_str("PLD_SIGNING_REAUTH", "each").strip().lower()
+    if raw == "each":
+        return raw
+    kind, _, minutes = raw.partition(":")
+    if kind == "window" and minutes.isdigit() and int(minutes) >= 1:
+        return f"window:{int(minutes)}"
+    raise ImproperlyConfigured(f"PLD_SIGNING_REAUTH={raw!r}: use 'each' or 'window:N' (N minutes, at least 1)")
+
+
+# Electronic signatures: re-enter the password for each signing, or once per N minutes of a session.
+PLD_SIGNING_REAUTH = _signing_reauth()
+
 # Promotion gate: a candidate's macro-F1 may be at most this much below production's.
 PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)
 PLD_API_MAX_BODY_BYTES = env_int("PLD_API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)

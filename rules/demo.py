@@ -28,6 +28,16 @@ DEMO_USERS = [
     ("alex", ADMIN, "alex-demo-2026"),
 ]
 
+# Printed names: electronic signatures show the signer's full name as it was at signing.
+DEMO_NAMES = {"rita": ("Rita", "Reyes"), "ravi": ("Ravi", "Rao"), "aude": ("Aude", "Aubert"), "adam": ("Adam", "Adler"),
+              "alex": ("Alex", "Amato")}
+
+
+def demo_password(username: str) -> str:
+    """Return a demo user's password, with which the demo steps sign their decisions."""
+    return next(password for name, _role, password in DEMO_USERS if name == username)
+
+
 # (task definition, examples): both are jsonl with an ``id`` column.
 DEMO_TASKS = [
     ("nda_demo.task.json", "nda_demo.jsonl"),
@@ -43,6 +53,10 @@ def seed_users_and_tasks(stdout: TextIO) -> None:
         if created or not user.check_password(password):
             user.set_password(password)
             user.save()
+        first, last = DEMO_NAMES[username]
+        if created and not user.get_full_name():
+            user.first_name, user.last_name = first, last
+            user.save(update_fields=["first_name", "last_name"])
         user.groups.add(Group.objects.get(name=role))
         stdout.write(f"  login {username:<5} role {role:<8} password {password}\n")
     for definition_file, examples_file in DEMO_TASKS:

@@ -11,6 +11,9 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_content_sha256, signature_sign
+from rules.demo import demo_password
 from rules.models import Decision, Example, Rule, RuleSetReorderProposal, Task
 from rules.services import (
     rule_approvals,
@@ -142,6 +145,16 @@ APPROVE_REASON = "Checked against the cited clauses; precise and general."
 REORDER_REASON = "The advisers rule must be read before the employee-sharing Entailment rule, which it narrows."
 
 
+def _sign(user: User, meaning: str, content_sha256: str, reason: str) -> Signature:
+    # The demo signs as its users, with their demo passwords, through the same service as the pages.
+    return signature_sign(user=user, password=demo_password(user.username), meaning=meaning, reason=reason,
+                          content_sha256=content_sha256)
+
+
+def _rule_sha(text: str, label: str, precedence_note: str = "") -> str:
+    return rule_content_sha256(text=text.strip(), label=label, precedence_note=precedence_note.strip())
+
+
 def _cited(task: Task, demo: DemoRule) -> list[Example]:
     wanted = {f"id {ref}" for ref in demo.examples}
     return [ex for ex in task.examples.all() if any(ex.source_ref.endswith(w) for w in wanted)]
@@ -163,6 +176,7 @@ def _written(task: Task, author: User, demo: DemoRule, reason: str) -> tuple[Rul
     rule = rule_create(
         task=task, user=author, text=demo.text, label=demo.label, topic=demo.topic,
         precedence_note=demo.precedence_note, reason=reason, examples=_cited(task, demo),
+        signature=_sign(author, Meaning.WRITTEN, _rule_sha(demo.text, demo.label, demo.precedence_note), reason),
     )
     return rule, True
 
@@ -182,7 +196,10 @@ def seed_review_decisions(stdout: TextIO) -> None:
         rule, _ = _written(task, rita, demo, "Written from the fixture clauses it cites")
         approved_by_ravi = any(d.reviewer_id == ravi.pk for d in rule_approvals(rule))
         if rule.status == Rule.Status.PENDING and rule.current_revision.author_id == rita.pk and not approved_by_ravi:
-            rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON)
+            signature = _sign(ravi, Meaning.APPROVED, _rule_sha(rule.text, rule.label, rule.precedence_note),
+                              APPROVE_REASON)
+            rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON,
+                         signature=signature)
 
     # rita proposes moving the advisers guard above the employee-sharing rule it narrows; ravi approves
     # the proposal, and only then does the order change (four eyes on precedence too).
@@ -196,18 +213,30 @@ def seed_review_decisions(stdout: TextIO) -> None:
     ):
         order.remove(guard.pk)
         order.insert(order.index(employees.pk), guard.pk)
-        proposal = ruleset_reorder_propose(task=task, user=rita, order=order, reason=REORDER_REASON)
-        ruleset_reorder_approve(proposal=proposal, user=ravi, reason="Yes: the narrower rule must come first.")
+        order_sha = ruleset_order_content_sha256(task_id=task.pk, order=order)
+        proposal = ruleset_reorder_propose(
+            task=task, user=rita, order=order, reason=REORDER_REASON,
+            signature=_sign(rita, Meaning.REORDER_PROPOSED, order_sha, REORDER_REASON),
+        )
+        approve_reason = "Yes: the narrower rule must come first."
+        ruleset_reorder_approve(
+            proposal=proposal, user=ravi, reason=approve_reason,
+            signature=_sign(ravi, Meaning.REORDERED, order_sha, approve_reason),
+        )
 
     broad, _ = _written(task, ravi, TOO_BROAD, "First draft")
     if broad.status == Rule.Status.PENDING:
-        rule_reject(rule=broad, user=rita, lock_version=broad.lock_version, reason=TOO_BROAD_REASON)
+        signature = _sign(rita, Meaning.REJECTED, _rule_sha(broad.text, broad.label, broad.precedence_note),
+                          TOO_BROAD_REASON)
+        rule_reject(rule=broad, user=rita, lock_version=broad.lock_version, reason=TOO_BROAD_REASON,
+                    signature=signature)
 
     advisers, _ = _written(task, ravi, ADVISERS_DRAFT, "First draft")
     if advisers.current_revision.number == 1:
         rule_edit(
             rule=advisers, user=rita, lock_version=advisers.lock_version, reason=ADVISERS_EDIT_REASON,
             text=ADVISERS_EDIT, label="NotMentioned", topic="Compelled disclosure",
+            signature=_sign(rita, Meaning.EDITED, _rule_sha(ADVISERS_EDIT, "NotMentioned"), ADVISERS_EDIT_REASON),
         )
 
     _written(task, ravi, LEFT_PENDING, "Written from the fixture clauses it cites")

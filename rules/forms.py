@@ -5,14 +5,15 @@ from typing import Any
 
 from django import forms
 
+from pldreview.forms import SigningForm
 from rules.models import Example, Task
 from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
 
 
-class DecisionForm(forms.Form):
-    """What every decision carries: the version of the rule the reviewer saw."""
+class DecisionForm(SigningForm):
+    """What every decision carries: the version of the rule the reviewer saw, and the reviewer's signature."""
 
     lock_version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
@@ -64,7 +65,7 @@ class EditForm(_RuleFieldsForm, DecisionForm):
     )
 
 
-class RuleCreateForm(_RuleFieldsForm):
+class RuleCreateForm(_RuleFieldsForm, SigningForm):
     """A hand-written rule for one task, chosen first so that only its labels and examples are offered."""
 
     task = forms.ModelChoiceField(
@@ -77,14 +78,14 @@ class RuleCreateForm(_RuleFieldsForm):
         queryset=Example.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
         label="Cited examples", error_messages={"invalid_choice": "Example %(value)s is not an example of this task."},
     )
-    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "examples"]
+    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "examples", "password", "second_factor"]
 
     def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         super().__init__(*args, task=task, **kwargs)
         self.fields["examples"].queryset = Example.objects.filter(task=task)
 
 
-class ReorderProposalForm(forms.Form):
+class ReorderProposalForm(SigningForm):
     """A number for every rule of the rule set and why the new order is better; it becomes a proposal."""
 
     reason = forms.CharField(
@@ -107,7 +108,7 @@ class ReorderProposalForm(forms.Form):
         return {pk: self.cleaned_data[f"number_{pk}"] for pk in self.rule_ids}
 
 
-class ProposalDecisionForm(forms.Form):
+class ProposalDecisionForm(SigningForm):
     reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs=_REASON_ROWS))
 
 

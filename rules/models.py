@@ -348,11 +348,30 @@ class Decision(models.Model):
     status_before = models.CharField(max_length=10, blank=True)
     status_after = models.CharField(max_length=10, blank=True)
     undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by")
+    # The reviewer's electronic signature of this decision. Required for the signed actions on every row
+    # written since migration 0003 (an INSERT trigger); older rows keep none, rather than a forged one.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
+    # The actions that are signings, and the meaning their signature must carry.
+    SIGNED_ACTIONS = {
+        Action.APPROVE: "approved", Action.REJECT: "rejected", Action.EDIT: "edited",
+        Action.CREATE: "written", Action.REORDER: "reordered",
+    }
+
     class Meta:
         ordering = ["created_at", "id"]
+        constraints = [
+            # One signature signs one decision (Part 11 §11.70: it cannot be copied to another record); the one
+            # exception is an applied order, whose approval signature signs the reorder of every rule it moved.
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False) & ~models.Q(action="reorder"),
+                name="decision_signature_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} rule {self.rule_id} by {self.reviewer}"
@@ -443,11 +462,26 @@ class RuleSetReorderProposal(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Part 11: proposing and rejecting an order are signings (meanings "Reorder proposed", "Reorder rejected").
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reorder_proposals"
+    )
+    decision_signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reorder_rejections"
+    )
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False),
+                name="reorder_proposal_signature_once",
+            ),
+            models.UniqueConstraint(
+                fields=["decision_signature"], condition=models.Q(decision_signature__isnull=False),
+                name="reorder_rejection_signature_once",
+            ),
             # Four eyes in the database too: whoever proposed an order never is the one who approved it.
             models.CheckConstraint(
                 condition=~models.Q(status="approved") | ~models.Q(decided_by=models.F("proposed_by")),
@@ -471,12 +505,20 @@ class RuleSetReorderApproval(models.Model):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Approving an order is a signing (meaning "Reordered"); the reorder decisions it applies carry it too.
+    signature = models.ForeignKey(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reorder_approvals"
+    )
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["proposal", "reviewer"], name="reorder_approval_one_per_reviewer"),
+            models.UniqueConstraint(
+                fields=["signature"], condition=models.Q(signature__isnull=False),
+                name="reorder_approval_signature_once",
+            ),
         ]
 
 

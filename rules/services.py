@@ -17,6 +17,8 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pldreview.models import Signature
+from pldreview.signatures import rule_content_sha256, ruleset_order_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import (
     ClusteringRun,
@@ -53,11 +55,16 @@ def rule_propose(
     refines: Rule | None = None,
     proposal: dict[str, Any] | None = None,
     reason: str = "",
+    signature: Signature | None = None,
 ) -> Rule:
     """Create a pending candidate rule with its first revision; a person must still decide on it.
 
-    A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author.
+    A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author, signed
+    by them with the meaning "Written" over the rule's text, label and precedence note.
     """
+    if proposed_by is not None:
+        _check_signature(signature, user=proposed_by, action=Decision.Action.CREATE,
+                         content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
     if label not in task.label_names:
         known = ", ".join(task.label_names)
         raise ValidationError({"label": f"{label!r} is not a label of task {task.name} ({known})"})
@@ -107,6 +114,7 @@ def rule_propose(
             reason=why,
             status_before="",
             status_after=Rule.Status.PENDING,
+            signature=signature,
         )
         audited_save(decision, user=proposed_by, reason=why)
     return rule
@@ -169,9 +177,23 @@ def _lock_rule(rule: Rule, *, lock_version: int | None) -> Rule:
     return locked
 
 
+def rule_signed_content(rule: Rule) -> str:
+    """Return the SHA-256 a decision on the rule's current wording is signed over."""
+    return rule_content_sha256(text=rule.text, label=rule.label, precedence_note=rule.precedence_note)
+
+
+def _check_signature(
+    signature: Signature | None, *, user: AbstractBaseUser, action: str, content_sha256: str
+) -> Signature:
+    # Part 11 §11.70: the signature must be the actor's, mean this action, and cover exactly this content.
+    return signature_check(
+        signature, user=user, meanings=Decision.SIGNED_ACTIONS[action], content_sha256=content_sha256
+    )
+
+
 def _record(
     *, rule: Rule, user: AbstractBaseUser, action: str, reason: str, status_before: str,
-    revision: RuleRevision | None = None, undoes: Decision | None = None,
+    revision: RuleRevision | None = None, undoes: Decision | None = None, signature: Signature | None = None,
 ) -> Decision:
     decision = Decision(
         rule=rule,
@@ -182,6 +204,7 @@ def _record(
         status_before=status_before,
         status_after=rule.status,
         undoes=undoes,
+        signature=signature,
     )
     audited_save(decision, user=user, reason=reason or Decision.Action(action).label)
     return decision
@@ -322,14 +345,20 @@ def _next_position(task: Task) -> int:
 
 
 @transaction.atomic
-def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str = "") -> Decision:
+def rule_approve(
+    *, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str = "",
+    signature: Signature | None = None,
+) -> Decision:
     """Approve the rule's current revision; the rule becomes approved once enough distinct reviewers agree.
 
     Nobody who wrote, edited or promoted a revision since the rule's last approval may approve it, nor
     may the reviewer who rejected it; overturning a rejection takes at least two approvals (four eyes).
+    The approval is a signing: it needs the reviewer's signature meaning "Approved" over the revision's
+    text, label and precedence note.
     """
     _require_perm(user, "rules.review_rule")
     rule = _lock_rule(rule, lock_version=lock_version)
+    _check_signature(signature, user=user, action=Decision.Action.APPROVE, content_sha256=rule_signed_content(rule))
     review = rule_review(rule)
     refusal = review.refusal(user)
     if refusal:
@@ -345,24 +374,29 @@ def rule_approve(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None
     why = reason.strip()
     summary = f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else "")
     audited_save(rule, user=user, reason=summary)
-    return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before)
+    return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before,
+                   signature=signature)
 
 
 @transaction.atomic
-def rule_reject(*, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str) -> Decision:
-    """Reject the rule with a reason; it stays, with its decision, and leaves the rule set."""
+def rule_reject(
+    *, rule: Rule, user: AbstractBaseUser, lock_version: int | None, reason: str, signature: Signature | None = None,
+) -> Decision:
+    """Reject the rule with a reason, signed by the reviewer; it stays, with its decision, and leaves the rule set."""
     _require_perm(user, "rules.review_rule")
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why you reject this rule."})
     rule = _lock_rule(rule, lock_version=lock_version)
+    _check_signature(signature, user=user, action=Decision.Action.REJECT, content_sha256=rule_signed_content(rule))
     if rule.status == Rule.Status.REJECTED:
         raise ValidationError("This rule is already rejected.")
     before = rule.status
     rule.status = Rule.Status.REJECTED
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Rejected: {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before)
+    return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before,
+                   signature=signature)
 
 
 @transaction.atomic
@@ -376,8 +410,12 @@ def rule_edit(
     label: str,
     topic: str = "",
     precedence_note: str = "",
+    signature: Signature | None = None,
 ) -> Decision:
-    """Write a new revision of the rule; it goes back to pending and needs fresh approvals from others."""
+    """Write a new revision of the rule; it goes back to pending and needs fresh approvals from others.
+
+    The editor signs the new wording (meaning "Edited", over the new text, label and precedence note).
+    """
     _require_perm(user, "rules.review_rule")
     why = reason.strip()
     if not why:
@@ -390,6 +428,8 @@ def rule_edit(
         raise ValidationError({"label": f"{label!r} is not a label of task {rule.task.name}."})
     if (text, label, topic, precedence_note) == (rule.text, rule.label, rule.topic, rule.precedence_note):
         raise ValidationError("Nothing changed: edit the text, label, topic or precedence note.")
+    _check_signature(signature, user=user, action=Decision.Action.EDIT,
+                     content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
     last = rule.revisions.aggregate(top=Max("number"))["top"] or 0
     revision = RuleRevision(
         rule=rule, number=last + 1, text=text, label=label, topic=topic, precedence_note=precedence_note,
@@ -404,7 +444,7 @@ def rule_edit(
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Edited (r{revision.number}): {why}")
     return _record(rule=rule, user=user, action=Decision.Action.EDIT, reason=why, status_before=before,
-                   revision=revision)
+                   revision=revision, signature=signature)
 
 
 @transaction.atomic
@@ -418,8 +458,9 @@ def rule_create(
     precedence_note: str = "",
     reason: str = "",
     examples: Iterable[Example] = (),
+    signature: Signature | None = None,
 ) -> Rule:
-    """Write a rule by hand, optionally citing examples; it waits, pending, for another reviewer's approval."""
+    """Write a rule by hand, signed by its writer, optionally citing examples; it waits for another's approval."""
     _require_perm(user, "rules.add_rule")
     if not text.strip():
         raise ValidationError({"text": "A rule needs a text."})
@@ -439,6 +480,7 @@ def rule_create(
         examples=cited,
         support=len(cited),
         label_balance=balance,
+        signature=signature,
     )
 
 
@@ -530,9 +572,9 @@ def _proposal_decide(proposal: RuleSetReorderProposal, *, status: str, user: Abs
 
 @transaction.atomic
 def ruleset_reorder_propose(
-    *, task: Task, user: AbstractBaseUser, order: list[int], reason: str
+    *, task: Task, user: AbstractBaseUser, order: list[int], reason: str, signature: Signature | None = None,
 ) -> RuleSetReorderProposal:
-    """Propose a new order of the task's rule set; it compiles only once other reviewers approve it."""
+    """Propose a new order of the task's rule set, signed "Reorder proposed"; it compiles once others approve it."""
     _require_perm(user, "rules.reorder_ruleset")
     why = reason.strip()
     if not why:
@@ -542,7 +584,11 @@ def ruleset_reorder_propose(
         raise ValidationError("The proposed order must list every rule of the rule set exactly once.")
     if order == current:
         raise ValidationError("Nothing changed: this is already the rule set's order.")
-    proposal = RuleSetReorderProposal(task=task, proposed_by=user, order=list(order), base_order=current, reason=why)
+    signature_check(signature, user=user, meanings=Signature.Meaning.REORDER_PROPOSED,
+                    content_sha256=ruleset_order_content_sha256(task_id=task.pk, order=list(order)))
+    proposal = RuleSetReorderProposal(
+        task=task, proposed_by=user, order=list(order), base_order=current, reason=why, signature=signature,
+    )
     audited_save(proposal, user=user, reason=f"Proposed a new order: {why}")
     return proposal
 
@@ -558,8 +604,8 @@ def ruleset_reorder_approve_refusal(proposal: RuleSetReorderProposal, *, user: A
     return ""
 
 
-def _apply_order(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser) -> None:
-    """Write the approved order onto the rules' positions, recording a reorder decision on each rule that moved."""
+def _apply_order(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser, signature: Signature | None) -> None:
+    """Write the approved order onto the rules' positions, recording a signed reorder decision on each rule moved."""
     by_id = {r.pk: r for r in Rule.objects.select_for_update().filter(pk__in=proposal.order)}
     why = f"Order proposal {proposal.pk} by {proposal.proposed_by}: {proposal.reason}"
     for number, pk in enumerate(proposal.order, start=1):
@@ -569,14 +615,16 @@ def _apply_order(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser) ->
         rule.position = number
         rule.lock_version += 1
         audited_save(rule, user=user, reason=f"Rule set order: {why}")
-        _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status)
+        # Every decision of one applied order carries the signature of the approval that applied it.
+        _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status,
+                signature=signature)
 
 
 @transaction.atomic
 def ruleset_reorder_approve(
-    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str = ""
+    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str = "", signature: Signature | None = None,
 ) -> RuleSetReorderProposal:
-    """Approve an order proposal; once PLD_REQUIRED_APPROVALS reviewers other than the proposer agree, it applies."""
+    """Approve an order proposal, signed "Reordered"; once enough reviewers besides the proposer agree, it applies."""
     _require_perm(user, "rules.reorder_ruleset")
     proposal = RuleSetReorderProposal.objects.select_for_update().select_related("task", "proposed_by").get(
         pk=proposal.pk
@@ -590,13 +638,15 @@ def ruleset_reorder_approve(
             "The rule set changed since this order was proposed (a rule was approved, rejected or moved); "
             "reject this proposal and propose again from the current order."
         )
+    signature_check(signature, user=user, meanings=Signature.Meaning.REORDERED,
+                    content_sha256=ruleset_order_content_sha256(task_id=proposal.task_id, order=proposal.order))
     why = reason.strip()
-    approval = RuleSetReorderApproval(proposal=proposal, reviewer=user, reason=why)
+    approval = RuleSetReorderApproval(proposal=proposal, reviewer=user, reason=why, signature=signature)
     audited_save(approval, user=user, reason=why or "Approved the order")
     n_approvals = proposal.approvals.count()
     needed = required_approvals()
     if n_approvals >= needed:
-        _apply_order(proposal, user=user)
+        _apply_order(proposal, user=user, signature=signature)
         _proposal_decide(proposal, status=RuleSetReorderProposal.Status.APPROVED, user=user, why=why)
     audited_save(proposal, user=user, reason=f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else ""))
     return proposal
@@ -604,9 +654,9 @@ def ruleset_reorder_approve(
 
 @transaction.atomic
 def ruleset_reorder_reject(
-    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str
+    *, proposal: RuleSetReorderProposal, user: AbstractBaseUser, reason: str, signature: Signature | None = None,
 ) -> RuleSetReorderProposal:
-    """Reject (or, for its proposer, withdraw) a pending order proposal with a reason; the order stays as it is."""
+    """Reject (or, for its proposer, withdraw) a pending order proposal, signed, with a reason; the order stays."""
     _require_perm(user, "rules.reorder_ruleset")
     why = reason.strip()
     if not why:
@@ -614,6 +664,9 @@ def ruleset_reorder_reject(
     proposal = RuleSetReorderProposal.objects.select_for_update().get(pk=proposal.pk)
     if proposal.status != RuleSetReorderProposal.Status.PENDING:
         raise ValidationError(f"This proposal is already {proposal.get_status_display().lower()}.")
+    signature_check(signature, user=user, meanings=Signature.Meaning.REORDER_REJECTED,
+                    content_sha256=ruleset_order_content_sha256(task_id=proposal.task_id, order=proposal.order))
+    proposal.decision_signature = signature
     _proposal_decide(proposal, status=RuleSetReorderProposal.Status.REJECTED, user=user, why=why)
     audited_save(proposal, user=user, reason=f"Rejected: {why}")
     return proposal

@@ -17,10 +17,19 @@ from evaluation.promotion import (
     pending_override,
     production_version,
     promotion_gate,
+    promotion_meaning,
     promotion_override_confirm,
     promotion_override_request,
     promotion_override_withdraw,
     prompt_version_promote,
+)
+from pldreview.forms import SigningForm
+from pldreview.signatures import (
+    Meaning,
+    prompt_version_content_sha256,
+    signature_sign_from_form,
+    signing,
+    signing_context,
 )
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
@@ -28,7 +37,7 @@ from rules.models import PromptVersion
 FLIPS_SHOWN = 50
 
 
-class PromotionForm(forms.Form):
+class PromotionForm(SigningForm):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), label="Reason",
         help_text="Why this version should serve production now. Kept forever in the audit record.",
@@ -51,7 +60,7 @@ def _get_override_for_user(request: HttpRequest, version: PromptVersion, overrid
 
 def _page(
     request: HttpRequest, version: PromptVersion, form: PromotionForm, *, status: int = 200,
-    override_errors: list[str] | None = None,
+    override_errors: list[str] | None = None, confirm_form: SigningForm | None = None,
 ) -> HttpResponse:
     gate = promotion_gate(prompt_version=version)
     current = gate.production or production_version(version.task)
@@ -62,6 +71,8 @@ def _page(
         "version": version, "gate": gate, "current": current, "flips": flips, "form": form,
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
         "flips_shown": FLIPS_SHOWN, "override": pending_override(version), "override_errors": override_errors or [],
+        "meaning": Meaning(promotion_meaning(version)).label, "confirm_form": confirm_form or SigningForm(),
+        **signing_context(request),
     }, status=status)
 
 
@@ -73,17 +84,26 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     version = _get_version_for_user(request, version_id)
     form = PromotionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        justification = form.cleaned_data["override_justification"].strip()
+        data = form.cleaned_data
+        justification = data["override_justification"].strip()
+        content = prompt_version_content_sha256(version.text)
         try:
-            if justification:
-                promotion_override_request(
-                    prompt_version=version, user=request.user, reason=form.cleaned_data["reason"],
-                    justification=justification,
-                )
-            else:
-                promotion = prompt_version_promote(
-                    prompt_version=version, user=request.user, reason=form.cleaned_data["reason"]
-                )
+            with signing():
+                if justification:
+                    signature = signature_sign_from_form(
+                        request, data, meaning=Meaning.GATE_OVERRIDE_REQUESTED, content_sha256=content
+                    )
+                    promotion_override_request(
+                        prompt_version=version, user=request.user, reason=data["reason"],
+                        justification=justification, signature=signature,
+                    )
+                else:
+                    signature = signature_sign_from_form(
+                        request, data, meaning=promotion_meaning(version), content_sha256=content
+                    )
+                    promotion = prompt_version_promote(
+                        prompt_version=version, user=request.user, reason=data["reason"], signature=signature,
+                    )
         except ValidationError as exc:
             form_add_service_errors(form, exc)
         else:
@@ -101,13 +121,21 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
 @login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
-    """Confirm another Admin's override request as the second Admin, which promotes the version."""
+    """Confirm another Admin's override request as the second Admin (a signing), which promotes the version."""
     version = _get_version_for_user(request, version_id)
     override = _get_override_for_user(request, version, override_id)
+    confirm_form = SigningForm(request.POST)
+    confirm_form.is_valid()
     try:
-        promotion_override_confirm(override=override, user=request.user)
+        with signing():
+            signature = signature_sign_from_form(
+                request, {**confirm_form.cleaned_data, "reason": override.reason},
+                meaning=Meaning.GATE_OVERRIDE_CONFIRMED, content_sha256=prompt_version_content_sha256(version.text),
+            )
+            promotion_override_confirm(override=override, user=request.user, signature=signature)
     except ValidationError as exc:
-        return _page(request, version, PromotionForm(), status=400, override_errors=exc.messages)
+        return _page(request, version, PromotionForm(), status=400, override_errors=exc.messages,
+                     confirm_form=SigningForm())
     messages.success(request, f"Override confirmed: {version} is in production; both Admins are on the record.")
     return redirect(version.get_absolute_url())
 

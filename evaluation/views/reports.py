@@ -12,8 +12,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from evaluation.models import Report
-from evaluation.reports import ReportError, report_filename, report_path, report_request
+from evaluation.reports import (
+    ReportError,
+    report_filename,
+    report_path,
+    report_request,
+    report_sign,
+    report_signed_content,
+)
 from evaluation.verification import report_verify
+from pldreview.forms import SigningForm
+from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
+from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
 REPORTS_SHOWN = 200
@@ -22,6 +32,13 @@ MAX_VERIFY_BYTES = 50 * 1024 * 1024
 
 class GenerateReportForm(forms.Form):
     prompt_version = forms.ModelChoiceField(queryset=PromptVersion.objects.select_related("task"))
+
+
+class SignReportForm(SigningForm):
+    reason = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason (optional)",
+        help_text="E.g. “Read in full; the decisions and figures are correct.”",
+    )
 
 
 class VerifyReportForm(forms.Form):
@@ -36,7 +53,9 @@ class VerifyReportForm(forms.Form):
 
 def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:
     """Return the report, or 404; everyone who may view reports sees all of them."""
-    reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by", "job")
+    reports = Report.objects.select_related(
+        "prompt_version", "prompt_version__task", "generated_by", "job", "signature"
+    )
     return get_object_or_404(reports, pk=report_id)
 
 
@@ -61,7 +80,36 @@ def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
     report = _get_report_for_user(request, report_id)
     if request.htmx:
         return render(request, "evaluation/report_detail.html#report-status", {"report": report})
-    return render(request, "evaluation/report_detail.html", {"report": report})
+    return _detail_page(request, report, SignReportForm())
+
+
+def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
+    return render(request, "evaluation/report_detail.html", {
+        "report": report, "sign_form": form, **signing_context(request),
+    }, status=status)
+
+
+@require_POST
+@login_required
+@permission_required("evaluation.generate_report", raise_exception=True)
+def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
+    """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
+    report = _get_report_for_user(request, report_id)
+    form = SignReportForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            with signing():
+                signature = signature_sign_from_form(
+                    request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
+                )
+                report_sign(report=report, user=request.user, signature=signature)
+        except ValidationError as exc:
+            form_add_service_errors(form, exc)
+        else:
+            messages.success(request, f"You signed report {report.pk}.")
+            return redirect(report.get_absolute_url())
+    return _detail_page(request, _get_report_for_user(request, report_id), form, status=400)
 
 
 @require_GET
@@ -122,4 +170,5 @@ urlpatterns = [
     path("reports/verify/", verify_report, name="pld-report-verify"),
     path("reports/<int:report_id>/", report_detail, name="pld-report-detail"),
     path("reports/<int:report_id>/download/", report_download, name="pld-report-download"),
+    path("reports/<int:report_id>/sign/", sign_report, name="pld-report-sign"),
 ]

@@ -14,7 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evaluation.models import ApiToken
-from evaluation.tokens import api_token_create, api_token_revoke
+from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
+from pldreview.forms import SigningForm
+from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_add_service_errors
 from rules.models import Task
 
@@ -39,13 +41,19 @@ class TokenForm(forms.Form):
     )
 
 
+class RevokeForm(SigningForm):
+    reason = forms.CharField(required=False, max_length=2000, label="Why revoke it? (optional)")
+
+
 def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created: ApiToken | None = None,
           status: int = 200) -> HttpResponse:
     tokens = (
-        ApiToken.objects.select_related("user", "created_by").prefetch_related("tasks").order_by("-created_at", "-id")
+        ApiToken.objects.select_related("user", "created_by", "revoked_signature").prefetch_related("tasks")
+        .order_by("-created_at", "-id")
     )
     return render(request, "evaluation/api_token_list.html", {
         "tokens": list(tokens), "form": form, "raw_token": raw_token, "created": created, "now": timezone.now(),
+        **signing_context(request),
     }, status=status)
 
 
@@ -84,12 +92,24 @@ def create_api_token(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("evaluation.manage_api_tokens", raise_exception=True)
 def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
-    """Ask to confirm, then revoke a token: requests with it get 403 from now on."""
+    """Ask to confirm, then revoke a token signed with the Admin's password: requests with it get 403 from now on."""
     token = get_object_or_404(ApiToken.objects.select_related("user", "created_by"), pk=token_id)
+    page = {"token": token} | signing_context(request)
     if request.method == "GET" or request.POST.get("confirm") != "yes":
         # A plain POST (an old form, a script) does not revoke: revoking needs the confirmation page's button.
-        return render(request, "evaluation/api_token_revoke.html", {"token": token})
-    token = api_token_revoke(token=token, user=request.user)
+        return render(request, "evaluation/api_token_revoke.html", page | {"form": RevokeForm()})
+    form = RevokeForm(request.POST)
+    form.is_valid()
+    data = form.cleaned_data
+    try:
+        with signing():
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.TOKEN_REVOKED, content_sha256=api_token_signed_content(token)
+            )
+            token = api_token_revoke(token=token, user=request.user, signature=signature)
+    except ValidationError as exc:
+        page |= {"form": form, "revoke_error": " ".join(exc.messages)}
+        return render(request, "evaluation/api_token_revoke.html", page, status=400)
     messages.success(request, f"Revoked token {token.prefix}… ({token.name}).")
     return redirect(reverse("pld-api-token-list"))
 

@@ -57,7 +57,8 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
     runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
     promotions = (
         version.task.promotions.select_related(  # type: ignore[attr-defined]
-            "prompt_version", "from_version", "promoted_by", "override_requested_by"
+            "prompt_version", "from_version", "promoted_by", "override_requested_by", "signature",
+            "override__request_signature",
         )
         .filter(Q(prompt_version=version) | Q(from_version=version))
         .order_by("-created_at", "-id")

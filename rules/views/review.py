@@ -14,6 +14,14 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from pldreview.signatures import (
+    Meaning,
+    rule_content_sha256,
+    ruleset_order_content_sha256,
+    signature_sign_from_form,
+    signing,
+    signing_context,
+)
 from pldreview.web import form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
@@ -108,7 +116,8 @@ def _workspace_context(
         by_id = {ex.pk: ex for ex in Example.objects.filter(pk__in=ids)}
         failures = [_example_view(by_id[i], rule, context_field) for i in ids if i in by_id]
     recent = list(
-        Decision.objects.filter(rule=rule).select_related("reviewer", "revision").order_by("-created_at", "-id")[:5]
+        Decision.objects.filter(rule=rule).select_related("reviewer", "revision", "signature")
+        .order_by("-created_at", "-id")[:5]
     )
     lock = rule.lock_version
     forms = forms or {}
@@ -141,6 +150,7 @@ def _workspace_context(
         "edit_form": forms.get("edit") or EditForm(initial=initial_edit, task=task),
         "reject_form": forms.get("reject") or RejectForm(initial={"lock_version": lock}),
         "open_form": forms.get("open", ""),
+        **signing_context(request),
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         "rule_panels": rule_panels(rule, request.user),
         "comments": list(rule.comments.select_related("author")),
@@ -233,20 +243,33 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            if kind == "approve":
-                decision = services.rule_approve(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
-                )
-            elif kind == "reject":
-                decision = services.rule_reject(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"]
-                )
-            else:
-                decision = services.rule_edit(
-                    rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
-                    text=data["text"], label=data["label"], topic=data["topic"],
-                    precedence_note=data["precedence_note"],
-                )
+            with signing():
+                if kind == "approve":
+                    signature = signature_sign_from_form(
+                        request, data, meaning=Meaning.APPROVED, content_sha256=services.rule_signed_content(rule)
+                    )
+                    decision = services.rule_approve(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        signature=signature,
+                    )
+                elif kind == "reject":
+                    signature = signature_sign_from_form(
+                        request, data, meaning=Meaning.REJECTED, content_sha256=services.rule_signed_content(rule)
+                    )
+                    decision = services.rule_reject(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        signature=signature,
+                    )
+                else:
+                    edited = rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+                    )
+                    signature = signature_sign_from_form(request, data, meaning=Meaning.EDITED, content_sha256=edited)
+                    decision = services.rule_edit(
+                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
+                        text=data["text"], label=data["label"], topic=data["topic"],
+                        precedence_note=data["precedence_note"], signature=signature,
+                    )
         except services.StaleRuleError as exc:
             fresh = _get_rule_for_user(request, rule_id)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
@@ -414,7 +437,7 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         raise Http404("No such revision")
     decisions = list(
         Decision.objects.filter(rule=rule)
-        .select_related("reviewer", "revision", "undoes")
+        .select_related("reviewer", "revision", "undoes", "signature")
         .prefetch_related("undone_by")
         .order_by("created_at", "id")
     )
@@ -431,6 +454,7 @@ def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
         "a": by_number[a],
         "b": by_number[b],
         "diff": fields_diff(by_number[a], by_number[b]),
+        "signed_actions": list(Decision.SIGNED_ACTIONS),
     }
     if request.htmx and request.htmx.target == "revision-diff":
         return render(request, "rules/rule_history.html#revision-diff", context)
@@ -523,20 +547,28 @@ def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
     task = _get_task_for_user(request, task_name)
     query = request.GET.get("q", "").strip()[:200]
-    context = _ruleset_context(task, request.user, query=query)
+    context = _ruleset_context(task, request.user, query=query) | signing_context(request)
     context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
     return render(request, "rules/ruleset.html", context)
 
 
 def _ruleset_answer(
-    request: HttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None
+    request: HttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None,
+    decide: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    """Answer a rule-set action: the list fragment for htmx, else a redirect (or the page with the error)."""
+    """Answer a rule-set action: the list fragment for htmx, else a redirect (or the page with the error).
+
+    ``decide`` keeps what a reviewer typed into a proposal's approve or reject form when it was refused.
+    """
     if request.htmx:
-        context = _ruleset_context(task, request.user, form=form) | {"error": error, "flash": {"text": flash}}
+        context = _ruleset_context(task, request.user, form=form) | signing_context(request) | {
+            "error": error, "flash": {"text": flash}, "decide": decide or {},
+        }
         return render(request, "rules/ruleset.html#ruleset-list", context, status=400 if error else 200)
     if error:
-        context = _ruleset_context(task, request.user, form=form) | {"error": error}
+        context = _ruleset_context(task, request.user, form=form) | signing_context(request) | {
+            "error": error, "decide": decide or {},
+        }
         return render(request, "rules/ruleset.html", context, status=400)
     request.session[_FLASH_KEY] = {"text": flash}
     return redirect(reverse("pld-ruleset", args=[task.name]))
@@ -553,9 +585,14 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
     try:
         order = services.ruleset_order_from_numbers(task, form.numbers())
-        proposal = services.ruleset_reorder_propose(
-            task=task, user=request.user, order=order, reason=form.cleaned_data["reason"]
-        )
+        with signing():
+            signature = signature_sign_from_form(
+                request, form.cleaned_data, meaning=Meaning.REORDER_PROPOSED,
+                content_sha256=ruleset_order_content_sha256(task_id=task.pk, order=order),
+            )
+            proposal = services.ruleset_reorder_propose(
+                task=task, user=request.user, order=order, reason=form.cleaned_data["reason"], signature=signature,
+            )
     except ValidationError as exc:
         return _ruleset_answer(request, task, form=form, error=" ".join(exc.messages))
     return _ruleset_answer(
@@ -567,14 +604,32 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
 def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpResponse:
     proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
     form = ProposalDecisionForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    data = form.cleaned_data if form.is_valid() else {}
+    reason = data.get("reason", "")
+    content = ruleset_order_content_sha256(task_id=proposal.task_id, order=proposal.order)
     try:
-        if kind == "approve":
-            proposal = services.ruleset_reorder_approve(proposal=proposal, user=request.user, reason=reason)
-        else:
-            proposal = services.ruleset_reorder_reject(proposal=proposal, user=request.user, reason=reason)
+        with signing():
+            if kind == "approve":
+                signature = signature_sign_from_form(
+                    request, data, meaning=Meaning.REORDERED, content_sha256=content
+                )
+                proposal = services.ruleset_reorder_approve(
+                    proposal=proposal, user=request.user, reason=reason, signature=signature
+                )
+            else:
+                if not reason.strip():
+                    raise ValidationError({"reason": "Say why you reject this order."})
+                signature = signature_sign_from_form(
+                    request, data, meaning=Meaning.REORDER_REJECTED, content_sha256=content
+                )
+                proposal = services.ruleset_reorder_reject(
+                    proposal=proposal, user=request.user, reason=reason, signature=signature
+                )
     except ValidationError as exc:
-        return _ruleset_answer(request, proposal.task, error=f"Order proposal {proposal.pk}: " + " ".join(exc.messages))
+        return _ruleset_answer(
+            request, proposal.task, error=f"Order proposal {proposal.pk}: " + " ".join(exc.messages),
+            decide={"proposal": proposal.pk, "kind": kind, "reason": reason},
+        )
     if proposal.status == RuleSetReorderProposal.Status.APPROVED:
         flash = f"Order proposal {proposal.pk} approved: the rule set now follows it."
     elif proposal.status == RuleSetReorderProposal.Status.REJECTED:
@@ -634,11 +689,16 @@ def rule_create(request: HttpRequest) -> HttpResponse:
         elif form.is_valid():
             data = form.cleaned_data
             try:
-                rule = services.rule_create(
-                    task=selected, user=request.user, text=data["text"], label=data["label"],
-                    topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
-                    examples=data["examples"],
-                )
+                with signing():
+                    written = rule_content_sha256(
+                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+                    )
+                    signature = signature_sign_from_form(request, data, meaning=Meaning.WRITTEN, content_sha256=written)
+                    rule = services.rule_create(
+                        task=selected, user=request.user, text=data["text"], label=data["label"],
+                        topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
+                        examples=data["examples"], signature=signature,
+                    )
             except ValidationError as exc:
                 form_add_service_errors(form, exc)
             else:
@@ -656,8 +716,9 @@ def rule_create(request: HttpRequest) -> HttpResponse:
         "form": form, "selected_task": selected, "tasks": tasks, "find": find,
         "searched": request.POST.get("action") == "find",
         "examples_shown": [(ex, ex.pk in chosen_ids) for ex in shown],
+        **signing_context(request),
     }
-    return render(request, "rules/rule_create.html", context)
+    return render(request, "rules/rule_create.html", context, status=400 if form.errors else 200)
 
 
 @require_GET

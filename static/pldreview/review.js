@@ -1,4 +1,5 @@
 /* Review workspace keyboard shortcuts: j/k next/previous, a approve, e edit, r reject, u undo, ? help.
+   Decisions are signings: a and r go to the reason; Tab reaches the password; Ctrl+Enter signs.
    Plain JS, no build. Keys are ignored while typing; everything here also exists as a link or button. */
 (function () {
   "use strict";
@@ -80,9 +81,13 @@
       case "j": handled = follow("next") || moveInQueue(1); break;
       case "k": handled = follow("previous") || moveInQueue(-1); break;
       case "a": {
+        // Approving signs with the password, so the key opens the form instead of submitting it. A disabled
+        // Approve button means the reviewer may not approve (four eyes); the shortcut obeys it.
         var approve = document.getElementById("approve-form");
-        // A disabled Approve button means the reviewer may not approve (four eyes); the shortcut obeys it.
-        if (approve && !approve.querySelector("button[type=submit][disabled]")) { submit(approve); handled = true; }
+        var approveReason = document.getElementById("approve-reason");
+        if (approve && approveReason && !approve.querySelector("button[type=submit][disabled]")) {
+          approveReason.focus(); handled = true;
+        }
         break;
       }
       case "e": {
@@ -116,8 +121,13 @@
       return;
     }
     if (ev.detail.target.id !== "review-workspace") return;
+    // A refused signing comes back with what was typed; put the cursor back in the password box.
+    var refused = ev.detail.target.querySelector("[data-focus-after-swap]");
+    if (refused) { refused.focus(); return; }
     // A reviewer who pressed a shortcut before the swap settled is already typing a reason; leave the focus there.
-    if (isTyping(document.activeElement)) return;
+    // Not a password box, though: htmx puts focus back on the new rule's empty one after a signed decision.
+    var active = document.activeElement;
+    if (isTyping(active) && active.type !== "password") return;
     var title = document.getElementById("rule-title") || ev.detail.target.querySelector("h1");
     if (title) { title.setAttribute("tabindex", "-1"); title.focus({ preventScroll: true }); }
   });

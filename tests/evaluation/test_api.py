@@ -12,6 +12,7 @@ from evaluation.promotion import prompt_version_promote
 from evaluation.tokens import api_token_create, api_token_revoke
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
+from tests.support.signatures import sign_promotion, sign_revocation
 
 URL = "/api/v1/tasks/nda-demo/classify"
 BODY = {
@@ -65,7 +66,7 @@ def test_a_wrong_token_is_401(api, task, token) -> None:
 
 def test_a_revoked_token_is_403(api, task, admin_user, reviewer) -> None:
     record, raw = api_token_create(user=reviewer, name="old", created_by=admin_user)
-    api_token_revoke(token=record, user=admin_user)
+    api_token_revoke(token=record, user=admin_user, signature=sign_revocation(admin_user, record))
     response = _post(api, raw)
     assert response.status_code == 403 and response.json()["code"] == "token_revoked"
 
@@ -88,7 +89,8 @@ def test_a_session_cookie_is_not_enough(client, task, admin_user) -> None:
     ({"premise": "x", "hypothesis": "  "}, None, "empty_field", "hypothesis are empty"),
 ])
 def test_bad_input_gets_a_400_that_says_what_is_wrong(api, versions, admin_user, token, body, raw, code, words) -> None:
-    prompt_version_promote(prompt_version=versions[0], user=admin_user, reason="Go")
+    prompt_version_promote(prompt_version=versions[0], user=admin_user, reason="Go",
+        signature=sign_promotion(admin_user, versions[0]))
     response = _post(api, token, body, raw=raw)
     assert response.status_code == 400
     assert response.json()["code"] == code and words in response.json()["error"]
@@ -121,7 +123,7 @@ def test_a_task_without_a_production_version_is_409(api, versions, token) -> Non
 def test_it_answers_with_the_label_probabilities_version_and_model(api, versions, admin_user, token,
                                                                     student_settings) -> None:
     v1, _v2 = versions
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Go")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Go", signature=sign_promotion(admin_user, v1))
     response = _post(api, token)
     assert response.status_code == 200, response.content
     data = response.json()
@@ -137,11 +139,13 @@ def test_it_answers_with_the_label_probabilities_version_and_model(api, versions
 def test_a_call_right_after_a_promotion_or_rollback_uses_the_new_version(api, versions, admin_user, token,
                                                                           student_settings) -> None:
     v1, v2 = versions
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First", signature=sign_promotion(admin_user, v1))
     assert _post(api, token).json()["prompt_version"]["id"] == v1.pk
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
+        signature=sign_promotion(admin_user, v2))
     assert _post(api, token).json()["prompt_version"] == {"id": v2.pk, "number": 2, "sha256": v2.sha256}
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back",
+        signature=sign_promotion(admin_user, v1))
     assert _post(api, token).json()["prompt_version"]["id"] == v1.pk
 
 
@@ -149,7 +153,8 @@ def test_a_call_right_after_a_promotion_or_rollback_uses_the_new_version(api, ve
 def test_the_classify_command_uses_the_same_code(versions, admin_user, student_settings, capsys) -> None:
     with pytest.raises(CommandError, match="no prompt version in production"):
         call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
-    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go")
+    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go",
+        signature=sign_promotion(admin_user, versions[1]))
     call_command("classify", "--task", "nda-demo", "--input", json.dumps(BODY))
     data = json.loads(capsys.readouterr().out)
     assert data["prompt_version"]["id"] == versions[1].pk and data["label"] in data["probabilities"]

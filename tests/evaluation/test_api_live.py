@@ -10,6 +10,7 @@ import pytest
 from evaluation.promotion import prompt_version_promote
 from evaluation.tokens import api_token_create
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
+from tests.support.signatures import sign_promotion
 
 BODY = {
     "premise": "The Recipient shall not disclose Confidential Information to any third party.",
@@ -35,7 +36,8 @@ def test_the_running_server_classifies_with_the_production_version(
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     gate_passing_run(version)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Live")
+    prompt_version_promote(prompt_version=version, user=admin_user, reason="Live",
+        signature=sign_promotion(admin_user, version))
     _record, token = api_token_create(user=reviewer, name="live", created_by=admin_user)
     url = f"{live_server.url}/api/v1/tasks/nda-demo/classify"
 

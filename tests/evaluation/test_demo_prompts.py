@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from django.core.management import call_command
 
 from evaluation.demo_prompts import OVERRIDE_JUSTIFICATION, seed_promotion, seed_prompt_versions
 from evaluation.models import ApiToken, Promotion, PromotionOverride
+from rules.demo import demo_password
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run, gate_passing_run
+
+
+@pytest.fixture(autouse=True)
+def _demo_passwords(admin_user, second_admin) -> None:
+    # The demo signs as adam and alex with their demo passwords.
+    for user in (admin_user, second_admin):
+        user.set_password(demo_password(user.username))
+        user.save()
 
 
 def _run(step) -> str:
@@ -44,7 +54,13 @@ def test_a_failing_gate_reaches_production_only_by_a_recorded_two_admin_override
     assert promotion.override_justification == OVERRIDE_JUSTIFICATION
     assert OVERRIDE_JUSTIFICATION.startswith("Demo model at chance")
     assert promotion.gate["passed"] is False and promotion.gate["problems"]
-    assert PromotionOverride.objects.get().status == PromotionOverride.Status.CONFIRMED
+    override = PromotionOverride.objects.get()
+    assert override.status == PromotionOverride.Status.CONFIRMED
+    # Both steps are signed: adam's request, alex's confirmation (which the promotion carries too).
+    assert (override.request_signature.user, override.request_signature.meaning) == (admin_user,
+        "gate_override_requested")
+    assert override.confirm_signature == promotion.signature
+    assert (promotion.signature.user, promotion.signature.meaning) == (second_admin, "gate_override_confirmed")
     assert "already in production" in _run(seed_promotion)
     assert ApiToken.objects.filter(user=admin_user, name="demo").count() == 1
 
@@ -57,6 +73,7 @@ def test_a_passing_gate_promotes_the_demo_version_without_an_override(
     gate_passing_run(PromptVersion.objects.get())
     assert "the gate passes: promoted nda-demo v1" in _run(seed_promotion)
     assert Promotion.objects.get().override is None
+    assert Promotion.objects.get().signature.meaning == "promoted"
 
 
 def test_a_rerun_after_people_decided_rules_compiles_and_promotes_nothing(

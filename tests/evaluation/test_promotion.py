@@ -1,6 +1,8 @@
 """The promotion gate, two-Admin overrides, promotion and rollback, one production version per task, the command."""
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
@@ -16,6 +18,7 @@ from evaluation.promotion import (
     promotion_override_withdraw,
     prompt_version_promote,
 )
+from pldreview.models import Signature
 from rules.models import PromptVersion
 from tests.support.prompt_versions import (
     approve,
@@ -26,6 +29,7 @@ from tests.support.prompt_versions import (
     gate_passing_run,
     scored_run,
 )
+from tests.support.signatures import sign_override_confirmation, sign_override_request, sign_promotion
 
 REASON = "Better on the minority label"
 JUSTIFICATION = "Legal asked for the court rule now; v1 misses every jurisdiction clause."
@@ -54,8 +58,10 @@ def _failing(version: PromptVersion) -> dict[str, str]:
 
 def _overridden(version: PromptVersion, first, second, reason: str = REASON) -> Promotion:
     override = promotion_override_request(prompt_version=version, user=first, reason=reason,
-                                          justification=JUSTIFICATION)
-    return promotion_override_confirm(override=override, user=second)
+                                          justification=JUSTIFICATION,
+        signature=sign_override_request(first, version))
+    return promotion_override_confirm(override=override, user=second,
+        signature=sign_override_confirmation(second, override.prompt_version))
 
 
 def test_it_blocks_a_version_without_an_evaluation(v1, admin_user) -> None:
@@ -63,7 +69,8 @@ def test_it_blocks_a_version_without_an_evaluation(v1, admin_user) -> None:
     assert not gate.passed
     assert "no finished evaluation on the test split" in gate.problems[0]
     with pytest.raises(ValidationError, match="no finished evaluation"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v1))
     assert _status(v1) == PromptVersion.Status.DRAFT
     assert not Promotion.objects.exists()
 
@@ -91,7 +98,8 @@ def test_a_version_that_beats_both_baselines_and_follows_its_rules_passes(v1, ad
     low, _high = gate.figures["margin_over_baselines_ci95"]
     assert low > 0 and gate.figures["majority_label"] == "Entailment"
     assert gate.figures["adherence_ci95"][0] > 1 / 3
-    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     assert _status(v1) == PromptVersion.Status.PRODUCTION
     assert (promotion.prompt_version, promotion.from_version, promotion.evaluation_run) == (v1, None, run)
     assert (promotion.promoted_by, promotion.reason, promotion.is_rollback) == (admin_user, REASON, False)
@@ -150,14 +158,17 @@ def test_a_version_whose_rules_are_not_followed_better_than_chance_fails(task, v
 
 def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(v1, v2, admin_user) -> None:
     gate_passing_run(v1)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     gate_passing_run(v2, wrong=3)
     assert list(_failing(v2)) == ["production"]
     with pytest.raises(ValidationError, match="below the production version's 1.000"):
-        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v2))
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.PRODUCTION, PromptVersion.Status.DRAFT)
     gate_passing_run(v2)  # a later, better run of the same version
-    promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v2))
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.RETIRED, PromptVersion.Status.PRODUCTION)
     assert promotion.from_version == v1
     assert promotion.gate["production_macro_f1"] == 1.0 and promotion.gate["candidate_macro_f1"] == 1.0
@@ -165,7 +176,8 @@ def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(
 
 def test_the_margin_lets_a_slightly_lower_version_through(v1, v2, admin_user, settings) -> None:
     gate_passing_run(v1)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     run = gate_passing_run(v2, wrong=1)
     shortfall = 1.0 - run.macro_f1
     settings.PLD_PROMOTION_MARGIN = shortfall + 0.01
@@ -176,22 +188,29 @@ def test_the_margin_lets_a_slightly_lower_version_through(v1, v2, admin_user, se
 
 def test_an_override_needs_a_justification_and_a_second_admin(v1, v2, admin_user, second_admin) -> None:
     gate_passing_run(v1)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     gate_passing_run(v2, wrong=4)
     with pytest.raises(ValidationError, match="A failing gate is overridden by two Admins"):
-        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v2))
     with pytest.raises(ValidationError, match="against the failing gate"):
-        promotion_override_request(prompt_version=v2, user=admin_user, reason=REASON, justification="  ")
+        promotion_override_request(prompt_version=v2, user=admin_user, reason=REASON, justification="  ",
+            signature=sign_override_request(admin_user, v2))
     override = promotion_override_request(prompt_version=v2, user=admin_user, reason=REASON,
-                                          justification=JUSTIFICATION)
+                                          justification=JUSTIFICATION,
+        signature=sign_override_request(admin_user, v2))
     assert _status(v2) == PromptVersion.Status.DRAFT  # a request alone promotes nothing
     assert override.gate["passed"] is False and "below the production version's" in override.gate["problems"][0]
     with pytest.raises(ValidationError, match="a different Admin must confirm it"):
-        promotion_override_confirm(override=override, user=admin_user)
+        promotion_override_confirm(override=override, user=admin_user,
+            signature=sign_override_confirmation(admin_user, override.prompt_version))
     with pytest.raises(ValidationError, match="already asked to override"):
-        promotion_override_request(prompt_version=v2, user=second_admin, reason=REASON, justification="Me too")
+        promotion_override_request(prompt_version=v2, user=second_admin, reason=REASON, justification="Me too",
+            signature=sign_override_request(second_admin, v2))
     assert _status(v2) == PromptVersion.Status.DRAFT
-    promotion = promotion_override_confirm(override=override, user=second_admin)
+    promotion = promotion_override_confirm(override=override, user=second_admin,
+        signature=sign_override_confirmation(second_admin, override.prompt_version))
     promotion.refresh_from_db()
     assert _status(v2) == PromptVersion.Status.PRODUCTION
     assert promotion.override_justification == JUSTIFICATION and promotion.override == override
@@ -201,24 +220,29 @@ def test_an_override_needs_a_justification_and_a_second_admin(v1, v2, admin_user
     override.refresh_from_db()
     assert (override.status, override.confirmed_by) == (PromotionOverride.Status.CONFIRMED, second_admin)
     with pytest.raises(ValidationError, match="confirmed"):
-        promotion_override_confirm(override=override, user=second_admin)
+        promotion_override_confirm(override=override, user=second_admin,
+            signature=sign_override_confirmation(second_admin, override.prompt_version))
 
 
 def test_an_override_is_refused_while_the_gate_passes_and_can_be_withdrawn(v1, admin_user, second_admin) -> None:
     override = promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON,
-                                          justification=JUSTIFICATION)
+                                          justification=JUSTIFICATION,
+        signature=sign_override_request(admin_user, v1))
     promotion_override_withdraw(override=override, user=second_admin)
     with pytest.raises(ValidationError, match="withdrawn"):
-        promotion_override_confirm(override=override, user=second_admin)
+        promotion_override_confirm(override=override, user=second_admin,
+            signature=sign_override_confirmation(second_admin, override.prompt_version))
     gate_passing_run(v1)
     with pytest.raises(ValidationError, match="The gate passes"):
-        promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON, justification=JUSTIFICATION)
+        promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON, justification=JUSTIFICATION,
+            signature=sign_override_request(admin_user, v1))
     assert not Promotion.objects.exists()
 
 
 def test_the_database_refuses_a_one_admin_override(v1, admin_user, second_admin) -> None:
     override = promotion_override_request(prompt_version=v1, user=admin_user, reason=REASON,
-                                          justification=JUSTIFICATION)
+                                          justification=JUSTIFICATION,
+        signature=sign_override_request(admin_user, v1))
     # Side door 1: confirming one's own request with a raw update.
     with pytest.raises(IntegrityError), transaction.atomic():
         PromotionOverride.objects.filter(pk=override.pk).update(
@@ -230,7 +254,8 @@ def test_the_database_refuses_a_one_admin_override(v1, admin_user, second_admin)
                   {"override_justification": JUSTIFICATION}):
         with pytest.raises(IntegrityError), transaction.atomic():
             Promotion.objects.bulk_create([Promotion(**base, **extra)])
-    promotion = promotion_override_confirm(override=override, user=second_admin)
+    promotion = promotion_override_confirm(override=override, user=second_admin,
+        signature=sign_override_confirmation(second_admin, override.prompt_version))
     # Side door 3: rewriting a settled request afterwards.
     with pytest.raises(DatabaseError), transaction.atomic():
         PromotionOverride.objects.filter(pk=override.pk).update(justification="Rewritten afterwards")
@@ -243,10 +268,13 @@ def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(
 ) -> None:
     gate_passing_run(v1)
     gate_passing_run(v2)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
+        signature=sign_promotion(admin_user, v2))
     rollback = prompt_version_promote(
         prompt_version=v1, user=admin_user, reason="v2 misroutes governing-law clauses in production",
+        signature=sign_promotion(admin_user, v1),
     )
     assert rollback.is_rollback and rollback.from_version == v2
     assert rollback.reason == "v2 misroutes governing-law clauses in production"
@@ -259,11 +287,14 @@ def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(
 
 def test_a_rollback_past_a_failing_gate_needs_two_admins_too(v1, v2, admin_user, second_admin) -> None:
     gate_passing_run(v1, wrong=4)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     gate_passing_run(v2)
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
+        signature=sign_promotion(admin_user, v2))
     with pytest.raises(ValidationError, match="below the production version's"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back")
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back",
+            signature=sign_promotion(admin_user, v1))
     rollback = _overridden(v1, second_admin, admin_user, reason="Production incident: go back now, fix v2 later.")
     assert rollback.is_rollback and (rollback.override_requested_by, rollback.promoted_by) == (second_admin, admin_user)
 
@@ -271,8 +302,10 @@ def test_a_rollback_past_a_failing_gate_needs_two_admins_too(v1, v2, admin_user,
 def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
     gate_passing_run(v1)
     gate_passing_run(v2)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON)
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v2))
     assert PromptVersion.objects.filter(status=PromptVersion.Status.PRODUCTION).count() == 1
     # The database refuses a second one even when the service is bypassed.
     v1.status = PromptVersion.Status.PRODUCTION
@@ -283,40 +316,63 @@ def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:
 def test_promoting_needs_an_admin_and_a_reason(v1, reviewer, admin_user) -> None:
     gate_passing_run(v1)
     with pytest.raises(PermissionDenied):
-        prompt_version_promote(prompt_version=v1, user=reviewer, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=reviewer, reason=REASON,
+            signature=sign_promotion(reviewer, v1))
     with pytest.raises(PermissionDenied):
-        promotion_override_request(prompt_version=v1, user=reviewer, reason=REASON, justification=JUSTIFICATION)
+        promotion_override_request(prompt_version=v1, user=reviewer, reason=REASON, justification=JUSTIFICATION,
+            signature=sign_override_request(reviewer, v1))
     with pytest.raises(ValidationError, match="Say why"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason="   ")
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason="   ",
+            signature=sign_promotion(admin_user, v1))
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON, signature=sign_promotion(admin_user, v1))
     with pytest.raises(ValidationError, match="already in production"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v1))
 
 
-def test_the_promote_command_goes_through_the_same_gate(v1, v2, admin_user, second_admin, reviewer, capsys) -> None:
+def _promote(monkeypatch, *args: str, password: str = "pw-adam") -> None:
+    # The command signs: it reads the password from stdin with --password-stdin.
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    call_command("promote", *args, "--password-stdin")
+
+
+def test_the_promote_command_goes_through_the_same_gate(
+    v1, v2, admin_user, second_admin, reviewer, capsys, monkeypatch
+) -> None:
+    signed = Signature.objects.filter(meaning__in=["promoted", "rolled_back", "gate_override_confirmed"])
     with pytest.raises(CommandError, match="no finished evaluation"):
-        call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam")
     gate_passing_run(v1)
-    call_command("promote", str(v1.pk), "--reason", REASON, "--user", "adam")
-    assert "Promoted nda-demo v1" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="Wrong password"):
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam", password="guess")
+    assert not Promotion.objects.exists() and not signed.exists()
+    _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam")
+    out = capsys.readouterr().out
+    assert "Promoted nda-demo v1" in out and "Promoted to production by adam on " in out
     gate_passing_run(v2, wrong=4)
     with pytest.raises(CommandError, match="below the production"):
-        call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam")
-    call_command("promote", str(v2.pk), "--reason", REASON, "--user", "adam", "--override-justification", "Urgent")
-    assert "a different Admin confirms it with --confirm-override" in capsys.readouterr().out
+        _promote(monkeypatch, str(v2.pk), "--reason", REASON, "--user", "adam")
+    _promote(monkeypatch, str(v2.pk), "--reason", REASON, "--user", "adam", "--override-justification", "Urgent")
+    out = capsys.readouterr().out
+    assert "a different Admin confirms it with --confirm-override" in out
+    assert "Gate override requested by adam on " in out
     with pytest.raises(CommandError, match="a different Admin must confirm it"):
-        call_command("promote", str(v2.pk), "--user", "adam", "--confirm-override")
-    call_command("promote", str(v2.pk), "--user", "alex", "--confirm-override")
-    assert "The gate was overridden: Urgent (requested by adam, confirmed by alex)" in capsys.readouterr().out
+        _promote(monkeypatch, str(v2.pk), "--user", "adam", "--confirm-override")
+    _promote(monkeypatch, str(v2.pk), "--user", "alex", "--confirm-override", password="pw-alex")
+    out = capsys.readouterr().out
+    assert "The gate was overridden: Urgent (requested by adam, confirmed by alex)" in out
+    assert "Gate override confirmed by alex on " in out
+    assert signed.count() == Promotion.objects.count() == 2
     with pytest.raises(CommandError, match="may not promote"):
-        call_command("promote", str(v1.pk), "--reason", REASON, "--user", "rita")
+        _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "rita", password="pw-rita")
     with pytest.raises(CommandError, match="no prompt version"):
-        call_command("promote", "999", "--reason", REASON, "--user", "adam")
+        _promote(monkeypatch, "999", "--reason", REASON, "--user", "adam")
 
 
 def test_a_promotion_record_cannot_be_changed(v1, admin_user) -> None:
     gate_passing_run(v1)
-    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON)
+    promotion = prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v1))
     promotion.reason = "Rewritten afterwards"
     with pytest.raises(DatabaseError, match="audit record"), transaction.atomic():
         promotion.save()

@@ -16,6 +16,7 @@ from tests.support.prompt_versions import (
     gate_passing_run,
     scored_run,
 )
+from tests.support.signatures import sign_promotion
 
 
 @pytest.fixture
@@ -31,7 +32,8 @@ def test_it_lists_each_condition_with_its_figure_and_the_examples_that_flip(
 ) -> None:
     v1, v2 = versions
     gate_passing_run(v1)
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="First",
+        signature=sign_promotion(admin_user, v1))
     run = gate_passing_run(v2, wrong=3)
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
@@ -51,7 +53,8 @@ def test_it_lists_each_condition_with_its_figure_and_the_examples_that_flip(
 def test_a_blocked_promotion_without_justification_shows_the_form_error(client, admin_user, versions) -> None:
     v1, _v2 = versions
     client.force_login(admin_user)
-    response = client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Ship it", "override_justification": ""})
+    response = client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Ship it", "override_justification": "",
+                                                           "password": "pw-adam"})
     assert response.status_code == 400
     assert b"no finished evaluation on the test split" in response.content
     assert b"A failing gate is overridden by two Admins" in response.content
@@ -82,23 +85,29 @@ def test_an_override_is_requested_by_one_admin_and_confirmed_by_another(
     v1, _v2 = versions
     client.force_login(admin_user)
     justification = "The pilot customer needs it before the evaluation finishes"
-    response = client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": justification})
+    response = client.post(f"/prompts/{v1.pk}/promote/", {
+        "reason": "Pilot", "override_justification": justification, "password": "pw-adam",
+    })
     assert response.status_code == 302 and response["Location"] == f"/prompts/{v1.pk}/promote/"
     override = PromotionOverride.objects.get()
     assert (override.requested_by, override.status) == (admin_user, PromotionOverride.Status.PENDING)
+    assert override.request_signature.meaning == "gate_override_requested"
     v1.refresh_from_db()
     assert v1.status != PromptVersion.Status.PRODUCTION and not Promotion.objects.exists()
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert "You asked for this override" in page and "Confirm the override" not in page
-    # The side door: the requester posts the confirmation URL directly.
-    response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/")
+    # The side door: the requester posts the confirmation URL directly, even with their password.
+    response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/", {"password": "pw-adam"})
     assert response.status_code == 400 and b"a different Admin must confirm it" in response.content
     assert not Promotion.objects.exists()
 
     client.force_login(second_admin)
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert justification in page and "Confirm the override as second Admin and promote" in page
+    # Confirming is a signing: without the password nothing happens.
     response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/")
+    assert response.status_code == 400 and not Promotion.objects.exists()
+    response = client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/confirm/", {"password": "pw-alex"})
     assert response.status_code == 302 and response["Location"] == f"/prompts/{v1.pk}/"
     promotion = Promotion.objects.get()
     assert (promotion.override_requested_by, promotion.promoted_by) == (admin_user, second_admin)
@@ -106,12 +115,16 @@ def test_an_override_is_requested_by_one_admin_and_confirmed_by_another(
     page = client.get(f"/prompts/{v1.pk}/").content.decode()
     assert "Gate overridden" in page and justification in page
     assert "requested by adam, confirmed by alex (two Admins)" in page and "no finished evaluation" in page
+    # Both steps were signings, and the version page shows both signatures.
+    assert "Gate override requested by adam on " in page and "Gate override confirmed by alex on " in page
+    assert (override.request_signature.user, promotion.signature.user) == (admin_user, second_admin)
 
 
 def test_a_pending_override_can_be_withdrawn(client, admin_user, second_admin, versions) -> None:
     v1, _v2 = versions
     client.force_login(admin_user)
-    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed"})
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed",
+                                                "password": "pw-adam"})
     override = PromotionOverride.objects.get()
     client.force_login(second_admin)
     client.post(f"/prompts/{v1.pk}/promote/overrides/{override.pk}/withdraw/")
@@ -126,7 +139,7 @@ def test_a_passing_gate_promotes_from_the_page(client, admin_user, versions) -> 
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
     assert '<span class="gate-passed">passes</span>' in page and 'name="override_justification"' not in page
-    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Evaluated and reviewed"})
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Evaluated and reviewed", "password": "pw-adam"})
     v1.refresh_from_db()
     assert v1.status == PromptVersion.Status.PRODUCTION
 
@@ -134,7 +147,8 @@ def test_a_passing_gate_promotes_from_the_page(client, admin_user, versions) -> 
 def test_only_admins_open_the_promotion_page(client, reviewer, auditor, admin_user, versions) -> None:
     v1, _v2 = versions
     client.force_login(admin_user)
-    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed"})
+    client.post(f"/prompts/{v1.pk}/promote/", {"reason": "Pilot", "override_justification": "Needed",
+                                                "password": "pw-adam"})
     override = PromotionOverride.objects.get()
     for user in (reviewer, auditor):
         client.force_login(user)

@@ -25,6 +25,7 @@ from rules.teacher import TeacherConfig
 from tests.support.examples import make_examples
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.prompt_versions import RULES, approve_all, compiled
+from tests.support.signatures import sign_approval
 
 
 def _finished_run(task: Task, split: str = "train") -> EvaluationRun:
@@ -104,7 +105,8 @@ def test_an_edit_proposal_points_at_the_approved_rule_and_leaves_it_alone(
     run = _finished_run(task)
     approved = rule_propose(task=task, text="If the clause forbids disclosure, then Entailment.", label="Entailment",
                             origin=Rule.Origin.TEACHER, proposed_by_model="fake-teacher")
-    rule_approve(rule=approved, user=reviewer, lock_version=approved.lock_version)
+    rule_approve(rule=approved, user=reviewer, lock_version=approved.lock_version,
+        signature=sign_approval(reviewer, approved))
     approved.refresh_from_db()
     assert approved.status == Rule.Status.APPROVED
     shipped = prompts.pld_rules(task=task, prompt_text=compiled(task, admin_user).text)

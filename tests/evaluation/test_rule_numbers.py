@@ -10,6 +10,7 @@ from rules.models import PromptVersionRule
 from rules.prompt_diff import moved_rules, prompt_version_diff
 from rules.services import rule_reject, ruleset_rules
 from tests.support.prompt_versions import approve, compiled
+from tests.support.signatures import sign_rejection
 
 # Topics scattered through the reviewed order: grouping them would move rules 3 and 5.
 SCATTERED = [
@@ -71,7 +72,8 @@ def test_renumbering_alone_is_not_a_rule_change_in_the_version_diff(
     old = compiled(task, admin_user)
     first = rules[0]
     first.refresh_from_db()
-    rule_reject(rule=first, user=reviewer, lock_version=first.lock_version, reason="Covered by the next rules")
+    rule_reject(rule=first, user=reviewer, lock_version=first.lock_version, reason="Covered by the next rules",
+        signature=sign_rejection(reviewer, first))
     new = compiled(task, admin_user)
     diff = prompt_version_diff(old=old, new=new)
     assert [e.rule_id for e in diff.removed] == [first.pk]

@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 from evaluation.models import ApiToken
 from evaluation.tokens import TokenError, api_token_authenticate, api_token_create, api_token_revoke
+from tests.support.signatures import sign_revocation
 
 
 def test_a_token_is_stored_only_as_its_hash(admin_user, reviewer) -> None:
@@ -32,7 +33,7 @@ def test_missing_malformed_and_unknown_tokens_are_401(admin_user, header, status
 
 def test_a_revoked_token_is_403(admin_user) -> None:
     token, raw = api_token_create(user=admin_user, name="old", created_by=admin_user)
-    api_token_revoke(token=token, user=admin_user)
+    api_token_revoke(token=token, user=admin_user, signature=sign_revocation(admin_user, token))
     with pytest.raises(TokenError, match="revoked") as caught:
         api_token_authenticate(f"Bearer {raw}")
     assert caught.value.status == 403
@@ -43,7 +44,7 @@ def test_only_admins_create_and_revoke_tokens(admin_user, reviewer) -> None:
         api_token_create(user=reviewer, name="mine", created_by=reviewer)
     token, _raw = api_token_create(user=reviewer, name="mine", created_by=admin_user)
     with pytest.raises(PermissionDenied):
-        api_token_revoke(token=token, user=reviewer)
+        api_token_revoke(token=token, user=reviewer, signature=sign_revocation(reviewer, token))
 
 
 def test_the_page_shows_a_new_token_once_and_revokes_it(client, admin_user, reviewer) -> None:
@@ -61,7 +62,7 @@ def test_the_page_shows_a_new_token_once_and_revokes_it(client, admin_user, revi
         assert "Revoke the token" in unconfirmed(f"/api-tokens/{token.pk}/revoke/").content.decode()
         token.refresh_from_db()
         assert token.revoked_at is None
-    client.post(f"/api-tokens/{token.pk}/revoke/", {"confirm": "yes"})
+    client.post(f"/api-tokens/{token.pk}/revoke/", {"confirm": "yes", "password": "pw-adam"})
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert "revoked" in client.get("/api-tokens/").content.decode()

@@ -16,7 +16,7 @@ from django.db import connection
 
 from evaluation.decision_log import decision_feedback_give, decision_policy_set, inputs_sha256
 from evaluation.models import ClassifyCall, Promotion, Report
-from evaluation.promotion import promotion_override_confirm, promotion_override_request
+from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
 from evaluation.reports import report_create
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
@@ -29,8 +29,18 @@ from rules.services import (
     ruleset_rules,
 )
 from tests.rules.reviewkit import teacher_rule
-from tests.support.prompt_versions import approve_all, compiled
+from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
+from tests.support.signatures import (
+    sign_edit,
+    sign_order_approval,
+    sign_order_proposal,
+    sign_override_request,
+    sign_promotion,
+    sign_rejection,
+)
 
+CALL_INPUTS = {"premise": "The Recipient may share Confidential Information with its employees.",
+               "hypothesis": "The receiving party may share information with its employees."}
 VERIFIER = Path(settings.BASE_DIR) / "scripts" / "verify-ledger"
 
 
@@ -43,36 +53,43 @@ class World:
     report: Report
 
 
-def audited_world(
-    task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User, second_admin: User
-) -> World:
-    """Review, edit, reorder, compile, promote (a two-Admin override), log a call and its feedback, and request
-    a report, all through the services: every audited table gets rows."""
+def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User) -> World:
+    """Review, edit, reject, undo, compile, promote and request a report, all through the services."""
     rules = approve_all(task, reviewer)
     edited = teacher_rule(task, text="If the clause bans copies, then Contradiction", label="Contradiction")
     rule_edit(rule=edited, user=second_reviewer, lock_version=edited.lock_version, reason="Sharper",
-              text="If the clause bans any copy, then Contradiction", label="Contradiction")
+              text="If the clause bans any copy, then Contradiction", label="Contradiction",
+        signature=sign_edit(second_reviewer, text="If the clause bans any copy, then Contradiction",
+            label="Contradiction"))
     rejected = teacher_rule(task, text="Read carefully", label="NotMentioned")
-    decision = rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Vague")
+    decision = rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Vague",
+        signature=sign_rejection(reviewer, rejected))
     undone = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned")
-    undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops")
+    undo_me = rule_reject(rule=undone, user=second_reviewer, lock_version=undone.lock_version, reason="Oops",
+        signature=sign_rejection(second_reviewer, undone))
     decision_undo(decision=undo_me, user=second_reviewer)
-    order = [rule.pk for rule in ruleset_rules(task)]
-    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order[::-1], reason="Specific first")
-    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed")
+    # A rule-set order proposed, approved and applied by two reviewers (both signed).
+    order = [r.pk for r in reversed(ruleset_rules(task))]
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="Narrow rules first",
+                                       signature=sign_order_proposal(reviewer, task, order))
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed",
+                            signature=sign_order_approval(second_reviewer, proposal))
     version = compiled(task, admin_user)
+    # An override requested before the evaluation, then withdrawn: the version goes through the gate instead.
     override = promotion_override_request(prompt_version=version, user=admin_user, reason="Pilot",
-                                          justification="No evaluation yet: pilot only")
-    promotion = promotion_override_confirm(override=override, user=second_admin)
-    decision_policy_set(task=task, input_retention="full", retention_days=365, user=admin_user,
-                        reason="Keep a year of calls")
-    inputs = {"premise": "The Recipient may keep one copy.", "hypothesis": "All copies are destroyed."}
+                                          justification="No evaluation yet", signature=sign_override_request(
+                                              admin_user, version))
+    promotion_override_withdraw(override=override, user=admin_user)
+    gate_passing_run(version)
+    promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
+                                       signature=sign_promotion(admin_user, version))
+    decision_policy_set(task=task, input_retention="full", retention_days=30, user=admin_user, reason="Policy 7.2")
     call = ClassifyCall.objects.create(
         request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
         model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.8}, top_probability=0.8,
-        latency_ms=12.0, input_retention="full", inputs=inputs, input_sha256=inputs_sha256(inputs),
+        latency_ms=12.0, input_retention="full", inputs=CALL_INPUTS, input_sha256=inputs_sha256(CALL_INPUTS),
     )
-    decision_feedback_give(call=call, correct_label="Contradiction", reason="Copies are banned", user=reviewer)
+    decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
 

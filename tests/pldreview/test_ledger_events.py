@@ -13,6 +13,7 @@ from pldreview.ledger_verify import audited_models
 from pldreview.models import LedgerEntry
 from rules.datasets import dataset_import
 from tests.pldreview.ledgerkit import audited_world
+from tests.support.signatures import sign_revocation
 
 pytestmark = pytest.mark.django_db
 
@@ -25,9 +26,9 @@ def _snapshots() -> dict[tuple[str, str], list[dict]]:
 
 
 def test_every_history_record_written_by_the_services_has_its_ledger_entry(
-    task, reviewer, second_reviewer, admin_user, auditor, second_admin  # noqa: ANN001
+    task, reviewer, second_reviewer, admin_user, auditor  # noqa: ANN001
 ) -> None:
-    audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
+    audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     snapshots = _snapshots()
     checked = 0
     for model in audited_models():
@@ -44,10 +45,8 @@ def test_every_history_record_written_by_the_services_has_its_ledger_entry(
     assert checked > 20
 
 
-def test_compile_seal_and_status_changes_are_named_events(  # noqa: ANN001
-    task, reviewer, second_reviewer, admin_user, auditor, second_admin
-) -> None:
-    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
+def test_compile_seal_and_status_changes_are_named_events(task, reviewer, second_reviewer, admin_user, auditor) -> None:  # noqa: ANN001
+    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     events = list(LedgerEntry.objects.filter(object_type="rules.promptversion", object_id=str(world.version.pk))
                   .values_list("event", flat=True))
     assert events[:2] == ["prompt_version.compiled", "prompt_version.sealed"]
@@ -57,7 +56,7 @@ def test_compile_seal_and_status_changes_are_named_events(  # noqa: ANN001
 
 def test_api_tokens_created_and_revoked_are_ledgered(admin_user, reviewer) -> None:  # noqa: ANN001
     token, raw_value = api_token_create(user=reviewer, name="ci", created_by=admin_user)
-    api_token_revoke(token=token, user=admin_user)
+    api_token_revoke(token=token, user=admin_user, signature=sign_revocation(admin_user, token))
     entries = list(LedgerEntry.objects.filter(object_type="evaluation.apitoken", object_id=str(token.pk)))
     assert [e.event for e in entries] == ["api_token.created", "api_token.revoked"]
     facts = [json.loads(e.payload)["facts"] for e in entries]

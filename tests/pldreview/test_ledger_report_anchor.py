@@ -28,14 +28,12 @@ def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def signed(  # noqa: ANN001, ANN201
-    settings, identity_file: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor, second_admin
-):
+def signed(settings, identity_file: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
     settings.PLD_SIGNING_P12 = str(identity_file)
     settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
     settings.PLD_TSA_URL = ""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
+    world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     report = report_generate(prompt_version=world.version, user=auditor)
     assert report.status == Report.Status.READY, report.error
     # The head when it was signed: the entry just before its report.signed entry.

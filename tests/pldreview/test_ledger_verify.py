@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor, second_admin):  # noqa: ANN001, ANN201
-    return audited_world(task, reviewer, second_reviewer, admin_user, auditor, second_admin)
+def world(task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
+    return audited_world(task, reviewer, second_reviewer, admin_user, auditor)
 
 
 def verify(*args: str) -> tuple[int, str]:

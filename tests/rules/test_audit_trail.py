@@ -22,6 +22,15 @@ from rules.services import (
     ruleset_reorder_reject,
 )
 from tests.rules.reviewkit import teacher_rule
+from tests.support.signatures import (
+    sign_approval,
+    sign_edit,
+    sign_order_approval,
+    sign_order_proposal,
+    sign_order_rejection,
+    sign_rejection,
+    sign_writing,
+)
 
 AUDITED = (Rule, RuleRevision, Decision, RuleSetReorderProposal, RuleSetReorderApproval)
 
@@ -55,14 +64,17 @@ def test_a_teacher_proposal_is_recorded_with_its_reason(task) -> None:
 @pytest.mark.django_db
 def test_writing_a_rule_by_hand_is_recorded(task, reviewer) -> None:
     records = _new_records(lambda: rule_create(task=task, user=reviewer, text="If x, then Entailment",
-                                               label="Entailment", reason="Gap in coverage"))
+                                               label="Entailment", reason="Gap in coverage",
+                                                   signature=sign_writing(reviewer, text="If x, then Entailment",
+                                                       label="Entailment")))
     _assert_audited(records, reviewer, expect={"Rule", "RuleRevision", "Decision"})
 
 
 @pytest.mark.django_db
 def test_approving_is_recorded(task, reviewer) -> None:
     rule = teacher_rule(task)
-    records = _new_records(lambda: rule_approve(rule=rule, user=reviewer, lock_version=1, reason="Precise"))
+    records = _new_records(lambda: rule_approve(rule=rule, user=reviewer, lock_version=1, reason="Precise",
+        signature=sign_approval(reviewer, rule)))
     _assert_audited(records, reviewer, expect={"Rule", "Decision"})
     assert any("Precise" in r.history_change_reason for r in records)
 
@@ -71,7 +83,9 @@ def test_approving_is_recorded(task, reviewer) -> None:
 def test_editing_is_recorded(task, reviewer) -> None:
     rule = teacher_rule(task)
     records = _new_records(lambda: rule_edit(rule=rule, user=reviewer, lock_version=1, reason="Name the people",
-                                             text="If staff, then Entailment", label="Entailment"))
+                                             text="If staff, then Entailment", label="Entailment",
+                                                 signature=sign_edit(reviewer, text="If staff, then Entailment",
+                                                     label="Entailment")))
     _assert_audited(records, reviewer, expect={"Rule", "RuleRevision", "Decision"})
     assert any("Name the people" in r.history_change_reason for r in records)
 
@@ -79,14 +93,16 @@ def test_editing_is_recorded(task, reviewer) -> None:
 @pytest.mark.django_db
 def test_rejecting_is_recorded(task, reviewer) -> None:
     rule = teacher_rule(task)
-    records = _new_records(lambda: rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too vague"))
+    records = _new_records(lambda: rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too vague",
+        signature=sign_rejection(reviewer, rule)))
     _assert_audited(records, reviewer, expect={"Rule", "Decision"})
 
 
 @pytest.mark.django_db
 def test_undoing_is_recorded(task, reviewer) -> None:
     rule = teacher_rule(task)
-    decision = rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too vague")
+    decision = rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too vague",
+        signature=sign_rejection(reviewer, rule))
     records = _new_records(lambda: decision_undo(decision=decision, user=reviewer))
     _assert_audited(records, reviewer, expect={"Rule", "Decision"})
 
@@ -94,13 +110,15 @@ def test_undoing_is_recorded(task, reviewer) -> None:
 @pytest.mark.django_db
 def test_reordering_is_recorded(task, reviewer, second_reviewer) -> None:
     first, second = teacher_rule(task), teacher_rule(task, text="If y, then Entailment")
-    rule_approve(rule=first, user=reviewer, lock_version=1)
-    rule_approve(rule=second, user=reviewer, lock_version=1)
+    rule_approve(rule=first, user=reviewer, lock_version=1, signature=sign_approval(reviewer, first))
+    rule_approve(rule=second, user=reviewer, lock_version=1, signature=sign_approval(reviewer, second))
     proposed: list = []
     records = _new_records(lambda: proposed.append(ruleset_reorder_propose(
-        task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")))
+        task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first",
+        signature=sign_order_proposal(reviewer, task, [second.pk, first.pk]))))
     _assert_audited(records, reviewer, expect={"RuleSetReorderProposal"})
-    records = _new_records(lambda: ruleset_reorder_approve(proposal=proposed[0], user=second_reviewer))
+    records = _new_records(lambda: ruleset_reorder_approve(proposal=proposed[0], user=second_reviewer,
+        signature=sign_order_approval(second_reviewer, proposed[0])))
     _assert_audited(records, second_reviewer, expect={"Rule", "Decision", "RuleSetReorderProposal",
                                                       "RuleSetReorderApproval"})
     assert sum(1 for r in records if isinstance(r, Rule.history.model)) == 2
@@ -109,10 +127,12 @@ def test_reordering_is_recorded(task, reviewer, second_reviewer) -> None:
 @pytest.mark.django_db
 def test_rejecting_an_order_is_recorded(task, reviewer, second_reviewer) -> None:
     first, second = teacher_rule(task), teacher_rule(task, text="If y, then Entailment")
-    rule_approve(rule=first, user=reviewer, lock_version=1)
-    rule_approve(rule=second, user=reviewer, lock_version=1)
-    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")
-    records = _new_records(lambda: ruleset_reorder_reject(proposal=proposal, user=second_reviewer, reason="No"))
+    rule_approve(rule=first, user=reviewer, lock_version=1, signature=sign_approval(reviewer, first))
+    rule_approve(rule=second, user=reviewer, lock_version=1, signature=sign_approval(reviewer, second))
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first",
+        signature=sign_order_proposal(reviewer, task, [second.pk, first.pk]))
+    records = _new_records(lambda: ruleset_reorder_reject(proposal=proposal, user=second_reviewer, reason="No",
+        signature=sign_order_rejection(second_reviewer, proposal)))
     _assert_audited(records, second_reviewer, expect={"RuleSetReorderProposal"})
 
 

@@ -9,6 +9,7 @@ import pytest
 from rules.exports import COLUMNS
 from rules.services import decision_undo, rule_approve, rule_create, rule_edit, rule_reject
 from tests.rules.reviewkit import teacher_rule
+from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
 pytestmark = pytest.mark.django_db
 
@@ -16,14 +17,18 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def decided(task, reviewer, second_reviewer):
     kept = teacher_rule(task, text="If staff may see it, then Entailment")
-    rule_approve(rule=kept, user=reviewer, lock_version=1, reason="Clear")
+    rule_approve(rule=kept, user=reviewer, lock_version=1, reason="Clear", signature=sign_approval(reviewer, kept))
     dropped = teacher_rule(task, text="If anything, then Entailment")
-    rule_reject(rule=dropped, user=second_reviewer, lock_version=1, reason="=HYPERLINK(\"x\") too vague")
+    rule_reject(rule=dropped, user=second_reviewer, lock_version=1, reason="=HYPERLINK(\"x\") too vague",
+        signature=sign_rejection(second_reviewer, dropped))
     edited = teacher_rule(task, text="If sharing, then Entailment")
     edit = rule_edit(rule=edited, user=reviewer, lock_version=1, reason="Say with whom",
-                     text="If sharing with employees, then Entailment", label="Entailment")
+                     text="If sharing with employees, then Entailment", label="Entailment",
+                         signature=sign_edit(reviewer, text="If sharing with employees, then Entailment",
+                             label="Entailment"))
     decision_undo(decision=edit, user=reviewer)
-    rule_create(task=task, user=second_reviewer, text="If oral is excluded, then Contradiction", label="Contradiction")
+    rule_create(task=task, user=second_reviewer, text="If oral is excluded, then Contradiction", label="Contradiction",
+        signature=sign_writing(second_reviewer, text="If oral is excluded, then Contradiction", label="Contradiction"))
     return task
 
 

@@ -25,6 +25,14 @@ from rules.services import (
 )
 from tests.rules.reviewkit import teacher_rule
 from tests.support.examples import make_examples, make_micro_rule
+from tests.support.signatures import (
+    sign_approval,
+    sign_edit,
+    sign_order_approval,
+    sign_order_proposal,
+    sign_rejection,
+    sign_writing,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -54,9 +62,11 @@ def test_whoever_promotes_a_noise_micro_rule_cannot_approve_it(task, reviewer, s
     rule = micro_rule_promote(micro_rule=_noise(task), user=reviewer, reason="Edge case worth keeping")
     assert rule_authors(rule) == {reviewer.pk}
     with pytest.raises(ValidationError, match="You wrote, edited or promoted a revision of this rule"):
-        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version)
+        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version,
+            signature=sign_approval(reviewer, rule))
     assert _fresh(rule).status == Rule.Status.PENDING
-    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version)
+    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version,
+        signature=sign_approval(second_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.APPROVED
 
 
@@ -68,7 +78,7 @@ def test_promoting_then_approving_through_the_urls_is_refused(task, reviewer) ->
     page = client.get(f"/rules/{rule.pk}/").content.decode()
     assert "promoted a revision of this rule since it was last approved" in page
     assert 'disabled aria-describedby="approve-why-not"' in page
-    response = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": rule.lock_version})
+    response = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": rule.lock_version, "password": "pw-rita"})
     assert response.status_code == 400
     assert "another reviewer must approve it (four eyes)" in response.content.decode()
     assert _fresh(rule).status == Rule.Status.PENDING
@@ -80,27 +90,36 @@ def test_promoting_then_approving_through_the_urls_is_refused(task, reviewer) ->
 
 def test_a_writer_cannot_approve_after_another_reviewer_edits(task, reviewer, second_reviewer, third_reviewer) -> None:
     rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
-                       label="Entailment")
+                       label="Entailment",
+        signature=sign_writing(reviewer, text="If the clause allows oral disclosure, then Entailment",
+            label="Entailment"))
     rule_edit(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version, reason="Typo",
-              text="If the clause allows oral disclosures, then Entailment", label="Entailment")
+              text="If the clause allows oral disclosures, then Entailment", label="Entailment",
+        signature=sign_edit(second_reviewer, text="If the clause allows oral disclosures, then Entailment",
+            label="Entailment"))
     assert rule_authors(rule) == {reviewer.pk, second_reviewer.pk}
     for author in (reviewer, second_reviewer):
         with pytest.raises(ValidationError, match="four eyes"):
-            rule_approve(rule=rule, user=author, lock_version=_fresh(rule).lock_version)
+            rule_approve(rule=rule, user=author, lock_version=_fresh(rule).lock_version,
+                signature=sign_approval(author, rule))
     assert _fresh(rule).status == Rule.Status.PENDING
-    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version)
+    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(third_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.APPROVED
 
 
 def test_a_writer_cannot_approve_after_another_edit_through_the_urls(task, reviewer, second_reviewer) -> None:
     rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
-                       label="Entailment")
+                       label="Entailment",
+        signature=sign_writing(reviewer, text="If the clause allows oral disclosure, then Entailment",
+            label="Entailment"))
     _client(second_reviewer).post(f"/rules/{rule.pk}/edit/", {
         "lock_version": _fresh(rule).lock_version, "reason": "Typo", "label": "Entailment",
-        "text": "If the clause allows oral disclosures, then Entailment",
+        "text": "If the clause allows oral disclosures, then Entailment", "password": "pw-ravi",
     })
     assert _fresh(rule).current_revision.number == 2
-    response = _client(reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version})
+    response = _client(reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version,
+                                                                    "password": "pw-rita"})
     assert response.status_code == 400 and "four eyes" in response.content.decode()
     assert _fresh(rule).status == Rule.Status.PENDING
 
@@ -108,32 +127,44 @@ def test_a_writer_cannot_approve_after_another_edit_through_the_urls(task, revie
 def test_an_undone_edit_still_makes_its_editor_an_author(task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task)
     edit = rule_edit(rule=rule, user=reviewer, lock_version=1, reason="Try", label="Entailment",
-                     text="If the clause names staff, then Entailment")
+                     text="If the clause names staff, then Entailment",
+        signature=sign_edit(reviewer, text="If the clause names staff, then Entailment", label="Entailment"))
     decision_undo(decision=edit, user=reviewer)
     assert _fresh(rule).current_revision.number == 1
     with pytest.raises(ValidationError, match="four eyes"):
-        rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version)
+        rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
+            signature=sign_approval(reviewer, rule))
 
 
 def test_authorship_counts_from_the_last_approval_on(task, reviewer, second_reviewer) -> None:
     rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
-                       label="Entailment")
-    rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version)
+                       label="Entailment",
+        signature=sign_writing(reviewer, text="If the clause allows oral disclosure, then Entailment",
+            label="Entailment"))
+    rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(second_reviewer, rule))
     rule_edit(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version, reason="Narrower",
-              text="If the clause allows oral disclosure to staff, then Entailment", label="Entailment")
+              text="If the clause allows oral disclosure to staff, then Entailment", label="Entailment",
+        signature=sign_edit(second_reviewer, text="If the clause allows oral disclosure to staff, then Entailment",
+            label="Entailment"))
     # rita's revision 1 was approved; revision 2 is ravi's alone, so rita is the second pair of eyes.
     assert rule_authors(rule) == {second_reviewer.pk}
-    rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version)
+    rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(reviewer, rule))
     assert _fresh(rule).status == Rule.Status.APPROVED
 
 
 def test_the_database_refuses_an_approval_by_an_author(task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task)
     rule_edit(rule=rule, user=second_reviewer, lock_version=1, reason="Typo", label="Entailment",
-              text="If the clause lets the recipient share with staff, then Entailment")
+              text="If the clause lets the recipient share with staff, then Entailment",
+        signature=sign_edit(second_reviewer, text="If the clause lets the recipient share with staff, then Entailment",
+            label="Entailment"))
     edited = _fresh(rule)
     rule_edit(rule=edited, user=reviewer, lock_version=edited.lock_version, reason="Say employees",
-              label="Entailment", text="If the clause lets the recipient share with employees, then Entailment")
+              label="Entailment", text="If the clause lets the recipient share with employees, then Entailment",
+        signature=sign_edit(reviewer, text="If the clause lets the recipient share with employees, then Entailment",
+            label="Entailment"))
     rule = _fresh(rule)
     insert = (
         "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
@@ -161,11 +192,14 @@ def test_the_database_refuses_an_approval_by_the_person_who_promoted(task, revie
 def test_one_approval_does_not_overturn_a_rejection(task, reviewer, second_reviewer, third_reviewer, settings) -> None:
     settings.PLD_REQUIRED_APPROVALS = 1
     rule = teacher_rule(task)
-    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad")
+    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad",
+        signature=sign_rejection(reviewer, rule))
     assert rule_required_approvals(_fresh(rule)) == 2
-    rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version)
+    rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(second_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.REJECTED
-    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version)
+    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(third_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.APPROVED
     # Once approved again the rejection is history: the next revision needs the usual number.
     assert rule_required_approvals(_fresh(rule)) == 1
@@ -173,19 +207,25 @@ def test_one_approval_does_not_overturn_a_rejection(task, reviewer, second_revie
 
 def test_the_rejecter_does_not_count_towards_overturning(task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task)
-    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad")
+    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad",
+        signature=sign_rejection(reviewer, rule))
     with pytest.raises(ValidationError, match="You rejected this rule"):
-        rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version)
+        rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
+            signature=sign_approval(reviewer, rule))
     assert _fresh(rule).status == Rule.Status.REJECTED
 
 
 def test_editing_a_rejected_rule_does_not_lower_the_bar(task, reviewer, second_reviewer, third_reviewer) -> None:
     rule = teacher_rule(task)
-    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad")
+    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad",
+        signature=sign_rejection(reviewer, rule))
     rule_edit(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version, reason="Narrower",
-              label="Entailment", text="If the clause lets the recipient share with named staff, then Entailment")
+              label="Entailment", text="If the clause lets the recipient share with named staff, then Entailment",
+        signature=sign_edit(second_reviewer, label="Entailment",
+                            text="If the clause lets the recipient share with named staff, then Entailment"))
     assert _fresh(rule).status == Rule.Status.PENDING
-    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version)
+    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(third_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.PENDING  # 1 of 2: the rejection still stands against it
 
 
@@ -193,15 +233,19 @@ def test_a_rejection_is_overturned_only_with_enough_approvals_through_the_urls(
     task, reviewer, second_reviewer, third_reviewer
 ) -> None:
     rule = teacher_rule(task)
-    _client(reviewer).post(f"/rules/{rule.pk}/reject/", {"lock_version": 1, "reason": "Too broad"})
+    _client(reviewer).post(f"/rules/{rule.pk}/reject/", {"lock_version": 1, "reason": "Too broad",
+                                                             "password": "pw-rita"})
     page = _client(second_reviewer).get(f"/rules/{rule.pk}/").content.decode()
     assert "0 of 2" in page and "comes back only when 2 reviewers" in page
-    response = _client(second_reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version})
+    response = _client(second_reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version,
+                                                                          "password": "pw-ravi"})
     assert response.status_code == 302
     assert _fresh(rule).status == Rule.Status.REJECTED
-    response = _client(reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version})
+    response = _client(reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version,
+                                                                   "password": "pw-rita"})
     assert response.status_code == 400 and "You rejected this rule" in response.content.decode()
-    _client(third_reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version})
+    _client(third_reviewer).post(f"/rules/{rule.pk}/approve/", {"lock_version": _fresh(rule).lock_version,
+                                                                "password": "pw-rhea"})
     assert _fresh(rule).status == Rule.Status.APPROVED
 
 
@@ -210,7 +254,8 @@ def test_overturning_takes_the_configured_number_when_it_is_higher(
 ) -> None:
     settings.PLD_REQUIRED_APPROVALS = 3
     rule = teacher_rule(task)
-    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad")
+    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad",
+        signature=sign_rejection(reviewer, rule))
     assert rule_required_approvals(_fresh(rule)) == 3
 
 
@@ -220,20 +265,22 @@ def test_overturning_takes_the_configured_number_when_it_is_higher(
 def test_reordering_through_the_urls_needs_a_second_reviewer(task, reviewer, second_reviewer) -> None:
     first, second = (teacher_rule(task, text=f"If clause {i}, then Entailment") for i in range(2))
     for rule in (first, second):
-        rule_approve(rule=rule, user=second_reviewer, lock_version=1)
+        rule_approve(rule=rule, user=second_reviewer, lock_version=1, signature=sign_approval(second_reviewer, rule))
     client = _client(reviewer)
     response = client.post(f"/tasks/{task.name}/ruleset/reorder/",
-                           {f"number_{first.pk}": 2, f"number_{second.pk}": 1, "reason": "Narrow first"})
+                           {f"number_{first.pk}": 2, f"number_{second.pk}": 1, "reason": "Narrow first",
+                            "password": "pw-rita"})
     assert response.status_code == 302
     proposal = RuleSetReorderProposal.objects.get()
     assert [r.pk for r in ruleset_rules(task)] == [first.pk, second.pk]
     page = client.get(f"/tasks/{task.name}/ruleset/").content.decode()
     assert "You proposed this order, so another reviewer must approve it" in page
-    response = client.post(f"/ruleset-proposals/{proposal.pk}/approve/", {})
+    response = client.post(f"/ruleset-proposals/{proposal.pk}/approve/", {"password": "pw-rita"})
     assert response.status_code == 400 and "another reviewer must approve it" in response.content.decode()
     assert [r.pk for r in ruleset_rules(task)] == [first.pk, second.pk]
 
-    response = _client(second_reviewer).post(f"/ruleset-proposals/{proposal.pk}/approve/", {"reason": "Yes"})
+    response = _client(second_reviewer).post(f"/ruleset-proposals/{proposal.pk}/approve/",
+                                             {"reason": "Yes", "password": "pw-ravi"})
     assert response.status_code == 302
     assert [r.pk for r in ruleset_rules(task)] == [second.pk, first.pk]
 
@@ -241,13 +288,14 @@ def test_reordering_through_the_urls_needs_a_second_reviewer(task, reviewer, sec
 def test_rejecting_an_order_proposal_through_the_url(task, reviewer, second_reviewer) -> None:
     first, second = (teacher_rule(task, text=f"If clause {i}, then Entailment") for i in range(2))
     for rule in (first, second):
-        rule_approve(rule=rule, user=second_reviewer, lock_version=1)
-    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="x")
+        rule_approve(rule=rule, user=second_reviewer, lock_version=1, signature=sign_approval(second_reviewer, rule))
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="x",
+        signature=sign_order_proposal(reviewer, task, [second.pk, first.pk]))
     client = _client(second_reviewer)
     response = client.post(f"/ruleset-proposals/{proposal.pk}/reject/", {"reason": ""}, HTTP_HX_REQUEST="true")
     assert response.status_code == 400 and "Say why" in response.content.decode()
-    response = client.post(f"/ruleset-proposals/{proposal.pk}/reject/", {"reason": "General rule wins"},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(f"/ruleset-proposals/{proposal.pk}/reject/",
+                           {"reason": "General rule wins", "password": "pw-ravi"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and "<html" not in response.content.decode()
     proposal.refresh_from_db()
     assert (proposal.status, proposal.decided_by) == ("rejected", second_reviewer)
@@ -256,10 +304,14 @@ def test_rejecting_an_order_proposal_through_the_url(task, reviewer, second_revi
 
 def test_the_queue_counts_against_the_overturning_number(task, reviewer, second_reviewer, third_reviewer) -> None:
     rule = teacher_rule(task)
-    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad")
+    rule_reject(rule=rule, user=reviewer, lock_version=1, reason="Too broad",
+        signature=sign_rejection(reviewer, rule))
     rule_edit(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version, reason="Narrower",
-              label="Entailment", text="If the clause lets the recipient share with named staff, then Entailment")
-    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version)
+              label="Entailment", text="If the clause lets the recipient share with named staff, then Entailment",
+        signature=sign_edit(second_reviewer, label="Entailment",
+                            text="If the clause lets the recipient share with named staff, then Entailment"))
+    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(third_reviewer, rule))
     body = _client(reviewer).get(f"/review/?task={task.name}&status=pending").content.decode()
     assert "1/2" in body
 
@@ -270,9 +322,11 @@ def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, rev
 
     first, second = (teacher_rule(task, text=f"If clause {i}, then Entailment") for i in range(2))
     for rule in (first, second):
-        rule_approve(rule=rule, user=second_reviewer, lock_version=1)
-    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first")
-    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed")
+        rule_approve(rule=rule, user=second_reviewer, lock_version=1, signature=sign_approval(second_reviewer, rule))
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=[second.pk, first.pk], reason="Narrow first",
+        signature=sign_order_proposal(reviewer, task, [second.pk, first.pk]))
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed",
+        signature=sign_order_approval(second_reviewer, proposal))
     log = _client(auditor).get(f"/tasks/{task.name}/decision-log.json").json()["decisions"]
     order_rows = [(row["action"], row["reviewer"], row["reason"]) for row in log if row["order_proposal"]]
     assert order_rows == [("propose_order", "rita", "Narrow first"), ("approve_order", "ravi", "Agreed")]
@@ -283,8 +337,11 @@ def test_the_database_refuses_turning_an_approval_into_one_by_an_author(task, re
                                                                           third_reviewer, settings) -> None:
     settings.PLD_REQUIRED_APPROVALS = 2
     rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
-                       label="Entailment")
-    approval = rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version)
+                       label="Entailment",
+        signature=sign_writing(reviewer, text="If the clause allows oral disclosure, then Entailment",
+            label="Entailment"))
+    approval = rule_approve(rule=rule, user=second_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(second_reviewer, rule))
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE rules_decision SET reviewer_id = %s WHERE id = %s", [reviewer.pk, approval.pk])
     approval.refresh_from_db()

@@ -21,6 +21,13 @@ from rules.services import (
     ruleset_rules,
 )
 from tests.support.prompt_versions import RULES, approve, approve_all, compiled
+from tests.support.signatures import (
+    sign_approval,
+    sign_edit,
+    sign_order_approval,
+    sign_order_proposal,
+    sign_rejection,
+)
 
 
 @pytest.fixture
@@ -69,13 +76,17 @@ def test_it_counts_tokens_with_the_student_models_tokenizer(task, admin_user, ru
 def test_it_leaves_out_pending_and_rejected_rules(task, admin_user, reviewer, second_reviewer, rules) -> None:
     pending = rule_edit(rule=rules[2], user=reviewer, lock_version=rules[2].lock_version, reason="Narrower",
                         text="If the clause never mentions return of materials, then NotMentioned",
-                        label="NotMentioned").rule
+                        label="NotMentioned",
+                            signature=sign_edit(reviewer,
+                                text="If the clause never mentions return of materials, then NotMentioned",
+                                label="NotMentioned")).rule
     rejected = approve(task, second_reviewer, "Read the contract carefully", "Entailment")
     rejected.refresh_from_db()
     version = compiled(task, admin_user)
     included = set(version.entries.values_list("rule_id", flat=True))
     assert included == {rules[0].pk, rules[1].pk, rejected.pk}
-    rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Too vague")
+    rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason="Too vague",
+        signature=sign_rejection(reviewer, rejected))
     second = compiled(task, admin_user)
     assert set(second.entries.values_list("rule_id", flat=True)) == {rules[0].pk, rules[1].pk}
     assert pending.pk not in set(second.entries.values_list("rule_id", flat=True))
@@ -91,18 +102,22 @@ def test_compiling_an_unchanged_rule_set_returns_the_existing_version(task, admi
 
 def test_a_new_revision_or_a_new_order_makes_a_new_version(task, admin_user, reviewer, second_reviewer, rules) -> None:
     first = compiled(task, admin_user)
+    clearer = "If the clause lets the recipient share with its employees who need to know, then Entailment"
     rule_edit(rule=rules[0], user=reviewer, lock_version=rules[0].lock_version, reason="Clearer",
-              text="If the clause lets the recipient share with its employees who need to know, then Entailment",
-              label="Entailment", topic="Sharing with employees")
+              text=clearer, label="Entailment", topic="Sharing with employees",
+              signature=sign_edit(reviewer, text=clearer, label="Entailment"))
     rules[0].refresh_from_db()
-    rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version)
+    rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version,
+        signature=sign_approval(second_reviewer, rules[0]))
     second = compiled(task, admin_user)
     assert (second.number, second.rule_set_hash != first.rule_set_hash) == (2, True)
     order = [r.pk for r in ruleset_rules(task)]
     order.append(order.pop(order.index(rules[1].pk)))
-    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="Narrow rules first")
+    proposal = ruleset_reorder_propose(task=task, user=reviewer, order=order, reason="Narrow rules first",
+        signature=sign_order_proposal(reviewer, task, order))
     assert compiled(task, admin_user).pk == second.pk  # a proposal alone changes nothing that compiles
-    ruleset_reorder_approve(proposal=proposal, user=second_reviewer)
+    ruleset_reorder_approve(proposal=proposal, user=second_reviewer,
+        signature=sign_order_approval(second_reviewer, proposal))
     third = compiled(task, admin_user)
     assert third.number == 3
     assert first.text != second.text != third.text
@@ -196,11 +211,16 @@ def test_the_diff_lists_rules_added_removed_and_changed(task, admin_user, review
     old = compiled(task, admin_user)
     rule_edit(rule=rules[0], user=reviewer, lock_version=rules[0].lock_version, reason="Clearer",
               text="If the clause lets the recipient share with employees who need to know, then Entailment",
-              label="Entailment", topic="Sharing with employees")
+              label="Entailment", topic="Sharing with employees",
+                  signature=sign_edit(reviewer,
+                      text="If the clause lets the recipient share with employees who need to know, then Entailment",
+                      label="Entailment"))
     rules[0].refresh_from_db()
-    rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version)
+    rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version,
+        signature=sign_approval(second_reviewer, rules[0]))
     rules[2].refresh_from_db()
-    rule_reject(rule=rules[2], user=reviewer, lock_version=rules[2].lock_version, reason="Covered elsewhere")
+    rule_reject(rule=rules[2], user=reviewer, lock_version=rules[2].lock_version, reason="Covered elsewhere",
+        signature=sign_rejection(reviewer, rules[2]))
     added = approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned",
                     "Jurisdiction")
     new = compiled(task, admin_user)

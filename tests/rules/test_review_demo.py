@@ -5,6 +5,7 @@ import io
 import pytest
 
 from pldreview.ledger_verify import ledger_verify
+from pldreview.models import Signature
 from rules.demo import seed_users_and_tasks
 from rules.demo_review import seed_review_decisions
 from rules.models import Decision, Rule, RuleSetReorderProposal
@@ -32,10 +33,21 @@ def test_the_demo_shows_every_review_state_and_a_second_run_changes_nothing() ->
     assert proposal.decided_by.username == "ravi"
     assert Decision.objects.filter(action="reorder", reviewer__username="ravi").exists()
     assert [r.pk for r in approved] == proposal.order
+    assert (proposal.signature.user.username, proposal.signature.meaning) == ("rita", "reorder_proposed")
+    assert proposal.approvals.get().signature.user.username == "ravi"
     assert all(r.support >= 2 for r in approved)
+    # Every decision of the demo is signed, by its reviewer, under the printed name they had then.
+    decisions = Decision.objects.select_related("signature", "reviewer")
+    assert decisions.exists() and all(d.signature and d.signature.user == d.reviewer for d in decisions)
+    meanings = {(d.action, d.signature.meaning) for d in decisions}
+    assert {("approve", "approved"), ("reject", "rejected"), ("edit", "edited"), ("create", "written"),
+            ("reorder", "reordered")} == meanings
+    assert {d.signature.full_name for d in decisions.filter(action="approve")} == {"Ravi Rao"}
+    signatures = Signature.objects.count()
 
     history_rows = Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count()
     seed_review_decisions(out)
     assert Rule.history.count() + Decision.history.count() + RuleSetReorderProposal.history.count() == history_rows
+    assert Signature.objects.count() == signatures
     verdict = ledger_verify()
     assert verdict.ok and verdict.rows_checked > 20, verdict.message

@@ -4,9 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from rules.models import Decision, Example, Rule
+from rules.models import Decision, Example, Rule, RuleSetReorderProposal
 from rules.services import rule_approve, rule_create, rule_edit, rule_propose
 from tests.rules.reviewkit import example, teacher_rule
+from tests.support.signatures import sign_approval, sign_edit, sign_writing
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,7 @@ def test_the_queue_lists_pending_rules_by_support_with_counts(client, task, revi
     low = teacher_rule(task, text="If low support, then Entailment", support=2)
     high = teacher_rule(task, text="If high support, then Entailment", support=9)
     done = teacher_rule(task, text="If already decided, then Entailment", support=20)
-    rule_approve(rule=done, user=reviewer, lock_version=1)
+    rule_approve(rule=done, user=reviewer, lock_version=1, signature=sign_approval(reviewer, done))
     client.force_login(reviewer)
     body = client.get("/review/").content.decode()
     assert body.index(high.text) < body.index(low.text)
@@ -66,7 +67,8 @@ def test_the_queue_lists_pending_rules_by_support_with_counts(client, task, revi
 def test_the_queue_filters_by_label_origin_and_topic(client, task, reviewer) -> None:
     teacher_rule(task, text="If E, then Entailment", topic="Sharing")
     teacher_rule(task, text="If C, then Contradiction", label="Contradiction", topic="Sharing")
-    rule_create(task=task, user=reviewer, text="If hand, then Entailment", label="Entailment", topic="Oral")
+    rule_create(task=task, user=reviewer, text="If hand, then Entailment", label="Entailment", topic="Oral",
+        signature=sign_writing(reviewer, text="If hand, then Entailment", label="Entailment"))
     client.force_login(reviewer)
     body = client.get("/review/?label=Contradiction").content.decode()
     assert "If C, then" in body and "If E, then" not in body
@@ -159,7 +161,7 @@ def test_approving_without_js_redirects_to_the_next_rule_with_an_undo(client, ta
     first = teacher_rule(task, text="If first, then Entailment", support=9)
     second = teacher_rule(task, text="If second, then Entailment", support=5)
     client.force_login(reviewer)
-    response = client.post(f"/rules/{first.pk}/approve/", {"lock_version": 1, "reason": ""})
+    response = client.post(f"/rules/{first.pk}/approve/", {"password": "pw-rita", "lock_version": 1, "reason": ""})
     assert response.status_code == 302 and response["Location"] == f"/rules/{second.pk}/"
     body = client.get(response["Location"]).content.decode()
     assert f"Approved rule {first.pk}" in body and "Undo" in body
@@ -173,7 +175,7 @@ def test_the_queue_filters_travel_with_a_decision(client, task, reviewer) -> Non
     third = teacher_rule(task, text="If third, then Contradiction", label="Contradiction", support=5)
     client.force_login(reviewer)
     response = client.post(f"/rules/{first.pk}/reject/",
-                           {"lock_version": 1, "reason": "Vague", "q_label": "Contradiction"})
+                           {"password": "pw-rita", "lock_version": 1, "reason": "Vague", "q_label": "Contradiction"})
     assert response["Location"] == f"/rules/{third.pk}/?label=Contradiction"
 
 
@@ -181,7 +183,8 @@ def test_an_htmx_decision_answers_with_the_next_rule_fragment(client, task, revi
     first = teacher_rule(task, text="If first, then Entailment", support=9)
     second = teacher_rule(task, text="If second, then Entailment", support=5)
     client.force_login(reviewer)
-    response = client.post(f"/rules/{first.pk}/reject/", {"lock_version": 1, "reason": "Too vague"}, **HTMX)
+    response = client.post(f"/rules/{first.pk}/reject/", {"password": "pw-rita",
+                                                          "lock_version": 1, "reason": "Too vague"}, **HTMX)
     body = response.content.decode()
     assert response.status_code == 200
     assert "<html" not in body
@@ -193,16 +196,18 @@ def test_an_htmx_decision_answers_with_the_next_rule_fragment(client, task, revi
 def test_the_last_decision_shows_nothing_left_to_review(client, task, reviewer) -> None:
     rule = teacher_rule(task)
     client.force_login(reviewer)
-    body = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": 1}, **HTMX).content.decode()
+    body = client.post(f"/rules/{rule.pk}/approve/", {"password": "pw-rita",
+                                                      "lock_version": 1}, **HTMX).content.decode()
     assert "Nothing left to review" in body and "Undo" in body
 
 
 def test_a_reject_without_a_reason_comes_back_with_the_error(client, task, reviewer) -> None:
     rule = teacher_rule(task)
     client.force_login(reviewer)
-    response = client.post(f"/rules/{rule.pk}/reject/", {"lock_version": 1, "reason": ""}, **HTMX)
+    response = client.post(f"/rules/{rule.pk}/reject/", {"password": "pw-rita",
+                                                         "lock_version": 1, "reason": ""}, **HTMX)
     assert "Say why you reject this rule." in response.content.decode()
-    response = client.post(f"/rules/{rule.pk}/reject/", {"lock_version": 1, "reason": ""})
+    response = client.post(f"/rules/{rule.pk}/reject/", {"password": "pw-rita", "lock_version": 1, "reason": ""})
     assert response.status_code == 400
     rule.refresh_from_db()
     assert rule.status == Rule.Status.PENDING
@@ -211,12 +216,13 @@ def test_a_reject_without_a_reason_comes_back_with_the_error(client, task, revie
 def test_an_edit_makes_a_revision_and_the_editor_is_refused_approval(client, task, reviewer) -> None:
     rule = teacher_rule(task)
     client.force_login(reviewer)
-    client.post(f"/rules/{rule.pk}/edit/", {"lock_version": 1, "reason": "Names the people", "label": "Entailment",
-                                            "text": "If staff may see it, then Entailment", "topic": "Sharing",
+    client.post(f"/rules/{rule.pk}/edit/", {"password": "pw-rita", "lock_version": 1, "reason": "Names the people",
+                                            "label": "Entailment", "text": "If staff may see it, then Entailment",
+                                            "topic": "Sharing",
                                             "precedence_note": ""})
     rule.refresh_from_db()
     assert rule.current_revision.number == 2 and rule.topic == "Sharing"
-    response = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": rule.lock_version})
+    response = client.post(f"/rules/{rule.pk}/approve/", {"password": "pw-rita", "lock_version": rule.lock_version})
     assert response.status_code == 400
     assert "another reviewer must approve it" in response.content.decode()
     rule.refresh_from_db()
@@ -226,9 +232,11 @@ def test_an_edit_makes_a_revision_and_the_editor_is_refused_approval(client, tas
 def test_a_stale_decision_is_refused_and_shows_what_changed(client, task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task)
     rule_edit(rule=rule, user=second_reviewer, lock_version=1, reason="Narrower wording",
-              text="If the clause names employees, then Entailment", label="Entailment")
+              text="If the clause names employees, then Entailment", label="Entailment",
+                  signature=sign_edit(second_reviewer, text="If the clause names employees, then Entailment",
+                      label="Entailment"))
     client.force_login(reviewer)
-    response = client.post(f"/rules/{rule.pk}/reject/", {"lock_version": 1, "reason": "Vague"})
+    response = client.post(f"/rules/{rule.pk}/reject/", {"password": "pw-rita", "lock_version": 1, "reason": "Vague"})
     body = response.content.decode()
     assert response.status_code == 409
     assert "changed while you were reading it" in body
@@ -242,7 +250,7 @@ def test_a_stale_decision_is_refused_and_shows_what_changed(client, task, review
 def test_undo_restores_the_rule(client, task, reviewer) -> None:
     rule = teacher_rule(task)
     client.force_login(reviewer)
-    client.post(f"/rules/{rule.pk}/approve/", {"lock_version": 1})
+    client.post(f"/rules/{rule.pk}/approve/", {"password": "pw-rita", "lock_version": 1})
     decision = Decision.objects.get(action="approve")
     response = client.post(f"/decisions/{decision.pk}/undo/", {}, **HTMX)
     assert "pending again" in response.content.decode()
@@ -253,7 +261,7 @@ def test_undo_restores_the_rule(client, task, reviewer) -> None:
 
 def test_nobody_else_can_undo_a_decision(client, task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task)
-    decision = rule_approve(rule=rule, user=reviewer, lock_version=1)
+    decision = rule_approve(rule=rule, user=reviewer, lock_version=1, signature=sign_approval(reviewer, rule))
     client.force_login(second_reviewer)
     assert client.post(f"/decisions/{decision.pk}/undo/").status_code == 403
     rule.refresh_from_db()
@@ -291,9 +299,13 @@ def test_a_forged_post_from_an_auditor_gets_403(client, task, auditor, path) -> 
 def test_the_history_shows_every_decision_and_a_word_diff(client, task, reviewer, second_reviewer) -> None:
     rule = teacher_rule(task, text="If the clause lets the recipient share, then Entailment")
     rule_edit(rule=rule, user=reviewer, lock_version=1, reason="Say who", label="Entailment",
-              text="If the clause lets the recipient share with employees, then Entailment")
+              text="If the clause lets the recipient share with employees, then Entailment",
+                  signature=sign_edit(reviewer,
+                      text="If the clause lets the recipient share with employees, then Entailment",
+                      label="Entailment"))
     rule.refresh_from_db()
-    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Now precise")
+    rule_approve(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Now precise",
+        signature=sign_approval(second_reviewer, rule))
     client.force_login(reviewer)
     body = client.get(f"/rules/{rule.pk}/history/").content.decode()
     assert "Say who" in body and "Now precise" in body and "ravi" in body and "rita" in body
@@ -308,27 +320,30 @@ def test_the_rule_set_lists_approved_rules_in_order_and_reorders_them(client, ta
     second = teacher_rule(task, text="If second, then Contradiction", label="Contradiction", topic="Survival")
     rejected = teacher_rule(task, text="If rejected, then Entailment")
     for rule in (first, second):
-        rule_approve(rule=rule, user=reviewer, lock_version=1)
+        rule_approve(rule=rule, user=reviewer, lock_version=1, signature=sign_approval(reviewer, rule))
     client.force_login(reviewer)
-    client.post(f"/rules/{rejected.pk}/reject/", {"lock_version": 1, "reason": "Vague"})
+    client.post(f"/rules/{rejected.pk}/reject/", {"password": "pw-rita", "lock_version": 1, "reason": "Vague"})
     body = client.get(f"/tasks/{task.name}/ruleset/").content.decode()
     assert body.index("If first") < body.index("If second") and "If rejected" not in body
     assert "Check first" in body
     response = client.post(f"/tasks/{task.name}/ruleset/reorder/",
-                           {f"number_{first.pk}": 1, f"number_{second.pk}": 1, "reason": "Survival first"})
+                           {f"number_{first.pk}": 1, f"number_{second.pk}": 1, "reason": "Survival first",
+                            "password": "pw-rita"})
     assert response.status_code == 302
     body = client.get(f"/tasks/{task.name}/ruleset/").content.decode()
     assert "Order proposals waiting for review" in body and "Survival first" in body
     listed = body[body.index('id="ruleset-reorder-form"'):]
     assert listed.index("If first") < listed.index("If second")  # nothing moves before a second reviewer agrees
     assert not Decision.objects.filter(action="reorder").exists()
+    assert RuleSetReorderProposal.objects.get().signature.meaning == "reorder_proposed"
 
 
 def test_writing_a_rule_by_hand(client, task, reviewer) -> None:
     client.force_login(reviewer)
     assert client.get(f"/rules/new/?task={task.name}").status_code == 200
-    response = client.post("/rules/new/", {"task": task.name, "text": "If oral disclosures are excluded, then "
-                                           "Contradiction", "label": "Contradiction", "topic": "Oral",
+    response = client.post("/rules/new/", {"password": "pw-rita", "task": task.name,
+                                           "text": "If oral disclosures are excluded, then Contradiction",
+                                           "label": "Contradiction", "topic": "Oral",
                                            "precedence_note": "", "reason": "Gap"})
     rule = Rule.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/rules/{rule.pk}/"
@@ -338,14 +353,15 @@ def test_writing_a_rule_by_hand(client, task, reviewer) -> None:
 
 def test_a_hand_written_rule_with_a_wrong_label_shows_the_error(client, task, reviewer) -> None:
     client.force_login(reviewer)
-    response = client.post("/rules/new/", {"task": task.name, "text": "If x, then y", "label": "Nope"})
-    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    response = client.post("/rules/new/", {"password": "pw-rita", "task": task.name, "text": "If x, then y",
+                                           "label": "Nope"})
+    assert response.status_code == 400 and "errorlist" in response.content.decode()
     assert not Rule.objects.exists()
 
 
 def test_the_queue_shows_approvals_so_far(client, task, reviewer, settings) -> None:
     settings.PLD_REQUIRED_APPROVALS = 2
     rule = teacher_rule(task)
-    rule_approve(rule=rule, user=reviewer, lock_version=1)
+    rule_approve(rule=rule, user=reviewer, lock_version=1, signature=sign_approval(reviewer, rule))
     client.force_login(reviewer)
     assert '<span class="muted">1/2</span>' in client.get("/review/").content.decode()

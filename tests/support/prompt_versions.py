@@ -11,6 +11,7 @@ from evaluation.promotion import current_model_sha256
 from rules.compiler import prompt_version_compile
 from rules.models import Example, PromptVersion, Rule, Task
 from rules.services import rule_approve, rule_propose
+from tests.support.signatures import sign_approval, sign_override_confirmation, sign_override_request
 
 RULES = [
     ("If the clause lets the recipient share information with its employees, then Entailment", "Entailment",
@@ -25,7 +26,8 @@ def approve(task: Task, reviewer: User, text: str, label: str, topic: str = "", 
     """Propose a rule as the teacher and approve it as a reviewer."""
     rule = rule_propose(task=task, text=text, label=label, origin=Rule.Origin.TEACHER, topic=topic,
                         precedence_note=precedence_note, proposed_by_model="teacher-model-x")
-    rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Matches the clauses")
+    rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Matches the clauses",
+        signature=sign_approval(reviewer, rule))
     rule.refresh_from_db()
     return rule
 
@@ -136,7 +138,9 @@ def promote_by_override(version: PromptVersion, *, admin: User, second_admin: Us
     from evaluation.promotion import promotion_override_confirm, promotion_override_request
 
     override = promotion_override_request(
-        prompt_version=version, user=admin, reason=reason, justification="Test story: the gate's evidence is not built"
+        prompt_version=version, user=admin, reason=reason, justification="Test story: the gate's evidence is not built",
+        signature=sign_override_request(admin, version),
     )
-    promotion_override_confirm(override=override, user=second_admin)
+    promotion_override_confirm(override=override, user=second_admin,
+                               signature=sign_override_confirmation(second_admin, version))
     version.refresh_from_db()

@@ -16,6 +16,7 @@ from evaluation.models import EvaluationRun, Promotion, PromotionOverride
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.services import rule_approve, rule_edit, rule_propose, rule_reject
 from tests.support.certificates import self_signed
+from tests.support.signatures import sign_approval, sign_edit, sign_rejection
 
 RULE_TEXT = "If the clause lets the recipient share information with its employees, then the hypothesis holds"
 EDIT_REASON = "Narrowed to employees bound by written confidentiality duties"
@@ -81,19 +82,25 @@ def build_report_story(*, task: Task, reviewer: User, second_reviewer: User, adm
         rule=kept, user=reviewer, lock_version=kept.lock_version, reason=EDIT_REASON,
         text=RULE_TEXT + " when those employees are bound by written confidentiality duties", label="Entailment",
         topic="Sharing with employees",
+            signature=sign_edit(reviewer,
+                text=RULE_TEXT + " when those employees are bound by written confidentiality duties",
+                label="Entailment"),
     )
     kept.refresh_from_db()
-    rule_approve(rule=kept, user=second_reviewer, lock_version=kept.lock_version, reason="Matches clause 4.2")
+    rule_approve(rule=kept, user=second_reviewer, lock_version=kept.lock_version, reason="Matches clause 4.2",
+        signature=sign_approval(second_reviewer, kept))
     second = rule_propose(
         task=task, text="If the clause says nothing about return of materials, then it is not mentioned",
         label="NotMentioned", origin=Rule.Origin.TEACHER, proposed_by_model="teacher-model-x", support=3,
     )
-    rule_approve(rule=second, user=reviewer, lock_version=second.lock_version)
+    rule_approve(rule=second, user=reviewer, lock_version=second.lock_version,
+        signature=sign_approval(reviewer, second))
     rejected = rule_propose(
         task=task, text="Read the contract carefully", label="Contradiction", origin=Rule.Origin.TEACHER,
         proposed_by_model="teacher-model-x",
     )
-    rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason=REJECT_REASON)
+    rule_reject(rule=rejected, user=reviewer, lock_version=rejected.lock_version, reason=REJECT_REASON,
+        signature=sign_rejection(reviewer, rejected))
     kept.refresh_from_db()
     second.refresh_from_db()
     text = "\n".join(

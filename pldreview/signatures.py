@@ -1,0 +1,273 @@
+"""Electronic signatures (21 CFR Part 11): sign content with a meaning by re-entering the password.
+
+A signing is two steps in one transaction: ``signature_sign`` checks the signer's credentials and
+stores an append-only ``Signature`` holding the SHA-256 of the exact content signed; the service that
+acts (``rule_approve``, ``prompt_version_promote``…) then calls ``signature_check`` to refuse a
+signature by someone else, with another meaning, or over other content. Views run both inside
+``signing()``, so a refused action leaves no signature behind and a refused password still reaches
+the ledger.
+
+Each kind of content has one canonical function here (``rule_content_sha256``…); the signer's form
+and the acting service both call it, so what was signed is what was acted on.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from pldreview.ledger import canonical_json, ledger_append, row_facts
+from pldreview.models import LedgerEntry, Signature
+
+Meaning = Signature.Meaning
+
+# Session keys: when this session last signed with the password, and whether it passed the second factor.
+_PASSWORD_AT_KEY = "pld_signing_password_at"
+_SECOND_FACTOR_KEY = "pld_signing_second_factor"
+
+
+# --- canonical content ---------------------------------------------------------------------------
+
+
+def content_sha256(data: Any) -> str:
+    """Return the SHA-256 of the data's canonical JSON (sorted keys, no spaces, UTF-8)."""
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def rule_content_sha256(*, text: str, label: str, precedence_note: str) -> str:
+    """Return the hash a rule revision is signed over: its text, label and precedence note."""
+    return content_sha256({"kind": "rule_revision", "text": text, "label": label, "precedence_note": precedence_note})
+
+
+def ruleset_order_content_sha256(*, task_id: int, order: list[int]) -> str:
+    """Return the hash a rule set reorder proposal, its approval or rejection is signed over: the proposed order."""
+    return content_sha256({"kind": "rule_set_order", "task": task_id, "order": [int(pk) for pk in order]})
+
+
+def prompt_version_content_sha256(text: str) -> str:
+    """Return the hash a prompt version is signed over: SHA-256 of its text (equal to ``PromptVersion.sha256``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def report_content_sha256(data: bytes) -> str:
+    """Return the hash a report is signed over: SHA-256 of the PDF's bytes (equal to ``Report.sha256``)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def api_token_content_sha256(*, token_id: int, prefix: str, name: str, username: str) -> str:
+    """Return the hash a token revocation is signed over: which token, for whom (never the token itself)."""
+    return content_sha256({"kind": "api_token", "id": token_id, "prefix": prefix, "name": name, "user": username})
+
+
+# --- the second factor seam ----------------------------------------------------------------------
+
+
+def _second_factor_authenticators(user: AbstractBaseUser) -> list[Any]:
+    # The seam for the accounts work: with django-allauth's MFA installed, its TOTP and recovery-code
+    # authenticators are the user's second factor; without it nobody has one and signings ask only the password.
+    if not apps.is_installed("allauth.mfa"):
+        return []
+    from allauth.mfa.models import Authenticator
+
+    kinds = [Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES]
+    return list(Authenticator.objects.filter(user=user, type__in=kinds))
+
+
+def mfa_enabled(user: AbstractBaseUser) -> bool:
+    """Say whether the user has enrolled a second factor."""
+    return any(a.type == "totp" for a in _second_factor_authenticators(user))
+
+
+def second_factor_required(request: HttpRequest | None) -> bool:
+    """Say whether this signing must check the second factor too: the session's first signing, with MFA on.
+
+    Part 11 §11.200(a)(1): the first signing of a continuous session uses every component, later ones at
+    least one. A new login (or an idle timeout, which ends the session) starts a new session.
+    """
+    if request is None or not request.user.is_authenticated or not mfa_enabled(request.user):
+        return False
+    return request.session.get(_SECOND_FACTOR_KEY) != request.user.pk
+
+
+def second_factor_verify(user: AbstractBaseUser, code: str) -> bool:
+    """Say whether the code is a valid current second-factor code (TOTP or recovery code) of the user."""
+    code = code.strip()
+    return bool(code) and any(a.wrap().validate_code(code) for a in _second_factor_authenticators(user))
+
+
+# --- signing -------------------------------------------------------------------------------------
+
+
+class SignatureRefused(ValidationError):
+    """The signer's credentials were missing or wrong; nothing was signed."""
+
+    def __init__(self, field: str, message: str, *, failure: dict[str, Any] | None = None) -> None:
+        super().__init__({field: message})
+        self.failure = failure
+        self.user: AbstractBaseUser | None = None
+        self.ledger_entry: LedgerEntry | None = None
+
+
+def signing_password_required(request: HttpRequest | None) -> bool:
+    """Say whether the next signing in this session must re-enter the password (PLD_SIGNING_REAUTH)."""
+    minutes = _window_minutes()
+    if minutes is None or request is None or not request.user.is_authenticated:
+        return True
+    last = request.session.get(_PASSWORD_AT_KEY) or {}
+    at = parse_datetime(last.get("at", "")) if last.get("user") == request.user.pk else None
+    return at is None or timezone.now() - at > timedelta(minutes=minutes)
+
+
+def _window_minutes() -> int | None:
+    policy = settings.PLD_SIGNING_REAUTH
+    return int(policy.split(":", 1)[1]) if policy.startswith("window:") else None
+
+
+def printed_name(user: AbstractBaseUser) -> str:
+    """Return the name a signature prints: the user's full name, or the username when there is none."""
+    full = user.get_full_name().strip() if hasattr(user, "get_full_name") else ""
+    return full or user.get_username()
+
+
+def _record_failure(failure: dict[str, Any], user: AbstractBaseUser) -> LedgerEntry:
+    return ledger_append(
+        event="security.signature_failed", actor=user, facts=failure, reason=failure.get("problem", "")
+    )
+
+
+def _refuse(field: str, message: str, *, user: AbstractBaseUser, failure: dict[str, Any] | None) -> None:
+    exc = SignatureRefused(field, message, failure=failure)
+    exc.user = user
+    if failure is not None:
+        # In its own savepoint: recorded even though the signing is refused (§11.300(d): report attempts).
+        exc.ledger_entry = _record_failure(failure, user)
+    raise exc
+
+
+def signature_sign(
+    *,
+    user: AbstractBaseUser,
+    password: str,
+    meaning: str,
+    reason: str,
+    content_sha256: str,
+    request: HttpRequest | None = None,
+    second_factor: str = "",
+) -> Signature:
+    """Check the signer's password (and second factor when due) and store their signature of the content.
+
+    A wrong password raises ``SignatureRefused`` (a ValidationError on ``password``), stores no
+    signature and appends ``security.signature_failed`` to the ledger.
+    """
+    if not user.is_authenticated or not user.is_active:
+        raise PermissionDenied("Only an active, logged-in user can sign.")
+    if meaning not in Meaning.values:
+        raise ValidationError({"meaning": f"{meaning!r} is not a signature meaning."})
+    failure = {"meaning": meaning, "content_sha256": content_sha256, "username": user.get_username()}
+    password_checked = False
+    if password:
+        # Django's authentication backends, so whatever guards logins (lockout, rate limits) guards signings too.
+        checked = authenticate(request, username=user.get_username(), password=password)
+        if checked is None or checked.pk != user.pk:
+            _refuse("password", "Wrong password: nothing was signed. Your text is kept; enter your password again.",
+                    user=user, failure=failure | {"problem": "wrong password"})
+        password_checked = True
+    elif signing_password_required(request):
+        _refuse("password", "Enter your password to sign.", user=user, failure=None)
+    second_factor_checked = False
+    if second_factor_required(request):
+        if not second_factor.strip():
+            _refuse("second_factor", "Enter the code from your authenticator: the first signing of a session "
+                    "needs your second factor too.", user=user, failure=None)
+        if not second_factor_verify(user, second_factor):
+            _refuse("second_factor", "Wrong authenticator code: nothing was signed.",
+                    user=user, failure=failure | {"problem": "wrong second factor"})
+        second_factor_checked = True
+    with transaction.atomic():
+        signature = Signature(
+            user=user,
+            username=user.get_username(),
+            full_name=printed_name(user),
+            signed_at=timezone.now(),
+            meaning=meaning,
+            reason=reason.strip(),
+            content_sha256=content_sha256,
+            reauth_policy=settings.PLD_SIGNING_REAUTH,
+            password_checked=password_checked,
+            second_factor_checked=second_factor_checked,
+        )
+        signature.full_clean()
+        signature.save()
+        ledger_append(event="signature.created", actor=user, obj=signature, facts=row_facts(signature),
+                      reason=signature.reason)
+    if request is not None and hasattr(request, "session"):
+        if password_checked:
+            request.session[_PASSWORD_AT_KEY] = {"user": user.pk, "at": signature.signed_at.isoformat()}
+        if second_factor_checked:
+            request.session[_SECOND_FACTOR_KEY] = user.pk
+    return signature
+
+
+def signature_sign_from_form(
+    request: HttpRequest, data: dict[str, Any], *, meaning: str, content_sha256: str
+) -> Signature:
+    """Sign as the request's user with a ``SigningForm``'s cleaned credentials and its ``reason`` field, if any."""
+    return signature_sign(
+        user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
+        meaning=meaning, reason=data.get("reason", ""), content_sha256=content_sha256, request=request,
+    )
+
+
+def signing_context(request: HttpRequest) -> dict[str, bool]:
+    """Return which credentials this session's next signing asks for, for the forms' templates."""
+    return {
+        "signing_needs_password": signing_password_required(request),
+        "signing_needs_second_factor": second_factor_required(request),
+    }
+
+
+def signature_check(
+    signature: Signature | None, *, user: AbstractBaseUser, meanings: str | tuple[str, ...], content_sha256: str
+) -> Signature:
+    """Refuse a signature that is missing, by another user, of another meaning or over other content."""
+    allowed = (meanings,) if isinstance(meanings, str) else meanings
+    if signature is None or signature.pk is None:
+        raise ValidationError({"password": "This action is a signing: enter your password to sign it."})
+    if signature.user_id != user.pk:
+        raise PermissionDenied("A signature can only be used by the person who signed.")
+    if signature.meaning not in allowed:
+        wanted = " or ".join(str(Meaning(m).label) for m in allowed)
+        raise ValidationError(f"This signature means “{signature.get_meaning_display()}”, not “{wanted}”.")
+    if signature.content_sha256 != content_sha256:
+        raise ValidationError(
+            "The signature is over other content than this action's (the record changed): nothing was saved."
+        )
+    return signature
+
+
+@contextmanager
+def signing() -> Iterator[None]:
+    """Run a signing and the action it signs in one transaction; a refused password stays in the ledger."""
+    try:
+        with transaction.atomic():
+            yield
+    except SignatureRefused as exc:
+        lost = exc.ledger_entry is not None and not LedgerEntry.objects.filter(
+            pk=exc.ledger_entry.pk, hash=exc.ledger_entry.hash
+        ).exists()
+        if lost and exc.failure is not None and exc.user is not None:
+            # The surrounding transaction's rollback took the failure record with it: write it again.
+            exc.ledger_entry = _record_failure(exc.failure, exc.user)
+        raise
