@@ -178,9 +178,15 @@ def signature_sign(
     failure = {"meaning": meaning, "content_sha256": content_sha256, "username": user.get_username()}
     password_checked = False
     if password:
-        # Django's authentication backends, so whatever guards logins (lockout, rate limits) guards signings too.
-        checked = authenticate(request, username=user.get_username(), password=password)
-        if checked is None or checked.pk != user.pk:
+        if request is None:
+            # No HTTP request (a management command, the demo's seeding): Django checks the user's own password
+            # hash; lockout (django-axes) needs a request and guards the web, where guessing happens.
+            matches = user.check_password(password)
+        else:
+            # Django's authentication backends, so whatever guards logins (lockout, rate limits) guards signings too.
+            checked = authenticate(request, username=user.get_username(), password=password)
+            matches = checked is not None and checked.pk == user.pk
+        if not matches:
             _refuse("password", "Wrong password: nothing was signed. Your text is kept; enter your password again.",
                     user=user, failure=failure | {"problem": "wrong password"})
         password_checked = True

@@ -76,9 +76,12 @@ class RuleCreateForm(_RuleFieldsForm, SigningForm):
     )
     examples = forms.ModelMultipleChoiceField(
         queryset=Example.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
-        label="Cited examples", error_messages={"invalid_choice": "Example %(value)s is not an example of this task."},
+        label="Cited examples",
+        error_messages={"invalid_choice": "Example %(value)s is not an example of this task."},
     )
-    field_order = ["task", "text", "label", "topic", "precedence_note", "reason", "examples", "password", "second_factor"]
+    field_order = [
+        "task", "text", "label", "topic", "precedence_note", "reason", "examples", "password", "second_factor",
+    ]
 
     def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         super().__init__(*args, task=task, **kwargs)

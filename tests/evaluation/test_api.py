@@ -173,7 +173,7 @@ def test_the_response_says_whether_the_rules_prefix_was_restored_or_recomputed(
 
     settings.PLD_STUDENT_STATE_DIR = tmp_path
     v1, v2 = versions
-    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Go")
+    prompt_version_promote(prompt_version=v1, user=admin_user, reason="Go", signature=sign_promotion(admin_user, v1))
     recomputed = _post(api, token)
     assert recomputed["X-PLD-Prefix"] == "recomputed"
     assert student_state_save(student=student_settings, rules_text=pld_rules(task=v1.task, prompt_text=v1.text)).usable
@@ -182,14 +182,16 @@ def test_the_response_says_whether_the_rules_prefix_was_restored_or_recomputed(
     restored = _post(api, token)
     assert restored["X-PLD-Prefix"] == "restored"
     assert restored.json() == recomputed.json()
-    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule")
+    prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
+                           signature=sign_promotion(admin_user, v2))
     assert _post(api, token)["X-PLD-Prefix"] == "recomputed"  # no state saved for v2
 
 
 def test_the_classify_command_names_a_cut_short_model_file(versions, admin_user, settings, tmp_path) -> None:
     from evaluation.student import bundled_model_path
 
-    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go")
+    prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go",
+                           signature=sign_promotion(admin_user, versions[1]))
     cut = tmp_path / "cut.gguf"
     with bundled_model_path().open("rb") as source:
         cut.write_bytes(source.read(10 * 1024 * 1024))

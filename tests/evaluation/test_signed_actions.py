@@ -128,7 +128,8 @@ def test_both_steps_of_a_gate_override_are_signed_over_the_version(named_admin, 
 def test_revoking_a_token_without_the_right_password_is_refused(client, named_admin, password, message) -> None:
     token, _raw = api_token_create(user=named_admin, name="intake", created_by=named_admin)
     client.force_login(named_admin)
-    response = client.post(f"/api-tokens/{token.pk}/revoke/", {"password": password, "reason": "Leaked"})
+    response = client.post(f"/api-tokens/{token.pk}/revoke/",
+                           {"confirm": "yes", "password": password, "reason": "Leaked"})
     assert response.status_code == 400 and message in response.content.decode()
     token.refresh_from_db()
     assert token.revoked_at is None and not _signatures("token_revoked").exists()
@@ -137,14 +138,15 @@ def test_revoking_a_token_without_the_right_password_is_refused(client, named_ad
 def test_revoking_a_token_is_signed_and_shown(client, named_admin) -> None:
     token, _raw = api_token_create(user=named_admin, name="intake", created_by=named_admin)
     client.force_login(named_admin)
-    response = client.post(f"/api-tokens/{token.pk}/revoke/", {"password": "pw-adam", "reason": "Leaked"})
+    response = client.post(f"/api-tokens/{token.pk}/revoke/",
+                           {"confirm": "yes", "password": "pw-adam", "reason": "Leaked"})
     assert response.status_code == 302
     token = ApiToken.objects.select_related("revoked_signature").get(pk=token.pk)
     signature = token.revoked_signature
     assert token.revoked_at is not None and signature.meaning == "token_revoked" and signature.reason == "Leaked"
     assert "Token revoked by Adam Adler on " in client.get("/api-tokens/").content.decode()
     # A revoked token cannot be revoked (and signed) again.
-    response = client.post(f"/api-tokens/{token.pk}/revoke/", {"password": "pw-adam"})
+    response = client.post(f"/api-tokens/{token.pk}/revoke/", {"confirm": "yes", "password": "pw-adam"})
     assert response.status_code == 400 and "already revoked" in response.content.decode()
     assert _signatures("token_revoked").count() == 1
 

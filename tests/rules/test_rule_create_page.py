@@ -39,7 +39,8 @@ def test_a_hand_written_rule_cites_examples_found_by_a_word_and_gets_their_suppo
     assert 'value="If staff may see it, then Entailment"' in body or "If staff may see it, then Entailment" in body
     assert not Rule.objects.exists()
 
-    response = client.post("/rules/new/?task=nda-demo", fields | {"action": "save", "examples": [staff.pk, also.pk]})
+    response = client.post("/rules/new/?task=nda-demo",
+                           fields | {"action": "save", "examples": [staff.pk, also.pk], "password": "pw-rita"})
     rule = Rule.objects.get()
     assert response.status_code == 302
     assert rule.support == 2 and set(rule.examples.all()) == {staff, also}
@@ -50,6 +51,6 @@ def test_an_example_of_another_task_cannot_be_cited(client, task, other_task, re
     stranger = example(other_task, 9, premise="A ticket")
     client.force_login(reviewer)
     fields = {"task": task.name, "text": "If x, then Entailment", "label": "Entailment", "examples": [stranger.pk]}
-    response = client.post("/rules/new/?task=nda-demo", fields | {"action": "save"})
-    assert response.status_code == 200 and "is not an example of this task" in response.content.decode()
+    response = client.post("/rules/new/?task=nda-demo", fields | {"action": "save", "password": "pw-rita"})
+    assert response.status_code == 400 and "is not an example of this task" in response.content.decode()
     assert not Rule.objects.exists()

@@ -11,6 +11,7 @@ from rules.models import Rule
 from rules.search import search_rules
 from rules.services import rule_create, rule_edit, rule_reject
 from tests.rules.reviewkit import example, teacher_rule
+from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +23,12 @@ def _found(task, query):
 def test_it_finds_a_rule_by_each_kind_of_word(task, reviewer, second_reviewer) -> None:
     cited = example(task, 1, premise="Staff of the recipient may see the marketing plan.")
     hand = rule_create(task=task, user=reviewer, text="If staff may see it, then Entailment", label="Entailment",
-                       topic="Employees", examples=[cited])
+                       topic="Employees", examples=[cited],
+                       signature=sign_writing(reviewer, text="If staff may see it, then Entailment",
+                                              label="Entailment"))
     other = teacher_rule(task, text="If oral disclosures are excluded, then Contradiction", label="Contradiction")
-    rule_reject(rule=other, user=second_reviewer, lock_version=other.lock_version, reason="Duplicates rule nine")
+    rule_reject(rule=other, user=second_reviewer, lock_version=other.lock_version, reason="Duplicates rule nine",
+                signature=sign_rejection(second_reviewer, other))
     assert _found(task, "staff") == [hand]
     assert _found(task, "employees") == [hand]  # topic
     assert _found(task, "contradiction") == [other]  # label
@@ -48,7 +52,9 @@ def test_the_index_follows_every_write(task, reviewer) -> None:
     rule = teacher_rule(task, text="If oral disclosures are excluded, then Contradiction", label="Contradiction")
     rule_edit(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Say written",
               text="If written disclosures only, then Contradiction", label="Contradiction", topic="",
-              precedence_note="")
+              precedence_note="",
+              signature=sign_edit(reviewer, text="If written disclosures only, then Contradiction",
+                                  label="Contradiction"))
     assert _found(task, "written") == [rule] and _found(task, "oral") == []
     Rule.objects.filter(pk=rule.pk).update(text="If faxes count, then Contradiction")  # no service, no signal
     assert _found(task, "faxes") == [rule] and _found(task, "disclosures") == []
@@ -80,7 +86,7 @@ def test_the_queue_the_rule_set_and_the_decision_log_search(client, task, review
 
     kept = teacher_rule(task, text="If staff may see it, then Entailment")
     rule_approve(rule=kept, user=second_reviewer, lock_version=kept.lock_version,
-                 reason="Matches the marketing clause")
+                 reason="Matches the marketing clause", signature=sign_approval(second_reviewer, kept))
     pending = teacher_rule(task, text="If oral disclosures are excluded, then Contradiction", label="Contradiction")
     client.force_login(reviewer)
     queue = client.get("/review/", {"q": "oral", "task": task.name}).content.decode()

@@ -6,6 +6,7 @@ import pytest
 from rules.queries import waiting_for
 from rules.services import rule_approve, rule_edit, rule_reject
 from tests.rules.reviewkit import teacher_rule
+from tests.support.signatures import sign_approval, sign_edit, sign_rejection
 
 pytestmark = pytest.mark.django_db
 
@@ -17,11 +18,14 @@ def test_it_lists_pending_revisions_that_are_not_mine_and_not_yet_approved_by_me
     teachers = teacher_rule(task, text="If teacher, then Entailment")
     mine = teacher_rule(task, text="If mine, then Entailment")
     rule_edit(rule=mine, user=reviewer, lock_version=mine.lock_version, reason="Clearer",
-              text="If mine, clearer, then Entailment", label="Entailment", topic="", precedence_note="")
+              text="If mine, clearer, then Entailment", label="Entailment", topic="", precedence_note="",
+              signature=sign_edit(reviewer, text="If mine, clearer, then Entailment", label="Entailment"))
     approved_once = teacher_rule(task, text="If approved once, then Entailment")
-    rule_approve(rule=approved_once, user=reviewer, lock_version=approved_once.lock_version)
+    rule_approve(rule=approved_once, user=reviewer, lock_version=approved_once.lock_version,
+                 signature=sign_approval(reviewer, approved_once))
     rejected = teacher_rule(task, text="If rejected, then Entailment")
-    rule_reject(rule=rejected, user=second_reviewer, lock_version=rejected.lock_version, reason="Vague")
+    rule_reject(rule=rejected, user=second_reviewer, lock_version=rejected.lock_version, reason="Vague",
+                signature=sign_rejection(second_reviewer, rejected))
 
     assert set(waiting_for(reviewer)) == {teachers}
     assert set(waiting_for(second_reviewer)) == {teachers, mine, approved_once}

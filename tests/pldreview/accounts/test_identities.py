@@ -13,13 +13,15 @@ from pldreview.accounts.services import role_grant, role_revoke, user_deactivate
 from pldreview.models import LedgerEntry
 from rules.services import rule_approve
 from tests.rules.reviewkit import teacher_rule
+from tests.support.signatures import sign_approval
 
 pytestmark = pytest.mark.django_db
 
 
 def _decide(task, reviewer) -> None:
     rule = teacher_rule(task)
-    rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="clear")
+    rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="clear",
+                 signature=sign_approval(reviewer, rule))
 
 
 def test_a_renamed_username_is_refused_for_a_user_with_decisions(task, reviewer, admin_user) -> None:
