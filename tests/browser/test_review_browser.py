@@ -39,8 +39,9 @@ def browser():
         browser.close()
 
 
-def _log_in(browser, live_server, username: str, next_path: str):
-    context = browser.new_context()
+def _log_in(browser, live_server, username: str, next_path: str, *, bypass_csp: bool = False):
+    # bypass_csp only for test tooling injected into the page (axe-core); the app's pages run under their CSP.
+    context = browser.new_context(bypass_csp=bypass_csp)
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto(f"{live_server.url}/login/?next={next_path}")
@@ -54,7 +55,7 @@ def _log_in(browser, live_server, username: str, next_path: str):
 def _wait_for_swapped_rule(page, rule) -> None:
     """Wait until htmx has swapped ``rule`` in and settled, which is when the workspace moves focus to its title."""
     page.wait_for_selector(f"article[data-rule-id='{rule.pk}']")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'rule-title'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'rule-title'")
 
 
 def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
@@ -73,7 +74,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     page.evaluate("window.stillTheSamePage = true")
     # Approving is a signing: a goes to the reason, Tab to the password, Ctrl+Enter signs.
     page.keyboard.press("a")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'approve-reason'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'approve-reason'")
     page.keyboard.press("Tab")
     page.keyboard.type("pw-rita")
     page.keyboard.press("Control+Enter")
@@ -90,7 +91,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     _wait_for_swapped_rule(page, third)
 
     page.keyboard.press("r")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'reject-reason'")
     page.keyboard.type("Length says nothing about the hypothesis")
     page.keyboard.press("Tab")
     page.keyboard.type("pw-rita")
@@ -163,7 +164,7 @@ def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task
     page.fill("#proposal-reason", "The narrow rule first")
     page.fill("#proposal-password", "pw-rita")
     page.click("#ruleset-reorder-form button[type=submit]")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'ruleset-message'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'ruleset-message'")
     assert "takes effect once another reviewer approves it" in page.inner_text("#ruleset-message")
     assert page.locator(".proposal-approve-form button[disabled]").count() == 1
     assert [r.pk for r in ruleset_rules(task)] == [r.pk for r in rules]
@@ -173,7 +174,7 @@ def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task
     context, page = _log_in(browser, live_server, "ravi", path)
     page.fill(".proposal-approve-form input[type=password]", "pw-ravi")
     page.click(".proposal-approve-form button[type=submit]")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'ruleset-message'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'ruleset-message'")
     assert "the rule set now follows it" in page.inner_text("#ruleset-message")
     assert [r.pk for r in ruleset_rules(task)] == [rules[2].pk, rules[0].pk, rules[1].pk]
     assert page.locator(".proposal-approve-form").count() == 0
@@ -197,7 +198,7 @@ def test_a_reviewer_signs_an_approval_with_the_password_and_the_rule_page_shows_
     page.keyboard.type("not-my-password")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("text=Wrong password: nothing was signed")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'approve-password'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'approve-password'")
     assert page.input_value("#approve-reason") == "Matches clause 4.2"
     rule.refresh_from_db()
     assert rule.status == Rule.Status.PENDING and not Decision.objects.exists()

@@ -26,7 +26,7 @@ def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
     assert page.title().startswith(f"Rule {second.pk} ")
 
     page.keyboard.press("r")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'reject-reason'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'reject-reason'")
     page.keyboard.type("Sharing alone says nothing about who may see it")
     page.click("#reject-form button[type=submit]")
     page.wait_for_selector(".nothing-left")
@@ -169,7 +169,7 @@ def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task,
     context, page = _log_in(browser, live_server, "rita", "/review/")
     page.fill("#f-q", "advisers")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('[data-queue-row]').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('[data-queue-row]').length === 1")
     assert "share with employees" in page.locator(".queue-table").inner_text()
     assert "q=advisers" in page.url
     _close(context, page)

@@ -139,16 +139,15 @@ def test_a_saved_state_is_restored_only_when_it_is_intact_and_its_key_matches(
 
 @pytest.mark.slow
 def test_warm_student_saves_the_production_versions_state_once(
-    task, admin_user, second_reviewer, student_settings, settings, tmp_path: Path, capsys
+    task, admin_user, second_admin, second_reviewer, student_settings, settings, tmp_path: Path, capsys
 ) -> None:
     import hashlib
 
     from django.core.management import call_command
 
-    from evaluation.promotion import prompt_version_promote
     from evaluation.prompts import pld_rules
     from evaluation.warm import student_preload
-    from tests.support.prompt_versions import approve_all, compiled, finished_run
+    from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
     settings.PLD_STUDENT_STATE_DIR = tmp_path
     call_command("warm_student")
@@ -156,7 +155,7 @@ def test_warm_student_saves_the_production_versions_state_once(
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     finished_run(version, 0.7)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go")
+    promote_by_override(version, admin=admin_user, second_admin=second_admin)
     student_settings.classify(rules="Unrelated rules.", example="x", labels=["a", "b"])
     call_command("warm_student", "--task", task.name)
     assert f"{task.name} v1: saved" in capsys.readouterr().out
