@@ -46,7 +46,8 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
         f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/ruleset/?q=sharing", f"/tasks/{task.name}/decisions/",
         "/review/waiting/", "/rules/new/", "/glossary/", "/prompts/", f"/prompts/{version.pk}/",
         "/evaluations/", f"/evaluations/{run.pk}/", "/reports/", "/jobs/", "/api-tokens/",
-        f"/prompts/{version.pk}/promote/",
+        f"/prompts/{version.pk}/promote/", "/ledger/", "/users/", "/security-events/",
+        f"/tasks/{task.name}/production/",
     ]
     failures = {}
     context, page = _log_in(browser, live_server, admin_user.username, "/", bypass_csp=True)
