@@ -94,13 +94,21 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
     # The review flow with htmx, under the policy: approve with the keyboard, reject with a reason.
     page.click(f"a[href^='/rules/{first.pk}/']")
     page.wait_for_selector(f"article[data-rule-id='{first.pk}']")
-    page.keyboard.press("a")
+    page.keyboard.press("a")  # a signing: the reason, Tab, the password (and this session's first code), Ctrl+Enter
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'approve-reason'")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-rita")
+    if page.locator("#approve-second-factor").count():
+        page.fill("#approve-second-factor", _fresh_code(secret, used))
+    page.keyboard.press("Control+Enter")
     page.wait_for_selector(f"article[data-rule-id='{second.pk}']")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'rule-title'")
     page.keyboard.press("r")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'reject-reason'")
     page.keyboard.type("Length says nothing about the hypothesis")
-    page.click("#reject-form button[type=submit]")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-rita")
+    page.keyboard.press("Control+Enter")
     page.wait_for_selector("text=Nothing left to review")
     first.refresh_from_db()
     second.refresh_from_db()

@@ -6,6 +6,7 @@ import pytest
 from tests.browser.conftest import _close
 from tests.browser.test_review_browser import CHROMIUM, _log_in, _wait_for_swapped_rule
 from tests.rules.reviewkit import teacher_rule
+from tests.support.signatures import sign_edit, sign_writing
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,7 +29,9 @@ def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
     page.keyboard.press("r")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'reject-reason'")
     page.keyboard.type("Sharing alone says nothing about who may see it")
-    page.click("#reject-form button[type=submit]")
+    page.keyboard.press("Tab")
+    page.keyboard.type("pw-rita")
+    page.keyboard.press("Control+Enter")
     page.wait_for_selector(".nothing-left")
     text = page.locator(".nothing-left").inner_text()
     assert "Nothing left to review" not in text
@@ -47,6 +50,7 @@ def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, ta
     page.keyboard.press("e")
     page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
     page.fill("#edit-reason", "Say with whom")
+    page.fill("#edit-password", "pw-rita")
     page.click("#edit-form button[type=submit]")
     page.wait_for_selector(".nothing-left")
     text = page.locator(".nothing-left").inner_text()
@@ -60,7 +64,8 @@ def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, 
 
     reason = "Covers a gap the teacher missed: " + " ".join(["confidentiality-obligations-survive-termination"] * 6)
     text = "If " + "the recipient keeps it secret " * 12 + ", then Entailment"
-    rule = rule_create(task=task, user=reviewer, text=text, label="Entailment", reason=reason)
+    rule = rule_create(task=task, user=reviewer, text=text, label="Entailment", reason=reason,
+                       signature=sign_writing(reviewer, text=text, label="Entailment"))
     context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/history/")
     boxes = [page.locator(f"#{name}").bounding_box() for name in ("decisions", "revisions", "records")]
     for upper, lower in zip(boxes, boxes[1:], strict=False):
@@ -86,9 +91,10 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
 
     rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
     teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    edited = "If the clause lets the recipient share it with employees, then Entailment"
     rule_edit(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Say with whom",
-              text="If the clause lets the recipient share it with employees, then Entailment", label="Entailment",
-              topic="", precedence_note="")
+              text=edited, label="Entailment", topic="", precedence_note="",
+              signature=sign_edit(reviewer, text=edited, label="Entailment"))
     context, page = _log_in(browser, live_server, "ravi", "/")
     page.wait_for_selector("#waiting-badge [data-waiting='2']")
     # A new revision appears: the next poll (started here instead of waiting 30 s) says it is new.
@@ -152,7 +158,8 @@ def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_ser
     page.wait_for_url("**/api-tokens/")
     assert ApiToken.objects.get().revoked_at is None
     page.click("text=Revoke…")
-    page.click("button:has-text('Revoke the token')")
+    page.fill("#id_password", "pw-adam")
+    page.click("button:has-text('Sign and revoke the token')")
     page.wait_for_selector("text=Revoked token")
     assert ApiToken.objects.get().revoked_at is not None
     _close(context, page)
@@ -163,9 +170,10 @@ def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task,
 
     rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
     teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
+    edited = "If the clause lets the recipient share with employees, then Entailment"
     rule_edit(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Advisers are a different case",
-              text="If the clause lets the recipient share with employees, then Entailment", label="Entailment",
-              topic="", precedence_note="")
+              text=edited, label="Entailment", topic="", precedence_note="",
+              signature=sign_edit(second_reviewer, text=edited, label="Entailment"))
     context, page = _log_in(browser, live_server, "rita", "/review/")
     page.fill("#f-q", "advisers")
     page.keyboard.press("Enter")
@@ -193,7 +201,8 @@ def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser,
     assert page.input_value("#id_text") == "If staff may see it, then Entailment"
     for box in page.locator(".found-examples input[type=checkbox]").all():
         box.check()
-    page.click("text=Save the rule")
+    page.fill("#id_password", "pw-rita")
+    page.click("text=Sign and save the rule")
     page.wait_for_selector("article[data-rule-id]")
     rule = Rule.objects.get()
     assert rule.support == 2
