@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
     browser, live_server, settings, task, reviewer
 ) -> None:
     settings.PLD_MFA_REQUIRED = True
+    reviewer.first_name, reviewer.last_name = "Rita", "Reyes"
+    reviewer.save(update_fields=["first_name", "last_name"])
     first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
     second = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
     context = browser.new_context()
@@ -113,6 +116,11 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.status, second.status) == (Rule.Status.APPROVED, Rule.Status.REJECTED)
+    # The rule page shows the signature manifestation (Part 11 §11.50): printed name, date and time, meaning.
+    page.goto(f"{live_server.url}/rules/{first.pk}/")
+    shown = page.locator("main").inner_text()
+    manifestation = r"Approved by Rita Reyes on \d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC — meaning: Approved"
+    assert re.search(manifestation, shown), shown
 
     response = page.request.get(f"{live_server.url}/review/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
