@@ -30,7 +30,8 @@ def audited_save(
     adding = instance._state.adding
     instance._history_user = user
     instance._change_reason = reason[:REASON_MAX_LENGTH] if reason else ""
-    with transaction.atomic():
+    # No savepoint of its own, like ledger_append: a failed save or append fails the caller's transaction whole.
+    with transaction.atomic(savepoint=False):
         instance.save(update_fields=update_fields)
         name = instance._meta.model_name
         ledger_append(
