@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from evaluation.decision_log import classify_call_record
@@ -268,9 +268,3 @@ def openapi(request: HttpRequest) -> HttpResponse:
 def classify_url(task: Task) -> str:
     """Return the classify endpoint's path for a task."""
     return reverse("pld-api-classify", args=[task.name])
-
-
-urlpatterns = [
-    path("api/v1/tasks/<str:task_name>/classify", classify, name="pld-api-classify"),
-    path("api/v1/openapi.json", openapi, name="pld-api-openapi"),
-]

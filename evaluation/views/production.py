@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -260,13 +259,3 @@ def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpRespo
                                       f"It is now feedback example #{feedback.example_id}.")
             return redirect("pld-classify-call-detail", call.pk)
     return _call_page(request, call, form, status=400)
-
-
-urlpatterns = [
-    path("tasks/<slug:task_name>/production/", production_page, name="pld-production"),
-    path("tasks/<slug:task_name>/production/export.<str:fmt>", production_export, name="pld-production-export"),
-    path("tasks/<slug:task_name>/production/retention/", set_decision_policy, name="pld-production-retention"),
-    path("tasks/<slug:task_name>/calls/", classify_call_list, name="pld-classify-call-list"),
-    path("calls/<int:classify_call_id>/", classify_call_detail, name="pld-classify-call-detail"),
-    path("calls/<int:classify_call_id>/feedback/", give_call_feedback, name="pld-classify-call-feedback"),
-]

@@ -7,7 +7,6 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
 from evaluation.models import PromotionOverride
@@ -169,13 +168,3 @@ def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
         return redirect("pld-prompt-promote", version.pk)
     messages.success(request, f"Zero-shot baseline run {run.pk} started; the gate uses it once it has finished.")
     return redirect(run.get_absolute_url())
-
-
-urlpatterns = [
-    path("prompts/<int:version_id>/promote/", promote_prompt, name="pld-prompt-promote"),
-    path("prompts/<int:version_id>/promote/baseline/", start_gate_baseline, name="pld-prompt-gate-baseline"),
-    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/confirm/", confirm_override,
-         name="pld-prompt-override-confirm"),
-    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/withdraw/", withdraw_override,
-         name="pld-prompt-override-withdraw"),
-]

@@ -5,7 +5,6 @@ from django import forms
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import EvaluationRun
@@ -70,9 +69,3 @@ def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
     if job is None:
         return render(request, "evaluation/refine.html", context, status=400)
     return redirect(job)
-
-
-urlpatterns = [
-    path("evaluations/<int:run_id>/refine/", refine_page, name="pld-refine"),
-    path("evaluations/<int:run_id>/refine/start/", start_refine, name="pld-refine-start"),
-]

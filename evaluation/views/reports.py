@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -162,13 +162,3 @@ def verify_report(request: HttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "evaluation/report_verify.html#verify-result", context)
     return render(request, "evaluation/report_verify.html", context)
-
-
-urlpatterns = [
-    path("reports/", report_list, name="pld-report-list"),
-    path("reports/generate/", generate_report, name="pld-report-generate"),
-    path("reports/verify/", verify_report, name="pld-report-verify"),
-    path("reports/<int:report_id>/", report_detail, name="pld-report-detail"),
-    path("reports/<int:report_id>/download/", report_download, name="pld-report-download"),
-    path("reports/<int:report_id>/sign/", sign_report, name="pld-report-sign"),
-]

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evaluation.models import EvaluationRun, Prediction
@@ -275,13 +275,3 @@ def run_compare(request: HttpRequest) -> HttpResponse:
 def compare_url(a: EvaluationRun, b: EvaluationRun) -> str:
     """Return the URL comparing run a (before) with run b (after)."""
     return f"{reverse('pld-evaluation-compare')}?a={a.pk}&b={b.pk}"
-
-
-urlpatterns = [
-    path("evaluations/", run_list, name="pld-evaluation-list"),
-    path("evaluations/start/", run_start, name="pld-evaluation-start"),
-    path("evaluations/compare/", run_compare, name="pld-evaluation-compare"),
-    path("evaluations/<int:run_id>/", run_detail, name="pld-evaluation-detail"),
-    path("evaluations/<int:run_id>/cancel/", run_cancel, name="pld-evaluation-cancel"),
-    path("evaluations/<int:run_id>/resume/", run_resume, name="pld-evaluation-resume"),
-]

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from rules.compiler import prompt_version_compile
@@ -114,11 +114,3 @@ def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     else:
         messages.info(request, f"The approved rule set has not changed since {version}; no new version was made.")
     return redirect(version.get_absolute_url())
-
-
-urlpatterns = [
-    path("prompts/", prompt_version_list, name="pld-prompt-version-list"),
-    path("prompts/compare/", prompt_version_compare, name="pld-prompt-version-compare"),
-    path("prompts/<int:version_id>/", prompt_version_detail, name="pld-prompt-version-detail"),
-    path("tasks/<slug:task_name>/compile-prompt/", compile_prompt, name="pld-prompt-compile"),
-]

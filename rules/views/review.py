@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
@@ -749,26 +749,3 @@ def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse
         raise Http404("Export as csv or json")
     response["Content-Disposition"] = f'attachment; filename="{task.name}-decision-log.{fmt}"'
     return response
-
-
-urlpatterns = [
-    path("review/", review_queue_page, name="pld-review-queue"),
-    path("review/waiting/", waiting_for_me, name="pld-waiting-for-me"),
-    path("review/waiting/badge/", waiting_badge, name="pld-waiting-badge"),
-    path("rules/new/", rule_create, name="pld-rule-create"),
-    path("rules/<int:rule_id>/", rule_detail, name="pld-rule-detail"),
-    path("rules/<int:rule_id>/approve/", approve_rule, name="pld-rule-approve"),
-    path("rules/<int:rule_id>/edit/", edit_rule, name="pld-rule-edit"),
-    path("rules/<int:rule_id>/reject/", reject_rule, name="pld-rule-reject"),
-    path("rules/<int:rule_id>/history/", rule_history, name="pld-rule-history"),
-    path("rules/<int:rule_id>/comments/", add_comment, name="pld-rule-comment"),
-    path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
-    path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
-    path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
-    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/approve/", approve_reorder_proposal,
-         name="pld-ruleset-proposal-approve"),
-    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/reject/", reject_reorder_proposal,
-         name="pld-ruleset-proposal-reject"),
-    path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
-    path("tasks/<slug:task_name>/decisions/", decision_log_page, name="pld-decision-log-page"),
-]

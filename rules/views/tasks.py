@@ -12,7 +12,6 @@ from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods
 
 from pldreview.web import form_add_service_errors
@@ -233,11 +232,3 @@ def import_dataset(request: HttpRequest) -> HttpResponse:
         form = DatasetImportForm(initial={"task": request.GET.get("task", "")})
     tasks = Task.objects.order_by("name").values_list("name", flat=True)
     return render(request, "rules/dataset_import.html", {"form": form, "task_names": list(tasks)})
-
-
-urlpatterns = [
-    path("tasks/", task_list, name="pld-task-list"),
-    path("tasks/<slug:task_name>/", task_detail, name="pld-task-detail"),
-    path("examples/<int:example_id>/", example_detail, name="pld-example-detail"),
-    path("datasets/import/", import_dataset, name="pld-dataset-import"),
-]

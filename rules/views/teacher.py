@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pldreview.jobs import job_start_from_form
@@ -186,14 +186,3 @@ def teacher_call_list(request: HttpRequest) -> HttpResponse:
 def teacher_call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = get_object_or_404(TeacherCall, pk=call_id)
     return render(request, "rules/teacher_call_detail.html", {"call": call})
-
-
-urlpatterns = [
-    path("tasks/<slug:task_name>/teacher/", teacher_task, name="pld-teacher-task"),
-    path("tasks/<slug:task_name>/teacher/extract/", start_extraction, name="pld-teacher-extract"),
-    path("tasks/<slug:task_name>/teacher/cluster/", start_clustering, name="pld-teacher-cluster"),
-    path("tasks/<slug:task_name>/micro-rules/", micro_rule_list, name="pld-teacher-micro-rules"),
-    path("micro-rules/<int:micro_rule_id>/promote/", promote_micro_rule, name="pld-teacher-promote"),
-    path("teacher/calls/", teacher_call_list, name="pld-teacher-calls"),
-    path("teacher/calls/<int:call_id>/", teacher_call_detail, name="pld-teacher-call-detail"),
-]

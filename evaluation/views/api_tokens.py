@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -112,10 +112,3 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
         return render(request, "evaluation/api_token_revoke.html", page, status=400)
     messages.success(request, f"Revoked token {token.prefix}… ({token.name}).")
     return redirect(reverse("pld-api-token-list"))
-
-
-urlpatterns = [
-    path("api-tokens/", api_token_list, name="pld-api-token-list"),
-    path("api-tokens/new/", create_api_token, name="pld-api-token-create"),
-    path("api-tokens/<int:token_id>/revoke/", revoke_api_token, name="pld-api-token-revoke"),
-]
