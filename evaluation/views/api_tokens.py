@@ -1,10 +1,7 @@
 """API token pages for Admins: list, create (the raw token is shown once), revoke."""
 from __future__ import annotations
 
-from django import forms
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -13,36 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.forms import RevokeForm, TokenForm
 from evaluation.models import ApiToken
 from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
-from pldreview.forms import SigningForm
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_add_service_errors
-from rules.models import Task
-
-
-class TokenForm(forms.Form):
-    user = forms.ModelChoiceField(
-        queryset=get_user_model().objects.filter(is_active=True).order_by("username"), label="For user",
-        help_text="Requests made with the token act for this user.",
-    )
-    name = forms.CharField(max_length=100, label="Name", help_text="What uses it, e.g. contract-intake service")
-    expires_at = forms.DateTimeField(
-        required=False, label="Expires", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Refused from then on (UTC); empty = never.",
-    )
-    rate_limit_per_minute = forms.IntegerField(
-        required=False, min_value=1, label="Requests per minute",
-        help_text=f"Empty = the default, {settings.PLD_API_DEFAULT_RATE_LIMIT}.",
-    )
-    tasks = forms.ModelMultipleChoiceField(
-        queryset=Task.objects.order_by("name"), required=False, label="Tasks",
-        help_text="The tasks it may classify; none chosen = every task.",
-    )
-
-
-class RevokeForm(SigningForm):
-    reason = forms.CharField(required=False, max_length=2000, label="Why revoke it? (optional)")
 
 
 def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created: ApiToken | None = None,

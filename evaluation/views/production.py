@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -21,49 +20,13 @@ from django.views.decorators.http import require_GET, require_POST
 from evaluation import charts
 from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
 from evaluation.drift import Watch, production_watch
-from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
+from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_add_service_errors
-from rules.models import PromptVersion, Split, Task
+from rules.models import Split, Task
 
 DEFAULT_DAYS = 30
 CALLS_PER_PAGE = 50
-
-
-class WatchFilter(forms.Form):
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    version = forms.ModelChoiceField(queryset=PromptVersion.objects.none(), required=False, label="Prompt version",
-                                     empty_label="The version in production")
-
-    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = task.prompt_versions.order_by("-number")
-        self.fields["version"].label_from_instance = lambda v: f"v{v.number} ({v.get_status_display()})"
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("start") and data.get("end") and data["start"] > data["end"]:
-            raise ValidationError("The start date is after the end date.")
-        return data
-
-
-class FeedbackForm(forms.Form):
-    correct_label = forms.ChoiceField(label="The right label")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
-                             label="Why the decision was wrong")
-
-    def __init__(self, *args: Any, call: ClassifyCall, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["correct_label"].choices = [
-            (name, name) for name in call.task.label_names if name != call.label
-        ]
-
-
-class PolicyForm(forms.Form):
-    input_retention = forms.ChoiceField(choices=InputRetention.choices, label="Keep inputs as")
-    retention_days = forms.IntegerField(required=False, min_value=1, label="Keep calls for (days)",
-                                        help_text="Empty = PLD_DECISION_RETENTION_DAYS.")
-    reason = forms.CharField(max_length=500, label="Why")
 
 
 def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:

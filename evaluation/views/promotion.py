@@ -1,7 +1,6 @@
 """The promotion page: the gate's conditions and evidence, and the forms that promote, override or roll back."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -9,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from evaluation.forms import PromotionForm
 from evaluation.models import PromotionOverride
 from evaluation.promotion import (
     flipped_examples,
@@ -34,18 +34,6 @@ from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
 FLIPS_SHOWN = 50
-
-
-class PromotionForm(SigningForm):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), label="Reason",
-        help_text="Why this version should serve production now. Kept forever in the audit record.",
-    )
-    override_justification = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Override justification",
-        help_text="Only when the gate fails: why promoting anyway is right. A second Admin must confirm it; "
-                  "it is shown on the report with the failing figures.",
-    )
 
 
 def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:

@@ -1,28 +1,16 @@
 """Refine page of an evaluation run: its inputs (failures, feedback examples), the start form, the proposals."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from evaluation.forms import RefineForm
 from evaluation.models import EvaluationRun
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS, feedback_examples
+from evaluation.refine import feedback_examples
 from pldreview.jobs import job_start_from_form
-from rules.forms import TeacherEndpointForm
 from rules.models import Rule
-
-
-class RefineForm(TeacherEndpointForm):
-    max_groups = forms.IntegerField(initial=DEFAULT_MAX_GROUPS, min_value=1, max_value=20,
-                                    label="Failure groups to diagnose")
-    dev_limit = forms.IntegerField(initial=DEFAULT_DEV_LIMIT, min_value=1, max_value=500,
-                                   label="Dev examples for the before/after measurement")
-    include_feedback = forms.BooleanField(
-        required=False, initial=True, label="Also diagnose the task's feedback examples",
-        help_text="Production decisions Reviewers marked wrong, listed under Inputs.",
-    )
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:

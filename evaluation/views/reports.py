@@ -1,7 +1,6 @@
 """Signed reports: list, detail, download, generate (as a job) and the auditor's verification upload."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -11,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from evaluation.forms import GenerateReportForm, SignReportForm, VerifyReportForm
 from evaluation.models import Report
 from evaluation.reports import (
     ReportError,
@@ -21,34 +21,11 @@ from evaluation.reports import (
     report_signed_content,
 )
 from evaluation.verification import report_verify
-from pldreview.forms import SigningForm
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
 
 REPORTS_SHOWN = 200
-MAX_VERIFY_BYTES = 50 * 1024 * 1024
-
-
-class GenerateReportForm(forms.Form):
-    prompt_version = forms.ModelChoiceField(queryset=PromptVersion.objects.select_related("task"))
-
-
-class SignReportForm(SigningForm):
-    reason = forms.CharField(
-        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason (optional)",
-        help_text="E.g. “Read in full; the decisions and figures are correct.”",
-    )
-
-
-class VerifyReportForm(forms.Form):
-    file = forms.FileField(label="Report PDF", help_text="The signed PDF exactly as you received it.")
-
-    def clean_file(self) -> object:
-        upload = self.cleaned_data["file"]
-        if upload.size > MAX_VERIFY_BYTES:
-            raise ValidationError(f"The file is larger than {MAX_VERIFY_BYTES // (1024 * 1024)} MiB.")
-        return upload
 
 
 def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -13,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.forms import RunStartForm
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs import (
     evaluation_run_cancel,
@@ -22,43 +22,12 @@ from evaluation.runs import (
     run_prompt_provenance,
 )
 from pldreview.web import form_add_service_errors, stop_polling_and_refresh
-from rules.models import PromptVersion, Split, Task
+from rules.models import PromptVersion, Task
 
 LIST_SIZE = 100
 FAILURES_PAGE_SIZE = 20
 FLIPS_SHOWN = 50
 HEAT_LEVELS = 10
-
-
-class RunStartForm(forms.Form):
-    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name")
-    mode = forms.ChoiceField(choices=EvaluationRun.Mode.choices, initial=EvaluationRun.Mode.PLD)
-    split = forms.ChoiceField(choices=Split.choices, initial=Split.TEST)
-    prompt_version = forms.ModelChoiceField(
-        queryset=PromptVersion.objects.select_related("task").order_by("task__name", "-number"),
-        required=False,
-        help_text="pld: the compiled prompt version to evaluate.",
-    )
-    prompt_text = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6}),
-        required=False,
-        help_text="pld without a prompt version: paste the rules prompt here.",
-    )
-    limit = forms.IntegerField(min_value=1, required=False, help_text="Evaluate at most this many examples.")
-    seed = forms.IntegerField(initial=0)
-    k_shot = forms.IntegerField(label="k (few-shot)", min_value=1, max_value=32, initial=4)
-    calibrate = forms.BooleanField(
-        required=False, help_text="Subtract the label prior measured on a content-free input."
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        version = data.get("prompt_version")
-        if version is not None and data.get("task") is not None and version.task_id != data["task"].pk:
-            self.add_error("prompt_version", "That prompt version belongs to another task.")
-        if data.get("mode") == EvaluationRun.Mode.PLD and version is None and not data.get("prompt_text", "").strip():
-            self.add_error("prompt_text", "A pld run needs a prompt version or a pasted rules prompt.")
-        return data
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
@@ -15,65 +14,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from pldreview.web import form_add_service_errors
-from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
+from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
-from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
+from rules.forms import DatasetImportForm
 from rules.models import DatasetImport, Example, Split, Task
 from rules.panels import task_panels
 
 EXAMPLES_PER_PAGE = 50
 GROUP_PREVIEW_LIMIT = 40
-
-FORMAT_CHOICES = [
-    ("jsonl", "JSON Lines (one object a line; map its keys below)"),
-    ("csv", "CSV with a header row (map its columns below)"),
-    ("contractnli", "ContractNLI official JSON (documents × hypotheses, evidence spans)"),
-    ("stereoset", "StereoSet flattened JSONL (one example per sentence)"),
-    ("logiqa2", "LogiQA 2.0 JSON lines (passage, question, options → answer letter)"),
-]
-
-
-class DatasetImportForm(forms.Form):
-    task = forms.SlugField(
-        max_length=100, label="Task name",
-        help_text="An existing task, or a new name (letters, digits and hyphens) to create one from the file.",
-    )
-    fmt = forms.ChoiceField(choices=FORMAT_CHOICES, label="Format")
-    file = forms.FileField(label="Dataset file")
-    split = forms.ChoiceField(
-        required=False, label="Split",
-        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")]
-        + [c for c in Split.choices if c[0] != Split.FEEDBACK],
-        help_text="Put every example in one split, or let the seed split them.",
-    )
-    split_seed = forms.IntegerField(
-        required=False, min_value=0, initial=DEFAULT_SPLIT_SEED, label="Split seed",
-        help_text="The same file and seed always give the same split.",
-    )
-    fields = forms.CharField(
-        required=False, label="Field mapping (jsonl and csv)", widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One task_field=column a line, e.g. premise=clause. Empty: columns named like the task's fields.",
-    )
-    label_field = forms.CharField(required=False, initial=DEFAULT_LABEL_FIELD, label="Label column (jsonl and csv)")
-    id_field = forms.CharField(required=False, label="Id column (optional)")
-    group_field = forms.CharField(
-        required=False, label="Group column (optional)", help_text="Rows with the same value stay in one split."
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("fmt") in KNOWN_FORMATS and (data.get("fields") or "").strip():
-            self.add_error("fields", "This format fixes its fields; leave the mapping empty.")
-        try:
-            data["field_map"] = FieldMap.parse(
-                data.get("fields") or "",
-                label=data.get("label_field") or DEFAULT_LABEL_FIELD,
-                id=data.get("id_field") or "",
-                group=data.get("group_field") or "",
-            )
-        except ValidationError as exc:
-            self.add_error("fields", exc)
-        return data
 
 
 def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:

@@ -16,28 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from pldreview.jobs import job_start_from_form
 from pldreview.models import Job
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, micro_rule_promote
-from rules.forms import TeacherEndpointForm
+from rules.clustering import micro_rule_promote
+from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
-
-
-class ExtractionForm(TeacherEndpointForm):
-    limit = forms.IntegerField(
-        required=False, min_value=1, label="Limit", help_text="Only the first N training examples (all labels mixed)."
-    )
-
-
-class ClusteringForm(TeacherEndpointForm):
-    eps = forms.FloatField(initial=DEFAULT_EPS, min_value=0.01, max_value=2.0, label="eps (cosine distance)")
-    min_samples = forms.IntegerField(initial=DEFAULT_MIN_SAMPLES, min_value=1, label="min_samples")
-    adapt = forms.BooleanField(
-        required=False, initial=True, label="Adapt min_samples for small sets",
-        help_text="A cluster needs at least 5% of the micro-rules (at least 2, at most min_samples).",
-    )
-
-
-class PromoteForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
 
 
 def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
