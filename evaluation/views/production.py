@@ -24,16 +24,13 @@ from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_add_service_errors
 from rules.models import Split, Task
+from rules.views.shortcuts import task_or_404
 
 DEFAULT_DAYS = 30
 CALLS_PER_PAGE = 50
 
 
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
-
-
-def _get_call_for_user(request: HttpRequest, call_id: int) -> ClassifyCall:
+def _call_or_404(call_id: int) -> ClassifyCall:
     return get_object_or_404(
         ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), pk=call_id
     )
@@ -78,7 +75,7 @@ def _charts(watch: Watch) -> dict[str, Any]:
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
-    return _production(request, _get_task_for_user(request, task_name))
+    return _production(request, task_or_404(task_name))
 
 
 def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None = None,
@@ -100,7 +97,7 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
 @permission_required("evaluation.set_decision_retention", raise_exception=True)
 def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     """Set the task's input retention and retention period for calls from now on."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = PolicyForm(request.POST)
     if form.is_valid():
         try:
@@ -151,7 +148,7 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     if fmt not in {"csv", "json"}:
         raise Http404("Export as csv or json")
     form, watch = _watch(request, task)
@@ -176,7 +173,7 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
     label = request.GET.get("label", "")
     if label in task.label_names:
@@ -201,7 +198,7 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Show one logged decision, its feedback, and the form to mark it wrong."""
-    return _call_page(request, _get_call_for_user(request, classify_call_id))
+    return _call_page(request, _call_or_404(classify_call_id))
 
 
 @require_POST
@@ -209,7 +206,7 @@ def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpRes
 @permission_required("evaluation.give_feedback", raise_exception=True)
 def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""
-    call = _get_call_for_user(request, classify_call_id)
+    call = _call_or_404(classify_call_id)
     form = FeedbackForm(request.POST, call=call)
     if form.is_valid():
         try:

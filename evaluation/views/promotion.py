@@ -32,15 +32,12 @@ from pldreview.signatures import (
 )
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
+from rules.views.shortcuts import prompt_version_or_404
 
 FLIPS_SHOWN = 50
 
 
-def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:
-    return get_object_or_404(PromptVersion.objects.select_related("task"), pk=version_id)
-
-
-def _get_override_for_user(request: HttpRequest, version: PromptVersion, override_id: int) -> PromotionOverride:
+def _override_or_404(version: PromptVersion, override_id: int) -> PromotionOverride:
     return get_object_or_404(PromotionOverride.objects.select_related("requested_by"), pk=override_id,
                              prompt_version=version)
 
@@ -68,7 +65,7 @@ def _page(
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show the gate's conditions; promote a passing version, or request an override of a failing one."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     form = PromotionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -109,8 +106,8 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Confirm another Admin's override request as the second Admin (a signing), which promotes the version."""
-    version = _get_version_for_user(request, version_id)
-    override = _get_override_for_user(request, version, override_id)
+    version = prompt_version_or_404(version_id)
+    override = _override_or_404(version, override_id)
     confirm_form = SigningForm(request.POST)
     confirm_form.is_valid()
     try:
@@ -132,8 +129,8 @@ def confirm_override(request: HttpRequest, version_id: int, override_id: int) ->
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Withdraw a pending override request."""
-    version = _get_version_for_user(request, version_id)
-    override = _get_override_for_user(request, version, override_id)
+    version = prompt_version_or_404(version_id)
+    override = _override_or_404(version, override_id)
     try:
         promotion_override_withdraw(override=override, user=request.user)
     except ValidationError as exc:
@@ -148,7 +145,7 @@ def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start the zero-shot run the gate needs on the version's test examples, and show its progress."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     try:
         run = gate_baseline_start(prompt_version=version, user=request.user)
     except ValidationError as exc:

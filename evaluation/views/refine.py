@@ -3,18 +3,15 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.forms import RefineForm
 from evaluation.models import EvaluationRun
 from evaluation.refine import feedback_examples
+from evaluation.views.shortcuts import run_or_404
 from pldreview.jobs import job_start_from_form
 from rules.models import Rule
-
-
-def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
-    return get_object_or_404(EvaluationRun.objects.select_related("task"), pk=run_id)
 
 
 def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = None) -> dict:
@@ -37,7 +34,7 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
 @login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     return render(request, "evaluation/refine.html", _page(request, run))
 
 
@@ -45,7 +42,7 @@ def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     form = RefineForm(request.POST)
     context = _page(request, run, form)
     if context["refusal"]:

@@ -28,7 +28,7 @@ from rules.models import PromptVersion
 REPORTS_SHOWN = 200
 
 
-def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:
+def _report_or_404(report_id: int) -> Report:
     """Return the report, or 404; everyone who may view reports sees all of them."""
     reports = Report.objects.select_related(
         "prompt_version", "prompt_version__task", "generated_by", "job", "signature"
@@ -54,7 +54,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
-    report = _get_report_for_user(request, report_id)
+    report = _report_or_404(report_id)
     if request.htmx:
         return render(request, "evaluation/report_detail.html#report-status", {"report": report})
     return _detail_page(request, report, SignReportForm())
@@ -71,7 +71,7 @@ def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, sta
 @permission_required("evaluation.generate_report", raise_exception=True)
 def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
-    report = _get_report_for_user(request, report_id)
+    report = _report_or_404(report_id)
     form = SignReportForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -86,14 +86,14 @@ def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
         else:
             messages.success(request, f"You signed report {report.pk}.")
             return redirect(report.get_absolute_url())
-    return _detail_page(request, _get_report_for_user(request, report_id), form, status=400)
+    return _detail_page(request, _report_or_404(report_id), form, status=400)
 
 
 @require_GET
 @login_required
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_download(request: HttpRequest, report_id: int) -> FileResponse:
-    report = _get_report_for_user(request, report_id)
+    report = _report_or_404(report_id)
     if report.status != Report.Status.READY:
         raise Http404("This report has no file to download.")
     try:

@@ -21,6 +21,7 @@ from evaluation.runs import (
     run_is_stale,
     run_prompt_provenance,
 )
+from evaluation.views.shortcuts import run_or_404
 from pldreview.web import form_add_service_errors, stop_polling_and_refresh
 from rules.models import PromptVersion, Task
 
@@ -28,12 +29,6 @@ LIST_SIZE = 100
 FAILURES_PAGE_SIZE = 20
 FLIPS_SHOWN = 50
 HEAT_LEVELS = 10
-
-
-def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
-    """Return a run with what its pages show, or 404; every role that may view runs sees all of them."""
-    runs = EvaluationRun.objects.select_related("task", "prompt_version", "job", "created_by")
-    return get_object_or_404(runs, pk=run_id)
 
 
 def confusion_rows(run: EvaluationRun) -> list[dict[str, Any]]:
@@ -136,7 +131,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "evaluation/run_detail.html#run-progress", {"run": run, "progress": _progress(run)})
@@ -170,7 +165,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     evaluation_run_cancel(run=run)
     messages.info(request, "Cancellation requested; the run stops after its current example. Resume continues it.")
     return redirect(run)
@@ -180,7 +175,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     try:
         evaluation_run_resume(run=run, user=request.user)
     except ValidationError as exc:

@@ -13,15 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from rules.compiler import prompt_version_compile
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.prompt_diff import prompt_version_diff
-
-
-def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:
-    """Return a prompt version, or 404; every role that reads prompt versions sees all of them."""
-    return get_object_or_404(PromptVersion.objects.select_related("task", "compiled_by"), pk=version_id)
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
+from rules.views.shortcuts import prompt_version_or_404, task_or_404
 
 
 @require_GET
@@ -52,7 +44,7 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
     runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
     promotions = (
@@ -103,7 +95,7 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     """Compile the task's approved rule set and show the (new or existing) prompt version."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     try:
         version, created = prompt_version_compile(task=task, user=request.user)
     except ValidationError as exc:

@@ -41,6 +41,7 @@ from rules.queries import (
     waiting_for,
 )
 from rules.search import search_rules
+from rules.views.shortcuts import task_or_404
 
 QUEUE_PAGE_SIZE = 25
 SEARCH_SHOWN = 50
@@ -52,16 +53,12 @@ _FLASH_KEY = "pld_review_flash"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _get_rule_for_user(request: HttpRequest, rule_id: int) -> Rule:
+def _rule_or_404(rule_id: int) -> Rule:
     """Return the rule with what its page shows, or 404; every role that may view rules sees all of them."""
     rules = Rule.objects.select_related(
         "task", "proposed_by", "current_revision", "current_revision__author", "refines"
     ).annotate(n_micro_rules=Count("micro_rules", distinct=True))
     return get_object_or_404(rules, pk=rule_id)
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
 
 
 def _with_query(url: str, filters: QueueFilters) -> str:
@@ -230,12 +227,12 @@ def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilt
     flash = {"text": text, "decision": decision}
     if following is None:
         return _empty_workspace(request, filters, flash)
-    return _render_workspace(request, _get_rule_for_user(request, following.pk), filters, flash=flash)
+    return _render_workspace(request, _rule_or_404(following.pk), filters, flash=flash)
 
 
 def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
     """Parse a decision form, call its service, and answer with the next rule or the form's errors."""
-    rule = _get_rule_for_user(request, rule_id)
+    rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.POST, prefix="q_")
     form_class = {"approve": ApproveForm, "edit": EditForm, "reject": RejectForm}[kind]
     kwargs = {"task": rule.task} if kind == "edit" else {}
@@ -271,7 +268,7 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
                         precedence_note=data["precedence_note"], signature=signature,
                     )
         except services.StaleRuleError as exc:
-            fresh = _get_rule_for_user(request, rule_id)
+            fresh = _rule_or_404(rule_id)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
         except ValidationError as exc:
             form_add_service_errors(form, exc)
@@ -347,7 +344,7 @@ def waiting_badge(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
-    rule = _get_rule_for_user(request, rule_id)
+    rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.GET)
     flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
     return _render_workspace(request, rule, filters, flash=flash)
@@ -389,7 +386,7 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     try:
         undo = services.decision_undo(decision=decision, user=request.user)
     except ValidationError as exc:
-        rule = _get_rule_for_user(request, decision.rule_id)
+        rule = _rule_or_404(decision.rule_id)
         flash = {"text": " ".join(exc.messages), "error": True}
         if not request.htmx:
             request.session[_FLASH_KEY] = {"text": flash["text"], "decision_id": None}
@@ -399,7 +396,7 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     if not request.htmx:
         request.session[_FLASH_KEY] = {"text": text, "decision_id": None}
         return redirect(_with_query(undo.rule.get_absolute_url(), filters))
-    return _render_workspace(request, _get_rule_for_user(request, undo.rule_id), filters, flash={"text": text})
+    return _render_workspace(request, _rule_or_404(undo.rule_id), filters, flash={"text": text})
 
 
 @require_POST
@@ -427,7 +424,7 @@ def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
-    rule = _get_rule_for_user(request, rule_id)
+    rule = _rule_or_404(rule_id)
     revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
     by_number = {r.number: r for r in revisions}
     latest = revisions[-1].number if revisions else 1
@@ -545,7 +542,7 @@ def _ruleset_context(
 @permission_required("rules.view_rule", raise_exception=True)
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
     context = _ruleset_context(task, request.user, query=query) | signing_context(request)
     context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
@@ -579,7 +576,7 @@ def _ruleset_answer(
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     """Propose a new order of the rule set from the numbers typed for its rules."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = ReorderProposalForm(request.POST, rule_ids=[r.pk for r in services.ruleset_rules(task)])
     if not form.is_valid():
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
@@ -726,7 +723,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
     decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
     if query:
@@ -740,7 +737,7 @@ def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
 @permission_required("rules.export_decision_log", raise_exception=True)
 def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     if fmt == "csv":
         response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
     elif fmt == "json":

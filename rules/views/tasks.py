@@ -19,16 +19,13 @@ from rules.evidence import excerpts, highlight
 from rules.forms import DatasetImportForm
 from rules.models import DatasetImport, Example, Split, Task
 from rules.panels import task_panels
+from rules.views.shortcuts import task_or_404
 
 EXAMPLES_PER_PAGE = 50
 GROUP_PREVIEW_LIMIT = 40
 
 
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
-
-
-def _get_example_for_user(request: HttpRequest, example_id: int) -> Example:
+def _example_or_404(example_id: int) -> Example:
     return get_object_or_404(Example.objects.select_related("task", "dataset_import"), pk=example_id)
 
 
@@ -79,7 +76,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_task", raise_exception=True)
 def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     split = request.GET.get("split", "")
     label = request.GET.get("label", "")
     examples = task.examples.order_by("id")
@@ -111,7 +108,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
 @permission_required("rules.view_example", raise_exception=True)
 def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
     """Show one example with its evidence marked and the other examples of its group."""
-    example = _get_example_for_user(request, example_id)
+    example = _example_or_404(example_id)
     task = example.task
     fields = []
     # The example's own fields (the hypothesis) first; the long shared document after them.

@@ -19,10 +19,7 @@ from pldreview.models import Job
 from rules.clustering import micro_rule_promote
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
+from rules.views.shortcuts import task_or_404
 
 
 def _can_promote(user: Any) -> bool:
@@ -57,7 +54,7 @@ def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[s
 @login_required
 @permission_required("rules.view_microrule", raise_exception=True)
 def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     return render(request, "rules/teacher_task.html", _task_page(request, task))
 
 
@@ -65,7 +62,7 @@ def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
 @login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = ExtractionForm(request.POST)
     job = job_start_from_form(form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
                               params={"task": task.name, "split": Split.TRAIN}, user=request.user)
@@ -78,7 +75,7 @@ def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
 @login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = ClusteringForm(request.POST)
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
@@ -98,7 +95,7 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 @login_required
 @permission_required("rules.view_microrule", raise_exception=True)
 def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     micro = MicroRule.objects.filter(task=task).select_related("example", "clustering_run").order_by("cluster", "id")
     latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
     unmerged = latest_run.unmerged_clusters if latest_run is not None else {}
