@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -126,6 +127,7 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
 
 
 @csrf_exempt
+@login_not_required  # token authentication, answered 401 without one
 def classify(request: HttpRequest, task_name: str) -> HttpResponse:
     """Classify one input with the task's production prompt version; every answer names its request id."""
     started = time.perf_counter()
@@ -249,6 +251,7 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
 
 
 @csrf_exempt
+@login_not_required  # a token or a signed-in user with a role; 401 otherwise
 def openapi(request: HttpRequest) -> HttpResponse:
     """Publish the API's OpenAPI 3.1 description to token holders and signed-in users with a role."""
     user = request.user

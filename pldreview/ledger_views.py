@@ -1,7 +1,7 @@
 """The auditor's view of the ledger: filter, page through, verify now, and download the export."""
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -17,7 +17,6 @@ PAGE_SIZE = 50
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_ledger", raise_exception=True)
 def ledger_list(request: HttpRequest) -> HttpResponse:
     """List ledger entries, newest first, filtered; with ``verify=1`` verify the whole ledger first."""
@@ -38,7 +37,6 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_ledger", raise_exception=True)
 def ledger_download(request: HttpRequest) -> StreamingHttpResponse:
     """Stream the whole ledger as JSON Lines, for ``scripts/verify-ledger``."""

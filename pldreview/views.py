@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,6 +17,7 @@ from rules.models import Rule, Task
 from rules.queries import waiting_for
 
 
+@login_not_required
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Explain a refusal inside the normal page, with the menu and a way back (the project's 403 handler)."""
     referer = request.META.get("HTTP_REFERER", "")
@@ -28,7 +29,6 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
 def home(request: HttpRequest) -> HttpResponse:
     """Show the overview: tasks, rules awaiting review, recent jobs."""
@@ -41,7 +41,6 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def glossary(request: HttpRequest) -> HttpResponse:
     """Explain every statistic and term of the app in plain words, with the technical name where there is one."""
@@ -49,7 +48,6 @@ def glossary(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_list(request: HttpRequest) -> HttpResponse:
     """List recent jobs; the htmx poll gets the table alone and stops once nothing is unfinished."""
@@ -62,7 +60,6 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     """Show a job's progress; the htmx poll gets the progress fragment and stops when it has finished."""
@@ -74,7 +71,6 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("pldreview.run_job", raise_exception=True)
 def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
     """Ask a job to stop."""
@@ -85,7 +81,6 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("pldreview.run_job", raise_exception=True)
 def retry_job(request: HttpRequest, job_id: int) -> HttpResponse:
     """Queue a failed or cancelled job again; it resumes from its stored work."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,7 +30,6 @@ def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.manage_api_tokens", raise_exception=True)
 def api_token_list(request: HttpRequest) -> HttpResponse:
     """List every API token (never its value) with the form to create one."""
@@ -38,7 +37,6 @@ def api_token_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.manage_api_tokens", raise_exception=True)
 def create_api_token(request: HttpRequest) -> HttpResponse:
     """Create a token and show its raw value this once."""
@@ -61,7 +59,6 @@ def create_api_token(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.manage_api_tokens", raise_exception=True)
 def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
     """Ask to confirm, then revoke a token signed with the Admin's password: requests with it get 403 from now on."""

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -71,7 +71,6 @@ def _charts(watch: Watch) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
@@ -93,7 +92,6 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.set_decision_retention", raise_exception=True)
 def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     """Set the task's input retention and retention period for calls from now on."""
@@ -144,7 +142,6 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
@@ -169,7 +166,6 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
@@ -194,7 +190,6 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Show one logged decision, its feedback, and the form to mark it wrong."""
@@ -202,7 +197,6 @@ def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpRes
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.give_feedback", raise_exception=True)
 def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -61,7 +61,6 @@ def _page(
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show the gate's conditions; promote a passing version, or request an override of a failing one."""
@@ -102,7 +101,6 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Confirm another Admin's override request as the second Admin (a signing), which promotes the version."""
@@ -125,7 +123,6 @@ def confirm_override(request: HttpRequest, version_id: int, override_id: int) ->
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Withdraw a pending override request."""
@@ -141,7 +138,6 @@ def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start the zero-shot run the gate needs on the version's test examples, and show its progress."""

@@ -1,7 +1,7 @@
 """Refine page of an evaluation run: its inputs (failures, feedback examples), the start form, the proposals."""
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -31,7 +31,6 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
@@ -39,7 +38,6 @@ def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,7 +37,6 @@ def _report_or_404(report_id: int) -> Report:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_list(request: HttpRequest) -> HttpResponse:
     reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by")
@@ -51,7 +50,6 @@ def report_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
     report = _report_or_404(report_id)
@@ -67,7 +65,6 @@ def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, sta
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.generate_report", raise_exception=True)
 def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
@@ -90,7 +87,6 @@ def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_download(request: HttpRequest, report_id: int) -> FileResponse:
     report = _report_or_404(report_id)
@@ -104,7 +100,6 @@ def report_download(request: HttpRequest, report_id: int) -> FileResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.generate_report", raise_exception=True)
 def generate_report(request: HttpRequest) -> HttpResponse:
     form = GenerateReportForm(request.POST)
@@ -125,7 +120,6 @@ def generate_report(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.verify_report", raise_exception=True)
 def verify_report(request: HttpRequest) -> HttpResponse:
     verdict = None

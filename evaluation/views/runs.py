@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -71,7 +71,6 @@ def _progress(run: EvaluationRun) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_list(request: HttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version", "created_by")
@@ -88,7 +87,6 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_start(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -128,7 +126,6 @@ def run_start(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
@@ -162,7 +159,6 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
@@ -172,7 +168,6 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
@@ -211,7 +206,6 @@ COMPARED_METRICS = [
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_compare(request: HttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version").order_by("-created_at")

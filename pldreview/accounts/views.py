@@ -6,7 +6,7 @@ from datetime import datetime, time
 from axes.models import AccessAttempt
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -27,7 +27,6 @@ EVENTS_PER_PAGE = 50
 
 
 @require_GET
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def user_list(request: HttpRequest) -> HttpResponse:
     """List every user, active or not, with roles and whether a lockout is in force."""
@@ -41,7 +40,6 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def create_user(request: HttpRequest) -> HttpResponse:
     """Create a user with roles; the temporary password is shown once, on the answer to this POST."""
@@ -57,7 +55,6 @@ def create_user(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     """Show one user's roles, state and recent security events, with the actions an Admin may take."""
@@ -76,7 +73,6 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
     """Apply one action to a user, with a reason; a forced reset answers with the temporary password once."""
@@ -113,7 +109,6 @@ def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("accounts.view_security_events", raise_exception=True)
 def security_events(request: HttpRequest) -> HttpResponse:
     """List the ledger's security events, newest first, filtered by user, event and date."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
@@ -17,7 +17,6 @@ from rules.views.shortcuts import prompt_version_or_404, task_or_404
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_list(request: HttpRequest) -> HttpResponse:
     """List prompt versions, newest first, for every task or one (``?task=``)."""
@@ -40,7 +39,6 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
@@ -66,7 +64,6 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_compare(request: HttpRequest) -> HttpResponse:
     """Compare two versions of a task's prompt (``?a=ID&b=ID``): text diff and rules added, removed, changed."""
@@ -91,7 +88,6 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     """Compile the task's approved rule set and show the (new or existing) prompt version."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
@@ -281,7 +281,6 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def review_queue_page(request: HttpRequest) -> HttpResponse:
     """Show the filtered, paginated queue of rules with the status counts."""
@@ -314,7 +313,6 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def waiting_for_me(request: HttpRequest) -> HttpResponse:
     """List the pending rules whose current revision the user may decide: not theirs, not yet approved by them."""
@@ -328,7 +326,6 @@ def waiting_for_me(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def waiting_badge(request: HttpRequest) -> HttpResponse:
     """Answer the navigation badge with how many revisions wait for the user, and how many are new since the
@@ -340,7 +337,6 @@ def waiting_badge(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
@@ -351,7 +347,6 @@ def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Approve the rule's current revision and move to the next rule."""
@@ -359,7 +354,6 @@ def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Save a new revision of the rule and move to the next rule."""
@@ -367,7 +361,6 @@ def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Reject the rule with a reason and move to the next rule."""
@@ -375,7 +368,6 @@ def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     """Undo the reviewer's own last decision and show the rule again."""
@@ -400,7 +392,6 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
 def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
@@ -420,7 +411,6 @@ def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
@@ -538,7 +528,6 @@ def _ruleset_context(
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
@@ -572,7 +561,6 @@ def _ruleset_answer(
 
 
 @require_POST
-@login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     """Propose a new order of the rule set from the numbers typed for its rules."""
@@ -637,7 +625,6 @@ def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpR
 
 
 @require_POST
-@login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def approve_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
     """Approve another reviewer's order proposal; enough approvals apply it."""
@@ -645,7 +632,6 @@ def approve_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id:
 
 
 @require_POST
-@login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reject_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
     """Reject (or withdraw one's own) order proposal with a reason."""
@@ -667,7 +653,6 @@ def _find_examples(task: Task, query: str) -> list[Example]:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("rules.add_rule", raise_exception=True)
 def rule_create(request: HttpRequest) -> HttpResponse:
     """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
@@ -719,7 +704,6 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
 def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
@@ -733,7 +717,6 @@ def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.export_decision_log", raise_exception=True)
 def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""

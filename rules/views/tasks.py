@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
@@ -63,7 +63,6 @@ def _distribution(task: Task) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_list(request: HttpRequest) -> HttpResponse:
     """List every task with its labels, fields and number of examples."""
@@ -72,7 +71,6 @@ def task_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
 def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
@@ -104,7 +102,6 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_example", raise_exception=True)
 def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
     """Show one example with its evidence marked and the other examples of its group."""
@@ -144,7 +141,6 @@ def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("rules.import_dataset", raise_exception=True)
 def import_dataset(request: HttpRequest) -> HttpResponse:
     """Import an uploaded dataset file into a task; a refused file comes back as a form error."""

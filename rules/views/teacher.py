@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
@@ -51,7 +51,6 @@ def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[s
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_microrule", raise_exception=True)
 def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
@@ -59,7 +58,6 @@ def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
@@ -72,7 +70,6 @@ def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
@@ -92,7 +89,6 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_microrule", raise_exception=True)
 def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
@@ -118,7 +114,6 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
 def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse:
     micro = get_object_or_404(MicroRule.objects.select_related("task", "example", "clustering_run"), pk=micro_rule_id)
     if not _can_promote(request.user):
@@ -144,7 +139,6 @@ def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_teachercall", raise_exception=True)
 def teacher_call_list(request: HttpRequest) -> HttpResponse:
     calls = TeacherCall.objects.select_related("job").order_by("-created_at", "-id")
@@ -159,7 +153,6 @@ def teacher_call_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_teachercall", raise_exception=True)
 def teacher_call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = get_object_or_404(TeacherCall, pk=call_id)
