@@ -230,8 +230,13 @@ def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilt
     return _render_workspace(request, _rule_or_404(following.pk), filters, flash=flash)
 
 
-def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
-    """Parse a decision form, call its service, and answer with the next rule or the form's errors."""
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@require_POST
+@permission_required("rules.review_rule", raise_exception=True)
+def decide_rule(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
+    """Approve, edit or reject the rule (``kind``, set by its URL pattern); answer with the next rule or the errors."""
     rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.POST, prefix="q_")
     form_class = {"approve": ApproveForm, "edit": EditForm, "reject": RejectForm}[kind]
@@ -275,9 +280,6 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
         else:
             return _after_decision(request, decision, filters)
     return _render_workspace(request, rule, filters, forms={kind: form, "open": kind}, status=400)
-
-
-# --- pages ---------------------------------------------------------------------------------------
 
 
 @require_GET
@@ -344,27 +346,6 @@ def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
     filters = QueueFilters.from_query(request.GET)
     flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
     return _render_workspace(request, rule, filters, flash=flash)
-
-
-@require_POST
-@permission_required("rules.review_rule", raise_exception=True)
-def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Approve the rule's current revision and move to the next rule."""
-    return _decide(request, rule_id, "approve")
-
-
-@require_POST
-@permission_required("rules.review_rule", raise_exception=True)
-def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Save a new revision of the rule and move to the next rule."""
-    return _decide(request, rule_id, "edit")
-
-
-@require_POST
-@permission_required("rules.review_rule", raise_exception=True)
-def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Reject the rule with a reason and move to the next rule."""
-    return _decide(request, rule_id, "reject")
 
 
 @require_POST
@@ -586,7 +567,11 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     )
 
 
-def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpResponse:
+@require_POST
+@permission_required("rules.reorder_ruleset", raise_exception=True)
+def decide_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
+    """Approve (enough approvals apply it) or reject an order proposal (``kind``, set by its URL pattern)."""
+    proposal_id = rule_set_reorder_proposal_id
     proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
     form = ProposalDecisionForm(request.POST)
     data = form.cleaned_data if form.is_valid() else {}
@@ -622,20 +607,6 @@ def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpR
     else:
         flash = f"Approval recorded for order proposal {proposal.pk}; it waits for another reviewer."
     return _ruleset_answer(request, proposal.task, flash=flash)
-
-
-@require_POST
-@permission_required("rules.reorder_ruleset", raise_exception=True)
-def approve_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
-    """Approve another reviewer's order proposal; enough approvals apply it."""
-    return _decide_proposal(request, rule_set_reorder_proposal_id, "approve")
-
-
-@require_POST
-@permission_required("rules.reorder_ruleset", raise_exception=True)
-def reject_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
-    """Reject (or withdraw one's own) order proposal with a reason."""
-    return _decide_proposal(request, rule_set_reorder_proposal_id, "reject")
 
 
 EXAMPLES_FOUND = 20
