@@ -14,7 +14,7 @@ from evaluation.forms import RevokeForm, TokenForm
 from evaluation.models import ApiToken
 from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
-from pldreview.web import form_add_service_errors
+from pldreview.web import form_submit
 
 
 def _page(request: HttpRequest, *, form: TokenForm, raw_token: str = "", created: ApiToken | None = None,
@@ -41,17 +41,10 @@ def api_token_list(request: HttpRequest) -> HttpResponse:
 def create_api_token(request: HttpRequest) -> HttpResponse:
     """Create a token and show its raw value this once."""
     form = TokenForm(request.POST)
-    if not form.is_valid():
+    created = form_submit(form, lambda data: api_token_create(created_by=request.user, **data))
+    if created is None:
         return _page(request, form=form, status=400)
-    try:
-        token, raw = api_token_create(
-            user=form.cleaned_data["user"], name=form.cleaned_data["name"], created_by=request.user,
-            expires_at=form.cleaned_data["expires_at"], tasks=form.cleaned_data["tasks"],
-            rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
-        )
-    except ValidationError as exc:
-        form_add_service_errors(form, exc)
-        return _page(request, form=form, status=400)
+    token, raw = created
     response = _page(request, form=TokenForm(initial={"user": request.user.pk}), raw_token=raw, created=token)
     # The raw token is on this page only: keep it out of caches and the browser's history.
     response["Cache-Control"] = "no-store"

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,7 +21,7 @@ from evaluation.decision_log import decision_feedback_give, decision_policy, dec
 from evaluation.drift import Watch, production_watch
 from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
-from pldreview.web import form_add_service_errors
+from pldreview.web import form_submit
 from rules.models import Split, Task
 from rules.views.shortcuts import task_or_404
 
@@ -97,14 +96,9 @@ def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     """Set the task's input retention and retention period for calls from now on."""
     task = task_or_404(task_name)
     form = PolicyForm(request.POST)
-    if form.is_valid():
-        try:
-            decision_policy_set(task=task, user=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, "The decision log's retention for this task is changed from the next call on.")
-            return redirect("pld-production", task.name)
+    if form_submit(form, lambda data: decision_policy_set(task=task, user=request.user, **data)) is not None:
+        messages.success(request, "The decision log's retention for this task is changed from the next call on.")
+        return redirect("pld-production", task.name)
     return _production(request, task, form, status=400)
 
 
@@ -202,14 +196,9 @@ def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpRespo
     """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""
     call = _call_or_404(classify_call_id)
     form = FeedbackForm(request.POST, call=call)
-    if form.is_valid():
-        try:
-            feedback = decision_feedback_give(call=call, correct_label=form.cleaned_data["correct_label"],
-                                              reason=form.cleaned_data["reason"], user=request.user)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Recorded: the right label is {feedback.correct_label}. "
-                                      f"It is now feedback example #{feedback.example_id}.")
-            return redirect("pld-classify-call-detail", call.pk)
+    feedback = form_submit(form, lambda data: decision_feedback_give(call=call, user=request.user, **data))
+    if feedback is not None:
+        messages.success(request, f"Recorded: the right label is {feedback.correct_label}. "
+                                  f"It is now feedback example #{feedback.example_id}.")
+        return redirect("pld-classify-call-detail", call.pk)
     return _call_page(request, call, form, status=400)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.forms import RefineForm
 from evaluation.models import EvaluationRun
 from evaluation.refine import feedback_examples
 from evaluation.views.shortcuts import run_or_404
-from pldreview.jobs import job_start_from_form
+from pldreview.web import job_start_or_form_page
 from rules.models import Rule
 
 
@@ -45,10 +45,7 @@ def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
     context = _page(request, run, form)
     if context["refusal"]:
         form.add_error(None, context["refusal"])
-    job = job_start_from_form(
-        form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
-        params={"evaluation": run.pk}, user=request.user,
+    return job_start_or_form_page(
+        request, form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
+        params={"evaluation": run.pk}, template="evaluation/refine.html", page=lambda: context,
     )
-    if job is None:
-        return render(request, "evaluation/refine.html", context, status=400)
-    return redirect(job)

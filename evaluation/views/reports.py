@@ -1,6 +1,8 @@
 """Signed reports: list, detail, download, generate (as a job) and the auditor's verification upload."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
@@ -22,7 +24,7 @@ from evaluation.reports import (
 )
 from evaluation.verification import report_verify
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
-from pldreview.web import form_add_service_errors
+from pldreview.web import form_submit
 from rules.models import PromptVersion
 
 REPORTS_SHOWN = 200
@@ -70,19 +72,17 @@ def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
     report = _report_or_404(report_id)
     form = SignReportForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            with signing():
-                signature = signature_sign_from_form(
-                    request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
-                )
-                report_sign(report=report, user=request.user, signature=signature)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, f"You signed report {report.pk}.")
-            return redirect(report.get_absolute_url())
+
+    def sign(data: dict[str, Any]) -> Report:
+        with signing():
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
+            )
+            return report_sign(report=report, user=request.user, signature=signature)
+
+    if form_submit(form, sign) is not None:
+        messages.success(request, f"You signed report {report.pk}.")
+        return redirect(report.get_absolute_url())
     return _detail_page(request, _report_or_404(report_id), form, status=400)
 
 

@@ -22,7 +22,7 @@ from evaluation.runs import (
     run_prompt_provenance,
 )
 from evaluation.views.shortcuts import run_or_404
-from pldreview.web import form_add_service_errors, stop_polling_and_refresh
+from pldreview.web import form_submit, stop_polling_and_refresh
 from rules.models import PromptVersion, Task
 
 LIST_SIZE = 100
@@ -91,26 +91,21 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_start(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RunStartForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                run = evaluation_run_start(
-                    task=data["task"],
-                    mode=data["mode"],
-                    split=data["split"],
-                    prompt_version=data["prompt_version"],
-                    prompt_text=data["prompt_text"] or "",
-                    limit=data["limit"],
-                    seed=data["seed"],
-                    k_shot=data["k_shot"],
-                    calibrate=data["calibrate"],
-                    user=request.user,
-                )
-            except ValidationError as exc:
-                form_add_service_errors(form, exc)
-            else:
-                messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
-                return redirect(run)
+        run = form_submit(form, lambda data: evaluation_run_start(
+            task=data["task"],
+            mode=data["mode"],
+            split=data["split"],
+            prompt_version=data["prompt_version"],
+            prompt_text=data["prompt_text"] or "",
+            limit=data["limit"],
+            seed=data["seed"],
+            k_shot=data["k_shot"],
+            calibrate=data["calibrate"],
+            user=request.user,
+        ))
+        if run is not None:
+            messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
+            return redirect(run)
     else:
         initial: dict[str, Any] = {}
         if request.GET.get("task"):

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from pldreview.models import Signature
 from pldreview.signatures import (
     Meaning,
     rule_content_sha256,
@@ -214,6 +215,14 @@ def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[st
     return push_url(response, context["queue_url"])
 
 
+def _sign_typed_rule(request: HttpRequest, data: dict[str, Any], *, meaning: Meaning) -> Signature:
+    """Sign the rule's text, label and precedence note as typed in the form (an edit or a hand-written rule)."""
+    content = rule_content_sha256(
+        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+    )
+    return signature_sign_from_form(request, data, meaning=meaning, content_sha256=content)
+
+
 def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
     """Advance to the next rule of the queue, with a flash that offers to undo the decision."""
     rule = decision.rule
@@ -233,6 +242,13 @@ def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilt
 # --- pages ---------------------------------------------------------------------------------------
 
 
+# Approve and reject sign the rule as it stands; an edit signs the text typed into the form.
+_VERDICTS = {
+    "approve": (Meaning.APPROVED, services.rule_approve),
+    "reject": (Meaning.REJECTED, services.rule_reject),
+}
+
+
 @require_POST
 @permission_required("rules.review_rule", raise_exception=True)
 def decide_rule(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
@@ -246,27 +262,17 @@ def decide_rule(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             with signing():
-                if kind == "approve":
+                if kind in _VERDICTS:
+                    meaning, decide = _VERDICTS[kind]
                     signature = signature_sign_from_form(
-                        request, data, meaning=Meaning.APPROVED, content_sha256=services.rule_signed_content(rule)
+                        request, data, meaning=meaning, content_sha256=services.rule_signed_content(rule)
                     )
-                    decision = services.rule_approve(
-                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
-                        signature=signature,
-                    )
-                elif kind == "reject":
-                    signature = signature_sign_from_form(
-                        request, data, meaning=Meaning.REJECTED, content_sha256=services.rule_signed_content(rule)
-                    )
-                    decision = services.rule_reject(
+                    decision = decide(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         signature=signature,
                     )
                 else:
-                    edited = rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
-                    )
-                    signature = signature_sign_from_form(request, data, meaning=Meaning.EDITED, content_sha256=edited)
+                    signature = _sign_typed_rule(request, data, meaning=Meaning.EDITED)
                     decision = services.rule_edit(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         text=data["text"], label=data["label"], topic=data["topic"],
@@ -643,10 +649,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             try:
                 with signing():
-                    written = rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
-                    )
-                    signature = signature_sign_from_form(request, data, meaning=Meaning.WRITTEN, content_sha256=written)
+                    signature = _sign_typed_rule(request, data, meaning=Meaning.WRITTEN)
                     rule = services.rule_create(
                         task=selected, user=request.user, text=data["text"], label=data["label"],
                         topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],

@@ -5,7 +5,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
@@ -13,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pldreview.web import form_add_service_errors
+from pldreview.web import form_submit
 from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
 from rules.forms import DatasetImportForm
@@ -146,29 +145,24 @@ def import_dataset(request: HttpRequest) -> HttpResponse:
     """Import an uploaded dataset file into a task; a refused file comes back as a form error."""
     if request.method == "POST":
         form = DatasetImportForm(request.POST, request.FILES)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                record = dataset_import(
-                    task_name=data["task"],
-                    fmt=data["fmt"],
-                    path_or_file=data["file"],
-                    split=data["split"] or None,
-                    split_seed=None if data["split"] else data["split_seed"],
-                    field_map=data["field_map"],
-                    user=request.user,
-                )
-            except ValidationError as exc:
-                form_add_service_errors(form, exc)
-            else:
-                summary = import_summary(record)
-                by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
-                messages.success(
-                    request,
-                    f"Imported {record.source_name}: {record.n_records:,} records, {record.n_added:,} added "
-                    f"({by_label}), {record.n_skipped:,} already present.",
-                )
-                return redirect(record.task)
+        record = form_submit(form, lambda data: dataset_import(
+            task_name=data["task"],
+            fmt=data["fmt"],
+            path_or_file=data["file"],
+            split=data["split"] or None,
+            split_seed=None if data["split"] else data["split_seed"],
+            field_map=data["field_map"],
+            user=request.user,
+        ))
+        if record is not None:
+            summary = import_summary(record)
+            by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
+            messages.success(
+                request,
+                f"Imported {record.source_name}: {record.n_records:,} records, {record.n_added:,} added "
+                f"({by_label}), {record.n_skipped:,} already present.",
+            )
+            return redirect(record.task)
     else:
         form = DatasetImportForm(initial={"task": request.GET.get("task", "")})
     tasks = Task.objects.order_by("name").values_list("name", flat=True)

@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pldreview.jobs import job_start_from_form
 from pldreview.models import Job
+from pldreview.web import job_start_or_form_page
 from rules.clustering import micro_rule_promote
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
@@ -62,11 +62,11 @@ def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
 def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
     form = ExtractionForm(request.POST)
-    job = job_start_from_form(form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
-                              params={"task": task.name, "split": Split.TRAIN}, user=request.user)
-    if job is None:
-        return render(request, "rules/teacher_task.html", _task_page(request, task, extraction_form=form), status=400)
-    return redirect(job)
+    return job_start_or_form_page(
+        request, form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
+        params={"task": task.name, "split": Split.TRAIN}, template="rules/teacher_task.html",
+        page=lambda: _task_page(request, task, extraction_form=form),
+    )
 
 
 @require_POST
@@ -76,11 +76,11 @@ def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
     form = ClusteringForm(request.POST)
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
-    job = job_start_from_form(form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
-                              params={"task": task.name}, user=request.user)
-    if job is None:
-        return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
-    return redirect(job)
+    return job_start_or_form_page(
+        request, form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
+        params={"task": task.name}, template="rules/teacher_task.html",
+        page=lambda: _task_page(request, task, clustering_form=form),
+    )
 
 
 def _promoted_ids(micro_ids: list[int]) -> set[int]:
