@@ -10,10 +10,17 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django_htmx.http import HttpResponseStopPolling
+from django_htmx.middleware import HtmxDetails
 
 from pldreview.jobs import job_start_from_form
 
 T = TypeVar("T")
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's middleware: ``request.htmx`` says whether htmx sent it."""
+
+    htmx: HtmxDetails
 
 
 def form_add_service_errors(form: forms.BaseForm, exc: ValidationError) -> None:

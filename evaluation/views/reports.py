@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -24,7 +24,7 @@ from evaluation.reports import (
 )
 from evaluation.verification import report_verify
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
-from pldreview.web import form_submit
+from pldreview.web import HtmxHttpRequest, form_submit
 from rules.models import PromptVersion
 
 REPORTS_SHOWN = 200
@@ -40,7 +40,7 @@ def _report_or_404(report_id: int) -> Report:
 
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_list(request: HttpRequest) -> HttpResponse:
+def report_list(request: HtmxHttpRequest) -> HttpResponse:
     reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by")
     version = None
     version_id = request.GET.get("version", "")
@@ -53,14 +53,14 @@ def report_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
+def report_detail(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = _report_or_404(report_id)
     if request.htmx:
         return render(request, "evaluation/report_detail.html#report-status", {"report": report})
     return _detail_page(request, report, SignReportForm())
 
 
-def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
+def _detail_page(request: HtmxHttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
     return render(request, "evaluation/report_detail.html", {
         "report": report, "sign_form": form, **signing_context(request),
     }, status=status)
@@ -68,7 +68,7 @@ def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, sta
 
 @require_POST
 @permission_required("evaluation.generate_report", raise_exception=True)
-def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
+def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
     report = _report_or_404(report_id)
     form = SignReportForm(request.POST)
@@ -88,7 +88,7 @@ def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_download(request: HttpRequest, report_id: int) -> FileResponse:
+def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
     report = _report_or_404(report_id)
     if report.status != Report.Status.READY:
         raise Http404("This report has no file to download.")
@@ -101,7 +101,7 @@ def report_download(request: HttpRequest, report_id: int) -> FileResponse:
 
 @require_POST
 @permission_required("evaluation.generate_report", raise_exception=True)
-def generate_report(request: HttpRequest) -> HttpResponse:
+def generate_report(request: HtmxHttpRequest) -> HttpResponse:
     form = GenerateReportForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a prompt version to report on.")
@@ -121,7 +121,7 @@ def generate_report(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("evaluation.verify_report", raise_exception=True)
-def verify_report(request: HttpRequest) -> HttpResponse:
+def verify_report(request: HtmxHttpRequest) -> HttpResponse:
     verdict = None
     if request.method == "POST":
         form = VerifyReportForm(request.POST, request.FILES)

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,7 +22,7 @@ from evaluation.runs import (
     run_prompt_provenance,
 )
 from evaluation.views.shortcuts import run_or_404
-from pldreview.web import form_submit, stop_polling_and_refresh
+from pldreview.web import HtmxHttpRequest, form_submit, stop_polling_and_refresh
 from rules.models import PromptVersion, Task
 
 LIST_SIZE = 100
@@ -72,7 +72,7 @@ def _progress(run: EvaluationRun) -> dict[str, Any]:
 
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: HtmxHttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version", "created_by")
     task_name = request.GET.get("task", "")
     if task_name:
@@ -88,7 +88,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_start(request: HttpRequest) -> HttpResponse:
+def run_start(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RunStartForm(request.POST)
         run = form_submit(form, lambda data: evaluation_run_start(
@@ -122,7 +122,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
@@ -155,7 +155,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
     evaluation_run_cancel(run=run)
     messages.info(request, "Cancellation requested; the run stops after its current example. Resume continues it.")
@@ -164,7 +164,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_resume(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
     try:
         evaluation_run_resume(run=run, user=request.user)
@@ -202,7 +202,7 @@ COMPARED_METRICS = [
 
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_compare(request: HttpRequest) -> HttpResponse:
+def run_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version").order_by("-created_at")
     a_id, b_id = request.GET.get("a", ""), request.GET.get("b", "")
     context: dict[str, Any] = {"choices": runs[:LIST_SIZE], "a_id": a_id, "b_id": b_id}

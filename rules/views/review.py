@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -23,7 +23,7 @@ from pldreview.signatures import (
     signing,
     signing_context,
 )
-from pldreview.web import form_add_service_errors
+from pldreview.web import HtmxHttpRequest, form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
 from rules.discussion import rule_comment_add
@@ -86,7 +86,7 @@ def _decision_flash(decision: Decision) -> str:
     return f"{decision.get_action_display()} rule {rule.pk}."
 
 
-def _flash_from_session(request: HttpRequest) -> dict[str, Any] | None:
+def _flash_from_session(request: HtmxHttpRequest) -> dict[str, Any] | None:
     data = request.session.pop(_FLASH_KEY, None)
     if not data:
         return None
@@ -96,7 +96,7 @@ def _flash_from_session(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _workspace_context(
-    request: HttpRequest, rule: Rule, filters: QueueFilters, *, forms: dict[str, Any] | None = None
+    request: HtmxHttpRequest, rule: Rule, filters: QueueFilters, *, forms: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Return everything the rule page shows, in a constant number of queries."""
     task = rule.task
@@ -185,7 +185,7 @@ def _dev_rows(proposal: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def _render_workspace(
-    request: HttpRequest, rule: Rule, filters: QueueFilters, *, flash: dict[str, Any] | None = None,
+    request: HtmxHttpRequest, rule: Rule, filters: QueueFilters, *, flash: dict[str, Any] | None = None,
     stale: services.StaleRuleError | None = None, forms: dict[str, Any] | None = None, status: int = 200,
 ) -> HttpResponse:
     context = _workspace_context(request, rule, filters, forms=forms)
@@ -203,7 +203,7 @@ def _render_workspace(
     return render(request, "rules/rule_detail.html", context, status=status)
 
 
-def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[str, Any] | None) -> HttpResponse:
+def _empty_workspace(request: HtmxHttpRequest, filters: QueueFilters, flash: dict[str, Any] | None) -> HttpResponse:
     context = {
         "flash": flash,
         "filters": filters,
@@ -215,7 +215,7 @@ def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[st
     return push_url(response, context["queue_url"])
 
 
-def _sign_typed_rule(request: HttpRequest, data: dict[str, Any], *, meaning: Meaning) -> Signature:
+def _sign_typed_rule(request: HtmxHttpRequest, data: dict[str, Any], *, meaning: Meaning) -> Signature:
     """Sign the rule's text, label and precedence note as typed in the form (an edit or a hand-written rule)."""
     content = rule_content_sha256(
         text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
@@ -223,7 +223,7 @@ def _sign_typed_rule(request: HttpRequest, data: dict[str, Any], *, meaning: Mea
     return signature_sign_from_form(request, data, meaning=meaning, content_sha256=content)
 
 
-def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
+def _after_decision(request: HtmxHttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
     """Advance to the next rule of the queue, with a flash that offers to undo the decision."""
     rule = decision.rule
     text = _decision_flash(decision)
@@ -251,7 +251,7 @@ _VERDICTS = {
 
 @require_POST
 @permission_required("rules.review_rule", raise_exception=True)
-def decide_rule(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
+def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpResponse:
     """Approve, edit or reject the rule (``kind``, set by its URL pattern); answer with the next rule or the errors."""
     rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.POST, prefix="q_")
@@ -290,7 +290,7 @@ def decide_rule(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def review_queue_page(request: HttpRequest) -> HttpResponse:
+def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
     """Show the filtered, paginated queue of rules with the status counts."""
     filters = QueueFilters.from_query(request.GET)
     page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -322,7 +322,7 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.review_rule", raise_exception=True)
-def waiting_for_me(request: HttpRequest) -> HttpResponse:
+def waiting_for_me(request: HtmxHttpRequest) -> HttpResponse:
     """List the pending rules whose current revision the user may decide: not theirs, not yet approved by them."""
     rules = (
         waiting_for(request.user)
@@ -335,7 +335,7 @@ def waiting_for_me(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.review_rule", raise_exception=True)
-def waiting_badge(request: HttpRequest) -> HttpResponse:
+def waiting_badge(request: HtmxHttpRequest) -> HttpResponse:
     """Answer the navigation badge with how many revisions wait for the user, and how many are new since the
     count the page last showed (``known``, sent back by the poll)."""
     n_waiting = waiting_for(request.user).count()
@@ -346,7 +346,7 @@ def waiting_badge(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
+def rule_detail(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
     rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.GET)
@@ -356,7 +356,7 @@ def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required("rules.review_rule", raise_exception=True)
-def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
+def undo_decision(request: HtmxHttpRequest, decision_id: int) -> HttpResponse:
     """Undo the reviewer's own last decision and show the rule again."""
     decision = get_object_or_404(Decision.objects.select_related("rule"), pk=decision_id)
     if decision.reviewer_id != request.user.pk:
@@ -380,7 +380,7 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
 
 @require_POST
 @permission_required("rules.review_rule", raise_exception=True)
-def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
+def add_comment(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
     rule = get_object_or_404(Rule, pk=rule_id)
     error = ""
@@ -399,7 +399,7 @@ def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
+def rule_history(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
     rule = _rule_or_404(rule_id)
     revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
@@ -516,7 +516,7 @@ def _ruleset_context(
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
+def ruleset_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
     task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
@@ -526,7 +526,7 @@ def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 def _ruleset_answer(
-    request: HttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None,
+    request: HtmxHttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None,
     decide: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """Answer a rule-set action: the list fragment for htmx, else a redirect (or the page with the error).
@@ -549,7 +549,7 @@ def _ruleset_answer(
 
 @require_POST
 @permission_required("rules.reorder_ruleset", raise_exception=True)
-def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
+def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Propose a new order of the rule set from the numbers typed for its rules."""
     task = task_or_404(task_name)
     form = ReorderProposalForm(request.POST, rule_ids=[r.pk for r in services.ruleset_rules(task)])
@@ -575,7 +575,7 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
 
 @require_POST
 @permission_required("rules.reorder_ruleset", raise_exception=True)
-def decide_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
+def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
     """Approve (enough approvals apply it) or reject an order proposal (``kind``, set by its URL pattern)."""
     proposal_id = rule_set_reorder_proposal_id
     proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
@@ -631,7 +631,7 @@ def _find_examples(task: Task, query: str) -> list[Example]:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("rules.add_rule", raise_exception=True)
-def rule_create(request: HttpRequest) -> HttpResponse:
+def rule_create(request: HtmxHttpRequest) -> HttpResponse:
     """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
     tasks = list(Task.objects.order_by("name"))
     wanted = request.GET.get("task") or request.POST.get("task") or ""
@@ -679,7 +679,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
+def decision_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
     task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
@@ -692,7 +692,7 @@ def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.export_decision_log", raise_exception=True)
-def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+def decision_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""
     task = task_or_404(task_name)
     if fmt == "csv":

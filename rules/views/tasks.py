@@ -8,11 +8,11 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pldreview.web import form_submit
+from pldreview.web import HtmxHttpRequest, form_submit
 from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
 from rules.forms import DatasetImportForm
@@ -63,7 +63,7 @@ def _distribution(task: Task) -> dict[str, Any]:
 
 @require_GET
 @permission_required("rules.view_task", raise_exception=True)
-def task_list(request: HttpRequest) -> HttpResponse:
+def task_list(request: HtmxHttpRequest) -> HttpResponse:
     """List every task with its labels, fields and number of examples."""
     tasks = Task.objects.annotate(n_examples=Count("examples")).order_by("name")
     return render(request, "rules/task_list.html", {"tasks": tasks})
@@ -71,7 +71,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_task", raise_exception=True)
-def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
+def task_detail(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
     task = task_or_404(task_name)
     split = request.GET.get("split", "")
@@ -102,7 +102,7 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_example", raise_exception=True)
-def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
+def example_detail(request: HtmxHttpRequest, example_id: int) -> HttpResponse:
     """Show one example with its evidence marked and the other examples of its group."""
     example = _example_or_404(example_id)
     task = example.task
@@ -141,7 +141,7 @@ def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("rules.import_dataset", raise_exception=True)
-def import_dataset(request: HttpRequest) -> HttpResponse:
+def import_dataset(request: HtmxHttpRequest) -> HttpResponse:
     """Import an uploaded dataset file into a task; a refused file comes back as a form error."""
     if request.method == "POST":
         form = DatasetImportForm(request.POST, request.FILES)

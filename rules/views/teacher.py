@@ -9,13 +9,13 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pldreview.models import Job
-from pldreview.web import job_start_or_form_page
+from pldreview.web import HtmxHttpRequest, job_start_or_form_page
 from rules.clustering import micro_rule_promote
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
@@ -27,7 +27,7 @@ def _can_promote(user: Any) -> bool:
     return bool(user.has_perm("rules.add_rule") or user.has_perm("rules.run_teacher"))
 
 
-def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[str, Any]:
+def _task_page(request: HtmxHttpRequest, task: Task, **forms_: forms.Form) -> dict[str, Any]:
     by_model = (
         MicroRule.objects.filter(task=task).values("teacher_model").annotate(n=Count("id")).order_by("teacher_model")
     )
@@ -52,14 +52,14 @@ def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[s
 
 @require_GET
 @permission_required("rules.view_microrule", raise_exception=True)
-def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
+def teacher_task(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
     return render(request, "rules/teacher_task.html", _task_page(request, task))
 
 
 @require_POST
 @permission_required("rules.run_teacher", raise_exception=True)
-def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
+def start_extraction(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
     form = ExtractionForm(request.POST)
     return job_start_or_form_page(
@@ -71,7 +71,7 @@ def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
 
 @require_POST
 @permission_required("rules.run_teacher", raise_exception=True)
-def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
+def start_clustering(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
     form = ClusteringForm(request.POST)
     if not MicroRule.objects.filter(task=task).exists():
@@ -90,7 +90,7 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 
 @require_GET
 @permission_required("rules.view_microrule", raise_exception=True)
-def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
+def micro_rule_list(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name)
     micro = MicroRule.objects.filter(task=task).select_related("example", "clustering_run").order_by("cluster", "id")
     latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
@@ -114,7 +114,7 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_POST
-def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse:
+def promote_micro_rule(request: HtmxHttpRequest, micro_rule_id: int) -> HttpResponse:
     micro = get_object_or_404(MicroRule.objects.select_related("task", "example", "clustering_run"), pk=micro_rule_id)
     if not _can_promote(request.user):
         raise PermissionDenied
@@ -140,7 +140,7 @@ def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse
 
 @require_GET
 @permission_required("rules.view_teachercall", raise_exception=True)
-def teacher_call_list(request: HttpRequest) -> HttpResponse:
+def teacher_call_list(request: HtmxHttpRequest) -> HttpResponse:
     calls = TeacherCall.objects.select_related("job").order_by("-created_at", "-id")
     purpose = request.GET.get("purpose", "")
     if purpose:
@@ -154,6 +154,6 @@ def teacher_call_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_teachercall", raise_exception=True)
-def teacher_call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
+def teacher_call_detail(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
     call = get_object_or_404(TeacherCall, pk=call_id)
     return render(request, "rules/teacher_call_detail.html", {"call": call})
