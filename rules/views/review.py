@@ -577,8 +577,8 @@ def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
     """Approve (enough approvals apply it) or reject an order proposal (``kind``, set by its URL pattern)."""
-    proposal_id = rule_set_reorder_proposal_id
-    proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
+    proposals = RuleSetReorderProposal.objects.select_related("task")
+    proposal = get_object_or_404(proposals, pk=rule_set_reorder_proposal_id)
     form = ProposalDecisionForm(request.POST)
     data = form.cleaned_data if form.is_valid() else {}
     reason = data.get("reason", "")
