@@ -14,9 +14,10 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from evaluation.decision_log import classify_call_record
@@ -126,6 +127,7 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
 
 
 @csrf_exempt
+@login_not_required  # token authentication, answered 401 without one
 def classify(request: HttpRequest, task_name: str) -> HttpResponse:
     """Classify one input with the task's production prompt version; every answer names its request id."""
     started = time.perf_counter()
@@ -249,6 +251,7 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
 
 
 @csrf_exempt
+@login_not_required  # a token or a signed-in user with a role; 401 otherwise
 def openapi(request: HttpRequest) -> HttpResponse:
     """Publish the API's OpenAPI 3.1 description to token holders and signed-in users with a role."""
     user = request.user
@@ -268,9 +271,3 @@ def openapi(request: HttpRequest) -> HttpResponse:
 def classify_url(task: Task) -> str:
     """Return the classify endpoint's path for a task."""
     return reverse("pld-api-classify", args=[task.name])
-
-
-urlpatterns = [
-    path("api/v1/tasks/<str:task_name>/classify", classify, name="pld-api-classify"),
-    path("api/v1/openapi.json", openapi, name="pld-api-openapi"),
-]

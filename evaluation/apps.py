@@ -14,6 +14,7 @@ class EvaluationConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_save
 
+        import evaluation.jobs  # noqa: F401 - registers every job handler of the app
         from evaluation.models import Promotion
         from evaluation.rule_stats import register
         from evaluation.trends import trend_panel

@@ -1,11 +1,14 @@
-"""Job handlers of the evaluation app (run by the worker, or in the foreground by commands)."""
+"""Every job of the evaluation app, registered at the bottom (run by the worker, or in the foreground by commands)."""
 from __future__ import annotations
 
 from typing import Any
 
 from evaluation.models import EvaluationRun
-from evaluation.runs import evaluation_run_execute
-from pldreview.jobs import JobProgress
+from evaluation.refine import refine
+from evaluation.report_jobs import generate_report
+from evaluation.runs import JOB_KIND, evaluation_run_execute
+from evaluation.warm import student_state_save_job
+from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
 
 
@@ -20,3 +23,13 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict[str, Any]:
         "accuracy": run.metrics.get("accuracy"),
         "rule_adherence": run.rule_adherence,
     }
+
+
+
+# The kinds are stored in Job rows: they keep the dotted names the handlers had when kinds were import paths.
+job_handlers_register({
+    JOB_KIND: run_evaluation,  # "evaluation.jobs.run_evaluation"
+    "evaluation.refine.refine": refine,
+    "evaluation.report_jobs.generate_report": generate_report,
+    "evaluation.warm.student_state_save_job": student_state_save_job,
+})

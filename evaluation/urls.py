@@ -1,16 +1,49 @@
-"""URLs of the evaluation app. Each area keeps its own list in ``evaluation/views/<area>.py``."""
+"""URLs of the evaluation app: runs, refine, promotion, production, reports, API tokens and the API, in one list."""
 from __future__ import annotations
 
-from evaluation import api
-from evaluation.views import production, promotion, refine, reports, tokens
-from evaluation.views import runs as evaluation_runs
+from django.urls import path
 
-urlpatterns: list = [
-    *reports.urlpatterns,
-    *promotion.urlpatterns,
-    *tokens.urlpatterns,
-    *api.urlpatterns,
-    *evaluation_runs.urlpatterns,
-    *refine.urlpatterns,
-    *production.urlpatterns,
+from evaluation import api
+from evaluation.views import api_tokens, production, promotion, refine, reports, runs
+
+urlpatterns = [
+    # Evaluation runs and refining rules from one.
+    path("evaluations/", runs.run_list, name="pld-evaluation-list"),
+    path("evaluations/start/", runs.run_start, name="pld-evaluation-start"),
+    path("evaluations/compare/", runs.run_compare, name="pld-evaluation-compare"),
+    path("evaluations/<int:run_id>/", runs.run_detail, name="pld-evaluation-detail"),
+    path("evaluations/<int:run_id>/cancel/", runs.run_cancel, name="pld-evaluation-cancel"),
+    path("evaluations/<int:run_id>/resume/", runs.run_resume, name="pld-evaluation-resume"),
+    path("evaluations/<int:run_id>/refine/", refine.refine_page, name="pld-refine"),
+    path("evaluations/<int:run_id>/refine/start/", refine.start_refine, name="pld-refine-start"),
+    # Promotion to production.
+    path("prompts/<int:version_id>/promote/", promotion.promote_prompt, name="pld-prompt-promote"),
+    path("prompts/<int:version_id>/promote/baseline/", promotion.start_gate_baseline,
+         name="pld-prompt-gate-baseline"),
+    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/confirm/", promotion.confirm_override,
+         name="pld-prompt-override-confirm"),
+    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/withdraw/", promotion.withdraw_override,
+         name="pld-prompt-override-withdraw"),
+    # Production: the watch page, its export, logged calls and feedback.
+    path("tasks/<slug:task_name>/production/", production.production_page, name="pld-production"),
+    path("tasks/<slug:task_name>/production/export.<str:fmt>", production.production_export,
+         name="pld-production-export"),
+    path("tasks/<slug:task_name>/production/retention/", production.set_decision_policy,
+         name="pld-production-retention"),
+    path("tasks/<slug:task_name>/calls/", production.classify_call_list, name="pld-classify-call-list"),
+    path("calls/<int:classify_call_id>/", production.classify_call_detail, name="pld-classify-call-detail"),
+    path("calls/<int:classify_call_id>/feedback/", production.give_call_feedback, name="pld-classify-call-feedback"),
+    # Signed reports.
+    path("reports/", reports.report_list, name="pld-report-list"),
+    path("reports/generate/", reports.generate_report, name="pld-report-generate"),
+    path("reports/verify/", reports.verify_report, name="pld-report-verify"),
+    path("reports/<int:report_id>/", reports.report_detail, name="pld-report-detail"),
+    path("reports/<int:report_id>/download/", reports.report_download, name="pld-report-download"),
+    path("reports/<int:report_id>/sign/", reports.sign_report, name="pld-report-sign"),
+    # API tokens (Admins) and the token-authenticated API.
+    path("api-tokens/", api_tokens.api_token_list, name="pld-api-token-list"),
+    path("api-tokens/new/", api_tokens.create_api_token, name="pld-api-token-create"),
+    path("api-tokens/<int:token_id>/revoke/", api_tokens.revoke_api_token, name="pld-api-token-revoke"),
+    path("api/v1/tasks/<str:task_name>/classify", api.classify, name="pld-api-classify"),
+    path("api/v1/openapi.json", api.openapi, name="pld-api-openapi"),
 ]

@@ -1,7 +1,10 @@
-"""Form pieces every app shares: the credentials of an electronic signature."""
+"""Form pieces every app shares (the credentials of an electronic signature) and the ledger page's filter."""
 from __future__ import annotations
 
 from django import forms
+from django.db.models import QuerySet
+
+from pldreview.models import LedgerEntry
 
 
 class SigningForm(forms.Form):
@@ -19,3 +22,40 @@ class SigningForm(forms.Form):
         required=False, max_length=20, label="Authenticator code",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+
+
+class LedgerFilterForm(forms.Form):
+    """What an auditor narrows the ledger to; every field is optional."""
+
+    actor = forms.CharField(required=False, max_length=150, help_text="Username, exactly")
+    event = forms.CharField(
+        required=False, max_length=60,
+        help_text="An event (decision.created) or a prefix ending in a dot (security.)",
+        widget=forms.TextInput(attrs={"list": "ledger-events"}),
+    )
+    object = forms.CharField(
+        required=False, max_length=130, help_text="app_label.model, optionally :id — e.g. rules.decision:12"
+    )
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def filter(self, entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
+        """Return the entries that match the cleaned filters."""
+        data = self.cleaned_data
+        if data.get("actor"):
+            entries = entries.filter(actor_name=data["actor"])
+        event = data.get("event", "")
+        if event.endswith("."):
+            entries = entries.filter(event__startswith=event)
+        elif event:
+            entries = entries.filter(event=event)
+        if data.get("object"):
+            object_type, _, object_id = data["object"].partition(":")
+            entries = entries.filter(object_type=object_type.strip().lower())
+            if object_id.strip():
+                entries = entries.filter(object_id=object_id.strip())
+        if data.get("since"):
+            entries = entries.filter(created_at__date__gte=data["since"])
+        if data.get("until"):
+            entries = entries.filter(created_at__date__lte=data["until"])
+        return entries

@@ -1,9 +1,11 @@
-"""Background job plumbing: start, run, report progress, cancel and retry.
+"""Background job plumbing: the handler registry, start, run, report progress, cancel and retry.
 
-A job's handler is a plain function ``handler(job, progress) -> dict | None`` named by its dotted
-path in ``Job.kind``. The web enqueues it through django-tasks (worker: ``manage.py db_worker``);
-management commands run the same handler in the foreground through ``job_execute``. Handlers
-must skip work that is already stored so that a retry resumes instead of repeating.
+A job's handler is a plain function ``handler(job, progress) -> dict | None`` registered under the
+kind stored in ``Job.kind``. Each app registers all of its handlers in one place, its ``jobs.py``
+(``rules/jobs.py``, ``evaluation/jobs.py``), which its AppConfig.ready imports. The web enqueues a job
+through django-tasks (worker: ``manage.py db_worker``); management commands run the same handler in the
+foreground through ``job_execute``. Handlers must skip work that is already stored so that a retry
+resumes instead of repeating.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django_tasks import task
 
 from pldreview.models import Job
@@ -81,10 +83,34 @@ class JobProgress:
 
 Handler = Callable[[Job, JobProgress], "dict[str, Any] | None"]
 
+_HANDLERS: dict[str, Handler] = {}
+
+
+class UnknownJobKind(LookupError):
+    """Raised for a job kind no app has registered a handler for."""
+
+
+def job_handlers_register(handlers: Mapping[str, Handler]) -> None:
+    """Register job handlers by kind; each app calls it once, from its jobs.py."""
+    for kind, handler in handlers.items():
+        # Kinds are stored in Job rows: one kind must always mean the same handler.
+        if _HANDLERS.setdefault(kind, handler) is not handler:
+            raise ImproperlyConfigured(f"Two handlers registered for job kind {kind!r}")
+
+
+def job_handler(kind: str) -> Handler:
+    """Return the handler registered for a job kind, or raise UnknownJobKind."""
+    try:
+        return _HANDLERS[kind]
+    except KeyError:
+        raise UnknownJobKind(
+            f"No handler for job kind {kind!r}: register it in its app's jobs.py with job_handlers_register"
+        ) from None
+
 
 def job_create(*, kind: str, title: str, params: dict[str, Any], user: Any = None) -> Job:
     """Create a queued job record without enqueueing it (commands then call job_execute)."""
-    import_string(kind)  # fail now, not in the worker, if the handler does not exist
+    job_handler(kind)  # fail now, not in the worker, if the handler does not exist
     job = Job(kind=kind, title=title[:200], params=params, created_by=user if user and user.pk else None)
     job.full_clean()
     job.save()
@@ -118,7 +144,7 @@ def job_execute(job_id: int) -> Job:
     if job.state in {Job.State.SUCCEEDED, Job.State.RUNNING}:
         logger.info("Job %s is %s; not running it again", job.pk, job.state)
         return job
-    handler: Handler = import_string(job.kind)
+    handler = job_handler(job.kind)
     job.state = Job.State.RUNNING
     job.started_at = timezone.now()
     job.finished_at = None

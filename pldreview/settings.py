@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # Every view needs a login unless marked @login_not_required (login, the token API, the "not offered" pages).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "pldreview.accounts.middleware.SessionLimitsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -12,12 +12,13 @@ from django_htmx.http import HttpResponseStopPolling
 from pldreview.glossary import TERMS
 from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
-from pldreview.web import stop_polling_and_refresh
+from pldreview.web import HtmxHttpRequest, stop_polling_and_refresh
 from rules.models import Rule, Task
 from rules.queries import waiting_for
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+@login_not_required
+def permission_denied(request: HtmxHttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Explain a refusal inside the normal page, with the menu and a way back (the project's 403 handler)."""
     referer = request.META.get("HTTP_REFERER", "")
     safe = url_has_allowed_host_and_scheme(
@@ -28,9 +29,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     """Show the overview: tasks, rules awaiting review, recent jobs."""
     tasks = Task.objects.order_by("name")
     pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
@@ -41,17 +41,15 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def glossary(request: HttpRequest) -> HttpResponse:
+def glossary(request: HtmxHttpRequest) -> HttpResponse:
     """Explain every statistic and term of the app in plain words, with the technical name where there is one."""
     return render(request, "pldreview/glossary.html", {"terms": TERMS})
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_job", raise_exception=True)
-def job_list(request: HttpRequest) -> HttpResponse:
+def job_list(request: HtmxHttpRequest) -> HttpResponse:
     """List recent jobs; the htmx poll gets the table alone and stops once nothing is unfinished."""
     jobs = list(Job.objects.select_related("created_by")[:200])
     context = {"jobs": jobs, "any_unfinished": any(not job.is_finished for job in jobs)}
@@ -62,9 +60,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("pldreview.view_job", raise_exception=True)
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Show a job's progress; the htmx poll gets the progress fragment and stops when it has finished."""
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
     if request.htmx:
@@ -74,9 +71,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("pldreview.run_job", raise_exception=True)
-def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
+def cancel_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Ask a job to stop."""
     job = get_object_or_404(Job, pk=job_id)
     job_cancel(job=job)
@@ -85,9 +81,8 @@ def cancel_job(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("pldreview.run_job", raise_exception=True)
-def retry_job(request: HttpRequest, job_id: int) -> HttpResponse:
+def retry_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Queue a failed or cancelled job again; it resumes from its stored work."""
     job = get_object_or_404(Job, pk=job_id)
     if not job.can_retry:

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class RulesConfig(AppConfig):
     name = "rules"
     verbose_name = "Rules"
+
+    def ready(self) -> None:
+        import rules.jobs  # noqa: F401 - registers every job handler of the app

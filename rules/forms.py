@@ -1,12 +1,17 @@
-"""Forms of the review workspace: decisions on a rule, hand-written rules and rule-set order proposals."""
+"""Forms of the rules pages: decisions on a rule, hand-written rules, rule-set order proposals, dataset import
+and the teacher's jobs."""
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from pldreview.forms import SigningForm
-from rules.models import Example, Task
+from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
+from rules.datasets import DEFAULT_SPLIT_SEED
+from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
+from rules.models import Example, Split, Task
 from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
 
 _REASON_ROWS = {"rows": 2}
@@ -130,3 +135,74 @@ class TeacherEndpointForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].initial = default_teacher_endpoint()
+
+
+FORMAT_CHOICES = [
+    ("jsonl", "JSON Lines (one object a line; map its keys below)"),
+    ("csv", "CSV with a header row (map its columns below)"),
+    ("contractnli", "ContractNLI official JSON (documents × hypotheses, evidence spans)"),
+    ("stereoset", "StereoSet flattened JSONL (one example per sentence)"),
+    ("logiqa2", "LogiQA 2.0 JSON lines (passage, question, options → answer letter)"),
+]
+
+
+class DatasetImportForm(forms.Form):
+    task = forms.SlugField(
+        max_length=100, label="Task name",
+        help_text="An existing task, or a new name (letters, digits and hyphens) to create one from the file.",
+    )
+    fmt = forms.ChoiceField(choices=FORMAT_CHOICES, label="Format")
+    file = forms.FileField(label="Dataset file")
+    split = forms.ChoiceField(
+        required=False, label="Split",
+        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")]
+        + [c for c in Split.choices if c[0] != Split.FEEDBACK],
+        help_text="Put every example in one split, or let the seed split them.",
+    )
+    split_seed = forms.IntegerField(
+        required=False, min_value=0, initial=DEFAULT_SPLIT_SEED, label="Split seed",
+        help_text="The same file and seed always give the same split.",
+    )
+    fields = forms.CharField(
+        required=False, label="Field mapping (jsonl and csv)", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One task_field=column a line, e.g. premise=clause. Empty: columns named like the task's fields.",
+    )
+    label_field = forms.CharField(required=False, initial=DEFAULT_LABEL_FIELD, label="Label column (jsonl and csv)")
+    id_field = forms.CharField(required=False, label="Id column (optional)")
+    group_field = forms.CharField(
+        required=False, label="Group column (optional)", help_text="Rows with the same value stay in one split."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("fmt") in KNOWN_FORMATS and (data.get("fields") or "").strip():
+            self.add_error("fields", "This format fixes its fields; leave the mapping empty.")
+        try:
+            data["field_map"] = FieldMap.parse(
+                data.get("fields") or "",
+                label=data.get("label_field") or DEFAULT_LABEL_FIELD,
+                id=data.get("id_field") or "",
+                group=data.get("group_field") or "",
+            )
+        except ValidationError as exc:
+            self.add_error("fields", exc)
+        return data
+
+
+class ExtractionForm(TeacherEndpointForm):
+    limit = forms.IntegerField(
+        required=False, min_value=1, label="Limit", help_text="Only the first N training examples (all labels mixed)."
+    )
+
+
+class ClusteringForm(TeacherEndpointForm):
+    eps = forms.FloatField(initial=DEFAULT_EPS, min_value=0.01, max_value=2.0, label="eps (cosine distance)")
+    min_samples = forms.IntegerField(initial=DEFAULT_MIN_SAMPLES, min_value=1, label="min_samples")
+    adapt = forms.BooleanField(
+        required=False, initial=True, label="Adapt min_samples for small sets",
+        help_text="A cluster needs at least 5% of the micro-rules (at least 2, at most min_samples).",
+    )
+
+
+class PromoteForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")

@@ -1,4 +1,4 @@
-"""Job handlers for teacher work: phase 1 extraction and phase 2 clustering (see pldreview.jobs)."""
+"""Every job of the rules app: teacher work, phase 1 extraction and phase 2 clustering (see pldreview.jobs)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -6,6 +6,7 @@ from typing import Any
 
 from django.urls import reverse
 
+from pldreview.jobs import job_handlers_register
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
 from rules.extraction import extraction_pending, micro_rules_extract
@@ -91,3 +92,10 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
         "message": message,
         "url": reverse("pld-teacher-micro-rules", args=[task.name]) + f"?run={run.pk}",
     }
+
+
+# The kinds are stored in Job rows (and rules/views/teacher.py lists the task's "rules.jobs." jobs): never rename one.
+job_handlers_register({
+    "rules.jobs.extract": extract,
+    "rules.jobs.cluster": cluster,
+})

@@ -13,10 +13,12 @@ os.environ.setdefault("PLD_MFA_REQUIRED", "0")
 os.environ.setdefault("PLD_VAR_DIR", tempfile.mkdtemp(prefix="pld-test-var-"))
 
 from pldreview.settings import *  # noqa: E402,F403
-from pldreview.settings import STORAGES  # noqa: E402
+from pldreview.settings import INSTALLED_APPS, STORAGES  # noqa: E402
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 # Tests never run collectstatic; an existing (empty) root keeps whitenoise from warning on every request.
 STATIC_ROOT = tempfile.mkdtemp(prefix="pld-test-static-")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins for persona fixtures
+# Registers the job handlers the job tests start (tests/pldreview/handlers.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.pldreview.apps.JobTestsConfig"]

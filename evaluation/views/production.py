@@ -8,70 +8,28 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation import charts
 from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
 from evaluation.drift import Watch, production_watch
-from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
-from pldreview.web import form_add_service_errors
-from rules.models import PromptVersion, Split, Task
+from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
+from pldreview.web import form_submit
+from rules.models import Split, Task
+from rules.views.shortcuts import task_or_404
 
 DEFAULT_DAYS = 30
 CALLS_PER_PAGE = 50
 
 
-class WatchFilter(forms.Form):
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    version = forms.ModelChoiceField(queryset=PromptVersion.objects.none(), required=False, label="Prompt version",
-                                     empty_label="The version in production")
-
-    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["version"].queryset = task.prompt_versions.order_by("-number")
-        self.fields["version"].label_from_instance = lambda v: f"v{v.number} ({v.get_status_display()})"
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("start") and data.get("end") and data["start"] > data["end"]:
-            raise ValidationError("The start date is after the end date.")
-        return data
-
-
-class FeedbackForm(forms.Form):
-    correct_label = forms.ChoiceField(label="The right label")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
-                             label="Why the decision was wrong")
-
-    def __init__(self, *args: Any, call: ClassifyCall, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["correct_label"].choices = [
-            (name, name) for name in call.task.label_names if name != call.label
-        ]
-
-
-class PolicyForm(forms.Form):
-    input_retention = forms.ChoiceField(choices=InputRetention.choices, label="Keep inputs as")
-    retention_days = forms.IntegerField(required=False, min_value=1, label="Keep calls for (days)",
-                                        help_text="Empty = PLD_DECISION_RETENTION_DAYS.")
-    reason = forms.CharField(max_length=500, label="Why")
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
-
-
-def _get_call_for_user(request: HttpRequest, call_id: int) -> ClassifyCall:
+def _call_or_404(call_id: int) -> ClassifyCall:
     return get_object_or_404(
         ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), pk=call_id
     )
@@ -112,11 +70,10 @@ def _charts(watch: Watch) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
-    return _production(request, _get_task_for_user(request, task_name))
+    return _production(request, task_or_404(task_name))
 
 
 def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None = None,
@@ -134,20 +91,14 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.set_decision_retention", raise_exception=True)
 def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     """Set the task's input retention and retention period for calls from now on."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = PolicyForm(request.POST)
-    if form.is_valid():
-        try:
-            decision_policy_set(task=task, user=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, "The decision log's retention for this task is changed from the next call on.")
-            return redirect("pld-production", task.name)
+    if form_submit(form, lambda data: decision_policy_set(task=task, user=request.user, **data)) is not None:
+        messages.success(request, "The decision log's retention for this task is changed from the next call on.")
+        return redirect("pld-production", task.name)
     return _production(request, task, form, status=400)
 
 
@@ -185,11 +136,10 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     if fmt not in {"csv", "json"}:
         raise Http404("Export as csv or json")
     form, watch = _watch(request, task)
@@ -210,11 +160,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
     label = request.GET.get("label", "")
     if label in task.label_names:
@@ -235,38 +184,21 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Show one logged decision, its feedback, and the form to mark it wrong."""
-    return _call_page(request, _get_call_for_user(request, classify_call_id))
+    return _call_page(request, _call_or_404(classify_call_id))
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.give_feedback", raise_exception=True)
 def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""
-    call = _get_call_for_user(request, classify_call_id)
+    call = _call_or_404(classify_call_id)
     form = FeedbackForm(request.POST, call=call)
-    if form.is_valid():
-        try:
-            feedback = decision_feedback_give(call=call, correct_label=form.cleaned_data["correct_label"],
-                                              reason=form.cleaned_data["reason"], user=request.user)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Recorded: the right label is {feedback.correct_label}. "
-                                      f"It is now feedback example #{feedback.example_id}.")
-            return redirect("pld-classify-call-detail", call.pk)
+    feedback = form_submit(form, lambda data: decision_feedback_give(call=call, user=request.user, **data))
+    if feedback is not None:
+        messages.success(request, f"Recorded: the right label is {feedback.correct_label}. "
+                                  f"It is now feedback example #{feedback.example_id}.")
+        return redirect("pld-classify-call-detail", call.pk)
     return _call_page(request, call, form, status=400)
-
-
-urlpatterns = [
-    path("tasks/<slug:task_name>/production/", production_page, name="pld-production"),
-    path("tasks/<slug:task_name>/production/export.<str:fmt>", production_export, name="pld-production-export"),
-    path("tasks/<slug:task_name>/production/retention/", set_decision_policy, name="pld-production-retention"),
-    path("tasks/<slug:task_name>/calls/", classify_call_list, name="pld-classify-call-list"),
-    path("calls/<int:classify_call_id>/", classify_call_detail, name="pld-classify-call-detail"),
-    path("calls/<int:classify_call_id>/feedback/", give_call_feedback, name="pld-classify-call-feedback"),
-]

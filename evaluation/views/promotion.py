@@ -1,15 +1,14 @@
 """The promotion page: the gate's conditions and evidence, and the forms that promote, override or roll back."""
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.views.decorators.http import require_http_methods, require_POST
 
+from evaluation.forms import PromotionForm
 from evaluation.models import PromotionOverride
 from evaluation.promotion import (
     flipped_examples,
@@ -33,27 +32,12 @@ from pldreview.signatures import (
 )
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
+from rules.views.shortcuts import prompt_version_or_404
 
 FLIPS_SHOWN = 50
 
 
-class PromotionForm(SigningForm):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), label="Reason",
-        help_text="Why this version should serve production now. Kept forever in the audit record.",
-    )
-    override_justification = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Override justification",
-        help_text="Only when the gate fails: why promoting anyway is right. A second Admin must confirm it; "
-                  "it is shown on the report with the failing figures.",
-    )
-
-
-def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:
-    return get_object_or_404(PromptVersion.objects.select_related("task"), pk=version_id)
-
-
-def _get_override_for_user(request: HttpRequest, version: PromptVersion, override_id: int) -> PromotionOverride:
+def _override_or_404(version: PromptVersion, override_id: int) -> PromotionOverride:
     return get_object_or_404(PromotionOverride.objects.select_related("requested_by"), pk=override_id,
                              prompt_version=version)
 
@@ -77,11 +61,10 @@ def _page(
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show the gate's conditions; promote a passing version, or request an override of a failing one."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     form = PromotionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -118,12 +101,11 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Confirm another Admin's override request as the second Admin (a signing), which promotes the version."""
-    version = _get_version_for_user(request, version_id)
-    override = _get_override_for_user(request, version, override_id)
+    version = prompt_version_or_404(version_id)
+    override = _override_or_404(version, override_id)
     confirm_form = SigningForm(request.POST)
     confirm_form.is_valid()
     try:
@@ -141,12 +123,11 @@ def confirm_override(request: HttpRequest, version_id: int, override_id: int) ->
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Withdraw a pending override request."""
-    version = _get_version_for_user(request, version_id)
-    override = _get_override_for_user(request, version, override_id)
+    version = prompt_version_or_404(version_id)
+    override = _override_or_404(version, override_id)
     try:
         promotion_override_withdraw(override=override, user=request.user)
     except ValidationError as exc:
@@ -157,11 +138,10 @@ def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start the zero-shot run the gate needs on the version's test examples, and show its progress."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     try:
         run = gate_baseline_start(prompt_version=version, user=request.user)
     except ValidationError as exc:
@@ -169,13 +149,3 @@ def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
         return redirect("pld-prompt-promote", version.pk)
     messages.success(request, f"Zero-shot baseline run {run.pk} started; the gate uses it once it has finished.")
     return redirect(run.get_absolute_url())
-
-
-urlpatterns = [
-    path("prompts/<int:version_id>/promote/", promote_prompt, name="pld-prompt-promote"),
-    path("prompts/<int:version_id>/promote/baseline/", start_gate_baseline, name="pld-prompt-gate-baseline"),
-    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/confirm/", confirm_override,
-         name="pld-prompt-override-confirm"),
-    path("prompts/<int:version_id>/promote/overrides/<int:override_id>/withdraw/", withdraw_override,
-         name="pld-prompt-override-withdraw"),
-]

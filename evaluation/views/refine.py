@@ -1,33 +1,17 @@
 """Refine page of an evaluation run: its inputs (failures, feedback examples), the start form, the proposals."""
 from __future__ import annotations
 
-from django import forms
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from evaluation.forms import RefineForm
 from evaluation.models import EvaluationRun
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS, feedback_examples
-from pldreview.jobs import job_start_from_form
-from rules.forms import TeacherEndpointForm
+from evaluation.refine import feedback_examples
+from evaluation.views.shortcuts import run_or_404
+from pldreview.web import job_start_or_form_page
 from rules.models import Rule
-
-
-class RefineForm(TeacherEndpointForm):
-    max_groups = forms.IntegerField(initial=DEFAULT_MAX_GROUPS, min_value=1, max_value=20,
-                                    label="Failure groups to diagnose")
-    dev_limit = forms.IntegerField(initial=DEFAULT_DEV_LIMIT, min_value=1, max_value=500,
-                                   label="Dev examples for the before/after measurement")
-    include_feedback = forms.BooleanField(
-        required=False, initial=True, label="Also diagnose the task's feedback examples",
-        help_text="Production decisions Reviewers marked wrong, listed under Inputs.",
-    )
-
-
-def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
-    return get_object_or_404(EvaluationRun.objects.select_related("task"), pk=run_id)
 
 
 def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = None) -> dict:
@@ -47,32 +31,21 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     return render(request, "evaluation/refine.html", _page(request, run))
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = run_or_404(run_id)
     form = RefineForm(request.POST)
     context = _page(request, run, form)
     if context["refusal"]:
         form.add_error(None, context["refusal"])
-    job = job_start_from_form(
-        form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
-        params={"evaluation": run.pk}, user=request.user,
+    return job_start_or_form_page(
+        request, form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
+        params={"evaluation": run.pk}, template="evaluation/refine.html", page=lambda: context,
     )
-    if job is None:
-        return render(request, "evaluation/refine.html", context, status=400)
-    return redirect(job)
-
-
-urlpatterns = [
-    path("evaluations/<int:run_id>/refine/", refine_page, name="pld-refine"),
-    path("evaluations/<int:run_id>/refine/start/", start_refine, name="pld-refine-start"),
-]

@@ -1,16 +1,18 @@
 """Signed reports: list, detail, download, generate (as a job) and the auditor's verification upload."""
 from __future__ import annotations
 
-from django import forms
+from typing import Any
+
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from evaluation.forms import GenerateReportForm, SignReportForm, VerifyReportForm
 from evaluation.models import Report
 from evaluation.reports import (
     ReportError,
@@ -21,37 +23,14 @@ from evaluation.reports import (
     report_signed_content,
 )
 from evaluation.verification import report_verify
-from pldreview.forms import SigningForm
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
-from pldreview.web import form_add_service_errors
+from pldreview.web import HtmxHttpRequest, form_submit
 from rules.models import PromptVersion
 
 REPORTS_SHOWN = 200
-MAX_VERIFY_BYTES = 50 * 1024 * 1024
 
 
-class GenerateReportForm(forms.Form):
-    prompt_version = forms.ModelChoiceField(queryset=PromptVersion.objects.select_related("task"))
-
-
-class SignReportForm(SigningForm):
-    reason = forms.CharField(
-        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason (optional)",
-        help_text="E.g. “Read in full; the decisions and figures are correct.”",
-    )
-
-
-class VerifyReportForm(forms.Form):
-    file = forms.FileField(label="Report PDF", help_text="The signed PDF exactly as you received it.")
-
-    def clean_file(self) -> object:
-        upload = self.cleaned_data["file"]
-        if upload.size > MAX_VERIFY_BYTES:
-            raise ValidationError(f"The file is larger than {MAX_VERIFY_BYTES // (1024 * 1024)} MiB.")
-        return upload
-
-
-def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:
+def _report_or_404(report_id: int) -> Report:
     """Return the report, or 404; everyone who may view reports sees all of them."""
     reports = Report.objects.select_related(
         "prompt_version", "prompt_version__task", "generated_by", "job", "signature"
@@ -60,9 +39,8 @@ def _get_report_for_user(request: HttpRequest, report_id: int) -> Report:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_list(request: HttpRequest) -> HttpResponse:
+def report_list(request: HtmxHttpRequest) -> HttpResponse:
     reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by")
     version = None
     version_id = request.GET.get("version", "")
@@ -74,49 +52,44 @@ def report_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_detail(request: HttpRequest, report_id: int) -> HttpResponse:
-    report = _get_report_for_user(request, report_id)
+def report_detail(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = _report_or_404(report_id)
     if request.htmx:
         return render(request, "evaluation/report_detail.html#report-status", {"report": report})
     return _detail_page(request, report, SignReportForm())
 
 
-def _detail_page(request: HttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
+def _detail_page(request: HtmxHttpRequest, report: Report, form: SignReportForm, status: int = 200) -> HttpResponse:
     return render(request, "evaluation/report_detail.html", {
         "report": report, "sign_form": form, **signing_context(request),
     }, status=status)
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.generate_report", raise_exception=True)
-def sign_report(request: HttpRequest, report_id: int) -> HttpResponse:
+def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
-    report = _get_report_for_user(request, report_id)
+    report = _report_or_404(report_id)
     form = SignReportForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            with signing():
-                signature = signature_sign_from_form(
-                    request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
-                )
-                report_sign(report=report, user=request.user, signature=signature)
-        except ValidationError as exc:
-            form_add_service_errors(form, exc)
-        else:
-            messages.success(request, f"You signed report {report.pk}.")
-            return redirect(report.get_absolute_url())
-    return _detail_page(request, _get_report_for_user(request, report_id), form, status=400)
+
+    def sign(data: dict[str, Any]) -> Report:
+        with signing():
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
+            )
+            return report_sign(report=report, user=request.user, signature=signature)
+
+    if form_submit(form, sign) is not None:
+        messages.success(request, f"You signed report {report.pk}.")
+        return redirect(report.get_absolute_url())
+    return _detail_page(request, _report_or_404(report_id), form, status=400)
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_report", raise_exception=True)
-def report_download(request: HttpRequest, report_id: int) -> FileResponse:
-    report = _get_report_for_user(request, report_id)
+def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
+    report = _report_or_404(report_id)
     if report.status != Report.Status.READY:
         raise Http404("This report has no file to download.")
     try:
@@ -127,9 +100,8 @@ def report_download(request: HttpRequest, report_id: int) -> FileResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.generate_report", raise_exception=True)
-def generate_report(request: HttpRequest) -> HttpResponse:
+def generate_report(request: HtmxHttpRequest) -> HttpResponse:
     form = GenerateReportForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a prompt version to report on.")
@@ -148,9 +120,8 @@ def generate_report(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.verify_report", raise_exception=True)
-def verify_report(request: HttpRequest) -> HttpResponse:
+def verify_report(request: HtmxHttpRequest) -> HttpResponse:
     verdict = None
     if request.method == "POST":
         form = VerifyReportForm(request.POST, request.FILES)
@@ -162,13 +133,3 @@ def verify_report(request: HttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "evaluation/report_verify.html#verify-result", context)
     return render(request, "evaluation/report_verify.html", context)
-
-
-urlpatterns = [
-    path("reports/", report_list, name="pld-report-list"),
-    path("reports/generate/", generate_report, name="pld-report-generate"),
-    path("reports/verify/", verify_report, name="pld-report-verify"),
-    path("reports/<int:report_id>/", report_detail, name="pld-report-detail"),
-    path("reports/<int:report_id>/download/", report_download, name="pld-report-download"),
-    path("reports/<int:report_id>/sign/", sign_report, name="pld-report-sign"),
-]

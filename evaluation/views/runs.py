@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.forms import RunStartForm
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs import (
     evaluation_run_cancel,
@@ -21,50 +21,14 @@ from evaluation.runs import (
     run_is_stale,
     run_prompt_provenance,
 )
-from pldreview.web import form_add_service_errors, stop_polling_and_refresh
-from rules.models import PromptVersion, Split, Task
+from evaluation.views.shortcuts import run_or_404
+from pldreview.web import HtmxHttpRequest, form_submit, stop_polling_and_refresh
+from rules.models import PromptVersion, Task
 
 LIST_SIZE = 100
 FAILURES_PAGE_SIZE = 20
 FLIPS_SHOWN = 50
 HEAT_LEVELS = 10
-
-
-class RunStartForm(forms.Form):
-    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name")
-    mode = forms.ChoiceField(choices=EvaluationRun.Mode.choices, initial=EvaluationRun.Mode.PLD)
-    split = forms.ChoiceField(choices=Split.choices, initial=Split.TEST)
-    prompt_version = forms.ModelChoiceField(
-        queryset=PromptVersion.objects.select_related("task").order_by("task__name", "-number"),
-        required=False,
-        help_text="pld: the compiled prompt version to evaluate.",
-    )
-    prompt_text = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6}),
-        required=False,
-        help_text="pld without a prompt version: paste the rules prompt here.",
-    )
-    limit = forms.IntegerField(min_value=1, required=False, help_text="Evaluate at most this many examples.")
-    seed = forms.IntegerField(initial=0)
-    k_shot = forms.IntegerField(label="k (few-shot)", min_value=1, max_value=32, initial=4)
-    calibrate = forms.BooleanField(
-        required=False, help_text="Subtract the label prior measured on a content-free input."
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        version = data.get("prompt_version")
-        if version is not None and data.get("task") is not None and version.task_id != data["task"].pk:
-            self.add_error("prompt_version", "That prompt version belongs to another task.")
-        if data.get("mode") == EvaluationRun.Mode.PLD and version is None and not data.get("prompt_text", "").strip():
-            self.add_error("prompt_text", "A pld run needs a prompt version or a pasted rules prompt.")
-        return data
-
-
-def _get_run_for_user(request: HttpRequest, run_id: int) -> EvaluationRun:
-    """Return a run with what its pages show, or 404; every role that may view runs sees all of them."""
-    runs = EvaluationRun.objects.select_related("task", "prompt_version", "job", "created_by")
-    return get_object_or_404(runs, pk=run_id)
 
 
 def confusion_rows(run: EvaluationRun) -> list[dict[str, Any]]:
@@ -107,9 +71,8 @@ def _progress(run: EvaluationRun) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: HtmxHttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version", "created_by")
     task_name = request.GET.get("task", "")
     if task_name:
@@ -124,31 +87,25 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_start(request: HttpRequest) -> HttpResponse:
+def run_start(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RunStartForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                run = evaluation_run_start(
-                    task=data["task"],
-                    mode=data["mode"],
-                    split=data["split"],
-                    prompt_version=data["prompt_version"],
-                    prompt_text=data["prompt_text"] or "",
-                    limit=data["limit"],
-                    seed=data["seed"],
-                    k_shot=data["k_shot"],
-                    calibrate=data["calibrate"],
-                    user=request.user,
-                )
-            except ValidationError as exc:
-                form_add_service_errors(form, exc)
-            else:
-                messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
-                return redirect(run)
+        run = form_submit(form, lambda data: evaluation_run_start(
+            task=data["task"],
+            mode=data["mode"],
+            split=data["split"],
+            prompt_version=data["prompt_version"],
+            prompt_text=data["prompt_text"] or "",
+            limit=data["limit"],
+            seed=data["seed"],
+            k_shot=data["k_shot"],
+            calibrate=data["calibrate"],
+            user=request.user,
+        ))
+        if run is not None:
+            messages.success(request, f"Evaluation run {run.pk} started: {run.n_examples} examples.")
+            return redirect(run)
     else:
         initial: dict[str, Any] = {}
         if request.GET.get("task"):
@@ -164,10 +121,9 @@ def run_start(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = run_or_404(run_id)
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "evaluation/run_detail.html#run-progress", {"run": run, "progress": _progress(run)})
@@ -198,20 +154,18 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = run_or_404(run_id)
     evaluation_run_cancel(run=run)
     messages.info(request, "Cancellation requested; the run stops after its current example. Resume continues it.")
     return redirect(run)
 
 
 @require_POST
-@login_required
 @permission_required("evaluation.run_evaluation", raise_exception=True)
-def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _get_run_for_user(request, run_id)
+def run_resume(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = run_or_404(run_id)
     try:
         evaluation_run_resume(run=run, user=request.user)
     except ValidationError as exc:
@@ -247,9 +201,8 @@ COMPARED_METRICS = [
 
 
 @require_GET
-@login_required
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
-def run_compare(request: HttpRequest) -> HttpResponse:
+def run_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs = EvaluationRun.objects.select_related("task", "prompt_version").order_by("-created_at")
     a_id, b_id = request.GET.get("a", ""), request.GET.get("b", "")
     context: dict[str, Any] = {"choices": runs[:LIST_SIZE], "a_id": a_id, "b_id": b_id}
@@ -275,13 +228,3 @@ def run_compare(request: HttpRequest) -> HttpResponse:
 def compare_url(a: EvaluationRun, b: EvaluationRun) -> str:
     """Return the URL comparing run a (before) with run b (after)."""
     return f"{reverse('pld-evaluation-compare')}?a={a.pk}&b={b.pk}"
-
-
-urlpatterns = [
-    path("evaluations/", run_list, name="pld-evaluation-list"),
-    path("evaluations/start/", run_start, name="pld-evaluation-start"),
-    path("evaluations/compare/", run_compare, name="pld-evaluation-compare"),
-    path("evaluations/<int:run_id>/", run_detail, name="pld-evaluation-detail"),
-    path("evaluations/<int:run_id>/cancel/", run_cancel, name="pld-evaluation-cancel"),
-    path("evaluations/<int:run_id>/resume/", run_resume, name="pld-evaluation-resume"),
-]

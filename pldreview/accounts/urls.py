@@ -1,12 +1,14 @@
 """Account pages: the Admin's users and roles, the Auditor's security events, and django-allauth's pages."""
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest
 from django.urls import include, path, re_path
 
 from pldreview.accounts import views
 
 
+@login_not_required  # a visitor who clicks "forgot password" is not logged in
 def _not_offered(request: HttpRequest, *args: object, **kwargs: object) -> None:
     # No e-mail in this deployment: an Admin creates accounts and forces password resets.
     raise Http404("Not offered: ask an Admin")

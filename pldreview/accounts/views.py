@@ -6,7 +6,7 @@ from datetime import datetime, time
 from axes.models import AccessAttempt
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from pldreview.accounts import services
+from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
 from pldreview.accounts.models import AccountState
 from pldreview.models import LedgerEntry
 from pldreview.roles import ROLES, role_names
@@ -25,38 +26,7 @@ SECURITY_PREFIX = "security."
 EVENTS_PER_PAGE = 50
 
 
-class UserCreateForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    first_name = forms.CharField(max_length=150, label="Given name")
-    last_name = forms.CharField(max_length=150, label="Family name")
-    roles = forms.MultipleChoiceField(choices=[(r, r) for r in ROLES], widget=forms.CheckboxSelectMultiple)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
-
-
-class UserActionForm(forms.Form):
-    ACTIONS = [
-        ("grant", "Grant role"),
-        ("revoke", "Revoke role"),
-        ("deactivate", "Deactivate"),
-        ("activate", "Activate"),
-        ("unlock", "Unlock failed logins"),
-        ("reset_password", "Force a password reset"),
-        ("reset_mfa", "Reset the second factor"),
-    ]
-    action = forms.ChoiceField(choices=ACTIONS)
-    role = forms.ChoiceField(choices=[("", "—"), *[(r, r) for r in ROLES]], required=False)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
-
-
-class SecurityEventFilter(forms.Form):
-    user = forms.CharField(required=False, label="Username")
-    event = forms.CharField(required=False, label="Event", help_text="e.g. security.login_failed")
-    since = forms.DateField(required=False, label="From (UTC)", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To (UTC)", widget=forms.DateInput(attrs={"type": "date"}))
-
-
 @require_GET
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def user_list(request: HttpRequest) -> HttpResponse:
     """List every user, active or not, with roles and whether a lockout is in force."""
@@ -70,7 +40,6 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def create_user(request: HttpRequest) -> HttpResponse:
     """Create a user with roles; the temporary password is shown once, on the answer to this POST."""
@@ -86,7 +55,6 @@ def create_user(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     """Show one user's roles, state and recent security events, with the actions an Admin may take."""
@@ -105,7 +73,6 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("accounts.manage_users", raise_exception=True)
 def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
     """Apply one action to a user, with a reason; a forced reset answers with the temporary password once."""
@@ -142,7 +109,6 @@ def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("accounts.view_security_events", raise_exception=True)
 def security_events(request: HttpRequest) -> HttpResponse:
     """List the ledger's security events, newest first, filtered by user, event and date."""

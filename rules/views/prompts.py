@@ -2,30 +2,21 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from rules.compiler import prompt_version_compile
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.prompt_diff import prompt_version_diff
-
-
-def _get_version_for_user(request: HttpRequest, version_id: int) -> PromptVersion:
-    """Return a prompt version, or 404; every role that reads prompt versions sees all of them."""
-    return get_object_or_404(PromptVersion.objects.select_related("task", "compiled_by"), pk=version_id)
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
+from rules.views.shortcuts import prompt_version_or_404, task_or_404
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_list(request: HttpRequest) -> HttpResponse:
     """List prompt versions, newest first, for every task or one (``?task=``)."""
@@ -48,11 +39,10 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
-    version = _get_version_for_user(request, version_id)
+    version = prompt_version_or_404(version_id)
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
     runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
     promotions = (
@@ -74,7 +64,6 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_compare(request: HttpRequest) -> HttpResponse:
     """Compare two versions of a task's prompt (``?a=ID&b=ID``): text diff and rules added, removed, changed."""
@@ -99,11 +88,10 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     """Compile the task's approved rule set and show the (new or existing) prompt version."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     try:
         version, created = prompt_version_compile(task=task, user=request.user)
     except ValidationError as exc:
@@ -114,11 +102,3 @@ def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     else:
         messages.info(request, f"The approved rule set has not changed since {version}; no new version was made.")
     return redirect(version.get_absolute_url())
-
-
-urlpatterns = [
-    path("prompts/", prompt_version_list, name="pld-prompt-version-list"),
-    path("prompts/compare/", prompt_version_compare, name="pld-prompt-version-compare"),
-    path("prompts/<int:version_id>/", prompt_version_detail, name="pld-prompt-version-detail"),
-    path("tasks/<slug:task_name>/compile-prompt/", compile_prompt, name="pld-prompt-compile"),
-]

@@ -4,16 +4,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
 
+from pldreview.models import Signature
 from pldreview.signatures import (
     Meaning,
     rule_content_sha256,
@@ -22,7 +23,7 @@ from pldreview.signatures import (
     signing,
     signing_context,
 )
-from pldreview.web import form_add_service_errors
+from pldreview.web import HtmxHttpRequest, form_add_service_errors
 from rules import services
 from rules.diffs import fields_diff
 from rules.discussion import rule_comment_add
@@ -41,6 +42,7 @@ from rules.queries import (
     waiting_for,
 )
 from rules.search import search_rules
+from rules.views.shortcuts import task_or_404
 
 QUEUE_PAGE_SIZE = 25
 SEARCH_SHOWN = 50
@@ -52,16 +54,12 @@ _FLASH_KEY = "pld_review_flash"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _get_rule_for_user(request: HttpRequest, rule_id: int) -> Rule:
+def _rule_or_404(rule_id: int) -> Rule:
     """Return the rule with what its page shows, or 404; every role that may view rules sees all of them."""
     rules = Rule.objects.select_related(
         "task", "proposed_by", "current_revision", "current_revision__author", "refines"
     ).annotate(n_micro_rules=Count("micro_rules", distinct=True))
     return get_object_or_404(rules, pk=rule_id)
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
 
 
 def _with_query(url: str, filters: QueueFilters) -> str:
@@ -88,7 +86,7 @@ def _decision_flash(decision: Decision) -> str:
     return f"{decision.get_action_display()} rule {rule.pk}."
 
 
-def _flash_from_session(request: HttpRequest) -> dict[str, Any] | None:
+def _flash_from_session(request: HtmxHttpRequest) -> dict[str, Any] | None:
     data = request.session.pop(_FLASH_KEY, None)
     if not data:
         return None
@@ -98,7 +96,7 @@ def _flash_from_session(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _workspace_context(
-    request: HttpRequest, rule: Rule, filters: QueueFilters, *, forms: dict[str, Any] | None = None
+    request: HtmxHttpRequest, rule: Rule, filters: QueueFilters, *, forms: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Return everything the rule page shows, in a constant number of queries."""
     task = rule.task
@@ -187,7 +185,7 @@ def _dev_rows(proposal: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def _render_workspace(
-    request: HttpRequest, rule: Rule, filters: QueueFilters, *, flash: dict[str, Any] | None = None,
+    request: HtmxHttpRequest, rule: Rule, filters: QueueFilters, *, flash: dict[str, Any] | None = None,
     stale: services.StaleRuleError | None = None, forms: dict[str, Any] | None = None, status: int = 200,
 ) -> HttpResponse:
     context = _workspace_context(request, rule, filters, forms=forms)
@@ -205,7 +203,7 @@ def _render_workspace(
     return render(request, "rules/rule_detail.html", context, status=status)
 
 
-def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[str, Any] | None) -> HttpResponse:
+def _empty_workspace(request: HtmxHttpRequest, filters: QueueFilters, flash: dict[str, Any] | None) -> HttpResponse:
     context = {
         "flash": flash,
         "filters": filters,
@@ -217,7 +215,15 @@ def _empty_workspace(request: HttpRequest, filters: QueueFilters, flash: dict[st
     return push_url(response, context["queue_url"])
 
 
-def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
+def _sign_typed_rule(request: HtmxHttpRequest, data: dict[str, Any], *, meaning: Meaning) -> Signature:
+    """Sign the rule's text, label and precedence note as typed in the form (an edit or a hand-written rule)."""
+    content = rule_content_sha256(
+        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+    )
+    return signature_sign_from_form(request, data, meaning=meaning, content_sha256=content)
+
+
+def _after_decision(request: HtmxHttpRequest, decision: Decision, filters: QueueFilters) -> HttpResponse:
     """Advance to the next rule of the queue, with a flash that offers to undo the decision."""
     rule = decision.rule
     text = _decision_flash(decision)
@@ -230,12 +236,24 @@ def _after_decision(request: HttpRequest, decision: Decision, filters: QueueFilt
     flash = {"text": text, "decision": decision}
     if following is None:
         return _empty_workspace(request, filters, flash)
-    return _render_workspace(request, _get_rule_for_user(request, following.pk), filters, flash=flash)
+    return _render_workspace(request, _rule_or_404(following.pk), filters, flash=flash)
 
 
-def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
-    """Parse a decision form, call its service, and answer with the next rule or the form's errors."""
-    rule = _get_rule_for_user(request, rule_id)
+# --- pages ---------------------------------------------------------------------------------------
+
+
+# Approve and reject sign the rule as it stands; an edit signs the text typed into the form.
+_VERDICTS = {
+    "approve": (Meaning.APPROVED, services.rule_approve),
+    "reject": (Meaning.REJECTED, services.rule_reject),
+}
+
+
+@require_POST
+@permission_required("rules.review_rule", raise_exception=True)
+def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpResponse:
+    """Approve, edit or reject the rule (``kind``, set by its URL pattern); answer with the next rule or the errors."""
+    rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.POST, prefix="q_")
     form_class = {"approve": ApproveForm, "edit": EditForm, "reject": RejectForm}[kind]
     kwargs = {"task": rule.task} if kind == "edit" else {}
@@ -244,34 +262,24 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             with signing():
-                if kind == "approve":
+                if kind in _VERDICTS:
+                    meaning, decide = _VERDICTS[kind]
                     signature = signature_sign_from_form(
-                        request, data, meaning=Meaning.APPROVED, content_sha256=services.rule_signed_content(rule)
+                        request, data, meaning=meaning, content_sha256=services.rule_signed_content(rule)
                     )
-                    decision = services.rule_approve(
-                        rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
-                        signature=signature,
-                    )
-                elif kind == "reject":
-                    signature = signature_sign_from_form(
-                        request, data, meaning=Meaning.REJECTED, content_sha256=services.rule_signed_content(rule)
-                    )
-                    decision = services.rule_reject(
+                    decision = decide(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         signature=signature,
                     )
                 else:
-                    edited = rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
-                    )
-                    signature = signature_sign_from_form(request, data, meaning=Meaning.EDITED, content_sha256=edited)
+                    signature = _sign_typed_rule(request, data, meaning=Meaning.EDITED)
                     decision = services.rule_edit(
                         rule=rule, user=request.user, lock_version=data["lock_version"], reason=data["reason"],
                         text=data["text"], label=data["label"], topic=data["topic"],
                         precedence_note=data["precedence_note"], signature=signature,
                     )
         except services.StaleRuleError as exc:
-            fresh = _get_rule_for_user(request, rule_id)
+            fresh = _rule_or_404(rule_id)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
         except ValidationError as exc:
             form_add_service_errors(form, exc)
@@ -280,13 +288,9 @@ def _decide(request: HttpRequest, rule_id: int, kind: str) -> HttpResponse:
     return _render_workspace(request, rule, filters, forms={kind: form, "open": kind}, status=400)
 
 
-# --- pages ---------------------------------------------------------------------------------------
-
-
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def review_queue_page(request: HttpRequest) -> HttpResponse:
+def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
     """Show the filtered, paginated queue of rules with the status counts."""
     filters = QueueFilters.from_query(request.GET)
     page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -317,9 +321,8 @@ def review_queue_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
-def waiting_for_me(request: HttpRequest) -> HttpResponse:
+def waiting_for_me(request: HtmxHttpRequest) -> HttpResponse:
     """List the pending rules whose current revision the user may decide: not theirs, not yet approved by them."""
     rules = (
         waiting_for(request.user)
@@ -331,9 +334,8 @@ def waiting_for_me(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
-def waiting_badge(request: HttpRequest) -> HttpResponse:
+def waiting_badge(request: HtmxHttpRequest) -> HttpResponse:
     """Answer the navigation badge with how many revisions wait for the user, and how many are new since the
     count the page last showed (``known``, sent back by the poll)."""
     n_waiting = waiting_for(request.user).count()
@@ -343,44 +345,18 @@ def waiting_badge(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
+def rule_detail(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
-    rule = _get_rule_for_user(request, rule_id)
+    rule = _rule_or_404(rule_id)
     filters = QueueFilters.from_query(request.GET)
     flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
     return _render_workspace(request, rule, filters, flash=flash)
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
-def approve_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Approve the rule's current revision and move to the next rule."""
-    return _decide(request, rule_id, "approve")
-
-
-@require_POST
-@login_required
-@permission_required("rules.review_rule", raise_exception=True)
-def edit_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Save a new revision of the rule and move to the next rule."""
-    return _decide(request, rule_id, "edit")
-
-
-@require_POST
-@login_required
-@permission_required("rules.review_rule", raise_exception=True)
-def reject_rule(request: HttpRequest, rule_id: int) -> HttpResponse:
-    """Reject the rule with a reason and move to the next rule."""
-    return _decide(request, rule_id, "reject")
-
-
-@require_POST
-@login_required
-@permission_required("rules.review_rule", raise_exception=True)
-def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
+def undo_decision(request: HtmxHttpRequest, decision_id: int) -> HttpResponse:
     """Undo the reviewer's own last decision and show the rule again."""
     decision = get_object_or_404(Decision.objects.select_related("rule"), pk=decision_id)
     if decision.reviewer_id != request.user.pk:
@@ -389,7 +365,7 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     try:
         undo = services.decision_undo(decision=decision, user=request.user)
     except ValidationError as exc:
-        rule = _get_rule_for_user(request, decision.rule_id)
+        rule = _rule_or_404(decision.rule_id)
         flash = {"text": " ".join(exc.messages), "error": True}
         if not request.htmx:
             request.session[_FLASH_KEY] = {"text": flash["text"], "decision_id": None}
@@ -399,13 +375,12 @@ def undo_decision(request: HttpRequest, decision_id: int) -> HttpResponse:
     if not request.htmx:
         request.session[_FLASH_KEY] = {"text": text, "decision_id": None}
         return redirect(_with_query(undo.rule.get_absolute_url(), filters))
-    return _render_workspace(request, _get_rule_for_user(request, undo.rule_id), filters, flash={"text": text})
+    return _render_workspace(request, _rule_or_404(undo.rule_id), filters, flash={"text": text})
 
 
 @require_POST
-@login_required
 @permission_required("rules.review_rule", raise_exception=True)
-def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
+def add_comment(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
     rule = get_object_or_404(Rule, pk=rule_id)
     error = ""
@@ -423,11 +398,10 @@ def add_comment(request: HttpRequest, rule_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def rule_history(request: HttpRequest, rule_id: int) -> HttpResponse:
+def rule_history(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
-    rule = _get_rule_for_user(request, rule_id)
+    rule = _rule_or_404(rule_id)
     revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
     by_number = {r.number: r for r in revisions}
     latest = revisions[-1].number if revisions else 1
@@ -541,11 +515,10 @@ def _ruleset_context(
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
+def ruleset_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
     context = _ruleset_context(task, request.user, query=query) | signing_context(request)
     context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
@@ -553,7 +526,7 @@ def ruleset_page(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 def _ruleset_answer(
-    request: HttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None,
+    request: HtmxHttpRequest, task: Task, *, flash: str = "", error: str = "", form: ReorderProposalForm | None = None,
     decide: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """Answer a rule-set action: the list fragment for htmx, else a redirect (or the page with the error).
@@ -575,11 +548,10 @@ def _ruleset_answer(
 
 
 @require_POST
-@login_required
 @permission_required("rules.reorder_ruleset", raise_exception=True)
-def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
+def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Propose a new order of the rule set from the numbers typed for its rules."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     form = ReorderProposalForm(request.POST, rule_ids=[r.pk for r in services.ruleset_rules(task)])
     if not form.is_valid():
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
@@ -601,8 +573,12 @@ def reorder_ruleset(request: HttpRequest, task_name: str) -> HttpResponse:
     )
 
 
-def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpResponse:
-    proposal = get_object_or_404(RuleSetReorderProposal.objects.select_related("task"), pk=proposal_id)
+@require_POST
+@permission_required("rules.reorder_ruleset", raise_exception=True)
+def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
+    """Approve (enough approvals apply it) or reject an order proposal (``kind``, set by its URL pattern)."""
+    proposals = RuleSetReorderProposal.objects.select_related("task")
+    proposal = get_object_or_404(proposals, pk=rule_set_reorder_proposal_id)
     form = ProposalDecisionForm(request.POST)
     data = form.cleaned_data if form.is_valid() else {}
     reason = data.get("reason", "")
@@ -639,22 +615,6 @@ def _decide_proposal(request: HttpRequest, proposal_id: int, kind: str) -> HttpR
     return _ruleset_answer(request, proposal.task, flash=flash)
 
 
-@require_POST
-@login_required
-@permission_required("rules.reorder_ruleset", raise_exception=True)
-def approve_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
-    """Approve another reviewer's order proposal; enough approvals apply it."""
-    return _decide_proposal(request, rule_set_reorder_proposal_id, "approve")
-
-
-@require_POST
-@login_required
-@permission_required("rules.reorder_ruleset", raise_exception=True)
-def reject_reorder_proposal(request: HttpRequest, rule_set_reorder_proposal_id: int) -> HttpResponse:
-    """Reject (or withdraw one's own) order proposal with a reason."""
-    return _decide_proposal(request, rule_set_reorder_proposal_id, "reject")
-
-
 EXAMPLES_FOUND = 20
 
 
@@ -670,9 +630,8 @@ def _find_examples(task: Task, query: str) -> list[Example]:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("rules.add_rule", raise_exception=True)
-def rule_create(request: HttpRequest) -> HttpResponse:
+def rule_create(request: HtmxHttpRequest) -> HttpResponse:
     """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
     tasks = list(Task.objects.order_by("name"))
     wanted = request.GET.get("task") or request.POST.get("task") or ""
@@ -690,10 +649,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             try:
                 with signing():
-                    written = rule_content_sha256(
-                        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
-                    )
-                    signature = signature_sign_from_form(request, data, meaning=Meaning.WRITTEN, content_sha256=written)
+                    signature = _sign_typed_rule(request, data, meaning=Meaning.WRITTEN)
                     rule = services.rule_create(
                         task=selected, user=request.user, text=data["text"], label=data["label"],
                         topic=data["topic"], precedence_note=data["precedence_note"], reason=data["reason"],
@@ -722,11 +678,10 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_rule", raise_exception=True)
-def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
+def decision_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     query = request.GET.get("q", "").strip()[:200]
     decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
     if query:
@@ -736,11 +691,10 @@ def decision_log_page(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.export_decision_log", raise_exception=True)
-def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+def decision_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     if fmt == "csv":
         response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
     elif fmt == "json":
@@ -749,26 +703,3 @@ def decision_log(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse
         raise Http404("Export as csv or json")
     response["Content-Disposition"] = f'attachment; filename="{task.name}-decision-log.{fmt}"'
     return response
-
-
-urlpatterns = [
-    path("review/", review_queue_page, name="pld-review-queue"),
-    path("review/waiting/", waiting_for_me, name="pld-waiting-for-me"),
-    path("review/waiting/badge/", waiting_badge, name="pld-waiting-badge"),
-    path("rules/new/", rule_create, name="pld-rule-create"),
-    path("rules/<int:rule_id>/", rule_detail, name="pld-rule-detail"),
-    path("rules/<int:rule_id>/approve/", approve_rule, name="pld-rule-approve"),
-    path("rules/<int:rule_id>/edit/", edit_rule, name="pld-rule-edit"),
-    path("rules/<int:rule_id>/reject/", reject_rule, name="pld-rule-reject"),
-    path("rules/<int:rule_id>/history/", rule_history, name="pld-rule-history"),
-    path("rules/<int:rule_id>/comments/", add_comment, name="pld-rule-comment"),
-    path("decisions/<int:decision_id>/undo/", undo_decision, name="pld-decision-undo"),
-    path("tasks/<slug:task_name>/ruleset/", ruleset_page, name="pld-ruleset"),
-    path("tasks/<slug:task_name>/ruleset/reorder/", reorder_ruleset, name="pld-ruleset-reorder"),
-    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/approve/", approve_reorder_proposal,
-         name="pld-ruleset-proposal-approve"),
-    path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/reject/", reject_reorder_proposal,
-         name="pld-ruleset-proposal-reject"),
-    path("tasks/<slug:task_name>/decision-log.<str:fmt>", decision_log, name="pld-decision-log"),
-    path("tasks/<slug:task_name>/decisions/", decision_log_page, name="pld-decision-log-page"),
-]

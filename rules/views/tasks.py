@@ -3,85 +3,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pldreview.web import form_add_service_errors
-from rules.datasets import DEFAULT_SPLIT_SEED, dataset_import, import_summary
+from pldreview.web import HtmxHttpRequest, form_submit
+from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
-from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
+from rules.forms import DatasetImportForm
 from rules.models import DatasetImport, Example, Split, Task
 from rules.panels import task_panels
+from rules.views.shortcuts import task_or_404
 
 EXAMPLES_PER_PAGE = 50
 GROUP_PREVIEW_LIMIT = 40
 
-FORMAT_CHOICES = [
-    ("jsonl", "JSON Lines (one object a line; map its keys below)"),
-    ("csv", "CSV with a header row (map its columns below)"),
-    ("contractnli", "ContractNLI official JSON (documents × hypotheses, evidence spans)"),
-    ("stereoset", "StereoSet flattened JSONL (one example per sentence)"),
-    ("logiqa2", "LogiQA 2.0 JSON lines (passage, question, options → answer letter)"),
-]
 
-
-class DatasetImportForm(forms.Form):
-    task = forms.SlugField(
-        max_length=100, label="Task name",
-        help_text="An existing task, or a new name (letters, digits and hyphens) to create one from the file.",
-    )
-    fmt = forms.ChoiceField(choices=FORMAT_CHOICES, label="Format")
-    file = forms.FileField(label="Dataset file")
-    split = forms.ChoiceField(
-        required=False, label="Split",
-        choices=[("", "Split by seed: 60/20/20 train/dev/test, stratified by label")]
-        + [c for c in Split.choices if c[0] != Split.FEEDBACK],
-        help_text="Put every example in one split, or let the seed split them.",
-    )
-    split_seed = forms.IntegerField(
-        required=False, min_value=0, initial=DEFAULT_SPLIT_SEED, label="Split seed",
-        help_text="The same file and seed always give the same split.",
-    )
-    fields = forms.CharField(
-        required=False, label="Field mapping (jsonl and csv)", widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One task_field=column a line, e.g. premise=clause. Empty: columns named like the task's fields.",
-    )
-    label_field = forms.CharField(required=False, initial=DEFAULT_LABEL_FIELD, label="Label column (jsonl and csv)")
-    id_field = forms.CharField(required=False, label="Id column (optional)")
-    group_field = forms.CharField(
-        required=False, label="Group column (optional)", help_text="Rows with the same value stay in one split."
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("fmt") in KNOWN_FORMATS and (data.get("fields") or "").strip():
-            self.add_error("fields", "This format fixes its fields; leave the mapping empty.")
-        try:
-            data["field_map"] = FieldMap.parse(
-                data.get("fields") or "",
-                label=data.get("label_field") or DEFAULT_LABEL_FIELD,
-                id=data.get("id_field") or "",
-                group=data.get("group_field") or "",
-            )
-        except ValidationError as exc:
-            self.add_error("fields", exc)
-        return data
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
-
-
-def _get_example_for_user(request: HttpRequest, example_id: int) -> Example:
+def _example_or_404(example_id: int) -> Example:
     return get_object_or_404(Example.objects.select_related("task", "dataset_import"), pk=example_id)
 
 
@@ -119,20 +62,18 @@ def _distribution(task: Task) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
-def task_list(request: HttpRequest) -> HttpResponse:
+def task_list(request: HtmxHttpRequest) -> HttpResponse:
     """List every task with its labels, fields and number of examples."""
     tasks = Task.objects.annotate(n_examples=Count("examples")).order_by("name")
     return render(request, "rules/task_list.html", {"tasks": tasks})
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_task", raise_exception=True)
-def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
+def task_detail(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
-    task = _get_task_for_user(request, task_name)
+    task = task_or_404(task_name)
     split = request.GET.get("split", "")
     label = request.GET.get("label", "")
     examples = task.examples.order_by("id")
@@ -160,11 +101,10 @@ def task_detail(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_example", raise_exception=True)
-def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
+def example_detail(request: HtmxHttpRequest, example_id: int) -> HttpResponse:
     """Show one example with its evidence marked and the other examples of its group."""
-    example = _get_example_for_user(request, example_id)
+    example = _example_or_404(example_id)
     task = example.task
     fields = []
     # The example's own fields (the hypothesis) first; the long shared document after them.
@@ -200,44 +140,30 @@ def example_detail(request: HttpRequest, example_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
 @permission_required("rules.import_dataset", raise_exception=True)
-def import_dataset(request: HttpRequest) -> HttpResponse:
+def import_dataset(request: HtmxHttpRequest) -> HttpResponse:
     """Import an uploaded dataset file into a task; a refused file comes back as a form error."""
     if request.method == "POST":
         form = DatasetImportForm(request.POST, request.FILES)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                record = dataset_import(
-                    task_name=data["task"],
-                    fmt=data["fmt"],
-                    path_or_file=data["file"],
-                    split=data["split"] or None,
-                    split_seed=None if data["split"] else data["split_seed"],
-                    field_map=data["field_map"],
-                    user=request.user,
-                )
-            except ValidationError as exc:
-                form_add_service_errors(form, exc)
-            else:
-                summary = import_summary(record)
-                by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
-                messages.success(
-                    request,
-                    f"Imported {record.source_name}: {record.n_records:,} records, {record.n_added:,} added "
-                    f"({by_label}), {record.n_skipped:,} already present.",
-                )
-                return redirect(record.task)
+        record = form_submit(form, lambda data: dataset_import(
+            task_name=data["task"],
+            fmt=data["fmt"],
+            path_or_file=data["file"],
+            split=data["split"] or None,
+            split_seed=None if data["split"] else data["split_seed"],
+            field_map=data["field_map"],
+            user=request.user,
+        ))
+        if record is not None:
+            summary = import_summary(record)
+            by_label = ", ".join(f"{name} {n:,}" for name, n in summary["labels"].items()) or "nothing new"
+            messages.success(
+                request,
+                f"Imported {record.source_name}: {record.n_records:,} records, {record.n_added:,} added "
+                f"({by_label}), {record.n_skipped:,} already present.",
+            )
+            return redirect(record.task)
     else:
         form = DatasetImportForm(initial={"task": request.GET.get("task", "")})
     tasks = Task.objects.order_by("name").values_list("name", flat=True)
     return render(request, "rules/dataset_import.html", {"form": form, "task_names": list(tasks)})
-
-
-urlpatterns = [
-    path("tasks/", task_list, name="pld-task-list"),
-    path("tasks/<slug:task_name>/", task_detail, name="pld-task-detail"),
-    path("examples/<int:example_id>/", example_detail, name="pld-example-detail"),
-    path("datasets/import/", import_dataset, name="pld-dataset-import"),
-]

@@ -5,43 +5,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from pldreview.jobs import job_start_from_form
 from pldreview.models import Job
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, micro_rule_promote
-from rules.forms import TeacherEndpointForm
+from pldreview.web import HtmxHttpRequest, job_start_or_form_page
+from rules.clustering import micro_rule_promote
+from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
-
-
-class ExtractionForm(TeacherEndpointForm):
-    limit = forms.IntegerField(
-        required=False, min_value=1, label="Limit", help_text="Only the first N training examples (all labels mixed)."
-    )
-
-
-class ClusteringForm(TeacherEndpointForm):
-    eps = forms.FloatField(initial=DEFAULT_EPS, min_value=0.01, max_value=2.0, label="eps (cosine distance)")
-    min_samples = forms.IntegerField(initial=DEFAULT_MIN_SAMPLES, min_value=1, label="min_samples")
-    adapt = forms.BooleanField(
-        required=False, initial=True, label="Adapt min_samples for small sets",
-        help_text="A cluster needs at least 5% of the micro-rules (at least 2, at most min_samples).",
-    )
-
-
-class PromoteForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
-
-
-def _get_task_for_user(request: HttpRequest, task_name: str) -> Task:
-    return get_object_or_404(Task, name=task_name)
+from rules.views.shortcuts import task_or_404
 
 
 def _can_promote(user: Any) -> bool:
@@ -49,7 +27,7 @@ def _can_promote(user: Any) -> bool:
     return bool(user.has_perm("rules.add_rule") or user.has_perm("rules.run_teacher"))
 
 
-def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[str, Any]:
+def _task_page(request: HtmxHttpRequest, task: Task, **forms_: forms.Form) -> dict[str, Any]:
     by_model = (
         MicroRule.objects.filter(task=task).values("teacher_model").annotate(n=Count("id")).order_by("teacher_model")
     )
@@ -73,39 +51,36 @@ def _task_page(request: HttpRequest, task: Task, **forms_: forms.Form) -> dict[s
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_microrule", raise_exception=True)
-def teacher_task(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+def teacher_task(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    task = task_or_404(task_name)
     return render(request, "rules/teacher_task.html", _task_page(request, task))
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
-def start_extraction(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+def start_extraction(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    task = task_or_404(task_name)
     form = ExtractionForm(request.POST)
-    job = job_start_from_form(form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
-                              params={"task": task.name, "split": Split.TRAIN}, user=request.user)
-    if job is None:
-        return render(request, "rules/teacher_task.html", _task_page(request, task, extraction_form=form), status=400)
-    return redirect(job)
+    return job_start_or_form_page(
+        request, form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
+        params={"task": task.name, "split": Split.TRAIN}, template="rules/teacher_task.html",
+        page=lambda: _task_page(request, task, extraction_form=form),
+    )
 
 
 @require_POST
-@login_required
 @permission_required("rules.run_teacher", raise_exception=True)
-def start_clustering(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+def start_clustering(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    task = task_or_404(task_name)
     form = ClusteringForm(request.POST)
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
-    job = job_start_from_form(form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
-                              params={"task": task.name}, user=request.user)
-    if job is None:
-        return render(request, "rules/teacher_task.html", _task_page(request, task, clustering_form=form), status=400)
-    return redirect(job)
+    return job_start_or_form_page(
+        request, form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
+        params={"task": task.name}, template="rules/teacher_task.html",
+        page=lambda: _task_page(request, task, clustering_form=form),
+    )
 
 
 def _promoted_ids(micro_ids: list[int]) -> set[int]:
@@ -114,10 +89,9 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_microrule", raise_exception=True)
-def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
-    task = _get_task_for_user(request, task_name)
+def micro_rule_list(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    task = task_or_404(task_name)
     micro = MicroRule.objects.filter(task=task).select_related("example", "clustering_run").order_by("cluster", "id")
     latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
     unmerged = latest_run.unmerged_clusters if latest_run is not None else {}
@@ -140,8 +114,7 @@ def micro_rule_list(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
-def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse:
+def promote_micro_rule(request: HtmxHttpRequest, micro_rule_id: int) -> HttpResponse:
     micro = get_object_or_404(MicroRule.objects.select_related("task", "example", "clustering_run"), pk=micro_rule_id)
     if not _can_promote(request.user):
         raise PermissionDenied
@@ -166,9 +139,8 @@ def promote_micro_rule(request: HttpRequest, micro_rule_id: int) -> HttpResponse
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_teachercall", raise_exception=True)
-def teacher_call_list(request: HttpRequest) -> HttpResponse:
+def teacher_call_list(request: HtmxHttpRequest) -> HttpResponse:
     calls = TeacherCall.objects.select_related("job").order_by("-created_at", "-id")
     purpose = request.GET.get("purpose", "")
     if purpose:
@@ -181,19 +153,7 @@ def teacher_call_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 @permission_required("rules.view_teachercall", raise_exception=True)
-def teacher_call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
+def teacher_call_detail(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
     call = get_object_or_404(TeacherCall, pk=call_id)
     return render(request, "rules/teacher_call_detail.html", {"call": call})
-
-
-urlpatterns = [
-    path("tasks/<slug:task_name>/teacher/", teacher_task, name="pld-teacher-task"),
-    path("tasks/<slug:task_name>/teacher/extract/", start_extraction, name="pld-teacher-extract"),
-    path("tasks/<slug:task_name>/teacher/cluster/", start_clustering, name="pld-teacher-cluster"),
-    path("tasks/<slug:task_name>/micro-rules/", micro_rule_list, name="pld-teacher-micro-rules"),
-    path("micro-rules/<int:micro_rule_id>/promote/", promote_micro_rule, name="pld-teacher-promote"),
-    path("teacher/calls/", teacher_call_list, name="pld-teacher-calls"),
-    path("teacher/calls/<int:call_id>/", teacher_call_detail, name="pld-teacher-call-detail"),
-]

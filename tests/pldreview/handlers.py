@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pldreview.jobs import JobProgress
+from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
 
 
@@ -28,3 +28,7 @@ def count_to(job: Job, progress: JobProgress) -> dict[str, Any]:
             (folder / str(step)).write_text(str(job.attempts))
         progress.advance(message=f"Step {step + 1} of {n}")
     return {"counted": n, "url": "/tasks/"}
+
+
+# Kinds named like the old dotted paths, as the apps' own kinds are.
+job_handlers_register({"tests.pldreview.handlers.count_to": count_to})

@@ -11,9 +11,21 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from pldreview.jobs import STALE_AFTER, job_cancel, job_create, job_execute, job_retry, job_start, run_job
+from pldreview.jobs import (
+    STALE_AFTER,
+    UnknownJobKind,
+    job_cancel,
+    job_create,
+    job_execute,
+    job_handler,
+    job_handlers_register,
+    job_retry,
+    job_start,
+    run_job,
+)
 from pldreview.models import Job
 from tests.support.processes import dead_pid
 
@@ -37,8 +49,21 @@ def test_a_job_runs_to_success_with_its_progress_and_result(tmp_path, admin_user
 
 
 def test_an_unknown_handler_is_refused_when_the_job_is_created() -> None:
-    with pytest.raises(ImportError):
+    with pytest.raises(UnknownJobKind):
         job_create(kind="tests.pldreview.handlers.no_such_handler", title="x", params={})
+
+
+def test_every_kind_the_apps_start_has_a_registered_handler() -> None:
+    # The kinds stored in Job rows before handlers were registered per app: old rows must still run.
+    for kind in ("rules.jobs.extract", "rules.jobs.cluster", "evaluation.jobs.run_evaluation",
+                 "evaluation.refine.refine", "evaluation.report_jobs.generate_report",
+                 "evaluation.warm.student_state_save_job"):
+        assert callable(job_handler(kind)), kind
+
+
+def test_a_second_handler_for_a_registered_kind_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured):
+        job_handlers_register({HANDLER: lambda job, progress: None})
 
 
 def test_a_failure_is_recorded_with_the_error_and_how_far_it_got(tmp_path) -> None:

@@ -1,5 +1,9 @@
 """Walk every URL the project serves and prove it needs a login and the right permission.
 
+The login comes from ``LoginRequiredMiddleware``, not from a decorator on each view: the walk proves every
+page of ours sends an anonymous visitor to the login page (the token API answers 401), and that only the
+views listed in ``OUR_PUBLIC_VIEWS`` opt out with ``@login_not_required``.
+
 The walk reads the URL resolver, so pages added later are covered without touching this file.
 Path parameters are filled with real objects: one instance of every model of our apps is built
 by a small generic factory, and ``<thing>_id`` takes the primary key of the model named like it.
@@ -29,8 +33,11 @@ from pldreview.models import LedgerEntry
 pytestmark = pytest.mark.django_db
 
 OUR_APPS = ("pldreview", "rules", "evaluation")
-# Served to everyone by design: the login page itself and logging out.
+# Not walked: the login page itself (allauth's, public) and logging out.
 PUBLIC_URL_NAMES = {"login", "logout"}
+# The only views of ours marked @login_not_required: the token-authenticated API (401 without a token) and
+# allauth's pages this deployment does not offer (404 for everyone, e.g. "forgot password").
+OUR_PUBLIC_VIEWS = {"evaluation.api.classify", "evaluation.api.openapi", "pldreview.accounts.urls._not_offered"}
 # accounts/ is django-allauth's self-service (own password, second factor, sessions): open to every logged-in
 # user whatever their role; tests/accounts/test_account_pages.py walks it.
 SKIPPED_PREFIXES = ("admin/", "static/", "media/", "__debug__/", "accounts/", "^accounts/")
@@ -66,14 +73,16 @@ class Endpoint:
         return self.route.startswith("api/")
 
 
-def _patterns(resolvers: list[Any], prefix: str = "") -> list[tuple[str, URLPattern]]:
+def _patterns(
+    resolvers: list[Any], prefix: str = "", skipped: tuple[str, ...] = SKIPPED_PREFIXES
+) -> list[tuple[str, URLPattern]]:
     found = []
     for entry in resolvers:
         route = prefix + str(entry.pattern)
-        if route.startswith(SKIPPED_PREFIXES):
+        if route.startswith(skipped):
             continue
         if isinstance(entry, URLResolver):
-            found.extend(_patterns(entry.url_patterns, route))
+            found.extend(_patterns(entry.url_patterns, route, skipped))
         else:
             found.append((route, entry))
     return found
@@ -218,7 +227,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page_everywhere(client: Client
         answers = {method: getattr(client, method)(endpoint.url) for method in ("get", "post")}
         for method, response in answers.items():
             if endpoint.is_api:
-                ok = response.status_code in {401, 403, 405}
+                ok = response.status_code == 401
             else:
                 ok = _is_login_redirect(response) or response.status_code == 405
             if not ok:
@@ -227,6 +236,22 @@ def test_anonymous_visitors_are_sent_to_the_login_page_everywhere(client: Client
         if all(r.status_code == 405 for r in answers.values()):
             failures.append(f"{endpoint.url} ({endpoint.name}) answers neither GET nor POST")
     assert not failures, "\n".join(failures)
+
+
+def test_only_the_intended_views_of_ours_skip_the_login() -> None:
+    public = set()
+    for _route, pattern in _patterns(get_resolver().url_patterns, skipped=("admin/",)):
+        view = pattern.callback
+        if view.__module__.split(".")[0] in OUR_APPS and not getattr(view, "login_required", True):
+            public.add(f"{view.__module__}.{view.__name__}")
+    assert public == OUR_PUBLIC_VIEWS
+
+
+def test_the_public_pages_answer_a_visitor_without_a_login(client: Client, task: Any) -> None:
+    assert client.get(resolve_url("login")).status_code == 200
+    assert client.get("/accounts/password/reset/").status_code == 404  # not offered, and says so
+    classify = client.post(resolve_url("pld-api-classify", task.name), {}, content_type="application/json")
+    assert classify.status_code == 401 and classify["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_a_user_without_a_role_is_refused_everywhere(client: Client, outsider: User, endpoints: list[Endpoint]) -> None:

@@ -7,9 +7,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from rules.datasets import dataset_import
+from rules.forms import FORMAT_CHOICES, DatasetImportForm
 from rules.importers import FORMATS
 from rules.models import DatasetImport, Example, Task
-from rules.views.tasks import FORMAT_CHOICES, DatasetImportForm
 
 pytestmark = pytest.mark.django_db
 
