@@ -279,38 +279,38 @@ def refuse_changes(name: str, *, table: str, message: str, refuse_delete: bool =
 
 
 def keep_sqlite_triggers(tables: Iterable[str]) -> tuple[migrations.RunPython, migrations.RunPython]:
-    """Return two operations to put around operations that rebuild SQLite tables: the first notes the tables'
-    triggers, the second recreates, from their stored text, those the rebuild dropped.
+    """Return two operations to put around operations that rebuild SQLite tables: the first sets aside every
+    trigger on or naming the tables, the second recreates them from their stored text, byte for byte.
 
-    SQLite has no ALTER TABLE ... ADD CONSTRAINT: Django copies the table into a new one, and dropping the
-    old one drops every trigger on it (four eyes, signatures, search index), not only the append-only ones
-    ``ensure_append_only`` puts back.
+    SQLite has no ALTER TABLE ... ADD CONSTRAINT: Django copies the table into a new one. Dropping the old one
+    drops every trigger on it (four eyes, signatures, search index), not only the append-only ones
+    ``ensure_append_only`` puts back, and renaming the copy fails while a trigger elsewhere names the table.
     """
     names = list(tables)
     kept: dict[str, list[tuple[str, str]]] = {}
 
-    def note(apps, schema_editor) -> None:
+    def set_aside(apps, schema_editor) -> None:
         if schema_editor.connection.vendor != "sqlite":
             return
+        on_or_naming = " OR ".join(["tbl_name = %s OR sql LIKE %s"] * len(names))
+        params = [value for name in names for value in (name, f"%{name}%")]
         with schema_editor.connection.cursor() as cursor:
-            marks = ", ".join(["%s"] * len(names))
             cursor.execute(
-                f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks}) ORDER BY name",
-                names,
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ({on_or_naming}) ORDER BY name",
+                params,
             )
-            kept[schema_editor.connection.alias] = cursor.fetchall()
+            triggers = cursor.fetchall()
+        kept[schema_editor.connection.alias] = triggers
+        for name, _sql in triggers:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def restore(apps, schema_editor) -> None:
         if schema_editor.connection.vendor != "sqlite":
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            present = {name for (name,) in cursor.fetchall()}
-        for name, sql in kept.pop(schema_editor.connection.alias, []):
-            if name not in present:
-                schema_editor.execute(sql)
+        for _name, sql in kept.pop(schema_editor.connection.alias, []):
+            schema_editor.execute(sql, params=None)
 
     return (
-        migrations.RunPython(note, migrations.RunPython.noop),
+        migrations.RunPython(set_aside, migrations.RunPython.noop),
         migrations.RunPython(restore, migrations.RunPython.noop),
     )
