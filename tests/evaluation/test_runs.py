@@ -236,7 +236,8 @@ def _prompt_version(task: Task, user: Any = None) -> PromptVersion:
     )
     entries = []
     for position, (text, label) in enumerate(rules, start=1):
-        rule = Rule.objects.create(task=task, origin=Rule.Origin.MANUAL, label=label, text=text, status="approved")
+        rule = Rule.objects.create(task=task, origin=Rule.Origin.MANUAL, label=label, text=text, status="approved",
+                                   position=position)
         revision = RuleRevision.objects.create(rule=rule, number=1, text=text, label=label)
         entries.append((rule, revision, position))
         lines.append(f"{position}. {text}, the label is {label}.")
