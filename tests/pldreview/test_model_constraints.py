@@ -21,7 +21,7 @@ from evaluation.tokens import api_token_create
 from pldreview.jobs import job_create
 from pldreview.models import Job, Signature
 from rules.models import Decision, Example, PromptVersion, Rule, RuleSetReorderProposal
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled
 from tests.support.signatures import sign_override_request, sign_revocation
 

@@ -25,7 +25,7 @@ from pldreview.signatures import (
 )
 from rules.models import Decision
 from rules.services import rule_signed_content
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign
 
 SHA = content_sha256({"what": "a test document"})
