@@ -21,7 +21,7 @@ from evaluation.tokens import api_token_create
 from pldreview.jobs import job_create
 from pldreview.models import Job, Signature
 from rules.models import Decision, Example, PromptVersion, Rule, RuleSetReorderProposal
-from tests.support.factories import teacher_rule
+from tests.support.factories import ExampleFactory, make_examples, teacher_rule
 from tests.support.prompt_versions import approve_all, compiled
 from tests.support.signatures import sign_override_request, sign_revocation
 
@@ -63,8 +63,7 @@ def test_examples_versions_and_order_proposals_keep_their_choices(task, reviewer
                                                                   admin_user) -> None:
     approve_all(task, reviewer)
     version = compiled(task, admin_user)
-    example = Example.objects.create(task=task, inputs={"premise": "p", "hypothesis": "h"}, gold_label="Entailment",
-                                     split="train", content_hash="c" * 64)
+    example = ExampleFactory(task=task)
     _refused("example_in_choices", lambda: Example.objects.filter(pk=example.pk).update(split="holdout"))
     # The immutability trigger lets the status change; the constraint keeps it a status.
     _refused("prompt_version_in_choices", lambda: PromptVersion.objects.filter(pk=version.pk).update(status="beta"))
@@ -72,7 +71,7 @@ def test_examples_versions_and_order_proposals_keep_their_choices(task, reviewer
         task=task, proposed_by=reviewer, order=[], base_order=[], status="maybe", decided_by=second_reviewer))
 
 
-def test_a_job_keeps_its_state_and_never_passes_its_total(tmp_path) -> None:
+def test_a_job_keeps_its_state_and_never_passes_its_total(db, tmp_path) -> None:
     job = job_create(kind=JOB_HANDLER, title="Count", params={"n": 4, "dir": str(tmp_path)})
     jobs = Job.objects.filter(pk=job.pk)
     _refused("job_in_choices", lambda: jobs.update(state="lost"))
@@ -89,6 +88,7 @@ def test_a_signature_meaning_is_one_of_the_meanings(reviewer) -> None:
 
 
 def test_evaluation_runs_policies_calls_and_reports_keep_their_choices(task, reviewer, admin_user) -> None:
+    make_examples(task, 3, split="test")
     run = evaluation_run_create(task=task, mode="zero-shot")
     runs = EvaluationRun.objects.filter(pk=run.pk)
     _refused("evaluation_run_in_choices", lambda: runs.update(mode="many-shot"))
