@@ -9,24 +9,30 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from pldreview.constraints import in_choices
 from rules.models import Example, PromptVersion, Split, Task
+
+
+class EvaluationRunMode(models.TextChoices):
+    ZERO_SHOT = "zero-shot", "Zero-shot"
+    FEW_SHOT = "few-shot", "Few-shot"
+    PLD = "pld", "PLD (compiled rules)"
+    COT = "cot", "Chain-of-thought"
+
+
+class EvaluationRunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class EvaluationRun(models.Model):
     """One run of the student on a split of a task, with everything needed to reproduce it."""
 
-    class Mode(models.TextChoices):
-        ZERO_SHOT = "zero-shot", "Zero-shot"
-        FEW_SHOT = "few-shot", "Few-shot"
-        PLD = "pld", "PLD (compiled rules)"
-        COT = "cot", "Chain-of-thought"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        FINISHED = "finished", "Finished"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Mode = EvaluationRunMode
+    Status = EvaluationRunStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="evaluation_runs")
     mode = models.CharField(max_length=12, choices=Mode.choices)
@@ -67,6 +73,12 @@ class EvaluationRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("run_evaluation", "Can start, cancel and resume evaluation runs")]
+        constraints = [
+            in_choices(
+                "evaluation_run_in_choices", mode=EvaluationRunMode.values, status=EvaluationRunStatus.values,
+                split=Split.values,
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Evaluation {self.pk} ({self.get_mode_display()}, {self.task.name}/{self.split})"
@@ -83,7 +95,7 @@ class EvaluationRun(models.Model):
 class Prediction(models.Model):
     """The student's decision on one example in one run."""
 
-    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="predictions")
+    run = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="predictions")
     example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="predictions")
     label = models.CharField(max_length=100)
     probabilities = models.JSONField(default=dict)
@@ -99,6 +111,12 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_one_per_example")]
 
 
+class PromotionOverrideStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a second Admin"
+    CONFIRMED = "confirmed", "Confirmed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
 class PromotionOverride(models.Model):
     """One Admin's request to promote a version whose gate fails, and a second Admin's confirmation.
 
@@ -108,10 +126,7 @@ class PromotionOverride(models.Model):
     request is settled. Each step is an electronic signature (``request_signature``, ``confirm_signature``).
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for a second Admin"
-        CONFIRMED = "confirmed", "Confirmed"
-        WITHDRAWN = "withdrawn", "Withdrawn"
+    Status = PromotionOverrideStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="promotion_overrides")
     prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="promotion_overrides")
@@ -162,6 +177,14 @@ class PromotionOverride(models.Model):
             models.UniqueConstraint(
                 fields=["request_signature"], condition=models.Q(request_signature__isnull=False),
                 name="promotion_override_request_signature_once",
+            ),
+            in_choices("promotion_override_in_choices", status=PromotionOverrideStatus.values),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status="withdrawn", withdrawn_by__isnull=False, withdrawn_at__isnull=False)
+                    | (~models.Q(status="withdrawn") & models.Q(withdrawn_by__isnull=True))
+                ),
+                name="promotion_override_withdrawn_by_someone",
             ),
         ]
 
@@ -253,6 +276,10 @@ class ApiToken(models.Model):
                 fields=["revoked_signature"], condition=models.Q(revoked_signature__isnull=False),
                 name="api_token_revoked_signature_once",
             ),
+            models.CheckConstraint(
+                condition=models.Q(revoked_signature__isnull=True) | models.Q(revoked_at__isnull=False),
+                name="api_token_signed_revocation_is_revoked",
+            ),
         ]
 
     @staticmethod
@@ -274,7 +301,7 @@ class ApiToken(models.Model):
 class ApiTokenWindow(models.Model):
     """How many requests one token made in one clock minute: the rate limit's counter, shared by all workers."""
 
-    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.PROTECT, related_name="+")
     window_start = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
 
@@ -298,13 +325,19 @@ class DecisionLogPolicy(models.Model):
     retention_days = models.PositiveIntegerField(null=True, blank=True, help_text="Empty = PLD_DECISION_RETENTION_DAYS")
     history = HistoricalRecords()
 
+    class Meta:
+        constraints = [in_choices("decision_log_policy_in_choices", input_retention=InputRetention.values)]
+
+
+class ClassifyCallSource(models.TextChoices):
+    API = "api", "HTTP API"
+    COMMAND = "command", "manage.py classify"
+
 
 class ClassifyCall(models.Model):
     """One logged production decision: which version decided what, for which integrator, how surely."""
 
-    class Source(models.TextChoices):
-        API = "api", "HTTP API"
-        COMMAND = "command", "manage.py classify"
+    Source = ClassifyCallSource
 
     request_id = models.UUIDField(unique=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -326,6 +359,11 @@ class ClassifyCall(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["task", "created_at"], name="classify_call_task_day_idx")]
+        constraints = [
+            in_choices(
+                "classify_call_in_choices", source=ClassifyCallSource.values, input_retention=InputRetention.values
+            ),
+        ]
         permissions = [
             ("watch_production", "Can watch a task's production decisions and export them"),
             ("give_feedback", "Can mark a logged production decision wrong"),
@@ -350,7 +388,7 @@ class DecisionFeedback(models.Model):
     logged_label = models.CharField(max_length=100)
     correct_label = models.CharField(max_length=100)
     reason = models.TextField()
-    example = models.OneToOneField(Example, null=True, on_delete=models.SET_NULL, related_name="feedback")
+    example = models.OneToOneField(Example, null=True, on_delete=models.PROTECT, related_name="feedback")
     given_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     # The electronic signature of this statement, once the signing service exists (see docs/production.md).
@@ -361,13 +399,16 @@ class DecisionFeedback(models.Model):
         ordering = ["-created_at", "-id"]
 
 
+class ReportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
 class Report(models.Model):
     """A signed PDF audit report as issued: kept forever so a copy can be matched later."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
+    Status = ReportStatus
 
     prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="reports")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -395,6 +436,12 @@ class Report(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["signature"], condition=models.Q(signature__isnull=False), name="report_signature_once"
+            ),
+            in_choices("report_in_choices", status=ReportStatus.values),
+            # A ready report is one whose file and hash are stored (report_build); downloads rely on both.
+            models.CheckConstraint(
+                condition=~models.Q(status="ready") | (~models.Q(sha256="") & ~models.Q(file="")),
+                name="report_ready_has_file",
             ),
         ]
         permissions = [

@@ -167,3 +167,150 @@ def ensure_append_only(*, using: str = "default", **_: object) -> None:
         with connection.cursor() as cursor:
             for sql in _statements(connection.vendor, missing):
                 cursor.execute(sql)
+
+
+# Guards written for one table (four eyes, signatures, immutable prompt versions, ...). Migrations keep the
+# condition and message, which are what each guard means; the statements around them are built here. Each
+# builder reproduces, byte for byte, the text earlier migrations wrote by hand: SQLite stores a trigger's
+# text as given and PostgreSQL a function's body, so a layout change would show as a schema change.
+
+def sqlite_guard(name: str, *, before: str, table: str, message: str, when: str = "", indent: str = "    ") -> str:
+    """Return a SQLite trigger that aborts the statement with the message (only when the condition holds)."""
+    when_line = f"\n{indent}WHEN {when}" if when else ""
+    return (
+        f"CREATE TRIGGER {name} BEFORE {before} ON {table}{when_line}\n"
+        f"{indent}BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+    )
+
+
+def sqlite_column_guard(name: str, *, table: str, columns: str, message: str) -> str:
+    """Return a SQLite trigger refusing any UPDATE of the listed columns (comma-separated)."""
+    return (
+        f"CREATE TRIGGER {name} BEFORE UPDATE OF {columns}\n"
+        f"    ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+    )
+
+
+def pg_function(name: str, body: str, *, replace: bool = False) -> str:
+    """Return a PL/pgSQL trigger function; ``body`` is the text between the dollar quotes."""
+    create = "CREATE OR REPLACE FUNCTION" if replace else "CREATE FUNCTION"
+    return f"{create} {name}() RETURNS trigger AS $${body}$$ LANGUAGE plpgsql;"
+
+
+def pg_refusal(message: str) -> str:
+    """Return the body of a PostgreSQL trigger function that refuses every row it fires for."""
+    return f"\n    BEGIN RAISE EXCEPTION '{message}'; END "
+
+
+def pg_checks(*checks: tuple[str, str]) -> str:
+    """Return the body of a PostgreSQL trigger function raising each (condition, message) whose condition holds."""
+    raises = "".join(f"      IF {cond} THEN RAISE EXCEPTION '{message}'; END IF;\n" for cond, message in checks)
+    return f"\n    BEGIN\n{raises}      RETURN NEW;\n    END "
+
+
+def settled_guard(
+    name: str, *, table: str, frozen: Iterable[str], message: str, replace: bool = False, indent: str = "    "
+) -> dict[str, list[str]]:
+    """Return the SQLite trigger and PostgreSQL function refusing, on a request-like row, any change of the
+    ``frozen`` columns and any change at all once its status has left 'pending' (and, on PostgreSQL, deletes)."""
+    columns = list(frozen)
+    changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in columns)
+    pg_changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in columns)
+    body = (
+        f"\n{indent}BEGIN\n{indent}  IF TG_OP = 'DELETE' OR OLD.status <> 'pending'\n"
+        f"{indent}     OR {pg_changed} THEN\n"
+        f"{indent}    RAISE EXCEPTION '{message}';\n{indent}  END IF;\n{indent}  RETURN NEW;\n{indent}END "
+    )
+    return {
+        "sqlite": [
+            sqlite_guard(
+                name, before="UPDATE", table=table, message=message, when=f"OLD.status <> 'pending' OR {changed}",
+                indent=indent,
+            )
+        ],
+        "postgresql": [pg_function(name, body, replace=replace)],
+    }
+
+
+def pg_trigger(name: str, *, before: str, table: str) -> str:
+    """Return a PostgreSQL row trigger running the function of the same name."""
+    return f"CREATE TRIGGER {name} BEFORE {before} ON {table}\n    FOR EACH ROW EXECUTE FUNCTION {name}();"
+
+
+def sqlite_drop(*names: str) -> list[str]:
+    """Return the statements dropping the named SQLite triggers."""
+    return [f"DROP TRIGGER IF EXISTS {name};" for name in names]
+
+
+def pg_drop(name: str, *, table: str) -> list[str]:
+    """Return the statements dropping a PostgreSQL trigger and its function (both share the name)."""
+    return [f"DROP TRIGGER IF EXISTS {name} ON {table};", f"DROP FUNCTION IF EXISTS {name}();"]
+
+
+def by_vendor(forward: dict[str, list[str]], backward: dict[str, list[str]]) -> migrations.RunPython:
+    """Return a migration operation running the statements written for the database's vendor (others: none)."""
+
+    def run(statements: dict[str, list[str]]):
+        def execute(apps, schema_editor) -> None:
+            for sql in statements.get(schema_editor.connection.vendor, []):
+                schema_editor.execute(sql)
+
+        return execute
+
+    return migrations.RunPython(run(forward), run(backward))
+
+
+def refuse_changes(name: str, *, table: str, message: str, refuse_delete: bool = True) -> migrations.RunPython:
+    """Return a migration operation refusing every UPDATE of the table's rows (and DELETE, on PostgreSQL).
+
+    SQLite gets no DELETE trigger: Django flushes test databases with DELETE FROM, which it would break.
+    PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
+    """
+    return by_vendor(
+        {
+            "sqlite": [sqlite_guard(name, before="UPDATE", table=table, message=message)],
+            "postgresql": [
+                pg_function(name, pg_refusal(message)),
+                pg_trigger(name, before="UPDATE OR DELETE" if refuse_delete else "UPDATE", table=table),
+            ],
+        },
+        {"sqlite": sqlite_drop(name), "postgresql": pg_drop(name, table=table)},
+    )
+
+
+def keep_sqlite_triggers(tables: Iterable[str]) -> tuple[migrations.RunPython, migrations.RunPython]:
+    """Return two operations to put around operations that rebuild SQLite tables: the first sets aside every
+    trigger on or naming the tables, the second recreates them from their stored text, byte for byte.
+
+    SQLite has no ALTER TABLE ... ADD CONSTRAINT: Django copies the table into a new one. Dropping the old one
+    drops every trigger on it (four eyes, signatures, search index), not only the append-only ones
+    ``ensure_append_only`` puts back, and renaming the copy fails while a trigger elsewhere names the table.
+    """
+    names = list(tables)
+    kept: dict[str, list[tuple[str, str]]] = {}
+
+    def set_aside(apps, schema_editor) -> None:
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        on_or_naming = " OR ".join(["tbl_name = %s OR sql LIKE %s"] * len(names))
+        params = [value for name in names for value in (name, f"%{name}%")]
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND ({on_or_naming}) ORDER BY name",
+                params,
+            )
+            triggers = cursor.fetchall()
+        kept[schema_editor.connection.alias] = triggers
+        for name, _sql in triggers:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+    def restore(apps, schema_editor) -> None:
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        for _name, sql in kept.pop(schema_editor.connection.alias, []):
+            schema_editor.execute(sql, params=None)
+
+    return (
+        migrations.RunPython(set_aside, migrations.RunPython.noop),
+        migrations.RunPython(restore, migrations.RunPython.noop),
+    )

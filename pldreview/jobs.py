@@ -49,6 +49,8 @@ class JobProgress:
     def set_total(self, total: int, message: str = "") -> None:
         """Declare how many steps the job has."""
         self.job.total = total
+        # A resumed job may count fewer steps than it had done (the database refuses done > total).
+        self.job.done = min(self.job.done, total) if total else self.job.done
         if message:
             self.job.message = message[:500]
         self._save(force=True)

@@ -11,6 +11,16 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from pldreview.constraints import in_choices
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
 
 class Job(models.Model):
     """One background job: what it runs, how far it got, and how it ended.
@@ -20,12 +30,7 @@ class Job(models.Model):
     retry resumes where the job stopped.
     """
 
-    class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    State = JobState
 
     kind = models.CharField(max_length=100, help_text="Dotted path of the handler, e.g. rules.jobs.extract_rules")
     title = models.CharField(max_length=200)
@@ -51,6 +56,13 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("run_job", "Can start, cancel and retry background jobs")]
+        constraints = [
+            in_choices("job_in_choices", state=JobState.values),
+            # A total of 0 is "not declared yet"; once declared, progress never passes it (JobProgress).
+            models.CheckConstraint(
+                condition=models.Q(total=0) | models.Q(done__lte=models.F("total")), name="job_done_within_total"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.get_state_display()})"
@@ -144,6 +156,22 @@ class LedgerEntry(models.Model):
         return f"#{self.sequence} {self.event}"
 
 
+class SignatureMeaning(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EDITED = "edited", "Edited"
+    WRITTEN = "written", "Written"
+    REORDER_PROPOSED = "reorder_proposed", "Reorder proposed"
+    REORDERED = "reordered", "Reordered"
+    REORDER_REJECTED = "reorder_rejected", "Reorder rejected"
+    PROMOTED = "promoted", "Promoted to production"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    GATE_OVERRIDE_REQUESTED = "gate_override_requested", "Gate override requested"
+    GATE_OVERRIDE_CONFIRMED = "gate_override_confirmed", "Gate override confirmed"
+    TOKEN_REVOKED = "token_revoked", "Token revoked"
+    REPORT_SIGNED = "report_signed", "Report signed"
+
+
 class Signature(models.Model):
     """An electronic signature (21 CFR Part 11): who signed what content, meaning what, when and why.
 
@@ -151,20 +179,7 @@ class Signature(models.Model):
     Rows are append-only: database triggers refuse UPDATE (and DELETE on PostgreSQL).
     """
 
-    class Meaning(models.TextChoices):
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        EDITED = "edited", "Edited"
-        WRITTEN = "written", "Written"
-        REORDER_PROPOSED = "reorder_proposed", "Reorder proposed"
-        REORDERED = "reordered", "Reordered"
-        REORDER_REJECTED = "reorder_rejected", "Reorder rejected"
-        PROMOTED = "promoted", "Promoted to production"
-        ROLLED_BACK = "rolled_back", "Rolled back"
-        GATE_OVERRIDE_REQUESTED = "gate_override_requested", "Gate override requested"
-        GATE_OVERRIDE_CONFIRMED = "gate_override_confirmed", "Gate override confirmed"
-        TOKEN_REVOKED = "token_revoked", "Token revoked"
-        REPORT_SIGNED = "report_signed", "Report signed"
+    Meaning = SignatureMeaning
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signatures")
     username = models.CharField(max_length=150, help_text="The signer's username at signing")
@@ -182,6 +197,7 @@ class Signature(models.Model):
 
     class Meta:
         ordering = ["signed_at", "id"]
+        constraints = [in_choices("signature_in_choices", meaning=SignatureMeaning.values)]
 
     def __str__(self) -> str:
         return self.manifestation

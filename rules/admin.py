@@ -4,12 +4,9 @@ Every change goes through ``rules.services`` (with a user and a reason); the adm
 """
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
-from simple_history.admin import SimpleHistoryAdmin
 
+from pldreview.admin import ReadOnlyAdmin, ReadOnlyHistoryAdmin
 from rules.models import (
     ClusteringRun,
     DatasetImport,
@@ -19,43 +16,13 @@ from rules.models import (
     PromptVersion,
     PromptVersionRule,
     Rule,
+    RuleComment,
     RuleRevision,
     RuleSetReorderApproval,
     RuleSetReorderProposal,
     Task,
     TeacherCall,
 )
-
-
-class ReadOnlyMixin:
-    """Refuse add, change and delete; the history view shows records but cannot revert them."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # The built-in "delete selected" action would bypass has_delete_permission checks in custom actions.
-        return {}
-
-
-class ReadOnlyHistoryAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
-    """Read-only admin whose history page lists every record and offers no revert."""
-
-    def revert_disabled(self, request: HttpRequest, obj: Any = None) -> bool:
-        return True
-
-    def has_change_history_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Read-only admin for models without history."""
 
 
 @admin.register(Rule)
@@ -100,5 +67,5 @@ class PromptVersionAdmin(ReadOnlyHistoryAdmin):
     list_select_related = ("task",)
 
 
-for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule):
+for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule, RuleComment):
     admin.site.register(model, ReadOnlyAdmin)

@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from pldreview.constraints import in_choices
+
 
 class Split(models.TextChoices):
     TRAIN = "train", "Train"
@@ -116,6 +118,7 @@ class Example(models.Model):
         ordering = ["task", "split", "id"]
         constraints = [
             models.UniqueConstraint(fields=["task", "content_hash"], name="example_unique_content_per_task"),
+            in_choices("example_in_choices", split=Split.values),
         ]
 
     def __str__(self) -> str:
@@ -193,7 +196,7 @@ class MicroRule(models.Model):
     teacher_endpoint_name = models.CharField(max_length=50, blank=True)
     teacher_settings = models.JSONField(default=dict, blank=True)
     teacher_call = models.ForeignKey(TeacherCall, null=True, blank=True, on_delete=models.PROTECT)
-    clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.SET_NULL)
+    clustering_run = models.ForeignKey(ClusteringRun, null=True, blank=True, on_delete=models.PROTECT)
     cluster = models.IntegerField(null=True, blank=True, help_text="-1 = noise (no cluster)")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -219,6 +222,24 @@ class MicroRule(models.Model):
         return self.clustering_run.unmerged_clusters.get(self.cluster, "")
 
 
+class RuleStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class RuleOrigin(models.TextChoices):
+    TEACHER = "teacher", "Teacher extraction"
+    REFINE = "refine", "Refine proposal"
+    MANUAL = "manual", "Written by hand"
+
+
+class RuleDiagnosis(models.TextChoices):
+    MISSING = "MISSING", "Missing: no rule covers these cases"
+    WRONG = "WRONG", "Wrong: a rule points the wrong way"
+    CONFLICT = "CONFLICT", "Conflict: two rules disagree"
+
+
 class Rule(models.Model):
     """A candidate or approved instruction for the student, reviewed by people.
 
@@ -226,20 +247,9 @@ class Rule(models.Model):
     increases with every change and is how a stale action is detected.
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-
-    class Origin(models.TextChoices):
-        TEACHER = "teacher", "Teacher extraction"
-        REFINE = "refine", "Refine proposal"
-        MANUAL = "manual", "Written by hand"
-
-    class Diagnosis(models.TextChoices):
-        MISSING = "MISSING", "Missing: no rule covers these cases"
-        WRONG = "WRONG", "Wrong: a rule points the wrong way"
-        CONFLICT = "CONFLICT", "Conflict: two rules disagree"
+    Status = RuleStatus
+    Origin = RuleOrigin
+    Diagnosis = RuleDiagnosis
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="rules")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
@@ -282,6 +292,17 @@ class Rule(models.Model):
             ("run_teacher", "Can run teacher extraction, clustering and refinement"),
         ]
         indexes = [models.Index(fields=["task", "status", "-support"], name="rule_queue_idx")]
+        constraints = [
+            in_choices(
+                "rule_in_choices", status=RuleStatus.values, origin=RuleOrigin.values,
+                diagnosis=["", *RuleDiagnosis.values],
+            ),
+            # The compiler orders the rule set by position: an approved rule always has one (rule_approve).
+            models.CheckConstraint(
+                condition=~models.Q(status="approved") | models.Q(position__isnull=False),
+                name="rule_approved_has_position",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Rule {self.pk}: {self.text[:60]}"
@@ -328,17 +349,20 @@ class RuleRevision(models.Model):
         return f"{self.author_model} (teacher model)" if self.author_model else "unknown"
 
 
+class DecisionAction(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    EDIT = "edit", "Edited"
+    REJECT = "reject", "Rejected"
+    UNDO = "undo", "Undid the last decision"
+    REORDER = "reorder", "Reordered"
+    CREATE = "create", "Written by hand"
+    PROMOTE_NOISE = "promote_noise", "Promoted a noise micro-rule to a candidate"
+
+
 class Decision(models.Model):
     """A person's recorded action on a rule: who, when, what and why. Never deleted."""
 
-    class Action(models.TextChoices):
-        APPROVE = "approve", "Approved"
-        EDIT = "edit", "Edited"
-        REJECT = "reject", "Rejected"
-        UNDO = "undo", "Undid the last decision"
-        REORDER = "reorder", "Reordered"
-        CREATE = "create", "Written by hand"
-        PROMOTE_NOISE = "promote_noise", "Promoted a noise micro-rule to a candidate"
+    Action = DecisionAction
 
     rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="decisions")
     revision = models.ForeignKey(RuleRevision, null=True, blank=True, on_delete=models.PROTECT)
@@ -371,20 +395,34 @@ class Decision(models.Model):
                 fields=["signature"], condition=models.Q(signature__isnull=False) & ~models.Q(action="reorder"),
                 name="decision_signature_once",
             ),
+            in_choices(
+                "decision_in_choices", action=DecisionAction.values,
+                status_before=["", *RuleStatus.values], status_after=["", *RuleStatus.values],
+            ),
+            # An undo names the decision it undoes, and only an undo does (decision_undo).
+            models.CheckConstraint(
+                condition=models.Q(action="undo", undoes__isnull=False) | (
+                    ~models.Q(action="undo") & models.Q(undoes__isnull=True)
+                ),
+                name="decision_undo_names_what_it_undoes",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} rule {self.rule_id} by {self.reviewer}"
 
 
+class PromptVersionStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    EVALUATED = "evaluated", "Evaluated"
+    PRODUCTION = "production", "Production"
+    RETIRED = "retired", "Retired"
+
+
 class PromptVersion(models.Model):
     """An immutable compiled system prompt for a task's student, built from approved rule revisions."""
 
-    class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        EVALUATED = "evaluated", "Evaluated"
-        PRODUCTION = "production", "Production"
-        RETIRED = "retired", "Retired"
+    Status = PromptVersionStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="prompt_versions")
     number = models.PositiveIntegerField()
@@ -413,6 +451,7 @@ class PromptVersion(models.Model):
             models.UniqueConstraint(
                 fields=["task"], condition=models.Q(status="production"), name="prompt_version_one_production"
             ),
+            in_choices("prompt_version_in_choices", status=PromptVersionStatus.values),
         ]
 
     def __str__(self) -> str:
@@ -437,6 +476,12 @@ class PromptVersionRule(models.Model):
         ]
 
 
+class RuleSetReorderProposalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
 class RuleSetReorderProposal(models.Model):
     """A reviewer's proposed order of a task's rule set; it takes effect only once other reviewers approve it.
 
@@ -444,10 +489,7 @@ class RuleSetReorderProposal(models.Model):
     than the proposer approve, the compiled order stays the last approved one.
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+    Status = RuleSetReorderProposalStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="reorder_proposals")
     proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -492,6 +534,7 @@ class RuleSetReorderProposal(models.Model):
                 | (~models.Q(status="pending") & models.Q(decided_by__isnull=False)),
                 name="reorder_proposal_decided_by_iff_decided",
             ),
+            in_choices("reorder_proposal_in_choices", status=RuleSetReorderProposalStatus.values),
         ]
 
     def __str__(self) -> str:

@@ -5,13 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
+from evaluation.signing import signing_identity_create
 from rules.models import Task
-
-SHARED_DATASETS = Path(settings.PLD_DATASETS_DIR)
-FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
+from tests.support.factories import TaskFactory
+from tests.support.personas import role_group
+from tests.support.reports import PASSPHRASE
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,24 +32,10 @@ def _flush_through_delete_permit() -> Iterator[None]:
     BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]
 
 
-def _role(name: str) -> Group:
-    """Return the role's group; a transactional test's flush may have removed the migration's groups."""
-    from django.contrib.auth.models import Permission
-
-    from pldreview.roles import ROLE_PERMISSIONS
-
-    group, created = Group.objects.get_or_create(name=name)
-    if created:
-        for dotted in ROLE_PERMISSIONS[name]:
-            app_label, codename = dotted.split(".")
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return group
-
-
 def _user(username: str, *roles: str) -> User:
     user = User.objects.create_user(username=username, password="pw-" + username, email=f"{username}@example.org")
     for role in roles:
-        user.groups.add(_role(role))
+        user.groups.add(role_group(role))
     return user
 
 
@@ -90,26 +76,29 @@ def outsider(db: None) -> User:
 
 @pytest.fixture
 def task(db: None) -> Task:
-    task = Task(
+    return TaskFactory(
         name="nda-demo",
         title="NDA clauses",
         description="Does the clause entail, contradict or not mention the hypothesis?",
-        labels=[
-            {"name": "Entailment", "description": "The clause says the hypothesis holds."},
-            {"name": "Contradiction", "description": "The clause says the opposite."},
-            {"name": "NotMentioned", "description": "The clause says nothing about it."},
-        ],
-        input_fields=["premise", "hypothesis"],
     )
-    task.full_clean()
-    task.save()
-    return task
 
 
-def requires_shared_datasets(*parts: str) -> pytest.MarkDecorator:
-    """Skip a test with a clear reason when ../shared/datasets (or a file in it) is absent."""
-    path = SHARED_DATASETS.joinpath(*parts)
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (the real datasets are never committed)")
+@pytest.fixture(scope="session")
+def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a signing identity (PKCS#12, passphrase ``PASSPHRASE``) made once for the session."""
+    path = tmp_path_factory.mktemp("signing") / "identity.p12"
+    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
+    return path
+
+
+@pytest.fixture
+def signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  # noqa: ANN001 (pytest-django fixture)
+    """Sign reports with the session's identity, without a timestamp authority, into a fresh media root."""
+    settings.PLD_SIGNING_P12 = str(identity_file)
+    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
+    settings.PLD_TSA_URL = ""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return identity_file
 
 
 # The real local teacher server, shared by every test that needs it (teacher helper).

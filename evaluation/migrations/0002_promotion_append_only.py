@@ -2,34 +2,9 @@
 
 from django.db import migrations
 
+from pldreview.db_triggers import refuse_changes
+
 MESSAGE = "A promotion is an audit record: it cannot be changed or deleted."
-
-# SQLite gets no DELETE trigger: Django flushes test databases with DELETE FROM, which it would break.
-SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_promotion_append_only BEFORE UPDATE ON evaluation_promotion
-    BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = ["DROP TRIGGER IF EXISTS pld_promotion_append_only;"]
-
-# PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
-POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_promotion_append_only() RETURNS trigger AS $$
-    BEGIN RAISE EXCEPTION '{MESSAGE}'; END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_promotion_append_only BEFORE UPDATE OR DELETE ON evaluation_promotion
-    FOR EACH ROW EXECUTE FUNCTION pld_promotion_append_only();""",
-]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_promotion_append_only ON evaluation_promotion;",
-    "DROP FUNCTION IF EXISTS pld_promotion_append_only();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -39,8 +14,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
-        ),
+        refuse_changes("pld_promotion_append_only", table="evaluation_promotion", message=MESSAGE),
     ]

@@ -6,49 +6,28 @@ import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import by_vendor, pg_drop, pg_trigger, settled_guard, sqlite_drop, sqlite_guard
+
 # Written by hand below the generated operations: an override request is an audit record. What was
 # asked (version, reason, justification, the failing figures, who asked) never changes, and once it
 # is confirmed or withdrawn nothing about it changes (database triggers, like promotions in 0002).
 MESSAGE = "An override request is an audit record: what was asked, and a settled request, cannot be changed."
 FROZEN = ["prompt_version_id", "task_id", "reason", "justification", "gate", "requested_by_id", "requested_at"]
 
-SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_promotion_override_append_only BEFORE UPDATE ON evaluation_promotionoverride
-    WHEN OLD.status <> 'pending' OR {" OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in FROZEN)}
-    BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = ["DROP TRIGGER IF EXISTS pld_promotion_override_append_only;"]
+OVERRIDE = "pld_promotion_override_append_only"
+PROMOTION = "pld_promotion_append_only"
+GUARD = settled_guard(OVERRIDE, table="evaluation_promotionoverride", frozen=FROZEN, message=MESSAGE)
+
 # SQLite rebuilds evaluation_promotion to add the new columns, which drops 0002's trigger: put it back.
-SQLITE_FORWARD += [
-    "DROP TRIGGER IF EXISTS pld_promotion_append_only;",
-    """CREATE TRIGGER pld_promotion_append_only BEFORE UPDATE ON evaluation_promotion
-    BEGIN SELECT RAISE(ABORT, 'A promotion is an audit record: it cannot be changed or deleted.'); END;""",
+SQLITE_FORWARD = GUARD["sqlite"] + sqlite_drop(PROMOTION) + [
+    sqlite_guard(
+        PROMOTION, before="UPDATE", table="evaluation_promotion",
+        message="A promotion is an audit record: it cannot be changed or deleted.",
+    ),
 ]
-
-POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_promotion_override_append_only() RETURNS trigger AS $$
-    BEGIN
-      IF TG_OP = 'DELETE' OR OLD.status <> 'pending'
-         OR {" OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in FROZEN)} THEN
-        RAISE EXCEPTION '{MESSAGE}';
-      END IF;
-      RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_promotion_override_append_only BEFORE UPDATE OR DELETE ON evaluation_promotionoverride
-    FOR EACH ROW EXECUTE FUNCTION pld_promotion_override_append_only();""",
+POSTGRES_FORWARD = GUARD["postgresql"] + [
+    pg_trigger(OVERRIDE, before="UPDATE OR DELETE", table="evaluation_promotionoverride"),
 ]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_promotion_override_append_only ON evaluation_promotionoverride;",
-    "DROP FUNCTION IF EXISTS pld_promotion_override_append_only();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -151,8 +130,8 @@ class Migration(migrations.Migration):
             model_name='promotionoverride',
             constraint=models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('prompt_version',), name='promotion_override_one_pending_per_version'),
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
+        by_vendor(
+            {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD},
+            {"sqlite": sqlite_drop(OVERRIDE), "postgresql": pg_drop(OVERRIDE, table="evaluation_promotionoverride")},
         ),
     ]

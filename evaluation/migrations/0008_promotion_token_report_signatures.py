@@ -4,6 +4,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import by_vendor, settled_guard, sqlite_drop
+
 
 # An override request's signature is part of what was asked: like the rest of the request it never changes
 # (0003's trigger, recreated with the new column). The confirmation's signature is set once, when confirming.
@@ -14,32 +16,13 @@ FROZEN = [
 ]
 
 
-def _triggers(frozen):
-    sqlite = [
-        "DROP TRIGGER IF EXISTS pld_promotion_override_append_only;",
-        f"""CREATE TRIGGER pld_promotion_override_append_only BEFORE UPDATE ON evaluation_promotionoverride
-        WHEN OLD.status <> 'pending' OR {" OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in frozen)}
-        BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-    ]
-    postgres = [
-        f"""CREATE OR REPLACE FUNCTION pld_promotion_override_append_only() RETURNS trigger AS $$
-        BEGIN
-          IF TG_OP = 'DELETE' OR OLD.status <> 'pending'
-             OR {" OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in frozen)} THEN
-            RAISE EXCEPTION '{MESSAGE}';
-          END IF;
-          RETURN NEW;
-        END $$ LANGUAGE plpgsql;""",
-    ]
-    return {"sqlite": sqlite, "postgresql": postgres}
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
+def _guard(frozen):
+    # Indented as first written, so the stored trigger text stays byte for byte what it was.
+    guard = settled_guard(
+        "pld_promotion_override_append_only", table="evaluation_promotionoverride", frozen=frozen, message=MESSAGE,
+        replace=True, indent="        ",
+    )
+    return {**guard, "sqlite": sqlite_drop("pld_promotion_override_append_only") + guard["sqlite"]}
 
 
 class Migration(migrations.Migration):
@@ -113,5 +96,5 @@ class Migration(migrations.Migration):
             model_name='promotionoverride',
             constraint=models.UniqueConstraint(condition=models.Q(('request_signature__isnull', False)), fields=('request_signature',), name='promotion_override_request_signature_once'),
         ),
-        migrations.RunPython(_run(_triggers(FROZEN)), _run(_triggers(FROZEN[:-1]))),
+        by_vendor(_guard(FROZEN), _guard(FROZEN[:-1])),
     ]

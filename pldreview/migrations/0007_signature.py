@@ -7,35 +7,11 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import refuse_changes
+
 MESSAGE = "An electronic signature is permanent: it cannot be changed or deleted."
 
-# SQLite gets no DELETE trigger: Django flushes test databases with DELETE FROM, which it would break.
-# Deleting a signature is refused there by PROTECT on every record that carries it.
-SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_signature_append_only BEFORE UPDATE ON pldreview_signature
-    BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = ["DROP TRIGGER IF EXISTS pld_signature_append_only;"]
-
-# PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
-POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_signature_append_only() RETURNS trigger AS $$
-    BEGIN RAISE EXCEPTION '{MESSAGE}'; END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_signature_append_only BEFORE UPDATE OR DELETE ON pldreview_signature
-    FOR EACH ROW EXECUTE FUNCTION pld_signature_append_only();""",
-]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_signature_append_only ON pldreview_signature;",
-    "DROP FUNCTION IF EXISTS pld_signature_append_only();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
+# Deleting a signature is refused on SQLite by PROTECT on every record that carries it.
 
 
 class Migration(migrations.Migration):
@@ -65,8 +41,5 @@ class Migration(migrations.Migration):
                 'ordering': ['signed_at', 'id'],
             },
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
-        ),
+        refuse_changes("pld_signature_append_only", table="pldreview_signature", message=MESSAGE),
     ]

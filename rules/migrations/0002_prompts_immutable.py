@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from pldreview.db_triggers import by_vendor, pg_drop, pg_function, pg_trigger, sqlite_drop, sqlite_guard
+
 # Columns of a prompt version that never change once written (status is the only mutable column, and
 # ``sealed`` may only go from false to true).
 IMMUTABLE_COLUMNS = [
@@ -15,29 +17,30 @@ ENTRY_MESSAGE = "The rules of a sealed prompt version cannot be added, changed o
 _changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in IMMUTABLE_COLUMNS)
 _pg_changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in IMMUTABLE_COLUMNS)
 
+VERSION = "pld_prompt_version_immutable"
+ENTRY = "pld_prompt_entry_immutable"
+
 # SQLite has no DELETE triggers here: Django flushes test databases with DELETE FROM (in no fixed table
 # order), which such triggers would break. Deletion is refused by the ORM (PROTECT) and by the audit scan.
 SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_prompt_version_immutable BEFORE UPDATE ON rules_promptversion
-    WHEN {_changed} OR (OLD.sealed AND NOT NEW.sealed)
-    BEGIN SELECT RAISE(ABORT, '{VERSION_MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_prompt_entry_insert BEFORE INSERT ON rules_promptversionrule
-    WHEN (SELECT sealed FROM rules_promptversion WHERE id = NEW.prompt_version_id)
-    BEGIN SELECT RAISE(ABORT, '{ENTRY_MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_prompt_entry_update BEFORE UPDATE ON rules_promptversionrule
-    WHEN (SELECT sealed FROM rules_promptversion WHERE id = OLD.prompt_version_id)
-      OR (SELECT sealed FROM rules_promptversion WHERE id = NEW.prompt_version_id)
-    BEGIN SELECT RAISE(ABORT, '{ENTRY_MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_prompt_version_immutable;",
-    "DROP TRIGGER IF EXISTS pld_prompt_entry_insert;",
-    "DROP TRIGGER IF EXISTS pld_prompt_entry_update;",
+    sqlite_guard(
+        VERSION, before="UPDATE", table="rules_promptversion", message=VERSION_MESSAGE,
+        when=f"{_changed} OR (OLD.sealed AND NOT NEW.sealed)",
+    ),
+    sqlite_guard(
+        "pld_prompt_entry_insert", before="INSERT", table="rules_promptversionrule", message=ENTRY_MESSAGE,
+        when="(SELECT sealed FROM rules_promptversion WHERE id = NEW.prompt_version_id)",
+    ),
+    sqlite_guard(
+        "pld_prompt_entry_update", before="UPDATE", table="rules_promptversionrule", message=ENTRY_MESSAGE,
+        when="""(SELECT sealed FROM rules_promptversion WHERE id = OLD.prompt_version_id)
+      OR (SELECT sealed FROM rules_promptversion WHERE id = NEW.prompt_version_id)""",
+    ),
 ]
 
 # PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
 POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_prompt_version_immutable() RETURNS trigger AS $$
+    pg_function(VERSION, f"""
     BEGIN
       IF TG_OP = 'DELETE' THEN
         IF OLD.sealed THEN RAISE EXCEPTION '{VERSION_MESSAGE}'; END IF;
@@ -47,10 +50,9 @@ POSTGRES_FORWARD = [
         RAISE EXCEPTION '{VERSION_MESSAGE}';
       END IF;
       RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_prompt_version_immutable BEFORE UPDATE OR DELETE ON rules_promptversion
-    FOR EACH ROW EXECUTE FUNCTION pld_prompt_version_immutable();""",
-    f"""CREATE FUNCTION pld_prompt_entry_immutable() RETURNS trigger AS $$
+    END """),
+    pg_trigger(VERSION, before="UPDATE OR DELETE", table="rules_promptversion"),
+    pg_function(ENTRY, f"""
     BEGIN
       IF TG_OP IN ('UPDATE', 'DELETE')
          AND EXISTS (SELECT 1 FROM rules_promptversion WHERE id = OLD.prompt_version_id AND sealed) THEN
@@ -62,24 +64,9 @@ POSTGRES_FORWARD = [
       END IF;
       IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
       RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_prompt_entry_immutable BEFORE INSERT OR UPDATE OR DELETE ON rules_promptversionrule
-    FOR EACH ROW EXECUTE FUNCTION pld_prompt_entry_immutable();""",
+    END """),
+    pg_trigger(ENTRY, before="INSERT OR UPDATE OR DELETE", table="rules_promptversionrule"),
 ]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_prompt_entry_immutable ON rules_promptversionrule;",
-    "DROP FUNCTION IF EXISTS pld_prompt_entry_immutable();",
-    "DROP TRIGGER IF EXISTS pld_prompt_version_immutable ON rules_promptversion;",
-    "DROP FUNCTION IF EXISTS pld_prompt_version_immutable();",
-]
-
-
-def _run(statements: dict[str, list[str]]):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -99,8 +86,12 @@ class Migration(migrations.Migration):
             name='sealed',
             field=models.BooleanField(default=False, editable=False),
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
+        by_vendor(
+            {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD},
+            {
+                "sqlite": sqlite_drop(VERSION, "pld_prompt_entry_insert", "pld_prompt_entry_update"),
+                "postgresql": pg_drop(ENTRY, table="rules_promptversionrule")
+                + pg_drop(VERSION, table="rules_promptversion"),
+            },
         ),
     ]

@@ -6,6 +6,8 @@ import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import by_vendor, pg_checks, pg_drop, pg_function, pg_trigger, sqlite_drop, sqlite_guard
+
 
 # Four eyes in the database: an approval (a row of rules_decision) by anyone who wrote, edited or promoted
 # a revision of the rule since its last approval is refused, as is an approval of an order proposal by
@@ -27,56 +29,28 @@ _BY_AN_AUTHOR = f"""NEW.action = 'approve' AND (
 _BY_THE_PROPOSER = """EXISTS (SELECT 1 FROM rules_rulesetreorderproposal p
     WHERE p.id = NEW.proposal_id AND p.proposed_by_id = NEW.reviewer_id)"""
 
+DECISION = "pld_decision_four_eyes"
+REORDER = "pld_reorder_approval_four_eyes"
+
 SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_decision_four_eyes BEFORE INSERT ON rules_decision
-    WHEN {_BY_AN_AUTHOR}
-    BEGIN SELECT RAISE(ABORT, '{APPROVAL_MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_decision_four_eyes_update BEFORE UPDATE ON rules_decision
-    WHEN {_BY_AN_AUTHOR}
-    BEGIN SELECT RAISE(ABORT, '{APPROVAL_MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_reorder_approval_four_eyes BEFORE INSERT ON rules_rulesetreorderapproval
-    WHEN {_BY_THE_PROPOSER}
-    BEGIN SELECT RAISE(ABORT, '{REORDER_MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_reorder_approval_four_eyes_update BEFORE UPDATE ON rules_rulesetreorderapproval
-    WHEN {_BY_THE_PROPOSER}
-    BEGIN SELECT RAISE(ABORT, '{REORDER_MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_decision_four_eyes;",
-    "DROP TRIGGER IF EXISTS pld_decision_four_eyes_update;",
-    "DROP TRIGGER IF EXISTS pld_reorder_approval_four_eyes;",
-    "DROP TRIGGER IF EXISTS pld_reorder_approval_four_eyes_update;",
+    sqlite_guard(DECISION, before="INSERT", table="rules_decision", when=_BY_AN_AUTHOR, message=APPROVAL_MESSAGE),
+    sqlite_guard(
+        f"{DECISION}_update", before="UPDATE", table="rules_decision", when=_BY_AN_AUTHOR, message=APPROVAL_MESSAGE
+    ),
+    sqlite_guard(
+        REORDER, before="INSERT", table="rules_rulesetreorderapproval", when=_BY_THE_PROPOSER, message=REORDER_MESSAGE
+    ),
+    sqlite_guard(
+        f"{REORDER}_update", before="UPDATE", table="rules_rulesetreorderapproval", when=_BY_THE_PROPOSER,
+        message=REORDER_MESSAGE,
+    ),
 ]
 POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_decision_four_eyes() RETURNS trigger AS $$
-    BEGIN
-      IF {_BY_AN_AUTHOR} THEN RAISE EXCEPTION '{APPROVAL_MESSAGE}'; END IF;
-      RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_decision_four_eyes BEFORE INSERT OR UPDATE ON rules_decision
-    FOR EACH ROW EXECUTE FUNCTION pld_decision_four_eyes();""",
-    f"""CREATE FUNCTION pld_reorder_approval_four_eyes() RETURNS trigger AS $$
-    BEGIN
-      IF {_BY_THE_PROPOSER} THEN RAISE EXCEPTION '{REORDER_MESSAGE}'; END IF;
-      RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_reorder_approval_four_eyes BEFORE INSERT OR UPDATE ON rules_rulesetreorderapproval
-    FOR EACH ROW EXECUTE FUNCTION pld_reorder_approval_four_eyes();""",
+    pg_function(DECISION, pg_checks((_BY_AN_AUTHOR, APPROVAL_MESSAGE))),
+    pg_trigger(DECISION, before="INSERT OR UPDATE", table="rules_decision"),
+    pg_function(REORDER, pg_checks((_BY_THE_PROPOSER, REORDER_MESSAGE))),
+    pg_trigger(REORDER, before="INSERT OR UPDATE", table="rules_rulesetreorderapproval"),
 ]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_reorder_approval_four_eyes ON rules_rulesetreorderapproval;",
-    "DROP FUNCTION IF EXISTS pld_reorder_approval_four_eyes();",
-    "DROP TRIGGER IF EXISTS pld_decision_four_eyes ON rules_decision;",
-    "DROP FUNCTION IF EXISTS pld_decision_four_eyes();",
-]
-
-
-def _run(statements: dict[str, list[str]]):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -181,8 +155,12 @@ class Migration(migrations.Migration):
             model_name='rulesetreorderapproval',
             constraint=models.UniqueConstraint(fields=('proposal', 'reviewer'), name='reorder_approval_one_per_reviewer'),
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
+        by_vendor(
+            {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD},
+            {
+                "sqlite": sqlite_drop(DECISION, f"{DECISION}_update", REORDER, f"{REORDER}_update"),
+                "postgresql": pg_drop(REORDER, table="rules_rulesetreorderapproval")
+                + pg_drop(DECISION, table="rules_decision"),
+            },
         ),
     ]

@@ -6,34 +6,9 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import refuse_changes
+
 MESSAGE = "A comment is part of the record: it cannot be changed or deleted."
-
-# SQLite gets no DELETE trigger: Django flushes test databases with DELETE FROM, which it would break.
-SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_rulecomment_append_only BEFORE UPDATE ON rules_rulecomment
-    BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-]
-SQLITE_BACKWARD = ["DROP TRIGGER IF EXISTS pld_rulecomment_append_only;"]
-
-# PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
-POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_rulecomment_append_only() RETURNS trigger AS $$
-    BEGIN RAISE EXCEPTION '{MESSAGE}'; END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_rulecomment_append_only BEFORE UPDATE OR DELETE ON rules_rulecomment
-    FOR EACH ROW EXECUTE FUNCTION pld_rulecomment_append_only();""",
-]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_rulecomment_append_only ON rules_rulecomment;",
-    "DROP FUNCTION IF EXISTS pld_rulecomment_append_only();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -57,8 +32,5 @@ class Migration(migrations.Migration):
                 'ordering': ['created_at', 'id'],
             },
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
-        ),
+        refuse_changes("pld_rulecomment_append_only", table="rules_rulecomment", message=MESSAGE),
     ]

@@ -4,50 +4,40 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from pldreview.db_triggers import by_vendor, pg_drop, pg_function, pg_trigger, sqlite_drop, sqlite_guard
+
 MESSAGE = "This decision is a signing: it needs the electronic signature of the reviewer."
 # Written out rather than imported: a migration keeps meaning what it meant when it ran.
 SIGNED_ACTIONS = "('approve', 'reject', 'edit', 'create', 'reorder')"
 
+KEPT_MESSAGE = "A decision keeps the signature it was made with."
+SIGNED = "pld_decision_signed"
+
 # Only new rows are checked, so decisions recorded before signatures existed stay valid as they were.
 SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_decision_signed BEFORE INSERT ON rules_decision
-    WHEN NEW.signature_id IS NULL AND NEW.action IN {SIGNED_ACTIONS}
-    BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END;""",
-    f"""CREATE TRIGGER pld_decision_signature_kept BEFORE UPDATE OF signature_id ON rules_decision
-    WHEN NEW.signature_id IS NOT OLD.signature_id
-    BEGIN SELECT RAISE(ABORT, 'A decision keeps the signature it was made with.'); END;""",
-]
-SQLITE_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_decision_signed;",
-    "DROP TRIGGER IF EXISTS pld_decision_signature_kept;",
+    sqlite_guard(
+        SIGNED, before="INSERT", table="rules_decision", message=MESSAGE,
+        when=f"NEW.signature_id IS NULL AND NEW.action IN {SIGNED_ACTIONS}",
+    ),
+    sqlite_guard(
+        "pld_decision_signature_kept", before="UPDATE OF signature_id", table="rules_decision", message=KEPT_MESSAGE,
+        when="NEW.signature_id IS NOT OLD.signature_id",
+    ),
 ]
 
 POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_decision_signed() RETURNS trigger AS $$
+    pg_function(SIGNED, f"""
     BEGIN
       IF TG_OP = 'INSERT' AND NEW.signature_id IS NULL AND NEW.action IN {SIGNED_ACTIONS} THEN
         RAISE EXCEPTION '{MESSAGE}';
       END IF;
       IF TG_OP = 'UPDATE' AND NEW.signature_id IS DISTINCT FROM OLD.signature_id THEN
-        RAISE EXCEPTION 'A decision keeps the signature it was made with.';
+        RAISE EXCEPTION '{KEPT_MESSAGE}';
       END IF;
       RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_decision_signed BEFORE INSERT OR UPDATE ON rules_decision
-    FOR EACH ROW EXECUTE FUNCTION pld_decision_signed();""",
+    END """),
+    pg_trigger(SIGNED, before="INSERT OR UPDATE", table="rules_decision"),
 ]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_decision_signed ON rules_decision;",
-    "DROP FUNCTION IF EXISTS pld_decision_signed();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -118,8 +108,11 @@ class Migration(migrations.Migration):
             model_name='rulesetreorderproposal',
             constraint=models.UniqueConstraint(condition=models.Q(('decision_signature__isnull', False)), fields=('decision_signature',), name='reorder_rejection_signature_once'),
         ),
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
+        by_vendor(
+            {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD},
+            {
+                "sqlite": sqlite_drop(SIGNED, "pld_decision_signature_kept"),
+                "postgresql": pg_drop(SIGNED, table="rules_decision"),
+            },
         ),
     ]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rules.discussion import rule_comment_add
-from tests.browser.conftest import _close
 from tests.browser.test_review_browser import CHROMIUM, _log_in
-from tests.rules.reviewkit import teacher_rule
+from tests.support.browser import close_when_idle
+from tests.support.factories import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, finished_run
 
 pytestmark = [
@@ -61,11 +61,11 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
         found = _violations(page)
         if found:
             failures[path] = found
-    _close(context, page)
+    close_when_idle(context, page)
     # The refusal page as a reviewer sees it.
     context, page = _log_in(browser, live_server, "rita", "/", bypass_csp=True)
     page.goto(f"{live_server.url}/api-tokens/")
     if found := _violations(page):
         failures["403"] = found
-    _close(context, page)
+    close_when_idle(context, page)
     assert not failures, failures

@@ -10,7 +10,7 @@ import pyotp
 import pytest
 
 from rules.models import Rule
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 

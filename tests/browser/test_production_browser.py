@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 from django.utils import timezone
 
-from evaluation.decision_log import inputs_sha256
-from evaluation.models import ClassifyCall, DecisionFeedback, EvaluationRun
+from evaluation.models import DecisionFeedback, EvaluationRun
 from tests.browser.test_review_browser import CHROMIUM, _log_in, browser  # noqa: F401 - the shared browser fixture
+from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -28,11 +27,9 @@ def test_a_reviewer_turns_a_wrong_decision_into_a_feedback_example_that_refine_r
 ) -> None:
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
-    call = ClassifyCall.objects.create(
-        request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
-        model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.6, "Contradiction": 0.3,
-                                                                   "NotMentioned": 0.1},
-        top_probability=0.6, latency_ms=5, input_retention="full", inputs=INPUTS, input_sha256=inputs_sha256(INPUTS),
+    call = ClassifyCallFactory(
+        prompt_version=version, probabilities={"Entailment": 0.6, "Contradiction": 0.3, "NotMentioned": 0.1},
+        top_probability=0.6, latency_ms=5, inputs=INPUTS,
     )
     run = EvaluationRun.objects.create(task=task, mode="pld", split="train", model_path="m.gguf",
                                        status=EvaluationRun.Status.FINISHED, finished_at=timezone.now())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rules.models import Decision, Rule
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval
 
 # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread with a

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import _close
 from tests.browser.test_review_browser import CHROMIUM, _log_in, _wait_for_swapped_rule
-from tests.rules.reviewkit import teacher_rule
+from tests.support.browser import close_when_idle
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_edit, sign_writing
 
 pytestmark = [
@@ -41,7 +41,7 @@ def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
     page.click(".nothing-left a")
     page.wait_for_selector("[data-queue-row]")
     assert first.text in page.locator(".queue-table").inner_text()
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, task, reviewer) -> None:
@@ -56,7 +56,7 @@ def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, ta
     text = page.locator(".nothing-left").inner_text()
     assert "Nothing left to review" not in text
     assert "Nothing left for you to decide" in text and "wait" in text and "another reviewer" in text
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, live_server, task, reviewer) -> None:
@@ -81,7 +81,7 @@ def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, 
     assert page.locator("#decisions [data-action=create]").inner_text().count("Written by hand") == 1
     records = page.locator("#records tbody tr")
     assert records.count() == 1 and "Created: " in records.first.inner_text()
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_a_second_reviewer_sees_the_revision_waiting_for_her(
@@ -107,14 +107,14 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
     page.click("text=Waiting for me")
     page.wait_for_url("**/review/waiting/")
     assert "If the clause lets the recipient share it with employees" in page.locator("#waiting").inner_text()
-    _close(context, page)
+    close_when_idle(context, page)
 
     # rita wrote that revision: it waits for someone else, not for her.
     context, page = _log_in(browser, live_server, "rita", "/review/waiting/")
     page.wait_for_selector("#waiting-badge [data-waiting='2']")  # the long-clause and the advisers rules
     assert "share it with employees" not in page.locator("main").inner_text()
     assert "NotMentioned" in page.locator("#waiting").inner_text()
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_server, task, auditor) -> None:
@@ -134,7 +134,7 @@ def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_
     page.click("text=Back to the overview")
     page.wait_for_url(f"{live_server.url}/")
     assert missing == []  # no favicon or other 404 on the way
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_server, admin_user) -> None:
@@ -162,7 +162,7 @@ def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_ser
     page.click("button:has-text('Sign and revoke the token')")
     page.wait_for_selector("text=Revoked token")
     assert ApiToken.objects.get().revoked_at is not None
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task, reviewer, second_reviewer) -> None:
@@ -180,12 +180,12 @@ def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task,
     page.wait_for_function("() => document.querySelectorAll('[data-queue-row]').length === 1")
     assert "share with employees" in page.locator(".queue-table").inner_text()
     assert "q=advisers" in page.url
-    _close(context, page)
+    close_when_idle(context, page)
 
 
 def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser, live_server, task, reviewer) -> None:
     from rules.models import Rule
-    from tests.rules.reviewkit import example
+    from tests.support.factories import example
 
     example(task, 1, premise="The recipient may share the plan with its staff.")
     example(task, 2, premise="Staff of affiliates may see it.")
@@ -207,4 +207,4 @@ def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser,
     rule = Rule.objects.get()
     assert rule.support == 2
     assert "2 examples" in page.locator("article.rule").inner_text()
-    _close(context, page)
+    close_when_idle(context, page)

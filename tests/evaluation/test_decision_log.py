@@ -15,6 +15,7 @@ from evaluation.decision_log import decisions_purge, inputs_sha256, redact
 from evaluation.models import ClassifyCall, DecisionLogPolicy, InputRetention
 from evaluation.tokens import api_token_create
 from pldreview.models import LedgerEntry
+from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
 URL = "/api/v1/tasks/nda-demo/classify"
@@ -115,14 +116,8 @@ def test_the_classify_command_logs_its_call_too(production, student_settings, ca
 
 
 def _logged(version, *, days_ago: float, label: str = "Entailment") -> ClassifyCall:
-    import uuid
-
-    return ClassifyCall.objects.create(
-        request_id=uuid.uuid4(), created_at=timezone.now() - timedelta(days=days_ago), source="api",
-        task=version.task, prompt_version=version, prompt_sha256=version.sha256, model_sha256="m" * 64,
-        label=label, probabilities={label: 0.9}, top_probability=0.9, latency_ms=10, input_retention="full",
-        inputs=BODY, input_sha256=inputs_sha256(BODY),
-    )
+    return ClassifyCallFactory(prompt_version=version, created_at=timezone.now() - timedelta(days=days_ago),
+                               label=label, top_probability=0.9, latency_ms=10, inputs=BODY)
 
 
 def test_the_purge_removes_only_what_is_older_and_is_recorded(task, admin_user, second_reviewer) -> None:

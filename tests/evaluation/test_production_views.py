@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from evaluation.drift import population_stability_index, production_watch
 from evaluation.models import ClassifyCall, DecisionFeedback
 from pldreview.models import LedgerEntry
 from rules.models import Example, Split
-from tests.evaluation.conftest import NDA_ROWS, add_examples
+from tests.support.factories import NDA_ROWS, ClassifyCallFactory, add_examples
 from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
 INPUTS = {"premise": "The Recipient may keep one archival copy.", "hypothesis": "The party must destroy all copies."}
@@ -34,11 +33,10 @@ def version(task, admin_user, second_admin, second_reviewer):
 
 
 def _log(version, *, label="Entailment", top=0.8, days_ago=0.0, inputs=INPUTS, retention="full") -> ClassifyCall:
-    return ClassifyCall.objects.create(
-        request_id=uuid.uuid4(), created_at=timezone.now() - timedelta(days=days_ago), source="api",
-        task=version.task, prompt_version=version, prompt_sha256=version.sha256, model_sha256="m" * 64,
-        label=label, probabilities={label: top}, top_probability=top, latency_ms=12.0, input_retention=retention,
-        inputs=inputs if retention != "hash" else {}, input_sha256=inputs_sha256(inputs),
+    return ClassifyCallFactory(
+        prompt_version=version, created_at=timezone.now() - timedelta(days=days_ago), label=label,
+        top_probability=top, input_retention=retention, inputs=inputs if retention != "hash" else {},
+        input_sha256=inputs_sha256(inputs),
     )
 
 

@@ -22,7 +22,7 @@ from evaluation.refine import (
 from rules.models import Decision, Rule, Task, TeacherCall
 from rules.services import rule_approve, rule_propose
 from rules.teacher import TeacherConfig
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.prompt_versions import RULES, approve_all, compiled
 from tests.support.signatures import sign_approval

@@ -1,18 +1,16 @@
 """Feedback examples (production decisions marked wrong) are refine inputs: on the page and in the teacher's groups."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.decision_log import decision_feedback_give, inputs_sha256
-from evaluation.models import ClassifyCall, EvaluationRun, Prediction
+from evaluation.decision_log import decision_feedback_give
+from evaluation.models import EvaluationRun, Prediction
 from evaluation.refine import refine_groups, refine_proposals_create
 from rules.models import Rule
 from rules.teacher import TeacherConfig
-from tests.support.examples import make_examples
+from tests.support.factories import ClassifyCallFactory, make_examples
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.prompt_versions import approve_all, compiled
 
@@ -23,11 +21,7 @@ INPUTS = {"premise": "The Recipient may keep one archival copy.", "hypothesis": 
 def feedback(task, admin_user, second_reviewer, reviewer):
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
-    call = ClassifyCall.objects.create(
-        request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
-        model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.6}, top_probability=0.6,
-        latency_ms=5, input_retention="full", inputs=INPUTS, input_sha256=inputs_sha256(INPUTS),
-    )
+    call = ClassifyCallFactory(prompt_version=version, top_probability=0.6, latency_ms=5, inputs=INPUTS)
     return decision_feedback_give(call=call, correct_label="Contradiction", reason="Keeping a copy contradicts it",
                                   user=reviewer)
 

@@ -12,18 +12,11 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from evaluation.models import Report
-from evaluation.signing import pdf_sign, signing_identity_create
+from evaluation.signing import pdf_sign
 from pldreview.jobs import job_execute
 from pldreview.models import Job
 from rules.models import PromptVersion, Task
 from tests.support.reports import PASSPHRASE, build_report_story
-
-
-@pytest.fixture(scope="session")
-def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signing") / "identity.p12"
-    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +26,6 @@ def signed_pdf(identity_file: Path) -> bytes:
     return pdf_sign(
         weasyprint.HTML(string="<h1>Report</h1>").write_pdf(), p12_path=identity_file, passphrase=PASSPHRASE
     )
-
-
-@pytest.fixture
-def signing(settings, identity_file: Path, tmp_path: Path) -> Path:  # noqa: ANN001
-    settings.PLD_SIGNING_P12 = str(identity_file)
-    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
-    settings.PLD_TSA_URL = ""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return identity_file
 
 
 @pytest.fixture

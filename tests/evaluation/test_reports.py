@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from evaluation.demo_reports import seed_report
 from evaluation.models import EvaluationRun, Report
 from evaluation.reports import report_data, report_generate, report_path, report_render_html
-from evaluation.signing import pdf_signature_validate, signing_identity_create, signing_identity_load
+from evaluation.signing import pdf_signature_validate, signing_identity_load
 from rules.models import PromptVersion, Task
 from tests.support.reports import (
     EDIT_REASON,
@@ -27,22 +27,6 @@ from tests.support.reports import (
     pdf_text,
     write_expired_identity,
 )
-
-
-@pytest.fixture(scope="session")
-def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signing") / "identity.p12"
-    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
-    return path
-
-
-@pytest.fixture
-def signing(settings, identity_file: Path, tmp_path: Path) -> Path:  # noqa: ANN001 (pytest-django fixture)
-    settings.PLD_SIGNING_P12 = str(identity_file)
-    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
-    settings.PLD_TSA_URL = ""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return identity_file
 
 
 @pytest.fixture

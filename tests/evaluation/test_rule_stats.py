@@ -18,7 +18,7 @@ from evaluation.rule_stats import accuracy_hint, rule_accuracy, rules_accuracy
 from rules.models import Example, Rule, Task
 from rules.services import rule_propose
 from rules.statistics import wilson_lower_bound
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 
 
 def _client(user: User) -> Client:

@@ -10,7 +10,7 @@ from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs import evaluation_run_finish
 from pldreview.models import Job
 from rules.models import Example, Task
-from tests.evaluation.conftest import add_examples
+from tests.support.factories import add_examples
 
 
 def _login(client: Client, user: Any) -> Client:

@@ -25,7 +25,7 @@ from evaluation.student import Student, StudentDecision, get_student
 from pldreview.jobs import JobCancelled, job_create
 from pldreview.models import Job, LedgerEntry
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
-from tests.evaluation.conftest import CONTRACT_A, CONTRACT_B, NDA_ROWS, add_contract_examples, add_examples
+from tests.support.factories import CONTRACT_A, CONTRACT_B, NDA_ROWS, add_contract_examples, add_examples
 from tests.support.gguf_files import GEMMA_CHAT_TEMPLATE, gguf_with_chat_template
 from tests.support.processes import dead_pid
 
@@ -236,7 +236,8 @@ def _prompt_version(task: Task, user: Any = None) -> PromptVersion:
     )
     entries = []
     for position, (text, label) in enumerate(rules, start=1):
-        rule = Rule.objects.create(task=task, origin=Rule.Origin.MANUAL, label=label, text=text, status="approved")
+        rule = Rule.objects.create(task=task, origin=Rule.Origin.MANUAL, label=label, text=text, status="approved",
+                                   position=position)
         revision = RuleRevision.objects.create(rule=rule, number=1, text=text, label=label)
         entries.append((rule, revision, position))
         lines.append(f"{position}. {text}, the label is {label}.")

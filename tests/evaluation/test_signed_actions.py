@@ -9,13 +9,12 @@ import pytest
 from evaluation.models import ApiToken, Promotion, PromotionOverride, Report
 from evaluation.promotion import promotion_override_confirm, promotion_override_request, prompt_version_promote
 from evaluation.reports import report_generate, report_path
-from evaluation.signing import signing_identity_create
 from evaluation.tokens import api_token_create
 from pldreview.models import LedgerEntry, Signature
 from pldreview.signatures import report_content_sha256
 from rules.models import Decision, PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
-from tests.support.reports import PASSPHRASE, build_report_story, pdf_text
+from tests.support.reports import build_report_story, pdf_text
 from tests.support.signatures import sign_override_request, sign_promotion
 
 REASON = "Evaluated on the test split and reviewed by two people"
@@ -154,19 +153,8 @@ def test_revoking_a_token_is_signed_and_shown(client, named_admin) -> None:
 # --- reports ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signing") / "identity.p12"
-    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
-    return path
-
-
 @pytest.fixture
-def report(settings, identity_file: Path, tmp_path: Path, task, reviewer, second_reviewer, named_admin) -> Report:
-    settings.PLD_SIGNING_P12 = str(identity_file)
-    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
-    settings.PLD_TSA_URL = ""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
+def report(signing: Path, task, reviewer, second_reviewer, named_admin) -> Report:
     reviewer.first_name, reviewer.last_name = "Rita", "Reyes"
     reviewer.save()
     second_reviewer.first_name, second_reviewer.last_name = "Ravi", "Rao"

@@ -17,7 +17,8 @@ from evaluation.student import (
     check_model_file,
     get_student,
 )
-from tests.evaluation.conftest import CONTRACT_A, CONTRACT_B, NDA_ROWS, STUDENT_N_CTX
+from tests.support.factories import CONTRACT_A, CONTRACT_B, NDA_ROWS
+from tests.support.student import STUDENT_N_CTX
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 RULES = (

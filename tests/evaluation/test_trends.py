@@ -10,7 +10,7 @@ from evaluation.models import EvaluationRun
 from evaluation.reports import report_data, report_render_html
 from evaluation.trends import task_trend, trend_chart
 from rules.models import Example
-from tests.rules.reviewkit import example
+from tests.support.factories import example
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
 
 pytestmark = pytest.mark.django_db

@@ -22,22 +22,6 @@ from tests.support.reports import PASSPHRASE, build_report_story
 PYHANKO_CLI = Path(sys.executable).parent / "pyhanko"
 
 
-@pytest.fixture(scope="session")
-def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signing") / "identity.p12"
-    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
-    return path
-
-
-@pytest.fixture
-def signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  # noqa: ANN001
-    settings.PLD_SIGNING_P12 = str(identity_file)
-    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
-    settings.PLD_TSA_URL = ""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return identity_file
-
-
 @pytest.fixture
 def issued(signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User) -> bytes:
     """Return the bytes of a report this instance issued."""

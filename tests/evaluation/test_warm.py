@@ -10,7 +10,7 @@ import pytest
 
 from evaluation.student import Student, bundled_model_path, check_model_file
 from evaluation.warm import state_path, student_state_restore, student_state_save
-from tests.evaluation.conftest import NDA_ROWS
+from tests.support.factories import NDA_ROWS
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 EXAMPLE = f"Premise: {NDA_ROWS[0][0]}\nHypothesis: {NDA_ROWS[0][1]}"

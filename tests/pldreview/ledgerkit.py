@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
-from evaluation.decision_log import decision_feedback_give, decision_policy_set, inputs_sha256
-from evaluation.models import ClassifyCall, Promotion, Report
+from evaluation.decision_log import decision_feedback_give, decision_policy_set
+from evaluation.models import Promotion, Report
 from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
 from evaluation.reports import report_create
 from pldreview.db_triggers import install_sql, remove_sql
@@ -28,7 +27,7 @@ from rules.services import (
     ruleset_reorder_propose,
     ruleset_rules,
 )
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import ClassifyCallFactory, teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
 from tests.support.signatures import (
     sign_edit,
@@ -84,11 +83,7 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
                                        signature=sign_promotion(admin_user, version))
     decision_policy_set(task=task, input_retention="full", retention_days=30, user=admin_user, reason="Policy 7.2")
-    call = ClassifyCall.objects.create(
-        request_id=uuid.uuid4(), source="api", task=task, prompt_version=version, prompt_sha256=version.sha256,
-        model_sha256="m" * 64, label="Entailment", probabilities={"Entailment": 0.8}, top_probability=0.8,
-        latency_ms=12.0, input_retention="full", inputs=CALL_INPUTS, input_sha256=inputs_sha256(CALL_INPUTS),
-    )
+    call = ClassifyCallFactory(prompt_version=version, inputs=CALL_INPUTS)
     decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)

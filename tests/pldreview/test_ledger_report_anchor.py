@@ -11,28 +11,16 @@ from django.core.management.base import CommandError
 
 from evaluation.models import Report
 from evaluation.reports import report_generate, report_path
-from evaluation.signing import signing_identity_create
 from pldreview.ledger import chain_hash
 from pldreview.models import LedgerEntry, LedgerHead
 from tests.pldreview.ledgerkit import audited_world, raw, side_door, stdlib_verify
-from tests.support.reports import PASSPHRASE, pdf_text
+from tests.support.reports import pdf_text
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("signing") / "identity.p12"
-    signing_identity_create(path=path, passphrase=PASSPHRASE, common_name="PLD Review test signer")
-    return path
-
-
 @pytest.fixture
-def signed(settings, identity_file: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
-    settings.PLD_SIGNING_P12 = str(identity_file)
-    settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE
-    settings.PLD_TSA_URL = ""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
+def signed(signing: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN201
     world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     report = report_generate(prompt_version=world.version, user=auditor)
     assert report.status == Report.Status.READY, report.error

@@ -25,7 +25,7 @@ from pldreview.signatures import (
 )
 from rules.models import Decision
 from rules.services import rule_signed_content
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign
 
 SHA = content_sha256({"what": "a test document"})
@@ -176,7 +176,8 @@ def test_the_database_refuses_a_signed_action_without_a_signature(task, reviewer
         with pytest.raises(DatabaseError), transaction.atomic():
             Decision.objects.create(rule=rule, action=action, reviewer=reviewer, status_after="pending")
     # Undo is not a signing: its own decision carries no signature.
-    assert Decision.objects.create(rule=rule, action="undo", reviewer=reviewer).signature is None
+    noise = Decision.objects.create(rule=rule, action="promote_noise", reviewer=reviewer, status_after="pending")
+    assert Decision.objects.create(rule=rule, action="undo", reviewer=reviewer, undoes=noise).signature is None
 
 
 def test_a_decision_keeps_its_signature_and_a_signature_signs_one_decision(task, reviewer) -> None:

@@ -9,7 +9,7 @@ from django.test import Client, TestCase
 
 from pldreview.models import Signature
 from rules.models import Rule
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 
 pytestmark = pytest.mark.django_db
 

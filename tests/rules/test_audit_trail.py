@@ -21,7 +21,7 @@ from rules.services import (
     ruleset_reorder_propose,
     ruleset_reorder_reject,
 )
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import (
     sign_approval,
     sign_edit,

@@ -20,7 +20,7 @@ from rules.clustering import (
 from rules.embeddings import tfidf_svd
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, TeacherCall
 from rules.teacher import TeacherConfig
-from tests.support.examples import make_examples, make_micro_rule
+from tests.support.factories import make_examples, make_micro_rule
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.local_teacher import local_endpoint_settings
 

@@ -8,7 +8,7 @@ import pytest
 
 from rules.exports import COLUMNS
 from rules.services import decision_undo, rule_approve, rule_create, rule_edit, rule_reject
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
 pytestmark = pytest.mark.django_db

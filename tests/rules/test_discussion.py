@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection, transaction
 from pldreview.models import LedgerEntry
 from rules.discussion import rule_comment_add
 from rules.models import RuleComment
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 
 pytestmark = pytest.mark.django_db
 

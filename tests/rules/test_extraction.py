@@ -16,7 +16,7 @@ from rules.extraction import (
 )
 from rules.models import MicroRule, Task, TeacherCall
 from rules.teacher import TeacherConfig, TeacherError
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 from tests.support.local_teacher import local_endpoint_settings
 

@@ -23,8 +23,7 @@ from rules.services import (
     ruleset_reorder_propose,
     ruleset_rules,
 )
-from tests.rules.reviewkit import teacher_rule
-from tests.support.examples import make_examples, make_micro_rule
+from tests.support.factories import make_examples, make_micro_rule, teacher_rule
 from tests.support.signatures import (
     sign_approval,
     sign_edit,

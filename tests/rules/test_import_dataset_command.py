@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from rules.models import DatasetImport, Example, Task
-from tests.conftest import FIXTURES_DIR, SHARED_DATASETS, requires_shared_datasets
+from tests.support.datasets import FIXTURES_DIR, SHARED_DATASETS, requires_shared_datasets
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from rules.datasets import dataset_import, task_define
 from rules.importers import FieldMap
 from rules.models import DatasetImport, Example, Task
-from tests.conftest import FIXTURES_DIR
+from tests.support.datasets import FIXTURES_DIR
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rules.models import Rule, Task
-from tests.rules.reviewkit import example
+from tests.support.factories import example
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from rules.services import (
     ruleset_reorder_reject,
     ruleset_rules,
 )
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import (
     sign_approval,
     sign_order_approval,

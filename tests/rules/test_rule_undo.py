@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from rules.models import Decision, Rule
 from rules.services import decision_undo, rule_approve, rule_edit, rule_reject
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection
 
 pytestmark = pytest.mark.django_db

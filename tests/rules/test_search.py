@@ -10,7 +10,7 @@ from django.db import connection
 from rules.models import Rule
 from rules.search import search_rules
 from rules.services import rule_create, rule_edit, rule_reject
-from tests.rules.reviewkit import example, teacher_rule
+from tests.support.factories import example, teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
 pytestmark = pytest.mark.django_db

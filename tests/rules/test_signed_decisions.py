@@ -12,7 +12,7 @@ from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_con
 from rules.exports import decision_log_csv
 from rules.models import Decision, Rule, RuleSetReorderApproval, RuleSetReorderProposal
 from rules.services import rule_approve, rule_signed_content, ruleset_reorder_propose
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign, sign_approval, sign_order_proposal
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -10,16 +10,14 @@ from rules.datasets import dataset_import
 from rules.forms import FORMAT_CHOICES, DatasetImportForm
 from rules.importers import FORMATS
 from rules.models import DatasetImport, Example, Task
+from tests.support.factories import ExampleFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _example(task: Task, n: int, *, label: str = "Entailment", split: str = "train", **kwargs) -> Example:
     inputs = kwargs.pop("inputs", {"premise": f"Clause {n}.", "hypothesis": "Staff may see it."})
-    example = Example(task=task, inputs=inputs, gold_label=label, split=split,
-                      content_hash=Example.hash_content(inputs, label), source_ref=f"line {n}", **kwargs)
-    example.save()
-    return example
+    return ExampleFactory(task=task, inputs=inputs, gold_label=label, split=split, source_ref=f"line {n}", **kwargs)
 
 
 def test_the_task_list_shows_each_task_with_its_example_count(client, reviewer, task, django_assert_max_num_queries):

@@ -23,7 +23,7 @@ from pldreview.models import Job
 from rules.extraction import micro_rules_extract
 from rules.models import MicroRule, Task, TeacherCall
 from rules.teacher import Teacher, TeacherConfig, TeacherError, TeacherRequest, teacher_request_hash
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 
 FIRST_KEY = "sk-first-endpoint-secret"

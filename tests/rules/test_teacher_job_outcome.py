@@ -6,7 +6,7 @@ from django.test import override_settings
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
 from rules.models import MicroRule, Task
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 
 

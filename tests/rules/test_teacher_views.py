@@ -7,7 +7,7 @@ from django.test import Client
 from pldreview.context_processors import roles
 from pldreview.models import Job
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, TeacherCall
-from tests.support.examples import make_examples, make_micro_rule
+from tests.support.factories import make_examples, make_micro_rule
 
 
 def _client(user: User) -> Client:

@@ -11,6 +11,7 @@ from evaluation.promotion import current_model_sha256
 from rules.compiler import prompt_version_compile
 from rules.models import Example, PromptVersion, Rule, Task
 from rules.services import rule_approve, rule_propose
+from tests.support.factories import ExampleFactory
 from tests.support.signatures import sign_approval, sign_override_confirmation, sign_override_request
 
 RULES = [
@@ -71,9 +72,7 @@ def gate_examples(task: Task, n: int = GATE_EXAMPLES) -> list[Example]:
     for i in range(len(existing), n):
         inputs = {"premise": f"Gate clause {i}", "hypothesis": f"Gate hypothesis {i}"}
         gold = labels[i % len(labels)]
-        existing.append(Example.objects.create(
-            task=task, inputs=inputs, gold_label=gold, split="test", content_hash=Example.hash_content(inputs, gold),
-        ))
+        existing.append(ExampleFactory(task=task, inputs=inputs, gold_label=gold, split="test"))
     return existing
 
 

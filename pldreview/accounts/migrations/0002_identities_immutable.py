@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from pldreview.db_triggers import by_vendor, pg_checks, pg_drop, pg_function, pg_trigger, sqlite_drop, sqlite_guard
+
 RENAME = "A username that has decided or signed anything cannot change (deactivate the user instead)."
 DELETE = "Users are deactivated, never deleted."
 HAS_ACTED = (
@@ -9,38 +11,24 @@ HAS_ACTED = (
     " OR EXISTS (SELECT 1 FROM pldreview_ledgerentry WHERE actor_id = OLD.id)"
 )
 
+GUARD = "pld_user_identity_guard"
+
 # SQLite gets no DELETE trigger: Django flushes test databases with DELETE FROM, which it would break.
 # A user who acted is still kept there by the foreign keys of their decisions and ledger entries.
 SQLITE_FORWARD = [
-    f"""CREATE TRIGGER pld_username_immutable BEFORE UPDATE OF username ON auth_user
-    WHEN OLD.username <> NEW.username AND ({HAS_ACTED})
-    BEGIN SELECT RAISE(ABORT, '{RENAME}'); END;""",
+    sqlite_guard(
+        "pld_username_immutable", before="UPDATE OF username", table="auth_user", message=RENAME,
+        when=f"OLD.username <> NEW.username AND ({HAS_ACTED})",
+    ),
 ]
-SQLITE_BACKWARD = ["DROP TRIGGER IF EXISTS pld_username_immutable;"]
 
 # PostgreSQL flushes with TRUNCATE, which fires no row triggers, so deletes are refused there too.
 POSTGRES_FORWARD = [
-    f"""CREATE FUNCTION pld_user_identity_guard() RETURNS trigger AS $$
-    BEGIN
-      IF TG_OP = 'DELETE' THEN RAISE EXCEPTION '{DELETE}'; END IF;
-      IF NEW.username IS DISTINCT FROM OLD.username AND ({HAS_ACTED}) THEN RAISE EXCEPTION '{RENAME}'; END IF;
-      RETURN NEW;
-    END $$ LANGUAGE plpgsql;""",
-    """CREATE TRIGGER pld_user_identity_guard BEFORE UPDATE OR DELETE ON auth_user
-    FOR EACH ROW EXECUTE FUNCTION pld_user_identity_guard();""",
+    pg_function(GUARD, pg_checks(
+        ("TG_OP = 'DELETE'", DELETE), (f"NEW.username IS DISTINCT FROM OLD.username AND ({HAS_ACTED})", RENAME)
+    )),
+    pg_trigger(GUARD, before="UPDATE OR DELETE", table="auth_user"),
 ]
-POSTGRES_BACKWARD = [
-    "DROP TRIGGER IF EXISTS pld_user_identity_guard ON auth_user;",
-    "DROP FUNCTION IF EXISTS pld_user_identity_guard();",
-]
-
-
-def _run(statements):
-    def run(apps, schema_editor):
-        for sql in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):
@@ -53,8 +41,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(
-            _run({"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD}),
-            _run({"sqlite": SQLITE_BACKWARD, "postgresql": POSTGRES_BACKWARD}),
+        by_vendor(
+            {"sqlite": SQLITE_FORWARD, "postgresql": POSTGRES_FORWARD},
+            {"sqlite": sqlite_drop("pld_username_immutable"), "postgresql": pg_drop(GUARD, table="auth_user")},
         ),
     ]

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from pldreview.accounts.services import role_grant, role_revoke, user_deactivate, user_rename
 from pldreview.models import LedgerEntry
 from rules.services import rule_approve
-from tests.rules.reviewkit import teacher_rule
+from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval
 
 pytestmark = pytest.mark.django_db

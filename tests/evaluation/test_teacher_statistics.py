@@ -9,7 +9,7 @@ from evaluation.rule_stats import rule_statistics
 from rules.models import Rule, Task
 from rules.services import rule_propose
 from rules.statistics import wilson_lower_bound
-from tests.support.examples import make_examples
+from tests.support.factories import make_examples
 
 
 def test_three_of_three_right_does_not_look_perfect() -> None:

@@ -1,0 +1,74 @@
+"""Admin site for the evaluation app: read-only, like every app's (``pldreview/admin.py``).
+
+Runs, promotions, tokens, the decision log and reports change only through the evaluation services.
+"""
+from __future__ import annotations
+
+from django.contrib import admin
+
+from evaluation.models import (
+    ApiToken,
+    ApiTokenWindow,
+    ClassifyCall,
+    DecisionFeedback,
+    DecisionLogPolicy,
+    EvaluationRun,
+    Prediction,
+    Promotion,
+    PromotionOverride,
+    Report,
+)
+from pldreview.admin import ReadOnlyAdmin, ReadOnlyHistoryAdmin
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "task", "mode", "split", "status", "prompt_version", "n_examples", "created_at")
+    list_filter = ("status", "mode", "split", "task")
+    list_select_related = ("task", "prompt_version__task")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "example", "label", "correct", "latency_ms")
+    list_select_related = ("run__task", "example__task")
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("id", "task", "prompt_version", "from_version", "is_rollback", "promoted_by", "created_at")
+    list_select_related = ("task", "prompt_version__task", "from_version__task", "promoted_by")
+
+
+@admin.register(PromotionOverride)
+class PromotionOverrideAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("id", "prompt_version", "status", "requested_by", "confirmed_by", "requested_at")
+    list_filter = ("status",)
+    list_select_related = ("prompt_version__task", "requested_by", "confirmed_by")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    # Only the token's hash is stored; it still stays off the page.
+    exclude = ("token_hash",)
+    list_display = ("id", "name", "prefix", "user", "created_at", "revoked_at", "expires_at")
+    list_select_related = ("user",)
+
+
+@admin.register(ClassifyCall)
+class ClassifyCallAdmin(ReadOnlyAdmin):
+    list_display = ("request_id", "task", "prompt_version", "label", "top_probability", "source", "created_at")
+    list_filter = ("source", "task")
+    list_select_related = ("task", "prompt_version__task")
+
+
+@admin.register(Report)
+class ReportAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("id", "prompt_version", "status", "sha256", "generated_by", "created_at")
+    list_filter = ("status",)
+    list_select_related = ("prompt_version__task", "generated_by")
+
+
+admin.site.register(DecisionLogPolicy, ReadOnlyHistoryAdmin)
+admin.site.register(DecisionFeedback, ReadOnlyHistoryAdmin)
+admin.site.register(ApiTokenWindow, ReadOnlyAdmin)
