@@ -14,6 +14,8 @@ import random
 import re
 from typing import TYPE_CHECKING, Any
 
+from evaluation import prompts
+from evaluation.student import decide
 from rules.models import Example
 
 if TYPE_CHECKING:
@@ -94,9 +96,6 @@ def adherence_check(
     *, run: EvaluationRun, student: Student, sample_size: int | None = None, progress: Any = None
 ) -> dict[str, Any]:
     """Measure how often the student's decisions follow its rules' labels on a sample of the run."""
-    from evaluation import prompts
-    from evaluation.runs import decide
-
     labels = run.task.label_names
     size = sample_size or int(run.options.get("adherence_sample", SAMPLE_SIZE))
     ids: list[int] = list(run.options.get("example_ids", []))

@@ -18,15 +18,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation import prompts
+from evaluation.adherence import adherence_check
 from evaluation.metrics import classification_metrics
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import (
-    COT_MAX_TOKENS,
     ExampleTooLongError,
     Student,
     StudentDecision,
     StudentModelError,
     check_model_file,
+    decide,
     default_model_path,
     get_student,
 )
@@ -191,30 +192,6 @@ def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, flo
     return decision.logprobs
 
 
-def decide(
-    *,
-    run: EvaluationRun,
-    student: Student,
-    inputs: dict[str, Any],
-    rules_text: str | None = None,
-    reuse_prefix: bool = True,
-) -> StudentDecision:
-    """Decide one example the way a run does (its mode, rules, calibration and reasoning budget)."""
-    layout = prompts.example_layout(task=run.task, inputs=inputs)
-    cot = run.mode == EvaluationRun.Mode.COT
-    return student.classify(
-        rules=run.prompt_text if rules_text is None else rules_text,
-        context=layout.context,
-        example=layout.example,
-        labels=run.task.label_names,
-        cue=layout.cue,
-        prior=run.options.get("prior") if run.calibrate else None,
-        reasoning_cue=prompts.REASONING_CUE if cot else "",
-        max_reasoning_tokens=run.options.get("cot_max_tokens", COT_MAX_TOKENS),
-        reuse_prefix=reuse_prefix,
-    )
-
-
 def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) -> Prediction:
     prediction = Prediction(
         run=run,
@@ -326,8 +303,6 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
         progress.note("Computing metrics")
         evaluation_run_finish(run=run)
         if run.mode == EvaluationRun.Mode.PLD:
-            from evaluation.adherence import adherence_check
-
             progress.note("Checking rule adherence")
             run.adherence = adherence_check(run=run, student=student, progress=progress)
             run.rule_adherence = run.adherence.get("rule_adherence")

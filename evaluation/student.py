@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from evaluation.models import EvaluationRun
     from rules.models import Task
 
 logger = logging.getLogger(__name__)
@@ -781,4 +782,31 @@ def classify_example(*, student: Student, task: Task, inputs: dict[str, Any], ru
     layout = example_layout(task=task, inputs=inputs)
     return student.classify(
         rules=rules_text, context=layout.context, example=layout.example, labels=task.label_names, cue=layout.cue
+    )
+
+
+def decide(
+    *,
+    run: EvaluationRun,
+    student: Student,
+    inputs: dict[str, Any],
+    rules_text: str | None = None,
+    reuse_prefix: bool = True,
+) -> StudentDecision:
+    """Decide one example the way an evaluation run does (its mode, rules, calibration and reasoning budget)."""
+    from evaluation import prompts
+    from evaluation.models import EvaluationRun
+
+    layout = prompts.example_layout(task=run.task, inputs=inputs)
+    cot = run.mode == EvaluationRun.Mode.COT
+    return student.classify(
+        rules=run.prompt_text if rules_text is None else rules_text,
+        context=layout.context,
+        example=layout.example,
+        labels=run.task.label_names,
+        cue=layout.cue,
+        prior=run.options.get("prior") if run.calibrate else None,
+        reasoning_cue=prompts.REASONING_CUE if cot else "",
+        max_reasoning_tokens=run.options.get("cot_max_tokens", COT_MAX_TOKENS),
+        reuse_prefix=reuse_prefix,
     )

@@ -186,17 +186,19 @@ def student_warm_start(*, student: Student, rules_text: str, save: bool = True) 
 
 def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True) -> list[str]:
     """Restore (or compute and save) the states of production versions' rules; return one line per version."""
-    from evaluation.promotion import production_version
     from evaluation.prompts import pld_rules
     from evaluation.student import get_student
-    from rules.models import Task
+    from rules.models import PromptVersion
     from rules.tokens import student_model_path
 
     if version is not None:
         versions = [version]
     else:
-        candidates = (production_version(task) for task in (tasks or Task.objects.order_by("name")))
-        versions = [v for v in candidates if v is not None]
+        # A task has at most one production version (a constraint), so this is one per task, by task name.
+        in_production = PromptVersion.objects.filter(status=PromptVersion.Status.PRODUCTION)
+        if tasks:
+            in_production = in_production.filter(task__in=tasks)
+        versions = list(in_production.select_related("task").order_by("task__name"))
     if not versions:
         return []
     student = get_student(str(student_model_path()))

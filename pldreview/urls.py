@@ -9,7 +9,6 @@ from django.urls import include, path
 from pldreview import ledger_views, views
 
 urlpatterns = [
-    path("", views.home, name="pld-home"),
     path("login/", account_views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("glossary/", views.glossary, name="pld-glossary"),

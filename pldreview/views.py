@@ -1,4 +1,4 @@
-"""Project-level pages: the dashboard and the background jobs."""
+"""Project-level pages: the glossary, the background jobs and the 403 page."""
 from __future__ import annotations
 
 from django.contrib import messages
@@ -13,8 +13,6 @@ from pldreview.glossary import TERMS
 from pldreview.jobs import job_cancel, job_retry
 from pldreview.models import Job
 from pldreview.web import HtmxHttpRequest, stop_polling_and_refresh
-from rules.models import Rule, Task
-from rules.queries import waiting_for
 
 
 @login_not_required
@@ -26,18 +24,6 @@ def permission_denied(request: HtmxHttpRequest, exception: Exception | None = No
     )
     back = referer if referer and safe and referer != request.build_absolute_uri() else ""
     return render(request, "403.html", {"back_url": back}, status=403)
-
-
-@require_GET
-@permission_required("rules.view_task", raise_exception=True)
-def home(request: HtmxHttpRequest) -> HttpResponse:
-    """Show the overview: tasks, rules awaiting review, recent jobs."""
-    tasks = Task.objects.order_by("name")
-    pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
-    jobs = Job.objects.select_related("created_by")[:5]
-    n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
-    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting}
-    return render(request, "pldreview/home.html", context)
 
 
 @require_GET

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from rules.views import prompts, review, tasks, teacher
+from rules.views import dashboard, prompts, review, tasks, teacher
 
 urlpatterns = [
+    # The overview page.
+    path("", dashboard.home, name="pld-home"),
     # Tasks and datasets.
     path("tasks/", tasks.task_list, name="pld-task-list"),
     path("tasks/<slug:task_name>/", tasks.task_detail, name="pld-task-detail"),

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from evaluation.demo_production import seed_production_calls
+from evaluation.demo.production import seed_production_calls
 from evaluation.models import ClassifyCall
 from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 

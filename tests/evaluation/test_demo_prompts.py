@@ -9,9 +9,9 @@ import io
 import pytest
 from django.core.management import call_command
 
-from evaluation.demo_prompts import OVERRIDE_JUSTIFICATION, seed_promotion, seed_prompt_versions
+from evaluation.demo.prompts import OVERRIDE_JUSTIFICATION, seed_promotion, seed_prompt_versions
+from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
-from rules.demo import demo_password
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run, gate_passing_run
 
@@ -87,7 +87,7 @@ def test_a_rerun_after_people_decided_rules_compiles_and_promotes_nothing(
     # People go on: a reviewer approves another rule, an Admin compiles and evaluates v2 (well).
     approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned")
     out = io.StringIO()
-    call_command("seed_demo", only="evaluation.demo_prompts", allow_production_demo=True, stdout=out)
+    call_command("seed_demo", only="evaluation.demo.prompts", allow_production_demo=True, stdout=out)
     assert "already compiled" in out.getvalue() and "already in production" in out.getvalue()
     assert PromptVersion.objects.count() == 1
     v2 = compiled(task, admin_user)

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from evaluation.demo_reports import seed_report
+from evaluation.demo.reports import seed_report
 from evaluation.models import EvaluationRun, Report
 from evaluation.reports import report_data, report_generate, report_path, report_render_html
 from evaluation.signing import pdf_signature_validate, signing_identity_load

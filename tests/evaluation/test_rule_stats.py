@@ -1,12 +1,9 @@
 """Rule statistics on the review pages: support and how the student does on the examples a rule covers."""
 from __future__ import annotations
 
-import ast
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
@@ -138,16 +135,3 @@ def test_the_queue_shows_right_on_covered_in_the_same_number_of_queries_for_2_an
     large, body = _queue_queries(client)
     assert small == large
     assert body.count("2 of 3 <span") == 20 and "not evaluated" in body
-
-
-def test_rules_never_imports_evaluation() -> None:
-    rules_dir = Path(settings.BASE_DIR) / "rules"
-    offenders = []
-    for path in rules_dir.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(rules_dir)}: {name}" for name in names
-                          if name == "evaluation" or name.startswith("evaluation.")]
-    assert offenders == []

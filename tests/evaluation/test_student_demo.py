@@ -5,13 +5,13 @@ from io import StringIO
 
 import pytest
 
-from evaluation.demo_prompts import seed_prompt_versions
-from evaluation.demo_student import seed_evaluations
+from evaluation.demo.prompts import seed_prompt_versions
+from evaluation.demo.review import seed_review_decisions
+from evaluation.demo.student import seed_evaluations
+from evaluation.demo.users import seed_users_and_tasks
 from evaluation.models import EvaluationRun
 from evaluation.rule_stats import rule_accuracy
 from evaluation.student import Student
-from rules.demo import seed_users_and_tasks
-from rules.demo_review import seed_review_decisions
 from rules.models import Rule
 
 

@@ -8,17 +8,17 @@ import pytest
 from allauth.mfa.models import Authenticator
 from django.core.management import CommandError, call_command
 
-from rules.demo import DEMO_USERS
+from evaluation.demo.users import DEMO_USERS
 
 pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_runs_only_the_chosen_step_and_says_how_long_it_took() -> None:
     out = StringIO()
-    call_command("seed_demo", only="rules.demo.seed_users_and_tasks", allow_production_demo=True, stdout=out)
+    call_command("seed_demo", only="evaluation.demo.users.seed_users_and_tasks", allow_production_demo=True, stdout=out)
     text = out.getvalue()
-    assert "==> rules.demo.seed_users_and_tasks" in text
-    assert "demo_teacher" not in text
+    assert "==> evaluation.demo.users.seed_users_and_tasks" in text
+    assert "evaluation.demo.teacher" not in text
     assert " s)" in text and "Demo data is in place." in text
 
 
@@ -34,15 +34,15 @@ def test_demo_logins_prints_every_login_with_the_given_address() -> None:
 def test_seed_demo_refuses_when_debug_is_off_unless_told_it_is_a_demo(settings) -> None:
     settings.DEBUG = False
     with pytest.raises(CommandError, match="--allow-production-demo"):
-        call_command("seed_demo", only="rules.demo.seed_users_and_tasks", stdout=StringIO())
+        call_command("seed_demo", only="evaluation.demo.users.seed_users_and_tasks", stdout=StringIO())
     settings.DEBUG = True
-    call_command("seed_demo", only="rules.demo.seed_users_and_tasks", stdout=StringIO())
+    call_command("seed_demo", only="evaluation.demo.users.seed_users_and_tasks", stdout=StringIO())
 
 
 def test_seed_demo_enrols_the_demo_users_and_demo_logins_prints_their_current_codes() -> None:
     out = StringIO()
     # The rerun adds nothing.
-    for step in ("rules.demo.seed_users", "pldreview.accounts.demo", "pldreview.accounts.demo"):
+    for step in ("evaluation.demo.users", "second_factors", "second_factors"):
         call_command("seed_demo", only=step, allow_production_demo=True, stdout=out)
     assert Authenticator.objects.filter(type=Authenticator.Type.TOTP).count() == len(DEMO_USERS)
     codes = StringIO()

@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth import authenticate
 from django.test import RequestFactory
 
+from evaluation.demo.users import DEMO_USERS, seed_users_and_tasks
 from pldreview.roles import role_names
-from rules.demo import DEMO_USERS, seed_users_and_tasks
 from rules.models import DatasetImport, Example, Task
 
 pytestmark = pytest.mark.django_db

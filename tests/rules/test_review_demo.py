@@ -4,10 +4,10 @@ import io
 
 import pytest
 
+from evaluation.demo.review import seed_review_decisions
+from evaluation.demo.users import seed_users_and_tasks
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import Signature
-from rules.demo import seed_users_and_tasks
-from rules.demo_review import seed_review_decisions
 from rules.models import Decision, Rule, RuleSetReorderProposal
 from rules.services import ruleset_rules
 

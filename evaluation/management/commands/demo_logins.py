@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from pldreview.accounts.demo import demo_totp
-from rules.demo import DEMO_USERS
+from evaluation.demo.second_factors import demo_totp
+from evaluation.demo.users import DEMO_USERS
 
 
 class Command(BaseCommand):

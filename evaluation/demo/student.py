@@ -8,7 +8,7 @@ from typing import Any, TextIO
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from evaluation.demo_prompts import demo_version
+from evaluation.demo.prompts import demo_version
 from evaluation.models import EvaluationRun
 from evaluation.runs import JOB_KIND, build_rules_text, evaluation_run_create, evaluation_run_execute
 from pldreview.jobs import job_create, job_execute

@@ -14,8 +14,8 @@ from allauth.mfa.utils import decrypt
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from evaluation.demo.users import DEMO_USERS
 from pldreview.ledger import ledger_append
-from rules.demo import DEMO_USERS
 
 
 def demo_usernames() -> list[str]:

@@ -13,6 +13,7 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
+from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
 from evaluation.promotion import (
     promotion_gate,
@@ -25,7 +26,6 @@ from evaluation.tokens import api_token_create
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
 from rules.compiler import prompt_version_compile
-from rules.demo import demo_password
 from rules.models import PromptVersion, Task
 from rules.services import ruleset_rules
 

@@ -11,9 +11,9 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from evaluation.demo.users import demo_password
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_content_sha256, signature_sign
-from rules.demo import demo_password
 from rules.models import Decision, Example, Rule, RuleSetReorderProposal, Task
 from rules.services import (
     rule_approvals,
@@ -188,7 +188,7 @@ def seed_review_decisions(stdout: TextIO) -> None:
     rita = User.objects.filter(username="rita").first()
     ravi = User.objects.filter(username="ravi").first()
     if task is None or rita is None or ravi is None:
-        stdout.write("  skipped: run rules.demo.seed_users_and_tasks first (task nda-demo, users rita and ravi)\n")
+        stdout.write("  skipped: run `seed_demo --only users` first (task nda-demo, users rita and ravi)\n")
         return
     n_before = Decision.objects.filter(rule__task=task).count()
 
