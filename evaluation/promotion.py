@@ -33,8 +33,8 @@ from evaluation.student import StudentModelError, check_model_file
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
+from rules.llm_tokens import student_model_path
 from rules.models import Example, PromptVersion, Split, Task
-from rules.tokens import student_model_path
 
 _MODEL_SHA: dict[tuple[str, int, int], str] = {}
 _MODEL_SHA_LOCK = threading.Lock()

@@ -8,8 +8,8 @@ from evaluation.promotion import production_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
 from evaluation.warm import student_state_restore
+from rules.llm_tokens import TokenizerError, student_model_path
 from rules.models import Task
-from rules.tokens import TokenizerError, student_model_path
 
 
 class ClassifyError(Exception):

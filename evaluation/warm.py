@@ -189,8 +189,8 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     from evaluation.promotion import production_version
     from evaluation.prompts import pld_rules
     from evaluation.student import get_student
+    from rules.llm_tokens import student_model_path
     from rules.models import Task
-    from rules.tokens import student_model_path
 
     if version is not None:
         versions = [version]

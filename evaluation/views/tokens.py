@@ -13,8 +13,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.api_tokens import api_token_create, api_token_revoke, api_token_signed_content
 from evaluation.models import ApiToken
-from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
 from pldreview.forms import SigningForm
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_add_service_errors

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from evaluation.api_tokens import api_token_create, api_token_revoke
 from evaluation.promotion import prompt_version_promote
-from evaluation.tokens import api_token_create, api_token_revoke
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
 from tests.support.signatures import sign_promotion, sign_revocation
