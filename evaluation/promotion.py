@@ -16,7 +16,6 @@ changed or deleted.
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,35 +28,18 @@ from django.utils import timezone
 
 from evaluation.metrics import N_BOOTSTRAP, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
-from evaluation.student import StudentModelError, check_model_file
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
-from rules.llm_tokens import student_model_path
 from rules.models import Example, PromptVersion, Split, Task
+from rules.student_model import student_model_sha256
 
-_MODEL_SHA: dict[tuple[str, int, int], str] = {}
-_MODEL_SHA_LOCK = threading.Lock()
 # The paired bootstrap's seed: fixed, so the same runs always give the same verdict.
 GATE_SEED = 0
 TWO_ADMINS = (
     "A failing gate is overridden by two Admins: one requests the override with a written justification, "
     "a different Admin confirms it."
 )
-
-
-def current_model_sha256() -> str:
-    """Return the SHA-256 of the configured student model file, computed once per file version."""
-    path = student_model_path()
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise StudentModelError(f"The student model file {path} does not exist.") from exc
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _MODEL_SHA_LOCK:
-        if key not in _MODEL_SHA:
-            _MODEL_SHA[key] = check_model_file(path).sha256
-        return _MODEL_SHA[key]
 
 
 def gate_run(*, prompt_version: PromptVersion, model_sha256: str) -> EvaluationRun | None:
@@ -350,7 +332,7 @@ def _production_condition(result: GateResult) -> GateCondition:
 
 def promotion_gate(*, prompt_version: PromptVersion) -> GateResult:
     """Check whether a version may go to production without an override, and collect the evidence."""
-    sha = current_model_sha256()
+    sha = student_model_sha256()
     result = GateResult(prompt_version=prompt_version, model_sha256=sha, margin=settings.PLD_PROMOTION_MARGIN)
     result.candidate_run = gate_run(prompt_version=prompt_version, model_sha256=sha)
     result.conditions = [
@@ -369,7 +351,7 @@ def gate_baseline_start(*, prompt_version: PromptVersion, user: AbstractBaseUser
 
     if not user.has_perm("evaluation.run_evaluation"):
         raise PermissionDenied("Only users who may run evaluations start a baseline.")
-    run = gate_run(prompt_version=prompt_version, model_sha256=current_model_sha256())
+    run = gate_run(prompt_version=prompt_version, model_sha256=student_model_sha256())
     if run is None:
         raise ValidationError(f"Version {prompt_version.number} has no test evaluation yet; evaluate it first.")
     existing = zero_shot_baseline(run=run) or zero_shot_baseline_in_progress(run=run)

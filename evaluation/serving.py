@@ -8,7 +8,6 @@ from evaluation.promotion import production_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
 from evaluation.warm import student_state_restore
-from rules.llm_tokens import TokenizerError, student_model_path
 from rules.models import Task
 
 
@@ -97,7 +96,7 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         )
     try:
         # The path is resolved once per process; the student itself is loaded once per process by get_student.
-        student = get_student(str(student_model_path()))
+        student = get_student()
         rules_text = pld_rules(task=task, prompt_text=version.text)
         student_state_restore(student=student, rules_text=rules_text)
         decision = classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
@@ -105,8 +104,6 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
     except StudentError as exc:
         raise ClassifyError(f"The student model is unavailable: {exc.message}", status=503, code="model_error") from exc
-    except TokenizerError as exc:
-        raise ClassifyError(f"The student model is unavailable: {exc}", status=503, code="model_error") from exc
     return Classification(
         label=decision.label,
         probabilities={name: round(p, 6) for name, p in decision.probabilities.items()},

@@ -189,7 +189,6 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     from evaluation.promotion import production_version
     from evaluation.prompts import pld_rules
     from evaluation.student import get_student
-    from rules.llm_tokens import student_model_path
     from rules.models import Task
 
     if version is not None:
@@ -199,7 +198,7 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
         versions = [v for v in candidates if v is not None]
     if not versions:
         return []
-    student = get_student(str(student_model_path()))
+    student = get_student()
     lines = []
     for each in versions:
         rules_text = pld_rules(task=each.task, prompt_text=each.text)

