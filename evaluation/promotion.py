@@ -26,7 +26,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from evaluation.metrics import N_BOOTSTRAP, macro_f1, paired_bootstrap_margin, proportion_ci
+from evaluation.metrics import N_BOOTSTRAP, correctness_flips, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
@@ -384,18 +384,14 @@ class Flip:
 def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: int = 50) -> list[Flip]:
     """Return the examples whose correctness differs between two runs (fixed ones first)."""
     old = {p.example_id: p for p in Prediction.objects.filter(run=old_run).only("example_id", "label", "correct")}
-    flips = []
-    new_predictions = Prediction.objects.filter(run=new_run).select_related("example").order_by("example_id")
-    for prediction in new_predictions:
-        before = old.get(prediction.example_id)
-        if before is None or before.correct == prediction.correct:
-            continue
-        flips.append(Flip(
-            example_id=prediction.example_id, gold_label=prediction.example.gold_label, old_label=before.label,
-            new_label=prediction.label, fixed=prediction.correct,
-        ))
-    flips.sort(key=lambda f: (not f.fixed, f.example_id))
-    return flips[:limit]
+    new = {p.example_id: p for p in Prediction.objects.filter(run=new_run).select_related("example")}
+    flips = correctness_flips({i: p.correct for i, p in old.items()}, {i: p.correct for i, p in new.items()})
+    return [
+        Flip(example_id=i, gold_label=new[i].example.gold_label, old_label=old[i].label, new_label=new[i].label,
+             fixed=fixed)
+        for fixed, ids in ((True, flips.wrong_to_right), (False, flips.right_to_wrong))
+        for i in sorted(ids)
+    ][:limit]
 
 
 def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool:

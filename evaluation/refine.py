@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from evaluation import prompts
 from evaluation.decision_log import PURGED
-from evaluation.metrics import macro_f1
+from evaluation.metrics import correctness_flips, macro_f1
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import Student, classify_example, get_student
 from pldreview.models import Job
@@ -133,15 +133,11 @@ def measure_on_dev(*, student: Student, task: Task, rules_text: str, examples: l
 
 
 def _flips(examples: list[Example], before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[int]]:
-    right_to_wrong, wrong_to_right = [], []
-    for ex in examples:
-        was = before["predictions"][str(ex.pk)] == ex.gold_label
-        now = after["predictions"][str(ex.pk)] == ex.gold_label
-        if was and not now:
-            right_to_wrong.append(ex.pk)
-        elif now and not was:
-            wrong_to_right.append(ex.pk)
-    return {"right_to_wrong": right_to_wrong, "wrong_to_right": wrong_to_right}
+    flips = correctness_flips(
+        {ex.pk: before["predictions"][str(ex.pk)] == ex.gold_label for ex in examples},
+        {ex.pk: after["predictions"][str(ex.pk)] == ex.gold_label for ex in examples},
+    )
+    return {"right_to_wrong": flips.right_to_wrong, "wrong_to_right": flips.wrong_to_right}
 
 
 def _case_text(task: Task, example: Example) -> str:
