@@ -172,7 +172,7 @@ class GateResult:
             "candidate_macro_f1": self.candidate_macro_f1,
             "candidate_macro_f1_ci95": ci(self.candidate_run),
             "zero_shot_run": self.zero_shot_run.pk if self.zero_shot_run else None,
-            "production_version": self.production.pk if self.production else None,
+            "production_prompt_version": self.production.pk if self.production else None,
             "production_run": self.production_run.pk if self.production_run else None,
             "production_macro_f1": self.production_macro_f1,
             "production_macro_f1_ci95": ci(self.production_run),
@@ -180,9 +180,10 @@ class GateResult:
         }
 
 
-def production_version(task: Task) -> PromptVersion | None:
-    """Return the task's prompt version in production, read fresh from the database."""
-    return PromptVersion.objects.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
+def production_prompt_version(task: Task) -> PromptVersion | None:
+    """Return the task's prompt version in production (None if it has none), read fresh from the database."""
+    versions = PromptVersion.objects.select_related("task")
+    return versions.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
 
 
 def _evaluated_condition(result: GateResult) -> GateCondition:
@@ -295,7 +296,7 @@ def _adherence_condition(result: GateResult) -> GateCondition:
 def _production_condition(result: GateResult) -> GateCondition:
     title = "Not worse than production"
     version = result.prompt_version
-    production = production_version(version.task)
+    production = production_prompt_version(version.task)
     if production is None:
         result.notes.append("No version is in production yet; there is nothing to compare against.")
         return GateCondition("production", title, True, "none in production",
@@ -402,7 +403,7 @@ def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool
 
 def promotion_meaning(prompt_version: PromptVersion) -> str:
     """Return what putting this version into production means now: "Promoted to production" or "Rolled back"."""
-    rollback = _is_rollback(prompt_version, production_version(prompt_version.task))
+    rollback = _is_rollback(prompt_version, production_prompt_version(prompt_version.task))
     return Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
 
 
@@ -430,7 +431,7 @@ def _promote(
     *, version: PromptVersion, user: AbstractBaseUser, reason: str, gate: GateResult,
     signature: Signature | None, override: PromotionOverride | None = None,
 ) -> Promotion:
-    previous = gate.production or production_version(version.task)
+    previous = gate.production or production_prompt_version(version.task)
     is_rollback = _is_rollback(version, previous)
     if override is None:
         meaning = Meaning.ROLLED_BACK if is_rollback else Meaning.PROMOTED

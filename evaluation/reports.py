@@ -534,18 +534,6 @@ def report_filename(report: Report) -> str:
     return Path(report.file).name if report.file else f"report-{report.pk}.pdf"
 
 
-def production_version(task_name: str) -> PromptVersion:
-    """Return the task's prompt version in production, or explain why there is none."""
-    version = (
-        PromptVersion.objects.select_related("task")
-        .filter(task__name=task_name, status=PromptVersion.Status.PRODUCTION)
-        .first()
-    )
-    if version is None:
-        raise ValidationError(f"Task {task_name!r} has no prompt version in production.")
-    return version
-
-
 
 @transaction.atomic
 def report_request(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> Report:

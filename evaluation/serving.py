@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.promotion import production_version
+from evaluation.promotion import production_prompt_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
 from evaluation.warm import student_state_restore
@@ -88,7 +88,7 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
 def production_classify(*, task: Task, payload: Any) -> Classification:
     """Classify one input with the task's current production version (read per call, never cached)."""
     inputs = classify_inputs(task=task, payload=payload)
-    version = production_version(task)
+    version = production_prompt_version(task)
     if version is None:
         raise ClassifyError(
             f"Task {task.name} has no prompt version in production; an Admin must promote one first.",

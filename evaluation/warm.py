@@ -186,7 +186,7 @@ def student_warm_start(*, student: Student, rules_text: str, save: bool = True) 
 
 def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True) -> list[str]:
     """Restore (or compute and save) the states of production versions' rules; return one line per version."""
-    from evaluation.promotion import production_version
+    from evaluation.promotion import production_prompt_version
     from evaluation.prompts import pld_rules
     from evaluation.student import get_student
     from rules.models import Task
@@ -194,7 +194,7 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     if version is not None:
         versions = [version]
     else:
-        candidates = (production_version(task) for task in (tasks or Task.objects.order_by("name")))
+        candidates = (production_prompt_version(task) for task in (tasks or Task.objects.order_by("name")))
         versions = [v for v in candidates if v is not None]
     if not versions:
         return []
