@@ -14,13 +14,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
 from rules.student_model import bundled_model_path
-from rules.teacher import TeacherConfig, TeacherError
+from rules.teacher import TeacherConfig, TeacherError, teacher_config_from_params
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +137,17 @@ def teacher_available(config: TeacherConfig) -> Iterator[TeacherConfig]:
         yield config.on_local_teacher(server.base_url)
     finally:
         server.stop()
+
+
+def teacher_for_params(
+    params: dict[str, Any], *, all_answered: Callable[[TeacherConfig], bool]
+) -> AbstractContextManager[TeacherConfig]:
+    """Return the teacher a job's params name, as a context that starts the local teacher only if it is needed.
+
+    ``all_answered(config)`` says whether the call log already answers everything the job would ask that
+    teacher; then the local teacher is not started (its config is still pointed at it, for the log's keys).
+    """
+    base = teacher_config_from_params(params)
+    if not base.base_url and all_answered(base):
+        return nullcontext(base.on_local_teacher(local_base_url()))
+    return teacher_available(base)
