@@ -47,9 +47,9 @@ def prepare() -> None:
     django.setup()
     from django.contrib.auth.models import User
 
+    from evaluation.api_tokens import api_token_create
     from evaluation.demo.users import seed_users_and_tasks
     from evaluation.promotion import prompt_version_promote
-    from evaluation.tokens import api_token_create
     from rules.compiler import prompt_version_compile
     from rules.models import Rule, Task
     from rules.services import rule_approve, rule_propose

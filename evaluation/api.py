@@ -20,10 +20,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from evaluation.decision_log import classify_call_record
 from evaluation.models import ApiToken, ClassifyCall
 from evaluation.serving import ClassifyError, classify_inputs, production_classify
-from evaluation.tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from rules.models import Task
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
 from evaluation.models import ClassifyCall, EvaluationRun, Promotion
+from evaluation.promotion import production_prompt_version
 from rules.models import PromptVersion, Split, Task
 
 PSI_FLOOR = 1e-4
@@ -122,7 +123,7 @@ def production_watch(
     if end is not None:
         calls = calls.filter(created_at__date__lte=end)
     if version is None:
-        version = task.prompt_versions.filter(status=PromptVersion.Status.PRODUCTION).first()
+        version = production_prompt_version(task)
     else:
         calls = calls.filter(prompt_version=version)
     rows = (

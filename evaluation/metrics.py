@@ -6,13 +6,18 @@ label: it counts as wrong and lowers the recall of its gold label.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 N_BOOTSTRAP = 1000
+# Shades of a confusion-matrix cell: its share of the gold label's examples in tenths (0 to 10).
+HEAT_LEVELS = 10
+
+K = TypeVar("K", bound=Hashable)
 
 
 def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> float:
@@ -197,3 +202,46 @@ def proportion_ci(successes: int, n: int) -> tuple[float, float]:
 
     interval = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
     return (round(float(interval.low), 4), round(float(interval.high), 4))
+
+
+def confusion_rows(labels: list[str], matrix: list[list[int]]) -> list[dict[str, Any]]:
+    """Return a confusion matrix as one row per gold label: each cell's count, share of the row and heat level.
+
+    A row or cell missing from a stored matrix counts as zero, so the table always has every label.
+    """
+    rows = []
+    for i, gold in enumerate(labels):
+        counts = matrix[i] if i < len(matrix) else []
+        counts = [counts[j] if j < len(counts) else 0 for j in range(len(labels))]
+        total = sum(counts)
+        cells = []
+        for j, predicted in enumerate(labels):
+            share = counts[j] / total if total else 0.0
+            cells.append({
+                "predicted": predicted, "count": counts[j], "share": share, "percent": round(100 * share),
+                "level": round(share * HEAT_LEVELS), "correct": i == j,
+            })
+        rows.append({"gold": gold, "cells": cells, "total": total})
+    return rows
+
+
+@dataclass(frozen=True)
+class Flips(Generic[K]):
+    """The examples two sets of decisions both judged, and those whose correctness changed between them."""
+
+    n_common: int
+    right_to_wrong: list[K]
+    wrong_to_right: list[K]
+
+
+def correctness_flips(before: Mapping[K, bool], after: Mapping[K, bool]) -> Flips[K]:
+    """Return the examples (keys of both) right before and wrong after, and wrong before and right after.
+
+    Each mapping says, per example, whether that side decided it correctly; the lists keep ``before``'s order.
+    """
+    common = [key for key in before if key in after]
+    return Flips(
+        n_common=len(common),
+        right_to_wrong=[key for key in common if before[key] and not after[key]],
+        wrong_to_right=[key for key in common if after[key] and not before[key]],
+    )

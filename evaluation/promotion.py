@@ -16,7 +16,6 @@ changed or deleted.
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,37 +26,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from evaluation.metrics import N_BOOTSTRAP, macro_f1, paired_bootstrap_margin, proportion_ci
+from evaluation.metrics import N_BOOTSTRAP, correctness_flips, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
-from evaluation.student import StudentModelError, check_model_file
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Example, PromptVersion, Split, Task
-from rules.tokens import student_model_path
+from rules.student_model import student_model_sha256
 
-_MODEL_SHA: dict[tuple[str, int, int], str] = {}
-_MODEL_SHA_LOCK = threading.Lock()
 # The paired bootstrap's seed: fixed, so the same runs always give the same verdict.
 GATE_SEED = 0
 TWO_ADMINS = (
     "A failing gate is overridden by two Admins: one requests the override with a written justification, "
     "a different Admin confirms it."
 )
-
-
-def current_model_sha256() -> str:
-    """Return the SHA-256 of the configured student model file, computed once per file version."""
-    path = student_model_path()
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise StudentModelError(f"The student model file {path} does not exist.") from exc
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _MODEL_SHA_LOCK:
-        if key not in _MODEL_SHA:
-            _MODEL_SHA[key] = check_model_file(path).sha256
-        return _MODEL_SHA[key]
 
 
 def gate_run(*, prompt_version: PromptVersion, model_sha256: str) -> EvaluationRun | None:
@@ -190,7 +172,7 @@ class GateResult:
             "candidate_macro_f1": self.candidate_macro_f1,
             "candidate_macro_f1_ci95": ci(self.candidate_run),
             "zero_shot_run": self.zero_shot_run.pk if self.zero_shot_run else None,
-            "production_version": self.production.pk if self.production else None,
+            "production_prompt_version": self.production.pk if self.production else None,
             "production_run": self.production_run.pk if self.production_run else None,
             "production_macro_f1": self.production_macro_f1,
             "production_macro_f1_ci95": ci(self.production_run),
@@ -198,9 +180,10 @@ class GateResult:
         }
 
 
-def production_version(task: Task) -> PromptVersion | None:
-    """Return the task's prompt version in production, read fresh from the database."""
-    return PromptVersion.objects.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
+def production_prompt_version(task: Task) -> PromptVersion | None:
+    """Return the task's prompt version in production (None if it has none), read fresh from the database."""
+    versions = PromptVersion.objects.select_related("task")
+    return versions.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
 
 
 def _evaluated_condition(result: GateResult) -> GateCondition:
@@ -313,7 +296,7 @@ def _adherence_condition(result: GateResult) -> GateCondition:
 def _production_condition(result: GateResult) -> GateCondition:
     title = "Not worse than production"
     version = result.prompt_version
-    production = production_version(version.task)
+    production = production_prompt_version(version.task)
     if production is None:
         result.notes.append("No version is in production yet; there is nothing to compare against.")
         return GateCondition("production", title, True, "none in production",
@@ -350,7 +333,7 @@ def _production_condition(result: GateResult) -> GateCondition:
 
 def promotion_gate(*, prompt_version: PromptVersion) -> GateResult:
     """Check whether a version may go to production without an override, and collect the evidence."""
-    sha = current_model_sha256()
+    sha = student_model_sha256()
     result = GateResult(prompt_version=prompt_version, model_sha256=sha, margin=settings.PLD_PROMOTION_MARGIN)
     result.candidate_run = gate_run(prompt_version=prompt_version, model_sha256=sha)
     result.conditions = [
@@ -369,7 +352,7 @@ def gate_baseline_start(*, prompt_version: PromptVersion, user: AbstractBaseUser
 
     if not user.has_perm("evaluation.run_evaluation"):
         raise PermissionDenied("Only users who may run evaluations start a baseline.")
-    run = gate_run(prompt_version=prompt_version, model_sha256=current_model_sha256())
+    run = gate_run(prompt_version=prompt_version, model_sha256=student_model_sha256())
     if run is None:
         raise ValidationError(f"Version {prompt_version.number} has no test evaluation yet; evaluate it first.")
     existing = zero_shot_baseline(run=run) or zero_shot_baseline_in_progress(run=run)
@@ -402,18 +385,14 @@ class Flip:
 def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: int = 50) -> list[Flip]:
     """Return the examples whose correctness differs between two runs (fixed ones first)."""
     old = {p.example_id: p for p in Prediction.objects.filter(run=old_run).only("example_id", "label", "correct")}
-    flips = []
-    new_predictions = Prediction.objects.filter(run=new_run).select_related("example").order_by("example_id")
-    for prediction in new_predictions:
-        before = old.get(prediction.example_id)
-        if before is None or before.correct == prediction.correct:
-            continue
-        flips.append(Flip(
-            example_id=prediction.example_id, gold_label=prediction.example.gold_label, old_label=before.label,
-            new_label=prediction.label, fixed=prediction.correct,
-        ))
-    flips.sort(key=lambda f: (not f.fixed, f.example_id))
-    return flips[:limit]
+    new = {p.example_id: p for p in Prediction.objects.filter(run=new_run).select_related("example")}
+    flips = correctness_flips({i: p.correct for i, p in old.items()}, {i: p.correct for i, p in new.items()})
+    return [
+        Flip(example_id=i, gold_label=new[i].example.gold_label, old_label=old[i].label, new_label=new[i].label,
+             fixed=fixed)
+        for fixed, ids in ((True, flips.wrong_to_right), (False, flips.right_to_wrong))
+        for i in sorted(ids)
+    ][:limit]
 
 
 def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool:
@@ -424,7 +403,7 @@ def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool
 
 def promotion_meaning(prompt_version: PromptVersion) -> str:
     """Return what putting this version into production means now: "Promoted to production" or "Rolled back"."""
-    rollback = _is_rollback(prompt_version, production_version(prompt_version.task))
+    rollback = _is_rollback(prompt_version, production_prompt_version(prompt_version.task))
     return Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
 
 
@@ -452,7 +431,7 @@ def _promote(
     *, version: PromptVersion, user: AbstractBaseUser, reason: str, gate: GateResult,
     signature: Signature | None, override: PromotionOverride | None = None,
 ) -> Promotion:
-    previous = gate.production or production_version(version.task)
+    previous = gate.production or production_prompt_version(version.task)
     is_rollback = _is_rollback(version, previous)
     if override is None:
         meaning = Meaning.ROLLED_BACK if is_rollback else Meaning.PROMOTED

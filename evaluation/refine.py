@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +23,13 @@ from django.urls import reverse
 
 from evaluation import prompts
 from evaluation.decision_log import PURGED
-from evaluation.metrics import macro_f1
+from evaluation.metrics import correctness_flips, macro_f1
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.student import Student, classify_example, get_student
 from pldreview.models import Job
 from rules.compiler import prompt_render
 from rules.extraction import field_text
-from rules.local_teacher import local_base_url, teacher_available
+from rules.local_teacher import teacher_for_params
 from rules.models import Example, Rule, RuleRevision, Split, Task, TeacherCall
 from rules.services import rule_propose, ruleset_rules
 from rules.teacher import (
@@ -39,7 +38,6 @@ from rules.teacher import (
     TeacherConfig,
     TeacherRequest,
     TeacherTally,
-    teacher_config_from_params,
     teacher_provenance,
 )
 
@@ -133,15 +131,11 @@ def measure_on_dev(*, student: Student, task: Task, rules_text: str, examples: l
 
 
 def _flips(examples: list[Example], before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[int]]:
-    right_to_wrong, wrong_to_right = [], []
-    for ex in examples:
-        was = before["predictions"][str(ex.pk)] == ex.gold_label
-        now = after["predictions"][str(ex.pk)] == ex.gold_label
-        if was and not now:
-            right_to_wrong.append(ex.pk)
-        elif now and not was:
-            wrong_to_right.append(ex.pk)
-    return {"right_to_wrong": right_to_wrong, "wrong_to_right": wrong_to_right}
+    flips = correctness_flips(
+        {ex.pk: before["predictions"][str(ex.pk)] == ex.gold_label for ex in examples},
+        {ex.pk: after["predictions"][str(ex.pk)] == ex.gold_label for ex in examples},
+    )
+    return {"right_to_wrong": flips.right_to_wrong, "wrong_to_right": flips.wrong_to_right}
 
 
 def _case_text(task: Task, example: Example) -> str:
@@ -371,17 +365,16 @@ def refine(job: Job, progress: Any) -> dict[str, Any]:
     """Job handler: refine proposals from an evaluation run (params: evaluation, dev_limit, max_groups, teacher)."""
     params = job.params
     run = EvaluationRun.objects.select_related("task").get(pk=params["evaluation"])
-    base = teacher_config_from_params(params)
     max_groups = int(params.get("max_groups") or DEFAULT_MAX_GROUPS)
     seed = int(params.get("seed") or 0)
     include_feedback = bool(params.get("include_feedback"))
-    ready: Any = teacher_available(base)
-    if not base.base_url and run.status == EvaluationRun.Status.FINISHED and refine_is_done(
-        run, max_groups=max_groups, seed=seed, include_feedback=include_feedback
-    ):
-        # Everything is filed already: no need to start the local teacher.
-        ready = nullcontext(base.on_local_teacher(local_base_url()))
-    with ready as config:
+
+    def all_filed(_base: TeacherConfig) -> bool:
+        return run.status == EvaluationRun.Status.FINISHED and refine_is_done(
+            run, max_groups=max_groups, seed=seed, include_feedback=include_feedback
+        )
+
+    with teacher_for_params(params, all_answered=all_filed) as config:
         summary = refine_proposals_create(
             run=run, config=config, max_groups=max_groups,
             dev_limit=int(params.get("dev_limit") or DEFAULT_DEV_LIMIT), seed=seed, job=job, progress=progress,

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
+from evaluation.metrics import confusion_rows
 from evaluation.models import EvaluationRun, Promotion, Report
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
 from evaluation.trends import task_trend, trend_chart
@@ -159,25 +160,12 @@ def _rules_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
     return rules
 
 
-def _confusion_rows(labels: list[str], matrix: list[list[int]]) -> list[dict[str, Any]]:
-    """Return confusion-matrix rows with each cell shaded by its share of the gold label's examples."""
-    rows = []
-    for i, label in enumerate(labels):
-        counts = matrix[i] if i < len(matrix) else []
-        total = sum(counts) or 1
-        cells = []
-        for j, count in enumerate(counts):
-            share = count / total
-            cells.append(
-                {
-                    "count": count,
-                    "share": round(share * 100),
-                    "alpha": f"{0.08 + 0.8 * share:.2f}" if count else "0",
-                    "dark": share > 0.55,
-                    "diagonal": i == j,
-                }
-            )
-        rows.append({"label": label, "cells": cells, "total": sum(counts)})
+def _shaded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shade each confusion cell for print: the larger its share of the gold label's examples, the darker."""
+    for row in rows:
+        for cell in row["cells"]:
+            cell["alpha"] = f"{0.08 + 0.8 * cell['share']:.2f}" if cell["count"] else "0"
+            cell["dark"] = cell["share"] > 0.55
     return rows
 
 
@@ -207,7 +195,7 @@ def _run_data(run: EvaluationRun, labels: list[str]) -> dict[str, Any]:
         "per_class": [
             {"label": label, **per_class[label]} for label in run_labels if isinstance(per_class.get(label), dict)
         ],
-        "confusion": _confusion_rows(run_labels, metrics.get("confusion") or []),
+        "confusion": _shaded(confusion_rows(run_labels, metrics.get("confusion") or [])),
         "confusion_labels": run_labels,
         "model_name": run.model_name or Path(run.model_path).name,
         "model_sha256": run.model_sha256,
@@ -544,18 +532,6 @@ def report_sign(*, report: Report, user: AbstractBaseUser, signature: Signature 
 def report_filename(report: Report) -> str:
     """Return the file name a downloaded report is saved under."""
     return Path(report.file).name if report.file else f"report-{report.pk}.pdf"
-
-
-def production_version(task_name: str) -> PromptVersion:
-    """Return the task's prompt version in production, or explain why there is none."""
-    version = (
-        PromptVersion.objects.select_related("task")
-        .filter(task__name=task_name, status=PromptVersion.Status.PRODUCTION)
-        .first()
-    )
-    if version is None:
-        raise ValidationError(f"Task {task_name!r} has no prompt version in production.")
-    return version
 
 
 

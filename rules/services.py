@@ -1,7 +1,12 @@
-"""Services that write rules, revisions and decisions — the only way audited rule state changes.
+"""Services that write rules, revisions and decisions: the code path for every change to a rule's audited state.
 
-Every write records a history entry with the acting user and a change reason
-(django-simple-history), and never uses ``QuerySet.update()`` on audited models.
+Other modules go through them: clustering, extraction and refine file candidates with ``rule_propose`` and
+record decisions with ``decision_record``; the admin is read-only. Tests hold code to this
+(tests/rules/test_audit_trail.py: no other module builds a ``Decision``, none calls ``QuerySet.update()`` or
+``delete()`` on audited models). Every write records a history entry with the acting user and a change reason
+(django-simple-history) and a ledger entry, in the same transaction. The database itself refuses changes to
+decisions, revisions and history rows (append-only triggers, pldreview/db_triggers.py); a rule's own row is
+guarded by this code, not by a trigger.
 """
 from __future__ import annotations
 
@@ -106,17 +111,8 @@ def rule_propose(
     rule.micro_rules.add(*micro_rules)
     rule.examples.add(*examples)
     if proposed_by is not None:
-        decision = Decision(
-            rule=rule,
-            revision=revision,
-            action=Decision.Action.CREATE,
-            reviewer=proposed_by,
-            reason=why,
-            status_before="",
-            status_after=Rule.Status.PENDING,
-            signature=signature,
-        )
-        audited_save(decision, user=proposed_by, reason=why)
+        decision_record(rule=rule, user=proposed_by, action=Decision.Action.CREATE, reason=why, status_before="",
+                        revision=revision, signature=signature)
     return rule
 
 
@@ -191,10 +187,15 @@ def _check_signature(
     )
 
 
-def _record(
+def decision_record(
     *, rule: Rule, user: AbstractBaseUser, action: str, reason: str, status_before: str,
     revision: RuleRevision | None = None, undoes: Decision | None = None, signature: Signature | None = None,
 ) -> Decision:
+    """Record a person's decision on a rule (its current revision unless given) with the rule's status after it.
+
+    The decision is audited (ledger entry in the same transaction); the database refuses a signed action
+    without its signature and any change to a decision once written.
+    """
     decision = Decision(
         rule=rule,
         revision=revision or rule.current_revision,
@@ -374,7 +375,7 @@ def rule_approve(
     why = reason.strip()
     summary = f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else "")
     audited_save(rule, user=user, reason=summary)
-    return _record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before,
+    return decision_record(rule=rule, user=user, action=Decision.Action.APPROVE, reason=why, status_before=before,
                    signature=signature)
 
 
@@ -395,7 +396,7 @@ def rule_reject(
     rule.status = Rule.Status.REJECTED
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Rejected: {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before,
+    return decision_record(rule=rule, user=user, action=Decision.Action.REJECT, reason=why, status_before=before,
                    signature=signature)
 
 
@@ -443,7 +444,7 @@ def rule_edit(
     rule.status = Rule.Status.PENDING
     rule.lock_version += 1
     audited_save(rule, user=user, reason=f"Edited (r{revision.number}): {why}")
-    return _record(rule=rule, user=user, action=Decision.Action.EDIT, reason=why, status_before=before,
+    return decision_record(rule=rule, user=user, action=Decision.Action.EDIT, reason=why, status_before=before,
                    revision=revision, signature=signature)
 
 
@@ -530,7 +531,7 @@ def decision_undo(*, decision: Decision, user: AbstractBaseUser) -> Decision:
     rule.lock_version += 1
     why = f"Undid {decision.get_action_display().lower()} #{decision.pk}"
     audited_save(rule, user=user, reason=why)
-    return _record(
+    return decision_record(
         rule=rule, user=user, action=Decision.Action.UNDO, reason=why, status_before=before, undoes=decision
     )
 
@@ -616,7 +617,7 @@ def _apply_order(proposal: RuleSetReorderProposal, *, user: AbstractBaseUser, si
         rule.lock_version += 1
         audited_save(rule, user=user, reason=f"Rule set order: {why}")
         # Every decision of one applied order carries the signature of the approval that applied it.
-        _record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status,
+        decision_record(rule=rule, user=user, action=Decision.Action.REORDER, reason=why, status_before=rule.status,
                 signature=signature)
 
 

@@ -203,6 +203,25 @@ def teacher_config_from_params(params: dict[str, Any]) -> TeacherConfig:
                                        **{name: params.get(name) for name in TEACHER_RUN_PARAMS})
 
 
+def add_teacher_arguments(parser: Any) -> None:
+    """Add the teacher choice and run settings to a command (extract_rules, cluster_rules, refine_rules)."""
+    names = ", ".join(teacher_endpoints())
+    parser.add_argument(
+        "--endpoint", choices=list(teacher_endpoints()),
+        help=f"Teacher endpoint by name, from PLD_TEACHER_ENDPOINTS ({names}; default {default_teacher_endpoint()})",
+    )
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-requests", type=int, help="This run's request budget")
+    parser.add_argument("--max-tokens", type=int, help="This run's token budget")
+    parser.add_argument("--concurrency", type=int, help="Requests in flight at once")
+
+
+def teacher_params_from_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Return the teacher choice and run settings given on the command line, ready for a job's params."""
+    names = ("endpoint", *TEACHER_RUN_PARAMS)
+    return {name: options[name] for name in names if options.get(name) is not None}
+
+
 class Budget:
     """Requests and tokens one run may spend; thread-safe because worker threads charge it."""
 

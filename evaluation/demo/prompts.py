@@ -13,6 +13,7 @@ from typing import TextIO
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
+from evaluation.api_tokens import api_token_create
 from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
 from evaluation.promotion import (
@@ -22,7 +23,6 @@ from evaluation.promotion import (
     promotion_override_request,
     prompt_version_promote,
 )
-from evaluation.tokens import api_token_create
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
 from rules.compiler import prompt_version_compile

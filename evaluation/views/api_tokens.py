@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.api_tokens import api_token_create, api_token_revoke, api_token_signed_content
 from evaluation.forms import RevokeForm, TokenForm
 from evaluation.models import ApiToken
-from evaluation.tokens import api_token_create, api_token_revoke, api_token_signed_content
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_submit
 

@@ -14,7 +14,7 @@ from evaluation.promotion import (
     flipped_examples,
     gate_baseline_start,
     pending_override,
-    production_version,
+    production_prompt_version,
     promotion_gate,
     promotion_meaning,
     promotion_override_confirm,
@@ -47,7 +47,7 @@ def _page(
     override_errors: list[str] | None = None, confirm_form: SigningForm | None = None,
 ) -> HttpResponse:
     gate = promotion_gate(prompt_version=version)
-    current = gate.production or production_version(version.task)
+    current = gate.production or production_prompt_version(version.task)
     flips = []
     if gate.candidate_run and gate.production_run:
         flips = flipped_examples(old_run=gate.production_run, new_run=gate.candidate_run, limit=FLIPS_SHOWN)

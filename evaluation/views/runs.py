@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from evaluation.forms import RunStartForm
+from evaluation.metrics import confusion_rows, correctness_flips
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs import (
     evaluation_run_cancel,
@@ -28,32 +29,8 @@ from rules.models import PromptVersion, Task
 LIST_SIZE = 100
 FAILURES_PAGE_SIZE = 20
 FLIPS_SHOWN = 50
-HEAT_LEVELS = 10
 
 
-def confusion_rows(run: EvaluationRun) -> list[dict[str, Any]]:
-    """Return the confusion matrix as rows of cells with counts, row shares and heat levels."""
-    labels = run.metrics.get("labels") or run.task.label_names
-    matrix = run.metrics.get("confusion") or []
-    rows = []
-    for i, gold in enumerate(labels):
-        counts = matrix[i] if i < len(matrix) else [0] * len(labels)
-        total = sum(counts)
-        cells = []
-        for j, predicted in enumerate(labels):
-            count = counts[j] if j < len(counts) else 0
-            share = count / total if total else 0.0
-            cells.append(
-                {
-                    "predicted": predicted,
-                    "count": count,
-                    "percent": round(100 * share),
-                    "level": round(share * HEAT_LEVELS),
-                    "correct": i == j,
-                }
-            )
-        rows.append({"gold": gold, "cells": cells, "total": total})
-    return rows
 
 
 def _progress(run: EvaluationRun) -> dict[str, Any]:
@@ -136,7 +113,8 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         "run": run,
         "live": live,
         "progress": _progress(run) if live or run.status != EvaluationRun.Status.FINISHED else None,
-        "confusion": confusion_rows(run) if run.metrics.get("confusion") else [],
+        "confusion": confusion_rows(run.metrics.get("labels") or run.task.label_names, run.metrics["confusion"])
+        if run.metrics.get("confusion") else [],
         "per_class": [
             {"label": label, **run.metrics.get("per_class", {}).get(label, {})}
             for label in run.metrics.get("labels", [])
@@ -178,15 +156,13 @@ def run_resume(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 def _flips(a: EvaluationRun, b: EvaluationRun) -> dict[str, Any]:
     before = {p.example_id: p for p in a.predictions.select_related("example")}
     after = {p.example_id: p for p in b.predictions.all()}
-    common = [i for i in before if i in after]
-    right_to_wrong = [(before[i], after[i]) for i in common if before[i].correct and not after[i].correct]
-    wrong_to_right = [(before[i], after[i]) for i in common if not before[i].correct and after[i].correct]
+    flips = correctness_flips({i: p.correct for i, p in before.items()}, {i: p.correct for i, p in after.items()})
     return {
-        "n_common": len(common),
-        "right_to_wrong": right_to_wrong[:FLIPS_SHOWN],
-        "wrong_to_right": wrong_to_right[:FLIPS_SHOWN],
-        "n_right_to_wrong": len(right_to_wrong),
-        "n_wrong_to_right": len(wrong_to_right),
+        "n_common": flips.n_common,
+        "right_to_wrong": [(before[i], after[i]) for i in flips.right_to_wrong[:FLIPS_SHOWN]],
+        "wrong_to_right": [(before[i], after[i]) for i in flips.wrong_to_right[:FLIPS_SHOWN]],
+        "n_right_to_wrong": len(flips.right_to_wrong),
+        "n_wrong_to_right": len(flips.wrong_to_right),
     }
 
 

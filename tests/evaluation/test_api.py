@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from evaluation.api_tokens import api_token_create, api_token_revoke
 from evaluation.promotion import prompt_version_promote
-from evaluation.tokens import api_token_create, api_token_revoke
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
 from tests.support.signatures import sign_promotion, sign_revocation
@@ -188,7 +188,7 @@ def test_the_response_says_whether_the_rules_prefix_was_restored_or_recomputed(
 
 
 def test_the_classify_command_names_a_cut_short_model_file(versions, admin_user, settings, tmp_path) -> None:
-    from evaluation.student import bundled_model_path
+    from rules.student_model import bundled_model_path
 
     prompt_version_promote(prompt_version=versions[1], user=admin_user, reason="Go",
                            signature=sign_promotion(admin_user, versions[1]))

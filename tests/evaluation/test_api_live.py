@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
+from evaluation.api_tokens import api_token_create
 from evaluation.promotion import prompt_version_promote
-from evaluation.tokens import api_token_create
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
 from tests.support.signatures import sign_promotion
 

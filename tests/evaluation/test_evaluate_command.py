@@ -76,7 +76,7 @@ def test_it_refuses_a_corrupt_model_file(task: Task, nda_examples: list[Example]
 
 
 def _cut_copy_of_the_bundled_model(tmp_path: Path, n_bytes: int = 10 * 1024 * 1024) -> Path:
-    from evaluation.student import bundled_model_path
+    from rules.student_model import bundled_model_path
 
     path = tmp_path / "cut.gguf"
     with bundled_model_path().open("rb") as source:

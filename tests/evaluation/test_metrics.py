@@ -4,7 +4,14 @@ from __future__ import annotations
 import pytest
 
 from evaluation.adherence import counterfactual_rules, label_swap
-from evaluation.metrics import bootstrap_ci, classification_metrics, macro_f1, metric_deltas
+from evaluation.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    confusion_rows,
+    correctness_flips,
+    macro_f1,
+    metric_deltas,
+)
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 Y_TRUE = ["Entailment"] * 4 + ["Contradiction"] * 3 + ["NotMentioned"] * 3
@@ -103,3 +110,29 @@ def test_counterfactual_rules_of_a_prompt_version_only_touch_its_rules() -> None
     assert changed == 1
     assert swapped.splitlines()[0] == "Preamble says Entailment is common."
     assert swapped.splitlines()[1].endswith(": Contradiction.")
+
+
+def test_confusion_rows_give_each_cell_its_share_of_the_gold_label() -> None:
+    matrix = classification_metrics(y_true=Y_TRUE, y_pred=Y_PRED, labels=LABELS)["confusion"]
+    rows = confusion_rows(LABELS, matrix)
+    assert [row["gold"] for row in rows] == LABELS
+    assert [row["total"] for row in rows] == [4, 3, 3]
+    first = rows[0]["cells"]
+    assert [(c["predicted"], c["count"], c["percent"], c["level"], c["correct"]) for c in first] == [
+        ("Entailment", 3, 75, 8, True), ("Contradiction", 0, 0, 0, False), ("NotMentioned", 1, 25, 2, False),
+    ]
+
+
+def test_confusion_rows_count_a_missing_row_or_cell_as_zero() -> None:
+    rows = confusion_rows(["a", "b"], [[2]])
+    assert [[c["count"] for c in row["cells"]] for row in rows] == [[2, 0], [0, 0]]
+    assert rows[1]["total"] == 0 and all(c["share"] == 0.0 for c in rows[1]["cells"])
+
+
+def test_correctness_flips_keep_only_examples_both_sides_decided() -> None:
+    before = {1: True, 2: False, 3: True, 4: False, 6: True}
+    after = {4: False, 3: True, 2: True, 1: False, 5: True}
+    flips = correctness_flips(before, after)
+    assert flips.n_common == 4
+    assert flips.right_to_wrong == [1]
+    assert flips.wrong_to_right == [2]

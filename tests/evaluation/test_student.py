@@ -13,10 +13,10 @@ from evaluation.student import (
     ExampleTooLongError,
     Student,
     StudentModelError,
-    bundled_model_path,
     check_model_file,
     get_student,
 )
+from rules.student_model import bundled_model_path
 from tests.support.factories import CONTRACT_A, CONTRACT_B, NDA_ROWS
 from tests.support.student import STUDENT_N_CTX
 

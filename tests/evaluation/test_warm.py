@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.student import Student, bundled_model_path, check_model_file
+from evaluation.student import Student, check_model_file
 from evaluation.warm import state_path, student_state_restore, student_state_save
+from rules.student_model import bundled_model_path
 from tests.support.factories import NDA_ROWS
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
+from evaluation.api_tokens import api_token_create, api_token_revoke
 from evaluation.models import ApiToken
-from evaluation.tokens import api_token_create, api_token_revoke
 from pldreview.ledger import row_facts
 from pldreview.ledger_verify import audited_models
 from pldreview.models import LedgerEntry

@@ -17,7 +17,7 @@ from evaluation.decision_log import decision_policy_set
 from evaluation.models import ApiToken, ClassifyCall, DecisionLogPolicy, EvaluationRun, PromotionOverride, Report
 from evaluation.promotion import promotion_override_request
 from evaluation.runs import evaluation_run_create
-from evaluation.tokens import api_token_create
+from evaluation.api_tokens import api_token_create
 from pldreview.jobs import job_create
 from pldreview.models import Job, Signature
 from rules.models import Decision, Example, PromptVersion, Rule, RuleSetReorderProposal

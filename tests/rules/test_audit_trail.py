@@ -173,3 +173,20 @@ def test_no_code_bypasses_history_with_update_or_delete_on_audited_models() -> N
                 if on_audited_queryset or on_related_manager:
                     offenders.append(f"{path.relative_to(settings.BASE_DIR)}:{node.lineno} {receiver}.{node.func.attr}")
     assert offenders == []
+
+
+def test_no_module_but_the_services_builds_a_decision() -> None:
+    # Decisions carry the four-eyes and signature semantics; one builder (rules.services.decision_record) keeps them.
+    offenders = []
+    for app in ("rules", "evaluation", "pldreview"):
+        for path in sorted((Path(settings.BASE_DIR) / app).rglob("*.py")):
+            if "migrations" in path.parts or path == Path(settings.BASE_DIR) / "rules" / "services.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                creates = name == "create" and "Decision" in ast.unparse(node.func)
+                if name == "Decision" or creates:
+                    offenders.append(f"{path.relative_to(settings.BASE_DIR)}:{node.lineno}")
+    assert offenders == []

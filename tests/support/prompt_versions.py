@@ -7,10 +7,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.promotion import current_model_sha256
 from rules.compiler import prompt_version_compile
 from rules.models import Example, PromptVersion, Rule, Task
 from rules.services import rule_approve, rule_propose
+from rules.student_model import student_model_sha256
 from tests.support.factories import ExampleFactory
 from tests.support.signatures import sign_approval, sign_override_confirmation, sign_override_request
 
@@ -48,7 +48,7 @@ def finished_run(version: PromptVersion, macro_f1: float, *, split: str = "test"
     run = EvaluationRun(
         task=version.task, mode=EvaluationRun.Mode.PLD, prompt_version=version, prompt_text=version.text,
         split=split, model_path="/models/student.gguf",
-        model_sha256=current_model_sha256() if model_sha256 is None else model_sha256,
+        model_sha256=student_model_sha256() if model_sha256 is None else model_sha256,
         status=EvaluationRun.Status.FINISHED, n_examples=max(len(predictions), 10), data_sha256="d" * 64,
         metrics={"macro_f1": macro_f1, "macro_f1_ci95": [round(macro_f1 - 0.05, 3), round(macro_f1 + 0.05, 3)],
                  "accuracy": macro_f1},
@@ -107,7 +107,7 @@ def scored_run(
     run = EvaluationRun(
         task=task, mode=EvaluationRun.Mode.PLD if version else EvaluationRun.Mode.ZERO_SHOT, prompt_version=version,
         prompt_text=version.text if version else "zero-shot", split="test", model_path="/models/student.gguf",
-        model_sha256=current_model_sha256() if model_sha256 is None else model_sha256,
+        model_sha256=student_model_sha256() if model_sha256 is None else model_sha256,
         status=EvaluationRun.Status.FINISHED, n_examples=len(examples), data_sha256="d" * 64, metrics=metrics,
         finished_at=timezone.now(), options={"example_ids": [e.pk for e in examples]}, **measured,
     )

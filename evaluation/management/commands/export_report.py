@@ -9,8 +9,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.models import Report
-from evaluation.reports import production_version, report_generate, report_path
-from rules.models import PromptVersion
+from evaluation.promotion import production_prompt_version
+from evaluation.reports import report_generate, report_path
+from rules.models import PromptVersion, Task
 
 
 def command_user(username: str | None) -> Any:
@@ -44,7 +45,10 @@ class Command(BaseCommand):
         user = command_user(options["user"])
         try:
             if options["task"]:
-                version = production_version(options["task"])
+                task = Task.objects.filter(name=options["task"]).first()
+                version = production_prompt_version(task) if task is not None else None
+                if version is None:
+                    raise CommandError(f"Task {options['task']!r} has no prompt version in production.")
             else:
                 version = PromptVersion.objects.select_related("task").filter(pk=options["version_id"]).first()
                 if version is None:

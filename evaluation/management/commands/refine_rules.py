@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.models import EvaluationRun
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
-from rules.management.commands.extract_rules import add_teacher_arguments, run_job_or_fail, teacher_params
+from pldreview.jobs import job_execute_for_command
+from rules.teacher import add_teacher_arguments, teacher_params_from_options
 
 
 class Command(BaseCommand):
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             "evaluation": run.pk, "max_groups": options["max_groups"], "dev_limit": options["dev_limit"],
             "seed": options["seed"],
         }
-        run_job_or_fail(
+        job_execute_for_command(
             self, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
-            params={**params, **teacher_params(options)},
+            params={**params, **teacher_params_from_options(options)},
         )

@@ -5,9 +5,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pldreview.jobs import job_execute_for_command
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
-from rules.management.commands.extract_rules import add_teacher_arguments, run_job_or_fail, teacher_params
 from rules.models import Task
+from rules.teacher import add_teacher_arguments, teacher_params_from_options
 
 
 class Command(BaseCommand):
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             "embedding": options["embedding"],
             "teacher_model": options["teacher_model"],
         }
-        run_job_or_fail(
+        job_execute_for_command(
             self, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {options['task']}",
-            params={**params, **teacher_params(options)},
+            params={**params, **teacher_params_from_options(options)},
         )
