@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from evaluation.models import EvaluationRun
-from evaluation.runs import evaluation_run_execute
+from evaluation.runs import evaluation_run_execute, run_job_result
 from pldreview.jobs import JobProgress
 from pldreview.models import Job
 
@@ -12,11 +12,4 @@ from pldreview.models import Job
 def run_evaluation(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Execute (or resume) the evaluation run named in the job's params."""
     run = EvaluationRun.objects.select_related("task", "prompt_version").get(pk=job.params["run_id"])
-    run = evaluation_run_execute(run=run, progress=progress)
-    return {
-        "url": run.get_absolute_url(),
-        "run_id": run.pk,
-        "macro_f1": run.metrics.get("macro_f1"),
-        "accuracy": run.metrics.get("accuracy"),
-        "rule_adherence": run.rule_adherence,
-    }
+    return run_job_result(evaluation_run_execute(run=run, progress=progress))
