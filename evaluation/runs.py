@@ -427,6 +427,7 @@ def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None
         raise
     progress = _ShardProgress(progress or _NoProgress(), shard)
     try:
+        progress.beat(force=True)  # loading the model may have taken a good part of the lease
         _run_begin(run, student)
         student_state_restore(student=student, rules_text=run.prompt_text)
         if run.calibrate and "prior" not in run.options:
