@@ -6,7 +6,7 @@ from typing import Any
 from evaluation.models import EvaluationRun
 from evaluation.refine import refine
 from evaluation.report_jobs import generate_report
-from evaluation.runs import JOB_KIND, evaluation_run_execute
+from evaluation.runs import JOB_KIND, evaluation_run_execute, run_job_result
 from evaluation.warm import student_state_save_job
 from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
@@ -15,15 +15,7 @@ from pldreview.models import Job
 def run_evaluation(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Execute (or resume) the evaluation run named in the job's params."""
     run = EvaluationRun.objects.select_related("task", "prompt_version").get(pk=job.params["run_id"])
-    run = evaluation_run_execute(run=run, progress=progress)
-    return {
-        "url": run.get_absolute_url(),
-        "run_id": run.pk,
-        "macro_f1": run.metrics.get("macro_f1"),
-        "accuracy": run.metrics.get("accuracy"),
-        "rule_adherence": run.rule_adherence,
-    }
-
+    return run_job_result(evaluation_run_execute(run=run, progress=progress))
 
 
 # The kinds are stored in Job rows: they keep the dotted names the handlers had when kinds were import paths.

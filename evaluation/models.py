@@ -111,6 +111,53 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_one_per_example")]
 
 
+class EvaluationShardStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class EvaluationShard(models.Model):
+    """A slice of a run (whole shared-context groups) that one worker decides at a time.
+
+    Each shard is its own django-tasks task, so any number of ``db_worker`` processes share a run.
+    The worker holding a shard renews ``lease_expires_at`` while it decides; a shard whose lease ran
+    out (its worker died) is queued again, and ``events`` says so on the run's page.
+    """
+
+    Status = EvaluationShardStatus
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="shards")
+    number = models.PositiveIntegerField(help_text="1, 2, … in the run's example order")
+    example_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="Who holds it: worker id, host and pid")
+    attempts = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    task_result_id = models.CharField(max_length=64, blank=True, help_text="The django-tasks result it was queued as")
+    # [{"at", "event", "message"}]: retries after a lost worker, failures, cancellations.
+    events = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="evaluation_shard_one_per_number"),
+            in_choices("evaluation_shard_in_choices", status=EvaluationShardStatus.values),
+            # A running shard is always held under a lease, so a dead worker's shard can be found.
+            models.CheckConstraint(
+                condition=~models.Q(status="running") | models.Q(lease_expires_at__isnull=False),
+                name="evaluation_shard_running_has_lease",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Shard {self.number} of run {self.run_id} ({self.get_status_display()})"
+
+
 class PromotionOverrideStatus(models.TextChoices):
     PENDING = "pending", "Waiting for a second Admin"
     CONFIRMED = "confirmed", "Confirmed"

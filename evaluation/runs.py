@@ -8,19 +8,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
+from django_tasks import TaskContext, task
+from django_tasks_db.models import DBTaskResult
 
 from evaluation import prompts
 from evaluation.adherence import adherence_check
 from evaluation.metrics import classification_metrics
-from evaluation.models import EvaluationRun, Prediction
+from evaluation.models import EvaluationRun, EvaluationShard, Prediction
+from evaluation.shards import (
+    ShardLost,
+    lease_length,
+    shard_claim,
+    shard_heartbeat,
+    shard_release,
+    shards_live,
+    shards_plan,
+    shards_reclaim,
+    shards_requeue,
+    worker_label,
+)
 from evaluation.student import (
     ExampleTooLongError,
     Student,
@@ -32,7 +49,7 @@ from evaluation.student import (
     get_student,
 )
 from evaluation.warm import student_state_restore
-from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
+from pldreview.jobs import JobCancelled, job_create
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.audit import audited_save
@@ -44,6 +61,7 @@ JOB_KIND = "evaluation.jobs.run_evaluation"
 # A running job reports progress at least after every example; one silent this long has died.
 STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]
+LIVE = {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
 
 
 class _NoProgress:
@@ -181,6 +199,7 @@ def evaluation_run_create(
     with transaction.atomic():
         run.full_clean()
         run.save()
+        shards_plan(run=run)
     return run
 
 
@@ -192,7 +211,7 @@ def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, flo
     return decision.logprobs
 
 
-def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) -> Prediction:
+def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) -> Prediction | None:
     prediction = Prediction(
         run=run,
         example=example,
@@ -205,11 +224,10 @@ def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) 
         output_text=decision.output_text,
     )
     prediction.full_clean(exclude=["run", "example"])
-    prediction.save()
-    return prediction
+    return _save_once(prediction)
 
 
-def _record_refusal(*, run: EvaluationRun, example: Example, error: ExampleTooLongError) -> Prediction:
+def _record_refusal(*, run: EvaluationRun, example: Example, error: ExampleTooLongError) -> Prediction | None:
     # A refused example is stored as a wrong prediction with an empty label, so metrics count it
     # as a failure (never silently dropped) and a resumed run does not try it again.
     prediction = Prediction(
@@ -223,13 +241,31 @@ def _record_refusal(*, run: EvaluationRun, example: Example, error: ExampleTooLo
         tokens_processed=0,
         output_text=f"Refused: {error.message}",
     )
-    prediction.save()
+    return _save_once(prediction)
+
+
+def _save_once(prediction: Prediction) -> Prediction | None:
+    # The (run, example) constraint makes each decision land once: a worker whose shard was taken back
+    # may still store the example it was on, and that second decision is dropped here.
+    try:
+        with transaction.atomic():
+            prediction.save()
+    except IntegrityError:
+        logger.info("Example %s of run %s was already decided; this decision is dropped", prediction.example_id,
+                    prediction.run_id)
+        return None
     return prediction
 
 
 def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
-    """Compute the run's metrics from its stored predictions."""
-    predictions = list(run.predictions.select_related("example").order_by("id"))
+    """Compute the run's metrics from its stored predictions, in the run's example order."""
+    # The run's order, not the order decisions were stored in: with several workers that order varies,
+    # and the bootstrap interval depends on it.
+    position = {example_id: i for i, example_id in enumerate(run.options.get("example_ids", []))}
+    predictions = sorted(
+        run.predictions.select_related("example"),
+        key=lambda p: (position.get(p.example_id, len(position)), p.example_id),
+    )
     metrics = classification_metrics(
         y_true=[p.example.gold_label for p in predictions],
         y_pred=[p.label for p in predictions],
@@ -245,12 +281,7 @@ def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
     return run
 
 
-def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> EvaluationRun:
-    """Run the student on every example of the run not yet predicted, then compute the metrics."""
-    progress = progress or _NoProgress()
-    run.refresh_from_db()
-    if run.status == EvaluationRun.Status.FINISHED:
-        return run
+def _load_student(run: EvaluationRun) -> Student:
     try:
         student = get_student(run.model_path, n_ctx=run.n_ctx or None)
     except StudentModelError as exc:
@@ -263,65 +294,209 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
         )
         _fail(run, message)
         raise StudentModelError(message)
-    run.status = EvaluationRun.Status.RUNNING
-    run.started_at = run.started_at or timezone.now()
-    run.error = ""
-    run.prompt_tokens = student.count_tokens(run.prompt_text)
-    run.n_ctx = student.n_ctx
-    run.n_threads = student.n_threads
-    run.options = {**run.options, "chat_template": bool(student.chat_template)}
-    run.save()
+    return student
 
+
+def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> EvaluationRun:
+    """Decide every example of the run not yet decided, shard by shard in this process, then finish the run.
+
+    The foreground path (commands, the demo, a job retried from its page); shards another worker
+    holds under a live lease are left to it, and that worker finishes the run.
+    """
+    progress = progress or _NoProgress()
+    run.refresh_from_db()
+    if run.status == EvaluationRun.Status.FINISHED:
+        return run
+    _load_student(run)
+    shards_plan(run=run)
+    if run.status in {EvaluationRun.Status.CANCELLED, EvaluationRun.Status.FAILED}:
+        run.status = EvaluationRun.Status.QUEUED
+        run.error = ""
+        run.save(update_fields=["status", "error"])
+    queued = shards_requeue(run=run, message="Queued again to run in the foreground.")
     ids: list[int] = run.options.get("example_ids", [])
-    done = set(run.predictions.values_list("example_id", flat=True))
-    examples = Example.objects.in_bulk(ids)
+    done = run.predictions.count()
     progress.set_total(len(ids), f"Evaluating {len(ids)} examples ({run.get_mode_display()})")
     if done:
-        progress.set_done(len(done), f"Resuming: {len(done)} of {len(ids)} already predicted")
-    student_state_restore(student=student, rules_text=run.prompt_text)
-    first_decision = True
+        progress.set_done(done, f"Resuming: {done} of {len(ids)} already predicted")
+    worker = worker_label()
+    for shard in queued:
+        evaluation_shard_execute(shard_id=shard.pk, worker=worker, progress=progress)
+    run.refresh_from_db()
+    return run
+
+
+class _ShardProgress:
+    """Passes progress on and renews the shard's lease; stops the shard when its run was cancelled or failed."""
+
+    def __init__(self, inner: Any, shard: EvaluationShard) -> None:
+        self.inner = inner
+        self.shard = shard
+        self._last_beat = time.monotonic()
+        # Several beats per lease, so one slow example does not lose it.
+        self.interval = min(1.0, settings.PLD_SHARD_LEASE_SECONDS / 4)
+
+    def set_total(self, total: int, message: str = "") -> None:
+        self.inner.set_total(total, message)
+
+    def set_done(self, done: int, message: str = "") -> None:
+        self.inner.set_done(done, message)
+
+    def advance(self, steps: int = 1, message: str = "") -> None:
+        self.inner.advance(steps, message)
+        self.beat()
+
+    def note(self, message: str) -> None:
+        self.inner.note(message)
+        self.beat(force=True)
+
+    def beat(self, *, force: bool = False) -> None:
+        """Renew the lease (at most once a second); raise JobCancelled once the run is no longer live."""
+        if not force and time.monotonic() - self._last_beat < self.interval:
+            return
+        self._last_beat = time.monotonic()
+        status = shard_heartbeat(shard=self.shard)
+        if status not in LIVE:
+            raise JobCancelled(f"the run is {status}")
+
+
+def _run_options_default(run: EvaluationRun, **values: Any) -> None:
+    """Store the options the run does not have yet (the first shard to get there wins) and reload them."""
+    with transaction.atomic():
+        locked = EvaluationRun.objects.select_for_update().get(pk=run.pk)
+        missing = {key: value for key, value in values.items() if key not in locked.options}
+        if missing:
+            locked.options = {**locked.options, **missing}
+            locked.save(update_fields=["options"])
+    run.options = locked.options
+
+
+def _run_begin(run: EvaluationRun, student: Student) -> None:
+    # Conditional updates: several shards begin at once and none may overwrite another's later writes.
+    runs = EvaluationRun.objects.filter(pk=run.pk)
+    runs.filter(status=EvaluationRun.Status.QUEUED).update(status=EvaluationRun.Status.RUNNING, error="")
+    runs.filter(started_at__isnull=True).update(started_at=timezone.now())
+    runs.filter(prompt_tokens=0).update(
+        prompt_tokens=student.count_tokens(run.prompt_text), n_ctx=student.n_ctx, n_threads=student.n_threads
+    )
+    _run_options_default(run, chat_template=bool(student.chat_template))
+    run.refresh_from_db()
+
+
+def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None) -> EvaluationShard | None:
+    """Claim a shard, decide its examples not yet decided, and finish the run when it is the last shard.
+
+    Returns None when the shard was not queued (another worker has it, or it is done) or was taken back.
+    """
+    shard = shard_claim(shard_id=shard_id, worker=worker)
+    if shard is None:
+        return None
+    run = EvaluationRun.objects.select_related("task", "prompt_version").get(pk=shard.run_id)
+    if run.status not in LIVE:
+        shard_release(shard=shard, status=EvaluationShard.Status.CANCELLED, event="skipped",
+                      message=f"Shard {shard.number} was not started: the run is {run.get_status_display().lower()}.")
+        return shard
     try:
-        if run.calibrate and "prior" not in run.options:
-            run.options = {**run.options, "prior": _calibration_prior(run=run, student=student)}
-            run.save(update_fields=["options"])
-        for example_id in ids:
-            if example_id in done:
-                continue
-            example = examples[example_id]
-            try:
-                decision = decide(run=run, student=student, inputs=example.inputs)
-            except ExampleTooLongError as exc:
-                _record_refusal(run=run, example=example, error=exc)
-            else:
-                _record(run=run, example=example, decision=decision)
-                if first_decision:
-                    # Recorded like the other settings: where this execution's rules prefix came from.
-                    first_decision = False
-                    run.options = {**run.options, "prefix": decision.prefix}
-                    run.save(update_fields=["options"])
-            progress.advance()
-        progress.note("Computing metrics")
-        evaluation_run_finish(run=run)
-        if run.mode == EvaluationRun.Mode.PLD:
-            progress.note("Checking rule adherence")
-            run.adherence = adherence_check(run=run, student=student, progress=progress)
-            run.rule_adherence = run.adherence.get("rule_adherence")
-            run.metrics["rule_adherence"] = run.rule_adherence
-    except JobCancelled:
-        run.status = EvaluationRun.Status.CANCELLED
-        run.save(update_fields=["status"])
+        student = _load_student(run)
+    except StudentModelError as exc:
+        shard_release(shard=shard, status=EvaluationShard.Status.FAILED, event="failed",
+                      message=f"Shard {shard.number} failed on {worker}: {exc.message}")
         raise
-    except Exception as exc:  # recorded on the run, then re-raised so the job records it too
+    progress = _ShardProgress(progress or _NoProgress(), shard)
+    try:
+        progress.beat(force=True)  # loading the model may have taken a good part of the lease
+        _run_begin(run, student)
+        student_state_restore(student=student, rules_text=run.prompt_text)
+        if run.calibrate and "prior" not in run.options:
+            _run_options_default(run, prior=_calibration_prior(run=run, student=student))
+        _shard_decide(run=run, shard=shard, student=student, progress=progress)
+        if _shard_complete(run=run, shard=shard):
+            _run_complete(run=run, shard=shard, student=student, progress=progress)
+    except JobCancelled as exc:
+        shard_release(shard=shard, status=EvaluationShard.Status.CANCELLED, event="cancelled",
+                      message=f"Shard {shard.number} stopped on {worker}: {exc}.")
+        EvaluationRun.objects.filter(pk=run.pk, status__in=LIVE).update(status=EvaluationRun.Status.CANCELLED)
+        raise
+    except ShardLost:
+        logger.warning("Shard %s of run %s was taken back from %s; this worker stops", shard.number, run.pk, worker)
+        return None
+    except Exception as exc:  # recorded on the shard and the run, then re-raised so the job records it too
+        shard_release(shard=shard, status=EvaluationShard.Status.FAILED, event="failed",
+                      message=f"Shard {shard.number} failed on {worker}: {type(exc).__name__}: {exc}")
         _fail(run, f"{type(exc).__name__}: {exc}")
         raise
-    run.status = EvaluationRun.Status.FINISHED
-    run.finished_at = timezone.now()
+    return shard
+
+
+def _shard_decide(*, run: EvaluationRun, shard: EvaluationShard, student: Student, progress: _ShardProgress) -> None:
+    ids: list[int] = shard.example_ids
+    done = set(run.predictions.filter(example_id__in=ids).values_list("example_id", flat=True))
+    examples = Example.objects.in_bulk(ids)
+    for example_id in ids:
+        if example_id in done:
+            continue
+        example = examples[example_id]
+        try:
+            decision = decide(run=run, student=student, inputs=example.inputs)
+        except ExampleTooLongError as exc:
+            _record_refusal(run=run, example=example, error=exc)
+        else:
+            _record(run=run, example=example, decision=decision)
+            if "prefix" not in run.options:
+                # Recorded like the other settings: where the rules prefix came from (the first decision's).
+                _run_options_default(run, prefix=decision.prefix)
+        progress.advance()
+    progress.beat(force=True)
+
+
+def _shard_complete(*, run: EvaluationRun, shard: EvaluationShard) -> bool:
+    """Mark the shard finished unless it is the run's last; return True when this worker must finish the run.
+
+    Finishing shards lock the run's row in turn, so exactly one of them sees every other shard finished.
+    That one keeps its lease while it computes the metrics: if its worker dies then, the shard is
+    retried and its next holder, with nothing left to decide, finishes the run.
+    """
     with transaction.atomic():
-        run.save()
+        EvaluationRun.objects.select_for_update().filter(pk=run.pk).first()
+        if not run.shards.exclude(pk=shard.pk).exclude(status=EvaluationShard.Status.FINISHED).exists():
+            return True
+        if not shard_release(shard=shard, status=EvaluationShard.Status.FINISHED):
+            raise ShardLost(f"Shard {shard.number} was taken back before it finished")
+    return False
+
+
+def _run_complete(*, run: EvaluationRun, shard: EvaluationShard, student: Student, progress: _ShardProgress) -> None:
+    run.refresh_from_db()
+    progress.note("Computing metrics")
+    evaluation_run_finish(run=run)
+    if run.mode == EvaluationRun.Mode.PLD:
+        progress.note("Checking rule adherence")
+        run.adherence = adherence_check(run=run, student=student, progress=progress)
+        run.rule_adherence = run.adherence.get("rule_adherence")
+        run.metrics["rule_adherence"] = run.rule_adherence
+    with transaction.atomic():
+        status = EvaluationRun.objects.select_for_update().filter(pk=run.pk).values_list("status", flat=True).get()
+        if status not in LIVE:
+            raise JobCancelled(f"the run is {status}")
+        if not shard_release(shard=shard, status=EvaluationShard.Status.FINISHED):
+            raise ShardLost(f"Shard {shard.number} was taken back while it finished the run")
+        run.status = EvaluationRun.Status.FINISHED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at", "metrics", "adherence", "rule_adherence"])
         ledger_append(event="evaluation_run.finished", actor=run.created_by, obj=run, facts=_run_facts(run),
                       reason=f"Evaluation run {run.pk} finished")
         _mark_version_evaluated(run)
-    return run
+
+
+def run_job_result(run: EvaluationRun) -> dict[str, Any]:
+    """Return what a run's job records as its result: where to look and the headline figures."""
+    return {
+        "url": run.get_absolute_url(),
+        "run_id": run.pk,
+        "macro_f1": run.metrics.get("macro_f1"),
+        "accuracy": run.metrics.get("accuracy"),
+        "rule_adherence": run.rule_adherence,
+    }
 
 
 def _run_facts(run: EvaluationRun) -> dict[str, Any]:
@@ -351,11 +526,12 @@ def _mark_version_evaluated(run: EvaluationRun) -> None:
 
 
 def evaluation_run_start(*, user: Any = None, **options: Any) -> EvaluationRun:
-    """Create a run (with ``evaluation_run_create``'s keyword arguments) and hand it to the worker as a job."""
+    """Create a run (with ``evaluation_run_create``'s keyword arguments) and queue its shards for the workers."""
     run = evaluation_run_create(user=user, **options)
     with transaction.atomic():
-        run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
+        run.job = job_create(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
         run.save(update_fields=["job"])
+        _dispatch(run)
     return run
 
 
@@ -363,27 +539,59 @@ def _job_title(run: EvaluationRun) -> str:
     return f"Evaluate {run.task.name} ({run.get_mode_display()}, {run.split}) — run {run.pk}"
 
 
+def _dispatch(run: EvaluationRun) -> None:
+    """Queue every queued shard as its own task, and the run's watch, once the transaction commits."""
+    token = uuid.uuid4().hex
+    _run_options_set(run, watch=token)
+    shards = list(run.shards.filter(status=EvaluationShard.Status.QUEUED).order_by("number"))
+
+    def enqueue() -> None:
+        _enqueue_shards(shards)
+        _watch_later(run.pk, token)
+
+    transaction.on_commit(enqueue)
+
+
+def _run_options_set(run: EvaluationRun, **values: Any) -> None:
+    with transaction.atomic():
+        locked = EvaluationRun.objects.select_for_update().get(pk=run.pk)
+        locked.options = {**locked.options, **values}
+        locked.save(update_fields=["options"])
+    run.options = locked.options
+
+
+def _enqueue_shards(shards: Iterable[EvaluationShard]) -> None:
+    for shard in shards:
+        result = run_evaluation_shard.enqueue(shard.pk)
+        EvaluationShard.objects.filter(pk=shard.pk).update(task_result_id=str(result.id))
+
+
+def _watch_later(run_id: int, token: str) -> None:
+    # A deferred django-tasks task (run_after): whichever worker is free when it is due runs it.
+    due = timezone.now() + lease_length() / 2
+    watch_evaluation_run.using(run_after=due).enqueue(run_id, token)
+
+
 @transaction.atomic
 def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
-    """Ask a queued or running run to stop; a run without a live job is marked cancelled at once."""
+    """Stop a queued or running run: its queued shards at once, its running shards after their current example."""
     if run.status in {EvaluationRun.Status.FINISHED, EvaluationRun.Status.CANCELLED}:
         return run
-    if run.job is not None and not run.job.is_finished:
-        # A run reports every example, so its silence means a lost worker sooner than a job's in general.
-        job_cancel(job=run.job, silent_for=STALE_AFTER)
-        run.job.refresh_from_db()
-        if run.job.state == run.job.State.CANCELLED or run.status == EvaluationRun.Status.QUEUED:
-            run.status = EvaluationRun.Status.CANCELLED
-            run.save(update_fields=["status"])
-        return run
+    run.shards.filter(status=EvaluationShard.Status.QUEUED).update(status=EvaluationShard.Status.CANCELLED)
     run.status = EvaluationRun.Status.CANCELLED
     run.save(update_fields=["status"])
+    job = run.job
+    if job is not None and not job.is_finished:
+        job.state = Job.State.CANCELLED
+        job.finished_at = timezone.now()
+        job.message = "Cancelled; resume the run to continue where it stopped."
+        job.save(update_fields=["state", "finished_at", "message", "updated_at"])
     return run
 
 
 def run_is_stale(run: EvaluationRun) -> bool:
-    """Say whether a run marked running has stopped reporting (its process crashed or was killed)."""
-    if run.status not in {EvaluationRun.Status.RUNNING, EvaluationRun.Status.QUEUED}:
+    """Say whether a run marked running has stopped reporting (every worker on it crashed or was killed)."""
+    if run.status not in LIVE or shards_live(run):
         return False
     job = run.job
     if job is None:
@@ -395,28 +603,128 @@ def run_is_stale(run: EvaluationRun) -> bool:
 
 @transaction.atomic
 def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> EvaluationRun:
-    """Queue a failed, cancelled or crashed run again; it skips the examples already predicted."""
+    """Queue a failed, cancelled or crashed run again; it skips the examples already decided."""
     if run.status == EvaluationRun.Status.FINISHED:
         raise ValidationError("This run has finished; there is nothing to resume.")
     job = run.job
-    stale = run_is_stale(run)
-    if job is not None and not job.is_finished and not stale:
+    if shards_live(run) or (job is not None and not job.is_finished and not run_is_stale(run)):
         raise ValidationError("This run is still running or queued; cancel it first or wait for it.")
     if job is not None and not job.is_finished:
-        # The worker that held this job died without recording it; say so before retrying.
+        # The workers that held this run died without recording it; say so before queueing it again.
         job.state = Job.State.FAILED
-        job.error = "Interrupted: the process running this job stopped reporting."
+        job.error = "Interrupted: the processes running this job stopped reporting."
         job.finished_at = timezone.now()
         job.save()
+    shards_plan(run=run)
     run.status = EvaluationRun.Status.QUEUED
     run.error = ""
     run.save(update_fields=["status", "error"])
-    if job is not None and job.can_retry:
-        job_retry(job=job)
-    else:
-        run.job = job_start(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
+    who = getattr(user, "username", "") or "the command line"
+    shards_requeue(run=run, message=f"Queued again when {who} resumed the run.")
+    if job is None:
+        run.job = job_create(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
         run.save(update_fields=["job"])
+    else:
+        job.state = Job.State.QUEUED
+        job.cancel_requested = False
+        job.finished_at = None
+        job.message = "Queued again; resuming from stored work."
+        job.save()
+    _dispatch(run)
     return run
+
+
+# --- what the workers run (django-tasks) --------------------------------------------------------------
+
+
+class _RunJobProgress:
+    """Shows a sharded run's progress on its job: examples decided by every worker, at most once a second."""
+
+    MIN_INTERVAL_SECONDS = 1.0
+
+    def __init__(self, run: EvaluationRun) -> None:
+        self.run = run
+        self._last_write = 0.0
+
+    def set_total(self, total: int, message: str = "") -> None: ...
+    def set_done(self, done: int, message: str = "") -> None: ...
+
+    def advance(self, steps: int = 1, message: str = "") -> None:
+        if time.monotonic() - self._last_write >= self.MIN_INTERVAL_SECONDS:
+            self._write()
+
+    def note(self, message: str) -> None:
+        self._write(message=message[:500])
+
+    def _write(self, **fields: Any) -> None:
+        self._last_write = time.monotonic()
+        Job.objects.filter(pk=self.run.job_id, state=Job.State.RUNNING).update(
+            done=self.run.predictions.count(), total=self.run.n_examples, updated_at=timezone.now(), **fields
+        )
+
+
+def _job_end(run: EvaluationRun, state: str, **fields: Any) -> None:
+    finished = [Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED]
+    Job.objects.filter(pk=run.job_id).exclude(state__in=finished).update(
+        state=state, finished_at=timezone.now(), updated_at=timezone.now(), **fields
+    )
+
+
+@task(takes_context=True)
+def run_evaluation_shard(context: TaskContext, shard_id: int) -> dict[str, Any] | None:
+    """Decide one shard in this worker, and finish its run when it is the last; the django-tasks entry point."""
+    shard = EvaluationShard.objects.select_related("run").filter(pk=shard_id).first()
+    if shard is None:
+        return None
+    run = shard.run
+    worker_ids = context.task_result.worker_ids
+    Job.objects.filter(pk=run.job_id, state=Job.State.QUEUED).update(
+        state=Job.State.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, updated_at=timezone.now(),
+        message=f"Evaluating {run.n_examples} examples in {run.shards.count()} shards",
+    )
+    try:
+        claimed = evaluation_shard_execute(
+            shard_id=shard_id, worker=worker_label(worker_ids[-1] if worker_ids else ""), progress=_RunJobProgress(run)
+        )
+    except JobCancelled:
+        _job_end(run, Job.State.CANCELLED, message="Cancelled; resume the run to continue where it stopped.")
+        return {"run_id": run.pk, "shard": shard.number, "stopped": "cancelled"}
+    except Exception as exc:
+        _job_end(run, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.refresh_from_db()
+    if run.status == EvaluationRun.Status.FINISHED:
+        _job_end(run, Job.State.SUCCEEDED, done=run.n_examples, total=run.n_examples, result=run_job_result(run),
+                 message="Finished")
+    return {"run_id": run.pk, "shard": shard.number, "claimed": claimed is not None}
+
+
+@task()
+def watch_evaluation_run(run_id: int, token: str) -> int:
+    """Queue again the run's shards whose worker stopped responding; repeats every half lease while the run is live."""
+    run = EvaluationRun.objects.filter(pk=run_id).first()
+    if run is None or run.status not in LIVE or run.options.get("watch") != token:
+        return 0  # over, or a later start or resume watches it now
+    _watch_later(run_id, token)  # first: a worker that dies below must not end the watch
+    reclaimed = shards_reclaim(run=run)
+    for shard in reclaimed:
+        logger.warning(shard.events[-1]["message"])
+        _task_result_abandon(shard.task_result_id, shard.events[-1]["message"])
+    _enqueue_shards(reclaimed)
+    return len(reclaimed)
+
+
+class WorkerLost(Exception):
+    """Recorded on a django-tasks result whose worker stopped responding (its shard was queued again)."""
+
+
+def _task_result_abandon(task_result_id: str, message: str) -> None:
+    # django-tasks' database backend leaves a dead worker's task marked running for ever; record it as failed.
+    if not task_result_id:
+        return
+    result = DBTaskResult.objects.running().filter(id=task_result_id).first()
+    if result is not None:
+        result.set_failed(WorkerLost(message))
 
 
 def run_prompt_provenance(run: EvaluationRun) -> dict[str, Any] | None:

@@ -324,6 +324,11 @@ PLD_STUDENT_PRELOAD = env_bool("PLD_STUDENT_PRELOAD", False)
 # cot runs: the most reasoning tokens the student writes before its label is scored (lm-eval-harness's
 # default generation budget); a run records the value it used.
 PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)
+# Sharded evaluation runs (docs/deploy.md): a run is cut into shards of whole shared-context groups of about
+# this many examples, each its own django-tasks task; a worker holds a shard under a lease it renews while it
+# decides, and a shard whose lease ran out (its worker died) is queued again for a live worker.
+PLD_SHARD_EXAMPLES = env_int("PLD_SHARD_EXAMPLES", 16, minimum=1)
+PLD_SHARD_LEASE_SECONDS = env_int("PLD_SHARD_LEASE_SECONDS", 120, minimum=2)
 
 # Review: distinct approvals (by people other than the author) an edited or hand-written rule needs.
 PLD_REQUIRED_APPROVALS = env_int("PLD_REQUIRED_APPROVALS", 1, minimum=1)

@@ -22,6 +22,7 @@ from evaluation.runs import (
     run_is_stale,
     run_prompt_provenance,
 )
+from evaluation.shards import shards_summary
 from evaluation.views.shortcuts import run_or_404
 from pldreview.web import HtmxHttpRequest, form_submit, stop_polling_and_refresh
 from rules.models import PromptVersion, Task
@@ -44,6 +45,7 @@ def _progress(run: EvaluationRun) -> dict[str, Any]:
         "eta": job.eta if job is not None else None,
         "message": job.message if job is not None else "",
         "stale": run_is_stale(run),
+        "shards": shards_summary(run),
     }
 
 
@@ -121,6 +123,7 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         ],
         "failures": page,
         "prompt_provenance": run_prompt_provenance(run),
+        "shards": shards_summary(run),
         "label_names": run.task.label_names,
         "other_runs": EvaluationRun.objects.filter(task=run.task, status=EvaluationRun.Status.FINISHED)
         .exclude(pk=run.pk)
