@@ -13,6 +13,7 @@ from evaluation.models import (
     DecisionFeedback,
     DecisionLogPolicy,
     EvaluationRun,
+    EvaluationShard,
     Prediction,
     Promotion,
     PromotionOverride,
@@ -26,6 +27,13 @@ class EvaluationRunAdmin(ReadOnlyAdmin):
     list_display = ("id", "task", "mode", "split", "status", "prompt_version", "n_examples", "created_at")
     list_filter = ("status", "mode", "split", "task")
     list_select_related = ("task", "prompt_version__task")
+
+
+@admin.register(EvaluationShard)
+class EvaluationShardAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "number", "status", "worker", "attempts", "lease_expires_at")
+    list_filter = ("status",)
+    list_select_related = ("run__task",)
 
 
 @admin.register(Prediction)

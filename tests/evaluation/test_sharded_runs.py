@@ -38,7 +38,8 @@ from evaluation.student import Student
 from pldreview.jobs import JobCancelled
 from pldreview.models import Job
 from rules.models import Example, Task
-from tests.evaluation.conftest import NDA_ROWS, STUDENT_N_CTX, add_contract_examples, add_examples
+from tests.support.factories import NDA_ROWS, add_contract_examples, add_examples
+from tests.support.student import STUDENT_N_CTX
 
 # Metrics that depend on the decisions only (latency differs from run to run by nature).
 QUALITY = ("n", "n_refused", "macro_f1", "macro_f1_ci95", "accuracy", "per_class", "confusion", "labels")
