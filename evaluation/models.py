@@ -21,6 +21,10 @@ class EvaluationRun(models.Model):
         PLD = "pld", "PLD (compiled rules)"
         COT = "cot", "Chain-of-thought"
 
+    class Backend(models.TextChoices):
+        LLAMA_CPP = "llama_cpp", "In-process llama.cpp"
+        SERVER = "server", "Inference server"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -48,6 +52,14 @@ class EvaluationRun(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     quantization = models.CharField(max_length=50, blank=True)
     llama_cpp_version = models.CharField(max_length=30, blank=True)
+    # Which backend decided (PLD_STUDENT_BACKEND), and for a server where and which model answered.
+    student_backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LLAMA_CPP)
+    student_base_url = models.CharField(max_length=500, blank=True)
+    student_model = models.CharField(max_length=200, blank=True, help_text="The model name the server answered with")
+    scoring = models.CharField(max_length=200, blank=True, help_text="How the label scores were computed")
+    n_approximate = models.PositiveIntegerField(
+        default=0, help_text="Decisions whose label scores are approximations (the server backend)"
+    )
     n_ctx = models.PositiveIntegerField(default=0)
     n_threads = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -92,6 +104,7 @@ class Prediction(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     tokens_processed = models.PositiveIntegerField(default=0)
     output_text = models.TextField(blank=True, help_text="Generated reasoning (cot mode)")
+    approximation = models.TextField(blank=True, help_text="Why the label scores are approximate; empty when exact")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -28,8 +28,8 @@ from evaluation.student import (
     StudentModelError,
     check_model_file,
     default_model_path,
-    get_student,
 )
+from evaluation.student_server import ServerStudent, get_backend_student
 from evaluation.warm import student_state_restore
 from pldreview.jobs import JobCancelled, job_cancel, job_retry, job_start
 from pldreview.ledger import ledger_append
@@ -43,6 +43,7 @@ JOB_KIND = "evaluation.jobs.run_evaluation"
 # A running job reports progress at least after every example; one silent this long has died.
 STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]
+IN_PROCESS_SCORING = "in-process: every label token's log-probability from llama.cpp's full logits (exact)"
 
 
 class _NoProgress:
@@ -139,6 +140,11 @@ def evaluation_run_create(
         raise ValidationError({"k_shot": "Few-shot needs at least one example (k ≥ 1)."})
     if cot_max_tokens is not None and cot_max_tokens < 1:
         raise ValidationError({"cot_max_tokens": "The reasoning budget must be at least 1 token."})
+    server = settings.PLD_STUDENT_BACKEND == EvaluationRun.Backend.SERVER
+    if server and mode == EvaluationRun.Mode.COT:
+        raise ValidationError(
+            {"mode": "Chain-of-thought runs need the in-process student (PLD_STUDENT_BACKEND=llama_cpp)."}
+        )
     path = model_path or default_model_path()
     try:
         info = check_model_file(path)
@@ -169,6 +175,9 @@ def evaluation_run_create(
         model_name=info.name,
         quantization=info.quantization,
         llama_cpp_version=llama_cpp.__version__,
+        student_backend=settings.PLD_STUDENT_BACKEND,
+        student_base_url=settings.PLD_STUDENT_BASE_URL if server else "",
+        student_model=settings.PLD_STUDENT_MODEL if server else "",
         n_ctx=settings.PLD_STUDENT_N_CTX,
         n_threads=settings.PLD_STUDENT_THREADS,
         n_examples=len(examples),
@@ -183,7 +192,7 @@ def evaluation_run_create(
     return run
 
 
-def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, float]:
+def _calibration_prior(*, run: EvaluationRun, student: Student | ServerStudent) -> dict[str, float]:
     layout = prompts.content_free_layout(task=run.task)
     decision = student.classify(
         rules=run.prompt_text, context=layout.context, example=layout.example, labels=run.task.label_names
@@ -194,7 +203,7 @@ def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, flo
 def decide(
     *,
     run: EvaluationRun,
-    student: Student,
+    student: Student | ServerStudent,
     inputs: dict[str, Any],
     rules_text: str | None = None,
     reuse_prefix: bool = True,
@@ -226,6 +235,7 @@ def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) 
         prompt_tokens=decision.prompt_tokens,
         tokens_processed=decision.tokens_processed,
         output_text=decision.output_text,
+        approximation=decision.approximation,
     )
     prediction.full_clean(exclude=["run", "example"])
     prediction.save()
@@ -265,6 +275,7 @@ def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
     metrics["mode"] = run.mode
     metrics["prompt_tokens"] = run.prompt_tokens
     run.metrics = metrics
+    run.n_approximate = sum(1 for p in predictions if p.approximation)
     return run
 
 
@@ -275,7 +286,10 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     if run.status == EvaluationRun.Status.FINISHED:
         return run
     try:
-        student = get_student(run.model_path, n_ctx=run.n_ctx or None)
+        student = get_backend_student(
+            run.model_path, n_ctx=run.n_ctx or None, backend=run.student_backend,
+            base_url=run.student_base_url, model=run.student_model,
+        )
     except StudentModelError as exc:
         _fail(run, exc.message)
         raise
@@ -293,6 +307,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     run.n_ctx = student.n_ctx
     run.n_threads = student.n_threads
     run.options = {**run.options, "chat_template": bool(student.chat_template)}
+    run.scoring = getattr(student, "scoring_method", IN_PROCESS_SCORING)
     run.save()
 
     ids: list[int] = run.options.get("example_ids", [])
@@ -301,7 +316,8 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
     progress.set_total(len(ids), f"Evaluating {len(ids)} examples ({run.get_mode_display()})")
     if done:
         progress.set_done(len(done), f"Resuming: {len(done)} of {len(ids)} already predicted")
-    student_state_restore(student=student, rules_text=run.prompt_text)
+    if student.backend == EvaluationRun.Backend.LLAMA_CPP:
+        student_state_restore(student=student, rules_text=run.prompt_text)
     first_decision = True
     try:
         if run.calibrate and "prior" not in run.options:
@@ -321,6 +337,8 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
                     # Recorded like the other settings: where this execution's rules prefix came from.
                     first_decision = False
                     run.options = {**run.options, "prefix": decision.prefix}
+                    if student.backend == EvaluationRun.Backend.SERVER:
+                        run.options["answered_by"] = student.answered_by
                     run.save(update_fields=["options"])
             progress.advance()
         progress.note("Computing metrics")
