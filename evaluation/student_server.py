@@ -18,6 +18,7 @@ an approximation (``StudentDecision.approximation``), and so do the run and the 
 """
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
@@ -258,6 +259,14 @@ def _top_logprobs(response: Any) -> dict[str, float] | None:
 
 _SERVER_STUDENTS: dict[tuple[str, str, str], ServerStudent] = {}
 _SERVER_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_server_students() -> None:
+    # As for the in-process students: free the vocabularies while llama_cpp is still loaded.
+    for student in list(_SERVER_STUDENTS.values()):
+        student.close()
+    _SERVER_STUDENTS.clear()
 
 
 def get_server_student(

@@ -336,8 +336,10 @@ if PLD_STUDENT_BACKEND == "server" and not (PLD_STUDENT_BASE_URL and PLD_STUDENT
 PLD_STUDENT_TIMEOUT = env_float("PLD_STUDENT_TIMEOUT", 60.0)
 # Retried on timeouts, lost connections, 429 and 5xx with the openai client's exponential backoff.
 PLD_STUDENT_MAX_RETRIES = env_int("PLD_STUDENT_MAX_RETRIES", 3, minimum=0)
-# How many top log-probabilities a server returns per position (OpenAI's and vLLM's default cap is 20).
-PLD_STUDENT_TOP_LOGPROBS = env_int("PLD_STUDENT_TOP_LOGPROBS", 20, minimum=1)
+# How many top log-probabilities a server returns per position. The bundled base model ranks the NDA labels'
+# first tokens 8th to 294th after "Answer:", so 20 (vLLM's default --max-logprobs) would leave every decision
+# approximate; llama_cpp.server takes any number, vLLM up to its --max-logprobs (docs/student.md).
+PLD_STUDENT_TOP_LOGPROBS = env_int("PLD_STUDENT_TOP_LOGPROBS", 1000, minimum=1)
 # Which requests a web process serves: all (default), pages (the classify API answers 421 and names
 # PLD_API_BASE_URL; the model is never loaded) or api (only /api/: scripts/demo runs it as its own process).
 PLD_WEB_ROLE = env_str("PLD_WEB_ROLE", "all")
