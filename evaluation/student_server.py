@@ -116,6 +116,20 @@ class ServerStudent:
     def _tries(self) -> str:
         return f"{self.max_retries + 1} tr{'y' if self.max_retries == 0 else 'ies'}"
 
+    def _pin(self, prefix: list[int], next_token: int) -> None:
+        """Leave the server's cache holding exactly ``prefix`` (rules and shared context), as the runner's does.
+
+        llama.cpp's logits depend on where a prompt is cut into batches (docs/student.md). The runner
+        always decodes an example from its segment's start; llama_cpp.server resumes after the longest
+        prefix it shares with the previous request, which may end inside the example (two examples
+        both begin "Premise: The Recipient"): measured here, that moved a probability by 0.009. A request
+        for the prefix plus one token no example starts with makes the next request resume exactly at
+        the example's start. Servers that cache otherwise only pay one short request.
+        """
+        candidates = [tok for text in (".", ",", ";") for tok in self.tokenize(text)[:1]]
+        filler = next(tok for tok in candidates if tok != next_token)
+        self._top(prefix + [filler])
+
     def _top(self, tokens: list[int]) -> tuple[dict[str, float], str]:
         """Return the top log-probabilities of the position after ``tokens``, and a note if inexact."""
         import openai
@@ -215,6 +229,9 @@ class ServerStudent:
                 "(PLD_STUDENT_N_CTX); the example was not scored.",
                 n_tokens=needed, n_ctx=self.n_ctx,
             )
+        prefix = segments[0] + segments[1]
+        if segments[2]:
+            self._pin(prefix, segments[2][0])
         logprobs, notes, requests = self._score(prompt, label_ids)
         adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
         probabilities = softmax(adjusted)
@@ -224,7 +241,7 @@ class ServerStudent:
             probabilities=probabilities,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             prompt_tokens=len(prompt),
-            tokens_processed=len(prompt) * requests + sum(len(ids) for ids in label_ids.values()),
+            tokens_processed=len(prompt) * requests + len(prefix) + sum(len(ids) for ids in label_ids.values()),
             logprobs=logprobs,
             prefix="server",
             approximation="; ".join(notes),
