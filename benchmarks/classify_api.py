@@ -53,23 +53,29 @@ def prepare() -> None:
     django.setup()
     from django.contrib.auth.models import User
 
-    from evaluation.promotion import prompt_version_promote
     from evaluation.tokens import api_token_create
     from rules.compiler import prompt_version_compile
     from rules.demo import seed_users_and_tasks
     from rules.models import Rule, Task
     from rules.services import rule_approve, rule_propose
+    from tests.support.prompt_versions import promote_by_override
+    from tests.support.signatures import persona_password, sign_approval
 
     seed_users_and_tasks(open(os.devnull, "w"))  # noqa: SIM115 - the demo step wants a stream
     task = Task.objects.get(name="nda-demo")
-    reviewer, admin = User.objects.get(username="rita"), User.objects.get(username="adam")
+    reviewer, admin, second = (User.objects.get(username=name) for name in ("rita", "adam", "alex"))
+    # A throwaway database: the personas sign with the test suite's passwords.
+    for user in (reviewer, admin, second):
+        user.set_password(persona_password(user))
+        user.save()
     for text, label in RULES:
         rule = rule_propose(task=task, text=text, label=label, origin=Rule.Origin.TEACHER,
                             proposed_by_model="benchmark")
-        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Benchmark rule set")
+        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Benchmark rule set",
+                     signature=sign_approval(reviewer, rule))
     version, _ = prompt_version_compile(task=task, user=admin)
-    prompt_version_promote(prompt_version=version, user=admin, reason="Benchmark",
-                           override_justification="Benchmark database: serving speed, not the gate, is measured")
+    # This measures serving, not the gate: the version goes to production by a two-Admin override.
+    promote_by_override(version, admin=admin, second_admin=second, reason="Benchmark")
     from django.conf import settings
     from django.test import Client
 
@@ -191,7 +197,7 @@ def main() -> None:
         subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         prepared = json.loads(subprocess.run([python, __file__, "--prepare"], cwd=ROOT, env=env, check=True,
-                                             capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                                             stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
         token, cookie = prepared["token"], prepared["cookie"]
         load_before = os.getloadavg()
         api_port = args.port + 1 if args.layout == "split" else args.port
