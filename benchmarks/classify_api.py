@@ -14,6 +14,12 @@ PLD_BENCHMARK_UNLOGGED_CALLS=1, which makes it honour ``X-PLD-Unlogged: 1`` (no 
 the server's ``Server-Timing`` header adds its own measure of the record's write per call.
 The load average before and after is part of the output: on a shared machine the figures are only as good
 as the quiet they were taken in.
+
+Reviewers against integrators: as scripts/demo serves it (``--layout split``, the default), the review pages
+come from one gunicorn (PLD_WEB_ROLE=pages, never loads the model) and the API from another (PLD_WEB_ROLE=api,
+niced); ``--layout single`` is the old one-process layout. A signed-in reviewer fetches the review queue
+(``/review/``) one request after another, first alone for ``--review-seconds`` (``review_p95_ms_idle``), then
+all through the clients' calls (``review_p95_ms_under_api``); the bar is ``review_ratio`` ≤ 2.
 """
 from __future__ import annotations
 
@@ -49,22 +55,35 @@ def prepare() -> None:
 
     from evaluation.api_tokens import api_token_create
     from evaluation.demo.users import seed_users_and_tasks
-    from evaluation.promotion import prompt_version_promote
     from rules.compiler import prompt_version_compile
     from rules.models import Rule, Task
     from rules.services import rule_approve, rule_propose
+    from tests.support.prompt_versions import promote_by_override
+    from tests.support.signatures import persona_password, sign_approval
 
     seed_users_and_tasks(open(os.devnull, "w"))  # noqa: SIM115 - the demo step wants a stream
     task = Task.objects.get(name="nda-demo")
-    reviewer, admin = User.objects.get(username="rita"), User.objects.get(username="adam")
+    reviewer, admin, second = (User.objects.get(username=name) for name in ("rita", "adam", "alex"))
+    # A throwaway database: the personas sign with the test suite's passwords.
+    for user in (reviewer, admin, second):
+        user.set_password(persona_password(user))
+        user.save()
     for text, label in RULES:
         rule = rule_propose(task=task, text=text, label=label, origin=Rule.Origin.TEACHER,
                             proposed_by_model="benchmark")
-        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Benchmark rule set")
+        rule_approve(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Benchmark rule set",
+                     signature=sign_approval(reviewer, rule))
     version, _ = prompt_version_compile(task=task, user=admin)
-    prompt_version_promote(prompt_version=version, user=admin, reason="Benchmark",
-                           override_justification="Benchmark database: serving speed, not the gate, is measured")
-    print(api_token_create(user=reviewer, name="benchmark", created_by=admin)[1])
+    # This measures serving, not the gate: the version goes to production by a two-Admin override.
+    promote_by_override(version, admin=admin, second_admin=second, reason="Benchmark")
+    from django.conf import settings
+    from django.test import Client
+
+    session = Client()
+    session.force_login(reviewer)
+    name = settings.SESSION_COOKIE_NAME
+    print(json.dumps({"token": api_token_create(user=reviewer, name="benchmark", created_by=admin)[1],
+                      "cookie": f"{name}={session.cookies[name].value}"}))
 
 
 def _inputs() -> list[bytes]:
@@ -72,15 +91,15 @@ def _inputs() -> list[bytes]:
     return [json.dumps({"premise": r["premise"], "hypothesis": r["hypothesis"]}).encode() for r in rows]
 
 
-def _wait_for(port: int, seconds: float, server: subprocess.Popen) -> None:
+def _wait_for(port: int, seconds: float, server: subprocess.Popen, path: str = "/login/", status: int = 200) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"gunicorn exited with {server.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/login/")
-            if conn.getresponse().status == 200:
+            conn.request("GET", path)
+            if conn.getresponse().status == status:
                 return
         except OSError:
             pass
@@ -118,6 +137,34 @@ def _client(port: int, token: str, bodies: list[bytes], offset: int, until: floa
     conn.close()
 
 
+def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, int]]) -> None:
+    """Fetch the review queue one request after another until the deadline, as a reviewer's browser would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            conn.request("GET", "/review/", headers={"Cookie": cookie})
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            status = 0
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        results.append(((time.perf_counter() - started) * 1000, status))
+    conn.close()
+
+
+def _gunicorn(python: str, port: int, env: dict[str, str], log: Path, *, nice: int = 0) -> subprocess.Popen:
+    # The demo's command line (scripts/demo), in its own session so its workers stop with it.
+    command = [python, "-m", "gunicorn", "pldreview.wsgi:application", "--bind", f"127.0.0.1:{port}",
+               "--workers", "1", "--threads", "4", "--timeout", "120"]
+    return subprocess.Popen(
+        (["nice", "-n", str(nice)] if nice else []) + command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"), start_new_session=True,  # noqa: SIM115
+    )
+
+
 def _p(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -131,6 +178,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--n-ctx", type=int, default=4096, help="PLD_STUDENT_N_CTX for the server")
+    parser.add_argument("--layout", choices=["split", "single"], default="split",
+                        help="split: pages and API in two processes, as scripts/demo; single: one process for both")
+    parser.add_argument("--review-seconds", type=float, default=20.0, help="the reviewer alone, before the API load")
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
@@ -146,36 +196,43 @@ def main() -> None:
         }
         subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        token = subprocess.run([python, __file__, "--prepare"], cwd=ROOT, env=env, check=True,
-                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        prepared = json.loads(subprocess.run([python, __file__, "--prepare"], cwd=ROOT, env=env, check=True,
+                                             stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
+        token, cookie = prepared["token"], prepared["cookie"]
         load_before = os.getloadavg()
-        # The demo's command line (scripts/demo), in its own session so its workers stop with it.
-        server = subprocess.Popen(
-            [python, "-m", "gunicorn", "pldreview.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
-             "--workers", "1", "--threads", "4", "--timeout", "120"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "web.log", "w"),  # noqa: SIM115
-            start_new_session=True,
-        )
+        api_port = args.port + 1 if args.layout == "split" else args.port
+        servers = []
+        if args.layout == "split":
+            servers.append(_gunicorn(python, args.port, {**env, "PLD_WEB_ROLE": "pages"}, Path(tmp) / "web.log"))
+            servers.append(_gunicorn(python, api_port, {**env, "PLD_WEB_ROLE": "api"}, Path(tmp) / "api.log", nice=10))
+        else:
+            servers.append(_gunicorn(python, args.port, env, Path(tmp) / "web.log"))
         try:
-            _wait_for(args.port, 60, server)
+            _wait_for(args.port, 60, servers[0])
+            _wait_for(api_port, 60, servers[-1], path="/api/v1/openapi.json", status=401)
             bodies = _inputs()
             warm: list[tuple[bool, float, int, dict[str, float]]] = []
-            _client(args.port, token, bodies, 0, time.monotonic() + 0.001, warm)  # loads the student once
+            _client(api_port, token, bodies, 0, time.monotonic() + 0.001, warm)  # loads the student once
             if warm[0][2] != 200:
-                raise SystemExit(f"The warm-up call answered {warm[0][2]}; see {tmp}/web.log")
+                raise SystemExit(f"The warm-up call answered {warm[0][2]}; see {tmp}/*.log")
+            review_idle: list[tuple[float, int]] = []
+            _reviewer(args.port, cookie, time.monotonic() + args.review_seconds, review_idle)
             results: list[tuple[bool, float, int, dict[str, float]]] = []
+            review_loaded: list[tuple[float, int]] = []
             until = time.monotonic() + args.seconds
             started = time.monotonic()
-            threads = [threading.Thread(target=_client, args=(args.port, token, bodies, n, until, results))
+            threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results))
                        for n in range(args.clients)]
+            threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded)))
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            for server in servers:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
         import sqlite3
 
         logged_rows = sqlite3.connect(f"{tmp}/db.sqlite3").execute(
@@ -205,6 +262,15 @@ def main() -> None:
         # Every logged 200 (and the warm-up) left exactly one record; the unlogged ones none.
         "records_written": logged_rows,
         "records_expected": len(logged) + 1,
+        "layout": args.layout,
+        "review_p50_ms_idle": round(_p([ms for ms, code in review_idle if code == 200], 0.5), 1),
+        "review_p95_ms_idle": round(_p([ms for ms, code in review_idle if code == 200], 0.95), 1),
+        "review_p50_ms_under_api": round(_p([ms for ms, code in review_loaded if code == 200], 0.5), 1),
+        "review_p95_ms_under_api": round(_p([ms for ms, code in review_loaded if code == 200], 0.95), 1),
+        "review_ratio": round(_p([ms for ms, code in review_loaded if code == 200], 0.95)
+                              / _p([ms for ms, code in review_idle if code == 200], 0.95), 2),
+        "review_requests": [len(review_idle), len(review_loaded)],
+        "review_errors": sum(1 for _ms, code in review_idle + review_loaded if code != 200),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }

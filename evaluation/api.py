@@ -79,7 +79,19 @@ def _should_log(request: HttpRequest) -> bool:
     return not (settings.PLD_BENCHMARK_UNLOGGED_CALLS and request.headers.get("X-PLD-Unlogged") == "1")
 
 
+def _misdirected() -> JsonResponse:
+    where = settings.PLD_API_BASE_URL.rstrip("/")
+    # A page-serving process never loads the model, so integrators cannot starve reviewers (PLD_WEB_ROLE).
+    return _error(
+        f"This address serves the review pages; the classify API is served by its own process"
+        f"{' at ' + where + '/api/v1/' if where else ''}.", status=421, code="api_elsewhere",
+        **({"api_base_url": where} if where else {}),
+    )
+
+
 def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, started: float) -> HttpResponse:
+    if settings.PLD_WEB_ROLE == "pages":
+        return _misdirected()
     token = _authenticate(request)
     if isinstance(token, JsonResponse):
         return token
@@ -119,6 +131,8 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
     # Whether the rules prefix was restored from a saved state or recomputed: both give the same
     # probabilities (a state is only used when it does), so it is a header, not part of the answer.
     response["X-PLD-Prefix"] = result.prefix
+    # Exact unless an inference server's top log-probabilities did not cover a label token (docs/student.md).
+    response["X-PLD-Scoring"] = result.scoring
     # What the decision log costs, per call, for integrators and the classify_api benchmark.
     response["Server-Timing"] = (
         f"decide;dur={(decided - started) * 1000:.1f}, log;dur={(time.perf_counter() - decided) * 1000:.2f}"
@@ -158,7 +172,7 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                 "the version in production at that moment."
             ),
         },
-        "servers": [{"url": request.build_absolute_uri("/")}],
+        "servers": [{"url": settings.PLD_API_BASE_URL or request.build_absolute_uri("/")}],
         "security": [{"bearer": []}],
         "paths": {
             "/api/v1/tasks/{task}/classify": {
@@ -192,7 +206,14 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                                 "exactly as a recomputed one); recomputed: llama.cpp processed it in "
                                 "this process"
                             ),
-                            "schema": {"type": "string", "enum": ["restored", "recomputed"]},
+                            "schema": {"type": "string", "enum": ["restored", "recomputed", "server"]},
+                        }, "X-PLD-Scoring": {
+                            "description": (
+                                "exact: the label probabilities are the model's; approximate: an inference "
+                                "server's top log-probabilities missed a label token (scoring.approximation "
+                                "says which)"
+                            ),
+                            "schema": {"type": "string", "enum": ["exact", "approximate"]},
                         }}},
                         "400": json_error("Bad or deeply nested JSON; a missing, unknown, empty or non-string field"),
                         "401": json_error("Missing, malformed or unknown token"),
@@ -210,7 +231,11 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                             f"Body over {settings.PLD_API_MAX_BODY_BYTES} bytes, or too long for the model's context"
                         ),
                         "415": json_error("Body not sent as application/json"),
-                        "503": json_error("The student model could not be loaded, or the decision not logged"),
+                        "421": json_error("Sent to a page-serving process; api_base_url names the API's"),
+                        "503": json_error(
+                            "The student model could not be loaded, the inference server did not answer after "
+                            "its retries, or the decision could not be logged"
+                        ),
                     },
                 }
             }
@@ -234,6 +259,15 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                             },
                         },
                         "model_sha256": {"type": "string"},
+                        "scoring": {
+                            "type": "object",
+                            "required": ["backend", "exact"],
+                            "properties": {
+                                "backend": {"type": "string", "enum": ["llama_cpp", "server"]},
+                                "exact": {"type": "boolean"},
+                                "approximation": {"type": "string"},
+                            },
+                        },
                     },
                 },
                 "Error": {
@@ -266,6 +300,18 @@ def openapi(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "GET"
         return response
     return JsonResponse(_openapi(request), json_dumps_params={"indent": 2})
+
+
+class ApiOnlyMiddleware:
+    """Answer every path but /api/ with a JSON 404 in a process that serves only the API (PLD_WEB_ROLE=api)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.PLD_WEB_ROLE == "api" and not request.path.startswith("/api/"):
+            return _error("This process serves only the classify API (/api/v1/).", status=404, code="api_only")
+        return self.get_response(request)
 
 
 def classify_url(task: Task) -> str:

@@ -23,9 +23,11 @@ class EvaluationConfig(AppConfig):
         register()
         register_task_panel(trend_panel)
         post_save.connect(_save_state_after_promotion, sender=Promotion, dispatch_uid="pld-student-state-on-promote")
-        # Only the processes that serve decisions ask for this (scripts/demo sets it for the web app and
-        # the job worker): tests and other management commands never load the model at start.
-        if settings.PLD_STUDENT_PRELOAD:
+        # Only the processes that serve decisions ask for this (scripts/demo sets it for the API's process and
+        # the job worker): tests and other management commands never load the model at start, nor does a
+        # page-serving process (PLD_WEB_ROLE=pages) or one whose student is an inference server.
+        decides_here = settings.PLD_WEB_ROLE != "pages" and settings.PLD_STUDENT_BACKEND == "llama_cpp"
+        if settings.PLD_STUDENT_PRELOAD and decides_here:
             from evaluation.warm import student_preload_in_background
 
             student_preload_in_background()

@@ -20,6 +20,11 @@ class EvaluationRunMode(models.TextChoices):
     COT = "cot", "Chain-of-thought"
 
 
+class EvaluationRunBackend(models.TextChoices):
+    LLAMA_CPP = "llama_cpp", "In-process llama.cpp"
+    SERVER = "server", "Inference server"
+
+
 class EvaluationRunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -32,6 +37,7 @@ class EvaluationRun(models.Model):
     """One run of the student on a split of a task, with everything needed to reproduce it."""
 
     Mode = EvaluationRunMode
+    Backend = EvaluationRunBackend
     Status = EvaluationRunStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="evaluation_runs")
@@ -54,6 +60,14 @@ class EvaluationRun(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     quantization = models.CharField(max_length=50, blank=True)
     llama_cpp_version = models.CharField(max_length=30, blank=True)
+    # Which backend decided (PLD_STUDENT_BACKEND), and for a server where and which model answered.
+    student_backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LLAMA_CPP)
+    student_base_url = models.CharField(max_length=500, blank=True)
+    student_model = models.CharField(max_length=200, blank=True, help_text="The model name the server answered with")
+    scoring = models.CharField(max_length=200, blank=True, help_text="How the label scores were computed")
+    n_approximate = models.PositiveIntegerField(
+        default=0, help_text="Decisions whose label scores are approximations (the server backend)"
+    )
     n_ctx = models.PositiveIntegerField(default=0)
     n_threads = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -76,6 +90,7 @@ class EvaluationRun(models.Model):
         constraints = [
             in_choices(
                 "evaluation_run_in_choices", mode=EvaluationRunMode.values, status=EvaluationRunStatus.values,
+                student_backend=EvaluationRunBackend.values,
                 split=Split.values,
             ),
         ]
@@ -104,6 +119,7 @@ class Prediction(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     tokens_processed = models.PositiveIntegerField(default=0)
     output_text = models.TextField(blank=True, help_text="Generated reasoning (cot mode)")
+    approximation = models.TextField(blank=True, help_text="Why the label scores are approximate; empty when exact")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

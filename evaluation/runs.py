@@ -46,8 +46,8 @@ from evaluation.student import (
     check_model_file,
     decide,
     default_model_path,
-    get_student,
 )
+from evaluation.student_server import ServerStudent, get_backend_student
 from evaluation.warm import student_state_restore
 from pldreview.jobs import JobCancelled, job_create
 from pldreview.ledger import ledger_append
@@ -62,6 +62,7 @@ JOB_KIND = "evaluation.jobs.run_evaluation"
 STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]
 LIVE = {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
+IN_PROCESS_SCORING = "in-process: every label token's log-probability from llama.cpp's full logits (exact)"
 
 
 class _NoProgress:
@@ -158,6 +159,11 @@ def evaluation_run_create(
         raise ValidationError({"k_shot": "Few-shot needs at least one example (k ≥ 1)."})
     if cot_max_tokens is not None and cot_max_tokens < 1:
         raise ValidationError({"cot_max_tokens": "The reasoning budget must be at least 1 token."})
+    server = settings.PLD_STUDENT_BACKEND == EvaluationRun.Backend.SERVER
+    if server and mode == EvaluationRun.Mode.COT:
+        raise ValidationError(
+            {"mode": "Chain-of-thought runs need the in-process student (PLD_STUDENT_BACKEND=llama_cpp)."}
+        )
     path = model_path or default_model_path()
     try:
         info = check_model_file(path)
@@ -188,6 +194,9 @@ def evaluation_run_create(
         model_name=info.name,
         quantization=info.quantization,
         llama_cpp_version=llama_cpp.__version__,
+        student_backend=settings.PLD_STUDENT_BACKEND,
+        student_base_url=settings.PLD_STUDENT_BASE_URL if server else "",
+        student_model=settings.PLD_STUDENT_MODEL if server else "",
         n_ctx=settings.PLD_STUDENT_N_CTX,
         n_threads=settings.PLD_STUDENT_THREADS,
         n_examples=len(examples),
@@ -203,7 +212,7 @@ def evaluation_run_create(
     return run
 
 
-def _calibration_prior(*, run: EvaluationRun, student: Student) -> dict[str, float]:
+def _calibration_prior(*, run: EvaluationRun, student: Student | ServerStudent) -> dict[str, float]:
     layout = prompts.content_free_layout(task=run.task)
     decision = student.classify(
         rules=run.prompt_text, context=layout.context, example=layout.example, labels=run.task.label_names
@@ -222,6 +231,7 @@ def _record(*, run: EvaluationRun, example: Example, decision: StudentDecision) 
         prompt_tokens=decision.prompt_tokens,
         tokens_processed=decision.tokens_processed,
         output_text=decision.output_text,
+        approximation=decision.approximation,
     )
     prediction.full_clean(exclude=["run", "example"])
     return _save_once(prediction)
@@ -278,12 +288,16 @@ def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
     metrics["mode"] = run.mode
     metrics["prompt_tokens"] = run.prompt_tokens
     run.metrics = metrics
+    run.n_approximate = sum(1 for p in predictions if p.approximation)
     return run
 
 
-def _load_student(run: EvaluationRun) -> Student:
+def _load_student(run: EvaluationRun) -> Student | ServerStudent:
     try:
-        student = get_student(run.model_path, n_ctx=run.n_ctx or None)
+        student = get_backend_student(
+            run.model_path, n_ctx=run.n_ctx or None, backend=run.student_backend,
+            base_url=run.student_base_url, model=run.student_model,
+        )
     except StudentModelError as exc:
         _fail(run, exc.message)
         raise
@@ -371,7 +385,7 @@ def _run_options_default(run: EvaluationRun, **values: Any) -> None:
     run.options = locked.options
 
 
-def _run_begin(run: EvaluationRun, student: Student) -> None:
+def _run_begin(run: EvaluationRun, student: Student | ServerStudent) -> None:
     # Conditional updates: several shards begin at once and none may overwrite another's later writes.
     runs = EvaluationRun.objects.filter(pk=run.pk)
     runs.filter(status=EvaluationRun.Status.QUEUED).update(status=EvaluationRun.Status.RUNNING, error="")
@@ -379,6 +393,7 @@ def _run_begin(run: EvaluationRun, student: Student) -> None:
     runs.filter(prompt_tokens=0).update(
         prompt_tokens=student.count_tokens(run.prompt_text), n_ctx=student.n_ctx, n_threads=student.n_threads
     )
+    runs.filter(scoring="").update(scoring=getattr(student, "scoring_method", IN_PROCESS_SCORING))
     _run_options_default(run, chat_template=bool(student.chat_template))
     run.refresh_from_db()
 
@@ -406,7 +421,8 @@ def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None
     try:
         progress.beat(force=True)  # loading the model may have taken a good part of the lease
         _run_begin(run, student)
-        student_state_restore(student=student, rules_text=run.prompt_text)
+        if student.backend == EvaluationRun.Backend.LLAMA_CPP:
+            student_state_restore(student=student, rules_text=run.prompt_text)
         if run.calibrate and "prior" not in run.options:
             _run_options_default(run, prior=_calibration_prior(run=run, student=student))
         _shard_decide(run=run, shard=shard, student=student, progress=progress)
@@ -428,7 +444,9 @@ def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None
     return shard
 
 
-def _shard_decide(*, run: EvaluationRun, shard: EvaluationShard, student: Student, progress: _ShardProgress) -> None:
+def _shard_decide(
+    *, run: EvaluationRun, shard: EvaluationShard, student: Student | ServerStudent, progress: _ShardProgress
+) -> None:
     ids: list[int] = shard.example_ids
     done = set(run.predictions.filter(example_id__in=ids).values_list("example_id", flat=True))
     examples = Example.objects.in_bulk(ids)
@@ -445,6 +463,8 @@ def _shard_decide(*, run: EvaluationRun, shard: EvaluationShard, student: Studen
             if "prefix" not in run.options:
                 # Recorded like the other settings: where the rules prefix came from (the first decision's).
                 _run_options_default(run, prefix=decision.prefix)
+                if student.backend == EvaluationRun.Backend.SERVER and "answered_by" not in run.options:
+                    _run_options_default(run, answered_by=student.answered_by)
         progress.advance()
     progress.beat(force=True)
 
@@ -465,7 +485,9 @@ def _shard_complete(*, run: EvaluationRun, shard: EvaluationShard) -> bool:
     return False
 
 
-def _run_complete(*, run: EvaluationRun, shard: EvaluationShard, student: Student, progress: _ShardProgress) -> None:
+def _run_complete(
+    *, run: EvaluationRun, shard: EvaluationShard, student: Student | ServerStudent, progress: _ShardProgress
+) -> None:
     run.refresh_from_db()
     progress.note("Computing metrics")
     evaluation_run_finish(run=run)
@@ -482,7 +504,7 @@ def _run_complete(*, run: EvaluationRun, shard: EvaluationShard, student: Studen
             raise ShardLost(f"Shard {shard.number} was taken back while it finished the run")
         run.status = EvaluationRun.Status.FINISHED
         run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at", "metrics", "adherence", "rule_adherence"])
+        run.save(update_fields=["status", "finished_at", "metrics", "adherence", "rule_adherence", "n_approximate"])
         ledger_append(event="evaluation_run.finished", actor=run.created_by, obj=run, facts=_run_facts(run),
                       reason=f"Evaluation run {run.pk} finished")
         _mark_version_evaluated(run)

@@ -6,7 +6,8 @@ from typing import Any
 
 from evaluation.promotion import production_prompt_version
 from evaluation.prompts import pld_rules
-from evaluation.student import ExampleTooLongError, StudentError, classify_example, get_student
+from evaluation.student import ExampleTooLongError, StudentError, classify_example
+from evaluation.student_server import get_backend_student
 from evaluation.warm import student_state_restore
 from rules.models import Task
 
@@ -41,8 +42,20 @@ class Classification:
     latency_ms: float
     # "restored" (the rules prefix came from a saved state) or "recomputed"; also in the X-PLD-Prefix header.
     prefix: str = "recomputed"
+    # "llama_cpp" (in this process) or "server" (PLD_STUDENT_BACKEND), and why the scores are approximate
+    # (empty: exact; the in-process student is always exact).
+    backend: str = "llama_cpp"
+    approximation: str = ""
+
+    @property
+    def scoring(self) -> str:
+        """Return "approximate" when the label scores are an approximation, else "exact"."""
+        return "approximate" if self.approximation else "exact"
 
     def as_dict(self) -> dict[str, Any]:
+        scoring: dict[str, Any] = {"backend": self.backend, "exact": not self.approximation}
+        if self.approximation:
+            scoring["approximation"] = self.approximation
         return {
             "label": self.label,
             "probabilities": self.probabilities,
@@ -52,6 +65,7 @@ class Classification:
                 "sha256": self.prompt_version_sha256,
             },
             "model_sha256": self.model_sha256,
+            "scoring": scoring,
         }
 
 
@@ -96,9 +110,10 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         )
     try:
         # The path is resolved once per process; the student itself is loaded once per process by get_student.
-        student = get_student()
+        student = get_backend_student()
         rules_text = pld_rules(task=task, prompt_text=version.text)
-        student_state_restore(student=student, rules_text=rules_text)
+        if student.backend == "llama_cpp":
+            student_state_restore(student=student, rules_text=rules_text)
         decision = classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
     except ExampleTooLongError as exc:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
@@ -113,4 +128,6 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         model_sha256=student.info.sha256,
         latency_ms=decision.latency_ms,
         prefix=decision.prefix,
+        backend=student.backend,
+        approximation=decision.approximation,
     )

@@ -104,8 +104,10 @@ class StudentDecision:
     logprobs: dict[str, float] = field(default_factory=dict)
     output_text: str = ""
     # "restored": the rules prefix came from a saved state; "recomputed": llama.cpp processed it
-    # in this process (for this decision or an earlier one).
+    # in this process (for this decision or an earlier one); "server": an inference server decided.
     prefix: str = "recomputed"
+    # Empty when the label scores are exact; else why not (the server backend, evaluation/student_server.py).
+    approximation: str = ""
 
 
 # --- The model file -------------------------------------------------------------------------
@@ -278,6 +280,8 @@ def softmax(values: dict[str, float]) -> dict[str, float]:
 
 class Student:
     """One loaded GGUF and its llama.cpp context; thread-safe (one decision at a time)."""
+
+    backend = "llama_cpp"
 
     def __init__(
         self,

@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # PLD_WEB_ROLE=api: the classify API's own process serves nothing else (scripts/demo).
+    "evaluation.api.ApiOnlyMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -321,6 +323,31 @@ PLD_STUDENT_SEED = env_int("PLD_STUDENT_SEED", 0, minimum=0)
 # or the job worker, set by scripts/demo) restores the production versions' states when it starts.
 PLD_STUDENT_STATE_DIR = Path(env_str("PLD_STUDENT_STATE_DIR", str(VAR_DIR / "student-states")))
 PLD_STUDENT_PRELOAD = env_bool("PLD_STUDENT_PRELOAD", False)
+# Where decisions are computed (docs/student.md, "Student backend"): llama_cpp = in this process (exact, warm
+# starts); server = an OpenAI-compatible inference server (llama.cpp's llama-server, vLLM, llama_cpp.server)
+# scoring labels from top log-probabilities of generated positions. The local GGUF above still tokenizes, so
+# both backends build the same prompt tokens.
+PLD_STUDENT_BACKEND = env_str("PLD_STUDENT_BACKEND", "llama_cpp")
+if PLD_STUDENT_BACKEND not in {"llama_cpp", "server"}:
+    raise ImproperlyConfigured(f"PLD_STUDENT_BACKEND={PLD_STUDENT_BACKEND!r} must be llama_cpp or server")
+PLD_STUDENT_BASE_URL = env_str("PLD_STUDENT_BASE_URL")
+PLD_STUDENT_API_KEY = env_str("PLD_STUDENT_API_KEY")
+PLD_STUDENT_MODEL = env_str("PLD_STUDENT_MODEL")
+if PLD_STUDENT_BACKEND == "server" and not (PLD_STUDENT_BASE_URL and PLD_STUDENT_MODEL):
+    raise ImproperlyConfigured("PLD_STUDENT_BACKEND=server needs PLD_STUDENT_BASE_URL and PLD_STUDENT_MODEL")
+PLD_STUDENT_TIMEOUT = env_float("PLD_STUDENT_TIMEOUT", 60.0)
+# Retried on timeouts, lost connections, 429 and 5xx with the openai client's exponential backoff.
+PLD_STUDENT_MAX_RETRIES = env_int("PLD_STUDENT_MAX_RETRIES", 3, minimum=0)
+# How many top log-probabilities a server returns per position. The bundled base model ranks the NDA labels'
+# first tokens 8th to 294th after "Answer:", so 20 (vLLM's default --max-logprobs) would leave every decision
+# approximate; llama_cpp.server takes any number, vLLM up to its --max-logprobs (docs/student.md).
+PLD_STUDENT_TOP_LOGPROBS = env_int("PLD_STUDENT_TOP_LOGPROBS", 1000, minimum=1)
+# Which requests a web process serves: all (default), pages (the classify API answers 421 and names
+# PLD_API_BASE_URL; the model is never loaded) or api (only /api/: scripts/demo runs it as its own process).
+PLD_WEB_ROLE = env_str("PLD_WEB_ROLE", "all")
+if PLD_WEB_ROLE not in {"all", "pages", "api"}:
+    raise ImproperlyConfigured(f"PLD_WEB_ROLE={PLD_WEB_ROLE!r} must be all, pages or api")
+PLD_API_BASE_URL = env_str("PLD_API_BASE_URL")
 # cot runs: the most reasoning tokens the student writes before its label is scored (lm-eval-harness's
 # default generation budget); a run records the value it used.
 PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)
