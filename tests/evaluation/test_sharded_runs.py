@@ -295,7 +295,7 @@ def _assert_complete_and_once(run: EvaluationRun) -> None:
 @pytest.mark.slow
 @pytest.mark.postgres
 @needs_postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_db_workers_finish_one_run_together(task: Task, settings: Any) -> None:
     settings.PLD_STUDENT_N_CTX = STUDENT_N_CTX
     _many_examples(task, 2)
@@ -316,7 +316,7 @@ def test_two_db_workers_finish_one_run_together(task: Task, settings: Any) -> No
 @pytest.mark.slow
 @pytest.mark.postgres
 @needs_postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_shard_still_leaves_a_complete_correct_run(task: Task, settings: Any) -> None:
     settings.PLD_STUDENT_N_CTX = STUDENT_N_CTX
     _many_examples(task, 4)
