@@ -182,8 +182,7 @@ class GateResult:
 
 def production_prompt_version(task: Task) -> PromptVersion | None:
     """Return the task's prompt version in production (None if it has none), read fresh from the database."""
-    versions = PromptVersion.objects.select_related("task")
-    return versions.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
+    return PromptVersion.objects.in_production().filter(task=task).first()
 
 
 def _evaluated_condition(result: GateResult) -> GateCondition:

@@ -193,11 +193,10 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     if version is not None:
         versions = [version]
     else:
-        # A task has at most one production version (a constraint), so this is one per task, by task name.
-        in_production = PromptVersion.objects.filter(status=PromptVersion.Status.PRODUCTION)
+        in_production = PromptVersion.objects.in_production()
         if tasks:
             in_production = in_production.filter(task__in=tasks)
-        versions = list(in_production.select_related("task").order_by("task__name"))
+        versions = list(in_production.order_by("task__name"))
     if not versions:
         return []
     student = get_student()

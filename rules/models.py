@@ -419,6 +419,12 @@ class PromptVersionStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
+class PromptVersionQuerySet(models.QuerySet):
+    def in_production(self) -> PromptVersionQuerySet:
+        """Return the versions in production with their tasks: at most one per task (a constraint)."""
+        return self.filter(status=PromptVersionStatus.PRODUCTION).select_related("task")
+
+
 class PromptVersion(models.Model):
     """An immutable compiled system prompt for a task's student, built from approved rule revisions."""
 
@@ -441,6 +447,8 @@ class PromptVersion(models.Model):
     # remove entries, and never lets it go back to False (triggers in migration 0002).
     sealed = models.BooleanField(default=False, editable=False)
     history = HistoricalRecords()
+
+    objects = PromptVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["task", "-number"]

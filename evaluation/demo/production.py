@@ -9,7 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.models import ClassifyCall
-from rules.models import PromptVersion, Split, Task
+from evaluation.promotion import production_prompt_version
+from rules.models import Split, Task
 
 DEMO_CALLS = 6
 
@@ -17,7 +18,7 @@ DEMO_CALLS = 6
 def seed_production_calls(stdout: TextIO) -> None:
     """Classify a few nda-demo test inputs through ``manage.py classify`` (logged like API calls); once only."""
     task = Task.objects.filter(name="nda-demo").first()
-    if task is None or not task.prompt_versions.filter(status=PromptVersion.Status.PRODUCTION).exists():
+    if task is None or production_prompt_version(task) is None:
         stdout.write("  nda-demo has no version in production; skipping the demo calls.\n")
         return
     done = ClassifyCall.objects.filter(task=task).count()

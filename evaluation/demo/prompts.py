@@ -17,6 +17,7 @@ from evaluation.api_tokens import api_token_create
 from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
 from evaluation.promotion import (
+    production_prompt_version,
     promotion_gate,
     promotion_meaning,
     promotion_override_confirm,
@@ -128,7 +129,7 @@ def seed_promotion(stdout: TextIO) -> None:
         return
     task, admin = found
     version = demo_version(task)
-    production = PromptVersion.objects.filter(task=task, status=PromptVersion.Status.PRODUCTION).first()
+    production = production_prompt_version(task)
     if version is None:
         stdout.write(f"  skipped: {DEMO_TASK} has no prompt version\n")
     elif production is not None:

@@ -36,11 +36,7 @@ def _demo_user() -> object | None:
 def seed_report(stdout: TextIO) -> None:
     """Ensure the demo identity exists and nda-demo's production version has one signed report."""
     _demo_identity(stdout)
-    version = (
-        PromptVersion.objects.select_related("task")
-        .filter(task__name=DEMO_TASK, status=PromptVersion.Status.PRODUCTION)
-        .first()
-    )
+    version = PromptVersion.objects.in_production().filter(task__name=DEMO_TASK).first()
     if version is None:
         stdout.write(f"  skipped: {DEMO_TASK} has no prompt version in production yet\n")
         return
