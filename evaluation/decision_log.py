@@ -104,6 +104,10 @@ def classify_call_record(
         input_retention=retention,
         inputs=kept_inputs(inputs, retention),
         input_sha256=inputs_sha256(inputs),
+        student_backend=result.backend,
+        student_base_url=result.student_base_url,
+        student_model=result.student_model,
+        approximation=result.approximation,
     )
 
 

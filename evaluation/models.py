@@ -418,13 +418,22 @@ class ClassifyCall(models.Model):
     # Empty when only the hash is kept; redacted text when the task redacts.
     inputs = models.JSONField(default=dict, blank=True)
     input_sha256 = models.CharField(max_length=64)
+    # Who computed the decision (PLD_STUDENT_BACKEND): this process's llama.cpp, or an inference server
+    # (its URL and the model name it answered with), and why its scores are approximate (empty: exact).
+    student_backend = models.CharField(
+        max_length=12, choices=EvaluationRunBackend.choices, default=EvaluationRunBackend.LLAMA_CPP
+    )
+    student_base_url = models.CharField(max_length=500, blank=True)
+    student_model = models.CharField(max_length=200, blank=True, help_text="The model name the server answered with")
+    approximation = models.TextField(blank=True, help_text="Why the label scores are approximate; empty when exact")
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["task", "created_at"], name="classify_call_task_day_idx")]
         constraints = [
             in_choices(
-                "classify_call_in_choices", source=ClassifyCallSource.values, input_retention=InputRetention.values
+                "classify_call_in_choices", source=ClassifyCallSource.values, input_retention=InputRetention.values,
+                student_backend=EvaluationRunBackend.values,
             ),
         ]
         permissions = [

@@ -46,6 +46,9 @@ class Classification:
     # (empty: exact; the in-process student is always exact).
     backend: str = "llama_cpp"
     approximation: str = ""
+    # The inference server's URL and the model name it answered with (empty in-process).
+    student_base_url: str = ""
+    student_model: str = ""
 
     @property
     def scoring(self) -> str:
@@ -130,4 +133,6 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         prefix=decision.prefix,
         backend=student.backend,
         approximation=decision.approximation,
+        student_base_url=getattr(student, "base_url", ""),
+        student_model=decision.answered_by,
     )

@@ -108,6 +108,8 @@ class StudentDecision:
     prefix: str = "recomputed"
     # Empty when the label scores are exact; else why not (the server backend, evaluation/student_server.py).
     approximation: str = ""
+    # The model name an inference server answered with; empty in-process.
+    answered_by: str = ""
 
 
 # --- The model file -------------------------------------------------------------------------
@@ -263,6 +265,24 @@ def _load_failure(info: ModelInfo, exc: Exception) -> str:
 # --- The runner -----------------------------------------------------------------------------
 
 
+def model_params() -> Any:
+    """Return llama.cpp's model load settings for the student: defaults, without weight repacking.
+
+    llama.cpp's CPU backend repacks quantized weights to multiply four batch rows at a time, and
+    a row left over from the fours goes through another kernel that rounds differently: a token's
+    log-probabilities then depend on how many tokens shared its batch (measured here: up to 0.9 in a
+    logit, 0.02 in a label's probability). Without repacking a row comes out the same whatever else
+    shares its batch, so an inference server loaded the same way (``python -m evaluation.serve_student``,
+    ``llama-server --no-repack``), which decodes label positions one request at a time, gives the
+    runner's probabilities. It cost nothing measurable on these cores (docs/student.md).
+    """
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = False
+    return params
+
+
 def _log_softmax_at(row: np.ndarray, token_ids: list[int]) -> list[float]:
     top = float(row.max())
     log_z = top + float(np.log(np.exp(row - top, dtype=np.float64).sum()))
@@ -307,11 +327,10 @@ class Student:
         self._lock = threading.RLock()
         self._llama_cpp = llama_cpp
         try:
-            # This small context only serves the tokenizer and metadata; decisions use our own
-            # context below, which has the label sequences Llama() does not expose.
-            self.llm = llama_cpp.Llama(
-                model_path=info.path, n_ctx=256, n_batch=256, n_threads=n_threads, seed=seed, verbose=False
-            )
+            # Llama() only serves the tokenizer and metadata; decisions use our own model and context
+            # below, which have the label sequences and the load settings Llama() does not expose.
+            self.llm = llama_cpp.Llama(model_path=info.path, vocab_only=True, seed=seed, verbose=False)
+            self._model = _internals.LlamaModel(path_model=info.path, params=model_params(), verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise StudentModelError(_load_failure(info, exc)) from None
         self._n_seq = max(2, min(max_parallel_labels + 1, llama_cpp.llama_max_parallel_sequences()))
@@ -329,13 +348,13 @@ class Student:
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         try:
-            self._ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
+            self._ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise StudentModelError(f"llama.cpp could not create a {n_ctx}-token context: {exc}") from exc
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx.ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, self._n_seq)
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
-        self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model.model)
         self._n_vocab = self.llm.n_vocab()
         self._cached: list[int] = []
         self._prefix_origin = "recomputed"
@@ -355,6 +374,10 @@ class Student:
         if ctx is not None:
             self._ctx = None
             ctx.close()
+        model = getattr(self, "_model", None)
+        if model is not None:
+            self._model = None
+            model.close()
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
@@ -659,6 +682,7 @@ class Student:
             "n_threads": self.n_threads,
             "swa_full": True,
             "kv_unified": True,
+            "weight_repack": False,
             "flash_attn": self.flash_attn,
         }
 

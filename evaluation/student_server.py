@@ -119,31 +119,52 @@ class ServerStudent:
     def _pin(self, prefix: list[int], next_token: int) -> None:
         """Leave the server's cache holding exactly ``prefix`` (rules and shared context), as the runner's does.
 
-        llama.cpp's logits depend on where a prompt is cut into batches (docs/student.md). The runner
-        always decodes an example from its segment's start; llama_cpp.server resumes after the longest
-        prefix it shares with the previous request, which may end inside the example (two examples
-        both begin "Premise: The Recipient"): measured here, that moved a probability by 0.009. A request
-        for the prefix plus one token no example starts with makes the next request resume exactly at
-        the example's start. Servers that cache otherwise only pay one short request.
+        The runner decodes an example and its label tokens in one batch from the example's start;
+        llama_cpp.server resumes after the longest prefix a request shares with its cache, which
+        would be the whole prompt for every label position after the first, each then decoded in
+        a batch of its own. A request for the prefix plus one token no example starts with makes
+        the next request resume exactly at the example's start, so the server decodes the example
+        and the label's tokens in one batch too: with weight repacking off on both sides, the rows
+        then come out as the runner's (docs/student.md). Servers that cache otherwise pay one short
+        request per label position.
         """
         candidates = [tok for text in (".", ",", ";") for tok in self.tokenize(text)[:1]]
         filler = next(tok for tok in candidates if tok != next_token)
-        self._top(prefix + [filler])
+        self._complete(prefix + [filler], logprobs=None)
 
-    def _top(self, tokens: list[int]) -> tuple[dict[str, float], str]:
-        """Return the top log-probabilities of the position after ``tokens``, and a note if inexact."""
+    def _top(self, tokens: list[int]) -> tuple[dict[str, float], str, str]:
+        """Return the position after ``tokens``'s top log-probabilities, a note if inexact, and who answered."""
+        # The server tokenizes the text itself; it reads the runner's tokens only if the text reads back as them.
+        text = self._text(tokens)
+        note = ""
+        if self.tokenize(text, add_bos=self._has_bos(tokens), special=True) != tokens:
+            note = "the prompt's text tokenizes differently from the runner's segments"
+        response = self._complete(tokens, logprobs=self.top_logprobs)
+        answered_by = response.model or self.model
+        self.answered_by = answered_by
+        top = _top_logprobs(response)
+        if top is None:
+            raise StudentServerError(
+                f"The student server {self.base_url} returned no log-probabilities for model {self.model}: "
+                "it cannot score labels (llama_cpp.server needs --logits_all true).",
+            )
+        return top, note, answered_by
+
+    def _has_bos(self, tokens: list[int]) -> bool:
+        return bool(tokens) and tokens[0] == self.llm.token_bos()
+
+    def _text(self, tokens: list[int]) -> str:
+        # The server adds the BOS token itself, as llama.cpp and Hugging Face tokenizers do for this text.
+        return self.detokenize(tokens[1:] if self._has_bos(tokens) else tokens, special=True)
+
+    def _complete(self, tokens: list[int], *, logprobs: int | None) -> Any:
+        """Ask the server for one token after ``tokens``; raise StudentServerError saying what went wrong."""
         import openai
 
-        # The server adds the BOS token itself, as llama.cpp and Hugging Face tokenizers do for this text.
-        has_bos = bool(tokens) and tokens[0] == self.llm.token_bos()
-        text = self.detokenize(tokens[1:] if has_bos else tokens, special=True)
-        note = ""
-        # The server tokenizes the text itself; it reads the runner's tokens only if the text reads back as them.
-        if self.tokenize(text, add_bos=has_bos, special=True) != tokens:
-            note = "the prompt's text tokenizes differently from the runner's segments"
         try:
-            response = self.client.completions.create(
-                model=self.model, prompt=text, max_tokens=1, temperature=0.0, logprobs=self.top_logprobs
+            return self.client.completions.create(
+                model=self.model, prompt=self._text(tokens), max_tokens=1, temperature=0.0,
+                logprobs=openai.NOT_GIVEN if logprobs is None else logprobs,
             )
         except openai.APITimeoutError as exc:
             raise StudentServerError(
@@ -161,29 +182,25 @@ class ServerStudent:
                 f"The student server {self.base_url} answered HTTP {exc.status_code}{tried}: {exc.message}",
                 permanent=not transient,
             ) from exc
-        self.answered_by = response.model or self.model
-        top = _top_logprobs(response)
-        if top is None:
-            raise StudentServerError(
-                f"The student server {self.base_url} returned no log-probabilities for model {self.model}: "
-                "it cannot score labels (llama_cpp.server needs --logits_all true).",
-            )
-        return top, note
 
-    def _score(self, prompt: list[int], label_ids: dict[str, list[int]]) -> tuple[dict[str, float], list[str], int]:
-        """Return each label's total log-probability, the approximation notes and the requests made."""
-        positions: dict[tuple[int, ...], tuple[dict[str, float], str]] = {}
+    def _score(
+        self, prompt: list[int], label_ids: dict[str, list[int]], pin: tuple[list[int], int] | None
+    ) -> tuple[dict[str, float], list[str], int, str]:
+        """Return each label's total log-probability, the approximation notes, the requests made and who answered."""
+        positions: dict[tuple[int, ...], tuple[dict[str, float], str, str]] = {}
         for ids in label_ids.values():
             for t in range(len(ids)):
                 key = tuple(ids[:t])
                 if key not in positions:
+                    if pin is not None:
+                        self._pin(*pin)
                     positions[key] = self._top(prompt + list(key))
         scores: dict[str, float] = {}
         notes: list[str] = []
         for name, ids in label_ids.items():
             total = 0.0
             for t, token in enumerate(ids):
-                top, note = positions[tuple(ids[:t])]
+                top, note, _ = positions[tuple(ids[:t])]
                 if note and note not in notes:
                     notes.append(note)
                 piece = self.detokenize([token])
@@ -196,7 +213,8 @@ class ServerStudent:
                 notes.append(f"{name}: token {piece!r} is not among the server's top {self.top_logprobs} "
                              "(scored at its upper bound)")
             scores[name] = total
-        return scores, notes, len(positions)
+        answered_by = ", ".join(sorted({model for _, _, model in positions.values()}))
+        return scores, notes, len(positions), answered_by
 
     def classify(
         self,
@@ -229,10 +247,8 @@ class ServerStudent:
                 "(PLD_STUDENT_N_CTX); the example was not scored.",
                 n_tokens=needed, n_ctx=self.n_ctx,
             )
-        prefix = segments[0] + segments[1]
-        if segments[2]:
-            self._pin(prefix, segments[2][0])
-        logprobs, notes, requests = self._score(prompt, label_ids)
+        pin = (segments[0] + segments[1], segments[2][0]) if segments[2] else None
+        logprobs, notes, requests, answered_by = self._score(prompt, label_ids, pin)
         adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
         probabilities = softmax(adjusted)
         label = max(labels, key=lambda name: (probabilities[name], -labels.index(name)))
@@ -241,10 +257,13 @@ class ServerStudent:
             probabilities=probabilities,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             prompt_tokens=len(prompt),
-            tokens_processed=len(prompt) * requests + len(prefix) + sum(len(ids) for ids in label_ids.values()),
+            # What the requests sent (the server decodes less where its cache holds the start).
+            tokens_processed=requests * (len(prompt) + (len(pin[0]) + 1 if pin else 0))
+            + sum(len(ids) for ids in label_ids.values()),
             logprobs=logprobs,
             prefix="server",
             approximation="; ".join(notes),
+            answered_by=answered_by,
         )
 
     def settings(self) -> dict[str, Any]:

@@ -8,9 +8,7 @@ import urllib.request
 import pytest
 
 from evaluation.api_tokens import api_token_create
-from evaluation.promotion import prompt_version_promote
-from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
-from tests.support.signatures import sign_promotion
+from tests.support.prompt_versions import in_production
 
 BODY = {
     "premise": "The Recipient shall not disclose Confidential Information to any third party.",
@@ -33,11 +31,7 @@ def _call(url: str, token: str, body: bytes) -> tuple[int, dict]:
 def test_the_running_server_classifies_with_the_production_version(
     live_server, task, admin_user, reviewer, second_reviewer, student_settings
 ) -> None:
-    approve_all(task, second_reviewer)
-    version = compiled(task, admin_user)
-    gate_passing_run(version)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Live",
-        signature=sign_promotion(admin_user, version))
+    version = in_production(task, admin=admin_user, reviewer=second_reviewer, reason="Live")
     _record, token = api_token_create(user=reviewer, name="live", created_by=admin_user)
     url = f"{live_server.url}/api/v1/tasks/nda-demo/classify"
 

@@ -8,9 +8,7 @@ from django.test import Client
 
 from evaluation import student as student_module
 from evaluation.api_tokens import api_token_create
-from evaluation.promotion import prompt_version_promote
-from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
-from tests.support.signatures import sign_promotion
+from tests.support.prompt_versions import in_production
 
 URL = "/api/v1/tasks/nda-demo/classify"
 BODY = {"premise": "The Recipient may disclose it to employees.", "hypothesis": "It may share with employees."}
@@ -18,11 +16,7 @@ BODY = {"premise": "The Recipient may disclose it to employees.", "hypothesis": 
 
 @pytest.fixture
 def production(task, admin_user, second_reviewer) -> None:
-    approve_all(task, second_reviewer)
-    version = compiled(task, admin_user)
-    gate_passing_run(version)
-    prompt_version_promote(prompt_version=version, user=admin_user, reason="Go",
-                           signature=sign_promotion(admin_user, version))
+    in_production(task, admin=admin_user, reviewer=second_reviewer)
 
 
 def test_a_page_process_answers_421_naming_the_api_process_and_loads_no_model(

@@ -109,10 +109,16 @@ def test_decisions_are_always_a_valid_label_with_probabilities_summing_to_one(st
 
 
 @pytest.mark.slow
-def test_multi_token_labels_are_scored_on_their_whole_token_sequence(student: Student) -> None:
+def test_multi_token_labels_are_scored_on_their_whole_token_sequence(student: Student, monkeypatch) -> None:
     # The reference is llama-cpp-python's own Llama with logits for every position: the sum of
-    # each label token's log-probability given what precedes it.
+    # each label token's log-probability given what precedes it. It loads the model as the runner
+    # does (no weight repacking: with it, its one-batch rows round differently, by 0.07 here).
     import llama_cpp
+    import llama_cpp.llama_cpp as llama_lib
+
+    from evaluation.student import model_params
+
+    monkeypatch.setattr(llama_lib, "llama_model_default_params", model_params)
 
     labels = ["stereotype", "anti-stereotype", "unrelated"]
     assert len(student.label_tokens("anti-stereotype")) > 1
@@ -132,7 +138,7 @@ def test_multi_token_labels_are_scored_on_their_whole_token_sequence(student: St
             for t, tok in enumerate(ids):
                 row = reference.scores[len(prompt) - 1 + t].astype(np.float64)
                 total += row[tok] - (row.max() + np.log(np.exp(row - row.max()).sum()))
-            assert decision.logprobs[label] == pytest.approx(total, abs=0.05)
+            assert decision.logprobs[label] == pytest.approx(total, abs=0.005)
     finally:
         reference.close()
 

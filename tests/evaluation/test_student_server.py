@@ -50,17 +50,22 @@ def _close_opened() -> Iterator[None]:
 
 
 class _StudentServer(LocalTeacher):
-    """llama_cpp.server with the session student's context size: the KV cache's length changes how attention sums."""
+    """llama_cpp.server loading the model as the runner does, with the session student's context size.
+
+    ``python -m evaluation.serve_student`` is llama_cpp.server with weight repacking off and the full
+    sliding-window cache on; the KV cache's length changes how attention sums, so n_ctx matches too.
+    """
 
     def command(self) -> list[str]:
         command = super().command()
+        command[command.index("llama_cpp.server")] = "evaluation.serve_student"
         command[command.index("--n_ctx") + 1] = str(STUDENT_N_CTX)
         return command
 
 
 @pytest.fixture(scope="module")
 def student_server() -> Iterator[LocalTeacher]:
-    """Serve the bundled model with llama_cpp.server on a free loopback port for this module's tests."""
+    """Serve the bundled model with llama_cpp.server (as the runner loads it) on a free loopback port."""
     server = _StudentServer(port=free_port(), model_alias="pld-student").start()
     try:
         yield server
@@ -95,11 +100,11 @@ def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
     assert remote.answered_by == "pld-student"
     diffs.sort(reverse=True)
     print(f"server backend: {exact}/{len(rows)} exact, largest probability differences {diffs[:5]}")
-    # The issue's bar is 1e-3; it is not met. The method is exact (the same log-probabilities, all 30
-    # decisions) but llama.cpp's rounding depends on how a prompt is cut into batches and on the cache's
-    # size, and a server cannot put the label tokens in the example's batch as the runner does: measured
-    # here up to 0.020 (nda-009) with the server's cache pinned at the example's start, 0.009 without.
-    assert diffs[0][0] <= 0.03, diffs[:5]
+    # The runner decodes an example with all its labels' tokens in one batch, in parallel sequences;
+    # the server, one label position per request. Without weight repacking a row does not depend on
+    # its batch, so what is left is the order attention sums cells in (a label's cells sit at other
+    # indices than in the runner's cache): far below the issue's bar.
+    assert diffs[0][0] <= 1e-3, diffs[:5]
 
 
 @pytest.mark.slow
@@ -249,3 +254,43 @@ def test_label_scores_sum_every_token_and_say_when_a_token_was_missing(db, task,
     assert "NotMentioned" in decision.approximation and "not among the server's top" in decision.approximation
     assert "Entailment" not in decision.approximation
     assert remote.answered_by == "served-name"
+
+
+def test_the_decision_log_records_the_server_that_decided_and_an_approximate_score(
+    db, task, settings, admin_user, reviewer, second_reviewer
+) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    from evaluation.api_tokens import api_token_create
+    from evaluation.models import ClassifyCall
+    from tests.support.prompt_versions import in_production
+
+    in_production(task, admin=admin_user, reviewer=second_reviewer)
+    raw = api_token_create(user=reviewer, name="integration", created_by=admin_user)[1]
+    vocab = _server_student("http://127.0.0.1:9/v1")
+    # Every label piece is offered except NotMentioned's first: that label's score is an upper bound.
+    pieces = [vocab.detokenize([t]) for name in LABELS for t in vocab.label_tokens(name)]
+    missing = vocab.detokenize([vocab.label_tokens("NotMentioned")[0]])
+    top = {piece: -3.0 - 0.1 * i for i, piece in enumerate(pieces) if piece != missing}
+    with serve_in_thread(_answering(top, shape="legacy")) as server:
+        settings.PLD_STUDENT_BACKEND = "server"
+        settings.PLD_STUDENT_BASE_URL = server_url(server, "/v1")
+        settings.PLD_STUDENT_MODEL = "pld-student"
+        settings.PLD_STUDENT_TOP_LOGPROBS = len(top)
+        response = Client().post(
+            f"/api/v1/tasks/{task.name}/classify", content_type="application/json",
+            data=json.dumps({"premise": "The Recipient shall keep it secret.", "hypothesis": "It is secret."}),
+            headers={"Authorization": f"Bearer {raw}"},
+        )
+    assert response.status_code == 200, response.content
+    assert response["X-PLD-Scoring"] == "approximate"
+    call = ClassifyCall.objects.get(request_id=response["X-Request-Id"])
+    assert (call.student_backend, call.student_base_url, call.student_model) == (
+        "server", server_url(server, "/v1"), "served-name"
+    )
+    assert "NotMentioned" in call.approximation and "not among the server's top" in call.approximation
+    detail = Client()
+    detail.force_login(admin_user)
+    page = detail.get(reverse("pld-classify-call-detail", args=[call.pk])).content.decode()
+    assert "served-name" in page and "Approximate" in page

@@ -143,3 +143,16 @@ def promote_by_override(version: PromptVersion, *, admin: User, second_admin: Us
     promotion_override_confirm(override=override, user=second_admin,
                                signature=sign_override_confirmation(second_admin, version))
     version.refresh_from_db()
+
+
+def in_production(task: Task, *, admin: User, reviewer: User, reason: str = "Go") -> PromptVersion:
+    """Approve the task's usual rules, compile them and promote the version through a passing gate."""
+    from evaluation.promotion import prompt_version_promote
+    from tests.support.signatures import sign_promotion
+
+    approve_all(task, reviewer)
+    version = compiled(task, admin)
+    gate_passing_run(version)
+    prompt_version_promote(prompt_version=version, user=admin, reason=reason, signature=sign_promotion(admin, version))
+    version.refresh_from_db()
+    return version
