@@ -569,7 +569,8 @@ def _dispatch(run: EvaluationRun) -> None:
 
     def enqueue() -> None:
         _enqueue_shards(shards)
-        _watch_later(run.pk, token)
+        for chain in WATCH_CHAINS:
+            _watch_later(run.pk, token, chain)
 
     transaction.on_commit(enqueue)
 
@@ -588,10 +589,38 @@ def _enqueue_shards(shards: Iterable[EvaluationShard]) -> None:
         EvaluationShard.objects.filter(pk=shard.pk).update(task_result_id=str(result.id))
 
 
-def _watch_later(run_id: int, token: str) -> None:
-    # A deferred django-tasks task (run_after): whichever worker is free when it is due runs it.
-    due = timezone.now() + lease_length() / 2
-    watch_evaluation_run.using(run_after=due).enqueue(run_id, token)
+# Two watches a run, each queueing its own next one and starting the other's again when it fell silent:
+# a worker killed after claiming a watch and before queueing its successor ends one chain, not the watch.
+WATCH_CHAINS = (0, 1)
+
+
+def _watch_later(run_id: int, token: str, chain: int) -> None:
+    """Queue the chain's next watch and note it on the run, in one transaction (the other chain checks on it)."""
+    # A deferred django-tasks task (run_after): whichever worker is free when it is due runs it. The
+    # chains interleave, so one of them comes due every quarter lease.
+    due = timezone.now() + lease_length() * (0.5 if chain == 0 else 0.75)
+    with transaction.atomic():
+        run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.options.get("watch") != token:
+            return
+        result = watch_evaluation_run.using(run_after=due).enqueue(run_id, token, chain)
+        run.options = {**run.options, "watches": {**run.options.get("watches", {}), str(chain): str(result.id)}}
+        run.save(update_fields=["options"])
+
+
+def _watch_revive_silent(run: EvaluationRun, token: str, chain: int) -> None:
+    """Start another chain again when its newest watch was claimed long ago and never finished (its worker died)."""
+    stuck_since = timezone.now() - lease_length() / 2  # a watch takes milliseconds
+    for other in WATCH_CHAINS:
+        task_result_id = (run.options.get("watches") or {}).get(str(other))
+        if other == chain or not task_result_id:
+            continue
+        if not DBTaskResult.objects.running().filter(id=task_result_id, started_at__lt=stuck_since).exists():
+            continue  # queued, running now, or it went on
+        message = f"Watch {other} of run {run.pk} stopped with its worker; watch {chain} started it again."
+        logger.warning(message)
+        _task_result_abandon(task_result_id, message)
+        _watch_later(run.pk, token, other)
 
 
 @transaction.atomic
@@ -722,12 +751,18 @@ def run_evaluation_shard(context: TaskContext, shard_id: int) -> dict[str, Any] 
 
 
 @task()
-def watch_evaluation_run(run_id: int, token: str) -> int:
-    """Queue again the run's shards whose worker stopped responding; repeats every half lease while the run is live."""
+def watch_evaluation_run(run_id: int, token: str, chain: int = 0) -> int:
+    """Queue again the run's shards whose worker stopped responding, while the run is live.
+
+    Each of the run's two chains queues its next watch first (due in half a lease, or three quarters
+    for chain 1) and starts the other chain again if that one's worker died holding its watch.
+    """
     run = EvaluationRun.objects.filter(pk=run_id).first()
     if run is None or run.status not in LIVE or run.options.get("watch") != token:
         return 0  # over, or a later start or resume watches it now
-    _watch_later(run_id, token)  # first: a worker that dies below must not end the watch
+    _watch_later(run_id, token, chain)  # first: a worker that dies below must not end the watch
+    run.refresh_from_db(fields=["options"])
+    _watch_revive_silent(run, token, chain)
     reclaimed = shards_reclaim(run=run)
     for shard in reclaimed:
         logger.warning(shard.events[-1]["message"])

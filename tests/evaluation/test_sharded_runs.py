@@ -33,7 +33,7 @@ from evaluation.runs import (
     evaluation_shard_execute,
     watch_evaluation_run,
 )
-from evaluation.shards import ShardLost, shard_claim, shard_heartbeat
+from evaluation.shards import ShardLost, lease_length, shard_claim, shard_heartbeat
 from evaluation.student import Student
 from pldreview.jobs import JobCancelled
 from pldreview.models import Job
@@ -127,6 +127,47 @@ def test_a_dead_workers_shard_is_queued_again_and_the_run_page_says_so(
     client.force_login(reviewer)
     body = client.get(run.get_absolute_url()).content.decode()
     assert "Shard 1 was retried after worker w-a (host-1, pid 42) stopped responding" in body
+
+
+def _watches(run: EvaluationRun, status: str) -> list[DBTaskResult]:
+    results = DBTaskResult.objects.filter(task_path__endswith="watch_evaluation_run", status=status)
+    return [result for result in results if result.args_kwargs["args"][:2] == [run.pk, run.options["watch"]]]
+
+
+def _run_watch(result: DBTaskResult, capture: Any) -> None:
+    """Run a queued watch as db_worker does: claim it, call it, record it as successful."""
+    result.claim("w-live")
+    with capture(execute=True):
+        value = watch_evaluation_run.call(*result.args_kwargs["args"])
+    result.set_successful(value)
+
+
+def test_a_worker_killed_holding_a_watch_does_not_end_the_watch(
+    task: Task, nda_examples: list[Example], django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        run = evaluation_run_start(task=task, mode="zero-shot")
+    run.refresh_from_db()
+    chains = run.options["watches"]
+    assert sorted(chains) == ["0", "1"]
+    assert {str(result.id) for result in _watches(run, "READY")} == set(chains.values())
+    # A worker claims chain 0's watch and is killed before the watch queues its next one.
+    killed = DBTaskResult.objects.get(id=chains["0"])
+    killed.claim("w-dead")
+    DBTaskResult.objects.filter(id=killed.id).update(started_at=timezone.now() - 2 * lease_length())
+    # Chain 1's watch notices, records the dead watch as failed and starts chain 0 again.
+    _run_watch(DBTaskResult.objects.get(id=chains["1"]), django_capture_on_commit_callbacks)
+    killed.refresh_from_db()
+    assert killed.status == "FAILED" and "WorkerLost" in killed.exception_class_path
+    assert "stopped with its worker" in killed.traceback
+    run.refresh_from_db()
+    pending = _watches(run, "READY")
+    assert {str(result.id) for result in pending} == set(run.options["watches"].values())
+    assert sorted(result.args_kwargs["args"][2] for result in pending) == [0, 1]
+    # A chain whose watch is only waiting for a free worker is left alone: no second copy of it.
+    _run_watch(DBTaskResult.objects.get(id=run.options["watches"]["1"]), django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    assert sorted(result.args_kwargs["args"][2] for result in _watches(run, "READY")) == [0, 1]
 
 
 def test_a_watch_from_an_earlier_start_stops(task: Task, nda_examples: list[Example]) -> None:
