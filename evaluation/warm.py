@@ -214,6 +214,10 @@ def student_preload_in_background() -> threading.Thread:
     """Start student_preload in a daemon thread (at a process's start; requests wait on the student's lock)."""
 
     def target() -> None:
+        from django.apps import apps
+
+        # Started from AppConfig.ready(): wait until every app is ready before the first query.
+        apps.ready_event.wait()
         try:
             student_preload(save=True)
         except Exception:  # a failed preload only means the first decision recomputes
