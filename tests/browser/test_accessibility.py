@@ -6,19 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from rules.discussion import rule_comment_add
-from tests.browser.test_review_browser import CHROMIUM, _log_in
-from tests.support.browser import close_when_idle
+from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in
 from tests.support.factories import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, finished_run
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = BROWSER_MARKS
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 BLOCKING = {"serious", "critical"}
 
@@ -50,7 +43,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
         f"/tasks/{task.name}/production/",
     ]
     failures = {}
-    context, page = _log_in(browser, live_server, admin_user.username, "/", bypass_csp=True)
+    context, page = log_in(browser, live_server, admin_user.username, "/", bypass_csp=True)
     context.set_default_timeout(60_000)
     # The check can fail: an image without a text alternative is a critical violation.
     page.evaluate("document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/x.png\">')")
@@ -63,7 +56,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
             failures[path] = found
     close_when_idle(context, page)
     # The refusal page as a reviewer sees it.
-    context, page = _log_in(browser, live_server, "rita", "/", bypass_csp=True)
+    context, page = log_in(browser, live_server, "rita", "/", bypass_csp=True)
     page.goto(f"{live_server.url}/api-tokens/")
     if found := _violations(page):
         failures["403"] = found

@@ -1,40 +1,16 @@
 """Accounts in a real browser: TOTP enrolment from the shown secret, login with the code, review under the CSP."""
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pyotp
-import pytest
 
 from rules.models import Rule
+from tests.support.browser import BROWSER_MARKS, submit_login
 from tests.support.factories import teacher_rule
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+pytestmark = BROWSER_MARKS
 
 
 def _watch_csp(page) -> list[str]:
@@ -67,10 +43,7 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
     page = context.new_page()
     problems = _watch_csp(page)
 
-    page.goto(f"{live_server.url}/login/?next=/review/")
-    page.fill("#id_login", "rita")
-    page.fill("#id_password", "pw-rita")
-    page.click("main button[type=submit]")
+    submit_login(page, live_server.url, "rita", "/review/")
     # Nothing but enrolment: the review queue sends her to the authenticator page.
     page.wait_for_url("**/accounts/2fa/totp/activate/*")
     assert page.locator("img[src^='data:image/svg+xml']").count() == 1
@@ -85,10 +58,7 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
 
     page.click("header button:has-text('Log out')")
     page.wait_for_url("**/login/*")
-    page.goto(f"{live_server.url}/login/?next=/review/")
-    page.fill("#id_login", "rita")
-    page.fill("#id_password", "pw-rita")
-    page.click("main button[type=submit]")
+    submit_login(page, live_server.url, "rita", "/review/")
     page.wait_for_url("**/accounts/2fa/authenticate/*")
     page.fill("#id_code", _fresh_code(secret, used))
     page.click("main form button[type=submit]:not([form])")

@@ -1,23 +1,14 @@
 """Feedback into evidence in a real browser: a Reviewer marks a logged decision wrong; refine lists it as an input."""
 from __future__ import annotations
 
-import os
-
-import pytest
 from django.utils import timezone
 
 from evaluation.models import DecisionFeedback, EvaluationRun
-from tests.browser.test_review_browser import CHROMIUM, _log_in, browser  # noqa: F401 - the shared browser fixture
+from tests.support.browser import BROWSER_MARKS, log_in
 from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = BROWSER_MARKS
 
 INPUTS = {"premise": "The Recipient may keep one archival copy.", "hypothesis": "The party must destroy all copies."}
 
@@ -35,7 +26,7 @@ def test_a_reviewer_turns_a_wrong_decision_into_a_feedback_example_that_refine_r
                                        status=EvaluationRun.Status.FINISHED, finished_at=timezone.now())
 
     # rita finds the decision among the logged ones and marks it wrong, with the keyboard-reachable form.
-    context, page = _log_in(browser, live_server, "rita", f"/tasks/{task.name}/calls/")
+    context, page = log_in(browser, live_server, "rita", f"/tasks/{task.name}/calls/")
     page.click(f"a[href='/calls/{call.pk}/']")
     page.select_option("#id_correct_label", "Contradiction")
     page.fill("#id_reason", "Keeping a copy contradicts destroying all copies.")
@@ -54,7 +45,7 @@ def test_a_reviewer_turns_a_wrong_decision_into_a_feedback_example_that_refine_r
     context.close()
 
     # The refine page lists it among its inputs for the Admin who starts refine.
-    context, page = _log_in(browser, live_server, "adam", f"/evaluations/{run.pk}/refine/")
+    context, page = log_in(browser, live_server, "adam", f"/evaluations/{run.pk}/refine/")
     inputs = page.locator("#refine-inputs").inner_text()
     assert f"#{example_id}" in inputs and "Keeping a copy contradicts" in inputs and "rita" in inputs
     assert page.locator("input[name=include_feedback]").is_checked()

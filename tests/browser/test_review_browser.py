@@ -2,60 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
-
-import pytest
 
 from rules.models import Decision, Rule
+from tests.support.browser import BROWSER_MARKS, log_in, wait_for_swapped_rule
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval
 
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread with a
-# running loop unless told that this (test-only) use is safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
-    # Keep the roles created by the data migration for the tests that run after this one.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def _log_in(browser, live_server, username: str, next_path: str, *, bypass_csp: bool = False):
-    # bypass_csp only for test tooling injected into the page (axe-core); the app's pages run under their CSP.
-    context = browser.new_context(bypass_csp=bypass_csp)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto(f"{live_server.url}/login/?next={next_path}")
-    page.fill("#id_login", username)
-    page.fill("#id_password", f"pw-{username}")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}*")
-    return context, page
-
-
-def _wait_for_swapped_rule(page, rule) -> None:
-    """Wait until htmx has swapped ``rule`` in and settled, which is when the workspace moves focus to its title."""
-    page.wait_for_selector(f"article[data-rule-id='{rule.pk}']")
-    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'rule-title'")
+pytestmark = BROWSER_MARKS
 
 
 def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
@@ -66,7 +19,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     third = teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
 
     # rita works through the queue: approve with the keyboard, edit and reject with reasons.
-    context, page = _log_in(browser, live_server, "rita", "/review/")
+    context, page = log_in(browser, live_server, "rita", "/review/")
     assert page.locator(".queue-counts").inner_text().count("3 pending") == 1
     page.click(f"a[href^='/rules/{first.pk}/']")
     page.wait_for_selector(f"article[data-rule-id='{first.pk}']")
@@ -78,7 +31,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     page.keyboard.press("Tab")
     page.keyboard.type("pw-rita")
     page.keyboard.press("Control+Enter")
-    _wait_for_swapped_rule(page, second)
+    wait_for_swapped_rule(page, second)
     assert f"Approved rule {first.pk}" in page.locator(".review-flash").inner_text()
     assert page.evaluate("window.stillTheSamePage") is True
     assert page.url.endswith(f"/rules/{second.pk}/")
@@ -88,7 +41,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     page.fill("#edit-reason", "Say with whom: sharing with advisers is a different hypothesis")
     page.fill("#edit-password", "pw-rita")
     page.click("#edit-form button[type=submit]")
-    _wait_for_swapped_rule(page, third)
+    wait_for_swapped_rule(page, third)
 
     page.keyboard.press("r")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'reject-reason'")
@@ -122,7 +75,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     context.close()
 
     # ravi approves it.
-    context, page = _log_in(browser, live_server, "ravi", f"/rules/{second.pk}/")
+    context, page = log_in(browser, live_server, "ravi", f"/rules/{second.pk}/")
     page.fill("#approve-password", "pw-ravi")
     page.click("#approve-form button[type=submit]")
     page.wait_for_selector(".review-flash")
@@ -131,7 +84,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
     context.close()
 
     # The auditor sees everything and has no action that changes anything.
-    context, page = _log_in(browser, live_server, "aude", f"/rules/{second.pk}/history/")
+    context, page = log_in(browser, live_server, "aude", f"/rules/{second.pk}/history/")
     assert "ravi" in page.locator("#decisions").inner_text()
     page.goto(f"{live_server.url}/rules/{third.pk}/")
     assert page.locator("#approve-form, #reject-form, #edit-form, [data-undo]").count() == 0
@@ -159,7 +112,7 @@ def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task
     path = f"/tasks/{task.name}/ruleset/"
 
     # rita types a new number for the last rule and proposes the order; nothing moves yet.
-    context, page = _log_in(browser, live_server, "rita", path)
+    context, page = log_in(browser, live_server, "rita", path)
     page.fill(f"#id_number_{rules[2].pk}", "1")
     page.fill("#proposal-reason", "The narrow rule first")
     page.fill("#proposal-password", "pw-rita")
@@ -171,7 +124,7 @@ def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task
     context.close()
 
     # ravi approves it in place; the order changes.
-    context, page = _log_in(browser, live_server, "ravi", path)
+    context, page = log_in(browser, live_server, "ravi", path)
     page.fill(".proposal-approve-form input[type=password]", "pw-ravi")
     page.click(".proposal-approve-form button[type=submit]")
     page.wait_for_function("() => document.activeElement && document.activeElement.id === 'ruleset-message'")
@@ -189,7 +142,7 @@ def test_a_reviewer_signs_an_approval_with_the_password_and_the_rule_page_shows_
     reviewer.first_name, reviewer.last_name = "Rita", "Reyes"
     reviewer.save()
     rule = teacher_rule(task, text="If the clause lets staff see the information, then Entailment")
-    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
+    context, page = log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
 
     # A wrong password: the rule stays pending, the reason is still typed, the page says why.
     page.keyboard.press("a")

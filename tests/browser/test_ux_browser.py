@@ -1,18 +1,11 @@
 """What reviewers and auditors stumbled on in the browser (issue 14), walked in headless Chromium."""
 from __future__ import annotations
 
-import pytest
-
-from tests.browser.test_review_browser import CHROMIUM, _log_in, _wait_for_swapped_rule
-from tests.support.browser import close_when_idle
+from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in, wait_for_swapped_rule
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_edit, sign_writing
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)"),
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = BROWSER_MARKS
 
 
 def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
@@ -20,10 +13,10 @@ def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
 ) -> None:
     first = teacher_rule(task, text="If the clause lets staff see the information, then Entailment", support=9)
     second = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
-    context, page = _log_in(browser, live_server, "rita", f"/rules/{first.pk}/")
+    context, page = log_in(browser, live_server, "rita", f"/rules/{first.pk}/")
     assert page.title().startswith(f"Rule {first.pk} ")
     page.keyboard.press("j")  # skip the first rule
-    _wait_for_swapped_rule(page, second)
+    wait_for_swapped_rule(page, second)
     assert page.title().startswith(f"Rule {second.pk} ")
 
     page.keyboard.press("r")
@@ -46,7 +39,7 @@ def test_a_skipped_rule_is_still_listed_and_the_tab_names_the_current_rule(
 
 def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, task, reviewer) -> None:
     rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
-    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
+    context, page = log_in(browser, live_server, "rita", f"/rules/{rule.pk}/")
     page.keyboard.press("e")
     page.fill("#edit-text", "If the clause lets the recipient share it with its employees, then Entailment")
     page.fill("#edit-reason", "Say with whom")
@@ -66,7 +59,7 @@ def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, 
     text = "If " + "the recipient keeps it secret " * 12 + ", then Entailment"
     rule = rule_create(task=task, user=reviewer, text=text, label="Entailment", reason=reason,
                        signature=sign_writing(reviewer, text=text, label="Entailment"))
-    context, page = _log_in(browser, live_server, "rita", f"/rules/{rule.pk}/history/")
+    context, page = log_in(browser, live_server, "rita", f"/rules/{rule.pk}/history/")
     boxes = [page.locator(f"#{name}").bounding_box() for name in ("decisions", "revisions", "records")]
     for upper, lower in zip(boxes, boxes[1:], strict=False):
         assert upper["y"] + upper["height"] <= lower["y"]
@@ -95,7 +88,7 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
     rule_edit(rule=rule, user=reviewer, lock_version=rule.lock_version, reason="Say with whom",
               text=edited, label="Entailment", topic="", precedence_note="",
               signature=sign_edit(reviewer, text=edited, label="Entailment"))
-    context, page = _log_in(browser, live_server, "ravi", "/")
+    context, page = log_in(browser, live_server, "ravi", "/")
     page.wait_for_selector("#waiting-badge [data-waiting='2']")
     # A new revision appears: the next poll (started here instead of waiting 30 s) says it is new.
     teacher_rule(task, text="If the clause names advisers, then NotMentioned", label="NotMentioned", support=3)
@@ -110,7 +103,7 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
     close_when_idle(context, page)
 
     # rita wrote that revision: it waits for someone else, not for her.
-    context, page = _log_in(browser, live_server, "rita", "/review/waiting/")
+    context, page = log_in(browser, live_server, "rita", "/review/waiting/")
     page.wait_for_selector("#waiting-badge [data-waiting='2']")  # the long-clause and the advisers rules
     assert "share it with employees" not in page.locator("main").inner_text()
     assert "NotMentioned" in page.locator("#waiting").inner_text()
@@ -118,7 +111,7 @@ def test_a_second_reviewer_sees_the_revision_waiting_for_her(
 
 
 def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_server, task, auditor) -> None:
-    context, page = _log_in(browser, live_server, "aude", "/review/")
+    context, page = log_in(browser, live_server, "aude", "/review/")
     missing = []
     page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     response = page.goto(f"{live_server.url}/rules/new/", referer=f"{live_server.url}/review/")
@@ -140,7 +133,7 @@ def test_access_denied_has_the_menu_an_explanation_and_a_way_back(browser, live_
 def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_server, admin_user) -> None:
     from evaluation.models import ApiToken
 
-    context, page = _log_in(browser, live_server, admin_user.username, "/api-tokens/")
+    context, page = log_in(browser, live_server, admin_user.username, "/api-tokens/")
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page.fill("#id_name", "contract intake")
     page.click("text=Create token")
@@ -174,7 +167,7 @@ def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task,
     rule_edit(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Advisers are a different case",
               text=edited, label="Entailment", topic="", precedence_note="",
               signature=sign_edit(second_reviewer, text=edited, label="Entailment"))
-    context, page = _log_in(browser, live_server, "rita", "/review/")
+    context, page = log_in(browser, live_server, "rita", "/review/")
     page.fill("#f-q", "advisers")
     page.keyboard.press("Enter")
     page.wait_for_function("() => document.querySelectorAll('[data-queue-row]').length === 1")
@@ -189,7 +182,7 @@ def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser,
 
     example(task, 1, premise="The recipient may share the plan with its staff.")
     example(task, 2, premise="Staff of affiliates may see it.")
-    context, page = _log_in(browser, live_server, "rita", "/review/")
+    context, page = log_in(browser, live_server, "rita", "/review/")
     page.click("text=Write a rule")
     page.wait_for_selector("#id_label")
     labels = page.locator("#id_label option").all_inner_texts()
