@@ -298,6 +298,18 @@ def softmax(values: dict[str, float]) -> dict[str, float]:
     return {name: float(p) for name, p in zip(names, arr, strict=True)}
 
 
+def label_choice(
+    logprobs: dict[str, float], labels: list[str], prior: dict[str, float] | None = None
+) -> tuple[str, dict[str, float]]:
+    """Return the chosen label and every label's probability: the prior subtracted, then normalised.
+
+    Ties go to the label listed first, so a decision never depends on dictionary order.
+    """
+    probabilities = softmax({name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels})
+    label = max(labels, key=lambda name: (probabilities[name], -labels.index(name)))
+    return label, probabilities
+
+
 class Student:
     """One loaded GGUF and its llama.cpp context; thread-safe (one decision at a time)."""
 
@@ -656,9 +668,7 @@ class Student:
                 starts = None
             logprobs, n = self._score(prompt, label_ids, starts)
             processed += n
-            adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
-            probabilities = softmax(adjusted)
-            label = max(labels, key=lambda name: (probabilities[name], -labels.index(name)))
+            label, probabilities = label_choice(logprobs, labels, prior)
             latency_ms = (time.perf_counter() - started) * 1000.0
         return StudentDecision(
             label=label,

@@ -36,7 +36,7 @@ from evaluation.student import (
     check_model_file,
     default_model_path,
     get_student,
-    softmax,
+    label_choice,
 )
 
 SCORING_EXACT = "exact"
@@ -249,9 +249,7 @@ class ServerStudent:
             )
         pin = (segments[0] + segments[1], segments[2][0]) if segments[2] else None
         logprobs, notes, requests, answered_by = self._score(prompt, label_ids, pin)
-        adjusted = {name: logprobs[name] - (prior or {}).get(name, 0.0) for name in labels}
-        probabilities = softmax(adjusted)
-        label = max(labels, key=lambda name: (probabilities[name], -labels.index(name)))
+        label, probabilities = label_choice(logprobs, labels, prior)
         return StudentDecision(
             label=label,
             probabilities=probabilities,
