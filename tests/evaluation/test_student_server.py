@@ -50,37 +50,51 @@ def _close_opened() -> Iterator[None]:
 
 
 class _StudentServer(LocalTeacher):
-    """llama_cpp.server loading the model as the runner does, with the session student's context size.
+    """llama_cpp.server with the session student's context size: the KV cache's length changes how attention sums.
 
-    ``python -m evaluation.serve_student`` is llama_cpp.server with weight repacking off and the full
-    sliding-window cache on; the KV cache's length changes how attention sums, so n_ctx matches too.
+    ``module`` is ``evaluation.serve_student`` (llama_cpp.server loading the model as the runner does:
+    weight repacking off, full sliding-window cache) or the stock ``llama_cpp.server``.
     """
+
+    def __init__(self, *, module: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.module = module
 
     def command(self) -> list[str]:
         command = super().command()
-        command[command.index("llama_cpp.server")] = "evaluation.serve_student"
+        command[command.index("llama_cpp.server")] = self.module
         command[command.index("--n_ctx") + 1] = str(STUDENT_N_CTX)
         return command
 
 
-@pytest.fixture(scope="module")
-def student_server() -> Iterator[LocalTeacher]:
-    """Serve the bundled model with llama_cpp.server (as the runner loads it) on a free loopback port."""
-    server = _StudentServer(port=free_port(), model_alias="pld-student").start()
+def _serving(module: str) -> Iterator[LocalTeacher]:
+    server = _StudentServer(module=module, port=free_port(), model_alias="pld-student").start()
     try:
         yield server
     finally:
         server.stop()
 
 
-@pytest.mark.slow
-def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
-    student_server, student: Student, task
-) -> None:
+@pytest.fixture(scope="module")
+def student_server() -> Iterator[LocalTeacher]:
+    """Serve the bundled model with llama_cpp.server (as the runner loads it) on a free loopback port."""
+    yield from _serving("evaluation.serve_student")
+
+
+@pytest.fixture(scope="module")
+def stock_student_server() -> Iterator[LocalTeacher]:
+    """Serve the bundled model with the stock ``python -m llama_cpp.server`` (weight repacking on)."""
+    yield from _serving("llama_cpp.server")
+
+
+def _compare_thirty(server: LocalTeacher, student: Student, task: Any) -> list[tuple[float, str]]:
+    """Decide 30 NDA fixture examples in-process and on the server; assert the same labels, all exact.
+
+    Returns each example's largest probability difference, largest first.
+    """
     rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line][:30]
     rules = task_header(task)
-    remote = _server_student(student_server.base_url)
-    exact = 0
+    remote = _server_student(server.base_url)
     diffs: list[tuple[float, str]] = []
     for row in rows:
         layout = example_layout(task=task, inputs={"premise": row["premise"], "hypothesis": row["hypothesis"]})
@@ -90,21 +104,38 @@ def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
         there = remote.classify(**kwargs)
         assert there.label == here.label, (row["id"], here.probabilities, there.probabilities)
         assert there.prefix == "server"
-        if not there.approximation:
-            exact += 1
-            diff = max(abs(there.probabilities[name] - here.probabilities[name]) for name in task.label_names)
-            diffs.append((diff, row["id"]))
-    # The bundled model ranks these labels' first tokens 8th to 294th: inside the top 1,000, so every
-    # decision must have been compared above.
-    assert exact == len(rows), f"only {exact} of {len(rows)} decisions were exact"
+        # The bundled model ranks these labels' first tokens 8th to 294th: inside the top 1,000, so every
+        # decision is exact by method and its probabilities are compared.
+        assert not there.approximation, (row["id"], there.approximation)
+        diff = max(abs(there.probabilities[name] - here.probabilities[name]) for name in task.label_names)
+        diffs.append((diff, row["id"]))
     assert remote.answered_by == "pld-student"
     diffs.sort(reverse=True)
-    print(f"server backend: {exact}/{len(rows)} exact, largest probability differences {diffs[:5]}")
+    print(f"{server.module}: {len(rows)}/{len(rows)} same labels, exact; largest probability differences {diffs[:5]}")
+    return diffs
+
+
+@pytest.mark.slow
+def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
+    student_server, student: Student, task
+) -> None:
+    diffs = _compare_thirty(student_server, student, task)
     # The runner decodes an example with all its labels' tokens in one batch, in parallel sequences;
     # the server, one label position per request. Without weight repacking a row does not depend on
     # its batch, so what is left is the order attention sums cells in (a label's cells sit at other
     # indices than in the runner's cache): far below the issue's bar.
     assert diffs[0][0] <= 1e-3, diffs[:5]
+
+
+@pytest.mark.slow
+def test_the_stock_llama_cpp_server_gives_the_same_labels_with_rounding_differences(
+    stock_student_server, student: Student, task
+) -> None:
+    diffs = _compare_thirty(stock_student_server, student, task)
+    # With repacking on, a row rounds differently by how many rows share its batch (docs/student.md):
+    # measured 0.047 at most here (nda-016) against the runner, which has it off. The same labels, and
+    # no difference a wrong token or position would make (those move probabilities by tenths).
+    assert diffs[0][0] <= 0.1, diffs[:5]
 
 
 @pytest.mark.slow
