@@ -164,6 +164,9 @@ def test_a_logged_decision_and_its_feedback_cannot_be_changed_by_any_door(review
         call.save()
     with pytest.raises(refused), transaction.atomic():
         ClassifyCall.objects.filter(pk=call.pk).update(top_probability=0.99)
+    # Nor can anyone make a server's approximate decision look exact, or in-process, after the fact.
+    with pytest.raises(refused), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE evaluation_classifycall SET approximation = '', student_backend = 'llama_cpp'")
     with pytest.raises(refused), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE evaluation_decisionfeedback SET correct_label = 'NotMentioned'")
     # The signature, once the signing service gives one, may be added.

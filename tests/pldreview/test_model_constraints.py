@@ -106,6 +106,8 @@ def test_evaluation_runs_policies_calls_and_reports_keep_their_choices(task, rev
              lambda: ClassifyCall.objects.create(source="email", input_retention="hash", **call))
     _refused("classify_call_in_choices",
              lambda: ClassifyCall.objects.create(source="api", input_retention="forever", **call))
+    _refused("classify_call_in_choices", lambda: ClassifyCall.objects.create(
+        source="api", input_retention="hash", student_backend="cache", **call))
     _refused("report_in_choices",
              lambda: Report.objects.create(prompt_version=version, generated_by=admin_user, status="lost"))
     _refused("report_ready_has_file",
