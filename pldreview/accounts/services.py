@@ -355,7 +355,11 @@ def account_change_request(
     if kind not in Kind.values:
         raise ValidationError({"kind": f"{kind!r} is not an account change."})
     reason = _require_reason(reason)
-    if params != account_change_params(kind=kind, **params):
+    try:
+        canonical = account_change_params(kind=kind, **params)
+    except TypeError:  # a parameter no change of this kind takes
+        canonical = None
+    if params != canonical:
         raise ValidationError("The change's parameters are not in their canonical form: nothing was asked.")
     if kind == Kind.CREATE:
         errors = _create_refusal(params)
@@ -405,8 +409,13 @@ def account_change_request(
     return change
 
 
-def account_change_confirm_refusal(change: AccountChangeRequest, *, user: AbstractBaseUser) -> str:
-    """Return why the user may not confirm the request, or '' when they may (four eyes, own account, cooldown)."""
+def account_change_confirm_refusal(
+    change: AccountChangeRequest, *, user: AbstractBaseUser, cooldown: str | None = None
+) -> str:
+    """Return why the user may not confirm the request, or '' when they may (four eyes, own account, cooldown).
+
+    ``cooldown`` is the user's ``second_person_refusal`` when the caller already has it (a list of requests).
+    """
     if not user.has_perm("accounts.manage_users"):
         return "Only Admins confirm account changes."
     if change.status != AccountChangeRequest.Status.PENDING:
@@ -415,7 +424,7 @@ def account_change_confirm_refusal(change: AccountChangeRequest, *, user: Abstra
         return "You requested this change yourself; a different Admin must confirm it (four eyes)."
     if change.target_id == user.pk:
         return "This change concerns your own account; another Admin confirms it."
-    return second_person_refusal(user)
+    return second_person_refusal(user) if cooldown is None else cooldown
 
 
 @dataclass(frozen=True)

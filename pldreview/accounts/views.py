@@ -39,10 +39,11 @@ EVENTS_PER_PAGE = 50
 
 def _pending_rows(request: HttpRequest, changes: Any) -> list[dict[str, Any]]:
     """Return the pending requests with what the current Admin may do about each (confirm, or why not)."""
+    cooldown = services.second_person_refusal(request.user)  # once, not once a row
     return [
         {
             "change": change,
-            "refusal": services.account_change_confirm_refusal(change, user=request.user),
+            "refusal": services.account_change_confirm_refusal(change, user=request.user, cooldown=cooldown),
             "may_withdraw": change.target_id != request.user.pk,
             "prefix": f"confirm-{change.pk}",
         }
@@ -53,12 +54,15 @@ def _pending_rows(request: HttpRequest, changes: Any) -> list[dict[str, Any]]:
 def _list_page(request: HttpRequest, *, status: int = 200, errors: list[str] | None = None) -> HttpResponse:
     users = list(User.objects.order_by("username").prefetch_related("groups"))
     locked = set(AccessAttempt.objects.values_list("username", flat=True))
+    pending = list(services.pending_account_changes())
+    being_created = {c.target_id for c in pending if c.kind == Kind.CREATE}
     rows = []
     for u in users:
         held = {group.name for group in u.groups.all()}  # prefetched: one query for all users
-        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked})
+        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked,
+                     "being_created": u.pk in being_created})
     context = {
-        "rows": rows, "pending": _pending_rows(request, services.pending_account_changes()), "errors": errors or [],
+        "rows": rows, "pending": _pending_rows(request, pending), "errors": errors or [],
         "confirm_form": SigningForm(), "cooldown_hours": settings.PLD_PRIVILEGE_COOLDOWN_HOURS,
         **signing_context(request),
     }

@@ -418,3 +418,30 @@ def test_bootstrap_is_refused_once_an_active_admin_exists(admin_user) -> None:
     with pytest.raises(ValidationError, match="at least one Admin"):
         accounts_bootstrap(accounts=[BootstrapAccount(username="rev", roles=("Reviewer",))], reason="x",
                            run_by="root", host="h")
+
+
+def test_the_users_page_runs_the_same_number_of_queries_for_1_and_6_pending_changes(
+    client, admin_user, second_admin, django_assert_num_queries
+) -> None:
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    _puppet(admin_user)
+    client.force_login(second_admin)
+    client.get("/users/")
+    with CaptureQueriesContext(db) as few:
+        body = client.get("/users/").content.decode()
+    assert "waiting for a second Admin" in body
+    for n in range(5):
+        account_change_requested(admin_user, Kind.CREATE, username=f"new-{n}", roles=["Reviewer"])
+    with django_assert_num_queries(len(few.captured_queries)):
+        body = client.get("/users/").content.decode()
+    assert body.count('action="/users/changes/') == 12  # a confirm and a withdraw form for each
+
+
+def test_a_request_with_a_parameter_its_kind_does_not_take_is_refused(admin_user, outsider) -> None:
+    from pldreview.accounts.services import account_change_request
+
+    with pytest.raises(ValidationError, match="canonical form"):
+        account_change_request(user=admin_user, kind=Kind.UNLOCK, target=outsider, reason="x",
+                               params={"role": "Admin"})
