@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from evaluation.metrics import N_BOOTSTRAP, correctness_flips, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
+from pldreview.accounts.services import second_person_refusal
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
@@ -550,6 +551,8 @@ def promotion_override_confirm(
         raise ValidationError(
             "You requested this override yourself; a different Admin must confirm it (four eyes)."
         )
+    if cooldown := second_person_refusal(user):
+        raise ValidationError(cooldown)
     version = _lock_version(override.prompt_version)
     signature_check(signature, user=user, meanings=Meaning.GATE_OVERRIDE_CONFIRMED,
                     content_sha256=prompt_version_content_sha256(version.text))

@@ -135,3 +135,27 @@ def env_json_list(name: str, default: list[str]) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ImproperlyConfigured(f"{name} must be a JSON list of strings")
     return value
+
+
+def env_role_pairs(name: str, default: str, *, roles: tuple[str, ...]) -> frozenset[frozenset[str]]:
+    """Return pairs of roles written ``A+B,C+D`` as a set of two-role sets; refuse unknown names and lone roles.
+
+    An empty value means no pair is incompatible.
+    """
+    raw = os.environ.get(name, default)
+    pairs: set[frozenset[str]] = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        names = [piece.strip() for piece in item.split("+")]
+        if len(names) != 2 or not all(names):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a pair of roles like Reviewer+Admin")
+        unknown = [n for n in names if n not in roles]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{name}: unknown role {unknown[0]!r} in {item!r} (roles: {', '.join(roles)})"
+            )
+        if names[0] == names[1]:
+            raise ImproperlyConfigured(f"{name}: {item!r} pairs a role with itself")
+        pairs.add(frozenset(names))
+    return frozenset(pairs)

@@ -170,6 +170,8 @@ class SignatureMeaning(models.TextChoices):
     GATE_OVERRIDE_CONFIRMED = "gate_override_confirmed", "Gate override confirmed"
     TOKEN_REVOKED = "token_revoked", "Token revoked"
     REPORT_SIGNED = "report_signed", "Report signed"
+    ACCOUNT_CHANGE_REQUESTED = "account_change_requested", "Account change requested"
+    ACCOUNT_CHANGE_CONFIRMED = "account_change_confirmed", "Account change confirmed"
 
 
 class Signature(models.Model):

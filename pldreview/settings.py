@@ -17,10 +17,12 @@ from pldreview.env import (
     env_int,
     env_json_list,
     env_list,
+    env_role_pairs,
     env_str,
     env_teacher_endpoints,
     teacher_endpoints_checked,
 )
+from pldreview.roles import ROLES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PLD_VAR_DIR", str(BASE_DIR / "var")))
@@ -172,6 +174,12 @@ PLD_LOGIN_MAX_FAILURES = env_int("PLD_LOGIN_MAX_FAILURES", 10, minimum=1)
 PLD_LOGIN_FAILURE_WINDOW_MINUTES = env_int("PLD_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1)
 PLD_SESSION_IDLE_MINUTES = env_int("PLD_SESSION_IDLE_MINUTES", 30, minimum=1)
 PLD_SESSION_MAX_HOURS = env_int("PLD_SESSION_MAX_HOURS", 12, minimum=1)
+# Separation of duties: role pairs one account never holds together, and how long an account created,
+# activated or granted a role stays unable to be the second person of any two-person control.
+PLD_INCOMPATIBLE_ROLES = env_role_pairs(
+    "PLD_INCOMPATIBLE_ROLES", "Reviewer+Admin,Auditor+Reviewer,Auditor+Admin", roles=ROLES
+)
+PLD_PRIVILEGE_COOLDOWN_HOURS = env_int("PLD_PRIVILEGE_COOLDOWN_HOURS", 24, minimum=0)
 
 AXES_ENABLED = env_bool("PLD_LOCKOUT_ENABLED", True)
 # "Lock after N failures": N wrong passwords are answered as wrong; the next attempt locks.

@@ -71,6 +71,11 @@ def api_token_content_sha256(*, token_id: int, prefix: str, name: str, username:
     return content_sha256({"kind": "api_token", "id": token_id, "prefix": prefix, "name": name, "user": username})
 
 
+def account_change_content_sha256(*, change: str, username: str, params: dict[str, Any]) -> str:
+    """Return the hash an account change request and its confirmation are signed over: what changes, for whom."""
+    return content_sha256({"kind": "account_change", "change": change, "username": username, "params": params})
+
+
 # --- the second factor seam ----------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pldreview.accounts.services import second_person_refusal
 from pldreview.models import Signature
 from pldreview.signatures import rule_content_sha256, ruleset_order_content_sha256, signature_check
 from rules.audit import audited_save
@@ -276,6 +277,8 @@ class RuleReview:
             )
         if user.pk in self.approvers:
             return "You have already approved this revision; it needs another reviewer."
+        if cooldown := second_person_refusal(user):
+            return cooldown
         return ""
 
 
@@ -602,6 +605,8 @@ def ruleset_reorder_approve_refusal(proposal: RuleSetReorderProposal, *, user: A
         return "You proposed this order, so another reviewer must approve it (four eyes)."
     if any(a.reviewer_id == user.pk for a in proposal.approvals.all()):
         return "You have already approved this proposal; it needs another reviewer."
+    if cooldown := second_person_refusal(user):
+        return cooldown
     return ""
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TextIO
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import transaction
 
+from pldreview.accounts.services import BootstrapAccount, accounts_bootstrap, operator
 from pldreview.roles import ADMIN, AUDITOR, REVIEWER
 from rules.datasets import dataset_import, task_define
 from rules.importers import FieldMap
@@ -47,17 +48,24 @@ DEMO_TASKS = [
 
 @transaction.atomic
 def seed_users_and_tasks(stdout: TextIO) -> None:
-    """Create the demo users and import the fixture tasks; a second run changes nothing."""
+    """Create the demo users and import the fixture tasks; a second run changes nothing.
+
+    The users come from the same bootstrap as a real deployment's first Admins (the ledger says who ran it),
+    so they carry no privilege cooldown and the demo's two-Admin override works at once.
+    """
+    existing = set(User.objects.filter(username__in=[name for name, _r, _p in DEMO_USERS]).values_list(
+        "username", flat=True
+    ))
+    missing = [
+        BootstrapAccount(username=name, roles=(role,), first_name=DEMO_NAMES[name][0], last_name=DEMO_NAMES[name][1],
+                         password=password)
+        for name, role, password in DEMO_USERS if name not in existing
+    ]
+    if missing:
+        run_by, host = operator()
+        accounts_bootstrap(accounts=missing, reason="Demo users (manage.py seed_demo)", run_by=run_by, host=host,
+                           command="seed_demo")
     for username, role, password in DEMO_USERS:
-        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
-        if created or not user.check_password(password):
-            user.set_password(password)
-            user.save()
-        first, last = DEMO_NAMES[username]
-        if created and not user.get_full_name():
-            user.first_name, user.last_name = first, last
-            user.save(update_fields=["first_name", "last_name"])
-        user.groups.add(Group.objects.get(name=role))
         stdout.write(f"  login {username:<5} role {role:<8} password {password}\n")
     for definition_file, examples_file in DEMO_TASKS:
         definition = json.loads((FIXTURES_DIR / definition_file).read_text())

@@ -22,6 +22,7 @@ from evaluation.promotion import (
     promotion_override_withdraw,
     prompt_version_promote,
 )
+from pldreview.accounts.services import second_person_refusal
 from pldreview.forms import SigningForm
 from pldreview.signatures import (
     Meaning,
@@ -56,6 +57,7 @@ def _page(
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
         "flips_shown": FLIPS_SHOWN, "override": pending_override(version), "override_errors": override_errors or [],
         "meaning": Meaning(promotion_meaning(version)).label, "confirm_form": confirm_form or SigningForm(),
+        "confirm_refusal": second_person_refusal(request.user),
         **signing_context(request),
     }, status=status)
 

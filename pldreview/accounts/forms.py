@@ -3,26 +3,43 @@ from __future__ import annotations
 
 from django import forms
 
+from pldreview.accounts.models import AccountChangeKind
+from pldreview.forms import SigningForm
 from pldreview.roles import ROLES
 
 
-class UserCreateForm(forms.Form):
+class UserCreateForm(SigningForm):
+    """Request a new account: a second Admin confirms it, and only then can it log in."""
+
     username = forms.CharField(max_length=150)
     first_name = forms.CharField(max_length=150, label="Given name")
     last_name = forms.CharField(max_length=150, label="Family name")
     roles = forms.MultipleChoiceField(choices=[(r, r) for r in ROLES], widget=forms.CheckboxSelectMultiple)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
 
+    field_order = ["username", "first_name", "last_name", "roles", "reason"]
 
-class UserActionForm(forms.Form):
+
+class UserActionForm(SigningForm):
+    """Request a change of an account (a signing), or deactivate it at once (no second Admin: it removes power)."""
+
+    # Each requested action and the kind of request it makes.
+    KINDS = {
+        "grant": AccountChangeKind.GRANT_ROLE,
+        "revoke": AccountChangeKind.REVOKE_ROLE,
+        "activate": AccountChangeKind.ACTIVATE,
+        "unlock": AccountChangeKind.UNLOCK,
+        "reset_password": AccountChangeKind.RESET_PASSWORD,
+        "reset_mfa": AccountChangeKind.RESET_SECOND_FACTOR,
+    }
     ACTIONS = [
         ("grant", "Grant role"),
         ("revoke", "Revoke role"),
-        ("deactivate", "Deactivate"),
         ("activate", "Activate"),
         ("unlock", "Unlock failed logins"),
         ("reset_password", "Force a password reset"),
         ("reset_mfa", "Reset the second factor"),
+        ("deactivate", "Deactivate"),
     ]
     action = forms.ChoiceField(choices=ACTIONS)
     role = forms.ChoiceField(choices=[("", "—"), *[(r, r) for r in ROLES]], required=False)

@@ -19,6 +19,8 @@ urlpatterns = [
     path("users/new/", views.create_user, name="pld-user-create"),
     path("users/<int:user_id>/", views.user_detail, name="pld-user-detail"),
     path("users/<int:user_id>/change/", views.change_user, name="pld-user-change"),
+    path("users/changes/<int:change_id>/confirm/", views.confirm_change, name="pld-account-change-confirm"),
+    path("users/changes/<int:change_id>/withdraw/", views.withdraw_change, name="pld-account-change-withdraw"),
     path("security-events/", views.security_events, name="pld-security-events"),
     # allauth's signup, e-mail, login-by-code and password-reset pages: every one of them needs e-mail.
     re_path(

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
 from axes.models import AccessAttempt
-from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -18,47 +19,102 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pldreview.accounts import services
 from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
-from pldreview.accounts.models import AccountState
+from pldreview.accounts.models import AccountChangeKind as Kind
+from pldreview.accounts.models import AccountChangeRequest, AccountState
+from pldreview.forms import SigningForm
 from pldreview.models import LedgerEntry
 from pldreview.roles import ROLES, role_names
+from pldreview.signatures import (
+    Meaning,
+    account_change_content_sha256,
+    signature_sign_from_form,
+    signing,
+    signing_context,
+)
+from pldreview.web import form_add_service_errors
 
 SECURITY_PREFIX = "security."
 EVENTS_PER_PAGE = 50
 
 
-@require_GET
-@permission_required("accounts.manage_users", raise_exception=True)
-def user_list(request: HttpRequest) -> HttpResponse:
-    """List every user, active or not, with roles and whether a lockout is in force."""
+def _pending_rows(request: HttpRequest, changes: Any) -> list[dict[str, Any]]:
+    """Return the pending requests with what the current Admin may do about each (confirm, or why not)."""
+    cooldown = services.second_person_refusal(request.user)  # once, not once a row
+    return [
+        {
+            "change": change,
+            "refusal": services.account_change_confirm_refusal(change, user=request.user, cooldown=cooldown),
+            "may_withdraw": change.target_id != request.user.pk,
+            "prefix": f"confirm-{change.pk}",
+        }
+        for change in changes
+    ]
+
+
+def _list_page(request: HttpRequest, *, status: int = 200, errors: list[str] | None = None) -> HttpResponse:
     users = list(User.objects.order_by("username").prefetch_related("groups"))
     locked = set(AccessAttempt.objects.values_list("username", flat=True))
+    pending = list(services.pending_account_changes())
+    being_created = {c.target_id for c in pending if c.kind == Kind.CREATE}
     rows = []
     for u in users:
         held = {group.name for group in u.groups.all()}  # prefetched: one query for all users
-        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked})
-    return render(request, "accounts/user_list.html", {"rows": rows})
+        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked,
+                     "being_created": u.pk in being_created})
+    context = {
+        "rows": rows, "pending": _pending_rows(request, pending), "errors": errors or [],
+        "confirm_form": SigningForm(), "cooldown_hours": settings.PLD_PRIVILEGE_COOLDOWN_HOURS,
+        **signing_context(request),
+    }
+    return render(request, "accounts/user_list.html", context, status=status)
+
+
+@require_GET
+@permission_required("accounts.manage_users", raise_exception=True)
+def user_list(request: HttpRequest) -> HttpResponse:
+    """List every user, active or not, with roles and lockouts, and the account changes waiting for a second Admin."""
+    return _list_page(request)
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required("accounts.manage_users", raise_exception=True)
 def create_user(request: HttpRequest) -> HttpResponse:
-    """Create a user with roles; the temporary password is shown once, on the answer to this POST."""
+    """Request a new account (a signing): it exists, inactive and without roles, until a second Admin confirms."""
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        params = services.account_change_params(
+            kind=Kind.CREATE, username=data["username"], first_name=data["first_name"], last_name=data["last_name"],
+            roles=data["roles"],
+        )
         try:
-            user, password = services.user_create(actor=request.user, **form.cleaned_data)
+            with signing():
+                signature = signature_sign_from_form(
+                    request, data, meaning=Meaning.ACCOUNT_CHANGE_REQUESTED,
+                    content_sha256=account_change_content_sha256(
+                        change=Kind.CREATE, username=params["username"], params=params
+                    ),
+                )
+                change = services.account_change_request(
+                    user=request.user, kind=Kind.CREATE, reason=data["reason"], params=params, signature=signature,
+                )
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
-            return render(request, "accounts/temporary_password.html", {"target": user, "password": password})
-    return render(request, "accounts/user_create.html", {"form": form})
+            messages.success(
+                request, f"Requested: {change.summary}. The account stays inactive, without roles, until a "
+                "different Admin confirms; the temporary password is shown to that Admin.",
+            )
+            return redirect("pld-user-list")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "accounts/user_create.html", {"form": form, **signing_context(request)}, status=status)
 
 
-@require_GET
-@permission_required("accounts.manage_users", raise_exception=True)
-def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
-    """Show one user's roles, state and recent security events, with the actions an Admin may take."""
-    target = get_object_or_404(User, pk=user_id)
+def _detail_page(
+    request: HttpRequest, target: User, *, form: UserActionForm | None = None, status: int = 200
+) -> HttpResponse:
     events = _security_events().filter(Q(actor=target) | Q(object_type="auth.user", object_id=str(target.pk)))
     context = {
         "target": target,
@@ -67,45 +123,114 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
         "failures": AccessAttempt.objects.filter(username=target.username).first(),
         "has_mfa": target.authenticator_set.exists(),
         "events": events.order_by("-sequence")[:20],
-        "form": UserActionForm(),
+        "form": form or UserActionForm(),
+        "own_account": target.pk == request.user.pk,
+        "pending": _pending_rows(request, services.pending_account_changes().filter(target=target)),
+        "confirm_form": SigningForm(),
+        "cooldown_hours": settings.PLD_PRIVILEGE_COOLDOWN_HOURS,
+        **signing_context(request),
     }
-    return render(request, "accounts/user_detail.html", context)
+    return render(request, "accounts/user_detail.html", context, status=status)
+
+
+@require_GET
+@permission_required("accounts.manage_users", raise_exception=True)
+def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
+    """Show one user's roles, state, pending changes and recent security events, with the requests an Admin may make."""
+    return _detail_page(request, get_object_or_404(User, pk=user_id))
 
 
 @require_POST
 @permission_required("accounts.manage_users", raise_exception=True)
 def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
-    """Apply one action to a user, with a reason; a forced reset answers with the temporary password once."""
+    """Request a change of the user (a signing a second Admin confirms), or deactivate them at once."""
     target = get_object_or_404(User, pk=user_id)
     form = UserActionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose an action and give a reason.")
+        return _detail_page(request, target, form=form, status=400)
+    data = form.cleaned_data
+    action, reason = data["action"], data["reason"]
+    if action == "deactivate":
+        # Deactivation only removes power, so one Admin does it alone (and at once, as a leaver needs).
+        try:
+            services.user_deactivate(actor=request.user, user=target, reason=reason)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return _detail_page(request, target, form=form, status=400)
+        messages.success(request, f"Deactivated {target.username}; their sessions ended.")
         return redirect("pld-user-detail", user_id=target.pk)
-    action, role, reason = form.cleaned_data["action"], form.cleaned_data["role"], form.cleaned_data["reason"]
-    actor = request.user
+    kind = UserActionForm.KINDS[action]
+    refusal = services.account_change_request_refusal(user=request.user, kind=kind, target=target)
+    if refusal:
+        messages.error(request, refusal)
+        return _detail_page(request, target, form=form, status=403)
+    params = services.account_change_params(kind=kind, role=data["role"])
     try:
-        if action in ("grant", "revoke"):
-            if not role:
-                raise ValidationError("Choose the role to grant or revoke.")
-            (services.role_grant if action == "grant" else services.role_revoke)(
-                actor=actor, user=target, role=role, reason=reason
+        with signing():
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.ACCOUNT_CHANGE_REQUESTED,
+                content_sha256=account_change_content_sha256(change=kind, username=target.username, params=params),
             )
-        elif action == "deactivate":
-            services.user_deactivate(actor=actor, user=target, reason=reason)
-        elif action == "activate":
-            services.user_activate(actor=actor, user=target, reason=reason)
-        elif action == "unlock":
-            services.lockout_clear(actor=actor, user=target, reason=reason)
-        elif action == "reset_mfa":
-            services.mfa_reset(actor=actor, user=target, reason=reason)
-        elif action == "reset_password":
-            password = services.password_reset_force(actor=actor, user=target, reason=reason)
-            return render(request, "accounts/temporary_password.html", {"target": target, "password": password})
+            change = services.account_change_request(
+                user=request.user, kind=kind, target=target, reason=reason, params=params, signature=signature,
+            )
     except ValidationError as exc:
+        form_add_service_errors(form, exc)
         messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, f"{dict(UserActionForm.ACTIONS)[action]}: done for {target.username}.")
+        return _detail_page(request, target, form=form, status=400)
+    messages.success(request, f"Requested: {change.summary}. It takes effect when a different Admin confirms it.")
     return redirect("pld-user-detail", user_id=target.pk)
+
+
+def _change_or_404(change_id: int) -> AccountChangeRequest:
+    return get_object_or_404(
+        AccountChangeRequest.objects.select_related("requested_by", "target"), pk=change_id
+    )
+
+
+@require_POST
+@permission_required("accounts.manage_users", raise_exception=True)
+def confirm_change(request: HttpRequest, change_id: int) -> HttpResponse:
+    """Confirm another Admin's request as the second Admin (a signing); a new or reset password is shown once."""
+    change = _change_or_404(change_id)
+    refusal = services.account_change_confirm_refusal(change, user=request.user)
+    if refusal:
+        pending = change.status == AccountChangeRequest.Status.PENDING
+        return _list_page(request, status=403 if pending else 400, errors=[refusal])
+    form = SigningForm(request.POST)
+    form.is_valid()
+    try:
+        with signing():
+            signature = signature_sign_from_form(
+                request, {**form.cleaned_data, "reason": change.reason},
+                meaning=Meaning.ACCOUNT_CHANGE_CONFIRMED, content_sha256=change.content_sha256(),
+            )
+            result = services.account_change_confirm(change=change, user=request.user, signature=signature)
+    except PermissionDenied as exc:
+        return _list_page(request, status=403, errors=[str(exc)])
+    except ValidationError as exc:
+        return _list_page(request, status=400, errors=exc.messages)
+    if result.password:
+        context = {"target": change.target, "password": result.password, "change": change}
+        return render(request, "accounts/temporary_password.html", context)
+    messages.success(request, f"Confirmed: {change.summary}. Both Admins are on the record.")
+    return redirect("pld-user-detail", user_id=change.target_id)
+
+
+@require_POST
+@permission_required("accounts.manage_users", raise_exception=True)
+def withdraw_change(request: HttpRequest, change_id: int) -> HttpResponse:
+    """Withdraw a pending request; nothing of it takes effect."""
+    change = _change_or_404(change_id)
+    try:
+        services.account_change_withdraw(change=change, user=request.user)
+    except PermissionDenied as exc:
+        return _list_page(request, status=403, errors=[str(exc)])
+    except ValidationError as exc:
+        return _list_page(request, status=400, errors=exc.messages)
+    messages.success(request, f"Withdrawn: {change.summary}.")
+    return redirect("pld-user-list")
 
 
 @require_GET
@@ -136,11 +261,3 @@ def security_events(request: HttpRequest) -> HttpResponse:
 
 def _security_events():
     return LedgerEntry.objects.filter(event__startswith=SECURITY_PREFIX)
-
-
-def _add_errors(form: forms.Form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)

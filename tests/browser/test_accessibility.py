@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pldreview.accounts.models import AccountChangeKind
 from rules.discussion import rule_comment_add
+from tests.support.account_changes import account_change_requested
 from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in
 from tests.support.factories import teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, finished_run
@@ -27,19 +29,22 @@ def _violations(page) -> list[str]:
 
 
 def test_the_main_pages_have_no_serious_accessibility_violations(
-    browser, live_server, task, reviewer, second_reviewer, admin_user
+    browser, live_server, task, reviewer, second_reviewer, admin_user, second_admin
 ) -> None:
     approve_all(task, second_reviewer)
     version = compiled(task, admin_user)
     run = finished_run(version, 0.62)
     pending = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
     rule_comment_add(rule=pending, user=second_reviewer, text="Does sharing include advisers?")
+    # An account change for adam to confirm: the users pages show its signing form.
+    account_change_requested(second_admin, AccountChangeKind.UNLOCK, target=reviewer, reason="Locked out")
     pages = [
         "/", "/review/", f"/rules/{pending.pk}/", f"/rules/{pending.pk}/history/", f"/tasks/{task.name}/",
         f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/ruleset/?q=sharing", f"/tasks/{task.name}/decisions/",
         "/review/waiting/", "/rules/new/", "/glossary/", "/prompts/", f"/prompts/{version.pk}/",
         "/evaluations/", f"/evaluations/{run.pk}/", "/reports/", "/jobs/", "/api-tokens/",
-        f"/prompts/{version.pk}/promote/", "/ledger/", "/users/", "/security-events/",
+        f"/prompts/{version.pk}/promote/", "/ledger/", "/users/", f"/users/{reviewer.pk}/",
+        "/users/new/", "/security-events/",
         f"/tasks/{task.name}/production/",
     ]
     failures = {}

@@ -17,6 +17,7 @@ from evaluation.decision_log import decision_feedback_give, decision_policy_set
 from evaluation.models import Promotion, Report
 from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
 from evaluation.reports import report_create
+from pldreview.accounts.models import AccountChangeKind
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
 from rules.services import (
@@ -27,6 +28,7 @@ from rules.services import (
     ruleset_reorder_propose,
     ruleset_rules,
 )
+from tests.support.account_changes import account_change_requested
 from tests.support.factories import ClassifyCallFactory, teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
 from tests.support.signatures import (
@@ -86,6 +88,8 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     call = ClassifyCallFactory(prompt_version=version, inputs=CALL_INPUTS)
     decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)
+    # An account change one Admin asked for (it waits for a second Admin).
+    account_change_requested(admin_user, AccountChangeKind.UNLOCK, target=auditor, reason="Locked out at the audit")
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
 
 

@@ -170,6 +170,7 @@ def test_every_field_with_choices_is_kept_within_them_by_the_database() -> None:
 # The triggers the migrations write by hand (the append-only ones: test_ledger_append_only.py). A migration
 # that rebuilds a SQLite table must keep them (pldreview.db_triggers.keep_sqlite_triggers).
 SQLITE_TRIGGERS = {
+    "pld_account_change_settled",
     "pld_classifycall_no_update", "pld_decision_four_eyes", "pld_decision_four_eyes_update",
     "pld_decision_signature_kept", "pld_decision_signed", "pld_decisionfeedback_no_update",
     "pld_promotion_append_only", "pld_promotion_override_append_only", "pld_prompt_entry_insert",
@@ -180,6 +181,7 @@ SQLITE_TRIGGERS = {
     "rules_search_rule_insert", "rules_search_rule_update",
 }
 POSTGRES_TRIGGERS = {
+    "pld_account_change_settled",
     "pld_classifycall_no_update", "pld_decision_four_eyes", "pld_decision_signed", "pld_decisionfeedback_no_update",
     "pld_promotion_append_only", "pld_promotion_override_append_only", "pld_prompt_entry_immutable",
     "pld_prompt_version_immutable", "pld_reorder_approval_four_eyes", "pld_rulecomment_append_only",

@@ -56,6 +56,8 @@ MUST_VISIT = {
     "pld-classify-call-feedback", "pld-production-retention",
     # issue 14
     "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-decision-log-page", "pld-glossary",
+    # issue 22: account changes are confirmed or withdrawn by Admins only.
+    "pld-user-change", "pld-account-change-confirm", "pld-account-change-withdraw",
 }
 _PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
 # re_path() routes: a named group becomes a parameter like a converter.

@@ -35,3 +35,18 @@ def test_a_second_run_changes_nothing() -> None:
     after = (Example.objects.count(), DatasetImport.objects.count(), list(Example.objects.values_list("id", "split")))
     assert before == after
     assert "(0 added by this run)" in out.getvalue()
+
+
+def test_the_demo_users_come_from_the_bootstrap_and_none_waits_out_a_cooldown() -> None:
+    from django.contrib.auth.models import User
+
+    from pldreview.accounts.services import second_person_refusal
+    from pldreview.models import LedgerEntry
+
+    seed_users_and_tasks(StringIO())
+    entry = LedgerEntry.objects.get(event="security.accounts_bootstrapped")
+    assert '"command":"seed_demo"' in entry.payload and '"os_user":' in entry.payload
+    for username, _role, _password in DEMO_USERS:
+        assert second_person_refusal(User.objects.get(username=username)) == ""
+    seed_users_and_tasks(StringIO())
+    assert LedgerEntry.objects.filter(event="security.accounts_bootstrapped").count() == 1

@@ -9,9 +9,13 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 
-from pldreview.accounts.services import role_grant, role_revoke, user_deactivate, user_rename
+from pldreview.accounts.models import AccountChangeKind as Kind
+from pldreview.accounts.models import AccountChangeRequest
+from pldreview.accounts.services import user_deactivate, user_rename
+from pldreview.ledger import ledger_append
 from pldreview.models import LedgerEntry
 from rules.services import rule_approve
+from tests.support.account_changes import account_change_made
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval
 
@@ -36,7 +40,7 @@ def test_a_renamed_username_is_refused_for_a_user_with_decisions(task, reviewer,
 
 
 def test_a_user_in_the_ledger_as_actor_cannot_be_renamed_either(reviewer, admin_user) -> None:
-    role_grant(actor=reviewer, user=admin_user, role="Auditor", reason="walk")  # reviewer is now an actor
+    ledger_append(event="security.login", actor=reviewer, obj=reviewer)  # reviewer is now an actor
     reviewer.username = "rita-renamed"
     with pytest.raises((IntegrityError, DatabaseError)), transaction.atomic():
         reviewer.save()
@@ -67,27 +71,41 @@ def test_deactivation_keeps_the_user_and_ends_their_sessions(client, reviewer, a
     assert entry.actor == admin_user and '"reason":"left the company"' in entry.payload
 
 
-def test_role_changes_are_recorded_with_who_and_why(reviewer, admin_user) -> None:
-    role_grant(actor=admin_user, user=reviewer, role="Auditor", reason="covers the audit in March")
-    role_revoke(actor=admin_user, user=reviewer, role="Auditor", reason="audit over")
-    assert not reviewer.groups.filter(name="Auditor").exists()
-    events = list(LedgerEntry.objects.filter(event__startswith="security.role_").values_list("event", flat=True))
-    assert events == ["security.role_granted", "security.role_revoked"]
+def test_role_changes_are_recorded_with_who_and_why(outsider, admin_user, second_admin) -> None:
+    account_change_made(admin_user, second_admin, Kind.GRANT_ROLE, target=outsider, role="Auditor",
+                        reason="covers the audit in March")
+    assert outsider.groups.filter(name="Auditor").exists()
+    account_change_made(admin_user, second_admin, Kind.REVOKE_ROLE, target=outsider, role="Auditor",
+                        reason="audit over")
+    assert not outsider.groups.filter(name="Auditor").exists()
+    entries = list(LedgerEntry.objects.filter(event__startswith="security.role_"))
+    assert [e.event for e in entries] == ["security.role_granted", "security.role_revoked"]
+    assert all(e.actor == second_admin for e in entries)
+    assert '"reason":"covers the audit in March"' in entries[0].payload
     with pytest.raises(ValidationError):
-        role_grant(actor=admin_user, user=reviewer, role="Auditor", reason="  ")
+        account_change_made(admin_user, second_admin, Kind.GRANT_ROLE, target=outsider, role="Auditor", reason="  ")
 
 
-def test_the_admin_page_creates_a_user_whose_temporary_password_must_be_changed(client, admin_user, task) -> None:
+def test_the_admin_page_creates_a_user_whose_temporary_password_must_be_changed(
+    client, admin_user, second_admin, task
+) -> None:
     client.force_login(admin_user)
     response = client.post(
         "/users/new/",
         {"username": "nina", "first_name": "Nina", "last_name": "Kowalski", "roles": ["Reviewer"],
-         "reason": "joins the review team"},
+         "reason": "joins the review team", "password": "pw-adam"},
     )
+    assert response.status_code == 302 and "password" not in (response.context or {})
+    nina = User.objects.get(username="nina")
+    assert not nina.is_active and not nina.groups.exists()  # nothing until a second Admin confirms
+    change = AccountChangeRequest.objects.get(target=nina)
+    client.force_login(second_admin)
+    response = client.post(f"/users/changes/{change.pk}/confirm/", {"password": "pw-alex"})
     assert response.status_code == 200
     password = response.context["password"]
     assert password in response.content.decode()
-    nina = User.objects.get(username="nina")
+    nina.refresh_from_db()
+    assert nina.is_active
     assert list(nina.groups.values_list("name", flat=True)) == ["Reviewer"]
     assert {"security.user_created", "security.role_granted"} <= set(
         LedgerEntry.objects.filter(object_id=str(nina.pk)).values_list("event", flat=True)
@@ -109,11 +127,18 @@ def test_the_admin_page_creates_a_user_whose_temporary_password_must_be_changed(
     assert LedgerEntry.objects.filter(event="security.password_changed", actor=nina).exists()
 
 
-def test_an_admin_forces_a_password_reset_shown_once(client, admin_user, reviewer, task) -> None:
+def test_two_admins_force_a_password_reset_shown_once_to_the_confirming_one(
+    client, admin_user, second_admin, reviewer, task
+) -> None:
     rita = type(client)()
     rita.post("/login/", {"login": "rita", "password": "pw-rita"})
+    client.force_login(second_admin)
+    asked = client.post(f"/users/{reviewer.pk}/change/",
+                        {"action": "reset_password", "reason": "phished", "password": "pw-alex"})
+    assert asked.status_code == 302 and rita.get("/").status_code == 200  # requested, not done
+    change = AccountChangeRequest.objects.get(kind=Kind.RESET_PASSWORD)
     client.force_login(admin_user)
-    response = client.post(f"/users/{reviewer.pk}/change/", {"action": "reset_password", "reason": "phished"})
+    response = client.post(f"/users/changes/{change.pk}/confirm/", {"password": "pw-adam"})
     temporary = response.context["password"]
     assert rita.get("/").status_code == 302  # her sessions ended
     assert rita.post("/login/", {"login": "rita", "password": "pw-rita"}).status_code == 200

@@ -5,8 +5,10 @@ import pytest
 from django.test import Client
 
 from pldreview.accounts.lockout import LOCKED_MESSAGE
-from pldreview.accounts.services import lockout_clear
+from pldreview.accounts.models import AccountChangeKind as Kind
+from pldreview.accounts.models import AccountChangeRequest
 from pldreview.models import LedgerEntry
+from tests.support.account_changes import account_change_made
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +18,7 @@ def _login(client: Client, username: str, password: str, address: str = "10.0.0.
 
 
 def test_the_eleventh_wrong_password_locks_the_account_and_the_right_one_is_then_refused(
-    client, reviewer, admin_user
+    client, reviewer, admin_user, second_admin
 ) -> None:
     for n in range(10):
         response = _login(client, "rita", f"wrong-{n}")
@@ -32,7 +34,9 @@ def test_the_eleventh_wrong_password_locks_the_account_and_the_right_one_is_then
     assert lock is not None and '"username":"rita"' in lock.payload
     assert LedgerEntry.objects.filter(event="security.login_failed").count() >= 11
 
-    lockout_clear(actor=admin_user, user=reviewer, reason="Rita called from her desk phone")
+    # Alex asks, Adam confirms: the unlock is Adam's act.
+    account_change_made(second_admin, admin_user, Kind.UNLOCK, target=reviewer,
+                        reason="Rita called from her desk phone")
     unlock = LedgerEntry.objects.get(event="security.unlock")
     assert unlock.actor == admin_user and '"reason":"Rita called from her desk phone"' in unlock.payload
     response = _login(client, "rita", "pw-rita", address="10.0.0.2")
@@ -58,15 +62,21 @@ def test_one_address_trying_many_usernames_is_locked_too(client, reviewer, secon
     assert _login(client, "ravi", "pw-ravi", address="10.0.0.10").status_code == 302
 
 
-def test_an_admin_unlocks_from_the_user_page_with_a_reason(client, reviewer, admin_user) -> None:
+def test_two_admins_unlock_from_the_user_page_with_a_reason(client, reviewer, admin_user, second_admin) -> None:
     for n in range(11):
         _login(Client(), "rita", f"wrong-{n}")
-    client.force_login(admin_user)
+    client.force_login(second_admin)
     page = client.get(f"/users/{reviewer.pk}/").content.decode()
     assert "Failed logins in the window" in page
-    refused = client.post(f"/users/{reviewer.pk}/change/", {"action": "unlock", "reason": ""}, follow=True)
+    refused = client.post(f"/users/{reviewer.pk}/change/", {"action": "unlock", "reason": "", "password": "pw-alex"})
     assert "give a reason" in refused.content.decode().lower()
+    client.post(f"/users/{reviewer.pk}/change/",
+                {"action": "unlock", "reason": "identity checked in person", "password": "pw-alex"})
+    # Requested, not done: Rita is still locked out until a second Admin confirms.
     assert not LedgerEntry.objects.filter(event="security.unlock").exists()
-    client.post(f"/users/{reviewer.pk}/change/", {"action": "unlock", "reason": "identity checked in person"})
+    assert _login(Client(), "rita", "pw-rita").status_code == 429
+    change = AccountChangeRequest.objects.get(kind=Kind.UNLOCK)
+    client.force_login(admin_user)
+    assert client.post(f"/users/changes/{change.pk}/confirm/", {"password": "pw-adam"}).status_code == 302
     assert LedgerEntry.objects.get(event="security.unlock").actor == admin_user
     assert _login(Client(), "rita", "pw-rita").status_code == 302

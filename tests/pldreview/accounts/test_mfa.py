@@ -8,8 +8,9 @@ import pytest
 from allauth.mfa.models import Authenticator
 from django.test import Client, TestCase
 
-from pldreview.accounts.services import mfa_reset
+from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.models import LedgerEntry
+from tests.support.account_changes import account_change_made
 
 pytestmark = pytest.mark.django_db
 
@@ -76,11 +77,14 @@ def test_login_asks_for_the_second_factor_and_accepts_a_recovery_code(mfa_requir
     assert client.get("/").status_code == 200
 
 
-def test_an_admin_resets_a_lost_second_factor_and_the_user_enrols_again(mfa_required, reviewer, admin_user) -> None:
+def test_two_admins_reset_a_lost_second_factor_and_the_user_enrols_again(
+    mfa_required, reviewer, admin_user, second_admin
+) -> None:
     client = Client()
     client.post("/login/", {"login": "rita", "password": "pw-rita"})
     _enrol(client)
-    mfa_reset(actor=admin_user, user=reviewer, reason="phone lost, identity checked")
+    account_change_made(second_admin, admin_user, Kind.RESET_SECOND_FACTOR, target=reviewer,
+                        reason="phone lost, identity checked")
     assert not Authenticator.objects.filter(user=reviewer).exists()
     assert LedgerEntry.objects.get(event="security.mfa_reset").actor == admin_user
     client = Client()
