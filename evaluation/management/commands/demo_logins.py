@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand
 from evaluation.demo.second_factors import demo_totp
 from evaluation.demo.users import DEMO_USERS
 
-
 # scripts/demo writes where it serves the pages, so a later `demo_logins --codes` names the right port.
 DEMO_URL_FILE = "demo_url"
 
