@@ -25,6 +25,7 @@ from django.db.models import Max
 from rules.audit import audited_save
 from rules.llm_tokens import TokenizerError, count_tokens
 from rules.models import PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
+from rules.precedence import precedence_conflicts
 from rules.services import ruleset_rules
 
 # Bump when the layout below changes: the same rules then compile to a new version.
@@ -116,6 +117,51 @@ def prompt_render(*, task: Task, rules: list[Rule]) -> CompiledPrompt:
     ))
 
 
+@dataclass(frozen=True)
+class Landing:
+    """A rule that is new (or revised) since the latest version, at its number, between its neighbours."""
+
+    number: int
+    rule: Rule
+    revised: bool
+    before: Rule | None
+    after: Rule | None
+
+
+@dataclass(frozen=True)
+class CompilePreview:
+    """What compiling the task now would produce: the order, where new rules land, and what blocks it."""
+
+    task: Task
+    rules: list[Rule]
+    latest: PromptVersion | None
+    landings: list[Landing]
+    conflicts: list[str]
+    scattered_topics: list[str]
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Say whether an Admin must confirm where new or revised rules land before compiling."""
+        return bool(self.landings)
+
+
+def prompt_version_preview(*, task: Task) -> CompilePreview:
+    """Show where each rule new or revised since the task's latest version lands, and any precedence conflict."""
+    rules = ruleset_rules(task)
+    latest = PromptVersion.objects.filter(task=task).order_by("-number").first()
+    compiled_before = dict(latest.entries.values_list("rule_id", "revision_id")) if latest else {}
+    landings = [
+        Landing(number=i + 1, rule=rule, revised=rule.pk in compiled_before,
+                before=rules[i - 1] if i > 0 else None, after=rules[i + 1] if i + 1 < len(rules) else None)
+        for i, rule in enumerate(rules)
+        if compiled_before.get(rule.pk) != rule.current_revision_id
+    ]
+    runs = [topic for topic, _ in topic_runs(rules)] if all(r.current_revision_id for r in rules) else []
+    scattered = sorted({topic for topic in runs if runs.count(topic) > 1})
+    return CompilePreview(task=task, rules=rules, latest=latest, landings=landings,
+                          conflicts=precedence_conflicts(rules), scattered_topics=scattered)
+
+
 @transaction.atomic
 def prompt_version_compile(
     *, task: Task, user: AbstractBaseUser | None, reason: str = ""
@@ -134,6 +180,13 @@ def prompt_version_compile(
     missing = [rule.pk for rule in rules if rule.current_revision_id is None]
     if missing:
         raise ValidationError(f"Approved rules without a revision cannot be compiled: {missing}.")
+    conflicts = precedence_conflicts(rules)
+    if conflicts:
+        # The student applies the first rule that matches: an order that breaks a note changes its decisions.
+        raise ValidationError(
+            ["The rule set's order contradicts its precedence notes, so it was not compiled:", *conflicts,
+             "Ask a reviewer to propose an order that keeps them, on the rule-set page."]
+        )
     compiled = prompt_render(task=task, rules=rules)
     existing = PromptVersion.objects.filter(task=task, rule_set_hash=compiled.rule_set_hash).first()
     if existing is not None:

@@ -37,6 +37,7 @@ from rules.models import (
     RuleSetReorderProposal,
     Task,
 )
+from rules.precedence import placement_index
 
 
 @transaction.atomic
@@ -343,9 +344,22 @@ def rule_approve_refusal(rule: Rule, *, user: AbstractBaseUser) -> str:
     return rule_review(rule).refusal(user)
 
 
-def _next_position(task: Task) -> int:
-    top = Rule.objects.filter(task=task, position__isnull=False).aggregate(top=Max("position"))["top"]
-    return (top or 0) + 1
+def _ruleset_join(rule: Rule, *, user: AbstractBaseUser) -> None:
+    """Give a newly approved rule its place: in its topic's group, never after a "use last" rule (rules.precedence).
+
+    The rules are numbered 1..n again around it, each one whose number changes saved with its history; the
+    order between them is the reviewers' and stays theirs.
+    """
+    rules = [r for r in Rule.objects.select_for_update().filter(task=rule.task, status=Rule.Status.APPROVED)
+             .exclude(pk=rule.pk).order_by(F("position").asc(nulls_last=True), "id")]
+    rules.insert(placement_index(rules, rule), rule)
+    for number, member in enumerate(rules, start=1):
+        if member.pk == rule.pk:
+            rule.position = number
+        elif member.position != number:
+            member.position = number
+            audited_save(member, user=user, reason=f"Rule set order: now number {number}, as rule {rule.pk} "
+                         "joins the set (the reviewed order is kept)", update_fields=["position", "updated_at"])
 
 
 @transaction.atomic
@@ -373,7 +387,7 @@ def rule_approve(
     if n_approvals >= needed:
         rule.status = Rule.Status.APPROVED
         if rule.position is None:
-            rule.position = _next_position(rule.task)
+            _ruleset_join(rule, user=user)
     rule.lock_version += 1
     why = reason.strip()
     summary = f"Approved ({n_approvals} of {needed})" + (f": {why}" if why else "")

@@ -105,7 +105,8 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = run_or_404(run_id)
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
-        response = render(request, "evaluation/run_detail.html#run-progress", {"run": run, "progress": _progress(run)})
+        context = {"run": run, "progress": _progress(run), "oob": True}
+        response = render(request, "evaluation/run_detail.html#run-progress", context)
         return response if live else stop_polling_and_refresh(response)
     failures = (
         Prediction.objects.filter(run=run, correct=False).select_related("example").order_by("id")

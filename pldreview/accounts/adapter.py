@@ -7,6 +7,7 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
 from django.http import HttpRequest
+from django.urls import reverse
 
 from pldreview.accounts.handlers import AUTHENTICATED_AT
 
@@ -15,6 +16,10 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         """Refuse self-service signup: an Admin creates each account with its role."""
         return False
+
+    def get_password_change_redirect_url(self, request: HttpRequest) -> str:
+        """Go to the overview after a password change, where the confirmation shows, not back to the same form."""
+        return reverse("pld-home")
 
     def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
         """Ask for the password again before a sensitive change, unless the login itself was minutes ago.

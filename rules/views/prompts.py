@@ -7,10 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from rules.compiler import prompt_version_compile
+from rules.compiler import prompt_version_compile, prompt_version_preview
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.prompt_diff import prompt_version_diff
 from rules.views.shortcuts import prompt_version_or_404, task_or_404
@@ -87,18 +86,29 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
     })
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
-    """Compile the task's approved rule set and show the (new or existing) prompt version."""
+    """Show where new rules land in the rule set; compile it once the Admin confirms (or say what blocks it)."""
     task = task_or_404(task_name)
-    try:
-        version, created = prompt_version_compile(task=task, user=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(f"{reverse('pld-prompt-version-list')}?task={task.name}")
-    if created:
-        messages.success(request, f"Compiled {version}: {version.entries.count()} rules, {version.token_count} tokens.")
-    else:
-        messages.info(request, f"The approved rule set has not changed since {version}; no new version was made.")
-    return redirect(version.get_absolute_url())
+    preview = prompt_version_preview(task=task)
+    error = ""
+    if request.method == "POST":
+        if preview.needs_confirmation and request.POST.get("confirm_placement") != "yes":
+            error = "Confirm that the new and revised rules are where they should be, or ask for a reorder first."
+        else:
+            try:
+                version, created = prompt_version_compile(task=task, user=request.user)
+            except ValidationError as exc:
+                error = " ".join(exc.messages)
+            else:
+                if created:
+                    messages.success(
+                        request, f"Compiled {version}: {version.entries.count()} rules, {version.token_count} tokens."
+                    )
+                else:
+                    messages.info(request, f"The approved rule set has not changed since {version}; "
+                                  "no new version was made.")
+                return redirect(version.get_absolute_url())
+    return render(request, "rules/prompt_version_compile.html", {"preview": preview, "task": task, "error": error},
+                  status=400 if error else 200)

@@ -42,6 +42,7 @@ from rules.queries import (
     waiting_for,
 )
 from rules.search import search_rules
+from rules.similar import rules_closest_to, similar_rules
 from rules.views.shortcuts import task_or_404
 
 QUEUE_PAGE_SIZE = 25
@@ -134,6 +135,7 @@ def _workspace_context(
         "approvals": review.approvals,
         "required_approvals": review.required,
         "approve_refusal": review.refusal(request.user),
+        "similar": similar_rules(rule),
         "evidence": evidence,
         "evidence_page": evidence_page,
         "context_field": context_field,
@@ -314,6 +316,8 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
         "overturn_approvals": max(services.required_approvals(), services.OVERTURN_MIN_APPROVALS),
         "flash": _flash_from_session(request) if _FLASH_KEY in request.session else None,
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
+        # A sentence that matches no rule word for word is ranked by meaning instead.
+        "closest": rules_closest_to(filters.q, task=selected) if filters.q and not page.object_list else [],
     }
     if request.htmx and request.htmx.target == "queue-results":
         return render(request, "rules/review_queue.html#queue-results", context)

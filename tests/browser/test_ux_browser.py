@@ -201,3 +201,27 @@ def test_a_hand_written_rule_offers_its_tasks_labels_and_cites_examples(browser,
     assert rule.support == 2
     assert "2 examples" in page.locator("article.rule").inner_text()
     close_when_idle(context, page)
+
+
+def test_a_runs_status_badge_follows_its_progress(browser, live_server, task, reviewer) -> None:
+    from evaluation.models import EvaluationRun, Prediction
+    from tests.support.factories import add_examples
+
+    examples = add_examples(task, [(f"Clause {i}.", f"Hypothesis {i}.", "Entailment") for i in range(4)])
+    run = EvaluationRun.objects.create(
+        task=task, mode="zero-shot", model_path="/models/x.gguf", model_sha256="a" * 64, model_name="Gemma 3 270m",
+        quantization="Q4_K_M", n_examples=4, prompt_text="Rules here.", status=EvaluationRun.Status.QUEUED,
+        options={"example_ids": [e.pk for e in examples]},
+    )
+    context, page = log_in(browser, live_server, "rita", f"/evaluations/{run.pk}/")
+    assert page.inner_text("#run-status") == "Queued"
+
+    # A worker picks the run up and decides two examples; the open page polls every 2 s.
+    EvaluationRun.objects.filter(pk=run.pk).update(status=EvaluationRun.Status.RUNNING)
+    for e in examples[:2]:
+        Prediction.objects.create(run=run, example=e, label="Entailment", probabilities={"Entailment": 0.9},
+                                  correct=True, latency_ms=12.5, prompt_tokens=40, tokens_processed=30)
+    page.wait_for_selector("#run-progress:has-text('2 of 4 examples decided')")
+    assert page.inner_text("#run-status") == "Running"
+    assert page.locator("#run-status").count() == 1
+    close_when_idle(context, page)

@@ -89,6 +89,14 @@ def test_reviewers_do_not_watch_production_but_see_logged_decisions(client, revi
     assert response.status_code == 200 and str(call.request_id)[:8] in response.content.decode()
 
 
+def test_a_decision_without_feedback_says_who_may_give_it(client, admin_user, version) -> None:
+    call = _log(version)
+    client.force_login(admin_user)
+    page = client.get(f"/calls/{call.pk}/").content.decode()
+    assert "Reviewers can mark it wrong on this page" in page
+    assert f'action="/calls/{call.pk}/feedback/"' not in page
+
+
 def test_the_filters_narrow_the_export(client, admin_user, version) -> None:
     old, new = _log(version, days_ago=3), _log(version, label="Contradiction")
     client.force_login(admin_user)

@@ -163,6 +163,11 @@ def test_a_running_run_polls_its_progress_as_a_fragment(
     fragment = client.get(f"/evaluations/{run.pk}/?part=progress", HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200
     assert "<html" not in fragment.content.decode() and "3 of 12" in fragment.content.decode()
+    # The heading's badge comes with each poll (out of band), so it says what the progress bar shows.
+    assert '<span id="run-status" class="badge badge-running" hx-swap-oob="true">Running</span>' in (
+        fragment.content.decode()
+    )
+    assert page.count('id="run-status"') == 1 and "hx-swap-oob" not in page
     run.status = EvaluationRun.Status.FINISHED
     run.save()
     done = client.get(f"/evaluations/{run.pk}/?part=progress", HTTP_HX_REQUEST="true")

@@ -31,6 +31,19 @@ def test_demo_logins_prints_every_login_with_the_given_address() -> None:
         assert username in text and password in text
 
 
+def test_demo_logins_names_the_port_the_demo_runs_on(settings, tmp_path) -> None:
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("demo_logins", codes=True, stdout=out)
+    assert "(http://127.0.0.1:8000/login/)" in out.getvalue()
+
+    # PORT=8011 scripts/demo records its address; a later `demo_logins --codes` names it.
+    (tmp_path / "demo_url").write_text("http://127.0.0.1:8011\n")
+    out = StringIO()
+    call_command("demo_logins", codes=True, stdout=out)
+    assert "(http://127.0.0.1:8011/login/)" in out.getvalue() and ":8000" not in out.getvalue()
+
+
 def test_seed_demo_refuses_when_debug_is_off_unless_told_it_is_a_demo(settings) -> None:
     settings.DEBUG = False
     with pytest.raises(CommandError, match="--allow-production-demo"):

@@ -244,10 +244,19 @@ def test_the_diff_lists_rules_added_removed_and_changed(task, admin_user, review
 def test_an_admin_compiles_from_the_list_page(client, task, admin_user, rules) -> None:
     client.force_login(admin_user)
     page = client.get("/prompts/")
-    assert b'action="/tasks/nda-demo/compile-prompt/"' in page.content
-    response = client.post("/tasks/nda-demo/compile-prompt/")
+    assert b'href="/tasks/nda-demo/compile-prompt/"' in page.content
+    preview = client.get("/tasks/nda-demo/compile-prompt/").content.decode()
+    assert 'action="/tasks/nda-demo/compile-prompt/"' in preview and 'name="confirm_placement"' in preview
+    for rule in rules:
+        assert f'id="landing-{rule.pk}"' in preview  # the first version: every rule is new
+    unconfirmed = client.post("/tasks/nda-demo/compile-prompt/")
+    assert unconfirmed.status_code == 400 and b"Confirm that the new and revised rules" in unconfirmed.content
+    assert not PromptVersion.objects.exists()
+    response = client.post("/tasks/nda-demo/compile-prompt/", {"confirm_placement": "yes"})
     version = PromptVersion.objects.get(task=task)
     assert response.status_code == 302 and response["Location"] == f"/prompts/{version.pk}/"
+    # Nothing new since v1: no confirmation asked, and the same version comes back.
+    assert b"No rule is new or revised since" in client.get("/tasks/nda-demo/compile-prompt/").content
     again = client.post("/tasks/nda-demo/compile-prompt/", follow=True)
     assert b"has not changed" in again.content
     assert PromptVersion.objects.count() == 1
@@ -255,8 +264,8 @@ def test_an_admin_compiles_from_the_list_page(client, task, admin_user, rules) -
 
 def test_compiling_nothing_shows_why(client, task, admin_user) -> None:
     client.force_login(admin_user)
-    response = client.post("/tasks/nda-demo/compile-prompt/", follow=True)
-    assert b"no approved rules" in response.content
+    response = client.post("/tasks/nda-demo/compile-prompt/")
+    assert response.status_code == 400 and b"no approved rules" in response.content
     assert not PromptVersion.objects.exists()
 
 
