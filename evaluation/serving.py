@@ -1,6 +1,7 @@
 """Classify one input with a task's production prompt version: the code behind the API and ``classify``."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,13 @@ from evaluation.student import ExampleTooLongError, StudentError, classify_examp
 from evaluation.student_server import get_backend_student
 from evaluation.warm import student_state_restore
 from rules.models import Task
+
+# What an input field must be, as the OpenAPI document publishes it (evaluation/api.py) and classify_inputs enforces
+# it: at least one character that is not whitespace, and no NUL or lone surrogate (JSON's "\u0000" and "\ud800"
+# decode to them; the student cannot encode a surrogate as UTF-8 and PostgreSQL cannot store either in the log).
+_NOT_TEXT = "\\u0000\\ud800-\\udfff"
+INPUT_FIELD_PATTERN = f"^[^{_NOT_TEXT}]*[^{_NOT_TEXT}\\s][^{_NOT_TEXT}]*$"
+_NOT_TEXT_CHARACTER = re.compile(f"[{_NOT_TEXT}]")
 
 
 class ClassifyError(Exception):
@@ -95,6 +103,12 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
     if wrong:
         raise ClassifyError(
             f"Field(s) {', '.join(wrong)} must be strings.", status=400, code="wrong_type", fields=wrong
+        )
+    not_text = [name for name in task.input_fields if _NOT_TEXT_CHARACTER.search(payload[name])]
+    if not_text:
+        raise ClassifyError(
+            f"Field(s) {', '.join(not_text)} hold a NUL character or a lone surrogate (\\ud800-\\udfff), "
+            "which is not text: send UTF-8 text.", status=400, code="invalid_unicode", fields=not_text,
         )
     empty = [name for name in task.input_fields if not payload[name].strip()]
     if empty:
