@@ -25,7 +25,7 @@ def test_it_finds_a_rule_by_each_kind_of_word(task, reviewer, second_reviewer) -
     hand = rule_create(task=task, user=reviewer, text="If staff may see it, then Entailment", label="Entailment",
                        topic="Employees", examples=[cited],
                        signature=sign_writing(reviewer, text="If staff may see it, then Entailment",
-                                              label="Entailment"))
+                                              label="Entailment", topic="Employees"))
     other = teacher_rule(task, text="If oral disclosures are excluded, then Contradiction", label="Contradiction")
     rule_reject(rule=other, user=second_reviewer, lock_version=other.lock_version, reason="Duplicates rule nine",
                 signature=sign_rejection(second_reviewer, other))
