@@ -157,7 +157,7 @@ def _rule_sha(text: str, label: str, topic: str = "", precedence_note: str = "")
 
 
 def _sha_of(rule: Rule | DemoRule) -> str:
-    return _sha_of(rule)
+    return _rule_sha(rule.text, rule.label, rule.topic, rule.precedence_note)
 
 
 def _cited(task: Task, demo: DemoRule) -> list[Example]:
