@@ -161,10 +161,14 @@ def classify(request: HttpRequest, task_name: str) -> HttpResponse:
 
 def _input_schema(task: Task) -> dict[str, Any]:
     # Exactly what classify_inputs enforces: every field, nothing else, each a string with a non-space character
-    # and no NUL or lone surrogate (INPUT_FIELD_PATTERN; whitespace as Python's str.isspace).
+    # and no NUL (INPUT_FIELD_PATTERN); lone surrogates, which no pattern can name, are refused as said in words.
     return {
         "type": "object",
-        "description": f"The input fields of task {task.name}, each non-empty text; no other keys.",
+        "description": (
+            f"The input fields of task {task.name}, each text with a character that is not whitespace; no other "
+            "keys. A NUL or a lone surrogate (a \\ud800-\\udfff escape not part of a pair) is refused: 400 "
+            "invalid_unicode."
+        ),
         "required": list(task.input_fields),
         "properties": {
             name: {"type": "string", "pattern": INPUT_FIELD_PATTERN} for name in task.input_fields

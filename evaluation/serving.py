@@ -13,11 +13,14 @@ from evaluation.warm import student_state_restore
 from rules.models import Task
 
 # What an input field must be, as the OpenAPI document publishes it (evaluation/api.py) and classify_inputs enforces
-# it: at least one character that is not whitespace, and no NUL or lone surrogate (JSON's "\u0000" and "\ud800"
-# decode to them; the student cannot encode a surrogate as UTF-8 and PostgreSQL cannot store either in the log).
-_NOT_TEXT = "\\u0000\\ud800-\\udfff"
-INPUT_FIELD_PATTERN = f"^[^{_NOT_TEXT}]*[^{_NOT_TEXT}\\s][^{_NOT_TEXT}]*$"
-_NOT_TEXT_CHARACTER = re.compile(f"[{_NOT_TEXT}]")
+# it: at least one character that is not whitespace, and no NUL. Whitespace is spelled out (exactly the characters
+# of Python's str.isspace, which strip() uses) because \s differs between Python, ECMA-262 and Rust regexes.
+_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+INPUT_FIELD_PATTERN = f"^[^\\u0000]*[^\\u0000{_SPACE}][^\\u0000]*$"
+# Lone surrogates (JSON's "\ud800") are refused too: not Unicode text (RFC 8259 §8.2), the student cannot encode
+# them as UTF-8, and PostgreSQL can store neither them nor NUL. No JSON Schema pattern can name them (a validator
+# working on Unicode scalar values cannot even hold them), so the document states it in words.
+_NOT_TEXT_CHARACTER = re.compile("[\\u0000\\ud800-\\udfff]")
 
 
 class ClassifyError(Exception):
