@@ -279,3 +279,13 @@ def test_the_openapi_document_names_each_tasks_required_input_fields(api, task, 
         assert schema["required"] == each.input_fields and set(schema["properties"]) == set(each.input_fields)
         assert schema["additionalProperties"] is False
     assert "/api/v1/tasks/{task}/classify" not in spec["paths"]
+
+
+def test_a_server_error_under_api_is_json_and_elsewhere_the_page(rf) -> None:
+    from evaluation.api import server_error
+
+    response = server_error(rf.post("/api/v1/tasks/nda-demo/classify"))
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["code"] == "server_error"
+    page = server_error(rf.get("/review/"))
+    assert page.status_code == 500 and "Something went wrong" in page.content.decode()
