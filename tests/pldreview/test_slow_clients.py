@@ -123,7 +123,7 @@ def test_five_sockets_declaring_60_mb_are_answered_413_and_login_still_answers(g
         delays = sorted(at - started for at in seen.values())
         # A thread per socket answers at once; the fifth waits for a thread, freed once its client has had 2 s
         # to close (gunicorn's graceful close; no keep-alive, so no drain of the unread body).
-        assert delays[THREADS - 1] < 1.5 and delays[-1] < 4, delays
+        assert delays[THREADS - 1] < 2 and delays[-1] < 5, delays
         # With the five still open (and their bodies unsent), another client is served.
         assert _get_login(gunicorn, timeout=10) == 200
         assert all(_closed_within(conn, 5) for conn in conns)
