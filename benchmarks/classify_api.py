@@ -157,8 +157,8 @@ def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, i
 
 def _gunicorn(python: str, port: int, env: dict[str, str], log: Path, *, nice: int = 0) -> subprocess.Popen:
     # The demo's command line (scripts/demo), in its own session so its workers stop with it.
-    command = [python, "-m", "gunicorn", "pldreview.wsgi:application", "--bind", f"127.0.0.1:{port}",
-               "--workers", "1", "--threads", "4", "--timeout", "120"]
+    command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pldreview.wsgi:application",
+               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"]
     return subprocess.Popen(
         (["nice", "-n", str(nice)] if nice else []) + command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=open(log, "w"), start_new_session=True,  # noqa: SIM115

@@ -16,14 +16,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.urls import reverse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from evaluation.decision_log import classify_call_record
 from evaluation.models import ApiToken, ClassifyCall
-from evaluation.serving import ClassifyError, classify_inputs, production_classify
+from evaluation.serving import INPUT_FIELD_PATTERN, ClassifyError, classify_inputs, production_classify
+from pldreview import views as pages
 from rules.models import Task
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,11 @@ def _read_json(request: HttpRequest) -> Any:
     # Refuse before reading when the client says up front that the body is too large.
     if declared > limit:
         raise ClassifyError(f"The body is {declared} bytes; the limit is {limit}.", status=413, code="too_large")
-    body = request.body
+    try:
+        body = request.body
+    except UnreadablePostError as exc:
+        # The body stopped arriving: the client went away or sent too slowly (PLD_REQUEST_BODY_SECONDS).
+        raise ClassifyError("The body did not arrive in time.", status=408, code="request_timeout") from exc
     if len(body) > limit:
         raise ClassifyError(f"The body is {len(body)} bytes; the limit is {limit}.", status=413, code="too_large")
     if not body.strip():
@@ -99,8 +105,10 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
         response = _error("Use POST with a JSON body.", status=405, code="method_not_allowed")
         response["Allow"] = "POST"
         return response
-    if request.content_type and request.content_type != "application/json":
-        return _error("Send the body as application/json.", status=415, code="unsupported_media_type")
+    # A body without a media type is refused too: what is not declared JSON is not parsed as JSON.
+    if request.content_type != "application/json":
+        return _error("Send the body as application/json (Content-Type: application/json).", status=415,
+                      code="unsupported_media_type")
     task = Task.objects.filter(name=task_name).first()
     if task is None:
         return _error(f"There is no task named {task_name!r}.", status=404, code="unknown_task")
@@ -151,95 +159,114 @@ def classify(request: HttpRequest, task_name: str) -> HttpResponse:
     return response
 
 
+def _input_schema(task: Task) -> dict[str, Any]:
+    # Exactly what classify_inputs enforces: every field, nothing else, each a string with a non-space character
+    # and no NUL (INPUT_FIELD_PATTERN); lone surrogates, which no pattern can name, are refused as said in words.
+    return {
+        "type": "object",
+        "description": (
+            f"The input fields of task {task.name}, each text with a character that is not whitespace; no other "
+            "keys. A NUL or a lone surrogate (a \\ud800-\\udfff escape not part of a pair) is refused: 400 "
+            "invalid_unicode."
+        ),
+        "required": list(task.input_fields),
+        "properties": {
+            name: {"type": "string", "pattern": INPUT_FIELD_PATTERN} for name in task.input_fields
+        },
+        "additionalProperties": False,
+    }
+
+
+def _classify_operation(task: Task, responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"classify-{task.name}",
+            "summary": f"Classify one input of {task.title or task.name} with its production prompt version",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {
+                    "schema": _input_schema(task),
+                    "example": {name: "…" for name in task.input_fields},
+                }},
+            },
+            "responses": responses,
+        }
+    }
+
+
 def _openapi(request: HttpRequest) -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/Error"}
-    examples = {
-        task.name: {"summary": task.title or task.name, "value": {name: "…" for name in task.input_fields}}
-        for task in Task.objects.order_by("name")
-    }
 
     def json_error(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": error}}}
 
+    responses = {
+        "200": {"description": "The decision", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Classification"}
+        }}, "headers": {"X-Request-ID": {
+            "description": "The call's id in the decision log (on every answer)",
+            "schema": {"type": "string", "format": "uuid"},
+        }, "X-PLD-Prefix": {
+            "description": (
+                "restored: the rules prefix came from a saved state (checked to score "
+                "exactly as a recomputed one); recomputed: llama.cpp processed it in "
+                "this process"
+            ),
+            "schema": {"type": "string", "enum": ["restored", "recomputed", "server"]},
+        }, "X-PLD-Scoring": {
+            "description": (
+                "exact: the label probabilities are the model's; approximate: an inference "
+                "server's top log-probabilities missed a label token (scoring.approximation "
+                "says which)"
+            ),
+            "schema": {"type": "string", "enum": ["exact", "approximate"]},
+        }}},
+        "400": json_error(
+            "Bad or deeply nested JSON; a missing, unknown, empty or non-string field; a field holding a NUL "
+            "or a lone surrogate (codes bad_json, too_deep, not_an_object, missing_field, unknown_field, "
+            "wrong_type, empty_field, invalid_unicode)"
+        ),
+        "401": json_error("Missing, malformed or unknown token"),
+        "403": json_error(
+            "Token revoked, expired, out of scope for the task, or its owner holds no role "
+            "(codes token_revoked, token_expired, token_out_of_scope, token_owner_not_permitted)"
+        ),
+        "404": json_error("No task of that name"),
+        "405": json_error("Not a POST"),
+        "408": json_error("The body did not arrive within PLD_REQUEST_BODY_SECONDS (code request_timeout)"),
+        "409": json_error("The task has no prompt version in production"),
+        "411": json_error("A body without Content-Length (chunked): refused (code length_required)"),
+        "413": json_error(
+            f"Body over {settings.PLD_API_MAX_BODY_BYTES} bytes (too_large), or too long for the model's "
+            "context (input_too_long)"
+        ),
+        "415": json_error("Body not sent as application/json"),
+        "421": json_error("Sent to a page-serving process; api_base_url names the API's"),
+        "429": {**json_error("Over the token's requests per minute"), "headers": {"Retry-After": {
+            "description": "Seconds until the next minute", "schema": {"type": "integer"},
+        }}},
+        "500": json_error("An error in the server, in its log (code server_error)"),
+        "503": json_error(
+            "The student model could not be loaded, the inference server did not answer after "
+            "its retries, or the decision could not be logged"
+        ),
+    }
+    tasks = Task.objects.order_by("name")
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "PLD Review classify API",
             "version": "1",
             "description": (
-                "Classify one input with a task's production prompt version. Authenticate with "
-                "`Authorization: Bearer <token>`; Admins issue tokens on the API tokens page. Each call uses "
-                "the version in production at that moment."
+                "Classify one input with a task's production prompt version: one path per task, whose body "
+                "names the task's input fields. Authenticate with `Authorization: Bearer <token>`; Admins "
+                "issue tokens on the API tokens page. Each call uses the version in production at that moment."
             ),
         },
         "servers": [{"url": settings.PLD_API_BASE_URL or request.build_absolute_uri("/")}],
         "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/tasks/{task}/classify": {
-                "post": {
-                    "operationId": "classify",
-                    "summary": "Classify one input with the task's production prompt version",
-                    "parameters": [{
-                        "name": "task", "in": "path", "required": True, "schema": {"type": "string"},
-                        "description": "The task's name, e.g. nda-demo",
-                    }],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {
-                            "schema": {
-                                "type": "object",
-                                "description": "Every input field of the task, as a non-empty string; no other keys.",
-                                "additionalProperties": {"type": "string", "minLength": 1},
-                            },
-                            "examples": examples,
-                        }},
-                    },
-                    "responses": {
-                        "200": {"description": "The decision", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Classification"}
-                        }}, "headers": {"X-Request-ID": {
-                            "description": "The call's id in the decision log (on every answer)",
-                            "schema": {"type": "string", "format": "uuid"},
-                        }, "X-PLD-Prefix": {
-                            "description": (
-                                "restored: the rules prefix came from a saved state (checked to score "
-                                "exactly as a recomputed one); recomputed: llama.cpp processed it in "
-                                "this process"
-                            ),
-                            "schema": {"type": "string", "enum": ["restored", "recomputed", "server"]},
-                        }, "X-PLD-Scoring": {
-                            "description": (
-                                "exact: the label probabilities are the model's; approximate: an inference "
-                                "server's top log-probabilities missed a label token (scoring.approximation "
-                                "says which)"
-                            ),
-                            "schema": {"type": "string", "enum": ["exact", "approximate"]},
-                        }}},
-                        "400": json_error("Bad or deeply nested JSON; a missing, unknown, empty or non-string field"),
-                        "401": json_error("Missing, malformed or unknown token"),
-                        "403": json_error(
-                            "Token revoked, expired, out of scope for the task, or its owner holds no role "
-                            "(codes token_revoked, token_expired, token_out_of_scope, token_owner_not_permitted)"
-                        ),
-                        "429": {**json_error("Over the token's requests per minute"), "headers": {"Retry-After": {
-                            "description": "Seconds until the next minute", "schema": {"type": "integer"},
-                        }}},
-                        "404": json_error("No task of that name"),
-                        "405": json_error("Not a POST"),
-                        "409": json_error("The task has no prompt version in production"),
-                        "413": json_error(
-                            f"Body over {settings.PLD_API_MAX_BODY_BYTES} bytes, or too long for the model's context"
-                        ),
-                        "415": json_error("Body not sent as application/json"),
-                        "421": json_error("Sent to a page-serving process; api_base_url names the API's"),
-                        "503": json_error(
-                            "The student model could not be loaded, the inference server did not answer after "
-                            "its retries, or the decision could not be logged"
-                        ),
-                    },
-                }
-            }
-        },
+        "paths": {reverse("pld-api-classify", args=[task.name]): _classify_operation(task, responses)
+                  for task in tasks},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -317,3 +344,37 @@ class ApiOnlyMiddleware:
 def classify_url(task: Task) -> str:
     """Return the classify endpoint's path for a task."""
     return reverse("pld-api-classify", args=[task.name])
+
+
+def _api_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+# The project's error handlers (pldreview/urls.py): under /api/ every error is JSON, never the HTML page.
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Answer a 400 raised outside a view's own checks: JSON under /api/, Django's page elsewhere."""
+    if _api_path(request):
+        return _error("The request could not be read.", status=400, code="bad_request")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Answer a 403 raised outside the API's own checks: JSON under /api/, the app's 403 page elsewhere."""
+    if _api_path(request):
+        return _error("Not permitted.", status=403, code="forbidden")
+    return pages.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Answer a 404: JSON under /api/ (naming the endpoints), Django's page elsewhere."""
+    if _api_path(request):
+        return _error("No such endpoint: see /api/v1/openapi.json.", status=404, code="not_found")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Answer a 500: JSON under /api/, templates/500.html elsewhere; the error is in the server log either way."""
+    if _api_path(request):
+        return _error("The server could not answer this request; the error is in its log.", status=500,
+                      code="server_error")
+    return defaults.server_error(request)

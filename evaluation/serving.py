@@ -1,6 +1,7 @@
 """Classify one input with a task's production prompt version: the code behind the API and ``classify``."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,16 @@ from evaluation.student import ExampleTooLongError, StudentError, classify_examp
 from evaluation.student_server import get_backend_student
 from evaluation.warm import student_state_restore
 from rules.models import Task
+
+# What an input field must be, as the OpenAPI document publishes it (evaluation/api.py) and classify_inputs enforces
+# it: at least one character that is not whitespace, and no NUL. Whitespace is spelled out (exactly the characters
+# of Python's str.isspace, which strip() uses) because \s differs between Python, ECMA-262 and Rust regexes.
+_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+INPUT_FIELD_PATTERN = f"^[^\\u0000]*[^\\u0000{_SPACE}][^\\u0000]*$"
+# Lone surrogates (JSON's "\ud800") are refused too: not Unicode text (RFC 8259 §8.2), the student cannot encode
+# them as UTF-8, and PostgreSQL can store neither them nor NUL. No JSON Schema pattern can name them (a validator
+# working on Unicode scalar values cannot even hold them), so the document states it in words.
+_NOT_TEXT_CHARACTER = re.compile("[\\u0000\\ud800-\\udfff]")
 
 
 class ClassifyError(Exception):
@@ -95,6 +106,12 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
     if wrong:
         raise ClassifyError(
             f"Field(s) {', '.join(wrong)} must be strings.", status=400, code="wrong_type", fields=wrong
+        )
+    not_text = [name for name in task.input_fields if _NOT_TEXT_CHARACTER.search(payload[name])]
+    if not_text:
+        raise ClassifyError(
+            f"Field(s) {', '.join(not_text)} hold a NUL character or a lone surrogate (\\ud800-\\udfff), "
+            "which is not text: send UTF-8 text.", status=400, code="invalid_unicode", fields=not_text,
         )
     empty = [name for name in task.input_fields if not payload[name].strip()]
     if empty:

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "evaluation.api.ApiOnlyMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that may read the body (CSRF reads a form's): a body over its limit is refused unread.
+    "pldreview.accounts.middleware.RequestSizeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,7 +97,6 @@ MIDDLEWARE = [
     "pldreview.accounts.middleware.SessionLimitsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "pldreview.accounts.middleware.AccountGateMiddleware",
-    "pldreview.accounts.middleware.RequestSizeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: it turns a lockout raised by its backend into the lockout page.
@@ -227,6 +228,9 @@ MEDIA_URL = "media/"
 PLD_REQUEST_MAX_BYTES = env_int("PLD_REQUEST_MAX_BYTES", 2_500_000, minimum=1024)
 PLD_UPLOAD_MAX_BYTES = env_int("PLD_UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 PLD_UPLOAD_URL_NAMES = ("pld-report-verify", "pld-dataset-import")
+# Under gunicorn the whole body must arrive within this many seconds (pldreview/body_deadline.py): a client that
+# sends slowly holds a worker thread at most this long.
+PLD_REQUEST_BODY_SECONDS = env_int("PLD_REQUEST_BODY_SECONDS", 30, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PLD_REQUEST_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = PLD_REQUEST_MAX_BYTES
 

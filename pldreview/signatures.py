@@ -46,9 +46,36 @@ def content_sha256(data: Any) -> str:
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
-def rule_content_sha256(*, text: str, label: str, precedence_note: str) -> str:
-    """Return the hash a rule revision is signed over: its text, label and precedence note."""
+# Version 2 of a rule revision's signed content adds the topic, which the compiler writes into the prompt; a
+# signature made before it (version 1: text, label, precedence note) stays a valid record of what it covered.
+RULE_CONTENT_VERSION = 2
+
+
+def rule_content_sha256(*, text: str, label: str, topic: str, precedence_note: str) -> str:
+    """Return the hash a rule revision is signed over: its text, label, topic and precedence note (version 2)."""
+    return content_sha256({
+        "kind": "rule_revision", "version": RULE_CONTENT_VERSION,
+        "text": text, "label": label, "topic": topic, "precedence_note": precedence_note,
+    })
+
+
+def rule_content_sha256_v1(*, text: str, label: str, precedence_note: str) -> str:
+    """Return the version-1 hash (no topic) that rule signatures made before version 2 hold."""
     return content_sha256({"kind": "rule_revision", "text": text, "label": label, "precedence_note": precedence_note})
+
+
+def rule_signature_content_version(
+    signed_sha256: str, *, text: str, label: str, topic: str, precedence_note: str
+) -> int | None:
+    """Return which version of a rule's content a stored signature hash covers (2, or 1 without the topic), or None.
+
+    For re-verifying stored signatures: new signings are checked against version 2 only (``signature_check``).
+    """
+    if signed_sha256 == rule_content_sha256(text=text, label=label, topic=topic, precedence_note=precedence_note):
+        return RULE_CONTENT_VERSION
+    if signed_sha256 == rule_content_sha256_v1(text=text, label=label, precedence_note=precedence_note):
+        return 1
+    return None
 
 
 def ruleset_order_content_sha256(*, task_id: int, order: list[int]) -> str:

@@ -24,4 +24,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler403 = "pldreview.views.permission_denied"
+# Under /api/ these answer JSON (evaluation.api); elsewhere the app's pages.
+handler400 = "evaluation.api.bad_request"
+handler403 = "evaluation.api.permission_denied"
+handler404 = "evaluation.api.page_not_found"
+handler500 = "evaluation.api.server_error"

@@ -35,7 +35,8 @@ def search_rules(task: Task | None, query: str, rules: QuerySet[Rule] | None = N
         rules = rules.filter(task=task)
     words = search_words(query)
     if not words:
-        return rules.none()
+        # Punctuation or operators alone ("-", "..") search for nothing; the column callers order by must still exist.
+        return rules.none().annotate(search_order=Value(0.0, output_field=FloatField()))
     if connection.vendor == "postgresql":
         return _search_postgresql(rules, words)
     return _search_sqlite(rules, words)

@@ -67,11 +67,12 @@ def rule_propose(
     """Create a pending candidate rule with its first revision; a person must still decide on it.
 
     A hand-written rule (``proposed_by`` set) also records a ``create`` decision by its author, signed
-    by them with the meaning "Written" over the rule's text, label and precedence note.
+    by them with the meaning "Written" over the rule's text, label, topic and precedence note.
     """
     if proposed_by is not None:
         _check_signature(signature, user=proposed_by, action=Decision.Action.CREATE,
-                         content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
+                         content_sha256=rule_content_sha256(text=text, label=label, topic=topic,
+                                                            precedence_note=precedence_note))
     if label not in task.label_names:
         known = ", ".join(task.label_names)
         raise ValidationError({"label": f"{label!r} is not a label of task {task.name} ({known})"})
@@ -176,8 +177,8 @@ def _lock_rule(rule: Rule, *, lock_version: int | None) -> Rule:
 
 
 def rule_signed_content(rule: Rule) -> str:
-    """Return the SHA-256 a decision on the rule's current wording is signed over."""
-    return rule_content_sha256(text=rule.text, label=rule.label, precedence_note=rule.precedence_note)
+    """Return the SHA-256 a decision on the rule's current wording (topic included) is signed over."""
+    return rule_content_sha256(text=rule.text, label=rule.label, topic=rule.topic, precedence_note=rule.precedence_note)
 
 
 def _check_signature(
@@ -447,7 +448,8 @@ def rule_edit(
     if (text, label, topic, precedence_note) == (rule.text, rule.label, rule.topic, rule.precedence_note):
         raise ValidationError("Nothing changed: edit the text, label, topic or precedence note.")
     _check_signature(signature, user=user, action=Decision.Action.EDIT,
-                     content_sha256=rule_content_sha256(text=text, label=label, precedence_note=precedence_note))
+                     content_sha256=rule_content_sha256(text=text, label=label, topic=topic,
+                                                        precedence_note=precedence_note))
     last = rule.revisions.aggregate(top=Max("number"))["top"] or 0
     revision = RuleRevision(
         rule=rule, number=last + 1, text=text, label=label, topic=topic, precedence_note=precedence_note,

@@ -151,8 +151,13 @@ def _sign(user: User, meaning: str, content_sha256: str, reason: str) -> Signatu
                           content_sha256=content_sha256)
 
 
-def _rule_sha(text: str, label: str, precedence_note: str = "") -> str:
-    return rule_content_sha256(text=text.strip(), label=label, precedence_note=precedence_note.strip())
+def _rule_sha(text: str, label: str, topic: str = "", precedence_note: str = "") -> str:
+    return rule_content_sha256(text=text.strip(), label=label, topic=topic.strip(),
+                               precedence_note=precedence_note.strip())
+
+
+def _sha_of(rule: Rule | DemoRule) -> str:
+    return _rule_sha(rule.text, rule.label, rule.topic, rule.precedence_note)
 
 
 def _cited(task: Task, demo: DemoRule) -> list[Example]:
@@ -176,7 +181,7 @@ def _written(task: Task, author: User, demo: DemoRule, reason: str) -> tuple[Rul
     rule = rule_create(
         task=task, user=author, text=demo.text, label=demo.label, topic=demo.topic,
         precedence_note=demo.precedence_note, reason=reason, examples=_cited(task, demo),
-        signature=_sign(author, Meaning.WRITTEN, _rule_sha(demo.text, demo.label, demo.precedence_note), reason),
+        signature=_sign(author, Meaning.WRITTEN, _sha_of(demo), reason),
     )
     return rule, True
 
@@ -196,7 +201,7 @@ def seed_review_decisions(stdout: TextIO) -> None:
         rule, _ = _written(task, rita, demo, "Written from the fixture clauses it cites")
         approved_by_ravi = any(d.reviewer_id == ravi.pk for d in rule_approvals(rule))
         if rule.status == Rule.Status.PENDING and rule.current_revision.author_id == rita.pk and not approved_by_ravi:
-            signature = _sign(ravi, Meaning.APPROVED, _rule_sha(rule.text, rule.label, rule.precedence_note),
+            signature = _sign(ravi, Meaning.APPROVED, _sha_of(rule),
                               APPROVE_REASON)
             rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, reason=APPROVE_REASON,
                          signature=signature)
@@ -226,7 +231,7 @@ def seed_review_decisions(stdout: TextIO) -> None:
 
     broad, _ = _written(task, ravi, TOO_BROAD, "First draft")
     if broad.status == Rule.Status.PENDING:
-        signature = _sign(rita, Meaning.REJECTED, _rule_sha(broad.text, broad.label, broad.precedence_note),
+        signature = _sign(rita, Meaning.REJECTED, _sha_of(broad),
                           TOO_BROAD_REASON)
         rule_reject(rule=broad, user=rita, lock_version=broad.lock_version, reason=TOO_BROAD_REASON,
                     signature=signature)
@@ -236,7 +241,8 @@ def seed_review_decisions(stdout: TextIO) -> None:
         rule_edit(
             rule=advisers, user=rita, lock_version=advisers.lock_version, reason=ADVISERS_EDIT_REASON,
             text=ADVISERS_EDIT, label="NotMentioned", topic="Compelled disclosure",
-            signature=_sign(rita, Meaning.EDITED, _rule_sha(ADVISERS_EDIT, "NotMentioned"), ADVISERS_EDIT_REASON),
+            signature=_sign(rita, Meaning.EDITED, _rule_sha(ADVISERS_EDIT, "NotMentioned", "Compelled disclosure"),
+                            ADVISERS_EDIT_REASON),
         )
 
     _written(task, ravi, LEFT_PENDING, "Written from the fixture clauses it cites")

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -76,23 +75,51 @@ class AccountGateMiddleware:
         return self.get_response(request)
 
 
+def _body_limit(request: HttpRequest) -> int:
+    if request.path_info.startswith("/api/"):
+        return settings.PLD_API_MAX_BODY_BYTES
+    try:
+        name = resolve(request.path_info).url_name
+    except Resolver404:
+        name = None
+    return settings.PLD_UPLOAD_MAX_BYTES if name in settings.PLD_UPLOAD_URL_NAMES else settings.PLD_REQUEST_MAX_BYTES
+
+
+def _too_large(request: HttpRequest, *, status: int, message: str, code: str, limit: int) -> HttpResponse:
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"error": message, "code": code}, status=status)
+    # Rendered before the session, the user or CSRF exist: the template needs none of them.
+    return render(request, "accounts/request_too_large.html",
+                  {"limit_mb": limit / 1_000_000, "status": status, "message": message}, status=status)
+
+
 class RequestSizeMiddleware:
-    """Refuse a request body over PLD_REQUEST_MAX_BYTES, or PLD_UPLOAD_MAX_BYTES on the file-upload pages."""
+    """Refuse a body over its limit before anything reads it: PLD_REQUEST_MAX_BYTES, PLD_UPLOAD_MAX_BYTES on the
+    file-upload pages, PLD_API_MAX_BODY_BYTES under /api/ (JSON there); a body of unstated length is refused too.
+
+    It sits before every middleware that may read the body (CSRF reads a form's body to find its token), so a
+    client that declares 60 MB is answered at once instead of being read, however slowly it sends.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        limit = _body_limit(request)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            length = 0
-        name = request.resolver_match.url_name if request.resolver_match else None
-        uploads = name in settings.PLD_UPLOAD_URL_NAMES
-        limit = settings.PLD_UPLOAD_MAX_BYTES if uploads else settings.PLD_REQUEST_MAX_BYTES
+            return _too_large(request, status=400, code="bad_request", limit=limit,
+                              message="The Content-Length header is not a number.")
+        if length < 0:
+            return _too_large(request, status=400, code="bad_request", limit=limit,
+                              message="The Content-Length header is negative.")
+        # A chunked body has no Content-Length. Django under WSGI reads only Content-Length bytes, so it would
+        # take such a body as empty, and a server that passed it on whole would bypass the limit: say so instead.
+        if not request.META.get("CONTENT_LENGTH") and request.META.get("HTTP_TRANSFER_ENCODING"):
+            return _too_large(request, status=411, code="length_required", limit=limit,
+                              message="Send the body with a Content-Length header (chunked bodies are refused).")
         if length > limit:
-            return render(request, "accounts/request_too_large.html", {"limit_mb": limit / 1_000_000}, status=413)
-        return None
+            return _too_large(request, status=413, code="too_large", limit=limit,
+                              message=f"The body is {length} bytes; the limit is {limit}.")
+        return self.get_response(request)

@@ -218,9 +218,10 @@ def _empty_workspace(request: HtmxHttpRequest, filters: QueueFilters, flash: dic
 
 
 def _sign_typed_rule(request: HtmxHttpRequest, data: dict[str, Any], *, meaning: Meaning) -> Signature:
-    """Sign the rule's text, label and precedence note as typed in the form (an edit or a hand-written rule)."""
+    """Sign the rule's text, label, topic and precedence note as typed in the form (an edit or a hand-written rule)."""
     content = rule_content_sha256(
-        text=data["text"].strip(), label=data["label"], precedence_note=data["precedence_note"].strip()
+        text=data["text"].strip(), label=data["label"], topic=data["topic"].strip(),
+        precedence_note=data["precedence_note"].strip(),
     )
     return signature_sign_from_form(request, data, meaning=meaning, content_sha256=content)
 

@@ -47,7 +47,17 @@ def _post(api: Client, token: str | None, body: object = BODY, *, url: str = URL
           content_type: str = "application/json"):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = raw if raw is not None else json.dumps(body)
-    return api.post(url, data=data, content_type=content_type, headers=headers)
+    # CONTENT_TYPE too: the test client drops the header when the body is empty, and a client would still send it.
+    return api.post(url, data=data, content_type=content_type, headers=headers, CONTENT_TYPE=content_type)
+
+
+class _Unreadable:
+    """A request body that fails the test if anything reads it."""
+
+    def read(self, *args: object) -> bytes:
+        raise AssertionError("the body was read")
+
+    readline = read
 
 
 # --- Authentication (no model needed: refused before anything else) ------------------------------------
@@ -87,6 +97,10 @@ def test_a_session_cookie_is_not_enough(client, task, admin_user) -> None:
     ({"premise": "x", "hypothesis": 3}, None, "wrong_type", "hypothesis must be strings"),
     ({"premise": "x", "hypothesis": "y", "label": "Entailment"}, None, "unknown_field", "Unknown field(s): label"),
     ({"premise": "x", "hypothesis": "  "}, None, "empty_field", "hypothesis are empty"),
+    # JSON escapes that decode to a lone surrogate or a NUL: the student cannot encode the first (a 500 before).
+    (None, b'{"premise": "\\ud800", "hypothesis": "y"}', "invalid_unicode", "premise hold a NUL character or a lone"),
+    (None, b'{"premise": "x", "hypothesis": "a\\udfffb"}', "invalid_unicode", "hypothesis hold"),
+    (None, b'{"premise": "x\\u0000", "hypothesis": "y"}', "invalid_unicode", "premise hold"),
 ])
 def test_bad_input_gets_a_400_that_says_what_is_wrong(api, versions, admin_user, token, body, raw, code, words) -> None:
     prompt_version_promote(prompt_version=versions[0], user=admin_user, reason="Go",
@@ -109,6 +123,35 @@ def test_unknown_task_wrong_method_and_media_type(api, task, token) -> None:
     assert response.status_code == 405 and response["Allow"] == "POST"
     response = _post(api, token, raw=b"premise=x", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 415
+
+
+def test_a_body_without_a_content_type_is_415(api, versions, token) -> None:
+    response = api.generic("POST", URL, data=json.dumps(BODY).encode(), content_type="",
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 415 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+def test_a_body_over_every_limit_is_a_json_413_read_by_no_one(api, task, token) -> None:
+    body = json.dumps({"premise": "x" * 5_000_000, "hypothesis": "y"}).encode()
+    response = api.generic("POST", URL, data=b"", content_type="application/json",
+                           headers={"Authorization": f"Bearer {token}"},
+                           CONTENT_LENGTH=str(len(body)), **{"wsgi.input": _Unreadable()})
+    assert response.status_code == 413 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "too_large"
+
+
+def test_a_chunked_body_without_a_length_is_a_json_411(api, task, token) -> None:
+    response = api.generic("POST", URL, data=b"", content_type="application/json",
+                           headers={"Authorization": f"Bearer {token}", "Transfer-Encoding": "chunked"},
+                           **{"wsgi.input": _Unreadable()})
+    assert response.status_code == 411 and response.json()["code"] == "length_required"
+
+
+def test_an_unknown_api_path_is_a_json_404(api, token) -> None:
+    response = api.get("/api/v1/no-such-thing", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
 
 
 def test_a_task_without_a_production_version_is_409(api, versions, token) -> None:
@@ -215,12 +258,34 @@ def test_the_openapi_description_needs_a_token_or_a_role(api, client, task, toke
     assert response.status_code == 200
     spec = response.json()
     assert spec["openapi"] == "3.1.0"
-    operation = spec["paths"]["/api/v1/tasks/{task}/classify"]["post"]
-    assert {"200", "400", "401", "403", "404", "409", "413"} <= set(operation["responses"])
-    assert operation["requestBody"]["content"]["application/json"]["examples"]["nda-demo"]["value"] == {
-        "premise": "…", "hypothesis": "…"
-    }
+    operation = spec["paths"]["/api/v1/tasks/nda-demo/classify"]["post"]
+    assert {"200", "400", "401", "403", "404", "409", "411", "413", "415"} <= set(operation["responses"])
+    assert operation["requestBody"]["content"]["application/json"]["example"] == {"premise": "…", "hypothesis": "…"}
     client.force_login(reviewer)
     assert client.get("/api/v1/openapi.json").status_code == 200
     client.force_login(outsider)
     assert client.get("/api/v1/openapi.json").status_code == 403
+
+
+def test_the_openapi_document_names_each_tasks_required_input_fields(api, task, token) -> None:
+    from rules.models import Task
+
+    other = Task.objects.create(name="one-field", title="One field", input_fields=["clause"],
+                                labels=task.labels)
+    spec = api.get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}).json()
+    for each in (task, other):
+        schema = spec["paths"][f"/api/v1/tasks/{each.name}/classify"]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]
+        assert schema["required"] == each.input_fields and set(schema["properties"]) == set(each.input_fields)
+        assert schema["additionalProperties"] is False
+    assert "/api/v1/tasks/{task}/classify" not in spec["paths"]
+
+
+def test_a_server_error_under_api_is_json_and_elsewhere_the_page(rf) -> None:
+    from evaluation.api import server_error
+
+    response = server_error(rf.post("/api/v1/tasks/nda-demo/classify"))
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["code"] == "server_error"
+    page = server_error(rf.get("/review/"))
+    assert page.status_code == 500 and "Something went wrong" in page.content.decode()

@@ -139,6 +139,6 @@ def test_the_command_issues_scoped_metered_expiring_tokens(task, admin_user, rev
 
 def test_the_openapi_description_names_the_request_id_and_the_rate_limit(api, task, raw) -> None:
     spec = api.get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {raw}"}).json()
-    responses = spec["paths"]["/api/v1/tasks/{task}/classify"]["post"]["responses"]
+    responses = spec["paths"][f"/api/v1/tasks/{task.name}/classify"]["post"]["responses"]
     assert "X-Request-ID" in responses["200"]["headers"] and "Retry-After" in responses["429"]["headers"]
     assert "token_out_of_scope" in responses["403"]["description"]

@@ -199,7 +199,7 @@ def test_a_signature_is_refused_for_another_user_meaning_or_content(reviewer, se
         signature_check(signature, user=second_reviewer, meanings=Meaning.APPROVED, content_sha256=SHA)
     with pytest.raises(ValidationError, match="not “Rejected”"):
         signature_check(signature, user=reviewer, meanings=Meaning.REJECTED, content_sha256=SHA)
-    other = rule_content_sha256(text="If x, then y", label="Entailment", precedence_note="")
+    other = rule_content_sha256(text="If x, then y", label="Entailment", topic="", precedence_note="")
     with pytest.raises(ValidationError, match="other content"):
         signature_check(signature, user=reviewer, meanings=Meaning.APPROVED, content_sha256=other)
     with pytest.raises(ValidationError, match="enter your password"):

@@ -105,7 +105,7 @@ def test_a_new_revision_or_a_new_order_makes_a_new_version(task, admin_user, rev
     clearer = "If the clause lets the recipient share with its employees who need to know, then Entailment"
     rule_edit(rule=rules[0], user=reviewer, lock_version=rules[0].lock_version, reason="Clearer",
               text=clearer, label="Entailment", topic="Sharing with employees",
-              signature=sign_edit(reviewer, text=clearer, label="Entailment"))
+              signature=sign_edit(reviewer, text=clearer, label="Entailment", topic="Sharing with employees"))
     rules[0].refresh_from_db()
     rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version,
         signature=sign_approval(second_reviewer, rules[0]))
@@ -214,7 +214,7 @@ def test_the_diff_lists_rules_added_removed_and_changed(task, admin_user, review
               label="Entailment", topic="Sharing with employees",
                   signature=sign_edit(reviewer,
                       text="If the clause lets the recipient share with employees who need to know, then Entailment",
-                      label="Entailment"))
+                      label="Entailment", topic="Sharing with employees"))
     rules[0].refresh_from_db()
     rule_approve(rule=rules[0], user=second_reviewer, lock_version=rules[0].lock_version,
         signature=sign_approval(second_reviewer, rules[0]))

@@ -68,7 +68,7 @@ def test_the_queue_filters_by_label_origin_and_topic(client, task, reviewer) -> 
     teacher_rule(task, text="If E, then Entailment", topic="Sharing")
     teacher_rule(task, text="If C, then Contradiction", label="Contradiction", topic="Sharing")
     rule_create(task=task, user=reviewer, text="If hand, then Entailment", label="Entailment", topic="Oral",
-        signature=sign_writing(reviewer, text="If hand, then Entailment", label="Entailment"))
+        signature=sign_writing(reviewer, text="If hand, then Entailment", label="Entailment", topic="Oral"))
     client.force_login(reviewer)
     body = client.get("/review/?label=Contradiction").content.decode()
     assert "If C, then" in body and "If E, then" not in body

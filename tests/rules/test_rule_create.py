@@ -15,7 +15,7 @@ def test_it_writes_a_pending_manual_rule_with_a_create_decision(task, reviewer) 
                        label="Contradiction", topic="Oral disclosures", reason="Covers a gap the teacher missed",
                            signature=sign_writing(reviewer,
                                text="If the clause excludes oral disclosures, then Contradiction",
-                               label="Contradiction"))
+                               label="Contradiction", topic="Oral disclosures"))
     assert (rule.origin, rule.status, rule.proposed_by) == (Rule.Origin.MANUAL, Rule.Status.PENDING, reviewer)
     assert rule.current_revision.author == reviewer
     decision = Decision.objects.get(rule=rule)

@@ -18,8 +18,8 @@ def test_it_makes_a_new_revision_and_keeps_the_old_one(task, reviewer) -> None:
     old = rule.current_revision
     decision = rule_edit(rule=rule, user=reviewer, lock_version=1, reason="Names the wording to look for",
                          text=NEW_TEXT, label="Entailment", topic="Sharing", precedence_note="Before rule 3",
-                             signature=sign_edit(reviewer, text=NEW_TEXT,
-                                 label="Entailment", precedence_note="Before rule 3"))
+                             signature=sign_edit(reviewer, text=NEW_TEXT, label="Entailment", topic="Sharing",
+                                                 precedence_note="Before rule 3"))
     rule.refresh_from_db()
     assert rule.revisions.count() == 2
     assert rule.current_revision.number == 2

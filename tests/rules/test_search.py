@@ -25,7 +25,7 @@ def test_it_finds_a_rule_by_each_kind_of_word(task, reviewer, second_reviewer) -
     hand = rule_create(task=task, user=reviewer, text="If staff may see it, then Entailment", label="Entailment",
                        topic="Employees", examples=[cited],
                        signature=sign_writing(reviewer, text="If staff may see it, then Entailment",
-                                              label="Entailment"))
+                                              label="Entailment", topic="Employees"))
     other = teacher_rule(task, text="If oral disclosures are excluded, then Contradiction", label="Contradiction")
     rule_reject(rule=other, user=second_reviewer, lock_version=other.lock_version, reason="Duplicates rule nine",
                 signature=sign_rejection(second_reviewer, other))
@@ -116,3 +116,18 @@ def test_the_searched_queue_costs_the_same_queries_for_2_and_20_matches(client, 
         body = client.get("/review/", {"q": "sharing"}).content.decode()
     assert body.count("data-queue-row") == 20
     assert len(small) == len(large)
+
+
+@pytest.mark.parametrize("query", ["-", "..", "/", "*", '"', "- -", "&|!"])
+def test_a_query_of_punctuation_alone_answers_every_page_with_no_match(
+    client, task, reviewer, auditor, admin_user, query
+) -> None:
+    teacher_rule(task, text="If staff may see it, then Entailment")
+    for user in (reviewer, auditor, admin_user):
+        client.force_login(user)
+        for url in ("/review/", f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/decisions/"):
+            response = client.get(url, {"q": query})
+            if response.status_code == 403:  # a role without this page; the 500 was the point
+                continue
+            assert response.status_code == 200, (user.username, url, response.status_code)
+            assert "If staff may see it" not in response.content.decode() or url.endswith("/ruleset/")

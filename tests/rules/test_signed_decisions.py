@@ -43,14 +43,14 @@ def _signing(kind: str, task, second_reviewer) -> tuple[str, dict, str, str, obj
         sha = rule_signed_content(rule)
         if kind == "edit":
             data |= {"text": EDITED, "label": "Entailment", "topic": "Sharing", "precedence_note": ""}
-            sha = rule_content_sha256(text=EDITED, label="Entailment", precedence_note="")
+            sha = rule_content_sha256(text=EDITED, label="Entailment", topic="Sharing", precedence_note="")
         meaning = {"approve": "approved", "reject": "rejected", "edit": "edited"}[kind]
         return f"/rules/{rule.pk}/{kind}/", data, meaning, sha, rule
     if kind == "create":
         data = {"task": task.name, "text": WRITTEN, "label": "Contradiction", "topic": "", "precedence_note": "",
                 "reason": REASON}
         return "/rules/new/", data, "written", rule_content_sha256(
-            text=WRITTEN, label="Contradiction", precedence_note=""), None
+            text=WRITTEN, label="Contradiction", topic="", precedence_note=""), None
     first = _approved(task, second_reviewer, "If first, then Entailment")
     second = _approved(task, second_reviewer, "If second, then Entailment")
     order = [second.pk, first.pk]
@@ -172,10 +172,66 @@ def test_the_service_refuses_a_signature_over_the_wording_before_an_edit(task, r
     old = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))
     rule_edit(rule=rule, user=second_reviewer, lock_version=None, reason="Clearer", text=EDITED, label="Entailment",
               signature=sign(second_reviewer, Meaning.EDITED,
-                             rule_content_sha256(text=EDITED, label="Entailment", precedence_note="")))
+                             rule_content_sha256(text=EDITED, label="Entailment", topic="", precedence_note="")))
     with pytest.raises(ValidationError, match="other content"):
         rule_approve(rule=rule, user=reviewer, lock_version=None, signature=old)
     with pytest.raises(ValidationError, match="not “Approved”"):
         rule_approve(rule=rule, user=reviewer, lock_version=None,
                      signature=sign(reviewer, Meaning.REJECTED, rule_signed_content(Rule.objects.get(pk=rule.pk))))
     assert Rule.objects.get(pk=rule.pk).status == Rule.Status.PENDING
+
+
+# --- The topic is signed too: the compiler writes it into the prompt ----------------------------------------
+
+
+def test_a_topic_changed_after_signing_is_refused_like_a_changed_text(task, reviewer, second_reviewer) -> None:
+    from rules.services import rule_edit
+
+    rule = teacher_rule(task, topic="Sharing with employees")
+    signed = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))
+    rule_edit(rule=rule, user=second_reviewer, lock_version=None, reason="Broader heading", text=rule.text,
+              label=rule.label, topic="Any disclosure",
+              signature=sign(second_reviewer, Meaning.EDITED, rule_content_sha256(
+                  text=rule.text, label=rule.label, topic="Any disclosure", precedence_note="")))
+    with pytest.raises(ValidationError, match="other content"):
+        rule_approve(rule=rule, user=reviewer, lock_version=None, signature=signed)
+    assert Rule.objects.get(pk=rule.pk).status == Rule.Status.PENDING
+
+
+def test_a_topic_changed_in_the_database_after_signing_is_refused(task, reviewer) -> None:
+    rule = teacher_rule(task, topic="Sharing with employees")
+    signed = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))
+    Rule.objects.filter(pk=rule.pk).update(topic="Any disclosure")  # no service: a side door
+    with pytest.raises(ValidationError, match="other content"):
+        rule_approve(rule=rule, user=reviewer, lock_version=None, signature=signed)
+
+
+def test_an_edit_or_a_written_rule_signed_without_its_topic_is_refused(task, reviewer) -> None:
+    from rules.services import rule_create, rule_edit
+
+    rule = teacher_rule(task)
+    without_topic = sign(reviewer, Meaning.EDITED, rule_content_sha256(
+        text=EDITED, label="Entailment", topic="", precedence_note=""))
+    with pytest.raises(ValidationError, match="other content"):
+        rule_edit(rule=rule, user=reviewer, lock_version=None, reason="Clearer", text=EDITED, label="Entailment",
+                  topic="Sharing", signature=without_topic)
+    written = sign(reviewer, Meaning.WRITTEN, rule_content_sha256(
+        text=WRITTEN, label="Contradiction", topic="", precedence_note=""))
+    with pytest.raises(ValidationError, match="other content"):
+        rule_create(task=task, user=reviewer, text=WRITTEN, label="Contradiction", topic="Oral",
+                    signature=written)
+
+
+def test_a_signature_stored_before_the_topic_was_hashed_still_verifies_as_version_1(task, reviewer) -> None:
+    from pldreview.signatures import rule_content_sha256_v1, rule_signature_content_version
+
+    rule = teacher_rule(task, topic="Sharing with employees")
+    content = {"text": rule.text, "label": rule.label, "precedence_note": rule.precedence_note}
+    stored = sign(reviewer, Meaning.APPROVED, rule_content_sha256_v1(**content))  # as signed before version 2
+    assert rule_signature_content_version(stored.content_sha256, topic=rule.topic, **content) == 1
+    assert rule_signature_content_version(rule_signed_content(rule), topic=rule.topic, **content) == 2
+    assert rule_signature_content_version(rule_signed_content(rule), topic="Other", **content) is None
+    assert rule_signed_content(rule) != stored.content_sha256
+    # New signings are checked against version 2 only.
+    with pytest.raises(ValidationError, match="other content"):
+        rule_approve(rule=rule, user=reviewer, lock_version=None, signature=stored)

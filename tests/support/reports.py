@@ -84,7 +84,7 @@ def build_report_story(*, task: Task, reviewer: User, second_reviewer: User, adm
         topic="Sharing with employees",
             signature=sign_edit(reviewer,
                 text=RULE_TEXT + " when those employees are bound by written confidentiality duties",
-                label="Entailment"),
+                label="Entailment", topic="Sharing with employees"),
     )
     kept.refresh_from_db()
     rule_approve(rule=kept, user=second_reviewer, lock_version=kept.lock_version, reason="Matches clause 4.2",

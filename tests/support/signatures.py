@@ -37,26 +37,30 @@ def sign_approval(user: AbstractBaseUser, rule: Rule) -> Signature:
     """Return the user's signature approving the rule's current wording."""
     r = _current(rule)
     return sign(user, Meaning.APPROVED,
-        rule_content_sha256(text=r.text, label=r.label, precedence_note=r.precedence_note))
+        rule_content_sha256(text=r.text, label=r.label, topic=r.topic, precedence_note=r.precedence_note))
 
 
 def sign_rejection(user: AbstractBaseUser, rule: Rule) -> Signature:
     """Return the user's signature rejecting the rule's current wording."""
     r = _current(rule)
     return sign(user, Meaning.REJECTED,
-        rule_content_sha256(text=r.text, label=r.label, precedence_note=r.precedence_note))
+        rule_content_sha256(text=r.text, label=r.label, topic=r.topic, precedence_note=r.precedence_note))
 
 
-def sign_edit(user: AbstractBaseUser, *, text: str, label: str, precedence_note: str = "") -> Signature:
+def sign_edit(
+    user: AbstractBaseUser, *, text: str, label: str, topic: str = "", precedence_note: str = ""
+) -> Signature:
     """Return the user's signature of a new wording (as the service strips it)."""
     return sign(user, Meaning.EDITED, rule_content_sha256(
-        text=text.strip(), label=label, precedence_note=precedence_note.strip()))
+        text=text.strip(), label=label, topic=topic.strip(), precedence_note=precedence_note.strip()))
 
 
-def sign_writing(user: AbstractBaseUser, *, text: str, label: str, precedence_note: str = "") -> Signature:
+def sign_writing(
+    user: AbstractBaseUser, *, text: str, label: str, topic: str = "", precedence_note: str = ""
+) -> Signature:
     """Return the user's signature of a rule they write by hand."""
     return sign(user, Meaning.WRITTEN, rule_content_sha256(
-        text=text.strip(), label=label, precedence_note=precedence_note.strip()))
+        text=text.strip(), label=label, topic=topic.strip(), precedence_note=precedence_note.strip()))
 
 
 def sign_order_proposal(user: AbstractBaseUser, task: Task, order: list[int]) -> Signature:
