@@ -9,11 +9,11 @@ import secrets
 
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
-from axes.utils import reset as axes_reset
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from pldreview.accounts.lockout import lockout_reset
 from pldreview.accounts.models import AccountState
 from pldreview.ledger import ledger_append
 from pldreview.models import LedgerEntry
@@ -126,15 +126,11 @@ def role_revoke(*, actor: User, user: User, role: str, reason: str) -> None:
 
 @transaction.atomic
 def lockout_clear(*, actor: User, reason: str, user: User | None = None, ip_address: str = "") -> int:
-    """Unlock a username and/or an address locked by failed logins; return how many failure records went."""
+    """Lift the waits of a username and/or an address after failed attempts; return how many records went."""
     reason = _require_reason(reason)
     if user is None and not ip_address:
         raise ValidationError("Name a user or an address to unlock.")
-    cleared = 0
-    if user is not None:
-        cleared += axes_reset(username=user.get_username())
-    if ip_address:
-        cleared += axes_reset(ip=ip_address)
+    cleared = lockout_reset(username=user.get_username() if user is not None else None, ip_address=ip_address or None)
     facts = {"username": user.get_username() if user else "", "ip_address": ip_address, "failures_cleared": cleared}
     ledger_append(event="security.unlock", actor=actor, obj=user, facts=facts, reason=reason)
     return cleared
