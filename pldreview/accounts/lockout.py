@@ -335,7 +335,11 @@ def lockout_reset(*, username: str | None = None, ip_address: str | None = None)
     cleared, _ = FailureCounter.objects.filter(match).delete()
     with _reset_permitted():
         if username:
-            cleared += AxesProxyHandler.reset_attempts(username=username)
+            # django-axes keeps usernames as typed; the account's own spelling and the one given both go.
+            spellings = {username, *get_user_model().objects.filter(username__iexact=username)
+                         .values_list("username", flat=True)}
+            for spelling in spellings:
+                cleared += AxesProxyHandler.reset_attempts(username=spelling)
         if ip_address:
             cleared += AxesProxyHandler.reset_attempts(ip_address=ip_address)
     return cleared

@@ -64,7 +64,7 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
         "target": target,
         "roles": role_names(target),
         "must_change_password": AccountState.objects.filter(user=target, must_change_password=True).exists(),
-        "failures": FailureCounter.objects.filter(username=target.username).order_by("-last_failure_at").first(),
+        "failures": list(FailureCounter.objects.filter(username=target.username).order_by("key")),
         "has_mfa": target.authenticator_set.exists(),
         "events": events.order_by("-sequence")[:20],
         "form": UserActionForm(),

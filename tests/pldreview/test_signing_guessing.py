@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyotp
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from pldreview.accounts.models import FailureCounter
@@ -13,6 +14,12 @@ from tests.support.factories import teacher_rule
 from tests.support.factors import log_in_with_factor, totp_enrol, wrong_code
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # allauth counts login posts per address in the cache (30 a minute); earlier tests' posts must not count.
+    cache.clear()
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ def test_django_admin_has_no_url_unless_turned_on(client) -> None:
     assert client.post("/admin/login/", {"username": "adam", "password": "pw-adam"}).status_code == 404
 
 
-def test_a_totp_accounts_password_posted_to_the_admin_login_opens_nothing(django_admin_on, superuser) -> None:
+@pytest.mark.usefixtures("django_admin_on")
+def test_a_totp_accounts_password_posted_to_the_admin_login_opens_nothing(superuser) -> None:
     totp_enrol(superuser)
     client = Client()
     response = client.post("/admin/login/?next=/users/", {"username": "adam", "password": "pw-adam", "next": "/users/"})
@@ -45,9 +46,8 @@ def test_a_session_logged_in_by_another_door_without_its_factor_is_ended(superus
     assert client.get("/users/").status_code == 302  # logged out, not only redirected once
 
 
-def test_the_admin_login_leads_to_the_apps_login_and_with_the_second_factor_into_admin(
-    django_admin_on, superuser
-) -> None:
+@pytest.mark.usefixtures("django_admin_on")
+def test_the_admin_login_leads_to_the_apps_login_and_with_the_second_factor_into_admin(superuser) -> None:
     secret = totp_enrol(superuser)
     client = Client()
     first = client.get("/admin/")
@@ -60,7 +60,8 @@ def test_the_admin_login_leads_to_the_apps_login_and_with_the_second_factor_into
     assert client.get("/users/").status_code == 200
 
 
-def test_a_logged_in_user_who_is_not_staff_gets_403_from_admin_not_a_loop(django_admin_on, reviewer) -> None:
+@pytest.mark.usefixtures("django_admin_on")
+def test_a_logged_in_user_who_is_not_staff_gets_403_from_admin_not_a_loop(reviewer) -> None:
     client = Client()
     client.force_login(reviewer)
     assert client.get("/admin/login/?next=/admin/").status_code == 403
