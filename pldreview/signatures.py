@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -38,6 +39,10 @@ Meaning = Signature.Meaning
 # Session keys: when this session last signed with the password, and whether it passed the second factor.
 _PASSWORD_AT_KEY = "pld_signing_password_at"
 _SECOND_FACTOR_KEY = "pld_signing_second_factor"
+
+# Sent (request, user) before a signing checks any credential; a receiver answers with the time until which this
+# signer must wait after failed attempts, or None (pldreview.accounts connects the delays).
+signing_attempted = Signal()
 
 # Writes that must outlive the signing's transaction (the failure counters): run after it commits or rolls back.
 _AFTER_SIGNING: ContextVar[list[Callable[[], None]] | None] = ContextVar("pld_after_signing", default=None)
@@ -202,6 +207,12 @@ def _check_credentials(
     *, user: AbstractBaseUser, password: str, second_factor: str, request: HttpRequest | None, failure: dict[str, Any]
 ) -> tuple[bool, bool]:
     """Check the password (when given or due) and the second factor (when due); return which were checked."""
+    if request is not None and any(until for _receiver, until in signing_attempted.send(
+        sender=__name__, request=request, user=user
+    )):
+        # During a wait after failed attempts nothing is checked: not the password, not the code.
+        _refuse("password", _delay_message(request), user=user,
+                failure=failure | {"problem": "refused: delayed after failed attempts"})
     password_checked = False
     if password:
         if request is None:

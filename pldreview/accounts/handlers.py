@@ -13,10 +13,17 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
-from pldreview.accounts.lockout import attempted_username, failure_record
+from pldreview.accounts.lockout import (
+    account_username,
+    attempted_username,
+    client_address,
+    failure_record,
+    signing_delay,
+)
+from pldreview.accounts.security_log import security_event_count
 from pldreview.accounts.services import password_change_recorded, user_must_change_password
 from pldreview.ledger import ledger_append
-from pldreview.signatures import signing_credentials_checked
+from pldreview.signatures import signing_attempted, signing_credentials_checked
 
 AUTHENTICATED_AT = "pld_authenticated_at"
 LAST_SEEN = "pld_last_seen"
@@ -77,22 +84,33 @@ def _logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
         ledger_append(event="security.logout", actor=user, obj=user, facts={"ip_address": _address(request)})
 
 
+def _anonymous_failure(request: HttpRequest, attempted: str | None, kind: str) -> None:
+    # Anyone can fail to log in: counted per account (or unknown account) and address in a window, so an
+    # anonymous writer cannot grow the ledger without bound (accounts/security_log.py).
+    security_event_count(
+        username=account_username(request, attempted), ip_address=client_address(request), kind=kind,
+        attempted=attempted or "",
+    )
+
+
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
-    # Counting is django-axes' handler's (pldreview.accounts.lockout.DelayHandler), and so is the aggregated
-    # entry of an anonymous failure. A signing records its own failure; what is left is a logged-in user's
-    # failed reauthentication, one entry each.
-    if request is None or signing_credentials_checked():
+    # Counting toward the delays is django-axes' handler's (pldreview.accounts.lockout.DelayHandler), and so is
+    # noting an attempt refused during a wait. A signing records its own failure (security.signature_failed).
+    if request is None or signing_credentials_checked() or getattr(request, "axes_locked_out", False):
         return
+    attempted = attempted_username(request, credentials)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
+        # A logged-in user's failed reauthentication: one entry each.
         ledger_append(
             event="security.login_failed",
             actor=user,
             obj=user,
-            facts={"username": attempted_username(request, credentials) or "", "ip_address": _address(request),
-                   "reauthentication": True},
+            facts={"username": attempted or "", "ip_address": _address(request), "reauthentication": True},
         )
+    else:
+        _anonymous_failure(request, attempted, "password")
 
 
 @receiver(password_changed)
@@ -120,11 +138,19 @@ def _mfa_failed(
     sender: Any, request: HttpRequest, user: Any, authenticator: Any, reauthentication: bool = False, **kwargs: Any
 ) -> None:
     # A wrong code counts toward the same limits as a wrong password.
-    failure_record(request, user.get_username(), kind="code")
-    if reauthentication:
+    failure_record(request, user.get_username())
+    if not reauthentication:
+        _anonymous_failure(request, user.get_username(), "code")
+    else:
         ledger_append(
             event="security.mfa_failed",
             actor=user,
             obj=user,
             facts={"type": authenticator.type, "ip_address": _address(request), "reauthentication": True},
         )
+
+
+@receiver(signing_attempted)
+def _signing_attempted(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> Any:
+    # A signing waits like a login: during a wait its code is not checked either.
+    return signing_delay(request, user)

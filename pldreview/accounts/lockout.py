@@ -75,7 +75,8 @@ def client_address(request: HttpRequest) -> str:
     return getattr(request, "axes_ip_address", None) or ""
 
 
-def _account_username(request: HttpRequest, attempted: str | None) -> str:
+def account_username(request: HttpRequest, attempted: str | None) -> str:
+    """Return the account's own spelling of an attempted username, or "" when it names no account."""
     # Logins match usernames case-insensitively; the key uses the account's own spelling, or "" for no account.
     if not attempted:
         return ""
@@ -125,7 +126,7 @@ def _device_nonce(request: HttpRequest, username: str) -> str | None:
 
 def _keys(request: HttpRequest, attempted: str | None) -> tuple[str, list[_Key]]:
     address = client_address(request)
-    username = _account_username(request, attempted)
+    username = account_username(request, attempted)
     per_client = settings.PLD_LOGIN_MAX_FAILURES
     if not username:
         return "", [_Key(Scope.UNKNOWN_ADDRESS, f"unknown@{address}", "", address, per_client)]
@@ -191,12 +192,12 @@ def _authenticated(request: HttpRequest) -> bool:
     return bool(user is not None and user.is_authenticated)
 
 
-def failure_record(request: HttpRequest, attempted: str | None, *, kind: str) -> None:
-    """Count a failed attempt (``kind``: password or code) for the username from this client.
+def failure_record(request: HttpRequest, attempted: str | None) -> None:
+    """Count a failed attempt (a password or a code) for the username from this client.
 
-    Written after a signing's transaction when inside one, so a refused signing's rollback keeps it. An
-    anonymous client's failure is also counted in its security-event window (the ledger, aggregated); a
-    logged-in user's failure is ledgered by the caller, one entry each.
+    Written after a signing's transaction when inside one, so a refused signing's rollback keeps it. The failure
+    itself is ledgered by the signal handlers (``accounts/handlers.py``); a wait it starts for an anonymous
+    client is counted in that client's security-event window here.
     """
     if not _enabled():
         return
@@ -204,11 +205,8 @@ def failure_record(request: HttpRequest, attempted: str | None, *, kind: str) ->
     address, anonymous = client_address(request), not _authenticated(request)
 
     def write() -> None:
-        started = _count(keys)
-        if anonymous:
-            security_event_count(username=username, ip_address=address, kind=kind, attempted=attempted or "")
-            if started:
-                security_event_count(username=username, ip_address=address, kind="delayed")
+        if _count(keys) and anonymous:
+            security_event_count(username=username, ip_address=address, kind="delayed")
 
     after_signing(write)
 
@@ -216,10 +214,18 @@ def failure_record(request: HttpRequest, attempted: str | None, *, kind: str) ->
 def refusal_note(request: HttpRequest, attempted: str | None) -> None:
     """Count an anonymous attempt refused during a delay in its security-event window (it counts as no failure)."""
     if not _authenticated(request):
-        username, _keys_ = _keys(request, attempted)
+        username = account_username(request, attempted)
         security_event_count(
             username=username, ip_address=client_address(request), kind="refused", attempted=attempted or ""
         )
+
+
+def signing_delay(request: HttpRequest, user: Any) -> datetime | None:
+    """Return until when the user's signings from this client wait, marking the request for the 429 answer."""
+    until = delay_until(request, user.get_username())
+    if until is not None:
+        refuse(request, until)
+    return until
 
 
 def refuse(request: HttpRequest, until: datetime) -> None:
@@ -292,7 +298,7 @@ class DelayHandler(AxesDatabaseHandler):
             request.axes_credentials = credentials  # type: ignore[attr-defined]
             refusal_note(request, attempted)
             return
-        failure_record(request, attempted, kind="code" if "second_factor" in (credentials or {}) else "password")
+        failure_record(request, attempted)
 
     def user_logged_in(self, sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
         super().user_logged_in(sender, request, user, **kwargs)

@@ -81,3 +81,15 @@ def test_a_signing_after_the_wait_with_the_right_password_signs(long_delays, cli
     FailureCounter.objects.update(delayed_until=None)  # the wait has passed
     assert _approve(client, rule).status_code in (200, 302)
     assert Signature.objects.get().user_id == reviewer.pk
+
+
+def test_a_signing_that_asks_only_the_code_waits_too(long_delays, settings, client, task, reviewer) -> None:
+    settings.PLD_SIGNING_REAUTH = "window:30"
+    client.force_login(reviewer)
+    first, second = teacher_rule(task, text="If first, then Entailment"), teacher_rule(task, text="If second, then X")
+    assert _approve(client, first).status_code in (200, 302)  # the password, once in the window
+    secret = totp_enrol(reviewer)  # enrolled in this session: its next signing asks the code, not the password
+    for _n in range(10):
+        assert _approve(client, second, password="", second_factor=wrong_code(secret)).status_code == 400
+    right = _approve(client, second, password="", second_factor=pyotp.TOTP(secret).now())
+    assert right.status_code == 429 and Signature.objects.count() == 1

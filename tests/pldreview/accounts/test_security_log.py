@@ -86,3 +86,11 @@ def test_a_logged_in_users_failed_reauthentication_is_one_entry_each(client, rev
         client.post("/accounts/reauthenticate/", {"password": f"wrong-{n}"})
     entries = LedgerEntry.objects.filter(event="security.login_failed", actor=reviewer)
     assert entries.count() == 3
+
+
+def test_failed_logins_reach_the_ledger_with_the_delays_turned_off(settings, reviewer) -> None:
+    settings.AXES_ENABLED = False  # PLD_LOCKOUT_ENABLED=0
+    _login("rita", "wrong-1")
+    _login("rita", "wrong-2")
+    assert LedgerEntry.objects.filter(event="security.login_failed").count() == 1
+    assert SecurityEventWindow.objects.get().counts == {"password": 2}
