@@ -161,10 +161,20 @@ def delay_until(request: HttpRequest, attempted: str | None) -> datetime | None:
     ).aggregate(until=Max("delayed_until"))["until"]
 
 
+def failure_counters_prune(*, now: datetime | None = None) -> int:
+    """Delete the counters that are forgotten anyway (quiet for the window after any wait); return how many."""
+    forget_before = (now or timezone.now()) - timedelta(minutes=settings.PLD_LOGIN_FAILURE_WINDOW_MINUTES)
+    quiet = Q(delayed_until__isnull=True) | Q(delayed_until__lt=forget_before)
+    deleted, _ = FailureCounter.objects.filter(quiet, last_failure_at__lt=forget_before).delete()
+    return deleted
+
+
 @transaction.atomic
 def _count(keys: list[_Key]) -> datetime | None:
     now = timezone.now()
     forget_before = now - timedelta(minutes=settings.PLD_LOGIN_FAILURE_WINDOW_MINUTES)
+    # Addresses are the client's to choose: keys that are forgotten anyway go, so the table stays small.
+    failure_counters_prune(now=now)
     started = None
     for k in keys:
         counter, created = FailureCounter.objects.select_for_update().get_or_create(

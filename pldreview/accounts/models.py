@@ -39,7 +39,7 @@ class FailureCounter(models.Model):
     username = models.CharField(max_length=150, blank=True, db_index=True)
     ip_address = models.CharField(max_length=45, blank=True, db_index=True)
     failures = models.PositiveIntegerField(default=0)
-    last_failure_at = models.DateTimeField()
+    last_failure_at = models.DateTimeField(db_index=True)
     delayed_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -114,3 +114,11 @@ def test_lockout_reset_clears_the_counters_and_axes_records_of_a_username_or_an_
     assert list(FailureCounter.objects.values_list("key", flat=True)) == ["unknown@10.0.0.2"]
     assert lockout_reset(ip_address="10.0.0.2") == 1
     assert not FailureCounter.objects.exists() and not AccessAttempt.objects.exists()
+
+
+def test_forgotten_counters_are_deleted_so_invented_addresses_do_not_pile_up(reviewer) -> None:
+    for n in range(5):
+        _login(Client(), "rita", "wrong", address=f"10.1.0.{n}")
+    FailureCounter.objects.update(last_failure_at=timezone.now() - timezone.timedelta(minutes=16))
+    call_command("flush_security_events", stdout=StringIO())
+    assert not FailureCounter.objects.exists()

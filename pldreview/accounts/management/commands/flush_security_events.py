@@ -5,12 +5,17 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from pldreview.accounts.lockout import failure_counters_prune
 from pldreview.accounts.security_log import security_windows_flush
 
 
 class Command(BaseCommand):
-    help = "Write the counts of closed windows of anonymous failed logins to the ledger (e.g. every 15 minutes)."
+    help = (
+        "Write the counts of closed windows of anonymous failed logins to the ledger and delete forgotten failure "
+        "counters (run it e.g. every 15 minutes)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         written = security_windows_flush()
-        self.stdout.write(f"{written} closing entries written.")
+        pruned = failure_counters_prune()
+        self.stdout.write(f"{written} closing entries written; {pruned} forgotten failure counters deleted.")
