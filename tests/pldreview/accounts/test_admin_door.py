@@ -31,7 +31,7 @@ def test_a_totp_accounts_password_posted_to_the_admin_login_opens_nothing(superu
     # Django admin's login form is gone: the answer is the way to the app's login, and nobody is logged in.
     assert response.status_code == 302 and response["Location"].startswith("/login/?next=")
     assert not response.wsgi_request.user.is_authenticated
-    for path in ("/users/", "/ledger/", "/admin/", "/review/"):
+    for path in ("/users/", "/ledger/", "/admin/", "/review/", "/api-tokens/", "/evaluations/", "/security-events/"):
         answer = client.get(path)
         assert answer.status_code == 302 and "/login/" in answer["Location"], path
 
@@ -43,7 +43,9 @@ def test_a_session_logged_in_by_another_door_without_its_factor_is_ended(superus
     client.force_login(superuser)
     response = client.get("/users/")
     assert response.status_code == 302 and response["Location"] == "/login/?next=/users/"
-    assert client.get("/users/").status_code == 302  # logged out, not only redirected once
+    assert not response.wsgi_request.user.is_authenticated
+    for path in ("/users/", "/ledger/", "/review/", "/api-tokens/"):
+        assert client.get(path).status_code == 302, path  # logged out, not only redirected once
 
 
 @pytest.mark.usefixtures("django_admin_on")
