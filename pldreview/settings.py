@@ -159,20 +159,41 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_SESSION_REMEMBER = False  # every session ends when the browser closes
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-# Lockout is django-axes' job (per account and per address, unlockable by an Admin); allauth's own
-# cache-based login limit would answer first with a different message, so it is off.
+# Failed attempts are limited by delays (pldreview/accounts/lockout.py, carried by django-axes); allauth's own
+# cache-based login limit would answer first with a different message and counts nothing else, so it is off.
+# It also switches off allauth's per-user limit on codes: the delays count codes instead.
 ACCOUNT_RATE_LIMITS = {"login_failed": False}
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "PLD Review"
 MFA_RECOVERY_CODES_SHOW_ONCE = True
+# The second-factor forms check the delay after failed attempts before the code.
+MFA_FORMS = {
+    "authenticate": "pldreview.accounts.mfa_forms.DelayedAuthenticateForm",
+    "reauthenticate": "pldreview.accounts.mfa_forms.DelayedReauthenticateForm",
+}
 # Sessions are recorded at login; tracking every request would cost two queries per page.
 USERSESSIONS_TRACK_ACTIVITY = False
 
-# A user without a second factor is sent to enrolment and can do nothing else.
+# A user without a second factor is sent to enrolment and can do nothing else (staff and superusers always).
 PLD_MFA_REQUIRED = env_bool("PLD_MFA_REQUIRED", not DEBUG)
+# Django admin (/admin/, read-only) exists only when set; its login is then the app's own, with the second factor.
+PLD_DJANGO_ADMIN = env_bool("PLD_DJANGO_ADMIN", False)
+# Guessing stops (docs/security.md): after PLD_LOGIN_MAX_FAILURES failed passwords or codes for an account at an
+# address (or on a device, or with unknown usernames at an address), or PLD_LOGIN_ACCOUNT_MAX_FAILURES for an
+# account from anywhere without its device cookie, each further attempt waits PLD_LOGIN_DELAY_SECONDS, doubling
+# after each failure, at most PLD_LOGIN_DELAY_MAX_SECONDS. Failures are forgotten after
+# PLD_LOGIN_FAILURE_WINDOW_MINUTES without any.
 PLD_LOGIN_MAX_FAILURES = env_int("PLD_LOGIN_MAX_FAILURES", 10, minimum=1)
+PLD_LOGIN_ACCOUNT_MAX_FAILURES = env_int("PLD_LOGIN_ACCOUNT_MAX_FAILURES", 50, minimum=1)
+PLD_LOGIN_DELAY_SECONDS = env_int("PLD_LOGIN_DELAY_SECONDS", 1, minimum=1)
+PLD_LOGIN_DELAY_MAX_SECONDS = env_int("PLD_LOGIN_DELAY_MAX_SECONDS", 900, minimum=1)
 PLD_LOGIN_FAILURE_WINDOW_MINUTES = env_int("PLD_LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1)
+# The signed cookie a successful login leaves, so failures elsewhere do not hold that browser back.
+PLD_DEVICE_COOKIE_DAYS = env_int("PLD_DEVICE_COOKIE_DAYS", 30, minimum=1)
+# Anonymous security events are counted per account (or unknown account) and address over this window; the
+# ledger gets the first at once and the counts when it closes (pldreview/accounts/security_log.py).
+PLD_SECURITY_EVENT_WINDOW_MINUTES = env_int("PLD_SECURITY_EVENT_WINDOW_MINUTES", 15, minimum=1)
 PLD_SESSION_IDLE_MINUTES = env_int("PLD_SESSION_IDLE_MINUTES", 30, minimum=1)
 PLD_SESSION_MAX_HOURS = env_int("PLD_SESSION_MAX_HOURS", 12, minimum=1)
 # Separation of duties: role pairs one account never holds together, and how long an account created,
@@ -183,11 +204,12 @@ PLD_INCOMPATIBLE_ROLES = env_role_pairs(
 PLD_PRIVILEGE_COOLDOWN_HOURS = env_int("PLD_PRIVILEGE_COOLDOWN_HOURS", 24, minimum=0)
 
 AXES_ENABLED = env_bool("PLD_LOCKOUT_ENABLED", True)
-# "Lock after N failures": N wrong passwords are answered as wrong; the next attempt locks.
-AXES_FAILURE_LIMIT = PLD_LOGIN_MAX_FAILURES + 1
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+# django-axes' backend, handler, signals and middleware carry the delays; its own lockout is replaced by them.
+AXES_HANDLER = "pldreview.accounts.lockout.DelayHandler"
+AXES_LOCK_OUT_AT_FAILURE = False
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_COOLOFF_TIME = timedelta(minutes=PLD_LOGIN_FAILURE_WINDOW_MINUTES)
-AXES_USE_ATTEMPT_EXPIRATION = True  # only failures within the window count
+AXES_USE_ATTEMPT_EXPIRATION = True
 AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_CALLABLE = "pldreview.accounts.lockout.attempted_username"
 AXES_LOCKOUT_CALLABLE = "pldreview.accounts.lockout.lockout_response"

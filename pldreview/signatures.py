@@ -13,8 +13,9 @@ and the acting service both call it, so what was signed is what was acted on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +23,10 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -36,6 +39,33 @@ Meaning = Signature.Meaning
 # Session keys: when this session last signed with the password, and whether it passed the second factor.
 _PASSWORD_AT_KEY = "pld_signing_password_at"
 _SECOND_FACTOR_KEY = "pld_signing_second_factor"
+
+# Sent (request, user) before a signing checks any credential; a receiver answers with the time until which this
+# signer must wait after failed attempts, or None (pldreview.accounts connects the delays).
+signing_attempted = Signal()
+
+# Writes that must outlive the signing's transaction (the failure counters): run after it commits or rolls back.
+_AFTER_SIGNING: ContextVar[list[Callable[[], None]] | None] = ContextVar("pld_after_signing", default=None)
+# Set while signature_sign checks credentials: a failed authentication then is a failed signing, recorded as one.
+_CHECKING: ContextVar[bool] = ContextVar("pld_signing_checking", default=False)
+
+
+def after_signing(write: Callable[[], None]) -> None:
+    """Run ``write`` once the surrounding ``signing()`` transaction has ended (at once outside one).
+
+    A refused signing rolls its transaction back; failure counters written inside it would be lost with it,
+    and eleven wrong signing passwords would cost nothing.
+    """
+    pending = _AFTER_SIGNING.get()
+    if pending is None:
+        write()
+    else:
+        pending.append(write)
+
+
+def signing_credentials_checked() -> bool:
+    """Say whether a signing is checking its signer's credentials right now (in this thread or task)."""
+    return _CHECKING.get()
 
 
 # --- canonical content ---------------------------------------------------------------------------
@@ -179,6 +209,23 @@ def _record_failure(failure: dict[str, Any], user: AbstractBaseUser) -> LedgerEn
     )
 
 
+def _delay_message(request: HttpRequest) -> str:
+    # pld_delayed_until is set by the authentication backend's delay (pldreview.accounts.lockout) when it refuses.
+    until = getattr(request, "pld_delayed_until", None)
+    when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M:%S %Z") if until else "a while"
+    return (f"Too many failed attempts: signing is refused until {when}, even with the right password. "
+            "Nothing was signed; your text is kept.")
+
+
+def _second_factor_failed(request: HttpRequest | None, user: AbstractBaseUser) -> None:
+    # The same signal as a wrong password, so a wrong code counts toward the same limits (django-axes' handler).
+    if request is not None:
+        user_login_failed.send(
+            sender=__name__, request=request,
+            credentials={"username": user.get_username(), "second_factor": "********************"},
+        )
+
+
 def _refuse(field: str, message: str, *, user: AbstractBaseUser, failure: dict[str, Any] | None) -> None:
     exc = SignatureRefused(field, message, failure=failure)
     exc.user = user
@@ -186,6 +233,49 @@ def _refuse(field: str, message: str, *, user: AbstractBaseUser, failure: dict[s
         # In its own savepoint: recorded even though the signing is refused (§11.300(d): report attempts).
         exc.ledger_entry = _record_failure(failure, user)
     raise exc
+
+
+def _check_credentials(
+    *, user: AbstractBaseUser, password: str, second_factor: str, request: HttpRequest | None, failure: dict[str, Any]
+) -> tuple[bool, bool]:
+    """Check the password (when given or due) and the second factor (when due); return which were checked."""
+    if request is not None and any(until for _receiver, until in signing_attempted.send(
+        sender=__name__, request=request, user=user
+    )):
+        # During a wait after failed attempts nothing is checked: not the password, not the code.
+        _refuse("password", _delay_message(request), user=user,
+                failure=failure | {"problem": "refused: delayed after failed attempts"})
+    password_checked = False
+    if password:
+        if request is None:
+            # No HTTP request (a management command, the demo's seeding): Django checks the user's own password
+            # hash; the delays after failed attempts need a request and guard the web, where guessing happens.
+            matches = user.check_password(password)
+        else:
+            # Django's authentication backends, so whatever guards logins (the delays after failures) guards
+            # signings too: during a delay even the right password is refused.
+            checked = authenticate(request, username=user.get_username(), password=password)
+            matches = checked is not None and checked.pk == user.pk
+            if not matches and getattr(request, "axes_locked_out", False):
+                _refuse("password", _delay_message(request), user=user,
+                        failure=failure | {"problem": "refused: delayed after failed attempts"})
+        if not matches:
+            _refuse("password", "Wrong password: nothing was signed. Your text is kept; enter your password again.",
+                    user=user, failure=failure | {"problem": "wrong password"})
+        password_checked = True
+    elif signing_password_required(request):
+        _refuse("password", "Enter your password to sign.", user=user, failure=None)
+    second_factor_checked = False
+    if second_factor_required(request):
+        if not second_factor.strip():
+            _refuse("second_factor", "Enter the code from your authenticator: the first signing of a session "
+                    "needs your second factor too.", user=user, failure=None)
+        if not second_factor_verify(user, second_factor):
+            _second_factor_failed(request, user)
+            _refuse("second_factor", "Wrong authenticator code: nothing was signed.",
+                    user=user, failure=failure | {"problem": "wrong second factor"})
+        second_factor_checked = True
+    return password_checked, second_factor_checked
 
 
 def signature_sign(
@@ -208,31 +298,13 @@ def signature_sign(
     if meaning not in Meaning.values:
         raise ValidationError({"meaning": f"{meaning!r} is not a signature meaning."})
     failure = {"meaning": meaning, "content_sha256": content_sha256, "username": user.get_username()}
-    password_checked = False
-    if password:
-        if request is None:
-            # No HTTP request (a management command, the demo's seeding): Django checks the user's own password
-            # hash; lockout (django-axes) needs a request and guards the web, where guessing happens.
-            matches = user.check_password(password)
-        else:
-            # Django's authentication backends, so whatever guards logins (lockout, rate limits) guards signings too.
-            checked = authenticate(request, username=user.get_username(), password=password)
-            matches = checked is not None and checked.pk == user.pk
-        if not matches:
-            _refuse("password", "Wrong password: nothing was signed. Your text is kept; enter your password again.",
-                    user=user, failure=failure | {"problem": "wrong password"})
-        password_checked = True
-    elif signing_password_required(request):
-        _refuse("password", "Enter your password to sign.", user=user, failure=None)
-    second_factor_checked = False
-    if second_factor_required(request):
-        if not second_factor.strip():
-            _refuse("second_factor", "Enter the code from your authenticator: the first signing of a session "
-                    "needs your second factor too.", user=user, failure=None)
-        if not second_factor_verify(user, second_factor):
-            _refuse("second_factor", "Wrong authenticator code: nothing was signed.",
-                    user=user, failure=failure | {"problem": "wrong second factor"})
-        second_factor_checked = True
+    checking = _CHECKING.set(True)
+    try:
+        password_checked, second_factor_checked = _check_credentials(
+            user=user, password=password, second_factor=second_factor, request=request, failure=failure
+        )
+    finally:
+        _CHECKING.reset(checking)
     with transaction.atomic():
         signature = Signature(
             user=user,
@@ -297,7 +369,13 @@ def signature_check(
 
 @contextmanager
 def signing() -> Iterator[None]:
-    """Run a signing and the action it signs in one transaction; a refused password stays in the ledger."""
+    """Run a signing and the action it signs in one transaction; a refused signing stays in the ledger and counts.
+
+    The failure counters are written after the transaction (``after_signing``); the ledger entry of a refusal is
+    written inside it and, when the rollback took it, again after.
+    """
+    pending: list[Callable[[], None]] = []
+    token = _AFTER_SIGNING.set(pending)
     try:
         with transaction.atomic():
             yield
@@ -309,3 +387,7 @@ def signing() -> Iterator[None]:
             # The surrounding transaction's rollback took the failure record with it: write it again.
             exc.ledger_entry = _record_failure(exc.failure, exc.user)
         raise
+    finally:
+        _AFTER_SIGNING.reset(token)
+        for write in pending:
+            write()

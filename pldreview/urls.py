@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from allauth.account import views as account_views
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -21,8 +22,10 @@ urlpatterns = [
     path("", include("rules.urls")),
     path("", include("evaluation.urls")),
     path("", include("pldreview.accounts.urls")),
-    path("admin/", admin.site.urls),
 ]
+# Off unless asked for: one door in, the app's login with the second factor (pldreview/accounts/admin.py).
+if settings.PLD_DJANGO_ADMIN:
+    urlpatterns.append(path("admin/", admin.site.urls))
 
 # Under /api/ these answer JSON (evaluation.api); elsewhere the app's pages.
 handler400 = "evaluation.api.bad_request"

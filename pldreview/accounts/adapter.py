@@ -6,10 +6,11 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from pldreview.accounts.handlers import AUTHENTICATED_AT
+from pldreview.accounts.lockout import device_cookie_set
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -32,3 +33,14 @@ class AccountAdapter(DefaultAccountAdapter):
         if logged_in_at and time.time() - logged_in_at < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT:
             return False
         return super().is_reauthentication_required(app=app, **kwargs)
+
+    def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse | None:
+        """Answer a completed login (password, and the second factor when enrolled) and remember this browser.
+
+        The device cookie lets this browser log in again while failures from elsewhere hold the account back
+        (pldreview/accounts/lockout.py).
+        """
+        response = super().post_login(request, user, **kwargs)
+        if response is not None:
+            device_cookie_set(response, username=user.get_username(), request=request)
+        return response

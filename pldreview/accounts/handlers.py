@@ -3,23 +3,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.authentication import get_authentication_records
 from allauth.account.signals import password_changed
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authentication_failed, authenticator_added, authenticator_removed, authenticator_reset
-from axes.signals import user_locked_out
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
-from pldreview.accounts.lockout import attempted_username
+from pldreview.accounts.lockout import (
+    account_username,
+    attempted_username,
+    client_address,
+    failure_record,
+    signing_delay,
+)
+from pldreview.accounts.security_log import security_event_count
 from pldreview.accounts.services import password_change_recorded, user_must_change_password
 from pldreview.ledger import ledger_append
+from pldreview.signatures import signing_attempted, signing_credentials_checked
 
 AUTHENTICATED_AT = "pld_authenticated_at"
 LAST_SEEN = "pld_last_seen"
 PASSWORD_OK = "pld_password_ok"
+# The id of the user whose session passed the second-factor gate: a factor verified in this login, or none needed.
 MFA_OK = "pld_mfa_ok"
 
 
@@ -29,10 +38,27 @@ def _address(request: HttpRequest | None) -> str:
     return getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR", "")
 
 
-def _known_user(username: str | None) -> Any:
-    if not username:
-        return None
-    return get_user_model().objects.filter(username=username).first()
+def factor_required(user: Any) -> bool:
+    """Say whether the user must have a second factor: always when required, and for staff and superusers.
+
+    ``createsuperuser`` makes accounts outside the Admin's pages; with Django admin or the permission walk they
+    could do everything on a password alone.
+    """
+    return bool(settings.PLD_MFA_REQUIRED or user.is_staff or user.is_superuser)
+
+
+def factor_verified_in_this_login(request: HttpRequest, user: Any) -> bool:
+    """Say whether this login verified a second factor: allauth's record of it, after the login's password step.
+
+    allauth records each authentication step in the session (``record_authentication``); a login by another
+    door (a password posted anywhere else) has no "mfa" record, so it is not verified whatever the account has.
+    """
+    records = get_authentication_records(request, user)
+    passwords = [r.get("at", 0) for r in records if r.get("method") == "password"]
+    since = max(passwords, default=0)
+    return any(
+        r.get("method") == "mfa" and not r.get("reauthenticated") and r.get("at", 0) >= since for r in records
+    )
 
 
 @receiver(user_logged_in)
@@ -42,7 +68,13 @@ def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: An
         request.session[AUTHENTICATED_AT] = now
         request.session[LAST_SEEN] = now
         request.session[PASSWORD_OK] = not user_must_change_password(user)
-        request.session[MFA_OK] = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+        has_factor = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+        verified = factor_verified_in_this_login(request, user)
+        if verified or not (has_factor or factor_required(user)):
+            request.session[MFA_OK] = user.pk
+        else:
+            # AccountGateMiddleware sends the session to enrolment, or out again when a factor exists unverified.
+            request.session.pop(MFA_OK, None)
     ledger_append(event="security.login", actor=user, obj=user, facts={"ip_address": _address(request)})
 
 
@@ -52,26 +84,33 @@ def _logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
         ledger_append(event="security.logout", actor=user, obj=user, facts={"ip_address": _address(request)})
 
 
+def _anonymous_failure(request: HttpRequest, attempted: str | None, kind: str) -> None:
+    # Anyone can fail to log in: counted per account (or unknown account) and address in a window, so an
+    # anonymous writer cannot grow the ledger without bound (accounts/security_log.py).
+    security_event_count(
+        username=account_username(request, attempted), ip_address=client_address(request), kind=kind,
+        attempted=attempted or "",
+    )
+
+
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
-    username = attempted_username(request, credentials) if request is not None else credentials.get("username")
-    # The target is named for the Auditor's filter; the ledger is not shown to the person logging in.
-    ledger_append(
-        event="security.login_failed",
-        actor=None,
-        obj=_known_user(username),
-        facts={"username": username or "", "ip_address": _address(request)},
-    )
-
-
-@receiver(user_locked_out)
-def _locked_out(sender: Any, request: HttpRequest | None, username: str | None, ip_address: str, **kwargs: Any) -> None:
-    ledger_append(
-        event="security.lockout",
-        actor=None,
-        obj=_known_user(username),
-        facts={"username": username or "", "ip_address": ip_address or ""},
-    )
+    # Counting toward the delays is django-axes' handler's (pldreview.accounts.lockout.DelayHandler), and so is
+    # noting an attempt refused during a wait. A signing records its own failure (security.signature_failed).
+    if request is None or signing_credentials_checked() or getattr(request, "axes_locked_out", False):
+        return
+    attempted = attempted_username(request, credentials)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        # A logged-in user's failed reauthentication: one entry each.
+        ledger_append(
+            event="security.login_failed",
+            actor=user,
+            obj=user,
+            facts={"username": attempted or "", "ip_address": _address(request), "reauthentication": True},
+        )
+    else:
+        _anonymous_failure(request, attempted, "password")
 
 
 @receiver(password_changed)
@@ -95,10 +134,23 @@ def _mfa_codes_renewed(sender: Any, request: HttpRequest, user: Any, authenticat
 
 
 @receiver(authentication_failed)
-def _mfa_failed(sender: Any, request: HttpRequest, user: Any, authenticator: Any, **kwargs: Any) -> None:
-    ledger_append(
-        event="security.mfa_failed",
-        actor=None,
-        obj=user,
-        facts={"type": authenticator.type, "ip_address": _address(request)},
-    )
+def _mfa_failed(
+    sender: Any, request: HttpRequest, user: Any, authenticator: Any, reauthentication: bool = False, **kwargs: Any
+) -> None:
+    # A wrong code counts toward the same limits as a wrong password.
+    failure_record(request, user.get_username())
+    if not reauthentication:
+        _anonymous_failure(request, user.get_username(), "code")
+    else:
+        ledger_append(
+            event="security.mfa_failed",
+            actor=user,
+            obj=user,
+            facts={"type": authenticator.type, "ip_address": _address(request), "reauthentication": True},
+        )
+
+
+@receiver(signing_attempted)
+def _signing_attempted(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> Any:
+    # A signing waits like a login: during a wait its code is not checked either.
+    return signing_delay(request, user)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from allauth.mfa.models import Authenticator
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
-from pldreview.accounts.handlers import AUTHENTICATED_AT, LAST_SEEN, MFA_OK, PASSWORD_OK
+from pldreview.accounts.handlers import AUTHENTICATED_AT, LAST_SEEN, MFA_OK, PASSWORD_OK, factor_required
 from pldreview.accounts.services import user_must_change_password
 
 # Pages a user who still has to enrol a second factor or change a password may reach.
@@ -52,7 +53,10 @@ class SessionLimitsMiddleware:
 
 
 class AccountGateMiddleware:
-    """Send a user who must enrol a second factor or change their password there, and nowhere else."""
+    """Send a user who must enrol a second factor or change their password there, and nowhere else.
+
+    A session whose login did not verify the account's second factor is ended (``handlers.MFA_OK``).
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -67,12 +71,27 @@ class AccountGateMiddleware:
                     messages.info(request, "Choose a new password before you continue.")
                     return _redirect(request, reverse("account_change_password"))
                 request.session[PASSWORD_OK] = True
-            if settings.PLD_MFA_REQUIRED and not request.session.get(MFA_OK):
-                if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
-                    messages.info(request, "Set up your authenticator app first: a second factor is required.")
-                    return _redirect(request, reverse("mfa_activate_totp"))
-                request.session[MFA_OK] = True
+            if request.session.get(MFA_OK) != user.pk:
+                refused = self._second_factor_gate(request, user)
+                if refused is not None:
+                    return refused
         return self.get_response(request)
+
+    def _second_factor_gate(self, request: HttpRequest, user: Any) -> HttpResponse | None:
+        totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+        if totp is None:
+            if factor_required(user):
+                messages.info(request, "Set up your authenticator app first: a second factor is required.")
+                return _redirect(request, reverse("mfa_activate_totp"))
+        elif totp.created_at.timestamp() < request.session.get(AUTHENTICATED_AT, 0):
+            # The account has a factor this login did not verify: a password posted at some other door
+            # (Django admin's login did this). Out, and in again through the login that asks for the code.
+            logout(request)
+            messages.info(request, "Log in with your password and your authenticator code.")
+            return _redirect(request, f"{reverse(settings.LOGIN_URL)}?next={request.path}")
+        # No factor and none needed, or a factor enrolled in this very session (its code was just checked).
+        request.session[MFA_OK] = user.pk
+        return None
 
 
 def _body_limit(request: HttpRequest) -> int:

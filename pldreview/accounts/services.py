@@ -25,13 +25,13 @@ from typing import Any
 
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
-from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from pldreview.accounts.lockout import lockout_reset
 from pldreview.accounts.models import AccountChangeKind, AccountChangeRequest, AccountState
 from pldreview.ledger import ledger_append, row_facts
 from pldreview.models import LedgerEntry, Signature
@@ -139,7 +139,7 @@ def role_revoke(*, actor: User, user: User, role: str, reason: str) -> None:
 
 @transaction.atomic
 def lockout_clear(*, actor: User, reason: str, user: User | None = None, ip_address: str = "") -> int:
-    """Unlock a username and/or an address locked by failed logins; return how many failure records went.
+    """Lift the waits of a username and/or an address after failed attempts; return how many records went.
 
     For a user, the effect of a confirmed request.
     """
@@ -147,11 +147,7 @@ def lockout_clear(*, actor: User, reason: str, user: User | None = None, ip_addr
     if user is None and not ip_address:
         raise ValidationError("Name a user or an address to unlock.")
     _not_oneself(actor, user)
-    cleared = 0
-    if user is not None:
-        cleared += axes_reset(username=user.get_username())
-    if ip_address:
-        cleared += axes_reset(ip=ip_address)
+    cleared = lockout_reset(username=user.get_username() if user is not None else None, ip_address=ip_address or None)
     facts = {"username": user.get_username() if user else "", "ip_address": ip_address, "failures_cleared": cleared}
     ledger_append(event="security.unlock", actor=actor, obj=user, facts=facts, reason=reason)
     return cleared

@@ -63,6 +63,9 @@ def test_a_reviewer_enrols_totp_logs_in_with_a_code_and_reviews_under_the_csp(
     page.fill("#id_code", _fresh_code(secret, used))
     page.click("main form button[type=submit]:not([form])")
     page.wait_for_url("**/review/*")
+    # The completed login left this browser's device cookie, out of the page's scripts' reach.
+    device = [c for c in context.cookies() if c["name"] == "pld_device"]
+    assert len(device) == 1 and device[0]["httpOnly"]
 
     # The review flow with htmx, under the policy: approve with the keyboard, reject with a reason.
     page.click(f"a[href^='/rules/{first.pk}/']")

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.test import Client, RequestFactory
 
 from pldreview.jobs import job_create
+from tests.support.factors import django_admin_on, log_in_with_factor, totp_enrol  # noqa: F401
 
 APPS = {"rules", "evaluation", "pldreview"}
 
@@ -37,12 +38,14 @@ def test_no_admin_adds_changes_or_deletes(admin_user) -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("django_admin_on")
 def test_staff_read_every_list_and_a_record_but_cannot_post(admin_user, tmp_path) -> None:
     admin_user.is_staff = admin_user.is_superuser = True
     admin_user.save()
     job = job_create(kind="tests.pldreview.handlers.count_to", title="Count", params={"n": 1, "dir": str(tmp_path)})
     client = Client()
-    client.force_login(admin_user)
+    # Staff get in through the app's login with their second factor, like everyone (test_admin_door.py).
+    assert log_in_with_factor(client, "adam", totp_enrol(admin_user)).status_code == 302
     for model, _admin in _registered():
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url).status_code == 200, url
