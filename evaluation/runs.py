@@ -53,6 +53,7 @@ from pldreview.jobs import JobCancelled, job_create
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.audit import audited_save
+from rules.frozen_split import split_sha256
 from rules.models import Example, PromptVersion, Split, Task
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ def evaluation_run_create(
         n_threads=settings.PLD_STUDENT_THREADS,
         n_examples=len(examples),
         data_sha256=_data_sha256(examples),
+        # The gate judges a run only if it was drawn from the frozen test split (rules.frozen_split).
+        split_sha256=split_sha256(task=task)[0] if split == Split.TEST else "",
         created_by=user if user is not None and getattr(user, "pk", None) else None,
     )
     # Hashing the model file and reading examples happen before the write: under SQLite a
