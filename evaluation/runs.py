@@ -530,6 +530,7 @@ def _run_facts(run: EvaluationRun) -> dict[str, Any]:
         "task_id": run.task_id, "mode": run.mode, "prompt_version_id": run.prompt_version_id,
         "prompt_sha256": run.prompt_sha256, "model_sha256": run.model_sha256, "model_name": run.model_name,
         "data_sha256": run.data_sha256, "split": run.split, "seed": run.seed, "n_examples": run.n_examples,
+        "limit": run.limit, "split_sha256": run.split_sha256,
         "metrics": run.metrics, "rule_adherence": run.rule_adherence, "finished_at": run.finished_at,
     }
 
