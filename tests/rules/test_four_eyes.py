@@ -169,24 +169,16 @@ def test_the_database_refuses_an_approval_by_an_author(task, reviewer, second_re
         signature=sign_edit(reviewer, text="If the clause lets the recipient share with employees, then Entailment",
             label="Entailment"))
     rule = _fresh(rule)
-    insert = (
-        "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
-        "status_after, created_at) VALUES (%s, %s, 'approve', %s, 'raw', 'pending', 'approved', CURRENT_TIMESTAMP)"
-    )
-    for author in (reviewer, second_reviewer):  # wrote the current revision; wrote an earlier one since approval
-        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(insert, [rule.pk, rule.current_revision_id, author.pk])
+    for author in (reviewer, second_reviewer):  # wrote the current revision; wrote an earlier one
+        with pytest.raises(DatabaseError, match="Four eyes"), transaction.atomic():
+            _raw_signed_approval(rule, author)
     assert not Decision.objects.filter(action="approve").exists()
 
 
 def test_the_database_refuses_an_approval_by_the_person_who_promoted(task, reviewer) -> None:
     rule = micro_rule_promote(micro_rule=_noise(task), user=reviewer)
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
-            "status_after, created_at) VALUES (%s, %s, 'approve', %s, 'raw', 'pending', 'approved', "
-            "CURRENT_TIMESTAMP)", [rule.pk, rule.current_revision_id, reviewer.pk],
-        )
+    with pytest.raises(DatabaseError, match="Four eyes"), transaction.atomic():
+        _raw_signed_approval(rule, reviewer)
 
 
 # --- a rejection needs the full number of approvals to be overturned ----------------------------------
@@ -391,17 +383,29 @@ def test_the_writer_is_refused_through_the_url_and_the_page_says_why(task, revie
     assert _fresh(rule).status == Rule.Status.REJECTED
 
 
-def test_the_database_refuses_the_writers_approval_after_an_approval_and_a_rejection(
-    task, reviewer, second_reviewer
-) -> None:
-    rule = _ravi_writes_rita_approves_then_rejects(task, reviewer, second_reviewer)
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+def _raw_signed_approval(rule: Rule, user) -> None:
+    # Signed, so that only the four-eyes trigger can refuse it (an unsigned approval is refused for that alone).
+    signature = sign_approval(user, rule)
+    with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
-            "status_after, created_at) VALUES (%s, %s, 'approve', %s, 'raw', 'rejected', 'rejected', "
-            "CURRENT_TIMESTAMP)", [rule.pk, rule.current_revision_id, second_reviewer.pk],
+            "status_after, created_at, signature_id) VALUES (%s, %s, 'approve', %s, 'raw', %s, %s, "
+            "CURRENT_TIMESTAMP, %s)", [rule.pk, rule.current_revision_id, user.pk, rule.status, rule.status,
+                                       signature.pk],
         )
+
+
+def test_the_database_refuses_the_writers_approval_after_an_approval_and_a_rejection(
+    task, reviewer, second_reviewer, third_reviewer
+) -> None:
+    rule = _ravi_writes_rita_approves_then_rejects(task, reviewer, second_reviewer)
+    with pytest.raises(DatabaseError, match="Four eyes: an author of a rule never approves it"), \
+            transaction.atomic():
+        _raw_signed_approval(rule, second_reviewer)
     assert not Decision.objects.filter(rule=rule, action="approve", reviewer=second_reviewer).exists()
+    # The same signed raw insert by someone who never wrote the rule goes through: the trigger is what refused.
+    _raw_signed_approval(rule, third_reviewer)
+    assert Decision.objects.filter(rule=rule, action="approve", reviewer=third_reviewer).exists()
 
 
 def test_a_rule_someone_ever_wrote_is_never_waiting_for_them(task, reviewer, second_reviewer) -> None:
