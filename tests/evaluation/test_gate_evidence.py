@@ -269,3 +269,18 @@ def test_the_database_refuses_to_change_or_delete_a_frozen_test_split(v1, exampl
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement, ["0" * 64])
     assert FrozenTestSplit.objects.get().sha256 == frozen
+
+
+def test_the_migration_gives_earlier_whole_split_runs_todays_hash_and_no_other(v1, examples) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("evaluation.migrations.0013_evaluation_run_split_sha256")
+    whole = _passing_run(v1, examples, split_sha256="")
+    part = _passing_run(v1, examples[:5], split_sha256="")
+    migration.backfill(apps, None)
+    whole.refresh_from_db()
+    part.refresh_from_db()
+    assert whole.split_sha256 == split_sha256(task=v1.task)[0] and part.split_sha256 == ""
+    assert promotion_gate(prompt_version=v1).candidate_run == whole
