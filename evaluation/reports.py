@@ -33,6 +33,7 @@ from pldreview.models import Signature
 from pldreview.signatures import Meaning, report_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
+from rules.student_model import ModelFileError, student_model_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,12 @@ def _evaluation_runs(
 
 def _gate_data(prompt_version: PromptVersion) -> tuple[dict[str, Any], EvaluationRun | None]:
     """Return the frozen test split, the split now and every run of the version on it, as the gate sees them."""
-    frozen, now, n_now, rows = gate_evidence(prompt_version=prompt_version)
+    try:
+        model_sha256 = student_model_sha256()
+    except ModelFileError:
+        # Without the student model file no run is "the current model's": the runs are listed, none judged.
+        model_sha256 = "-"
+    frozen, now, n_now, rows = gate_evidence(prompt_version=prompt_version, model_sha256=model_sha256)
 
     def row_data(row: GateRunRow) -> dict[str, Any]:
         run = row.run

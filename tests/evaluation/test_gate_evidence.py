@@ -284,3 +284,14 @@ def test_the_migration_gives_earlier_whole_split_runs_todays_hash_and_no_other(v
     part.refresh_from_db()
     assert whole.split_sha256 == split_sha256(task=v1.task)[0] and part.split_sha256 == ""
     assert promotion_gate(prompt_version=v1).candidate_run == whole
+
+
+def test_a_report_without_the_student_model_file_lists_the_runs_and_judges_none(
+    v1, examples, admin_user, settings, tmp_path
+) -> None:
+    run = _passing_run(v1, examples)
+    settings.PLD_STUDENT_MODEL_PATH = str(tmp_path / "missing.gguf")
+    data = report_data(prompt_version=v1, generated_by=admin_user, generated_at=timezone.now(), report_id=None,
+                       identity=None)
+    assert [(row["id"], row["judged"]) for row in data["test_split"]["runs"]] == [(run.pk, False)]
+    assert not data["pld_is_gate_run"] and data["pld"]["id"] == run.pk
