@@ -212,6 +212,14 @@ def evaluation_run_create(
         run.full_clean()
         run.save()
         shards_plan(run=run)
+        # Every run is on the ledger from its start, so one that later fails, is cancelled or disappears still
+        # shows: the gate lists every run of a version on the test split (issue 22).
+        ledger_append(
+            event="evaluation_run.created", actor=run.created_by, obj=run,
+            facts={key: value for key, value in _run_facts(run).items()
+                   if key not in {"metrics", "rule_adherence", "finished_at"}},
+            reason=f"Evaluation run {run.pk} created",
+        )
     return run
 
 

@@ -257,6 +257,9 @@ def test_a_run_records_the_whole_test_split_it_was_drawn_from(v1, examples, admi
     run = evaluation_run_create(task=v1.task, mode=EvaluationRun.Mode.PLD, prompt_version=v1, limit=3,
                                 user=admin_user)
     assert run.split_sha256 == split_sha256(task=v1.task)[0] and run.n_examples == 3
+    # On the ledger from its creation, with the limit and the split it was drawn from.
+    facts = json.loads(LedgerEntry.objects.get(event="evaluation_run.created", object_id=str(run.pk)).payload)["facts"]
+    assert (facts["limit"], facts["seed"], facts["split_sha256"]) == (3, 0, run.split_sha256)
 
 
 @pytest.mark.parametrize("statement", [
