@@ -298,3 +298,23 @@ def test_a_report_without_the_student_model_file_lists_the_runs_and_judges_none(
                        identity=None)
     assert [(row["id"], row["judged"]) for row in data["test_split"]["runs"]] == [(run.pk, False)]
     assert not data["pld_is_gate_run"] and data["pld"]["id"] == run.pk
+
+
+def test_the_upload_page_refuses_a_file_whose_split_would_add_to_a_frozen_test_split(
+    client, v1, examples, admin_user
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    promotion_gate(prompt_version=v1, user=admin_user)
+    rows = [{"premise": f"Upload clause {i}", "hypothesis": "Shared?", "label": v1.task.label_names[i % 3]}
+            for i in range(15)]
+    upload = SimpleUploadedFile("more.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    before = Example.objects.count()
+    client.force_login(admin_user)
+    response = client.post("/datasets/import/", {"task": v1.task.name, "fmt": "jsonl", "file": upload, "split": "",
+                                                 "split_seed": "0", "label_field": "label"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "would go into the test split of task nda-demo, which was frozen" in body
+    assert FrozenTestSplit.objects.get().sha256 in body
+    assert Example.objects.count() == before
