@@ -318,3 +318,13 @@ def test_the_upload_page_refuses_a_file_whose_split_would_add_to_a_frozen_test_s
     assert "would go into the test split of task nda-demo, which was frozen" in body
     assert FrozenTestSplit.objects.get().sha256 in body
     assert Example.objects.count() == before
+
+
+def test_re_running_the_zero_shot_baseline_until_it_does_worse_changes_nothing(task, v1) -> None:
+    examples = gate_examples(task)
+    first_baseline = scored_run(task, examples)  # zero-shot right on every example
+    scored_run(task, examples, wrong=len(examples), finished_at=_later(5))  # a later, worse zero-shot run
+    scored_run(task, examples, version=v1, wrong=3)
+    gate = promotion_gate(prompt_version=v1)
+    assert gate.zero_shot_run == first_baseline
+    assert not {c.key: c.passed for c in gate.conditions}["baselines"]
