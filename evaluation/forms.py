@@ -29,8 +29,13 @@ class RunStartForm(forms.Form):
         required=False,
         help_text="pld without a prompt version: paste the rules prompt here.",
     )
-    limit = forms.IntegerField(min_value=1, required=False, help_text="Evaluate at most this many examples.")
-    seed = forms.IntegerField(initial=0)
+    limit = forms.IntegerField(
+        min_value=1, required=False,
+        help_text="Evaluate at most this many examples. A test-split run with a limit never gates a promotion.",
+    )
+    seed = forms.IntegerField(
+        initial=0, help_text="Only a test-split run with the task's seed (0) and no limit can gate a promotion."
+    )
     k_shot = forms.IntegerField(label="k (few-shot)", min_value=1, max_value=32, initial=4)
     calibrate = forms.BooleanField(
         required=False, help_text="Subtract the label prior measured on a content-free input."

@@ -77,6 +77,9 @@ class EvaluationRun(models.Model):
     rule_adherence = models.FloatField(null=True, blank=True)
     adherence = models.JSONField(default=dict, blank=True)
     data_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the evaluated examples")
+    # The whole test split the examples were drawn from, as it was when the run was created
+    # (rules.frozen_split.split_sha256): the gate judges only runs whose split is the frozen one.
+    split_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the whole test split at creation")
     error = models.TextField(blank=True)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)

@@ -8,6 +8,12 @@ A version passes the gate only when, on the test split with the current student 
 (c) its macro-F1 is not below the production version's (evaluated the same way) minus
     ``PLD_PROMOTION_MARGIN``.
 
+The evidence cannot be chosen (issue 22): the task's test split is frozen when a version is first gated
+(its SHA-256 on an append-only row and the ledger, ``rules.frozen_split``) and a changed split fails the gate;
+only a run of the whole frozen split with the task's seed and the current model can gate, and of those the
+*first complete* one (the first to finish) is judged, so re-running until a run passes, or running on a
+friendlier subset, shows in the list of runs and changes nothing.
+
 Missing evidence (no evaluation, no zero-shot run on the same examples, no adherence check) fails
 its condition; it is never taken as passed. A failing gate is overridden only by two Admins: one
 requests the override with a written justification (``promotion_override_request``), a different
@@ -32,7 +38,8 @@ from pldreview.accounts.services import second_person_refusal
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
-from rules.models import Example, PromptVersion, Split, Task
+from rules.frozen_split import TASK_SEED, frozen_test_split, split_freeze, split_sha256
+from rules.models import Example, FrozenTestSplit, PromptVersion, Split, Task
 from rules.student_model import student_model_sha256
 
 # The paired bootstrap's seed: fixed, so the same runs always give the same verdict.
@@ -43,15 +50,76 @@ TWO_ADMINS = (
 )
 
 
+def version_test_runs(prompt_version: PromptVersion) -> list[EvaluationRun]:
+    """Return every run of the version on the test split, whatever its status, in the order they were started."""
+    return list(
+        EvaluationRun.objects.filter(prompt_version=prompt_version, split=Split.TEST)
+        .select_related("created_by").order_by("created_at", "id")
+    )
+
+
+def _why_not_gating(run: EvaluationRun, *, model_sha256: str, split_sha: str) -> str:
+    """Return why a run of the version cannot be judged by the gate, or '' when it can."""
+    if run.limit is not None:
+        return f"limited to {run.limit} examples: a run with a limit never gates"
+    if run.seed != TASK_SEED:
+        return f"seed {run.seed}, not the task's seed {TASK_SEED}: never gates"
+    if not split_sha or run.split_sha256 != split_sha:
+        drawn = f" (SHA-256 {run.split_sha256[:12]}…)" if run.split_sha256 else " (not recorded)"
+        return f"drawn from another test split than the frozen one{drawn}: never gates"
+    if run.model_sha256 != model_sha256:
+        return f"another student model (SHA-256 {run.model_sha256[:12]}…): gates only for that model"
+    if run.status != EvaluationRun.Status.FINISHED:
+        return f"{run.get_status_display().lower()}: not complete"
+    if run.macro_f1 is None:
+        return "finished without metrics: not complete"
+    return ""
+
+
+@dataclass(frozen=True)
+class GateRunRow:
+    """One run of a version on the test split as the gate page and the report list it: judged, or why not."""
+
+    run: EvaluationRun
+    judged: bool
+    note: str
+
+
+def gate_run_rows(*, prompt_version: PromptVersion, model_sha256: str, split_sha: str) -> list[GateRunRow]:
+    """List every run of the version on the test split and mark the one the gate judges.
+
+    The gate judges the first complete run (the first to finish) of the whole frozen split with the task's
+    seed and the given model. Later complete runs are listed and never judged: re-running cannot change the
+    verdict. A new student model has its own first complete run.
+    """
+    runs = version_test_runs(prompt_version)
+    why = {run.pk: _why_not_gating(run, model_sha256=model_sha256, split_sha=split_sha) for run in runs}
+    eligible = [run for run in runs if not why[run.pk]]
+    judged = min(eligible, key=lambda r: (r.finished_at or r.created_at, r.pk), default=None)
+    rows = []
+    for run in runs:
+        if judged is not None and run.pk == judged.pk:
+            note = "judged by the gate: the first complete run of the whole frozen test split"
+        elif why[run.pk]:
+            note = why[run.pk]
+        else:
+            assert judged is not None
+            note = f"complete after run #{judged.pk}: shown, never judged"
+        rows.append(GateRunRow(run=run, judged=judged is not None and run.pk == judged.pk, note=note))
+    return rows
+
+
+def _gate_split_sha(task: Task) -> str:
+    # Before the first gating the split that would be frozen is the current one.
+    frozen = frozen_test_split(task)
+    return frozen.sha256 if frozen is not None else split_sha256(task=task)[0]
+
+
 def gate_run(*, prompt_version: PromptVersion, model_sha256: str) -> EvaluationRun | None:
-    """Return the latest finished test-split evaluation of a version with the given model, if any."""
-    runs = EvaluationRun.objects.filter(
-        prompt_version=prompt_version,
-        status=EvaluationRun.Status.FINISHED,
-        split=Split.TEST,
-        model_sha256=model_sha256,
-    ).order_by("-finished_at", "-created_at", "-id")
-    return next((run for run in runs if run.macro_f1 is not None), None)
+    """Return the run the gate judges for a version and model: its first complete run of the frozen test split."""
+    rows = gate_run_rows(prompt_version=prompt_version, model_sha256=model_sha256,
+                         split_sha=_gate_split_sha(prompt_version.task))
+    return next((row.run for row in rows if row.judged), None)
 
 
 def _predicted(run: EvaluationRun) -> dict[int, str]:
@@ -67,11 +135,14 @@ def _same_examples_zero_shot(run: EvaluationRun, statuses: list[str]) -> Any:
 
 
 def zero_shot_baseline(*, run: EvaluationRun) -> EvaluationRun | None:
-    """Return the latest finished zero-shot run of the same model on exactly the examples a run predicted."""
+    """Return the first finished zero-shot run of the same model on exactly the examples a run predicted.
+
+    The first, like the candidate's: re-running the baseline until it does worse changes nothing.
+    """
     wanted = set(_predicted(run))
     if not wanted:
         return None
-    candidates = _same_examples_zero_shot(run, [EvaluationRun.Status.FINISHED])
+    candidates = _same_examples_zero_shot(run, [EvaluationRun.Status.FINISHED]).order_by("finished_at", "id")
     return next((c for c in candidates if set(_predicted(c)) == wanted), None)
 
 
@@ -125,6 +196,11 @@ class GateResult:
     zero_shot_in_progress: EvaluationRun | None = None
     # The candidate has predictions but no zero-shot run covers its examples (the page offers to start one).
     zero_shot_missing: bool = False
+    # The frozen test split, the hash of the split as it is now, and every run of the version on the test split.
+    frozen: FrozenTestSplit | None = None
+    split_sha256_now: str = ""
+    n_test_examples: int = 0
+    runs: list[GateRunRow] = field(default_factory=list)
     conditions: list[GateCondition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
@@ -145,6 +221,11 @@ class GateResult:
     def needs_zero_shot(self) -> bool:
         """Say whether the page should offer to start the zero-shot run on the candidate's examples."""
         return self.zero_shot_missing and self.zero_shot_in_progress is None
+
+    @property
+    def split_changed(self) -> bool:
+        """Say whether the test split no longer hashes to the frozen one (a re-import or relabel)."""
+        return self.frozen is not None and self.split_sha256_now != self.frozen.sha256
 
     @property
     def candidate_macro_f1(self) -> float | None:
@@ -177,6 +258,15 @@ class GateResult:
             "production_run": self.production_run.pk if self.production_run else None,
             "production_macro_f1": self.production_macro_f1,
             "production_macro_f1_ci95": ci(self.production_run),
+            "test_split_frozen_sha256": self.frozen.sha256 if self.frozen else "",
+            "test_split_sha256": self.split_sha256_now,
+            "test_split_changed": self.split_changed,
+            "runs_on_test_split": [
+                {"run": row.run.pk, "status": row.run.status, "seed": row.run.seed, "limit": row.run.limit,
+                 "n_examples": row.run.n_examples, "macro_f1": row.run.macro_f1, "judged": row.judged,
+                 "note": row.note}
+                for row in self.runs
+            ],
             **self.figures,
         }
 
@@ -186,17 +276,51 @@ def production_prompt_version(task: Task) -> PromptVersion | None:
     return PromptVersion.objects.in_production().filter(task=task).first()
 
 
-def _evaluated_condition(result: GateResult) -> GateCondition:
-    run, version = result.candidate_run, result.prompt_version
-    if run is None:
+def _test_split_condition(result: GateResult) -> GateCondition:
+    title = "Test split unchanged since it was frozen"
+    frozen, task = result.frozen, result.prompt_version.task
+    if frozen is None:
         return GateCondition(
-            "evaluated", "Evaluated on the test split", False, "no finished run",
-            f"Version {version.number} has no finished evaluation on the test split with the current student "
-            f"model (SHA-256 {result.model_sha256[:12]}…). Run one first.",
+            "test_split", title, False, "no test examples",
+            f"Task {task.name} has no test examples, so there is nothing to judge a version on. Import a test split.",
+        )
+    when = f"{frozen.created_at:%Y-%m-%d %H:%M} UTC"
+    if result.split_changed:
+        return GateCondition(
+            "test_split", title, False, f"changed: frozen {frozen.sha256[:12]}…, now {result.split_sha256_now[:12]}…",
+            f"The test split changed since it was frozen on {when}: it was frozen with SHA-256 {frozen.sha256} "
+            f"({frozen.n_examples} examples) and now hashes to {result.split_sha256_now} "
+            f"({result.n_test_examples} examples). Examples were added, removed or relabelled behind the gate; "
+            "no run can be judged until the frozen split is restored.",
         )
     return GateCondition(
-        "evaluated", "Evaluated on the test split", True, f"run #{run.pk}, {run.n_examples} examples",
-        f"Run #{run.pk} evaluated version {version.number} on {run.n_examples} test examples with the current model.",
+        "test_split", title, True, f"SHA-256 {frozen.sha256[:12]}…, {frozen.n_examples} examples",
+        f"The test split is the one frozen on {when} (SHA-256 {frozen.sha256}, {frozen.n_examples} examples).",
+    )
+
+
+def _evaluated_condition(result: GateResult) -> GateCondition:
+    run, version = result.candidate_run, result.prompt_version
+    title = "Evaluated on the whole test split"
+    if result.split_changed:
+        return GateCondition(
+            "evaluated", title, False, "test split changed",
+            "No run is judged while the test split differs from the frozen one (see the next condition).",
+        )
+    if run is None:
+        return GateCondition(
+            "evaluated", title, False, "no complete run",
+            f"Version {version.number} has no finished evaluation on the test split that can gate: a complete "
+            f"run of the whole frozen test split with the task's seed ({TASK_SEED}) and the current student model "
+            f"(SHA-256 {result.model_sha256[:12]}…). Run one without a limit first; runs with a limit or another "
+            "seed are listed but never gate.",
+        )
+    later = sum(1 for row in result.runs if not row.judged and row.note.startswith("complete after"))
+    again = f" {later} later complete run(s) are listed below and not judged." if later else ""
+    return GateCondition(
+        "evaluated", title, True, f"run #{run.pk}, {run.n_examples} examples",
+        f"Run #{run.pk}, the first complete run of version {version.number} on the whole frozen test split "
+        f"({run.n_examples} examples) with the current model, is the one judged.{again}",
     )
 
 
@@ -308,8 +432,8 @@ def _production_condition(result: GateResult) -> GateCondition:
     if result.production_run is None:
         return GateCondition(
             "production", title, False, "production not evaluated",
-            f"The production version {production.number} has no finished evaluation on the test split with the "
-            "current student model, so the two cannot be compared. Evaluate it too.",
+            f"The production version {production.number} has no complete evaluation of the whole frozen test split "
+            "with the current student model, so the two cannot be compared. Evaluate it too.",
         )
     if result.candidate_run is None:
         return GateCondition("production", title, False, "—", "Without an evaluation the versions cannot be compared.")
@@ -331,13 +455,37 @@ def _production_condition(result: GateResult) -> GateCondition:
     )
 
 
-def promotion_gate(*, prompt_version: PromptVersion) -> GateResult:
-    """Check whether a version may go to production without an override, and collect the evidence."""
+def gate_evidence(
+    *, prompt_version: PromptVersion, model_sha256: str | None = None
+) -> tuple[FrozenTestSplit | None, str, int, list[GateRunRow]]:
+    """Return, without writing anything, the task's frozen test split, the split's hash and size now, and
+    every run of the version on the test split with the one the gate judges marked (the report shows these)."""
+    task = prompt_version.task
+    frozen = frozen_test_split(task)
+    now, n_now = split_sha256(task=task)
+    rows = gate_run_rows(
+        prompt_version=prompt_version, model_sha256=model_sha256 or student_model_sha256(),
+        split_sha=frozen.sha256 if frozen is not None else now,
+    )
+    return frozen, now, n_now, rows
+
+
+def promotion_gate(*, prompt_version: PromptVersion, user: AbstractBaseUser | None = None) -> GateResult:
+    """Check whether a version may go to production without an override, and collect the evidence.
+
+    The first gating of any version of a task freezes the task's test split (``rules.frozen_split``).
+    """
     sha = student_model_sha256()
     result = GateResult(prompt_version=prompt_version, model_sha256=sha, margin=settings.PLD_PROMOTION_MARGIN)
-    result.candidate_run = gate_run(prompt_version=prompt_version, model_sha256=sha)
+    split_freeze(task=prompt_version.task, user=user, prompt_version=prompt_version)
+    result.frozen, result.split_sha256_now, result.n_test_examples, result.runs = gate_evidence(
+        prompt_version=prompt_version, model_sha256=sha
+    )
+    if not result.split_changed:
+        result.candidate_run = next((row.run for row in result.runs if row.judged), None)
     result.conditions = [
         _evaluated_condition(result),
+        _test_split_condition(result),
         _baselines_condition(result),
         _adherence_condition(result),
         _production_condition(result),
@@ -481,7 +629,7 @@ def prompt_version_promote(
     if not reason:
         raise ValidationError({"reason": "Say why this version should go to production."})
     version = _lock_version(prompt_version)
-    gate = promotion_gate(prompt_version=version)
+    gate = promotion_gate(prompt_version=version, user=user)
     if not gate.passed:
         raise ValidationError({"override_justification": [*gate.problems, TWO_ADMINS]})
     return _promote(version=version, user=user, reason=reason, gate=gate, signature=signature)
@@ -523,7 +671,7 @@ def promotion_override_request(
             f"{waiting.requested_by} already asked to override the gate for version {version.number}; "
             "a different Admin confirms or withdraws that request."
         )
-    gate = promotion_gate(prompt_version=version)
+    gate = promotion_gate(prompt_version=version, user=user)
     if gate.passed:
         raise ValidationError("The gate passes: promote the version without an override.")
     override = PromotionOverride(
@@ -556,7 +704,7 @@ def promotion_override_confirm(
     version = _lock_version(override.prompt_version)
     signature_check(signature, user=user, meanings=Meaning.GATE_OVERRIDE_CONFIRMED,
                     content_sha256=prompt_version_content_sha256(version.text))
-    gate = promotion_gate(prompt_version=version)
+    gate = promotion_gate(prompt_version=version, user=user)
     if gate.passed:
         raise ValidationError("The gate passes now: promote the version without an override.")
     override.status = PromotionOverride.Status.CONFIRMED

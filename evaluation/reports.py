@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 
 from evaluation.metrics import confusion_rows
 from evaluation.models import EvaluationRun, Promotion, Report
+from evaluation.promotion import GateRunRow, gate_evidence
 from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
 from evaluation.trends import task_trend, trend_chart
 from pldreview.jobs import JobCancelled, job_start
@@ -32,6 +33,7 @@ from pldreview.models import Signature
 from pldreview.signatures import Meaning, report_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
+from rules.student_model import ModelFileError, student_model_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -212,11 +214,14 @@ def _run_data(run: EvaluationRun, labels: list[str]) -> dict[str, Any]:
     }
 
 
-def _evaluation_runs(prompt_version: PromptVersion) -> tuple[EvaluationRun | None, list[EvaluationRun]]:
-    """Return this version's latest finished pld run (test split first) and the latest baselines beside it."""
+def _evaluation_runs(
+    prompt_version: PromptVersion, judged: EvaluationRun | None = None
+) -> tuple[EvaluationRun | None, list[EvaluationRun]]:
+    """Return the run the gate judges for this version (else its latest finished pld run, test split first) and
+    the latest baselines beside it."""
     finished = EvaluationRun.objects.filter(task=prompt_version.task, status=EvaluationRun.Status.FINISHED)
     own = finished.filter(prompt_version=prompt_version, mode=EvaluationRun.Mode.PLD).order_by("-finished_at", "-id")
-    pld = own.filter(split=Split.TEST).first() or own.first()
+    pld = judged or own.filter(split=Split.TEST).first() or own.first()
     split = pld.split if pld is not None else Split.TEST
     baselines = []
     for mode in BASELINE_MODES:
@@ -224,6 +229,38 @@ def _evaluation_runs(prompt_version: PromptVersion) -> tuple[EvaluationRun | Non
         if run is not None:
             baselines.append(run)
     return pld, baselines
+
+
+def _gate_data(prompt_version: PromptVersion) -> tuple[dict[str, Any], EvaluationRun | None]:
+    """Return the frozen test split, the split now and every run of the version on it, as the gate sees them."""
+    try:
+        model_sha256 = student_model_sha256()
+    except ModelFileError:
+        # Without the student model file no run is "the current model's": the runs are listed, none judged.
+        model_sha256 = "-"
+    frozen, now, n_now, rows = gate_evidence(prompt_version=prompt_version, model_sha256=model_sha256)
+
+    def row_data(row: GateRunRow) -> dict[str, Any]:
+        run = row.run
+        return {
+            "id": run.pk, "started_at": run.created_at, "status": run.get_status_display(),
+            "finished_at": run.finished_at, "by": _user_display(run.created_by) if run.created_by_id else "—",
+            "seed": run.seed, "limit": run.limit, "n": run.n_examples, "macro_f1": run.macro_f1,
+            "model_sha256": run.model_sha256, "judged": row.judged, "note": row.note,
+        }
+
+    judged = next((row.run for row in rows if row.judged), None)
+    return {
+        "frozen": frozen is not None,
+        "frozen_sha256": frozen.sha256 if frozen else "",
+        "frozen_n": frozen.n_examples if frozen else 0,
+        "frozen_at": frozen.created_at if frozen else None,
+        "sha256_now": now,
+        "n_now": n_now,
+        "changed": frozen is not None and frozen.sha256 != now,
+        "runs": [row_data(row) for row in rows],
+        "judged_run": judged.pk if judged else None,
+    }, judged
 
 
 def _f1_chart(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -312,7 +349,8 @@ def report_data(
     """Return everything the report states about a prompt version, as plain data for the template."""
     task = prompt_version.task
     labels = task.label_names
-    pld, baselines = _evaluation_runs(prompt_version)
+    gate, judged = _gate_data(prompt_version)
+    pld, baselines = _evaluation_runs(prompt_version, judged)
     pld_data = _run_data(pld, labels) if pld is not None else None
     baseline_data = [_run_data(run, labels) for run in baselines]
     all_runs = ([pld_data] if pld_data else []) + baseline_data
@@ -348,6 +386,8 @@ def report_data(
             "quantization": pld_data["quantization"] if pld_data else "",
         },
         "data_sha256": pld_data["data_sha256"] if pld_data else "",
+        "test_split": gate,
+        "pld_is_gate_run": judged is not None,
         "rules": _rules_data(prompt_version),
         "pld": pld_data,
         "baselines": baseline_data,

@@ -53,6 +53,7 @@ from pldreview.jobs import JobCancelled, job_create
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.audit import audited_save
+from rules.frozen_split import split_sha256
 from rules.models import Example, PromptVersion, Split, Task
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ def evaluation_run_create(
         n_threads=settings.PLD_STUDENT_THREADS,
         n_examples=len(examples),
         data_sha256=_data_sha256(examples),
+        # The gate judges a run only if it was drawn from the frozen test split (rules.frozen_split).
+        split_sha256=split_sha256(task=task)[0] if split == Split.TEST else "",
         created_by=user if user is not None and getattr(user, "pk", None) else None,
     )
     # Hashing the model file and reading examples happen before the write: under SQLite a
@@ -209,6 +212,14 @@ def evaluation_run_create(
         run.full_clean()
         run.save()
         shards_plan(run=run)
+        # Every run is on the ledger from its start, so one that later fails, is cancelled or disappears still
+        # shows: the gate lists every run of a version on the test split (issue 22).
+        ledger_append(
+            event="evaluation_run.created", actor=run.created_by, obj=run,
+            facts={key: value for key, value in _run_facts(run).items()
+                   if key not in {"metrics", "rule_adherence", "finished_at"}},
+            reason=f"Evaluation run {run.pk} created",
+        )
     return run
 
 
@@ -527,6 +538,7 @@ def _run_facts(run: EvaluationRun) -> dict[str, Any]:
         "task_id": run.task_id, "mode": run.mode, "prompt_version_id": run.prompt_version_id,
         "prompt_sha256": run.prompt_sha256, "model_sha256": run.model_sha256, "model_name": run.model_name,
         "data_sha256": run.data_sha256, "split": run.split, "seed": run.seed, "n_examples": run.n_examples,
+        "limit": run.limit, "split_sha256": run.split_sha256,
         "metrics": run.metrics, "rule_adherence": run.rule_adherence, "finished_at": run.finished_at,
     }
 

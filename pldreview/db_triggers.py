@@ -20,7 +20,9 @@ from django.db import connections, migrations, transaction
 PERMIT_TABLE = "pld_delete_permit"
 # Append-only besides every django-simple-history table. A migration adding an audit table adds it here
 # and calls ``append_only([...])``.
-APPEND_ONLY_MODELS = ("pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion")
+APPEND_ONLY_MODELS = (
+    "pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion", "rules.FrozenTestSplit",
+)
 
 CREATE_PERMIT = {
     "sqlite": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id INTEGER PRIMARY KEY, reason TEXT NOT NULL)",

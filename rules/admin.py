@@ -12,6 +12,7 @@ from rules.models import (
     DatasetImport,
     Decision,
     Example,
+    FrozenTestSplit,
     MicroRule,
     PromptVersion,
     PromptVersionRule,
@@ -67,5 +68,6 @@ class PromptVersionAdmin(ReadOnlyHistoryAdmin):
     list_select_related = ("task",)
 
 
-for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule, RuleComment):
+for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule, RuleComment,
+              FrozenTestSplit):
     admin.site.register(model, ReadOnlyAdmin)

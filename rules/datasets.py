@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from pldreview.ledger import ledger_append, row_facts
+from rules.frozen_split import frozen_test_split
 from rules.importers import KNOWN_FORMATS, FieldMap, ImportRefused, ParsedExample, TaskSpec, parse_file
 from rules.models import DatasetImport, Example, Split, Task
 from rules.splits import split_assign
@@ -230,6 +231,7 @@ def dataset_import(
         for example, digest, assigned in zip(parsed.examples, hashes, assignment, strict=True)
         if digest not in stored
     ]
+    _refuse_into_frozen_test_split(task, new, source)
     Example.objects.bulk_create(new, batch_size=BATCH_SIZE)
     record.n_added = len(new)
     record.n_skipped = len(parsed.examples) - len(new)
@@ -237,6 +239,20 @@ def dataset_import(
     ledger_append(event="dataset.imported", actor=user, obj=record, facts=row_facts(record),
                   reason=f"Imported {record.n_added} new examples from {source[:200]}")
     return record
+
+
+def _refuse_into_frozen_test_split(task: Task, new: list[Example], source: str) -> None:
+    """Refuse the whole import when it would add examples to a test split the promotion gate has frozen."""
+    into_test = sum(1 for example in new if example.split == Split.TEST)
+    frozen = frozen_test_split(task) if into_test and task.pk else None
+    if frozen is None:
+        return
+    raise ValidationError(
+        f"{source}: {into_test} new example(s) would go into the test split of task {task.name}, which was frozen "
+        f"on {frozen.created_at:%Y-%m-%d %H:%M} UTC when a version was first gated (SHA-256 {frozen.sha256}). "
+        "The gate's evidence must not change under it: import them into train or dev (a fixed split), or "
+        "define a new task for a new test split."
+    )
 
 
 def import_summary(record: DatasetImport) -> dict[str, dict[str, int]]:

@@ -134,6 +134,36 @@ class Example(models.Model):
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+class FrozenTestSplit(models.Model):
+    """The task's test split as it was when a version of the task was first gated: its SHA-256, kept forever.
+
+    One per task, written once by ``rules.frozen_split.split_freeze`` with a ledger entry; the database
+    refuses any UPDATE or DELETE (append-only triggers). The gate judges only runs drawn from this split and
+    fails, naming both hashes, when the task's test examples no longer hash to it.
+    """
+
+    task = models.OneToOneField(Task, on_delete=models.PROTECT, related_name="frozen_test_split")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the test examples' ids, inputs and gold labels")
+    n_examples = models.PositiveIntegerField()
+    # The version whose gating froze the split, and who opened that gate.
+    prompt_version = models.ForeignKey(
+        "PromptVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    frozen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(n_examples__gt=0), name="frozen_test_split_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Test split of {self.task.name} frozen at {self.sha256[:12]}…"
+
+
 class TeacherCall(models.Model):
     """One request to the teacher and its response, kept so a repeated request costs nothing."""
 

@@ -9,9 +9,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from rules.models import Decision, Rule
+from rules.models import Decision, Rule, RuleRevision
 from rules.search import search_rules
-from rules.services import rejection_stands, standing_approvals
+from rules.services import AUTHORING, rejection_stands, standing_approvals
 
 SORTS = {
     "support": ("-support", "id"),
@@ -142,11 +142,15 @@ def queue_topics(filters: QueueFilters, limit: int = 200) -> list[str]:
 
 
 def waiting_for(user: AbstractBaseUser) -> QuerySet[Rule]:
-    """Return the pending rules the user may decide: latest revision not theirs, no standing approval of theirs."""
+    """Return the pending rules the user may decide: no revision ever theirs, no standing approval of theirs."""
     own_approval = Decision.objects.filter(standing_approvals(), rule=OuterRef("pk"), reviewer_id=user.pk)
+    # The same authors as rules.services.rule_review: anyone who ever wrote, edited or promoted a revision.
+    authored = Decision.objects.filter(rule=OuterRef("pk"), reviewer_id=user.pk, action__in=AUTHORING)
+    wrote = RuleRevision.objects.filter(rule=OuterRef("pk"), author_id=user.pk)
     return (
         Rule.objects.filter(status=Rule.Status.PENDING)
-        .exclude(current_revision__author_id=user.pk)
+        .exclude(Exists(authored))
+        .exclude(Exists(wrote))
         .exclude(Exists(own_approval))
     )
 

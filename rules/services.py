@@ -240,16 +240,17 @@ def required_approvals() -> int:
 # Overturning a rejection sets one reviewer's "no" aside, so it always takes at least two other people.
 OVERTURN_MIN_APPROVALS = 2
 
-_AUTHORING = (Decision.Action.CREATE, Decision.Action.EDIT, Decision.Action.PROMOTE_NOISE)
+AUTHORING = (Decision.Action.CREATE, Decision.Action.EDIT, Decision.Action.PROMOTE_NOISE)
 
 
 @dataclass(frozen=True)
 class RuleReview:
     """Where four eyes stand on a rule's current revision: who may not approve it and whose approval counts.
 
-    Everything counts from the rule's last approval on (the approval, not undone, that made it approved):
-    an *author* wrote, edited or promoted a revision since then (an undone edit still counts: its editor
-    has shaped the rule); a *rejecter* rejected it since then and has not undone it.
+    An *author* ever wrote, edited or promoted any revision of the rule (an undone edit still counts: its
+    editor has shaped the rule) and never counts toward any of its approvals, whatever happened in between:
+    approvals, rejections and undos do not wash authorship out. A *rejecter* rejected it since its last
+    approval (the approval, not undone, that made it approved) and has not undone it.
     """
 
     rule: Rule
@@ -269,8 +270,8 @@ class RuleReview:
             return "This rule is already approved."
         if user.pk in self.authors:
             return (
-                "You wrote, edited or promoted a revision of this rule since it was last approved, "
-                "so another reviewer must approve it (four eyes)."
+                "You wrote, edited or promoted a revision of this rule, so you never count toward its "
+                "approval, whatever happened to it since: another reviewer must approve it (four eyes)."
             )
         if user.pk in self.rejecters:
             return (
@@ -298,7 +299,9 @@ def rule_review(rule: Rule) -> RuleReview:
     since = [d for d in decisions if d.pk > last_approval]
     # Services record every revision a person writes as a create or edit decision, and a promotion as its
     # own decision, so the decisions name every author (the database trigger also checks revision authors).
-    authors = frozenset(d.reviewer_id for d in since if d.action in _AUTHORING)
+    # Authorship is counted over the rule's whole life: counting it from the last approval let the writer of a
+    # rule that was approved and then rejected count toward overturning that rejection (issue 22).
+    authors = frozenset(d.reviewer_id for d in decisions if d.action in AUTHORING)
     rejecters = frozenset(d.reviewer_id for d in since if d.action == Decision.Action.REJECT and not d.undone)
     last_rejection = max((d.pk for d in standing if d.action == Decision.Action.REJECT), default=0)
     approvals = tuple(
@@ -331,7 +334,7 @@ def rejection_stands() -> Exists:
 
 
 def rule_authors(rule: Rule) -> set[int]:
-    """Return the ids of everyone who wrote, edited or promoted a revision of the rule since its last approval."""
+    """Return the ids of everyone who ever wrote, edited or promoted a revision of the rule."""
     return set(rule_review(rule).authors)
 
 
@@ -370,8 +373,8 @@ def rule_approve(
 ) -> Decision:
     """Approve the rule's current revision; the rule becomes approved once enough distinct reviewers agree.
 
-    Nobody who wrote, edited or promoted a revision since the rule's last approval may approve it, nor
-    may the reviewer who rejected it; overturning a rejection takes at least two approvals (four eyes).
+    Nobody who ever wrote, edited or promoted a revision of the rule may approve it, nor may the reviewer
+    who rejected it; overturning a rejection takes at least two approvals (four eyes).
     The approval is a signing: it needs the reviewer's signature meaning "Approved" over the revision's
     text, label and precedence note.
     """

@@ -47,7 +47,7 @@ def _page(
     request: HttpRequest, version: PromptVersion, form: PromotionForm, *, status: int = 200,
     override_errors: list[str] | None = None, confirm_form: SigningForm | None = None,
 ) -> HttpResponse:
-    gate = promotion_gate(prompt_version=version)
+    gate = promotion_gate(prompt_version=version, user=request.user)
     current = gate.production or production_prompt_version(version.task)
     flips = []
     if gate.candidate_run and gate.production_run:

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from evaluation.demo.prompts import OVERRIDE_JUSTIFICATION, seed_promotion, seed_prompt_versions
 from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
-from rules.models import PromptVersion
+from rules.models import FrozenTestSplit, PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run, gate_passing_run
 
 
@@ -72,6 +72,9 @@ def test_a_passing_gate_promotes_the_demo_version_without_an_override(
     _run(seed_prompt_versions)
     gate_passing_run(PromptVersion.objects.get())
     assert "the gate passes: promoted nda-demo v1" in _run(seed_promotion)
+    # adam's gating froze the test split, and the promotion keeps which run it judged.
+    assert FrozenTestSplit.objects.get().frozen_by == admin_user
+    assert [row["judged"] for row in Promotion.objects.get().gate["runs_on_test_split"]] == [True]
     assert Promotion.objects.get().override is None
     assert Promotion.objects.get().signature.meaning == "promoted"
 

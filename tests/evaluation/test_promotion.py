@@ -68,6 +68,7 @@ def test_it_blocks_a_version_without_an_evaluation(v1, admin_user) -> None:
     gate = promotion_gate(prompt_version=v1)
     assert not gate.passed
     assert "no finished evaluation on the test split" in gate.problems[0]
+    assert "has no test examples" in gate.problems[1]
     with pytest.raises(ValidationError, match="no finished evaluation"):
         prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
             signature=sign_promotion(admin_user, v1))
@@ -92,7 +93,7 @@ def test_a_version_that_beats_both_baselines_and_follows_its_rules_passes(v1, ad
     run = gate_passing_run(v1)
     gate = promotion_gate(prompt_version=v1)
     assert gate.passed, gate.problems
-    assert [c.key for c in gate.conditions] == ["evaluated", "baselines", "adherence", "production"]
+    assert [c.key for c in gate.conditions] == ["evaluated", "test_split", "baselines", "adherence", "production"]
     baselines = {c.key: c for c in gate.conditions}["baselines"]
     assert "macro-F1 1.000 vs 0.167" in baselines.figure
     low, _high = gate.figures["margin_over_baselines_ci95"]
@@ -156,7 +157,9 @@ def test_a_version_whose_rules_are_not_followed_better_than_chance_fails(task, v
     assert list(failing) == ["adherence"] and sentence in failing["adherence"]
 
 
-def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(v1, v2, admin_user) -> None:
+def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(
+    v1, v2, admin_user, second_reviewer
+) -> None:
     gate_passing_run(v1)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
         signature=sign_promotion(admin_user, v1))
@@ -166,10 +169,14 @@ def test_it_blocks_a_version_below_production_and_retires_the_old_one_otherwise(
         prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
             signature=sign_promotion(admin_user, v2))
     assert (_status(v1), _status(v2)) == (PromptVersion.Status.PRODUCTION, PromptVersion.Status.DRAFT)
-    gate_passing_run(v2)  # a later, better run of the same version
-    promotion = prompt_version_promote(prompt_version=v2, user=admin_user, reason=REASON,
-        signature=sign_promotion(admin_user, v2))
-    assert (_status(v1), _status(v2)) == (PromptVersion.Status.RETIRED, PromptVersion.Status.PRODUCTION)
+    gate_passing_run(v2)  # a later, better run of the same version: shown, never judged (issue 22)
+    assert list(_failing(v2)) == ["production"]
+    approve(v2.task, second_reviewer, "If the clause names a judge, then NotMentioned", "NotMentioned")
+    v3 = compiled(v2.task, admin_user)
+    gate_passing_run(v3)
+    promotion = prompt_version_promote(prompt_version=v3, user=admin_user, reason=REASON,
+        signature=sign_promotion(admin_user, v3))
+    assert (_status(v1), _status(v3)) == (PromptVersion.Status.RETIRED, PromptVersion.Status.PRODUCTION)
     assert promotion.from_version == v1
     assert promotion.gate["production_macro_f1"] == 1.0 and promotion.gate["candidate_macro_f1"] == 1.0
 
@@ -340,7 +347,7 @@ def test_the_promote_command_goes_through_the_same_gate(
     v1, v2, admin_user, second_admin, reviewer, capsys, monkeypatch
 ) -> None:
     signed = Signature.objects.filter(meaning__in=["promoted", "rolled_back", "gate_override_confirmed"])
-    with pytest.raises(CommandError, match="no finished evaluation"):
+    with pytest.raises(CommandError, match="no finished evaluation on the test split"):
         _promote(monkeypatch, str(v1.pk), "--reason", REASON, "--user", "adam")
     gate_passing_run(v1)
     with pytest.raises(CommandError, match="Wrong password"):

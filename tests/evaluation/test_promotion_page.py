@@ -38,7 +38,8 @@ def test_it_lists_each_condition_with_its_figure_and_the_examples_that_flip(
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
     assert 'The gate:\n    <span class="gate-blocked">fails</span>' in page
-    for title in ("Evaluated on the test split", "Beats the majority-class and zero-shot baselines",
+    for title in ("Evaluated on the whole test split", "Test split unchanged since it was frozen",
+                  "Beats the majority-class and zero-shot baselines",
                   "Follows its rules better than chance", "Not worse than production"):
         assert title in page
     assert f"{run.macro_f1:.3f} vs 1.000 (margin 0.000)" in page

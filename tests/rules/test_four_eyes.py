@@ -75,7 +75,7 @@ def test_promoting_then_approving_through_the_urls_is_refused(task, reviewer) ->
     client.post(f"/micro-rules/{micro.pk}/promote/", {"reason": "keep it"})
     rule = Rule.objects.get()
     page = client.get(f"/rules/{rule.pk}/").content.decode()
-    assert "promoted a revision of this rule since it was last approved" in page
+    assert "You wrote, edited or promoted a revision of this rule, so you never count toward its approval" in page
     assert 'disabled aria-describedby="approve-why-not"' in page
     response = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": rule.lock_version, "password": "pw-rita"})
     assert response.status_code == 400
@@ -135,7 +135,7 @@ def test_an_undone_edit_still_makes_its_editor_an_author(task, reviewer, second_
             signature=sign_approval(reviewer, rule))
 
 
-def test_authorship_counts_from_the_last_approval_on(task, reviewer, second_reviewer) -> None:
+def test_authorship_never_expires_even_after_an_approval(task, reviewer, second_reviewer, third_reviewer) -> None:
     rule = rule_create(task=task, user=reviewer, text="If the clause allows oral disclosure, then Entailment",
                        label="Entailment",
         signature=sign_writing(reviewer, text="If the clause allows oral disclosure, then Entailment",
@@ -146,10 +146,14 @@ def test_authorship_counts_from_the_last_approval_on(task, reviewer, second_revi
               text="If the clause allows oral disclosure to staff, then Entailment", label="Entailment",
         signature=sign_edit(second_reviewer, text="If the clause allows oral disclosure to staff, then Entailment",
             label="Entailment"))
-    # rita's revision 1 was approved; revision 2 is ravi's alone, so rita is the second pair of eyes.
-    assert rule_authors(rule) == {second_reviewer.pk}
-    rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
-        signature=sign_approval(reviewer, rule))
+    # rita wrote revision 1: revision 2 grew out of her wording, so she is no second pair of eyes on it.
+    assert rule_authors(rule) == {reviewer.pk, second_reviewer.pk}
+    with pytest.raises(ValidationError, match="never count toward its approval"):
+        rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
+            signature=sign_approval(reviewer, rule))
+    assert _fresh(rule).status == Rule.Status.PENDING
+    rule_approve(rule=rule, user=third_reviewer, lock_version=_fresh(rule).lock_version,
+        signature=sign_approval(third_reviewer, rule))
     assert _fresh(rule).status == Rule.Status.APPROVED
 
 
@@ -165,24 +169,16 @@ def test_the_database_refuses_an_approval_by_an_author(task, reviewer, second_re
         signature=sign_edit(reviewer, text="If the clause lets the recipient share with employees, then Entailment",
             label="Entailment"))
     rule = _fresh(rule)
-    insert = (
-        "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
-        "status_after, created_at) VALUES (%s, %s, 'approve', %s, 'raw', 'pending', 'approved', CURRENT_TIMESTAMP)"
-    )
-    for author in (reviewer, second_reviewer):  # wrote the current revision; wrote an earlier one since approval
-        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(insert, [rule.pk, rule.current_revision_id, author.pk])
+    for author in (reviewer, second_reviewer):  # wrote the current revision; wrote an earlier one
+        with pytest.raises(DatabaseError, match="Four eyes"), transaction.atomic():
+            _raw_signed_approval(rule, author)
     assert not Decision.objects.filter(action="approve").exists()
 
 
 def test_the_database_refuses_an_approval_by_the_person_who_promoted(task, reviewer) -> None:
     rule = micro_rule_promote(micro_rule=_noise(task), user=reviewer)
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
-            "status_after, created_at) VALUES (%s, %s, 'approve', %s, 'raw', 'pending', 'approved', "
-            "CURRENT_TIMESTAMP)", [rule.pk, rule.current_revision_id, reviewer.pk],
-        )
+    with pytest.raises(DatabaseError, match="Four eyes"), transaction.atomic():
+        _raw_signed_approval(rule, reviewer)
 
 
 # --- a rejection needs the full number of approvals to be overturned ----------------------------------
@@ -345,3 +341,84 @@ def test_the_database_refuses_turning_an_approval_into_one_by_an_author(task, re
         cursor.execute("UPDATE rules_decision SET reviewer_id = %s WHERE id = %s", [reviewer.pk, approval.pk])
     approval.refresh_from_db()
     assert approval.reviewer == second_reviewer
+
+
+# --- issue 22, attack 1: the writer of a rule approved, then rejected, does not help overturn it ----------
+
+
+def _ravi_writes_rita_approves_then_rejects(task, rita, ravi) -> Rule:
+    text = "If the clause allows oral disclosure, then Entailment"
+    rule = rule_create(task=task, user=ravi, text=text, label="Entailment",
+                       signature=sign_writing(ravi, text=text, label="Entailment"))
+    rule_approve(rule=rule, user=rita, lock_version=_fresh(rule).lock_version, signature=sign_approval(rita, rule))
+    assert _fresh(rule).status == Rule.Status.APPROVED
+    rule_reject(rule=rule, user=rita, lock_version=_fresh(rule).lock_version, reason="Too broad after all",
+                signature=sign_rejection(rita, rule))
+    assert _fresh(rule).status == Rule.Status.REJECTED
+    return _fresh(rule)
+
+
+def test_the_writer_of_an_approved_then_rejected_rule_cannot_help_overturn_the_rejection(
+    task, reviewer, second_reviewer, third_reviewer
+) -> None:
+    rita, ravi, rhea = reviewer, second_reviewer, third_reviewer
+    rule = _ravi_writes_rita_approves_then_rejects(task, rita, ravi)
+    assert rule_authors(rule) == {ravi.pk}
+    assert rule_required_approvals(rule) == 2
+    with pytest.raises(ValidationError, match="You wrote, edited or promoted a revision of this rule"):
+        rule_approve(rule=rule, user=ravi, lock_version=rule.lock_version, signature=sign_approval(ravi, rule))
+    rule_approve(rule=rule, user=rhea, lock_version=_fresh(rule).lock_version, signature=sign_approval(rhea, rule))
+    # rhea is one of the two; ravi's approval was refused, so the rejection still stands.
+    assert _fresh(rule).status == Rule.Status.REJECTED
+    assert not Decision.objects.filter(rule=rule, action="approve", reviewer=ravi).exists()
+
+
+def test_the_writer_is_refused_through_the_url_and_the_page_says_why(task, reviewer, second_reviewer) -> None:
+    rule = _ravi_writes_rita_approves_then_rejects(task, reviewer, second_reviewer)
+    client = _client(second_reviewer)
+    page = client.get(f"/rules/{rule.pk}/").content.decode()
+    assert "so you never count toward its approval, whatever happened to it since" in page
+    response = client.post(f"/rules/{rule.pk}/approve/", {"lock_version": rule.lock_version, "password": "pw-ravi"})
+    assert response.status_code == 400 and "four eyes" in response.content.decode()
+    assert _fresh(rule).status == Rule.Status.REJECTED
+
+
+def _raw_signed_approval(rule: Rule, user) -> None:
+    # Signed, so that only the four-eyes trigger can refuse it (an unsigned approval is refused for that alone).
+    signature = sign_approval(user, rule)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rules_decision (rule_id, revision_id, action, reviewer_id, reason, status_before, "
+            "status_after, created_at, signature_id) VALUES (%s, %s, 'approve', %s, 'raw', %s, %s, "
+            "CURRENT_TIMESTAMP, %s)", [rule.pk, rule.current_revision_id, user.pk, rule.status, rule.status,
+                                       signature.pk],
+        )
+
+
+def test_the_database_refuses_the_writers_approval_after_an_approval_and_a_rejection(
+    task, reviewer, second_reviewer, third_reviewer
+) -> None:
+    rule = _ravi_writes_rita_approves_then_rejects(task, reviewer, second_reviewer)
+    with pytest.raises(DatabaseError, match="Four eyes: an author of a rule never approves it"), \
+            transaction.atomic():
+        _raw_signed_approval(rule, second_reviewer)
+    assert not Decision.objects.filter(rule=rule, action="approve", reviewer=second_reviewer).exists()
+    # The same signed raw insert by someone who never wrote the rule goes through: the trigger is what refused.
+    _raw_signed_approval(rule, third_reviewer)
+    assert Decision.objects.filter(rule=rule, action="approve", reviewer=third_reviewer).exists()
+
+
+def test_a_rule_someone_ever_wrote_is_never_waiting_for_them(task, reviewer, second_reviewer) -> None:
+    from rules.queries import waiting_for
+
+    text = "If the clause allows oral disclosure, then Entailment"
+    rule = rule_create(task=task, user=second_reviewer, text=text, label="Entailment",
+                       signature=sign_writing(second_reviewer, text=text, label="Entailment"))
+    rule_approve(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version,
+                 signature=sign_approval(reviewer, rule))
+    edited = "If the clause allows oral disclosure to staff, then Entailment"
+    rule_edit(rule=rule, user=reviewer, lock_version=_fresh(rule).lock_version, reason="Narrower", text=edited,
+              label="Entailment", signature=sign_edit(reviewer, text=edited, label="Entailment"))
+    # ravi wrote revision 1, rita revision 2: the pending revision waits for neither.
+    assert rule not in waiting_for(second_reviewer)
+    assert rule not in waiting_for(reviewer)

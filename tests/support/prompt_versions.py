@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Prediction
 from rules.compiler import prompt_version_compile
+from rules.frozen_split import split_sha256
 from rules.models import Example, PromptVersion, Rule, Task
 from rules.services import rule_approve, rule_propose
 from rules.student_model import student_model_sha256
@@ -44,7 +45,13 @@ def compiled(task: Task, admin: User) -> PromptVersion:
 
 def finished_run(version: PromptVersion, macro_f1: float, *, split: str = "test", model_sha256: str | None = None,
                  predictions: list[tuple[Example, str]] = (), **extra: Any) -> EvaluationRun:
-    """Record a finished evaluation of a version plainly, as if the student had run (no model needed)."""
+    """Record a finished evaluation of a version plainly, as if the student had run (no model needed).
+
+    On the test split it is a run of the whole split as it is now, unless ``split_sha256``, ``limit`` or
+    ``seed`` say otherwise.
+    """
+    if split == "test":
+        extra.setdefault("split_sha256", split_sha256(task=version.task)[0])
     run = EvaluationRun(
         task=version.task, mode=EvaluationRun.Mode.PLD, prompt_version=version, prompt_text=version.text,
         split=split, model_path="/models/student.gguf",
@@ -79,11 +86,13 @@ def gate_examples(task: Task, n: int = GATE_EXAMPLES) -> list[Example]:
 def scored_run(
     task: Task, examples: list[Example], *, version: PromptVersion | None = None, wrong: int = 0,
     constant: str = "", adherence: tuple[int, int] | None = (18, 20), model_sha256: str | None = None,
+    **extra: Any,
 ) -> EvaluationRun:
     """Record a finished run whose metrics are computed from the predictions it stores (no model needed).
 
     The first ``wrong`` examples get the next label instead of the gold one; ``constant`` predicts one
-    label for every example (a majority-class or an ignoring model); ``adherence`` is (followed, n).
+    label for every example (a majority-class or an ignoring model); ``adherence`` is (followed, n). It is
+    drawn from the test split as it is now; ``extra`` sets other fields (``limit``, ``seed``, ``finished_at``).
     """
     from evaluation.metrics import classification_metrics
 
@@ -108,8 +117,10 @@ def scored_run(
         task=task, mode=EvaluationRun.Mode.PLD if version else EvaluationRun.Mode.ZERO_SHOT, prompt_version=version,
         prompt_text=version.text if version else "zero-shot", split="test", model_path="/models/student.gguf",
         model_sha256=student_model_sha256() if model_sha256 is None else model_sha256,
-        status=EvaluationRun.Status.FINISHED, n_examples=len(examples), data_sha256="d" * 64, metrics=metrics,
-        finished_at=timezone.now(), options={"example_ids": [e.pk for e in examples]}, **measured,
+        n_examples=len(examples), data_sha256="d" * 64, metrics=metrics,
+        options={"example_ids": [e.pk for e in examples]}, **measured,
+        **{"status": EvaluationRun.Status.FINISHED, "finished_at": timezone.now(),
+           "split_sha256": split_sha256(task=task)[0], **extra},
     )
     run.full_clean()
     run.save()
