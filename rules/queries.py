@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from rules.models import Decision, Rule, RuleRevision
 from rules.search import search_rules
-from rules.services import AUTHORING, rejection_stands, standing_approvals
+from rules.services import AUTHORING, rejection_stands, rule_review, standing_approvals
 
 SORTS = {
     "support": ("-support", "id"),
@@ -162,3 +162,28 @@ def queue_leftovers(filters: QueueFilters, user: AbstractBaseUser) -> dict[str, 
     counts = pending.aggregate(pending=Count("id"), for_you=Count("id", filter=Q(pk__in=mine)))
     counts["for_others"] = counts["pending"] - counts["for_you"]
     return counts
+
+
+# The overview checks at most this many candidates; a queue with more people-written rules is rare.
+STUCK_CANDIDATES = 200
+
+
+def rules_nobody_may_approve() -> list[tuple[Rule, str]]:
+    """Return the pending rules fewer reviewers may approve than they still need, each with why (for Admins).
+
+    Only a rule a person wrote, edited or promoted, or one rejected since its last approval, can run out of
+    eligible reviewers (a teacher's rule excludes nobody), so only those are checked, each with rule_review.
+    """
+    people_wrote = Decision.objects.filter(rule=OuterRef("pk"), action__in=AUTHORING)
+    candidates = (
+        Rule.objects.filter(status=Rule.Status.PENDING)
+        .filter(Exists(people_wrote) | rejection_stands())
+        .select_related("task")
+        .order_by("id")[:STUCK_CANDIDATES]
+    )
+    stuck = []
+    for rule in candidates:
+        why = rule_review(rule).nobody_may_approve()
+        if why:
+            stuck.append((rule, why))
+    return stuck

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -22,7 +23,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from pldreview.accounts.services import second_person_refusal
+from pldreview.accounts.services import second_person_eligible, second_person_refusal
 from pldreview.models import Signature
 from pldreview.signatures import rule_content_sha256, ruleset_order_content_sha256, signature_check
 from rules.audit import audited_save
@@ -283,6 +284,34 @@ class RuleReview:
         if cooldown := second_person_refusal(user):
             return cooldown
         return ""
+
+    @property
+    def approvals_missing(self) -> int:
+        """Return how many more approvals the current revision needs."""
+        return max(0, self.required - len(self.approvers))
+
+    def eligible_approvers(self) -> list[AbstractBaseUser]:
+        """Return the active reviewers whose approval would count now: not authors, rejecters, approvers, new."""
+        excluded = self.authors | self.rejecters | self.approvers
+        reviewers = get_user_model().objects.with_perm(
+            "rules.review_rule", backend="django.contrib.auth.backends.ModelBackend"
+        ).exclude(pk__in=excluded)
+        return list(second_person_eligible(reviewers).order_by("pk"))
+
+    def nobody_may_approve(self) -> str:
+        """Say, in plain words, when fewer reviewers may approve the revision than it still needs; else ''."""
+        if self.rule.status != Rule.Status.PENDING or not self.approvals_missing:
+            return ""
+        eligible = self.eligible_approvers()
+        if len(eligible) >= self.approvals_missing:
+            return ""
+        names = ", ".join(user.get_username() for user in eligible) or "none"
+        return (
+            f"No reviewer can complete this rule's approval: it needs {self.approvals_missing} more, and the "
+            f"reviewers who may give one are: {names} (everyone else wrote, edited or rejected it, already "
+            "approved it, or was given the role too recently). It waits for nobody: an Admin can ask for the "
+            "Reviewer role for another person (a two-Admin account change), or a reviewer can reject it."
+        )
 
 
 def rule_review(rule: Rule) -> RuleReview:

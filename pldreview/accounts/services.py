@@ -29,6 +29,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from pldreview.accounts.lockout import lockout_reset
@@ -249,6 +250,14 @@ def second_person_refusal(user: AbstractBaseUser | None) -> str:
         "second person of a two-person control (confirming an account change or a gate override, approving a "
         "rule or a rule-set order)."
     )
+
+
+def second_person_eligible(users: QuerySet[User]) -> QuerySet[User]:
+    """Return the users who may be the second person of a two-person control now: ``second_person_refusal`` in bulk."""
+    hours = settings.PLD_PRIVILEGE_COOLDOWN_HOURS
+    if hours <= 0:
+        return users
+    return users.exclude(account_state__privileged_at__gt=timezone.now() - timedelta(hours=hours))
 
 
 def account_change_params(

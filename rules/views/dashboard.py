@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from pldreview.models import Job
 from rules.models import Rule, Task
-from rules.queries import waiting_for
+from rules.queries import rules_nobody_may_approve, waiting_for
 
 
 @require_GET
@@ -19,5 +19,7 @@ def home(request: HttpRequest) -> HttpResponse:
     pending = Rule.objects.filter(status=Rule.Status.PENDING).count()
     jobs = Job.objects.select_related("created_by")[:5]
     n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
-    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting}
+    # Admins give the Reviewer role, so they are the ones told when a rule has nobody left to approve it.
+    stuck = rules_nobody_may_approve() if request.user.has_perm("accounts.manage_users") else []
+    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting, "stuck": stuck}
     return render(request, "rules/home.html", context)

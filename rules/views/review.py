@@ -135,6 +135,7 @@ def _workspace_context(
         "approvals": review.approvals,
         "required_approvals": review.required,
         "approve_refusal": review.refusal(request.user),
+        "nobody_may_approve": review.nobody_may_approve(),
         "similar": similar_rules(rule),
         "evidence": evidence,
         "evidence_page": evidence_page,

@@ -151,7 +151,8 @@ def test_the_rule_page_runs_the_same_number_of_queries_for_10_and_1000_rules_and
     _bulk_examples(task, rule, 990, start=10)
     large = _count_queries(client, f"/rules/{rule.pk}/")
     assert small == large
-    assert large <= 16
+    # 16, plus one for the similar rules and one for the reviewers who may still approve (issue 27).
+    assert large <= 18
 
 
 # --- decisions ------------------------------------------------------------------------------------
