@@ -32,6 +32,6 @@ def retention_purge(*, before: datetime, user: AbstractBaseUser, reason: str) ->
             history = model.history.model  # type: ignore[attr-defined]
             count, _ = history.objects.filter(history_date__lt=before).delete()
             deleted[history._meta.label_lower] = count
-    entry = ledger_append(event="retention.purge", actor=user, facts={"before": before, "deleted": deleted, "permit": permit},
-                          reason=reason)
+    entry = ledger_append(event="retention.purge", actor=user,
+                          facts={"before": before, "deleted": deleted, "permit": permit}, reason=reason)
     return {"sequence": entry.sequence, "deleted": deleted, "permit": permit}
