@@ -57,6 +57,7 @@ def trigger_lifted(table: str, trigger: str) -> Iterator[None]:
         yield
         raw(sql)
     else:
+        raw("SET CONSTRAINTS ALL IMMEDIATE")  # else PostgreSQL refuses ALTER TABLE for pending foreign-key checks
         raw(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
         yield
         raw(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
