@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from evaluation.models import ApiToken, ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
 from evaluation.serving import Classification
-from pldreview.ledger import canonical_json, ledger_append
+from pldreview.ledger import canonical_json, ledger_append, row_facts
 from rules.audit import audited_save
 from rules.models import Example, Split, Task
 
@@ -130,7 +130,13 @@ def decisions_purge(
         example.save(update_fields=["inputs"])
         n_examples += 1
     by_task = {row["task__name"]: row["n"] for row in calls.order_by().values("task__name").annotate(n=Count("id"))}
+    orphaned = list(DecisionFeedback.objects.filter(call__in=calls).values_list("pk", flat=True))
     n_calls, _ = calls.delete()
+    # The feedback outlives its call (SET NULL): its row as it now is goes on the ledger, or verify_ledger
+    # would find it differing from its last entry.
+    for feedback in DecisionFeedback.objects.filter(pk__in=orphaned).order_by("pk"):
+        ledger_append(event="decisionfeedback.changed", actor=actor, obj=feedback, facts=row_facts(feedback),
+                      reason="Its logged call was purged (retention)")
     facts = {
         "older_than_days": older_than_days,
         "cutoff": cutoff.isoformat(),

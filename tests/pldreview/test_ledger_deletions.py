@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from evaluation.decision_log import decisions_purge
 from pldreview.db_triggers import PERMIT_TABLE, delete_permit, permit_owner_statements
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerEntry
@@ -184,3 +185,11 @@ def test_an_application_role_cannot_write_a_permit_and_its_permits_stay_on_recor
     raw("RESET ROLE")
     verdict = ledger_verify()
     assert [(p.kind, p.object_id) for p in verdict.problems] == [("permit", str(permit))]
+
+
+def test_purging_logged_calls_leaves_their_feedback_matching_its_ledger_entry(world, admin_user) -> None:  # noqa: ANN001
+    # A call's deletion sets its feedback's call to NULL; that row, as it now is, goes on the ledger too.
+    facts = decisions_purge(older_than_days=0, actor=admin_user)
+    assert facts["calls_deleted"] >= 1
+    assert LedgerEntry.objects.filter(event="decisionfeedback.changed").count() == 1
+    assert ledger_verify().ok
