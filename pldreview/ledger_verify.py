@@ -14,10 +14,12 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.db import connection, models
+from django.db.models import Count
 
 from pldreview.db_triggers import PERMIT_TABLE
 from pldreview.ledger import GENESIS_HASH, chain_hash, row_facts
@@ -25,6 +27,9 @@ from pldreview.models import LedgerCheckpoint, LedgerEntry, LedgerHead, Signatur
 
 # The event that records the one permitted deletion, naming the delete permit it opened.
 PURGE_EVENT = "retention.purge"
+# A history record's time is taken at the save, its ledger entry's a moment later, in the same transaction:
+# entries this close to a purge's cutoff may have lost their history record to it.
+PURGE_MARGIN = timedelta(seconds=1)
 
 # Entry columns that the payload repeats, so that the hash covers them.
 _COLUMNS = ("sequence", "event", "object_type", "object_id", "actor_id", "actor_name", "payload", "prev_hash", "hash")
@@ -146,6 +151,11 @@ def ledger_verify(
     labels = {m._meta.label_lower: _snapshot_fields(m) for m in ledgered_models()} if check_rows else {}
     latest: dict[tuple[str, str], tuple[int, dict]] = {}
     purged_permits: set[int] = set()
+    # Each audited save writes one history record and one entry; those after every purge's cutoff must all
+    # still have their record. Counted per object, from the first entry (history is not tied to --from).
+    with_history = {m._meta.label_lower for m in audited_models()} if check_rows and start == 1 else set()
+    kept_since = _purge_cutoff() if with_history else ""
+    saves: dict[tuple[str, str], int] = {}
     expected_hashes: dict[int, list[tuple[str, str]]] = {}
     for sequence, digest, where in [*_stored_checkpoints(), *(checkpoints or [])]:
         expected_hashes.setdefault(sequence, []).append((digest, where))
@@ -188,6 +198,8 @@ def ledger_verify(
                 facts = data.get("facts")
                 if isinstance(facts, dict) and facts.keys() == snapshot:
                     latest[(object_type, object_id)] = (sequence, facts)
+                    if object_type in with_history and data["time"] >= kept_since:
+                        saves[(object_type, object_id)] = saves.get((object_type, object_id), 0) + 1
             elif event == PURGE_EVENT:
                 purged_permits.update(_named_permits(data))
     # Entries before ``start`` still vouch for rows and name purges; read them without re-hashing.
@@ -214,6 +226,7 @@ def ledger_verify(
     if check_rows:
         if not problems:
             problems += _cross_check(latest, verdict)
+            problems += _history_problems(saves, latest)
         problems += _permit_problems(purged_permits, last)
     problems.sort(key=lambda p: p.sequence)
     verdict.problems = problems
@@ -221,6 +234,39 @@ def ledger_verify(
     verdict.ok = not problems
     verdict.seconds = time.perf_counter() - began
     return verdict
+
+
+def _purge_cutoff() -> str:
+    """Return, as ledger time text, the moment after which no retention purge can have deleted history."""
+    cutoff = datetime.min.replace(tzinfo=UTC)
+    for (payload,) in LedgerEntry.objects.filter(event=PURGE_EVENT).values_list("payload"):
+        before = (json.loads(payload).get("facts") or {}).get("before")
+        try:
+            cutoff = max(cutoff, datetime.fromisoformat(before).astimezone(UTC) + PURGE_MARGIN)
+        except (TypeError, ValueError):
+            # A purge entry without a readable cutoff: trust no history before it was written.
+            cutoff = datetime.max.replace(tzinfo=UTC)
+    return "" if cutoff.year == 1 else cutoff.isoformat()
+
+
+def _history_problems(saves: dict[tuple[str, str], int],
+                      latest: dict[tuple[str, str], tuple[int, dict]]) -> list[LedgerProblem]:
+    """Name every audited object with fewer history records than ledgered saves no purge can have reached."""
+    found: list[LedgerProblem] = []
+    for model in audited_models():
+        label = model._meta.label_lower
+        history = model.history.model  # type: ignore[attr-defined]
+        pk = model._meta.pk.attname
+        held = {str(row[pk]): row["n"] for row in history.objects.order_by().values(pk).annotate(n=Count("pk"))}
+        for (object_type, object_id), count in saves.items():
+            if object_type == label and held.get(object_id, 0) < count:
+                sequence = latest[(object_type, object_id)][0]
+                found.append(LedgerProblem(
+                    sequence, "history",
+                    f"{label} {object_id}: the ledger records {count} saves that no retention purge reached, but "
+                    f"its history table holds {held.get(object_id, 0)} records: history was deleted behind the "
+                    "ledger's back", label, object_id))
+    return found
 
 
 def _stored_checkpoints() -> list[tuple[int, str, str]]:

@@ -22,7 +22,7 @@ from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerEntry
 from pldreview.retention import retention_purge
 from rules.models import Decision
-from tests.pldreview.ledgerkit import audited_world, raw
+from tests.pldreview.ledgerkit import audited_world, raw, side_door
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_rejection
 
@@ -143,13 +143,41 @@ def test_a_retention_purge_that_covers_its_deletions_leaves_the_ledger_intact(wo
 
 
 def test_a_permit_used_outside_the_purge_is_flagged_though_it_was_closed(world) -> None:  # noqa: ANN001
+    first = Decision.history.model.objects.order_by("history_id").first()
     with delete_permit("housekeeping") as permit:
-        raw("DELETE FROM rules_historicaldecision WHERE history_id = "
-            "(SELECT MIN(history_id) FROM rules_historicaldecision)")
-    # No live row was touched: only the permit shows that history was deleted.
+        raw("DELETE FROM rules_historicaldecision WHERE history_id = %s", [first.history_id])
+    # No live row was touched: the permit shows it, and so does the decision's missing history record.
     verdict = ledger_verify()
-    assert [(p.kind, p.object_id) for p in verdict.problems] == [("permit", str(permit))]
-    assert "housekeeping" in verdict.problems[0].detail and "outside the retention purge" in verdict.problems[0].detail
+    assert sorted((p.kind, p.object_id) for p in verdict.problems) == [
+        ("history", str(first.id)), ("permit", str(permit))]
+    flagged = next(p for p in verdict.problems if p.kind == "permit")
+    assert "housekeeping" in flagged.detail and "outside the retention purge" in flagged.detail
+
+
+def test_an_unused_permit_opened_outside_the_purge_is_flagged(world) -> None:  # noqa: ANN001
+    with delete_permit("just looking") as permit:
+        pass
+    assert [(p.kind, p.object_id) for p in ledger_verify().problems] == [("permit", str(permit))]
+
+
+def test_history_deleted_with_the_triggers_lifted_and_no_permit_is_reported(world) -> None:  # noqa: ANN001
+    # No permit, no live row touched: only the count of history records against the ledgered saves shows it.
+    entry = _latest("rules.decision", world.decision.pk)
+    with side_door("rules_historicaldecision"):
+        raw("DELETE FROM rules_historicaldecision WHERE id = %s", [world.decision.pk])
+    verdict = ledger_verify()
+    assert [(p.kind, p.object_type, p.object_id, p.sequence) for p in verdict.problems] == [
+        ("history", "rules.decision", str(world.decision.pk), entry.sequence)]
+    assert "holds 0 records" in verdict.problems[0].detail
+
+
+def test_a_purge_with_a_past_cutoff_keeps_the_newer_history_accountable(world, django_user_model) -> None:  # noqa: ANN001
+    boss = django_user_model.objects.create_superuser("root", "root@example.org", "pw")
+    retention_purge(before=timezone.now() - timedelta(days=3650), user=boss, reason="Policy 7.2: 10 years")
+    assert ledger_verify().ok
+    with side_door("rules_historicalrule"):
+        raw("DELETE FROM rules_historicalrule WHERE id = %s", [world.rules[0].pk])
+    assert [p.kind for p in ledger_verify().problems] == ["history"]
 
 
 def test_a_permit_can_be_closed_but_never_reopened_or_rewritten(world) -> None:  # noqa: ANN001
@@ -184,7 +212,8 @@ def test_an_application_role_cannot_write_a_permit_and_its_permits_stay_on_recor
         raw("DELETE FROM rules_historicaldecision WHERE id = %s", [world.decision.pk])
     raw("RESET ROLE")
     verdict = ledger_verify()
-    assert [(p.kind, p.object_id) for p in verdict.problems] == [("permit", str(permit))]
+    assert sorted((p.kind, p.object_id) for p in verdict.problems) == [
+        ("history", str(world.decision.pk)), ("permit", str(permit))]
 
 
 def test_purging_logged_calls_leaves_their_feedback_matching_its_ledger_entry(world, admin_user) -> None:  # noqa: ANN001
