@@ -43,7 +43,8 @@ class LedgerProblem:
 
     sequence: int
     # chain | missing (an entry, or the row of a ledgered object, is gone) | columns | head | row
-    # | permit (a delete permit no retention purge names) | checkpoint (a signed checkpoint's entry is gone or differs)
+    # | history (fewer history records than ledgered saves) | permit (a delete permit no retention purge names)
+    # | checkpoint (a signed checkpoint's entry is gone or differs)
     kind: str
     detail: str
     object_type: str = ""

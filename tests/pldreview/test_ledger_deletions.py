@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -222,3 +222,27 @@ def test_purging_logged_calls_leaves_their_feedback_matching_its_ledger_entry(wo
     assert facts["calls_deleted"] >= 1
     assert LedgerEntry.objects.filter(event="decisionfeedback.changed").count() == 1
     assert ledger_verify().ok
+
+
+def test_the_ledger_page_lists_every_problem(world, auditor, client) -> None:  # noqa: ANN001
+    victims = [d.pk for d in Decision.objects.filter(action="approve", undone_by__isnull=True).order_by("pk")[:2]]
+    with delete_permit("cover-up"):
+        for pk in victims:
+            raw("DELETE FROM rules_decision WHERE id = %s", [pk])
+    client.force_login(auditor)
+    page = client.get("/ledger/", {"verify": "1"}).content.decode()
+    for pk in victims:
+        assert f"rules.decision {pk} is missing" in page
+    assert "delete permit" in page and "3 problems" in page
+
+
+def test_the_permit_owner_command_prints_the_statements_or_refuses_sqlite() -> None:
+    out = io.StringIO()
+    if connection.vendor == "sqlite":
+        with pytest.raises(CommandError, match="Only PostgreSQL"):
+            call_command("pg_permit_owner", "--app-role", "pld_app", stdout=out)
+        return
+    call_command("pg_permit_owner", "--app-role", "pld_app", stdout=out)
+    assert f"ALTER TABLE {PERMIT_TABLE} OWNER TO pld_permit_owner" in out.getvalue()
+    with pytest.raises(CommandError, match="plain role name"):
+        call_command("pg_permit_owner", "--app-role", "x; DROP TABLE y", stdout=out)
