@@ -21,7 +21,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from evaluation.signing import SigningError, pdf_sign, pdf_signature_validate, signing_identity_load
-from evaluation.verification import _signed_reason
+from evaluation.verification import signed_reason
 from pldreview.checkpoints import CheckpointError, CheckpointStatement
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, canonical_json, ledger_anchor_parse, ledger_append, row_facts
 from pldreview.ledger_verify import ledger_verify
@@ -119,7 +119,7 @@ def ledger_checkpoint_parse(data: bytes) -> CheckpointStatement:
         raise CheckpointError("The checkpoint's signature does not cover the file as it is: changed after signing")
     if not (check.trusted and check.signer_fingerprint == identity.fingerprint):
         raise CheckpointError(f"The checkpoint was not signed by this instance's identity ({check.signer_subject})")
-    reason = _signed_reason(data)
+    reason = signed_reason(data)
     anchor = ledger_anchor_parse(reason)
     if anchor is None or "ledger checkpoint" not in reason:
         raise CheckpointError("The signed file states no ledger checkpoint")

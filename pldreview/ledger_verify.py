@@ -169,7 +169,8 @@ def ledger_verify(
         if not prev_hash:
             problems.append(LedgerProblem(start - 1, "missing", f"entry #{start - 1} is missing"))
     expected = start
-    if not problems:
+    chain_broken = bool(problems)
+    if not chain_broken:
         # raw_decode skips json.loads' whitespace scans: a third of the time per entry.
         loads, sha256 = json.JSONDecoder().raw_decode, hashlib.sha256
         for row in _entries(start):
@@ -189,6 +190,7 @@ def ledger_verify(
             if not intact:
                 problems.append(entry_problem(expected, prev_hash, row)[0] or LedgerProblem(
                     sequence, "chain", "the payload is not a ledger payload"))
+                chain_broken = True
                 break
             verdict.entries_checked += 1
             prev_hash, expected = stored_hash, expected + 1
@@ -204,7 +206,7 @@ def ledger_verify(
             elif event == PURGE_EVENT:
                 purged_permits.update(_named_permits(data))
     # Entries before ``start`` still vouch for rows and name purges; read them without re-hashing.
-    if check_rows and start > 1 and not problems:
+    if check_rows and start > 1 and not chain_broken:
         _read_earlier(start, labels, latest, purged_permits)
 
     last = expected - 1
@@ -213,19 +215,19 @@ def ledger_verify(
     # (One before ``--from`` is not re-hashed here, so it is left to a full verification.)
     for sequence in sorted(s for s in expected_hashes if s > last):
         for digest, where in expected_hashes[sequence]:
-            cut = "the ledger ends" if not problems else "the chain breaks before it, and ends"
-            problems.append(LedgerProblem(
-                sequence, "checkpoint",
-                f"{where} vouches for entry #{sequence} {digest}, but {cut} at #{last}: "
-                "entries were removed from the ledger's tail"))
+            why = (f"the chain breaks at #{last + 1}, before it" if chain_broken else
+                   f"the ledger ends at #{last}: entries were removed from the ledger's tail")
+            problems.append(LedgerProblem(sequence, "checkpoint", f"{where} vouches for entry #{sequence} {digest}, "
+                                                                  f"but {why}"))
     head = LedgerHead.objects.filter(pk=1).first()
-    if not problems and head is not None and (head.sequence, head.hash) != (last, prev_hash):
+    if not chain_broken and head is not None and (head.sequence, head.hash) != (last, prev_hash):
         problems.append(LedgerProblem(
             head.sequence, "head",
             f"the head says #{head.sequence} {head.hash} but the last entry is #{last} {prev_hash}",
         ))
     if check_rows:
-        if not problems:
+        # After a break nothing later in the chain can be trusted, so neither can the snapshots read so far.
+        if not chain_broken:
             problems += _cross_check(latest, verdict)
             problems += _history_problems(saves, latest)
         problems += _permit_problems(purged_permits, last)
