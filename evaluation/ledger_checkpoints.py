@@ -126,3 +126,12 @@ def ledger_checkpoint_parse(data: bytes) -> CheckpointStatement:
     created_at = reason.rsplit("; at ", 1)[-1] if "; at " in reason else ""
     return CheckpointStatement(sequence=anchor[0], hash=anchor[1], created_at=created_at,
                                signer=check.signer_subject)
+
+
+def report_signed_heads() -> list[tuple[int, str, str]]:
+    """Return the ledger head each issued report was signed at: the ledger must still hold every one."""
+    from evaluation.models import Report
+
+    reports = Report.objects.filter(ledger_sequence__isnull=False).exclude(ledger_hash="").order_by("pk")
+    return [(sequence, digest, f"signed report {pk}")
+            for pk, sequence, digest in reports.values_list("pk", "ledger_sequence", "ledger_hash")]

@@ -1,8 +1,9 @@
 """Signed checkpoints of the ledger head, as the rest of pldreview sees them.
 
 Signing uses the reports' identity, which lives in ``evaluation`` (pldreview never imports it), so
-``evaluation`` registers the two functions here in its ``AppConfig.ready()``: one signs and stores a
-checkpoint of the current head, one reads a checkpoint file back, checking its signature.
+``evaluation`` registers the functions here in its ``AppConfig.ready()``: one signs and stores a
+checkpoint of the current head, one reads a checkpoint file back, checking its signature, and one lists
+the heads its issued reports were signed at (each signed report is a checkpoint too).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class CheckpointStatement:
 
 
 CheckpointRead = Callable[[bytes], CheckpointStatement]
+# (sequence, hash, where) of every other signed statement of the head, e.g. issued reports' anchors.
+SignedHeads = Callable[[], "list[tuple[int, str, str]]"]
 
 
 class CheckpointError(Exception):
@@ -39,9 +42,10 @@ class CheckpointError(Exception):
 _services: dict[str, Any] = {}
 
 
-def register_checkpoint_service(*, create: CheckpointCreate, read: CheckpointRead) -> None:
+def register_checkpoint_service(*, create: CheckpointCreate, read: CheckpointRead,
+                                signed_heads: SignedHeads | None = None) -> None:
     """Register how checkpoints are signed and read (``evaluation`` does, at start-up)."""
-    _services.update(create=create, read=read)
+    _services.update(create=create, read=read, signed_heads=signed_heads)
 
 
 def _service(name: str) -> Any:
@@ -58,6 +62,12 @@ def ledger_checkpoint_create(*, user: Any = None, reason: str) -> LedgerCheckpoi
 def ledger_checkpoint_read(data: bytes) -> CheckpointStatement:
     """Return what a checkpoint file states, or raise CheckpointError when its signature is not ours."""
     return _service("read")(data)
+
+
+def signed_heads() -> list[tuple[int, str, str]]:
+    """Return the other signed statements of the head the ledger must still hold (none if unregistered)."""
+    heads = _services.get("signed_heads")
+    return heads() if heads is not None else []
 
 
 def checkpoint_path(checkpoint: LedgerCheckpoint) -> Path:

@@ -21,6 +21,7 @@ from django.apps import apps
 from django.db import connection, models
 from django.db.models import Count
 
+from pldreview.checkpoints import signed_heads
 from pldreview.db_triggers import PERMIT_TABLE
 from pldreview.ledger import GENESIS_HASH, chain_hash, row_facts
 from pldreview.models import LedgerCheckpoint, LedgerEntry, LedgerHead, Signature
@@ -273,9 +274,10 @@ def _history_problems(saves: dict[tuple[str, str], int],
 
 
 def _stored_checkpoints() -> list[tuple[int, str, str]]:
-    return [(sequence, digest, f"signed checkpoint {pk} (of {created:%Y-%m-%d %H:%M} UTC)")
-            for pk, sequence, digest, created in LedgerCheckpoint.objects.order_by("sequence").values_list(
-                "pk", "sequence", "hash", "created_at")]
+    stored = [(sequence, digest, f"signed checkpoint {pk} (of {created:%Y-%m-%d %H:%M} UTC)")
+              for pk, sequence, digest, created in LedgerCheckpoint.objects.order_by("sequence").values_list(
+                  "pk", "sequence", "hash", "created_at")]
+    return stored + signed_heads()
 
 
 def _checkpoint_mismatches(sequence: int, stored_hash: str, wanted: list[tuple[str, str]]) -> list[LedgerProblem]:
