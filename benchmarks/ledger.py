@@ -40,13 +40,20 @@ def _setup(workdir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def _bulk_fill(n: int, *, batch: int = 5000) -> None:
-    """Append n entries fast and correctly chained (bulk insert, the same payload shape and hashes)."""
+def _bulk_fill(n: int, *, batch: int = 5000, snapshots: bool = False) -> None:
+    """Append n entries fast and correctly chained (bulk insert, the same payload shape and hashes).
+
+    With ``snapshots`` each entry is a full-row snapshot of one of 1,000 rules (rows that do not exist), so
+    the verification's snapshot path (latest snapshot, history count per object) runs for every entry.
+    """
     from django.db import transaction
     from django.utils import timezone
 
     from pldreview.ledger import canonical_json, chain_hash
     from pldreview.models import LedgerEntry, LedgerHead
+    from rules.models import Rule
+
+    row = {f.attname: "x" for f in Rule._meta.concrete_fields}
 
     with transaction.atomic():
         head, _ = LedgerHead.objects.select_for_update().get_or_create(pk=1)
@@ -55,14 +62,16 @@ def _bulk_fill(n: int, *, batch: int = 5000) -> None:
         for _ in range(n):
             sequence += 1
             now = timezone.now()
+            object_type, object_id = ("rules.rule", str(sequence % 1000)) if snapshots else ("", "")
+            facts = row if snapshots else {
+                "i": sequence, "text": "If the clause lets the recipient share with employees, then E"}
             payload = canonical_json({
                 "sequence": sequence, "time": now.isoformat(), "actor_id": None, "actor": "", "event": "bench.fill",
-                "object_type": "", "object_id": "", "reason": "benchmark",
-                "facts": {"i": sequence, "text": "If the clause lets the recipient share with employees, then E"},
+                "object_type": object_type, "object_id": object_id, "reason": "benchmark", "facts": facts,
             })
             digest = chain_hash(prev, payload)
             rows.append(LedgerEntry(sequence=sequence, created_at=now, event="bench.fill", payload=payload,
-                                    prev_hash=prev, hash=digest))
+                                    object_type=object_type, object_id=object_id, prev_hash=prev, hash=digest))
             prev = digest
             if len(rows) >= batch:
                 LedgerEntry.objects.bulk_create(rows)
@@ -102,6 +111,16 @@ def main() -> None:
         verdict = ledger_verify(check_rows=False)
         verify_s = time.perf_counter() - began
         assert verdict.ok, verdict.message
+        # The full verification: the chain, every ledgered row and deletion, the permits, and a checkpoint
+        # every 1,000 entries to hold the walk to (as if signed hourly on a busy instance).
+        from pldreview.models import LedgerEntry
+
+        checkpoints = [(s, h, "bench") for s, h in LedgerEntry.objects.filter(sequence__endswith="000").values_list(
+            "sequence", "hash")]
+        began = time.perf_counter()
+        full = ledger_verify(checkpoints=checkpoints)
+        verify_full_s = time.perf_counter() - began
+        assert full.ok and full.checkpoints_checked == len(checkpoints), full.message
 
         out = Path(tmp) / "ledger.jsonl"
         began = time.perf_counter()
@@ -110,6 +129,14 @@ def main() -> None:
                 handle.write(line)
         export_s = time.perf_counter() - began
         size_mb = out.stat().st_size / 1e6
+
+        # Then as many entries again, each a full-row snapshot of one of 1,000 rules that have no row: the
+        # verdict names those 1,000 as missing; what is measured is the walk with its snapshot path.
+        _bulk_fill(args.entries, snapshots=True)
+        began = time.perf_counter()
+        snap = ledger_verify()
+        snapshots_s = time.perf_counter() - began
+        assert snap.entries_checked == 2 * args.entries and len(snap.problems) >= 1000, snap.message
         result = {
             "database": connection.vendor,
             "append_us_p50": round(statistics.median(times), 1),
@@ -119,6 +146,12 @@ def main() -> None:
             "verify_entries": verdict.entries_checked,
             "verify_s": round(verify_s, 3),
             "verify_entries_per_s": round(verdict.entries_checked / verify_s),
+            "verify_full_s": round(verify_full_s, 3),
+            "verify_full_entries_per_s": round(full.entries_checked / verify_full_s),
+            "verify_full_checkpoints": len(checkpoints),
+            "verify_with_snapshots_entries": snap.entries_checked,
+            "verify_with_snapshots_s": round(snapshots_s, 3),
+            "verify_with_snapshots_entries_per_s": round(snap.entries_checked / snapshots_s),
             "export_mb": round(size_mb, 2),
             "export_s": round(export_s, 3),
             "export_mb_per_s": round(size_mb / export_s, 1),

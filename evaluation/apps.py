@@ -22,6 +22,12 @@ class EvaluationConfig(AppConfig):
 
         register()
         register_task_panel(trend_panel)
+        # pldreview never imports evaluation: the ledger's checkpoints are signed with the reports' identity here.
+        from evaluation.ledger_checkpoints import ledger_checkpoint_parse, ledger_checkpoint_sign, report_signed_heads
+        from pldreview.checkpoints import register_checkpoint_service
+
+        register_checkpoint_service(create=ledger_checkpoint_sign, read=ledger_checkpoint_parse,
+                                    signed_heads=report_signed_heads)
         post_save.connect(_save_state_after_promotion, sender=Promotion, dispatch_uid="pld-student-state-on-promote")
         # Only the processes that serve decisions ask for this (scripts/demo sets it for the API's process and
         # the job worker): tests and other management commands never load the model at start, nor does a

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from evaluation.models import ApiToken, ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
 from evaluation.serving import Classification
-from pldreview.ledger import canonical_json, ledger_append
+from pldreview.ledger import canonical_json, ledger_append, row_facts
 from rules.audit import audited_save
 from rules.models import Example, Split, Task
 
@@ -130,6 +130,17 @@ def decisions_purge(
         example.save(update_fields=["inputs"])
         n_examples += 1
     by_task = {row["task__name"]: row["n"] for row in calls.order_by().values("task__name").annotate(n=Count("id"))}
+    # The feedback outlives its call. It lets go of it by a save with history and a ledger entry carrying the
+    # row as it now is, as audited_save would (whose full_clean refuses the empty call the purge leaves), rather
+    # than by the deletion's SET NULL, after which verify_ledger would find the row differing from its entry.
+    reason = "Its logged call was purged (retention)"
+    for feedback in DecisionFeedback.objects.filter(call__in=calls).order_by("pk"):
+        feedback.call = None
+        feedback._history_user = actor
+        feedback._change_reason = reason
+        feedback.save(update_fields=["call"])
+        ledger_append(event="decisionfeedback.changed", actor=actor, obj=feedback, facts=row_facts(feedback),
+                      reason=reason)
     n_calls, _ = calls.delete()
     facts = {
         "older_than_days": older_than_days,

@@ -89,7 +89,8 @@ def _verdict(
     return Verdict(ok=False, message=message, sha256=sha256, checks=checks, signature=signature, report=report)
 
 
-def _signed_reason(data: bytes) -> str:
+def signed_reason(data: bytes) -> str:
+    """Return the reason stated in a PDF's last signature (covered by it), or "" if there is none."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     try:
@@ -106,7 +107,7 @@ def ledger_anchor_check(*, data: bytes, report: Report) -> tuple[bool | None, st
     record does not help; the record's copy is the fallback for a reason that does not state it.
     None: the report states no anchor, so there is nothing to check.
     """
-    anchor = ledger_anchor_parse(_signed_reason(data))
+    anchor = ledger_anchor_parse(signed_reason(data))
     if anchor is None and report.ledger_sequence is not None:
         anchor = (report.ledger_sequence, report.ledger_hash)
     if anchor is None:

@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
-from pldreview.models import Job, LedgerEntry, LedgerHead, Signature
+from pldreview.models import Job, LedgerCheckpoint, LedgerEntry, LedgerHead, Signature
 
 
 class ReadOnlyMixin:
@@ -67,3 +67,9 @@ class SignatureAdmin(ReadOnlyAdmin):
 
 
 admin.site.register(LedgerHead, ReadOnlyAdmin)
+
+
+@admin.register(LedgerCheckpoint)
+class LedgerCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("id", "sequence", "hash", "created_at", "created_by", "timestamped")
+    list_select_related = ("created_by",)

@@ -1,10 +1,15 @@
 """Append-only tables: database triggers that refuse UPDATE and DELETE, on SQLite and PostgreSQL.
 
 Migrations call :func:`append_only` with the tables to protect (each later migration that adds an
-audit table calls it too). A DELETE is let through only while a row exists in the permit table
-``pld_delete_permit``: the retention purge (``pldreview.retention``) writes that row, deletes, removes
-it and appends a ``retention.purge`` ledger entry, all in one transaction, so no other connection
-ever sees the permit (PostgreSQL: not yet committed; SQLite: the purge holds the write lock).
+audit table calls it too). A DELETE is let through only while an *open* row exists in the permit table
+``pld_delete_permit``: the retention purge (``pldreview.retention``) opens a permit, deletes, closes it
+and appends a ``retention.purge`` ledger entry naming the permit's id, all in one transaction, so no
+other connection ever sees the permit open (PostgreSQL: not yet committed; SQLite: the purge holds the
+write lock). Permits are never deleted and only ever closed, so every use of one stays on record:
+``verify_ledger`` reports a permit that no ``retention.purge`` entry names. On PostgreSQL permits are
+opened and closed through two SECURITY DEFINER functions; with ``permit_owner_statements`` the table
+and functions belong to a role of their own, so the application's role can open a permit only through
+the function, and can neither close nor erase one behind its back.
 Test suites flush through the same permit (``delete_permit``), see ``tests/conftest.py``.
 
 PostgreSQL also refuses TRUNCATE of these tables without a permit: TRUNCATE fires no row triggers.
@@ -22,16 +27,21 @@ PERMIT_TABLE = "pld_delete_permit"
 # and calls ``append_only([...])``.
 APPEND_ONLY_MODELS = (
     "pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion", "rules.FrozenTestSplit",
+    "pldreview.LedgerCheckpoint",
 )
 
 CREATE_PERMIT = {
-    "sqlite": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id INTEGER PRIMARY KEY, reason TEXT NOT NULL)",
-    "postgresql": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id SERIAL PRIMARY KEY, reason TEXT NOT NULL)",
+    "sqlite": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, "
+    "opened_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, closed INTEGER NOT NULL DEFAULT 0)",
+    "postgresql": f"CREATE TABLE IF NOT EXISTS {PERMIT_TABLE} (id SERIAL PRIMARY KEY, reason TEXT NOT NULL, "
+    "opened_at TIMESTAMPTZ NOT NULL DEFAULT now(), closed BOOLEAN NOT NULL DEFAULT false)",
 }
+# Whether a permit is open, as each database's trigger condition says it.
+_OPEN = {"sqlite": "closed = 0", "postgresql": "NOT closed"}
 
 PG_FUNCTION = f"""CREATE OR REPLACE FUNCTION pld_append_only() RETURNS trigger AS $$
 BEGIN
-  IF TG_OP IN ('DELETE', 'TRUNCATE') AND EXISTS (SELECT 1 FROM {PERMIT_TABLE}) THEN
+  IF TG_OP IN ('DELETE', 'TRUNCATE') AND EXISTS (SELECT 1 FROM {PERMIT_TABLE} WHERE {_OPEN["postgresql"]}) THEN
     IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
     RETURN NULL;
   END IF;
@@ -58,7 +68,7 @@ def install_sql(vendor: str, table: str) -> list[str]:
             f"""CREATE TRIGGER {update} BEFORE UPDATE ON {table}
             BEGIN SELECT RAISE(ABORT, '{_message(table, "UPDATE")}'); END""",
             f"""CREATE TRIGGER {delete} BEFORE DELETE ON {table}
-            WHEN NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE})
+            WHEN NOT EXISTS (SELECT 1 FROM {PERMIT_TABLE} WHERE {_OPEN["sqlite"]})
             BEGIN SELECT RAISE(ABORT, '{_message(table, "DELETE")}'); END""",
         ]
     if vendor == "postgresql":
@@ -125,17 +135,105 @@ def append_only(tables: Iterable[str] = (), *, with_history: bool = False) -> mi
     )
 
 
-@contextmanager
-def delete_permit(reason: str, *, using: str = "default") -> Iterator[None]:
-    """Let deletes through the append-only triggers for the duration of one transaction.
+_PERMIT_MESSAGE = "delete permits are a record: never deleted, and only ever closed"
 
-    Only for the retention purge (which appends its own ledger entry) and test-suite flushes.
+# The permit table's own guards: a permit is never deleted, and the only change is closing an open one.
+PERMIT_GUARD_SQL = {
+    "sqlite": [
+        f"""CREATE TRIGGER IF NOT EXISTS pld_permit_no_delete BEFORE DELETE ON {PERMIT_TABLE}
+        BEGIN SELECT RAISE(ABORT, '{_PERMIT_MESSAGE}'); END""",
+        f"""CREATE TRIGGER IF NOT EXISTS pld_permit_close_only BEFORE UPDATE ON {PERMIT_TABLE}
+        WHEN NEW.id IS NOT OLD.id OR NEW.reason IS NOT OLD.reason OR NEW.opened_at IS NOT OLD.opened_at
+          OR OLD.closed <> 0 OR NEW.closed <> 1
+        BEGIN SELECT RAISE(ABORT, '{_PERMIT_MESSAGE}'); END""",
+    ],
+    "postgresql": [
+        f"""CREATE OR REPLACE FUNCTION pld_permit_guard() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.reason = OLD.reason AND NEW.opened_at = OLD.opened_at
+     AND NOT OLD.closed AND NEW.closed THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION '{_PERMIT_MESSAGE}';
+END $$ LANGUAGE plpgsql;""",
+        f"DROP TRIGGER IF EXISTS pld_permit_guard ON {PERMIT_TABLE}",
+        f"""CREATE TRIGGER pld_permit_guard BEFORE UPDATE OR DELETE ON {PERMIT_TABLE}
+        FOR EACH ROW EXECUTE FUNCTION pld_permit_guard()""",
+        f"DROP TRIGGER IF EXISTS pld_permit_guard_truncate ON {PERMIT_TABLE}",
+        f"""CREATE TRIGGER pld_permit_guard_truncate BEFORE TRUNCATE ON {PERMIT_TABLE}
+        FOR EACH STATEMENT EXECUTE FUNCTION pld_permit_guard()""",
+        # The only door to a permit. SECURITY DEFINER: they run as the table's owner, so an application role
+        # that is not the owner (permit_owner_statements) opens and closes permits only through them.
+        f"""CREATE OR REPLACE FUNCTION pld_delete_permit_open(why text) RETURNS integer
+        SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+          INSERT INTO {PERMIT_TABLE} (reason) VALUES (why) RETURNING id
+        $$ LANGUAGE sql;""",
+        f"""CREATE OR REPLACE FUNCTION pld_delete_permit_close(permit integer) RETURNS void
+        SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+          UPDATE {PERMIT_TABLE} SET closed = true WHERE id = permit AND NOT closed
+        $$ LANGUAGE sql;""",
+    ],
+}
+PERMIT_GUARD_DROP_SQL = {
+    "sqlite": ["DROP TRIGGER IF EXISTS pld_permit_no_delete", "DROP TRIGGER IF EXISTS pld_permit_close_only"],
+    "postgresql": [f"DROP TRIGGER IF EXISTS pld_permit_guard ON {PERMIT_TABLE}",
+                   f"DROP TRIGGER IF EXISTS pld_permit_guard_truncate ON {PERMIT_TABLE}"],
+}
+
+
+def permit_owner_statements(*, owner: str, app_role: str) -> list[str]:
+    """Return the PostgreSQL statements (run once by a superuser) giving the delete permit a role of its own.
+
+    ``owner`` (created NOLOGIN if missing) then owns the permit table and the two functions; ``app_role``,
+    the role the application connects as, may read permits and call the functions, nothing else. Only
+    meaningful when ``app_role`` does not own the audit tables either (an owner may disable their triggers).
+    """
+    for name in (owner, app_role):
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"{name!r} is not a plain role name")
+    return [
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{owner}') THEN "
+        f"CREATE ROLE {owner} NOLOGIN; END IF; END $$",
+        f"ALTER TABLE {PERMIT_TABLE} OWNER TO {owner}",
+        f"ALTER FUNCTION pld_delete_permit_open(text) OWNER TO {owner}",
+        f"ALTER FUNCTION pld_delete_permit_close(integer) OWNER TO {owner}",
+        f"ALTER FUNCTION pld_permit_guard() OWNER TO {owner}",
+        f"REVOKE ALL ON {PERMIT_TABLE} FROM PUBLIC, {app_role}",
+        f"GRANT SELECT ON {PERMIT_TABLE} TO PUBLIC",
+        "REVOKE ALL ON FUNCTION pld_delete_permit_open(text), pld_delete_permit_close(integer) FROM PUBLIC",
+        f"GRANT EXECUTE ON FUNCTION pld_delete_permit_open(text), pld_delete_permit_close(integer) TO {app_role}",
+    ]
+
+
+def permit_open(cursor, vendor: str, reason: str) -> int:  # noqa: ANN001 (a DB-API cursor)
+    """Open a delete permit and return its id (PostgreSQL: through the SECURITY DEFINER function)."""
+    if vendor == "postgresql":
+        cursor.execute("SELECT pld_delete_permit_open(%s)", [reason])
+    else:
+        cursor.execute(f"INSERT INTO {PERMIT_TABLE} (reason) VALUES (%s) RETURNING id", [reason])
+    return int(cursor.fetchone()[0])
+
+
+def permit_close(cursor, vendor: str, permit: int) -> None:  # noqa: ANN001 (a DB-API cursor)
+    """Close an open delete permit; it stays on record."""
+    if vendor == "postgresql":
+        cursor.execute("SELECT pld_delete_permit_close(%s)", [permit])
+    else:
+        cursor.execute(f"UPDATE {PERMIT_TABLE} SET closed = 1 WHERE id = %s AND closed = 0", [permit])
+
+
+@contextmanager
+def delete_permit(reason: str, *, using: str = "default") -> Iterator[int]:
+    """Let deletes through the append-only triggers for the duration of one transaction; yield the permit's id.
+
+    Only for the retention purge (whose ``retention.purge`` entry names the permit) and test-suite flushes.
+    The permit stays on record, closed: ``verify_ledger`` reports any permit no purge entry names.
     """
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {PERMIT_TABLE} (reason) VALUES (%s)", [reason])
-        yield  # an exception rolls the whole transaction back, permit included
-        cursor.execute(f"DELETE FROM {PERMIT_TABLE}")
+        permit = permit_open(cursor, connection.vendor, reason)
+        yield permit  # an exception rolls the whole transaction back, permit included
+        permit_close(cursor, connection.vendor, permit)
 
 
 def protected_tables() -> list[str]:

@@ -1,8 +1,11 @@
-"""Verifying the ledger: recompute the chain, then cross-check every audited row against its latest entry.
+"""Verifying the ledger: recompute the chain, then cross-check every ledgered row against its latest entry.
 
-The chain check finds an edited, inserted or removed entry; the cross-check finds a row changed behind
-the ledger's back (a rewritten ``Decision.reviewer`` or rule text) even when the ledger itself is intact.
-``scripts/verify-ledger`` does the chain check on an export with the standard library alone.
+The chain check finds an edited, inserted or removed entry; the cross-check walks the ledger's own
+snapshots and finds a row changed behind the ledger's back (a rewritten ``Decision.reviewer``, rule text
+or signer's name) or deleted (an object the ledger knows whose row is gone), even when the ledger itself
+is intact. Every delete permit must be one a ``retention.purge`` entry names, and the ledger must still
+hold, unchanged, every entry a signed checkpoint vouches for, so a cut tail is found.
+``scripts/verify-ledger`` does the chain and checkpoint checks on an export with the standard library alone.
 """
 from __future__ import annotations
 
@@ -11,13 +14,23 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
+from django.db.models import Count
 
+from pldreview.checkpoints import signed_heads
+from pldreview.db_triggers import PERMIT_TABLE
 from pldreview.ledger import GENESIS_HASH, chain_hash, row_facts
-from pldreview.models import LedgerEntry, LedgerHead
+from pldreview.models import LedgerCheckpoint, LedgerEntry, LedgerHead, Signature
+
+# The event that records the one permitted deletion, naming the delete permit it opened.
+PURGE_EVENT = "retention.purge"
+# A history record's time is taken at the save, its ledger entry's a moment later, in the same transaction:
+# entries this close to a purge's cutoff may have lost their history record to it.
+PURGE_MARGIN = timedelta(seconds=1)
 
 # Entry columns that the payload repeats, so that the hash covers them.
 _COLUMNS = ("sequence", "event", "object_type", "object_id", "actor_id", "actor_name", "payload", "prev_hash", "hash")
@@ -27,10 +40,13 @@ _PAYLOAD_KEYS = {"sequence": "sequence", "event": "event", "object_type": "objec
 
 @dataclass(frozen=True)
 class LedgerProblem:
-    """The first thing found wrong: at which sequence number, and what differs."""
+    """One thing found wrong: at which sequence number, and what differs."""
 
     sequence: int
-    kind: str  # chain | missing | columns | head | row
+    # chain | missing (an entry, or the row of a ledgered object, is gone) | columns | head | row
+    # | history (fewer history records than ledgered saves) | permit (a delete permit no retention purge names)
+    # | checkpoint (a signed checkpoint's entry is gone or differs)
+    kind: str
     detail: str
     object_type: str = ""
     object_id: str = ""
@@ -49,12 +65,18 @@ class LedgerVerdict:
     problem: LedgerProblem | None = None
     problems: list[LedgerProblem] = field(default_factory=list)
 
+    checkpoints_checked: int = 0
+
     @property
     def message(self) -> str:
         if self.problem is None:
+            checkpoints = (f", and the ledger holds the entries of its {self.checkpoints_checked} signed "
+                           "checkpoints" if self.checkpoints_checked else "")
             return (f"Intact: {self.entries_checked} entries chain to head #{self.head_sequence} "
-                    f"{self.head_hash}, and {self.rows_checked} audited rows match their latest entries.")
-        return f"Broken at #{self.problem.sequence}: {self.problem.detail}"
+                    f"{self.head_hash}, and {self.rows_checked} audited rows match their latest entries"
+                    f"{checkpoints}.")
+        more = f" ({len(self.problems)} problems; the first:)" if len(self.problems) > 1 else ""
+        return f"Broken at #{self.problem.sequence}{more}: {self.problem.detail}"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,6 +87,12 @@ class LedgerVerdict:
 def audited_models() -> list[type[models.Model]]:
     """Return the models whose rows the ledger vouches for: every model with django-simple-history."""
     return [m for m in apps.get_models() if hasattr(m._meta, "simple_history_manager_attribute")]
+
+
+def ledgered_models() -> list[type[models.Model]]:
+    """Return every model whose rows the ledger holds full snapshots of: the audited models, signatures and
+    signed checkpoints (appended as ``signature.created`` and ``ledger.checkpoint`` with the whole row)."""
+    return [*audited_models(), Signature, LedgerCheckpoint]
 
 
 def _snapshot_fields(model: type[models.Model]) -> frozenset[str]:
@@ -110,21 +138,40 @@ def _diff(recorded: dict[str, Any], current: dict[str, Any]) -> str:
     return "; ".join(f"{k}: ledger {recorded.get(k)!r}, row {current[k]!r}" for k in changed)
 
 
-def ledger_verify(*, start: int = 1, check_rows: bool = True) -> LedgerVerdict:
-    """Recompute the chain from ``start`` and cross-check every audited row; stop at the first break."""
+def ledger_verify(
+    *, start: int = 1, check_rows: bool = True, checkpoints: list[tuple[int, str, str]] | None = None
+) -> LedgerVerdict:
+    """Recompute the chain from ``start``; cross-check every ledgered object, the delete permits and checkpoints.
+
+    The chain check stops at its first break (nothing after it can be trusted); every other problem is
+    reported, each with its object and entry. ``checkpoints`` are (sequence, hash, where) of signed
+    checkpoints to hold the ledger to, besides the stored ones.
+    """
     began = time.perf_counter()
     verdict = LedgerVerdict(ok=False)
-    labels = {m._meta.label_lower: _snapshot_fields(m) for m in audited_models()} if check_rows else {}
+    problems: list[LedgerProblem] = []
+    labels = {m._meta.label_lower: _snapshot_fields(m) for m in ledgered_models()} if check_rows else {}
     latest: dict[tuple[str, str], tuple[int, dict]] = {}
+    purged_permits: set[int] = set()
+    # Each audited save writes one history record and one entry; those after every purge's cutoff must all
+    # still have their record. Counted per object, from the first entry (history is not tied to --from).
+    with_history = {m._meta.label_lower for m in audited_models()} if check_rows and start == 1 else set()
+    kept_since = _purge_cutoff() if with_history else ""
+    saves: dict[tuple[str, str], int] = {}
+    expected_hashes: dict[int, list[tuple[str, str]]] = {}
+    for sequence, digest, where in [*_stored_checkpoints(), *(checkpoints or [])]:
+        expected_hashes.setdefault(sequence, []).append((digest, where))
+    verdict.checkpoints_checked = sum(len(v) for v in expected_hashes.values())
 
     start = max(start, 1)
     prev_hash = GENESIS_HASH
     if start > 1:
         prev_hash = LedgerEntry.objects.filter(sequence=start - 1).values_list("hash", flat=True).first() or ""
         if not prev_hash:
-            verdict.problem = LedgerProblem(start - 1, "missing", f"entry #{start - 1} is missing")
+            problems.append(LedgerProblem(start - 1, "missing", f"entry #{start - 1} is missing"))
     expected = start
-    if verdict.problem is None:
+    chain_broken = bool(problems)
+    if not chain_broken:
         # raw_decode skips json.loads' whitespace scans: a third of the time per entry.
         loads, sha256 = json.JSONDecoder().raw_decode, hashlib.sha256
         for row in _entries(start):
@@ -142,51 +189,139 @@ def ledger_verify(*, start: int = 1, check_rows: bool = True) -> LedgerVerdict:
                 except (ValueError, KeyError, TypeError):
                     intact = False
             if not intact:
-                verdict.problem = entry_problem(expected, prev_hash, row)[0] or LedgerProblem(
-                    sequence, "chain", "the payload is not a ledger payload")
+                problems.append(entry_problem(expected, prev_hash, row)[0] or LedgerProblem(
+                    sequence, "chain", "the payload is not a ledger payload"))
+                chain_broken = True
                 break
             verdict.entries_checked += 1
             prev_hash, expected = stored_hash, expected + 1
+            if sequence in expected_hashes:
+                problems += _checkpoint_mismatches(sequence, stored_hash, expected_hashes.pop(sequence))
             snapshot = labels.get(object_type)
             if snapshot is not None:
                 facts = data.get("facts")
                 if isinstance(facts, dict) and facts.keys() == snapshot:
                     latest[(object_type, object_id)] = (sequence, facts)
-    # Entries before ``start`` still vouch for rows; read their latest snapshots without re-hashing.
-    if check_rows and start > 1 and verdict.problem is None:
-        earlier = LedgerEntry.objects.filter(sequence__lt=start, object_type__in=labels).order_by("sequence")
-        for sequence, object_type, object_id, payload in earlier.values_list(
-            "sequence", "object_type", "object_id", "payload"
-        ).iterator(chunk_size=5000):
-            facts = json.loads(payload).get("facts")
-            if isinstance(facts, dict) and facts.keys() == labels[object_type]:
-                latest.setdefault((object_type, object_id), (sequence, facts))
-                if latest[(object_type, object_id)][0] < sequence:
-                    latest[(object_type, object_id)] = (sequence, facts)
+                    if object_type in with_history and data["time"] >= kept_since:
+                        saves[(object_type, object_id)] = saves.get((object_type, object_id), 0) + 1
+            elif event == PURGE_EVENT:
+                purged_permits.update(_named_permits(data))
+    # Entries before ``start`` still vouch for rows and name purges; read them without re-hashing.
+    if check_rows and start > 1 and not chain_broken:
+        _read_earlier(start, labels, latest, purged_permits)
 
+    last = expected - 1
+    verdict.head_sequence, verdict.head_hash = last, prev_hash
+    # A checkpoint beyond the last entry that chains: the tail it vouched for was cut (or is broken).
+    # (One before ``--from`` is not re-hashed here, so it is left to a full verification.)
+    for sequence in sorted(s for s in expected_hashes if s > last):
+        for digest, where in expected_hashes[sequence]:
+            why = (f"the chain breaks at #{last + 1}, before it" if chain_broken else
+                   f"the ledger ends at #{last}: entries were removed from the ledger's tail")
+            problems.append(LedgerProblem(sequence, "checkpoint", f"{where} vouches for entry #{sequence} {digest}, "
+                                                                  f"but {why}"))
     head = LedgerHead.objects.filter(pk=1).first()
-    verdict.head_sequence, verdict.head_hash = expected - 1, prev_hash
-    if verdict.problem is None and head is not None and (head.sequence, head.hash) != (expected - 1, prev_hash):
-        verdict.problem = LedgerProblem(
+    if not chain_broken and head is not None and (head.sequence, head.hash) != (last, prev_hash):
+        problems.append(LedgerProblem(
             head.sequence, "head",
-            f"the head says #{head.sequence} {head.hash} but the last entry is #{expected - 1} {prev_hash}",
-        )
-    if verdict.problem is None and check_rows:
-        verdict.problem = _cross_check(latest, verdict)
-    verdict.ok = verdict.problem is None
-    verdict.problems = [verdict.problem] if verdict.problem else []
+            f"the head says #{head.sequence} {head.hash} but the last entry is #{last} {prev_hash}",
+        ))
+    if check_rows:
+        # After a break nothing later in the chain can be trusted, so neither can the snapshots read so far.
+        if not chain_broken:
+            problems += _cross_check(latest, verdict)
+            problems += _history_problems(saves, latest)
+        problems += _permit_problems(purged_permits, last)
+    problems.sort(key=lambda p: p.sequence)
+    verdict.problems = problems
+    verdict.problem = problems[0] if problems else None
+    verdict.ok = not problems
     verdict.seconds = time.perf_counter() - began
     return verdict
 
 
-def _cross_check(latest: dict[tuple[str, str], tuple[int, dict]], verdict: LedgerVerdict) -> LedgerProblem | None:
+def _purge_cutoff() -> str:
+    """Return, as ledger time text, the moment after which no retention purge can have deleted history."""
+    cutoff = datetime.min.replace(tzinfo=UTC)
+    for (payload,) in LedgerEntry.objects.filter(event=PURGE_EVENT).values_list("payload"):
+        before = (json.loads(payload).get("facts") or {}).get("before")
+        try:
+            cutoff = max(cutoff, datetime.fromisoformat(before).astimezone(UTC) + PURGE_MARGIN)
+        except (TypeError, ValueError):
+            # A purge entry without a readable cutoff: trust no history before it was written.
+            cutoff = datetime.max.replace(tzinfo=UTC)
+    return "" if cutoff.year == 1 else cutoff.isoformat()
+
+
+def _history_problems(saves: dict[tuple[str, str], int],
+                      latest: dict[tuple[str, str], tuple[int, dict]]) -> list[LedgerProblem]:
+    """Name every audited object with fewer history records than ledgered saves no purge can have reached."""
     found: list[LedgerProblem] = []
     for model in audited_models():
         label = model._meta.label_lower
+        history = model.history.model  # type: ignore[attr-defined]
+        pk = model._meta.pk.attname
+        held = {str(row[pk]): row["n"] for row in history.objects.order_by().values(pk).annotate(n=Count("pk"))}
+        for (object_type, object_id), count in saves.items():
+            if object_type == label and held.get(object_id, 0) < count:
+                sequence = latest[(object_type, object_id)][0]
+                found.append(LedgerProblem(
+                    sequence, "history",
+                    f"{label} {object_id}: the ledger records {count} saves that no retention purge reached, but "
+                    f"its history table holds {held.get(object_id, 0)} records: history was deleted behind the "
+                    "ledger's back", label, object_id))
+    return found
+
+
+def _stored_checkpoints() -> list[tuple[int, str, str]]:
+    stored = [(sequence, digest, f"signed checkpoint {pk} (of {created:%Y-%m-%d %H:%M} UTC)")
+              for pk, sequence, digest, created in LedgerCheckpoint.objects.order_by("sequence").values_list(
+                  "pk", "sequence", "hash", "created_at")]
+    return stored + signed_heads()
+
+
+def _checkpoint_mismatches(sequence: int, stored_hash: str, wanted: list[tuple[str, str]]) -> list[LedgerProblem]:
+    return [LedgerProblem(sequence, "checkpoint",
+                          f"{where} vouches for entry #{sequence} {digest}, but the ledger's entry #{sequence} "
+                          f"has hash {stored_hash}: the ledger was rewritten after the checkpoint")
+            for digest, where in wanted if digest != stored_hash]
+
+
+def _named_permits(data: dict) -> list[int]:
+    facts = data.get("facts")
+    permit = facts.get("permit") if isinstance(facts, dict) else None
+    return [permit] if isinstance(permit, int) else []
+
+
+def _read_earlier(start: int, labels: dict[str, frozenset[str]], latest: dict[tuple[str, str], tuple[int, dict]],
+                  purged_permits: set[int]) -> None:
+    earlier = LedgerEntry.objects.filter(sequence__lt=start).filter(
+        models.Q(object_type__in=labels) | models.Q(event=PURGE_EVENT)).order_by("sequence")
+    for sequence, event, object_type, object_id, payload in earlier.values_list(
+        "sequence", "event", "object_type", "object_id", "payload"
+    ).iterator(chunk_size=5000):
+        data = json.loads(payload)
+        if event == PURGE_EVENT:
+            purged_permits.update(_named_permits(data))
+            continue
+        facts = data.get("facts")
+        if isinstance(facts, dict) and facts.keys() == labels.get(object_type):
+            if (object_type, object_id) not in latest or latest[(object_type, object_id)][0] < sequence:
+                latest[(object_type, object_id)] = (sequence, facts)
+
+
+def _cross_check(latest: dict[tuple[str, str], tuple[int, dict]], verdict: LedgerVerdict) -> list[LedgerProblem]:
+    """Compare each ledgered row with its latest snapshot, then name every snapshot whose row is gone."""
+    found: list[LedgerProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for model in ledgered_models():
+        label = model._meta.label_lower
         for row in model._default_manager.order_by("pk").iterator(chunk_size=2000):
             verdict.rows_checked += 1
+            key = (label, str(row.pk))
+            seen.add(key)
             current = row_facts(row)
-            recorded = latest.get((label, str(row.pk)))
+            recorded = latest.get(key)
             if recorded is None:
                 found.append(LedgerProblem(verdict.head_sequence + 1, "row",
                                            f"{label} {row.pk} has no ledger entry", label, str(row.pk)))
@@ -197,7 +332,32 @@ def _cross_check(latest: dict[tuple[str, str], tuple[int, dict]], verdict: Ledge
                     f"{_diff(recorded[1], current)}",
                     label, str(row.pk),
                 ))
-    return min(found, key=lambda p: p.sequence) if found else None
+    # The retention purge deletes history records only, never these rows: a row the ledger knows and the
+    # table lacks was deleted behind the ledger's back, whatever purge ran.
+    for (label, pk), (sequence, _facts) in latest.items():
+        if (label, pk) not in seen:
+            found.append(LedgerProblem(
+                sequence, "missing",
+                f"{label} {pk} is missing: its latest ledger entry #{sequence} records the row, but the table "
+                "no longer holds it (deleted behind the ledger's back)", label, pk))
+    return found
+
+
+def _permit_problems(purged_permits: set[int], last: int) -> list[LedgerProblem]:
+    """Name every delete permit no ``retention.purge`` entry names: deletions made outside the purge."""
+    if connection.vendor not in ("sqlite", "postgresql"):
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, reason, closed FROM {PERMIT_TABLE} ORDER BY id")  # noqa: S608 (a constant)
+        permits = cursor.fetchall()
+    return [
+        LedgerProblem(last + 1, "permit",
+                      f"delete permit {pk} ({reason!r}{'' if closed else ', still open'}) was opened outside "
+                      "the retention purge: no retention.purge entry names it, so whatever it let through "
+                      "(history records, audited rows) was deleted behind the ledger's back", PERMIT_TABLE, str(pk))
+        for pk, reason, closed in permits
+        if pk not in purged_permits or not closed
+    ]
 
 
 def ledger_chain_through(sequence: int) -> tuple[str, LedgerProblem | None]:

@@ -1,19 +1,22 @@
-"""The auditor's view of the ledger: filter, page through, verify now, and download the export."""
+"""The auditor's view of the ledger: filter, page through, verify now, download the export and checkpoints."""
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
+from pldreview.checkpoints import CheckpointError, checkpoint_path, ledger_checkpoint_create
 from pldreview.forms import LedgerFilterForm
 from pldreview.ledger_export import ledger_export_lines
 from pldreview.ledger_verify import ledger_verify
-from pldreview.models import LedgerEntry
+from pldreview.models import LedgerCheckpoint, LedgerEntry
 
 PAGE_SIZE = 50
+CHECKPOINTS_SHOWN = 10
 
 
 @require_GET
@@ -32,6 +35,8 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form, "page": page, "query": query.urlencode(), "verdict": verdict,
         "events": LedgerEntry.objects.order_by("event").values_list("event", flat=True).distinct(),
+        "checkpoints": LedgerCheckpoint.objects.select_related("created_by").order_by("-sequence", "-id")[
+            :CHECKPOINTS_SHOWN],
     }
     return render(request, "pldreview/ledger_list.html", context)
 
@@ -44,3 +49,28 @@ def ledger_download(request: HttpRequest) -> StreamingHttpResponse:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="pld-ledger-{stamp}.jsonl"'
     return response
+
+
+@require_POST
+@permission_required("pldreview.view_ledger", raise_exception=True)
+def ledger_checkpoint_make(request: HttpRequest) -> HttpResponse:
+    """Sign a checkpoint of the ledger head now (Auditors and Admins), then show the ledger page."""
+    try:
+        checkpoint = ledger_checkpoint_create(user=request.user, reason="Made on the ledger page")
+    except CheckpointError as exc:
+        messages.error(request, f"No checkpoint was made: {exc}")
+    else:
+        messages.success(request, f"Checkpoint of entry #{checkpoint.sequence} signed; download it below and keep it.")
+    return redirect("pld-ledger")
+
+
+@require_GET
+@permission_required("pldreview.view_ledger", raise_exception=True)
+def ledger_checkpoint_download(request: HttpRequest, checkpoint_id: int) -> FileResponse:
+    """Send a checkpoint's signed PDF."""
+    checkpoint = get_object_or_404(LedgerCheckpoint, pk=checkpoint_id)
+    path = checkpoint_path(checkpoint)
+    if not path.is_file():
+        raise Http404("The checkpoint's file is missing from storage.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=checkpoint.file_name,
+                        content_type="application/pdf")

@@ -156,6 +156,38 @@ class LedgerEntry(models.Model):
         return f"#{self.sequence} {self.event}"
 
 
+class LedgerCheckpoint(models.Model):
+    """A signed statement of the ledger's head: entry #``sequence`` had ``hash`` when it was made.
+
+    The file is a small PDF signed with the reports' identity (PAdES, RFC 3161 timestamp when
+    ``PLD_TSA_URL`` is set) whose signed reason states ``ledger head #N <hash>``. An auditor keeps a copy:
+    a ledger whose tail was cut, or rewritten and re-hashed, no longer holds entry #N with that hash.
+    Rows are append-only, and each is itself appended to the ledger as ``ledger.checkpoint``.
+    """
+
+    sequence = models.PositiveBigIntegerField(help_text="The ledger head's sequence number that was signed")
+    hash = models.CharField(max_length=64, help_text="The hash of entry #sequence that was signed")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=200, blank=True, help_text="Why: schedule, the ledger page, a command")
+    file = models.CharField(max_length=300, help_text="The signed PDF, under MEDIA_ROOT")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the signed PDF")
+    signer = models.CharField(max_length=300, help_text="The signing certificate's subject and fingerprint")
+    timestamped = models.BooleanField(default=False, help_text="An RFC 3161 timestamp is in the signature")
+
+    class Meta:
+        ordering = ["-sequence", "-id"]
+
+    def __str__(self) -> str:
+        return f"Checkpoint of ledger entry #{self.sequence}"
+
+    @property
+    def file_name(self) -> str:
+        return self.file.rsplit("/", 1)[-1]
+
+
 class SignatureMeaning(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"

@@ -1,7 +1,9 @@
 """The retention purge: the one permitted deletion from the append-only audit tables, itself a ledger event.
 
 It deletes django-simple-history records older than a cutoff. Ledger entries are never purged (the
-chain would break) and keep the facts of every change, so ``verify_ledger`` still vouches for each row.
+chain would break) and keep the facts of every change, so ``verify_ledger`` still vouches for each row;
+the live audited rows are never purged either. The ``retention.purge`` entry names the delete permit it
+opened, so ``verify_ledger`` can tell this deletion from a permit used by anyone else.
 """
 from __future__ import annotations
 
@@ -25,11 +27,11 @@ def retention_purge(*, before: datetime, user: AbstractBaseUser, reason: str) ->
     if not reason.strip():
         raise ValidationError("Say why the history is purged (e.g. the retention policy and its clause).")
     deleted: dict[str, int] = {}
-    with delete_permit(f"retention purge before {before.isoformat()} by {user.get_username()}"):
+    with delete_permit(f"retention purge before {before.isoformat()} by {user.get_username()}") as permit:
         for model in audited_models():
             history = model.history.model  # type: ignore[attr-defined]
             count, _ = history.objects.filter(history_date__lt=before).delete()
             deleted[history._meta.label_lower] = count
-    entry = ledger_append(event="retention.purge", actor=user, facts={"before": before, "deleted": deleted},
-                          reason=reason)
-    return {"sequence": entry.sequence, "deleted": deleted}
+    entry = ledger_append(event="retention.purge", actor=user,
+                          facts={"before": before, "deleted": deleted, "permit": permit}, reason=reason)
+    return {"sequence": entry.sequence, "deleted": deleted, "permit": permit}

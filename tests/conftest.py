@@ -19,13 +19,20 @@ def _flush_through_delete_permit() -> Iterator[None]:
     """Let transactional tests' flush empty the append-only audit tables (pldreview/db_triggers.py)."""
     from django.db.backends.base.operations import BaseDatabaseOperations
 
-    from pldreview.db_triggers import delete_permit
+    from pldreview.db_triggers import PERMIT_GUARD_DROP_SQL, PERMIT_GUARD_SQL, PERMIT_TABLE, delete_permit
 
     original = BaseDatabaseOperations.execute_sql_flush
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
         with delete_permit("test-suite flush", using=self.connection.alias):
             original(self, sql_list)
+        # The flush empties the ledger, so the permit it used goes too, or the next test's verify_ledger would
+        # report it. Only the tests erase a permit: they lift the permit table's own guard to do it.
+        vendor = self.connection.vendor
+        with self.connection.cursor() as cursor:
+            for sql in [*PERMIT_GUARD_DROP_SQL.get(vendor, []), f"DELETE FROM {PERMIT_TABLE}",
+                        *PERMIT_GUARD_SQL.get(vendor, [])]:
+                cursor.execute(sql)
 
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
     yield

@@ -107,9 +107,9 @@ def side_door(*tables: str) -> Iterator[None]:
                 cursor.execute(sql)
 
 
-def stdlib_verify(path: Path) -> tuple[int, dict]:
+def stdlib_verify(path: Path, *args: str) -> tuple[int, dict]:
     """Run scripts/verify-ledger on an export with no site-packages (-I -S): the standard library alone."""
-    done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--json"],
+    done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(path), "--json", *args],
                           capture_output=True, text=True, check=False)
     return done.returncode, json.loads(done.stdout)
 

@@ -8,6 +8,7 @@ from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from pldreview.checkpoints import ledger_checkpoint_create
 from pldreview.db_triggers import APPEND_ONLY_MODELS, delete_permit, protected_tables, unprotected_tables
 from pldreview.models import LedgerEntry
 from pldreview.retention import retention_purge
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
-    return audited_world(task, reviewer, second_reviewer, admin_user, auditor)
+def world(task, reviewer, second_reviewer, admin_user, auditor, signing):  # noqa: ANN001, ANN201
+    made = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
+    ledger_checkpoint_create(user=auditor, reason="Fills the checkpoint table")
+    return made
 
 
 def _pk_column(table: str) -> str:

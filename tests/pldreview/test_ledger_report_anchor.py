@@ -95,3 +95,17 @@ def test_a_rewritten_and_rehashed_ledger_is_caught_by_the_older_report(signed) -
         raw("UPDATE pldreview_ledgerhead SET hash = %s", [prev])
     with pytest.raises(CommandError, match=f"entry #{head.sequence} now hashes to"):
         _verify(path)
+
+
+def test_verify_ledger_holds_the_ledger_to_the_head_every_issued_report_was_signed_at(signed) -> None:  # noqa: ANN001
+    from pldreview.ledger_verify import ledger_verify
+
+    report, _path, head = signed
+    assert ledger_verify().ok
+    keep = head.sequence - 2
+    with side_door("pldreview_ledgerentry"):
+        raw("DELETE FROM pldreview_ledgerentry WHERE sequence > %s", [keep])
+    raw("UPDATE pldreview_ledgerhead SET sequence = %s, hash = %s",
+        [keep, LedgerEntry.objects.get(sequence=keep).hash])
+    found = [p for p in ledger_verify(check_rows=False).problems if p.kind == "checkpoint"]
+    assert [(p.sequence, f"signed report {report.pk}" in p.detail) for p in found] == [(head.sequence, True)]

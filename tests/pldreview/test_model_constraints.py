@@ -173,7 +173,8 @@ SQLITE_TRIGGERS = {
     "pld_account_change_settled",
     "pld_classifycall_no_update", "pld_decision_four_eyes", "pld_decision_four_eyes_update",
     "pld_decision_signature_kept", "pld_decision_signed", "pld_decisionfeedback_no_update",
-    "pld_promotion_append_only", "pld_promotion_override_append_only", "pld_prompt_entry_insert",
+    "pld_permit_close_only", "pld_permit_no_delete", "pld_promotion_append_only",
+    "pld_promotion_override_append_only", "pld_prompt_entry_insert",
     "pld_prompt_entry_update", "pld_prompt_version_immutable", "pld_reorder_approval_four_eyes",
     "pld_reorder_approval_four_eyes_update", "pld_rulecomment_append_only", "pld_signature_append_only",
     "pld_username_immutable", "rules_search_decision_delete", "rules_search_decision_insert",
@@ -183,7 +184,8 @@ SQLITE_TRIGGERS = {
 POSTGRES_TRIGGERS = {
     "pld_account_change_settled",
     "pld_classifycall_no_update", "pld_decision_four_eyes", "pld_decision_signed", "pld_decisionfeedback_no_update",
-    "pld_promotion_append_only", "pld_promotion_override_append_only", "pld_prompt_entry_immutable",
+    "pld_permit_guard", "pld_permit_guard_truncate", "pld_promotion_append_only",
+    "pld_promotion_override_append_only", "pld_prompt_entry_immutable",
     "pld_prompt_version_immutable", "pld_reorder_approval_four_eyes", "pld_rulecomment_append_only",
     "pld_signature_append_only", "pld_user_identity_guard",
 }
