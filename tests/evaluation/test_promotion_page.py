@@ -164,12 +164,15 @@ def test_only_admins_open_the_promotion_page(client, reviewer, auditor, admin_us
 
 def test_it_warns_when_the_candidate_does_not_follow_its_rules(client, admin_user, versions) -> None:
     v1, v2 = versions
-    warning = "Only 1 of 18 decisions moved with the swapped rules (chance is 33%)."
-    finished_run(v1, 0.70, rule_adherence=0.06, adherence={"score": 0.06, "warning": warning})
+    # The words evaluation.adherence writes: the page must not say them a second time as a heading.
+    warning = ("The student does not follow its rules better than chance: with every rule label swapped, only 1 "
+               "of 18 decisions moved with the rules (6%; chance is 33%).")
+    finished_run(v1, 0.70, rule_adherence=0.06, adherence={"score": 0.06, "n": 18, "warning": warning})
     finished_run(v2, 0.72, rule_adherence=0.9, adherence={"score": 0.9, "warning": ""})
     client.force_login(admin_user)
     page = client.get(f"/prompts/{v1.pk}/promote/").content.decode()
-    assert "does not follow these rules better than chance" in page and warning in page
+    assert "Rule adherence warning." in page and warning in page
+    assert page.count("better than chance:") == 1 and "does not follow these rules better than chance" not in page
     assert "0.06" in page
     other = client.get(f"/prompts/{v2.pk}/promote/").content.decode()
-    assert "does not follow these rules better than chance" not in other
+    assert "Rule adherence warning." not in other

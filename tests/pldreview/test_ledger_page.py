@@ -70,11 +70,12 @@ def test_filters_by_event_prefix_actor_object_and_date(auditor, admin_user, task
 def test_verify_now_shows_the_result_and_the_time_it_took(auditor, task) -> None:  # noqa: ANN001
     _fill(3, actor=auditor, task=task)
     body = _client(auditor).get("/ledger/", {"verify": "1"}).content.decode()
-    assert "Intact." in body and "entries and" in body and " s." in body
+    assert "<strong>Intact: " in body and "entries and" in body and " s." in body
+    assert "Intact. Intact" not in body and "Intact.</strong>" not in body  # the verdict says it once
     with side_door("pldreview_ledgerentry"):
         raw("UPDATE pldreview_ledgerentry SET payload = payload || ' ' WHERE sequence = 2")
     body = _client(auditor).get("/ledger/", {"verify": "1"}).content.decode()
-    assert "Broken at entry #2." in body
+    assert "<strong>Broken at #2: " in body and body.count("Broken at") == 1
 
 
 def test_the_download_is_the_export(auditor, task) -> None:  # noqa: ANN001
