@@ -16,7 +16,8 @@ NOT_PAGES = ("download", "export", "decision-log", "openapi", "pdf", "badge", "c
 # Names the innermost elements that stick out, so a failure says where to look.
 OUTSIDERS_JS = """(width) => Array.from(document.querySelectorAll('body *'))
   .filter(el => el.children.length === 0 && el.getBoundingClientRect().right > width)
-  .slice(0, 3).map(el => `<${el.tagName.toLowerCase()} class="${el.className}"> ${(el.textContent || '').trim().slice(0, 50)}`)"""
+  .slice(0, 3)
+  .map(el => `<${el.tagName.toLowerCase()} class="${el.className}"> ${(el.textContent || '').trim().slice(0, 50)}`)"""
 
 
 def _long_records(task: Any, admin: Any) -> None:
