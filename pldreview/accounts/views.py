@@ -22,6 +22,7 @@ from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState, FailureCounter
 from pldreview.accounts.security_log import security_windows_flush
 from pldreview.forms import SigningForm
+from pldreview.ledger import canonical_json
 from pldreview.models import LedgerEntry
 from pldreview.roles import ROLES, role_names
 from pldreview.signatures import (
@@ -248,6 +249,9 @@ def security_events(request: HttpRequest) -> HttpResponse:
             match = Q(actor_name=data["user"])
             if named is not None:
                 match |= Q(object_type="auth.user", object_id=str(named.pk))
+            # An account change's ledger object is the request; the account it concerns is in its facts.
+            match |= Q(event__startswith="security.account_change_",
+                       payload__contains=canonical_json({"target_username": data["user"]})[1:-1])
             events = events.filter(match)
         if data["event"]:
             events = events.filter(event__startswith=data["event"])

@@ -45,3 +45,15 @@ def test_the_security_events_page_shows_sentences_and_keeps_the_payload_folded(a
     assert "A failed login for rita from 10.0.0.9." in page
     assert "<details><summary>The ledger entry as recorded</summary>" in page
     assert "<th scope=\"col\">Details</th>" not in page
+
+
+def test_filtering_by_a_username_finds_the_account_changes_that_concern_it(auditor, outsider, admin_user,
+                                                                           second_admin) -> None:
+    account_change_made(admin_user, second_admin, "grant_role", target=outsider, role="Auditor", reason="Audit team")
+    client = Client()
+    client.force_login(auditor)
+    page = client.get("/security-events/", {"user": "olga"}).content.decode()
+    assert "adam asked to grant a role (Auditor) for olga." in page
+    assert "alex confirmed: grant a role (Auditor) for olga." in page
+    other = client.get("/security-events/", {"user": "rita"}).content.decode()
+    assert "for olga" not in other
