@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from evaluation.signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
-from tests.support.personas import role_group
+from tests.support.personas import persona
 from tests.support.reports import PASSPHRASE
 
 
@@ -40,10 +40,7 @@ def _flush_through_delete_permit() -> Iterator[None]:
 
 
 def _user(username: str, *roles: str) -> User:
-    user = User.objects.create_user(username=username, password="pw-" + username, email=f"{username}@example.org")
-    for role in roles:
-        user.groups.add(role_group(role))
-    return user
+    return persona(username, *roles)
 
 
 @pytest.fixture

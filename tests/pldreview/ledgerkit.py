@@ -1,6 +1,7 @@
 """Build an audited world through the app's services, and open the database's side door for tamper tests."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import connection
 
 from evaluation.decision_log import decision_feedback_give, decision_policy_set
@@ -118,3 +120,13 @@ def raw(sql: str, params: list | None = None) -> None:
     """Run one raw SQL statement."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params or [])
+
+
+def verify_command(*args: str) -> tuple[int, str]:
+    """Run ``manage.py verify_ledger`` with the arguments; return its exit code and everything it printed."""
+    out = io.StringIO()
+    try:
+        call_command("verify_ledger", *args, stdout=out, stderr=out)
+    except SystemExit as exc:
+        return int(exc.code), out.getvalue()
+    return 0, out.getvalue()

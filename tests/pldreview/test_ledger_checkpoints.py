@@ -14,6 +14,7 @@ from pldreview.ledger import chain_hash, ledger_append
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerCheckpoint, LedgerEntry, LedgerHead
 from tests.pldreview.ledgerkit import audited_world, raw, side_door, stdlib_verify
+from tests.pldreview.ledgerkit import verify_command as verify
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +27,6 @@ def world(task, reviewer, second_reviewer, admin_user, auditor, signing):  # noq
         ledger_append(event="security.login", actor=auditor, facts={"i": i})
     return made
 
-
-def verify(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command("verify_ledger", *args, stdout=out, stderr=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 def _cut_tail(keep: int) -> None:

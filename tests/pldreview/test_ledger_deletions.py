@@ -22,25 +22,14 @@ from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerEntry
 from pldreview.retention import retention_purge
 from rules.models import Decision
-from tests.pldreview.ledgerkit import audited_world, raw, side_door
+from tests.pldreview.ledgerkit import raw, side_door
+from tests.pldreview.ledgerkit import verify_command as verify
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_rejection
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
-    return audited_world(task, reviewer, second_reviewer, admin_user, auditor)
-
-
-def verify(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command("verify_ledger", *args, stdout=out, stderr=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 def _latest(object_type: str, object_id: int) -> LedgerEntry:

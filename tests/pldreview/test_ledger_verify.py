@@ -11,23 +11,12 @@ import pytest
 from django.core.management import call_command
 
 from pldreview.models import LedgerEntry, LedgerHead
-from tests.pldreview.ledgerkit import VERIFIER, audited_world, raw, side_door, stdlib_verify
+from tests.pldreview.ledgerkit import VERIFIER, raw, side_door, stdlib_verify
+from tests.pldreview.ledgerkit import verify_command as verify
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN001, ANN201
-    return audited_world(task, reviewer, second_reviewer, admin_user, auditor)
-
-
-def verify(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command("verify_ledger", *args, stdout=out, stderr=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 def export(tmp_path: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pyotp
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from pldreview.accounts.models import FailureCounter
@@ -13,19 +12,8 @@ from rules.models import Rule
 from tests.support.factories import teacher_rule
 from tests.support.factors import log_in_with_factor, totp_enrol, wrong_code
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    # allauth counts login posts per address in the cache (30 a minute); earlier tests' posts must not count.
-    cache.clear()
-
-
-@pytest.fixture
-def long_delays(settings) -> None:
-    # The first wait is one second by default; a minute keeps the tests' timing out of the verdicts.
-    settings.PLD_LOGIN_DELAY_SECONDS = 60
 
 
 def _approve(client: Client, rule: Rule, **credentials: str):  # noqa: ANN202

@@ -9,22 +9,11 @@ from django.test import Client
 
 from pldreview.accounts.lockout import DEVICE_COOKIE, delay_seconds
 from pldreview.accounts.models import FailureCounter
-from tests.conftest import _user
 from tests.support.factors import log_in_with_factor, totp_enrol, wrong_code
+from tests.support.personas import persona
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    # allauth counts login posts per address in the cache (30 a minute); earlier tests' posts must not count.
-    cache.clear()
-
-
-@pytest.fixture
-def long_delays(settings) -> None:
-    # The first wait is one second by default; a minute keeps the tests' timing out of the verdicts.
-    settings.PLD_LOGIN_DELAY_SECONDS = 60
 
 
 def _login(client: Client, username: str, password: str, address: str = "10.0.0.1"):  # noqa: ANN202
@@ -91,7 +80,7 @@ def test_invented_usernames_share_one_key_per_address(long_delays, reviewer) -> 
 
 
 def test_fifty_five_anonymous_failures_do_not_stop_a_user_on_a_browser_she_used_before(long_delays) -> None:
-    people = {name: _user(name, "Reviewer") for name in ("rita", "ravi", "rhea", "adam", "alex")}
+    people = {name: persona(name, "Reviewer") for name in ("rita", "ravi", "rhea", "adam", "alex")}
     secret = totp_enrol(people["rita"])
     ritas_browser = Client()
     assert log_in_with_factor(ritas_browser, "rita", secret, address="10.0.0.7").status_code == 302
