@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rules.llama_loading import model_params as plain_model_params
 from rules.student_model import ModelFileError, file_sha256, student_model_path
 
 if TYPE_CHECKING:
@@ -274,13 +275,10 @@ def model_params() -> Any:
     logit, 0.02 in a label's probability). Without repacking a row comes out the same whatever else
     shares its batch, so an inference server loaded the same way (``python -m evaluation.serve_student``,
     ``llama-server --no-repack``), which decodes label positions one request at a time, gives the
-    runner's probabilities. It cost nothing measurable on these cores (docs/student.md).
+    runner's probabilities. It cost nothing measurable on these cores (docs/student.md). One home for the
+    setting: ``rules.llama_loading`` (the local teacher loads its model the same way).
     """
-    import llama_cpp
-
-    params = llama_cpp.llama_model_default_params()
-    params.use_extra_bufts = False
-    return params
+    return plain_model_params()
 
 
 def _log_softmax_at(row: np.ndarray, token_ids: list[int]) -> list[float]:

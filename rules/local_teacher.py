@@ -69,7 +69,8 @@ class LocalTeacher:
     def command(self) -> list[str]:
         """Return the command line that runs the server."""
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            # llama_cpp.server itself, with the model loaded without extra buffer types (rules/llama_loading.py).
+            sys.executable, "-m", "rules.llama_server",
             "--model", self.model_path or str(bundled_model_path()),
             "--model_alias", self.model_alias,
             "--host", settings.PLD_LOCAL_TEACHER_HOST,

@@ -8,9 +8,9 @@ from evaluation.reports import report_data, report_render_html
 from rules.compiler import topic_runs
 from rules.models import PromptVersionRule
 from rules.prompt_diff import moved_rules, prompt_version_diff
-from rules.services import rule_reject, ruleset_rules
+from rules.services import rule_reject, ruleset_reorder_approve, ruleset_reorder_propose, ruleset_rules
 from tests.support.prompt_versions import approve, compiled
-from tests.support.signatures import sign_rejection
+from tests.support.signatures import sign_order_approval, sign_order_proposal, sign_rejection
 
 # Topics scattered through the reviewed order: grouping them would move rules 3 and 5.
 SCATTERED = [
@@ -22,14 +22,20 @@ SCATTERED = [
 ]
 
 
-def _scattered(task, reviewer):
-    return [approve(task, reviewer, text, label, topic) for text, label, topic in SCATTERED]
+def _scattered(task, reviewer, proposer):
+    """Approve the rules (each joins its topic's group), then have reviewers order them scattered, as SCATTERED."""
+    rules = [approve(task, reviewer, text, label, topic) for text, label, topic in SCATTERED]
+    order = [r.pk for r in rules]
+    proposal = ruleset_reorder_propose(task=task, user=proposer, order=order, reason="Scattered on purpose",
+                                       signature=sign_order_proposal(proposer, task, order))
+    ruleset_reorder_approve(proposal=proposal, user=reviewer, signature=sign_order_approval(reviewer, proposal))
+    return rules
 
 
 def test_rule_set_prompt_report_and_entries_number_every_rule_alike(
-    client, task, admin_user, auditor, second_reviewer
+    client, task, admin_user, auditor, reviewer, second_reviewer
 ) -> None:
-    rules = _scattered(task, second_reviewer)
+    rules = _scattered(task, second_reviewer, reviewer)
     assert [r.pk for r in ruleset_rules(task)] == [r.pk for r in rules]
     version = compiled(task, admin_user)
     expected = {rule.pk: n for n, rule in enumerate(rules, start=1)}
@@ -68,7 +74,7 @@ def test_rule_set_prompt_report_and_entries_number_every_rule_alike(
 def test_renumbering_alone_is_not_a_rule_change_in_the_version_diff(
     client, task, admin_user, reviewer, second_reviewer
 ) -> None:
-    rules = _scattered(task, second_reviewer)
+    rules = _scattered(task, second_reviewer, reviewer)
     old = compiled(task, admin_user)
     first = rules[0]
     first.refresh_from_db()
