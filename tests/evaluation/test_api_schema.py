@@ -61,4 +61,5 @@ def test_the_api_answers_everything_its_openapi_document_allows_or_forbids_as_do
         refused = _fuzz(operation, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, auth)
         # The run did reach the student, and did send invalid input.
         assert 200 in accepted, accepted
-        assert refused and all(400 <= status < 500 for status in refused), refused
+        assert refused and all(400 <= status < 500 for status in refused), (
+            sorted(set(refused)), [status for status in refused if not 400 <= status < 500])
