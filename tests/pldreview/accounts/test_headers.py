@@ -5,8 +5,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.pldreview.test_permission_walk import _endpoints, _one_of_each_model
 from tests.support.personas import role_group
+from tests.support.url_walk import endpoints_of, one_of_each_model
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def test_every_page_answers_with_a_csp_that_allows_no_inline_script(task) -> Non
     everyone = User.objects.create_user(username="all-roles", password="pw-all-roles-123")
     for role in ("Reviewer", "Auditor", "Admin"):
         everyone.groups.add(role_group(role))
-    endpoints = _endpoints(_one_of_each_model())
+    endpoints = endpoints_of(one_of_each_model())
     extra = ["/login/", "/accounts/password/change/", "/accounts/2fa/", "/accounts/sessions/", "/nowhere/"]
     anonymous, logged_in = Client(), Client()
     logged_in.force_login(everyone)
