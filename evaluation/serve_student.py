@@ -20,11 +20,10 @@ from typing import Any
 def load_like_the_runner() -> None:
     """Make every llama_cpp.Llama this process creates load its model and cache as the runner does."""
     import llama_cpp
-    import llama_cpp.llama_cpp as llama_lib
 
-    from evaluation.student import model_params
+    from rules.llama_loading import load_plainly
 
-    llama_lib.llama_model_default_params = model_params
+    load_plainly()  # the runner's load settings (evaluation.student.model_params delegates there too)
     init = llama_cpp.Llama.__init__
 
     @functools.wraps(init)
