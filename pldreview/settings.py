@@ -1,6 +1,7 @@
 """PLD Review settings, read from the environment with safe defaults.
 
-Every variable is listed in the README. Values that do not parse stop the process at start-up.
+Every variable is listed in docs/settings.md (tests/pldreview/test_settings_doc.py keeps the two in step).
+Values that do not parse stop the process at start-up.
 """
 from __future__ import annotations
 
@@ -459,5 +460,8 @@ def _signing_passphrase() -> str:
 
 PLD_SIGNING_PASSPHRASE = _signing_passphrase()
 PLD_TSA_URL = env_str("PLD_TSA_URL")
+
+# Where the demo's printed curl example points (scripts/demo sets it to its API process).
+PLD_DEMO_BASE_URL = env_str("PLD_DEMO_BASE_URL", "http://127.0.0.1:8000")
 
 PLD_DATASETS_DIR = Path(env_str("PLD_DATASETS_DIR", str(BASE_DIR.parent / "shared" / "datasets")))

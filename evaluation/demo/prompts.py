@@ -7,9 +7,9 @@ never promote past a production version or a promotion history that already exis
 """
 from __future__ import annotations
 
-import os
 from typing import TextIO
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
@@ -153,7 +153,7 @@ def seed_promotion(stdout: TextIO) -> None:
     stdout.write(f"  API token for {DEMO_ADMIN} (shown this once): {raw}\n")
     stdout.write(
         # scripts/demo says where it serves the app; seed_demo run by hand assumes runserver's default.
-        f"  try: curl -s -X POST {os.environ.get('PLD_DEMO_BASE_URL', 'http://127.0.0.1:8000')}"
+        f"  try: curl -s -X POST {settings.PLD_DEMO_BASE_URL}"
         f"/api/v1/tasks/{DEMO_TASK}/classify "
         f"-H 'Authorization: Bearer {raw}' -H 'Content-Type: application/json' "
         """-d '{"premise": "The Recipient may share Confidential Information with its employees.", """
