@@ -15,12 +15,14 @@ class EvaluationConfig(AppConfig):
         from django.db.models.signals import post_save
 
         import evaluation.jobs  # noqa: F401 - registers every job handler of the app
+        from evaluation import panels
         from evaluation.models import Promotion
         from evaluation.rule_stats import register
         from evaluation.trends import trend_panel
         from rules.panels import register_task_panel
 
         register()
+        panels.register()
         register_task_panel(trend_panel)
         # pldreview never imports evaluation: the ledger's checkpoints are signed with the reports' identity here.
         from evaluation.ledger_checkpoints import ledger_checkpoint_parse, ledger_checkpoint_sign, report_signed_heads

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rules.models import Rule, Task
+from rules.models import PromptVersion, Rule, Task
 
 RulePanel = Callable[[Rule, Any], "tuple[str, dict[str, Any]] | None"]
 QueueFigures = Callable[[list[Rule]], "dict[int, dict[str, Any]]"]
 TaskPanel = Callable[[Task, Any], "tuple[str, dict[str, Any]] | None"]
+TaskLinks = Callable[[Task, Any], "list[tuple[str, str]]"]
+PromptVersionPanel = Callable[[PromptVersion, Any], "tuple[str, dict[str, Any]] | None"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class _QueueFigure:
 _rule_panels: list[RulePanel] = []
 _queue_figures: list[_QueueFigure] = []
 _task_panels: list[TaskPanel] = []
+_task_links: list[TaskLinks] = []
+_prompt_version_panels: dict[str, list[PromptVersionPanel]] = {"actions": [], "record": []}
 
 
 def register_task_panel(panel: TaskPanel) -> TaskPanel:
@@ -48,12 +52,20 @@ def register_task_panel(panel: TaskPanel) -> TaskPanel:
 
 def task_panels(task: Task, user: Any) -> list[Shown]:
     """Return the registered task panels that have something to show this user, in order."""
-    shown = []
-    for panel in _task_panels:
-        result = panel(task, user)
-        if result is not None:
-            shown.append(Shown(template_name=result[0], context=result[1]))
-    return shown
+    return _shown(_task_panels, task, user)
+
+
+def register_task_links(links: TaskLinks) -> TaskLinks:
+    """Add links to the task page's row of links: ``links(task, user)`` returns the ``(url, text)`` this user may
+    follow; registering it again changes nothing."""
+    if links not in _task_links:
+        _task_links.append(links)
+    return links
+
+
+def task_links(task: Task, user: Any) -> list[tuple[str, str]]:
+    """Return the registered task links this user may follow, in order."""
+    return [shown for links in _task_links for shown in links(task, user)]
 
 
 def register_rule_panel(panel: RulePanel) -> RulePanel:
@@ -71,9 +83,28 @@ def register_queue_figure(title: str, figures: QueueFigures, *, template_name: s
 
 def rule_panels(rule: Rule, user: Any) -> list[Shown]:
     """Return the registered panels that have something to show this user about the rule, in order."""
+    return _shown(_rule_panels, rule, user)
+
+
+def register_prompt_version_panel(panel: PromptVersionPanel, *, place: str) -> PromptVersionPanel:
+    """Add a panel to the prompt version page at ``place``: "actions" (the buttons under the facts) or "record"
+    (sections after the prompt text); registering it again changes nothing."""
+    if place not in _prompt_version_panels:
+        raise ValueError(f"a prompt version panel goes in one of {sorted(_prompt_version_panels)}, not {place!r}")
+    if panel not in _prompt_version_panels[place]:
+        _prompt_version_panels[place].append(panel)
+    return panel
+
+
+def prompt_version_panels(version: PromptVersion, user: Any) -> dict[str, list[Shown]]:
+    """Return, per place, the registered prompt version panels that have something to show this user."""
+    return {place: _shown(panels, version, user) for place, panels in _prompt_version_panels.items()}
+
+
+def _shown(panels: list[Callable[[Any, Any], Any]], obj: Any, user: Any) -> list[Shown]:
     shown = []
-    for panel in _rule_panels:
-        result = panel(rule, user)
+    for panel in panels:
+        result = panel(obj, user)
         if result is not None:
             shown.append(Shown(template_name=result[0], context=result[1]))
     return shown

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from rules.compiler import prompt_version_compile, prompt_version_preview
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
+from rules.panels import prompt_version_panels
 from rules.prompt_diff import prompt_version_diff
 from rules.views.shortcuts import prompt_version_or_404, task_or_404
 
@@ -40,24 +41,14 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
-    """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
+    """Show a version's text and its rules at their numbers, with what other apps add (evaluations, promotions)."""
     version = prompt_version_or_404(version_id)
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
-    runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
-    promotions = (
-        version.task.promotions.select_related(  # type: ignore[attr-defined]
-            "prompt_version", "from_version", "promoted_by", "override_requested_by", "signature",
-            "override__request_signature",
-        )
-        .filter(Q(prompt_version=version) | Q(from_version=version))
-        .order_by("-created_at", "-id")
-    )
     others = PromptVersion.objects.filter(task=version.task).exclude(pk=version.pk).order_by("-number")
     return render(request, "rules/prompt_version_detail.html", {
         "version": version,
         "entries": list(entries.order_by("position")),
-        "runs": list(runs),
-        "promotions": list(promotions),
+        "version_panels": prompt_version_panels(version, request.user),
         "others": list(others),
     })
 
