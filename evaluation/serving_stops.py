@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 
 from evaluation.models import ServingStop
 from pldreview.accounts.services import second_person_refusal
@@ -58,13 +59,11 @@ def serving_stop_body(stop: ServingStop, *, request_id: uuid.UUID | str | None =
 
 def stopped_serving(tasks: list[Task] | None = None) -> list[ServingStop]:
     """Return the stops in force, for the given tasks or all of them, oldest task name first (for the banners)."""
-    latest = ServingStop.objects.order_by("task_id", "-id")
+    # One query, whatever the number of tasks: each task's latest row, kept when it is a stop.
+    latest = ServingStop.objects.filter(task=OuterRef("task")).order_by("-id").values("pk")[:1]
+    stops = ServingStop.objects.filter(action=ServingStop.Action.STOP, pk=Subquery(latest))
     if tasks is not None:
-        latest = latest.filter(task__in=tasks)
-    newest: dict[int, int] = {}
-    for task_id, pk in latest.values_list("task_id", "id"):
-        newest.setdefault(task_id, pk)
-    stops = ServingStop.objects.filter(pk__in=newest.values(), action=ServingStop.Action.STOP)
+        stops = stops.filter(task__in=tasks)
     return list(stops.select_related("task", "by", "signature").order_by("task__name"))
 
 

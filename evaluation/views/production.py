@@ -21,7 +21,6 @@ from evaluation.decision_log import decision_feedback_give, decision_policy, dec
 from evaluation.drift import Watch, production_watch
 from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
-from evaluation.serving_stops import serving_stop_current
 from pldreview.web import form_submit
 from rules.models import Split, Task
 from rules.panels import task_banners
@@ -89,7 +88,6 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
         "retention": retention, "retention_days": days, "query": request.GET.urlencode(),
         "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
         "policy_form": policy_form or PolicyForm(initial=initial), "banners": task_banners([task]),
-        "serving_stopped": serving_stop_current(task),
     }, status=status)
 
 
