@@ -118,14 +118,24 @@ def api_server(transactional_db: None, task, admin_user, second_admin, reviewer,
             server.wait()
 
 
+# Django is set up and the command's module imported before "ready" is printed; the command then reads the password
+# from stdin and signs, so the action lands within milliseconds of the test writing the password.
+_READY_THEN_RUN = (
+    "import sys, django; django.setup(); from django.core.management import call_command; "
+    "import evaluation.management.commands.serving; print('ready', flush=True); "
+    "call_command('serving', *sys.argv[1:])"
+)
+
+
 def _serving_command(env: dict[str, str], action: str, user: str, reason: str) -> subprocess.Popen:
-    # Started at once; it signs when it reads the password, which the test writes when it wants the action to land.
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "serving", action, "nda-demo", "--user", user, "--reason", reason,
+    process = subprocess.Popen(
+        [sys.executable, "-c", _READY_THEN_RUN, action, "nda-demo", "--user", user, "--reason", reason,
          "--password-stdin"],
         cwd=Path(settings.BASE_DIR), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.stderr
+    return process
 
 
 def _sign(process: subprocess.Popen, password: str) -> str:
