@@ -24,7 +24,14 @@ from django.views.decorators.csrf import csrf_exempt
 from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from evaluation.decision_log import classify_call_record
 from evaluation.models import ApiToken, ClassifyCall
-from evaluation.serving import INPUT_FIELD_PATTERN, ClassifyError, classify_inputs, production_classify
+from evaluation.serving import (
+    INPUT_FIELD_PATTERN,
+    ClassifyError,
+    ServingStopped,
+    classify_inputs,
+    production_classify,
+    serving_stop_check,
+)
 from pldreview import views as pages
 from rules.models import Task
 
@@ -118,10 +125,12 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
     except TokenError as exc:
         return _refusal(exc)
     try:
+        # A stopped task refuses before the body is read: the stop is the answer whatever was sent.
+        serving_stop_check(task)
         payload = _read_json(request)
         result = production_classify(task=task, payload=payload)
     except ClassifyError as exc:
-        return JsonResponse(exc.as_dict(), status=exc.status)
+        return JsonResponse(exc.as_dict(request_id=request_id), status=exc.status)
     decided = time.perf_counter()
     if _should_log(request):
         try:
@@ -130,6 +139,9 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
                 source=ClassifyCall.Source.API, request_id=request_id, api_token=token,
                 latency_ms=(decided - started) * 1000,
             )
+        except ServingStopped as exc:
+            # Stopped while this call was deciding: the decision is neither logged nor given.
+            return JsonResponse(exc.as_dict(request_id=request_id), status=exc.status)
         except DatabaseError:
             # A decision that cannot be put on the record is not given (EU AI Act Art. 12 logging).
             logger.exception("The decision log refused call %s", request_id)
@@ -248,7 +260,8 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
         "500": json_error("An error in the server, in its log (code server_error)"),
         "503": json_error(
             "The student model could not be loaded, the inference server did not answer after "
-            "its retries, or the decision could not be logged"
+            "its retries, the decision could not be logged, or an Admin stopped the task's serving (code "
+            "serving_stopped: stop names since when, by whom and why; request_id the call's id)"
         ),
     }
     tasks = Task.objects.order_by("name")
@@ -304,6 +317,17 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
                         "error": {"type": "string", "description": "What is wrong, in words"},
                         "code": {"type": "string"},
                         "fields": {"type": "array", "items": {"type": "string"}},
+                        "request_id": {"type": ["string", "null"]},
+                        "stop": {
+                            "type": "object",
+                            "description": "serving_stopped: the stop in force",
+                            "required": ["id", "task", "since", "by", "username", "reason"],
+                            "properties": {
+                                "id": {"type": "integer"}, "task": {"type": "string"},
+                                "since": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
+                                "username": {"type": "string"}, "reason": {"type": "string"},
+                            },
+                        },
                     },
                 },
             },

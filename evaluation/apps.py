@@ -18,12 +18,14 @@ class EvaluationConfig(AppConfig):
         from evaluation import panels
         from evaluation.models import Promotion
         from evaluation.rule_stats import register
+        from evaluation.serving_stops import serving_stop_banners
         from evaluation.trends import trend_panel
-        from rules.panels import register_task_panel
+        from rules.panels import register_task_banner, register_task_panel
 
         register()
         panels.register()
         register_task_panel(trend_panel)
+        register_task_banner(serving_stop_banners)
         # pldreview never imports evaluation: the ledger's checkpoints are signed with the reports' identity here.
         from evaluation.ledger_checkpoints import ledger_checkpoint_parse, ledger_checkpoint_sign, report_signed_heads
         from pldreview.checkpoints import register_checkpoint_service

@@ -22,7 +22,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from evaluation.models import ApiToken, ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
-from evaluation.serving import Classification
+from evaluation.serving import Classification, serving_stop_check
 from pldreview.ledger import canonical_json, ledger_append, row_facts
 from rules.audit import audited_save
 from rules.models import Example, Split, Task
@@ -86,8 +86,24 @@ def classify_call_record(
     *, task: Task, result: Classification, inputs: dict[str, str], source: str, request_id: uuid.UUID,
     latency_ms: float, api_token: ApiToken | None = None,
 ) -> ClassifyCall:
-    """Write the decision log's record of one classify call."""
+    """Write the decision log's record of one classify call; raise ``ServingStopped`` if the task was stopped meanwhile.
+
+    The stop is read again in the record's transaction, after a lock on the task's row that a stop also takes
+    (PostgreSQL; SQLite's writes are serialised anyway): a call is either logged before the stop commits, and
+    answered, or sees the stop and is neither logged nor answered with a decision.
+    """
     retention, _days = decision_policy(task)
+    with transaction.atomic():
+        Task.objects.select_for_update(no_key=True).filter(pk=task.pk).values_list("pk", flat=True).first()
+        serving_stop_check(task)
+        return _classify_call_insert(task=task, result=result, inputs=inputs, source=source, request_id=request_id,
+                                     latency_ms=latency_ms, api_token=api_token, retention=retention)
+
+
+def _classify_call_insert(
+    *, task: Task, result: Classification, inputs: dict[str, str], source: str, request_id: uuid.UUID,
+    latency_ms: float, api_token: ApiToken | None, retention: str,
+) -> ClassifyCall:
     # One INSERT, no full_clean: the values come from the serving code, and this runs on every call.
     return ClassifyCall.objects.create(
         request_id=request_id,

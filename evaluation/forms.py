@@ -157,3 +157,12 @@ class TokenForm(forms.Form):
 
 class RevokeForm(SigningForm):
     reason = forms.CharField(required=False, max_length=2000, label="Why revoke it? (optional)")
+
+
+class ServingStopForm(SigningForm):
+    """Stop or resume a task's serving: a reason and the signer's credentials."""
+
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+        help_text="On the record with your signature, and in the API's answer while the task is stopped.",
+    )

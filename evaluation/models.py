@@ -526,3 +526,49 @@ class Report(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("pld-report-detail", args=[self.pk])
+
+
+class ServingStop(models.Model):
+    """An Admin stopping a task's production serving, or resuming it: one append-only row each (EU AI Act Art. 14).
+
+    A task is stopped when its latest row is a stop. Rows are never changed or deleted (database triggers); a
+    resume is a new row naming the stop it lifts, and ``verify_ledger`` finds a row changed, removed or added
+    behind the ledger's back.
+    """
+
+    class Action(models.TextChoices):
+        STOP = "stop", "Stopped"
+        RESUME = "resume", "Resumed"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="serving_stops")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # A resume lifts exactly one stop; a stop lifts none.
+    lifts = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="lifted_by"
+    )
+    reason = models.TextField()
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The Admin's electronic signature ("Serving stopped" / "Serving resumed", over the task and the action).
+    signature = models.OneToOneField("pldreview.Signature", on_delete=models.PROTECT, related_name="serving_stop")
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("stop_serving", "Can stop and resume a task's production serving")]
+        indexes = [models.Index(fields=["task", "-id"], name="servingstop_task_latest")]
+        constraints = [
+            in_choices("servingstop_action_in_choices", action=["stop", "resume"]),
+            models.CheckConstraint(
+                condition=models.Q(action="stop", lifts__isnull=True) | models.Q(action="resume", lifts__isnull=False),
+                name="servingstop_resume_lifts_a_stop",
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="servingstop_reason_given"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} serving {self.task.name} ({self.created_at:%Y-%m-%d %H:%M} UTC)"
+
+    @property
+    def is_stop(self) -> bool:
+        return self.action == self.Action.STOP

@@ -543,16 +543,30 @@ def flipped_examples(*, old_run: EvaluationRun, new_run: EvaluationRun, limit: i
     ][:limit]
 
 
+def earlier_promotions(prompt_version: PromptVersion) -> list[Promotion]:
+    """Return every promotion that put this version into production before, newest first, with who signed and
+    whether a gate override took it there (a rollback to it shows them and leaves them standing)."""
+    return list(Promotion.objects.filter(prompt_version=prompt_version)
+                .select_related("promoted_by", "override_requested_by", "signature", "evaluation_run", "from_version")
+                .order_by("-created_at", "-id"))
+
+
 def _is_rollback(version: PromptVersion, previous: PromptVersion | None) -> bool:
-    return previous is not None and (
-        version.number < previous.number or Promotion.objects.filter(prompt_version=version).exists()
-    )
+    # A rollback goes back to a version that was in production before: its earlier promotion passed the gate or
+    # was overridden by two Admins then, and that record stands. An older version never in production is new to
+    # production, whatever its number, and goes through the gate.
+    return previous is not None and previous.pk != version.pk and Promotion.objects.filter(
+        prompt_version=version).exists()
+
+
+def is_rollback(prompt_version: PromptVersion) -> bool:
+    """Say whether putting this version into production now is a rollback: it was in production before."""
+    return _is_rollback(prompt_version, production_prompt_version(prompt_version.task))
 
 
 def promotion_meaning(prompt_version: PromptVersion) -> str:
     """Return what putting this version into production means now: "Promoted to production" or "Rolled back"."""
-    rollback = _is_rollback(prompt_version, production_prompt_version(prompt_version.task))
-    return Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
+    return Meaning.ROLLED_BACK if is_rollback(prompt_version) else Meaning.PROMOTED
 
 
 def _save_version_status(version: PromptVersion, *, status: str, user: AbstractBaseUser, reason: str) -> None:
@@ -580,14 +594,19 @@ def _promote(
     signature: Signature | None, override: PromotionOverride | None = None,
 ) -> Promotion:
     previous = gate.production or production_prompt_version(version.task)
-    is_rollback = _is_rollback(version, previous)
+    rollback = _is_rollback(version, previous)
     if override is None:
-        meaning = Meaning.ROLLED_BACK if is_rollback else Meaning.PROMOTED
+        meaning = Meaning.ROLLED_BACK if rollback else Meaning.PROMOTED
         signature_check(signature, user=user, meanings=meaning,
                         content_sha256=prompt_version_content_sha256(version.text))
     evidence = gate.as_dict()
     evidence["overridden"] = override is not None
-    what = "Rolled back to" if is_rollback else "Promoted"
+    earlier = earlier_promotions(version)[0] if rollback else None
+    if earlier is not None:
+        # The gate's verdict today is kept for the record; the version's standing evidence is its earlier promotion.
+        evidence["rollback_of_promotion"] = earlier.pk
+        evidence["gate_required"] = False
+    what = "Rolled back to" if rollback else "Promoted"
     if previous is not None:
         _save_version_status(
             previous, status=PromptVersion.Status.RETIRED, user=user,
@@ -601,8 +620,9 @@ def _promote(
         task=version.task,
         prompt_version=version,
         from_version=previous,
-        evaluation_run=gate.candidate_run,
-        is_rollback=is_rollback,
+        # A rollback names the run that gated the version when it was first promoted (drift compares against it).
+        evaluation_run=(earlier.evaluation_run if earlier is not None else None) or gate.candidate_run,
+        is_rollback=rollback,
         reason=reason,
         override_justification=override.justification if override is not None else "",
         override=override,
@@ -619,10 +639,13 @@ def _promote(
 def prompt_version_promote(
     *, prompt_version: PromptVersion, user: AbstractBaseUser, reason: str, signature: Signature | None = None,
 ) -> Promotion:
-    """Put a version that passes the gate into production, retiring the previous one; return the audit record.
+    """Put a version that passes the gate into production, or roll back to one that was in production before,
+    retiring the previous one; return the audit record.
 
     It is a signing: the Admin's signature must mean "Promoted to production" (or "Rolled back") and be
-    over the version's text.
+    over the version's text. A rollback is this one signed action whatever the gate says today: the version's
+    earlier promotion (gate passed, or overridden by two Admins) stands. Only a version never in production needs
+    the gate or the two-Admin override.
     """
     _require_admin(user)
     reason = reason.strip()
@@ -630,7 +653,7 @@ def prompt_version_promote(
         raise ValidationError({"reason": "Say why this version should go to production."})
     version = _lock_version(prompt_version)
     gate = promotion_gate(prompt_version=version, user=user)
-    if not gate.passed:
+    if not gate.passed and not _is_rollback(version, gate.production or production_prompt_version(version.task)):
         raise ValidationError({"override_justification": [*gate.problems, TWO_ADMINS]})
     return _promote(version=version, user=user, reason=reason, gate=gate, signature=signature)
 
@@ -663,6 +686,10 @@ def promotion_override_request(
     if errors:
         raise ValidationError(errors)
     version = _lock_version(prompt_version)
+    if is_rollback(version):
+        raise ValidationError(
+            f"Version {version.number} was in production before: roll back to it with one signature, no override."
+        )
     signature_check(signature, user=user, meanings=Meaning.GATE_OVERRIDE_REQUESTED,
                     content_sha256=prompt_version_content_sha256(version.text))
     waiting = pending_override(version)

@@ -5,8 +5,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from evaluation.models import ServingStop
 from evaluation.promotion import production_prompt_version
 from evaluation.prompts import pld_rules
+from evaluation.serving_stops import serving_stop_body, serving_stop_current, serving_stop_message
 from evaluation.student import ExampleTooLongError, StudentError, classify_example
 from evaluation.student_server import get_backend_student
 from evaluation.warm import student_state_restore
@@ -33,11 +35,30 @@ class ClassifyError(Exception):
         self.code = code
         self.fields = fields or []
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, request_id: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "code": self.code}
         if self.fields:
             body["fields"] = self.fields
         return body
+
+
+class ServingStopped(ClassifyError):
+    """The task's serving is stopped (``evaluation.serving_stops``): no decision is given, 503 ``serving_stopped``."""
+
+    def __init__(self, stop: ServingStop) -> None:
+        super().__init__(serving_stop_message(stop), status=503, code="serving_stopped")
+        self.stop = stop
+
+    def as_dict(self, *, request_id: Any = None) -> dict[str, Any]:
+        """Return the refusal's JSON body: the stop (since, by whom, why) and the request's id."""
+        return serving_stop_body(self.stop, request_id=request_id)
+
+
+def serving_stop_check(task: Task | int) -> None:
+    """Raise ``ServingStopped`` when the task's serving is stopped now (read from the database, never cached)."""
+    stop = serving_stop_current(task)
+    if stop is not None:
+        raise ServingStopped(stop)
 
 
 @dataclass(frozen=True)
@@ -120,8 +141,12 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
 
 
 def production_classify(*, task: Task, payload: Any) -> Classification:
-    """Classify one input with the task's current production version (read per call, never cached)."""
+    """Classify one input with the task's current production version (read per call, never cached).
+
+    A stopped task (``evaluation.serving_stops``) raises ``ServingStopped`` before anything is decided.
+    """
     inputs = classify_inputs(task=task, payload=payload)
+    serving_stop_check(task)
     version = production_prompt_version(task)
     if version is None:
         raise ClassifyError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs
+from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -30,6 +30,10 @@ urlpatterns = [
          name="pld-production-export"),
     path("tasks/<slug:task_name>/production/retention/", production.set_decision_policy,
          name="pld-production-retention"),
+    # Stopping and resuming a task's production serving.
+    path("tasks/<slug:task_name>/serving/", serving.serving_page, name="pld-serving"),
+    path("tasks/<slug:task_name>/serving/stop/", serving.stop_serving, name="pld-serving-stop"),
+    path("tasks/<slug:task_name>/serving/resume/", serving.resume_serving, name="pld-serving-resume"),
     path("tasks/<slug:task_name>/calls/", production.classify_call_list, name="pld-classify-call-list"),
     path("calls/<int:classify_call_id>/", production.classify_call_detail, name="pld-classify-call-detail"),
     path("calls/<int:classify_call_id>/feedback/", production.give_call_feedback, name="pld-classify-call-feedback"),

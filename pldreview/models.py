@@ -204,6 +204,8 @@ class SignatureMeaning(models.TextChoices):
     REPORT_SIGNED = "report_signed", "Report signed"
     ACCOUNT_CHANGE_REQUESTED = "account_change_requested", "Account change requested"
     ACCOUNT_CHANGE_CONFIRMED = "account_change_confirmed", "Account change confirmed"
+    SERVING_STOPPED = "serving_stopped", "Serving stopped"
+    SERVING_RESUMED = "serving_resumed", "Serving resumed"
 
 
 class Signature(models.Model):

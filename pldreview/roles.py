@@ -66,6 +66,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.view_classifycall",
         "evaluation.watch_production",
         "evaluation.set_decision_retention",
+        "evaluation.stop_serving",
         "pldreview.view_ledger",
         "accounts.manage_users",
         "accounts.view_security_events",

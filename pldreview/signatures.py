@@ -133,6 +133,12 @@ def account_change_content_sha256(*, change: str, username: str, params: dict[st
     return content_sha256({"kind": "account_change", "change": change, "username": username, "params": params})
 
 
+def serving_content_sha256(*, task_id: int, task_name: str, action: str, lifts: int | None = None) -> str:
+    """Return the hash a stop or resume of a task's serving is signed over: which task, which action and, for a
+    resume, the stop it lifts (so a resume's signature cannot lift another stop)."""
+    return content_sha256({"kind": "serving", "task": task_id, "name": task_name, "action": action, "lifts": lifts})
+
+
 # --- the second factor seam ----------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ QueueFigures = Callable[[list[Rule]], "dict[int, dict[str, Any]]"]
 TaskPanel = Callable[[Task, Any], "tuple[str, dict[str, Any]] | None"]
 TaskLinks = Callable[[Task, Any], "list[tuple[str, str]]"]
 PromptVersionPanel = Callable[[PromptVersion, Any], "tuple[str, dict[str, Any]] | None"]
+# A banner is ``banner(tasks)`` (None: every task) returning (template_name, context) per thing to shout about.
+TaskBanner = Callable[["list[Task] | None"], "list[tuple[str, dict[str, Any]]]"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,20 @@ _queue_figures: list[_QueueFigure] = []
 _task_panels: list[TaskPanel] = []
 _task_links: list[TaskLinks] = []
 _prompt_version_panels: dict[str, list[PromptVersionPanel]] = {"actions": [], "record": []}
+_task_banners: list[TaskBanner] = []
+
+
+def register_task_banner(banner: TaskBanner) -> TaskBanner:
+    """Add a banner to the task pages and the overview (a stopped task's red banner); registering it again changes
+    nothing."""
+    if banner not in _task_banners:
+        _task_banners.append(banner)
+    return banner
+
+
+def task_banners(tasks: list[Task] | None = None) -> list[Shown]:
+    """Return the registered banners for the tasks (None: every task, as the overview shows them), in order."""
+    return [Shown(template_name=name, context=context) for banner in _task_banners for name, context in banner(tasks)]
 
 
 def register_task_panel(panel: TaskPanel) -> TaskPanel:

@@ -23,6 +23,7 @@ from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_submit
 from rules.models import Split, Task
+from rules.panels import task_banners
 from rules.views.shortcuts import task_or_404
 
 DEFAULT_DAYS = 30
@@ -86,7 +87,7 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
         "task": task, "form": form, "watch": watch, "charts": _charts(watch),
         "retention": retention, "retention_days": days, "query": request.GET.urlencode(),
         "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
-        "policy_form": policy_form or PolicyForm(initial=initial),
+        "policy_form": policy_form or PolicyForm(initial=initial), "banners": task_banners([task]),
     }, status=status)
 
 
@@ -174,7 +175,7 @@ def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
         calls = calls.filter(label=label)
     page = Paginator(calls.order_by("-created_at", "-id"), CALLS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "evaluation/classify_call_list.html", {
-        "task": task, "page": page, "label": label,
+        "task": task, "page": page, "label": label, "banners": task_banners([task]),
         "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
     })
 

@@ -11,8 +11,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from evaluation.forms import PromotionForm
 from evaluation.models import PromotionOverride
 from evaluation.promotion import (
+    earlier_promotions,
     flipped_examples,
     gate_baseline_start,
+    is_rollback,
     pending_override,
     production_prompt_version,
     promotion_gate,
@@ -33,6 +35,7 @@ from pldreview.signatures import (
 )
 from pldreview.web import form_add_service_errors
 from rules.models import PromptVersion
+from rules.panels import task_banners
 from rules.views.shortcuts import prompt_version_or_404
 
 FLIPS_SHOWN = 50
@@ -57,7 +60,8 @@ def _page(
         "n_fixed": sum(1 for f in flips if f.fixed), "n_broken": sum(1 for f in flips if not f.fixed),
         "flips_shown": FLIPS_SHOWN, "override": pending_override(version), "override_errors": override_errors or [],
         "meaning": Meaning(promotion_meaning(version)).label, "confirm_form": confirm_form or SigningForm(),
-        "confirm_refusal": second_person_refusal(request.user),
+        "confirm_refusal": second_person_refusal(request.user), "banners": task_banners([version.task]),
+        "is_rollback": is_rollback(version), "earlier": earlier_promotions(version),
         **signing_context(request),
     }, status=status)
 

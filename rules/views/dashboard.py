@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from pldreview.models import Job
 from rules.models import Rule, Task
+from rules.panels import task_banners
 from rules.queries import rules_nobody_may_approve, waiting_for
 
 
@@ -21,5 +22,6 @@ def home(request: HttpRequest) -> HttpResponse:
     n_waiting = waiting_for(request.user).count() if request.user.has_perm("rules.review_rule") else None
     # Admins give the Reviewer role, so they are the ones told when a rule has nobody left to approve it.
     stuck = rules_nobody_may_approve() if request.user.has_perm("accounts.manage_users") else []
-    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting, "stuck": stuck}
+    context = {"tasks": tasks, "pending": pending, "jobs": jobs, "n_waiting": n_waiting, "stuck": stuck,
+               "banners": task_banners()}
     return render(request, "rules/home.html", context)

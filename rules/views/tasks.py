@@ -17,7 +17,7 @@ from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
 from rules.forms import DatasetImportForm
 from rules.models import DatasetImport, Example, Split, Task
-from rules.panels import task_links, task_panels
+from rules.panels import task_banners, task_links, task_panels
 from rules.views.shortcuts import task_or_404
 
 EXAMPLES_PER_PAGE = 50
@@ -98,6 +98,7 @@ def task_detail(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     context["feedback_waiting"] = task.examples.filter(split=Split.FEEDBACK).count()
     context["task_panels"] = task_panels(task, request.user)
     context["task_links"] = task_links(task, request.user)
+    context["banners"] = task_banners([task])
     return render(request, "rules/task_detail.html", context)
 
 

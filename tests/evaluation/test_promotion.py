@@ -292,18 +292,24 @@ def test_a_rollback_is_a_promotion_of_an_earlier_version_with_its_own_reason(
     ]
 
 
-def test_a_rollback_past_a_failing_gate_needs_two_admins_too(v1, v2, admin_user, second_admin) -> None:
+def test_a_rollback_past_a_failing_gate_is_one_signature_because_the_version_was_in_production(
+    v1, v2, admin_user, second_admin
+) -> None:
     gate_passing_run(v1, wrong=4)
     prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
         signature=sign_promotion(admin_user, v1))
     gate_passing_run(v2)
     prompt_version_promote(prompt_version=v2, user=admin_user, reason="Adds the court rule",
         signature=sign_promotion(admin_user, v2))
-    with pytest.raises(ValidationError, match="below the production version's"):
-        prompt_version_promote(prompt_version=v1, user=admin_user, reason="Roll back",
-            signature=sign_promotion(admin_user, v1))
-    rollback = _overridden(v1, second_admin, admin_user, reason="Production incident: go back now, fix v2 later.")
-    assert rollback.is_rollback and (rollback.override_requested_by, rollback.promoted_by) == (second_admin, admin_user)
+    # v1 is now below production v2 by more than the margin: the gate fails today, and no override is needed.
+    assert not promotion_gate(prompt_version=v1).passed
+    rollback = prompt_version_promote(prompt_version=v1, user=admin_user, reason="Production incident: go back now",
+        signature=sign_promotion(admin_user, v1, meaning="rolled_back"))
+    assert rollback.is_rollback and rollback.override is None and rollback.promoted_by == admin_user
+    assert rollback.gate["gate_required"] is False and not rollback.gate["passed"]
+    first = Promotion.objects.filter(prompt_version=v1, is_rollback=False).get()
+    assert rollback.gate["rollback_of_promotion"] == first.pk and first.gate["passed"]
+    assert rollback.evaluation_run_id == first.evaluation_run_id
 
 
 def test_there_is_one_production_version_per_task(v1, v2, admin_user) -> None:

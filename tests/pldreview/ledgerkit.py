@@ -19,6 +19,7 @@ from evaluation.decision_log import decision_feedback_give, decision_policy_set
 from evaluation.models import Promotion, Report
 from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
 from evaluation.reports import report_create
+from evaluation.serving_stops import task_serving_resume, task_serving_stop
 from pldreview.accounts.models import AccountChangeKind
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.models import Decision, PromptVersion, Rule, Task
@@ -40,6 +41,7 @@ from tests.support.signatures import (
     sign_override_request,
     sign_promotion,
     sign_rejection,
+    sign_serving,
 )
 
 CALL_INPUTS = {"premise": "The Recipient may share Confidential Information with its employees.",
@@ -87,6 +89,11 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     promotion = prompt_version_promote(prompt_version=version, user=admin_user, reason="Pilot",
                                        signature=sign_promotion(admin_user, version))
     decision_policy_set(task=task, input_retention="full", retention_days=30, user=admin_user, reason="Policy 7.2")
+    # Serving stopped and resumed by the Admin (both signed, both append-only rows).
+    task_serving_stop(task=task, user=admin_user, reason="Drift alert",
+                      signature=sign_serving(admin_user, task, "stop"))
+    task_serving_resume(task=task, user=admin_user, reason="Checked",
+                        signature=sign_serving(admin_user, task, "resume"))
     call = ClassifyCallFactory(prompt_version=version, inputs=CALL_INPUTS)
     decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     report = report_create(prompt_version=version, user=auditor)

@@ -12,6 +12,7 @@ from pldreview.signatures import (
     prompt_version_content_sha256,
     rule_content_sha256,
     ruleset_order_content_sha256,
+    serving_content_sha256,
     signature_sign,
 )
 from rules.models import Rule, RuleSetReorderProposal, Task
@@ -100,3 +101,13 @@ def sign_override_request(user: AbstractBaseUser, version: Any) -> Signature:
 def sign_override_confirmation(user: AbstractBaseUser, version: Any) -> Signature:
     """Return the user's signature confirming another Admin's override request for the version."""
     return sign(user, Meaning.GATE_OVERRIDE_CONFIRMED, prompt_version_content_sha256(version.text))
+
+
+def sign_serving(user: AbstractBaseUser, task: Task, action: str, reason: str = "") -> Signature:
+    """Return the user's signature stopping ("stop") or resuming ("resume", the stop in force) the task's serving."""
+    from evaluation.serving_stops import serving_stop_current
+
+    stop = serving_stop_current(task) if action == "resume" else None
+    meaning = Meaning.SERVING_STOPPED if action == "stop" else Meaning.SERVING_RESUMED
+    return sign(user, meaning, serving_content_sha256(task_id=task.pk, task_name=task.name, action=action,
+                                                      lifts=stop.pk if stop is not None else None), reason=reason)

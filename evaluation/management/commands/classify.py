@@ -37,9 +37,13 @@ class Command(BaseCommand):
             result = production_classify(task=task, payload=payload)
         except ClassifyError as exc:
             raise CommandError(exc.message) from exc
-        call = classify_call_record(
-            task=task, result=result, inputs=classify_inputs(task=task, payload=payload),
-            source=ClassifyCall.Source.COMMAND, request_id=uuid.uuid4(),
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        try:
+            call = classify_call_record(
+                task=task, result=result, inputs=classify_inputs(task=task, payload=payload),
+                source=ClassifyCall.Source.COMMAND, request_id=uuid.uuid4(),
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        except ClassifyError as exc:
+            # Stopped while deciding: neither logged nor given.
+            raise CommandError(exc.message) from exc
         self.stdout.write(json.dumps({**result.as_dict(), "request_id": str(call.request_id)}, indent=2))
