@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pldreview.accounts import services
 from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
+from pldreview.accounts.lockout import lock_reasons
 from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState, FailureCounter
 from pldreview.accounts.security_log import security_windows_flush
@@ -54,13 +55,15 @@ def _pending_rows(request: HttpRequest, changes: Any) -> list[dict[str, Any]]:
 
 def _list_page(request: HttpRequest, *, status: int = 200, errors: list[str] | None = None) -> HttpResponse:
     users = list(User.objects.order_by("username").prefetch_related("groups"))
-    locked = set(FailureCounter.objects.values_list("username", flat=True))
+    locked = lock_reasons()
+    counted = set(FailureCounter.objects.values_list("username", flat=True))
     pending = list(services.pending_account_changes())
     being_created = {c.target_id for c in pending if c.kind == Kind.CREATE}
     rows = []
     for u in users:
         held = {group.name for group in u.groups.all()}  # prefetched: one query for all users
-        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked,
+        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in counted,
+                     "lock_reasons": locked.get(u.username, []),
                      "being_created": u.pk in being_created})
     context = {
         "rows": rows, "pending": _pending_rows(request, pending), "errors": errors or [],
