@@ -94,8 +94,9 @@ MIDDLEWARE = [
     # Every view needs a login unless marked @login_not_required (login, the token API, the "not offered" pages).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "pldreview.accounts.middleware.SessionLimitsMiddleware",
+    # Before the session limits: an htmx request whose session ended gets HX-Redirect, not a login page swapped in.
     "django_htmx.middleware.HtmxMiddleware",
+    "pldreview.accounts.middleware.SessionLimitsMiddleware",
     "pldreview.accounts.middleware.AccountGateMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
