@@ -158,11 +158,14 @@ def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
     if action == "deactivate":
         # Deactivation only removes power, so one Admin does it alone (and at once, as a leaver needs).
         try:
-            services.user_deactivate(actor=request.user, user=target, reason=reason)
+            ended = services.user_deactivate(actor=request.user, user=target, reason=reason)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return _detail_page(request, target, form=form, status=400)
-        messages.success(request, f"Deactivated {target.username}; their sessions ended.")
+        messages.success(
+            request, f"Deactivated {target.username}: {ended['sessions_ended']} sessions ended, "
+            f"{ended['api_tokens_revoked']} API tokens revoked.",
+        )
         return redirect("pld-user-detail", user_id=target.pk)
     kind = UserActionForm.KINDS[action]
     refusal = services.account_change_request_refusal(user=request.user, kind=kind, target=target)
