@@ -9,3 +9,7 @@ class RulesConfig(AppConfig):
 
     def ready(self) -> None:
         import rules.jobs  # noqa: F401 - registers every job handler of the app
+        from pldreview.jobs import job_scope_register
+        from rules.membership import jobs_of_visible_tasks
+
+        job_scope_register(jobs_of_visible_tasks)

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from rules.compiler import prompt_version_compile, prompt_version_preview
+from rules.membership import visible
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.prompt_diff import prompt_version_diff
 from rules.views.shortcuts import prompt_version_or_404, task_or_404
@@ -20,13 +21,13 @@ from rules.views.shortcuts import prompt_version_or_404, task_or_404
 def prompt_version_list(request: HttpRequest) -> HttpResponse:
     """List prompt versions, newest first, for every task or one (``?task=``)."""
     tasks = list(
-        Task.objects.order_by("name").annotate(
+        Task.objects.visible_to(request.user).order_by("name").annotate(
             n_approved=Count("rules", filter=Q(rules__status=Rule.Status.APPROVED), distinct=True)
         )
     )
     selected = next((t for t in tasks if t.name == request.GET.get("task")), None)
     versions = (
-        PromptVersion.objects.select_related("task", "compiled_by")
+        visible(PromptVersion.objects.select_related("task", "compiled_by"), request.user)
         .annotate(n_rules=Count("entries", distinct=True), n_runs=Count("evaluation_runs", distinct=True))
         .order_by("task__name", "-number")
     )
@@ -41,7 +42,7 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show a version's text, its rules at their numbers, its evaluations and its promotions."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
     runs = version.evaluation_runs.order_by("-created_at", "-id")  # type: ignore[attr-defined]
     promotions = (
@@ -66,7 +67,7 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_compare(request: HttpRequest) -> HttpResponse:
     """Compare two versions of a task's prompt (``?a=ID&b=ID``): text diff and rules added, removed, changed."""
-    versions = PromptVersion.objects.select_related("task").order_by("task__name", "-number")
+    versions = visible(PromptVersion.objects.select_related("task"), request.user).order_by("task__name", "-number")
     old = new = None
     error = ""
     try:
@@ -90,7 +91,7 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show where new rules land in the rule set; compile it once the Admin confirms (or say what blocks it)."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     preview = prompt_version_preview(task=task)
     error = ""
     if request.method == "POST":
