@@ -125,3 +125,19 @@ def test_only_admins_manage_members(tasks, reviewer, non_member_reviewer):
                               {"action": "add", "user": "nora", "reason": "x"}).status_code == 403
     with pytest.raises(PermissionDenied):
         task_member_remove(task=hidden, user=reviewer, by=reviewer, reason="x")
+
+
+def test_the_services_refuse_a_non_members_decision_whatever_door_calls_them(tasks, non_member_reviewer):
+    from django.core.exceptions import PermissionDenied
+
+    from rules.discussion import rule_comment_add
+    from rules.services import rule_approve, rule_reject
+
+    rule = tasks["hidden_rule"]
+    with pytest.raises(PermissionDenied, match="not a member"):
+        rule_approve(rule=rule, user=non_member_reviewer, lock_version=rule.lock_version)
+    with pytest.raises(PermissionDenied, match="not a member"):
+        rule_reject(rule=rule, user=non_member_reviewer, lock_version=rule.lock_version, reason="no")
+    with pytest.raises(PermissionDenied, match="not a member"):
+        rule_comment_add(rule=rule, user=non_member_reviewer, text="I should not be here")
+    assert not Decision.objects.filter(rule=rule).exists()
