@@ -303,7 +303,9 @@ class RuleReview:
         reviewers = get_user_model().objects.with_perm(
             "rules.review_rule", backend="django.contrib.auth.backends.ModelBackend"
         ).exclude(pk__in=excluded)
-        return list(second_person_eligible(reviewers).order_by("pk"))
+        # Need-to-know: only the task's members (or a superuser, who sees every task) can decide it.
+        members = Q(task_memberships__task_id=self.rule.task_id) | Q(is_superuser=True)
+        return list(second_person_eligible(reviewers.filter(members).distinct()).order_by("pk"))
 
     def nobody_may_approve(self) -> str:
         """Say, in plain words, when fewer reviewers may approve the revision than it still needs; else ''."""
@@ -316,8 +318,9 @@ class RuleReview:
         return (
             f"No reviewer can complete this rule's approval: it needs {self.approvals_missing} more, and the "
             f"reviewers who may give one are: {names} (everyone else wrote, edited or rejected it, already "
-            "approved it, or was given the role too recently). It waits for nobody: an Admin can ask for the "
-            "Reviewer role for another person (a two-Admin account change), or a reviewer can reject it."
+            "approved it, was given the role too recently, or is no member of the task). It waits for nobody: an "
+            "Admin can add a member to the task, ask for the Reviewer role for another person (a two-Admin "
+            "account change), or a reviewer can reject it."
         )
 
 
