@@ -42,7 +42,7 @@ def _flush_through_delete_permit() -> Iterator[None]:
 # Need-to-know (rules.membership): a Reviewer or Auditor sees only the tasks they are a member of. The personas
 # act on whatever task a test makes, as before tasks had members, so every user holding one of these roles is made
 # a member of every task, whichever comes first. The users named here never are: the tests' strangers.
-NON_MEMBERS = {"nora", "nils"}
+NON_MEMBERS = {"nemo", "nils"}
 _MEMBER_ROLES = ("Reviewer", "Auditor")
 
 
@@ -121,7 +121,7 @@ def second_admin(db: None) -> User:
 @pytest.fixture
 def non_member_reviewer(db: None) -> User:
     """A Reviewer who is a member of no task (need-to-know)."""
-    return _user("nora", "Reviewer")
+    return _user("nemo", "Reviewer")
 
 
 @pytest.fixture

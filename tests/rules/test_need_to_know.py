@@ -21,8 +21,8 @@ SECRET_WORDS = "undisclosed merger clause"
 
 @pytest.fixture
 def tasks(task, admin_user, non_member_reviewer):  # noqa: ANN001, ANN201 - fixtures
-    """nda-demo (``task``), which nora may not see, and her own task, each with a pending teacher rule."""
-    mine = TaskFactory(name="noras-task")
+    """nda-demo (``task``), which nemo may not see, and her own task, each with a pending teacher rule."""
+    mine = TaskFactory(name="nemos-task")
     task_member_add(task=mine, user=non_member_reviewer, by=admin_user, reason="her team's task")
     hidden = teacher_rule(task, text=f"An {SECRET_WORDS} entails the hypothesis.")
     visible = teacher_rule(mine, text="A visible clause about the merger entails the hypothesis.")
@@ -36,32 +36,32 @@ def _as(user) -> Client:  # noqa: ANN001 - a User
 
 
 def test_a_non_member_finds_nothing_of_the_task_through_search_lists_or_the_badge(tasks, non_member_reviewer):
-    nora = _as(non_member_reviewer)
+    nemo = _as(non_member_reviewer)
     hidden, mine = tasks["hidden_task"], tasks["mine"]
     for url in ("/", "/tasks/", "/review/?status=all", "/review/?q=merger&status=all", "/prompts/", "/evaluations/",
                 "/review/waiting/", "/rules/new/"):
-        page = nora.get(url).content.decode()
+        page = nemo.get(url).content.decode()
         assert hidden.name not in page and SECRET_WORDS not in page, url
     # Naming the task in the filter finds nothing (the page only repeats the name she typed).
-    assert SECRET_WORDS not in nora.get(f"/review/?task={hidden.name}&status=all").content.decode()
-    queue = nora.get("/review/?q=merger&status=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="queue-results")
+    assert SECRET_WORDS not in nemo.get(f"/review/?task={hidden.name}&status=all").content.decode()
+    queue = nemo.get("/review/?q=merger&status=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="queue-results")
     assert "A visible clause" in queue.content.decode() and SECRET_WORDS not in queue.content.decode()
     # The badge counts the visible pending rule only.
-    assert ">1<" in nora.get("/review/waiting/badge/?poll=1", HTTP_HX_REQUEST="true").content.decode()
-    assert nora.get(f"/tasks/{mine.name}/").status_code == 200
+    assert ">1<" in nemo.get("/review/waiting/badge/?poll=1", HTTP_HX_REQUEST="true").content.decode()
+    assert nemo.get(f"/tasks/{mine.name}/").status_code == 200
 
 
 def test_a_rule_id_of_another_task_in_a_url_answers_404_and_decides_nothing(tasks, non_member_reviewer):
-    nora = _as(non_member_reviewer)
+    nemo = _as(non_member_reviewer)
     rule = tasks["hidden_rule"]
     for url in (f"/rules/{rule.pk}/", f"/rules/{rule.pk}/history/", f"/tasks/{rule.task.name}/decisions/",
                 f"/tasks/{rule.task.name}/ruleset/?q=merger", f"/examples/{rule.task.examples.first().pk}/"
                 if rule.task.examples.exists() else f"/rules/{rule.pk}/"):
-        assert nora.get(url).status_code == 404, url
-    partial = nora.get(f"/rules/{rule.pk}/history/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="revision-diff")
+        assert nemo.get(url).status_code == 404, url
+    partial = nemo.get(f"/rules/{rule.pk}/history/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="revision-diff")
     assert partial.status_code == 404
     for action in ("approve", "reject", "edit", "comments"):
-        answer = nora.post(f"/rules/{rule.pk}/{action}/", {"reason": "x", "password": "pw-nora", "text": "x"})
+        answer = nemo.post(f"/rules/{rule.pk}/{action}/", {"reason": "x", "password": "pw-nemo", "text": "x"})
         assert answer.status_code == 404, action
     assert not Decision.objects.filter(rule=rule).exists() and not rule.comments.exists()
 
@@ -83,7 +83,7 @@ def test_a_scoped_auditor_cannot_export_a_task_she_is_no_member_of(settings, tas
 def test_the_api_answers_a_token_of_a_non_member_owner_as_for_a_task_that_does_not_exist(
     tasks, non_member_reviewer, admin_user
 ):
-    _token, raw = api_token_create(user=non_member_reviewer, name="nora's script", created_by=admin_user)
+    _token, raw = api_token_create(user=non_member_reviewer, name="nemo's script", created_by=admin_user)
 
     def classify(task_name: str):  # noqa: ANN202 - the test client's response
         return Client().post(f"/api/v1/tasks/{task_name}/classify", {"premise": "a", "hypothesis": "b"},
@@ -104,15 +104,15 @@ def test_admins_add_and_remove_members_on_the_task_page_with_a_reason_on_the_led
     client.force_login(admin_user)
     empty = TaskFactory(name="nobodys-task")
     assert "No members yet" in client.get(f"/tasks/{empty.name}/members/").content.decode()
-    refused = client.post(f"/tasks/{hidden.name}/members/", {"action": "add", "user": "nora", "reason": ""})
-    assert refused.status_code == 400 and not TaskMembership.objects.filter(task=hidden, user__username="nora")
+    refused = client.post(f"/tasks/{hidden.name}/members/", {"action": "add", "user": "nemo", "reason": ""})
+    assert refused.status_code == 400 and not TaskMembership.objects.filter(task=hidden, user__username="nemo")
     added = client.post(f"/tasks/{hidden.name}/members/",
-                        {"action": "add", "user": "nora", "reason": "joins the NDA review"})
+                        {"action": "add", "user": "nemo", "reason": "joins the NDA review"})
     assert added.status_code == 302
     assert _as(non_member_reviewer).get(f"/rules/{tasks['hidden_rule'].pk}/").status_code == 200
     entry = LedgerEntry.objects.get(event="task.member_added", object_id=str(hidden.pk))
-    assert entry.actor == admin_user and json.loads(entry.payload)["facts"]["username"] == "nora"
-    client.post(f"/tasks/{hidden.name}/members/", {"action": "remove", "user": "nora", "reason": "left the team"})
+    assert entry.actor == admin_user and json.loads(entry.payload)["facts"]["username"] == "nemo"
+    client.post(f"/tasks/{hidden.name}/members/", {"action": "remove", "user": "nemo", "reason": "left the team"})
     assert _as(non_member_reviewer).get(f"/rules/{tasks['hidden_rule'].pk}/").status_code == 404
     assert LedgerEntry.objects.filter(event="task.member_removed", actor=admin_user).count() == 1
 
@@ -122,7 +122,7 @@ def test_only_admins_manage_members(tasks, reviewer, non_member_reviewer):
 
     hidden = tasks["hidden_task"]
     assert _as(reviewer).post(f"/tasks/{hidden.name}/members/",
-                              {"action": "add", "user": "nora", "reason": "x"}).status_code == 403
+                              {"action": "add", "user": "nemo", "reason": "x"}).status_code == 403
     with pytest.raises(PermissionDenied):
         task_member_remove(task=hidden, user=reviewer, by=reviewer, reason="x")
 
