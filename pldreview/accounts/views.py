@@ -126,6 +126,10 @@ def _detail_page(
         "must_change_password": AccountState.objects.filter(user=target, must_change_password=True).exists(),
         "failures": list(FailureCounter.objects.filter(username=target.username).order_by("key")),
         "has_mfa": target.authenticator_set.exists(),
+        # The rules app's need-to-know (rules.models.sees_every_task), read through permissions: accounts never
+        # imports rules.
+        "sees_every_task": target.is_active and (target.has_perm("rules.view_all_tasks") or (
+            not settings.PLD_AUDITORS_SCOPED and target.has_perm("rules.audit_all_tasks"))),
         "events": events.order_by("-sequence")[:20],
         "form": form or UserActionForm(),
         "own_account": target.pk == request.user.pk,

@@ -141,3 +141,10 @@ def test_the_services_refuse_a_non_members_decision_whatever_door_calls_them(tas
     with pytest.raises(PermissionDenied, match="not a member"):
         rule_comment_add(rule=rule, user=non_member_reviewer, text="I should not be here")
     assert not Decision.objects.filter(rule=rule).exists()
+
+
+def test_the_users_page_says_which_tasks_a_person_sees(client, tasks, admin_user, non_member_reviewer, auditor):
+    client.force_login(admin_user)
+    nemo = client.get(f"/users/{non_member_reviewer.pk}/").content.decode()
+    assert "/tasks/nemos-task/members/" in nemo and "/tasks/nda-demo/members/" not in nemo
+    assert "every task" in client.get(f"/users/{auditor.pk}/").content.decode()
