@@ -116,7 +116,8 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
     if request.content_type != "application/json":
         return _error("Send the body as application/json (Content-Type: application/json).", status=415,
                       code="unsupported_media_type")
-    task = Task.objects.filter(name=task_name).first()
+    # Need-to-know: a token acts for its owner, so a task the owner is no member of answers as one that is not there.
+    task = Task.objects.visible_to(token.user).filter(name=task_name).first()
     if task is None:
         return _error(f"There is no task named {task_name!r}.", status=404, code="unknown_task")
     try:
@@ -206,7 +207,7 @@ def _classify_operation(task: Task, responses: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _openapi(request: HttpRequest) -> dict[str, Any]:
+def _openapi(request: HttpRequest, viewer: Any) -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/Error"}
 
     def json_error(description: str) -> dict[str, Any]:
@@ -264,7 +265,7 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
             "serving_stopped: stop names since when, by whom and why; request_id the call's id)"
         ),
     }
-    tasks = Task.objects.order_by("name")
+    tasks = Task.objects.visible_to(viewer).order_by("name")  # need-to-know: only the viewer's tasks
     return {
         "openapi": "3.1.0",
         "info": {
@@ -340,17 +341,19 @@ def _openapi(request: HttpRequest) -> dict[str, Any]:
 def openapi(request: HttpRequest) -> HttpResponse:
     """Publish the API's OpenAPI 3.1 description to token holders and signed-in users with a role."""
     user = request.user
+    viewer: Any = user
     if not (user.is_authenticated and user.has_perm("rules.view_promptversion")):
         if user.is_authenticated and "Authorization" not in request.headers:
             return _error("Your account has no role that reads the API description.", status=403, code="forbidden")
         refused = _authenticate(request)
         if isinstance(refused, JsonResponse):
             return refused
+        viewer = refused.user
     if request.method != "GET":
         response = _error("Use GET.", status=405, code="method_not_allowed")
         response["Allow"] = "GET"
         return response
-    return JsonResponse(_openapi(request), json_dumps_params={"indent": 2})
+    return JsonResponse(_openapi(request, viewer), json_dumps_params={"indent": 2})
 
 
 class ApiOnlyMiddleware:

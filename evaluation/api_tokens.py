@@ -95,6 +95,29 @@ def api_token_revoke(*, token: ApiToken, user: AbstractBaseUser, signature: Sign
     return token
 
 
+@transaction.atomic
+def api_tokens_revoke_for_leaver(*, user: AbstractBaseUser, by: AbstractBaseUser | None, reason: str) -> int:
+    """Revoke every active token of a user being offboarded, each on the ledger; return how many.
+
+    Connected to ``pldreview.accounts.services.user_offboarded``: the offboarding is the Admin's (or the identity
+    provider's) act, recorded there, so no signature here. A token of an inactive owner is refused anyway; revoking
+    it keeps it dead if the account is ever activated again.
+    """
+    tokens = list(ApiToken.objects.select_for_update().filter(user_id=user.pk, revoked_at__isnull=True))
+    now = timezone.now()
+    for token in tokens:
+        token.revoked_at = now
+        token.save(update_fields=["revoked_at"])
+        ledger_append(event="api_token.revoked", actor=by, obj=token, facts=_token_facts(token),
+                      reason=f"Owner {user.get_username()} offboarded: {reason}"[:500])
+    return len(tokens)
+
+
+def _revoke_on_offboard(sender: object, *, user: AbstractBaseUser, by: AbstractBaseUser | None, reason: str,
+                        **kwargs: object) -> int:
+    return api_tokens_revoke_for_leaver(user=user, by=by, reason=reason)
+
+
 def api_token_authenticate(authorization: str) -> ApiToken:
     """Return the active token named by an ``Authorization: Bearer …`` header, or raise TokenError."""
     scheme, _, raw = (authorization or "").strip().partition(" ")

@@ -32,6 +32,11 @@ class EvaluationConfig(AppConfig):
 
         register_checkpoint_service(create=ledger_checkpoint_sign, read=ledger_checkpoint_parse,
                                     signed_heads=report_signed_heads)
+        # A leaver's tokens are revoked in the same transaction as their deactivation (pldreview.accounts).
+        from evaluation.api_tokens import _revoke_on_offboard
+        from pldreview.accounts.services import user_offboarded
+
+        user_offboarded.connect(_revoke_on_offboard, dispatch_uid="pld-revoke-tokens-on-offboard")
         post_save.connect(_save_state_after_promotion, sender=Promotion, dispatch_uid="pld-student-state-on-promote")
         # Only the processes that serve decisions ask for this (scripts/demo sets it for the API's process and
         # the job worker): tests and other management commands never load the model at start, nor does a

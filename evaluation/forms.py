@@ -12,6 +12,7 @@ from evaluation.models import ClassifyCall, EvaluationRun, InputRetention
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
 from pldreview.forms import SigningForm
 from rules.forms import TeacherEndpointForm
+from rules.membership import visible
 from rules.models import PromptVersion, Split, Task
 
 
@@ -116,6 +117,12 @@ MAX_VERIFY_BYTES = 50 * 1024 * 1024
 
 class GenerateReportForm(forms.Form):
     prompt_version = forms.ModelChoiceField(queryset=PromptVersion.objects.select_related("task"))
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            # Need-to-know: a version of a task the user may not see is "not one of the available choices".
+            self.fields["prompt_version"].queryset = visible(PromptVersion.objects.select_related("task"), user)
 
 
 class SignReportForm(SigningForm):

@@ -21,6 +21,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_tasks import task
 
@@ -87,6 +88,26 @@ class JobProgress:
 Handler = Callable[[Job, JobProgress], "dict[str, Any] | None"]
 
 _HANDLERS: dict[str, Handler] = {}
+
+
+JobScope = Callable[[QuerySet[Job], Any], QuerySet[Job]]
+_JOB_SCOPES: list[JobScope] = []
+
+
+def job_scope_register(scope: JobScope) -> None:
+    """Register a filter that leaves out the jobs of tasks a user may not see (rules and evaluation call it).
+
+    pldreview knows no tasks: each app that puts a task's object into a job's params says which jobs are whose.
+    """
+    if scope not in _JOB_SCOPES:
+        _JOB_SCOPES.append(scope)
+
+
+def jobs_visible_to(jobs: QuerySet[Job], user: Any) -> QuerySet[Job]:
+    """Return the jobs the user may see: every registered scope applied (need-to-know, docs/security.md)."""
+    for scope in _JOB_SCOPES:
+        jobs = scope(jobs, user)
+    return jobs
 
 
 class UnknownJobKind(LookupError):

@@ -47,6 +47,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.watch_production",
         "pldreview.view_ledger",
         "accounts.view_security_events",
+        "rules.audit_all_tasks",
     ],
     ADMIN: [
         *_READ,
@@ -70,6 +71,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "pldreview.view_ledger",
         "accounts.manage_users",
         "accounts.view_security_events",
+        "rules.view_all_tasks",
+        "rules.manage_task_members",
     ],
 }
 

@@ -95,8 +95,9 @@ MIDDLEWARE = [
     # Every view needs a login unless marked @login_not_required (login, the token API, the "not offered" pages).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "pldreview.accounts.middleware.SessionLimitsMiddleware",
+    # Before the session limits: an htmx request whose session ended gets HX-Redirect, not a login page swapped in.
     "django_htmx.middleware.HtmxMiddleware",
+    "pldreview.accounts.middleware.SessionLimitsMiddleware",
     "pldreview.accounts.middleware.AccountGateMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -195,6 +196,9 @@ PLD_DEVICE_COOKIE_DAYS = env_int("PLD_DEVICE_COOKIE_DAYS", 30, minimum=1)
 # Anonymous security events are counted per account (or unknown account) and address over this window; the
 # ledger gets the first at once and the counts when it closes (pldreview/accounts/security_log.py).
 PLD_SECURITY_EVENT_WINDOW_MINUTES = env_int("PLD_SECURITY_EVENT_WINDOW_MINUTES", 15, minimum=1)
+# Need-to-know (docs/security.md): Reviewers see only the tasks they are members of; Auditors see every task
+# unless this is on, then only theirs too. Admins always see every task.
+PLD_AUDITORS_SCOPED = env_bool("PLD_AUDITORS_SCOPED", False)
 PLD_SESSION_IDLE_MINUTES = env_int("PLD_SESSION_IDLE_MINUTES", 30, minimum=1)
 PLD_SESSION_MAX_HOURS = env_int("PLD_SESSION_MAX_HOURS", 12, minimum=1)
 # Separation of duties: role pairs one account never holds together, and how long an account created,

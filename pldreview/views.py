@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from pldreview.glossary import TERMS
-from pldreview.jobs import job_cancel, job_retry
+from pldreview.jobs import job_cancel, job_retry, jobs_visible_to
 from pldreview.models import Job
 from pldreview.web import HtmxHttpRequest, stop_polling_and_refresh
 
@@ -37,7 +37,7 @@ def glossary(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_list(request: HtmxHttpRequest) -> HttpResponse:
     """List recent jobs; the htmx poll gets the table alone and stops once nothing is unfinished."""
-    jobs = list(Job.objects.select_related("created_by")[:200])
+    jobs = list(jobs_visible_to(Job.objects.select_related("created_by"), request.user)[:200])
     context = {"jobs": jobs, "any_unfinished": any(not job.is_finished for job in jobs)}
     if request.htmx:
         response = render(request, "pldreview/job_list.html#job-table", context)
@@ -49,7 +49,7 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("pldreview.view_job", raise_exception=True)
 def job_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Show a job's progress; the htmx poll gets the progress fragment and stops when it has finished."""
-    job = get_object_or_404(Job.objects.select_related("created_by"), pk=job_id)
+    job = get_object_or_404(jobs_visible_to(Job.objects.select_related("created_by"), request.user), pk=job_id)
     if request.htmx:
         response = render(request, "pldreview/job_detail.html#job-progress", {"job": job})
         return stop_polling_and_refresh(response) if job.is_finished else response
@@ -60,7 +60,7 @@ def job_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
 @permission_required("pldreview.run_job", raise_exception=True)
 def cancel_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Ask a job to stop."""
-    job = get_object_or_404(Job, pk=job_id)
+    job = get_object_or_404(jobs_visible_to(Job.objects.all(), request.user), pk=job_id)
     job_cancel(job=job)
     messages.info(request, "Cancellation requested. The job stops at its next step; retry resumes it.")
     return redirect(job)
@@ -70,7 +70,7 @@ def cancel_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
 @permission_required("pldreview.run_job", raise_exception=True)
 def retry_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """Queue a failed or cancelled job again; it resumes from its stored work."""
-    job = get_object_or_404(Job, pk=job_id)
+    job = get_object_or_404(jobs_visible_to(Job.objects.all(), request.user), pk=job_id)
     if not job.can_retry:
         state = job.get_state_display().lower()
         messages.error(request, f"This job is {state}; only failed or cancelled jobs can be retried.")

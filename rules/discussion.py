@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from rules.audit import audited_save
+from rules.membership import task_is_visible
 from rules.models import Rule, RuleComment
 
 MAX_COMMENT_LENGTH = 4000
@@ -16,6 +17,8 @@ def rule_comment_add(*, rule: Rule, user: AbstractBaseUser, text: str) -> RuleCo
     """Add a comment to the rule's discussion, recorded in the ledger; there is no way to edit or delete it."""
     if not user.has_perm("rules.review_rule"):
         raise PermissionDenied("Only reviewers take part in a rule's discussion.")
+    if not task_is_visible(rule.task, user):
+        raise PermissionDenied(f"{user} is not a member of the task {rule.task.name}.")
     text = text.strip()
     if not text:
         raise ValidationError({"text": "Write something to say."})

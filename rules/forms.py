@@ -206,3 +206,19 @@ class ClusteringForm(TeacherEndpointForm):
 
 class PromoteForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
+
+
+class TaskMemberForm(forms.Form):
+    """Add a person to a task, or remove them (need-to-know), with the reason kept on the ledger."""
+
+    action = forms.ChoiceField(choices=[("add", "Add as member"), ("remove", "Remove from the task")])
+    user = forms.ModelChoiceField(queryset=None, to_field_name="username", label="Person")  # type: ignore[arg-type]
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs=_REASON_ROWS), label="Reason")
+
+    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
+        from django.contrib.auth.models import User
+
+        super().__init__(*args, **kwargs)
+        # Admins see every task already; members are the people whose roles are scoped.
+        people = User.objects.filter(is_active=True, groups__name__in=["Reviewer", "Auditor"])
+        self.fields["user"].queryset = people.distinct().order_by("username")

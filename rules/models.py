@@ -27,6 +27,33 @@ class Split(models.TextChoices):
     FEEDBACK = "feedback", "Feedback"
 
 
+def sees_every_task(user: Any) -> bool:
+    """Return whether the user sees every task without membership: Admins, and Auditors unless scoped.
+
+    Reads permissions only (cached on the user after the page's own permission check: no query). Auditors are
+    scoped like Reviewers when ``PLD_AUDITORS_SCOPED`` is on (docs/security.md, "Need-to-know").
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if user.has_perm("rules.view_all_tasks"):
+        return True
+    return not settings.PLD_AUDITORS_SCOPED and user.has_perm("rules.audit_all_tasks")
+
+
+class TaskQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> TaskQuerySet:
+        """Return the tasks the user may see: all of them for Admins (and unscoped Auditors), else their tasks.
+
+        The one rule of need-to-know. Every page, export, search, badge and API call reaches tasks, and objects
+        of tasks, through it (``rules.membership.visible``, ``rules.views.shortcuts``).
+        """
+        if sees_every_task(user):
+            return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(memberships__user_id=user.pk)
+
+
 class Task(models.Model):
     """One decision the organisation wants automated: its labels and the input fields of an example."""
 
@@ -41,11 +68,16 @@ class Task(models.Model):
     shared_context_field = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = TaskQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         permissions = [
             ("import_dataset", "Can import datasets into a task"),
             ("export_decision_log", "Can export a task's decision log"),
+            ("view_all_tasks", "Sees every task without being a member"),
+            ("audit_all_tasks", "Sees every task unless PLD_AUDITORS_SCOPED is on"),
+            ("manage_task_members", "Can add and remove task members"),
         ]
 
     def __str__(self) -> str:
@@ -76,6 +108,29 @@ class Task(models.Model):
             raise ValidationError({"input_fields": "A task needs at least one input field."})
         if self.shared_context_field and self.shared_context_field not in self.input_fields:
             raise ValidationError({"shared_context_field": "The shared context must be one of the input fields."})
+
+
+class TaskMembership(models.Model):
+    """A person's need-to-know of one task: a Reviewer (or scoped Auditor) sees and decides only their tasks.
+
+    Added and removed through ``rules.membership`` by an Admin, each change on the ledger; removing deletes the
+    row, the ledger keeps who had access when.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="task_memberships")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    added_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["task__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["task", "user"], name="task_membership_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.task.name}"
 
 
 class DatasetImport(models.Model):

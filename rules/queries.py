@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from rules.membership import visible
 from rules.models import Decision, Rule, RuleRevision
 from rules.search import search_rules
 from rules.services import AUTHORING, rejection_stands, rule_review, standing_approvals
@@ -68,8 +69,9 @@ class QueueFilters:
         return [(name, value) for name, value in pairs if value != getattr(defaults, name[2:])]
 
 
-def _filtered(filters: QueueFilters, *, with_status: bool = True) -> QuerySet[Rule]:
-    rules = Rule.objects.all()
+def _filtered(filters: QueueFilters, user: Any, *, with_status: bool = True) -> QuerySet[Rule]:
+    # Need-to-know: only the rules of tasks the user may see, whatever the filters say.
+    rules = visible(Rule.objects.all(), user)
     if filters.task:
         rules = rules.filter(task__name=filters.task)
     if filters.topic:
@@ -97,25 +99,25 @@ def approvals_count() -> Coalesce:
     return Coalesce(Subquery(standing), 0)
 
 
-def review_queue(filters: QueueFilters) -> QuerySet[Rule]:
+def review_queue(filters: QueueFilters, *, user: Any) -> QuerySet[Rule]:
     """Return the rules matching the filters, with what a queue row shows, in the chosen order."""
     return (
-        _filtered(filters)
+        _filtered(filters, user)
         .select_related("task", "proposed_by", "current_revision", "current_revision__author")
         .annotate(n_approvals=approvals_count(), overturning=rejection_stands())
         .order_by(*(("search_order",) if filters.q else ()), *SORTS[filters.sort])
     )
 
 
-def queue_counts(filters: QueueFilters) -> dict[str, int]:
+def queue_counts(filters: QueueFilters, *, user: Any) -> dict[str, int]:
     """Return how many rules are pending, approved and rejected under the other filters (one query)."""
-    counts = _filtered(filters, with_status=False).aggregate(
+    counts = _filtered(filters, user, with_status=False).aggregate(
         **{status: Count("id", filter=Q(status=status)) for status in Rule.Status.values}, all=Count("id")
     )
     return {key: int(value or 0) for key, value in counts.items()}
 
 
-def queue_neighbours(rule: Rule, filters: QueueFilters) -> tuple[Rule | None, Rule | None]:
+def queue_neighbours(rule: Rule, filters: QueueFilters, *, user: Any) -> tuple[Rule | None, Rule | None]:
     """Return the rules before and after this one in the queue (two queries; the rule itself may be gone)."""
     keys = SORTS[filters.sort]
     first, second = keys[0].lstrip("-"), keys[1].lstrip("-")
@@ -126,29 +128,30 @@ def queue_neighbours(rule: Rule, filters: QueueFilters) -> tuple[Rule | None, Ru
     after_tie = Q(**{first: value, f"{second}__lt" if tie_descending else f"{second}__gt": tiebreak})
     before_first = Q(**{f"{first}__gt" if descending else f"{first}__lt": value})
     before_tie = Q(**{first: value, f"{second}__gt" if tie_descending else f"{second}__lt": tiebreak})
-    base = _filtered(filters).exclude(pk=rule.pk).only("id", "support", "created_at")
+    base = _filtered(filters, user).exclude(pk=rule.pk).only("id", "support", "created_at")
     following = base.filter(after_first | after_tie).order_by(*keys).first()
     reverse = [k[1:] if k.startswith("-") else f"-{k}" for k in keys]
     previous = base.filter(before_first | before_tie).order_by(*reverse).first()
     return previous, following
 
 
-def queue_topics(filters: QueueFilters, limit: int = 200) -> list[str]:
+def queue_topics(filters: QueueFilters, *, user: Any, limit: int = 200) -> list[str]:
     """Return the distinct topics under the task filter, for the topic filter menu."""
-    rules = Rule.objects.exclude(topic="")
+    rules = visible(Rule.objects.exclude(topic=""), user)
     if filters.task:
         rules = rules.filter(task__name=filters.task)
     return list(rules.order_by("topic").values_list("topic", flat=True).distinct()[:limit])
 
 
 def waiting_for(user: AbstractBaseUser) -> QuerySet[Rule]:
-    """Return the pending rules the user may decide: no revision ever theirs, no standing approval of theirs."""
+    """Return the pending rules the user may decide: of their tasks, no revision ever theirs, no standing approval of
+    theirs."""
     own_approval = Decision.objects.filter(standing_approvals(), rule=OuterRef("pk"), reviewer_id=user.pk)
     # The same authors as rules.services.rule_review: anyone who ever wrote, edited or promoted a revision.
     authored = Decision.objects.filter(rule=OuterRef("pk"), reviewer_id=user.pk, action__in=AUTHORING)
     wrote = RuleRevision.objects.filter(rule=OuterRef("pk"), author_id=user.pk)
     return (
-        Rule.objects.filter(status=Rule.Status.PENDING)
+        visible(Rule.objects.filter(status=Rule.Status.PENDING), user)
         .exclude(Exists(authored))
         .exclude(Exists(wrote))
         .exclude(Exists(own_approval))
@@ -157,7 +160,7 @@ def waiting_for(user: AbstractBaseUser) -> QuerySet[Rule]:
 
 def queue_leftovers(filters: QueueFilters, user: AbstractBaseUser) -> dict[str, int]:
     """Count the pending rules under the filters, and how many of them the user may still decide (one query)."""
-    pending = _filtered(filters, with_status=False).filter(status=Rule.Status.PENDING)
+    pending = _filtered(filters, user, with_status=False).filter(status=Rule.Status.PENDING)
     mine = waiting_for(user).values("pk")
     counts = pending.aggregate(pending=Count("id"), for_you=Count("id", filter=Q(pk__in=mine)))
     counts["for_others"] = counts["pending"] - counts["for_you"]

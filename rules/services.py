@@ -27,6 +27,7 @@ from pldreview.accounts.services import second_person_eligible, second_person_re
 from pldreview.models import Signature
 from pldreview.signatures import rule_content_sha256, ruleset_order_content_sha256, signature_check
 from rules.audit import audited_save
+from rules.membership import task_is_visible
 from rules.models import (
     ClusteringRun,
     Decision,
@@ -142,6 +143,12 @@ def _require_perm(user: AbstractBaseUser, perm: str) -> None:
     # Views check permissions too; the service repeats it so no other caller can skip it.
     if not user.has_perm(perm):  # type: ignore[attr-defined]
         raise PermissionDenied(f"{user} lacks the permission {perm}")
+
+
+def _require_member(task: Task, user: AbstractBaseUser) -> None:
+    # Need-to-know: pages answer 404 for a task the user may not see; the service refuses any other caller too.
+    if not task_is_visible(task, user):
+        raise PermissionDenied(f"{user} is not a member of the task {task.name}.")
 
 
 def _rule_changes_since(rule: Rule, lock_version: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -296,7 +303,9 @@ class RuleReview:
         reviewers = get_user_model().objects.with_perm(
             "rules.review_rule", backend="django.contrib.auth.backends.ModelBackend"
         ).exclude(pk__in=excluded)
-        return list(second_person_eligible(reviewers).order_by("pk"))
+        # Need-to-know: only the task's members (or a superuser, who sees every task) can decide it.
+        members = Q(task_memberships__task_id=self.rule.task_id) | Q(is_superuser=True)
+        return list(second_person_eligible(reviewers.filter(members).distinct()).order_by("pk"))
 
     def nobody_may_approve(self) -> str:
         """Say, in plain words, when fewer reviewers may approve the revision than it still needs; else ''."""
@@ -309,8 +318,9 @@ class RuleReview:
         return (
             f"No reviewer can complete this rule's approval: it needs {self.approvals_missing} more, and the "
             f"reviewers who may give one are: {names} (everyone else wrote, edited or rejected it, already "
-            "approved it, or was given the role too recently). It waits for nobody: an Admin can ask for the "
-            "Reviewer role for another person (a two-Admin account change), or a reviewer can reject it."
+            "approved it, was given the role too recently, or is no member of the task). It waits for nobody: an "
+            "Admin can add a member to the task, ask for the Reviewer role for another person (a two-Admin "
+            "account change), or a reviewer can reject it."
         )
 
 
@@ -408,6 +418,7 @@ def rule_approve(
     text, label and precedence note.
     """
     _require_perm(user, "rules.review_rule")
+    _require_member(rule.task, user)
     rule = _lock_rule(rule, lock_version=lock_version)
     _check_signature(signature, user=user, action=Decision.Action.APPROVE, content_sha256=rule_signed_content(rule))
     review = rule_review(rule)
@@ -435,6 +446,7 @@ def rule_reject(
 ) -> Decision:
     """Reject the rule with a reason, signed by the reviewer; it stays, with its decision, and leaves the rule set."""
     _require_perm(user, "rules.review_rule")
+    _require_member(rule.task, user)
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why you reject this rule."})
@@ -468,6 +480,7 @@ def rule_edit(
     The editor signs the new wording (meaning "Edited", over the new text, label and precedence note).
     """
     _require_perm(user, "rules.review_rule")
+    _require_member(rule.task, user)
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why you edit this rule."})
@@ -514,6 +527,7 @@ def rule_create(
 ) -> Rule:
     """Write a rule by hand, signed by its writer, optionally citing examples; it waits for another's approval."""
     _require_perm(user, "rules.add_rule")
+    _require_member(task, user)
     if not text.strip():
         raise ValidationError({"text": "A rule needs a text."})
     cited = list(examples)
@@ -564,6 +578,7 @@ def _check_undo(decision: Decision | None, *, user: AbstractBaseUser) -> None:
 def decision_undo(*, decision: Decision, user: AbstractBaseUser) -> Decision:
     """Undo the user's last decision within the undo window, as a new recorded decision."""
     _require_perm(user, "rules.review_rule")
+    _require_member(decision.rule.task, user)
     decision = Decision.objects.select_related("revision").get(pk=decision.pk)
     _check_undo(decision, user=user)
     rule = _lock_rule(decision.rule, lock_version=None)
@@ -628,6 +643,7 @@ def ruleset_reorder_propose(
 ) -> RuleSetReorderProposal:
     """Propose a new order of the task's rule set, signed "Reorder proposed"; it compiles once others approve it."""
     _require_perm(user, "rules.reorder_ruleset")
+    _require_member(task, user)
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why the rules should run in this order."})
@@ -680,6 +696,7 @@ def ruleset_reorder_approve(
 ) -> RuleSetReorderProposal:
     """Approve an order proposal, signed "Reordered"; once enough reviewers besides the proposer agree, it applies."""
     _require_perm(user, "rules.reorder_ruleset")
+    _require_member(proposal.task, user)
     proposal = RuleSetReorderProposal.objects.select_for_update().select_related("task", "proposed_by").get(
         pk=proposal.pk
     )
@@ -712,6 +729,7 @@ def ruleset_reorder_reject(
 ) -> RuleSetReorderProposal:
     """Reject (or, for its proposer, withdraw) a pending order proposal, signed, with a reason; the order stays."""
     _require_perm(user, "rules.reorder_ruleset")
+    _require_member(proposal.task, user)
     why = reason.strip()
     if not why:
         raise ValidationError({"reason": "Say why you reject this order."})

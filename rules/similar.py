@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from django.db.models import QuerySet
 
 from rules.embeddings import tfidf_svd
 from rules.models import Rule, Task
@@ -51,10 +52,16 @@ def similar_rules(rule: Rule, *, limit: int = SIMILAR_SHOWN) -> list[SimilarRule
     return _ranked(others, vectors[1:], vectors[0], limit)
 
 
-def rules_closest_to(text: str, *, task: Task | None = None, limit: int = 10) -> list[SimilarRule]:
-    """Return the rules (of the task, or of every task) closest in meaning to a sentence, closest first."""
+def rules_closest_to(
+    text: str, *, task: Task | None = None, limit: int = 10, among: QuerySet[Rule] | None = None
+) -> list[SimilarRule]:
+    """Return the rules (of the task, or of ``among``: every rule unless given) closest in meaning to a sentence.
+
+    Pages pass ``among`` as the rules of the tasks the user may see (need-to-know).
+    """
+    everywhere = Rule.objects.all() if among is None else among
     rules = _task_rules(task) if task is not None else list(
-        Rule.objects.only("id", "task_id", "text", "topic", "label", "status").order_by("id")
+        everywhere.only("id", "task_id", "text", "topic", "label", "status").order_by("id")
     )
     if not rules or not text.strip():
         return []

@@ -39,6 +39,51 @@ def _flush_through_delete_permit() -> Iterator[None]:
     BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]
 
 
+# Need-to-know (rules.membership): a Reviewer or Auditor sees only the tasks they are a member of. The personas
+# act on whatever task a test makes, as before tasks had members, so every user holding one of these roles is made
+# a member of every task, whichever comes first. The users named here never are: the tests' strangers.
+NON_MEMBERS = {"nemo", "nils"}
+_MEMBER_ROLES = ("Reviewer", "Auditor")
+
+
+def _memberships_for(tasks: list[Task], users: list[User]) -> None:
+    from rules.models import TaskMembership
+
+    TaskMembership.objects.bulk_create(
+        [TaskMembership(task=t, user=u, reason="test persona") for t in tasks for u in users
+         if u.username not in NON_MEMBERS],
+        ignore_conflicts=True,
+    )
+
+
+def _task_made(sender: type, instance: Task, created: bool, raw: bool = False, **kwargs: object) -> None:
+    if created and not raw:
+        _memberships_for([instance], list(User.objects.filter(groups__name__in=_MEMBER_ROLES).distinct()))
+
+
+def _role_given(sender: type, instance: object, action: str, pk_set: set[int] | None, **kwargs: object) -> None:
+    from django.contrib.auth.models import Group
+
+    if action != "post_add" or not pk_set:
+        return
+    if isinstance(instance, User):
+        if Group.objects.filter(pk__in=pk_set, name__in=_MEMBER_ROLES).exists():
+            _memberships_for(list(Task.objects.all()), [instance])
+    elif getattr(instance, "name", "") in _MEMBER_ROLES:
+        _memberships_for(list(Task.objects.all()), list(User.objects.filter(pk__in=pk_set)))
+
+
+@pytest.fixture(autouse=True)
+def _personas_are_members() -> Iterator[None]:
+    from django.db.models.signals import m2m_changed, post_save
+
+    post_save.connect(_task_made, sender=Task, dispatch_uid="tests-task-members")
+    m2m_changed.connect(_role_given, sender=User.groups.through, dispatch_uid="tests-role-members")
+    yield
+    post_save.disconnect(sender=Task, dispatch_uid="tests-task-members")
+    m2m_changed.disconnect(sender=User.groups.through, dispatch_uid="tests-role-members")
+
+
 def _user(username: str, *roles: str) -> User:
     return persona(username, *roles)
 
@@ -71,6 +116,18 @@ def admin_user(db: None) -> User:
 @pytest.fixture
 def second_admin(db: None) -> User:
     return _user("alex", "Admin")
+
+
+@pytest.fixture
+def non_member_reviewer(db: None) -> User:
+    """A Reviewer who is a member of no task (need-to-know)."""
+    return _user("nemo", "Reviewer")
+
+
+@pytest.fixture
+def non_member_auditor(db: None) -> User:
+    """An Auditor who is a member of no task: sees none when PLD_AUDITORS_SCOPED is on."""
+    return _user("nils", "Auditor")
 
 
 @pytest.fixture

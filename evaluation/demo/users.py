@@ -14,7 +14,8 @@ from pldreview.accounts.services import BootstrapAccount, accounts_bootstrap, op
 from pldreview.roles import ADMIN, AUDITOR, REVIEWER
 from rules.datasets import dataset_import, task_define
 from rules.importers import FieldMap
-from rules.models import DatasetImport
+from rules.membership import task_member_add
+from rules.models import DatasetImport, Task, TaskMembership
 
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
 DEMO_SPLIT_SEED = 0
@@ -84,3 +85,14 @@ def seed_users_and_tasks(stdout: TextIO) -> None:
             )
             added = record.n_added
         stdout.write(f"  task {task.name}: {task.examples.count()} examples ({added} added by this run)\n")
+        _demo_members(task)
+
+
+def _demo_members(task: Task) -> None:
+    """Make the demo's Reviewers and Auditor members of the task (need-to-know), added by the first Admin."""
+    admin = User.objects.get(username="adam")
+    for username, role, _password in DEMO_USERS:
+        if role == ADMIN or TaskMembership.objects.filter(task=task, user__username=username).exists():
+            continue
+        task_member_add(task=task, user=User.objects.get(username=username), by=admin,
+                        reason="Demo: works on every demo task")

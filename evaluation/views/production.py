@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,15 +24,15 @@ from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_submit
 from rules.models import Split, Task
 from rules.panels import task_banners
-from rules.views.shortcuts import task_or_404
+from rules.views.shortcuts import task_object_or_404, task_or_404
 
 DEFAULT_DAYS = 30
 CALLS_PER_PAGE = 50
 
 
-def _call_or_404(call_id: int) -> ClassifyCall:
-    return get_object_or_404(
-        ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), pk=call_id
+def _call_or_404(call_id: int, user: Any) -> ClassifyCall:
+    return task_object_or_404(
+        ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), user=user, pk=call_id
     )
 
 
@@ -74,7 +74,7 @@ def _charts(watch: Watch) -> dict[str, Any]:
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_page(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show a task's production calls per day, label shares against the gate, confidence and the drift alert."""
-    return _production(request, task_or_404(task_name))
+    return _production(request, task_or_404(task_name, user=request.user))
 
 
 def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None = None,
@@ -95,7 +95,7 @@ def _production(request: HttpRequest, task: Task, policy_form: PolicyForm | None
 @permission_required("evaluation.set_decision_retention", raise_exception=True)
 def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     """Set the task's input retention and retention period for calls from now on."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     form = PolicyForm(request.POST)
     if form_submit(form, lambda data: decision_policy_set(task=task, user=request.user, **data)) is not None:
         messages.success(request, "The decision log's retention for this task is changed from the next call on.")
@@ -144,7 +144,7 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     if fmt not in {"csv", "json"}:
         raise Http404("Export as csv or json")
     form, watch = _watch(request, task)
@@ -168,7 +168,7 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
     label = request.GET.get("label", "")
     if label in task.label_names:
@@ -192,14 +192,14 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
 @permission_required("evaluation.view_classifycall", raise_exception=True)
 def classify_call_detail(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Show one logged decision, its feedback, and the form to mark it wrong."""
-    return _call_page(request, _call_or_404(classify_call_id))
+    return _call_page(request, _call_or_404(classify_call_id, request.user))
 
 
 @require_POST
 @permission_required("evaluation.give_feedback", raise_exception=True)
 def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     """Mark a logged decision wrong with the right label and a reason; it becomes a feedback example."""
-    call = _call_or_404(classify_call_id)
+    call = _call_or_404(classify_call_id, request.user)
     form = FeedbackForm(request.POST, call=call)
     feedback = form_submit(form, lambda data: decision_feedback_give(call=call, user=request.user, **data))
     if feedback is not None:

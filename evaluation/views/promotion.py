@@ -70,7 +70,7 @@ def _page(
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show the gate's conditions; promote a passing version, or request an override of a failing one."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     form = PromotionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -110,7 +110,7 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def confirm_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Confirm another Admin's override request as the second Admin (a signing), which promotes the version."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     override = _override_or_404(version, override_id)
     confirm_form = SigningForm(request.POST)
     confirm_form.is_valid()
@@ -132,7 +132,7 @@ def confirm_override(request: HttpRequest, version_id: int, override_id: int) ->
 @permission_required("evaluation.promote_prompt", raise_exception=True)
 def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -> HttpResponse:
     """Withdraw a pending override request."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     override = _override_or_404(version, override_id)
     try:
         promotion_override_withdraw(override=override, user=request.user)
@@ -147,7 +147,7 @@ def withdraw_override(request: HttpRequest, version_id: int, override_id: int) -
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def start_gate_baseline(request: HttpRequest, version_id: int) -> HttpResponse:
     """Start the zero-shot run the gate needs on the version's test examples, and show its progress."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     try:
         run = gate_baseline_start(prompt_version=version, user=request.user)
     except ValidationError as exc:

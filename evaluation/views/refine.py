@@ -33,14 +33,14 @@ def _page(request: HttpRequest, run: EvaluationRun, form: RefineForm | None = No
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def refine_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = run_or_404(run_id)
+    run = run_or_404(run_id, user=request.user)
     return render(request, "evaluation/refine.html", _page(request, run))
 
 
 @require_POST
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = run_or_404(run_id)
+    run = run_or_404(run_id, user=request.user)
     form = RefineForm(request.POST)
     context = _page(request, run, form)
     if context["refusal"]:

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -25,27 +25,29 @@ from evaluation.reports import (
 from evaluation.verification import report_verify
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import HtmxHttpRequest, form_submit
-from rules.models import PromptVersion
+from rules.membership import visible
+from rules.views.shortcuts import prompt_version_or_404, task_object_or_404
 
 REPORTS_SHOWN = 200
 
 
-def _report_or_404(report_id: int) -> Report:
-    """Return the report, or 404; everyone who may view reports sees all of them."""
+def _report_or_404(report_id: int, user: Any) -> Report:
+    """Return the report if the user may see its task, or 404."""
     reports = Report.objects.select_related(
         "prompt_version", "prompt_version__task", "generated_by", "job", "signature"
     )
-    return get_object_or_404(reports, pk=report_id)
+    return task_object_or_404(reports, user=user, task_path="prompt_version__task", pk=report_id)
 
 
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_list(request: HtmxHttpRequest) -> HttpResponse:
-    reports = Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by")
+    reports = visible(Report.objects.select_related("prompt_version", "prompt_version__task", "generated_by"),
+                      request.user, task_path="prompt_version__task")
     version = None
     version_id = request.GET.get("version", "")
     if version_id.isdigit():
-        version = get_object_or_404(PromptVersion.objects.select_related("task"), pk=int(version_id))
+        version = prompt_version_or_404(int(version_id), user=request.user)
         reports = reports.filter(prompt_version=version)
     context = {"reports": list(reports[:REPORTS_SHOWN]), "version": version, "shown": REPORTS_SHOWN}
     return render(request, "evaluation/report_list.html", context)
@@ -54,7 +56,7 @@ def report_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_detail(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
-    report = _report_or_404(report_id)
+    report = _report_or_404(report_id, request.user)
     if request.htmx:
         return render(request, "evaluation/report_detail.html#report-status", {"report": report})
     return _detail_page(request, report, SignReportForm())
@@ -70,7 +72,7 @@ def _detail_page(request: HtmxHttpRequest, report: Report, form: SignReportForm,
 @permission_required("evaluation.generate_report", raise_exception=True)
 def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Sign an issued report with the password (meaning "Report signed", over the PDF's bytes)."""
-    report = _report_or_404(report_id)
+    report = _report_or_404(report_id, request.user)
     form = SignReportForm(request.POST)
 
     def sign(data: dict[str, Any]) -> Report:
@@ -83,13 +85,13 @@ def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     if form_submit(form, sign) is not None:
         messages.success(request, f"You signed report {report.pk}.")
         return redirect(report.get_absolute_url())
-    return _detail_page(request, _report_or_404(report_id), form, status=400)
+    return _detail_page(request, _report_or_404(report_id, request.user), form, status=400)
 
 
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
-    report = _report_or_404(report_id)
+    report = _report_or_404(report_id, request.user)
     if report.status != Report.Status.READY:
         raise Http404("This report has no file to download.")
     try:
@@ -102,7 +104,7 @@ def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
 @require_POST
 @permission_required("evaluation.generate_report", raise_exception=True)
 def generate_report(request: HtmxHttpRequest) -> HttpResponse:
-    form = GenerateReportForm(request.POST)
+    form = GenerateReportForm(request.POST, user=request.user)
     if not form.is_valid():
         messages.error(request, "Choose a prompt version to report on.")
         return redirect("pld-report-list")

@@ -25,6 +25,7 @@ from evaluation.runs import (
 from evaluation.shards import shards_summary
 from evaluation.views.shortcuts import run_or_404
 from pldreview.web import HtmxHttpRequest, form_submit, stop_polling_and_refresh
+from rules.membership import visible
 from rules.models import PromptVersion, Task
 
 LIST_SIZE = 100
@@ -52,14 +53,14 @@ def _progress(run: EvaluationRun) -> dict[str, Any]:
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_list(request: HtmxHttpRequest) -> HttpResponse:
-    runs = EvaluationRun.objects.select_related("task", "prompt_version", "created_by")
+    runs = visible(EvaluationRun.objects.select_related("task", "prompt_version", "created_by"), request.user)
     task_name = request.GET.get("task", "")
     if task_name:
         runs = runs.filter(task__name=task_name)
     runs = list(runs[:LIST_SIZE])
     context = {
         "runs": runs,
-        "tasks": Task.objects.order_by("name"),
+        "tasks": Task.objects.visible_to(request.user).order_by("name"),
         "task_name": task_name,
     }
     return render(request, "evaluation/run_list.html", context)
@@ -102,7 +103,7 @@ def run_start(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
-    run = run_or_404(run_id)
+    run = run_or_404(run_id, user=request.user)
     live = run.status in {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
     if request.htmx and request.GET.get("part") == "progress":
         context = {"run": run, "progress": _progress(run), "oob": True}
@@ -138,7 +139,7 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
-    run = run_or_404(run_id)
+    run = run_or_404(run_id, user=request.user)
     evaluation_run_cancel(run=run)
     messages.info(request, "Cancellation requested; the run stops after its current example. Resume continues it.")
     return redirect(run)
@@ -147,7 +148,7 @@ def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 @permission_required("evaluation.run_evaluation", raise_exception=True)
 def run_resume(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
-    run = run_or_404(run_id)
+    run = run_or_404(run_id, user=request.user)
     try:
         evaluation_run_resume(run=run, user=request.user)
     except ValidationError as exc:
@@ -183,7 +184,7 @@ COMPARED_METRICS = [
 @require_GET
 @permission_required("evaluation.view_evaluationrun", raise_exception=True)
 def run_compare(request: HtmxHttpRequest) -> HttpResponse:
-    runs = EvaluationRun.objects.select_related("task", "prompt_version").order_by("-created_at")
+    runs = visible(EvaluationRun.objects.select_related("task", "prompt_version"), request.user).order_by("-created_at")
     a_id, b_id = request.GET.get("a", ""), request.GET.get("b", "")
     context: dict[str, Any] = {"choices": runs[:LIST_SIZE], "a_id": a_id, "b_id": b_id}
     if a_id.isdigit() and b_id.isdigit():

@@ -28,7 +28,7 @@ from rules.views.shortcuts import task_or_404
 
 def _task_for_user(request: HttpRequest, task_name: str) -> Task:
     # The one lookup of this module's task (per-task access scopes it here).
-    return task_or_404(task_name)
+    return task_or_404(task_name, user=request.user)
 
 
 def _page(request: HttpRequest, task: Task, form: ServingStopForm | None = None, *, status: int = 200) -> HttpResponse:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from axes.conf import settings as axes_settings
@@ -257,13 +257,53 @@ def success_record(request: HttpRequest, user: Any) -> None:
     FailureCounter.objects.filter(key__in=keys).delete()
 
 
+def wait_words(until: datetime, *, now: datetime | None = None) -> str:
+    """Return when a wait ends and how long is left: "06:42 UTC (in 14 minutes)", or with the date if not today."""
+    now = now or timezone.now()
+    end = until.astimezone(UTC)
+    stamp = f"{end:%H:%M} UTC" if end.date() == now.astimezone(UTC).date() else f"{end:%Y-%m-%d %H:%M} UTC"
+    seconds = max(1, int((until - now).total_seconds()) + 1)
+    if seconds < 120:
+        left = f"{seconds} seconds"
+    elif seconds < 2 * 3600:
+        left = f"{(seconds + 59) // 60} minutes"
+    else:
+        left = f"{seconds // 3600} hours {(seconds % 3600 + 59) // 60} minutes"
+    return f"{stamp} (in {left})"
+
+
 def delay_message(until: datetime | None) -> str:
-    """Return the words a refused attempt gets: the same whether or not the account exists."""
-    when = timezone.localtime(until).strftime("%Y-%m-%d %H:%M:%S %Z") if until else "a while"
+    """Return the words a refused attempt gets, with the end of the wait and how long is left.
+
+    The same whether or not the account exists.
+    """
+    when = wait_words(until) if until else "a while"
     return (
-        f"Too many failed attempts for this username or from this browser or address. Try again after {when}: "
-        "until then even the right password and code are refused. An Admin can lift the wait."
+        f"Too many failed attempts for this username from this browser or address: locked until {when}. "
+        "Until then even the right password and code are refused. An Admin can lift the wait."
     )
+
+
+def lock_reasons(*, now: datetime | None = None) -> dict[str, list[str]]:
+    """Return, per username, why the account waits now: one sentence per key in a wait (one query).
+
+    Shown on the Users list. A wait of the account at one address or on one device holds nobody else back, so
+    the sentence says where it holds.
+    """
+    now = now or timezone.now()
+    where = {
+        Scope.ACCOUNT: "from any browser without its device cookie",
+        Scope.ACCOUNT_ADDRESS: "at {address}",
+        Scope.DEVICE: "on one browser it used before",
+    }
+    reasons: dict[str, list[str]] = {}
+    counters = FailureCounter.objects.filter(delayed_until__gt=now).exclude(username="").order_by("username", "key")
+    for c in counters:
+        place = where.get(c.scope, str(c.scope)).format(address=c.ip_address)
+        reasons.setdefault(c.username, []).append(
+            f"locked until {wait_words(c.delayed_until, now=now)} {place}: {c.failures} failed attempts"
+        )
+    return reasons
 
 
 def lockout_response(

@@ -17,6 +17,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from pldreview.accounts.handlers import AUTHENTICATED_AT, LAST_SEEN, MFA_OK, PASSWORD_OK, factor_required
 from pldreview.accounts.services import user_must_change_password
 
+# A background poll (hx-trigger="every …" or "load") adds ?poll=1 to its URL: it asks for fresh figures but is no
+# sign that a person is there, so it never extends the idle timeout. A query parameter rather than a header because
+# htmx hands an element's hx-headers down to every form and button inside it, which the person does click.
+POLL_PARAM = "poll"
+
 # Pages a user who still has to enrol a second factor or change a password may reach.
 _GATE_OPEN_PREFIXES = ("/accounts/", "/logout/", "/login/", "/static/")
 
@@ -26,8 +31,17 @@ def _redirect(request: HttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if getattr(request, "htmx", False) else HttpResponseRedirect(url)
 
 
+def is_background_poll(request: HttpRequest) -> bool:
+    """Return whether the request is a page's background poll (``?poll=1``), not something a person did."""
+    return request.method == "GET" and request.GET.get(POLL_PARAM) == "1"
+
+
 class SessionLimitsMiddleware:
-    """Log out a session idle for PLD_SESSION_IDLE_MINUTES or older than PLD_SESSION_MAX_HOURS."""
+    """Log out a session idle for PLD_SESSION_IDLE_MINUTES or older than PLD_SESSION_MAX_HOURS.
+
+    Idle means without a request the person made: a page load, a form post, an htmx action. Background polls
+    (``is_background_poll``) are answered, and end an idle session, but never count as presence.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -47,7 +61,9 @@ class SessionLimitsMiddleware:
                 messages.info(request, f"You have been logged out: {reason}. Log in again.")
                 return _redirect(request, f"{reverse(settings.LOGIN_URL)}?next={request.path}")
             # Written at most once a minute: a session write per page would cost a query for nothing.
-            if now - last_seen >= 60 or LAST_SEEN not in request.session:
+            if is_background_poll(request):
+                pass
+            elif now - last_seen >= 60 or LAST_SEEN not in request.session:
                 request.session[LAST_SEEN] = now
         return self.get_response(request)
 

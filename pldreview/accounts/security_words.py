@@ -20,6 +20,13 @@ def _at(facts: Facts) -> str:
     return f" from {address}" if address else ""
 
 
+def _offboard_counts(facts: Facts) -> str:
+    if "sessions_ended" not in facts:
+        return ""
+    return (f"; {facts.get('sessions_ended', 0)} sessions ended, "
+            f"{facts.get('api_tokens_revoked', 0)} API tokens revoked")
+
+
 def _who(facts: Facts) -> str:
     return facts.get("username") or "an unknown account"
 
@@ -73,7 +80,12 @@ _SENTENCES: dict[str, Callable[[str, Facts], str]] = {
     "security.role_revoked": lambda actor, f: f"{actor} took the role {f.get('role', '?')} from {_who(f)}.",
     "security.user_created": lambda actor, f: f"{actor} created the account {_who(f)}.",
     "security.user_activated": lambda actor, f: f"{actor} activated the account {_who(f)}.",
-    "security.user_deactivated": lambda actor, f: f"{actor} deactivated the account {_who(f)}.",
+    "security.user_deactivated": lambda actor, f: (
+        f"{actor if f.get('source') != 'sso' else 'The identity provider refused'} "
+        f"{'deactivated the account ' if f.get('source') != 'sso' else ''}{_who(f)}"
+        f"{'; the account was deactivated' if f.get('source') == 'sso' and f.get('was_active') else ''}"
+        f"{_offboard_counts(f)}."
+    ),
     "security.user_renamed": lambda actor, f: f"{actor} renamed {f.get('old_username', '?')} to {_who(f)}.",
     "security.account_change_requested": lambda actor, f: f"{actor} asked to {_change(f)}.",
     "security.account_change_confirmed": lambda actor, f: f"{actor} confirmed: {_change(f)}.",

@@ -26,10 +26,13 @@ from typing import Any
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import AbstractBaseUser, Group, User
+from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from pldreview.accounts.lockout import lockout_reset
@@ -74,24 +77,58 @@ def user_must_change_password(user: User) -> bool:
 
 
 def user_sessions_end(*, user: User, keep_session_key: str = "") -> int:
-    """End every session of the user (except ``keep_session_key``); return how many ended."""
+    """End every session of the user (except ``keep_session_key``); return how many ended.
+
+    allauth's records first, then any other session in the database that belongs to the user (one made before
+    allauth recorded sessions, or by another door), so none survives.
+    """
     ended = 0
     for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key):
         session.end()
         ended += 1
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep_session_key):
+        if str(session.get_decoded().get(SESSION_KEY, "")) == str(user.pk):
+            session.delete()
+            ended += 1
     return ended
 
 
+# Sent inside user_offboard's transaction with ``user``, ``by`` and ``reason``; a receiver that cuts the user off
+# from something (evaluation revokes the API tokens) returns how many things it ended. pldreview.accounts never
+# imports the apps above it, so they connect here.
+user_offboarded = Signal()
+
+
 @transaction.atomic
-def user_deactivate(*, actor: User, user: User, reason: str) -> None:
-    """Deactivate the user and end their sessions; the account and its history stay."""
+def user_offboard(*, user: User, reason: str, by: User | None, source: str = "admin") -> dict[str, int]:
+    """Cut a leaver off at once: deactivate, end every session, revoke every API token; one ledger entry.
+
+    ``by`` is the Admin who deactivated the account, or None when the identity provider refused the user at
+    sign-in (``source="sso"``). Safe to call again for an account already deactivated (it ends whatever is left).
+    Returns the counts it recorded.
+    """
     reason = _require_reason(reason)
-    if user.pk == actor.pk:
+    if by is not None and user.pk == by.pk:
         raise ValidationError("You cannot deactivate your own account.")
-    user.is_active = False
-    user.save(update_fields=["is_active"])
-    user_sessions_end(user=user)
-    ledger_append(event="security.user_deactivated", actor=actor, obj=user, facts=_user_facts(user), reason=reason)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    was_active = user.is_active
+    if was_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    sessions = user_sessions_end(user=user)
+    answers = user_offboarded.send(sender=User, user=user, by=by, reason=reason)
+    tokens = sum(answer for _receiver, answer in answers if isinstance(answer, int))
+    counts = {"sessions_ended": sessions, "api_tokens_revoked": tokens}
+    ledger_append(
+        event="security.user_deactivated", actor=by, obj=user, reason=reason,
+        facts={**_user_facts(user), "was_active": was_active, "source": source, **counts},
+    )
+    return counts
+
+
+def user_deactivate(*, actor: User, user: User, reason: str) -> dict[str, int]:
+    """Deactivate the user at once (one Admin): their sessions end and API tokens are revoked (``user_offboard``)."""
+    return user_offboard(user=user, reason=reason, by=actor, source="admin")
 
 
 def _not_oneself(actor: AbstractBaseUser | None, user: User | None) -> None:

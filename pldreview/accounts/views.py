@@ -18,8 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pldreview.accounts import services
 from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
+from pldreview.accounts.lockout import lock_reasons
 from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState, FailureCounter
+from pldreview.accounts.panels import user_panels
 from pldreview.accounts.security_log import security_windows_flush
 from pldreview.forms import SigningForm
 from pldreview.ledger import canonical_json
@@ -54,13 +56,15 @@ def _pending_rows(request: HttpRequest, changes: Any) -> list[dict[str, Any]]:
 
 def _list_page(request: HttpRequest, *, status: int = 200, errors: list[str] | None = None) -> HttpResponse:
     users = list(User.objects.order_by("username").prefetch_related("groups"))
-    locked = set(FailureCounter.objects.values_list("username", flat=True))
+    locked = lock_reasons()
+    counted = set(FailureCounter.objects.values_list("username", flat=True))
     pending = list(services.pending_account_changes())
     being_created = {c.target_id for c in pending if c.kind == Kind.CREATE}
     rows = []
     for u in users:
         held = {group.name for group in u.groups.all()}  # prefetched: one query for all users
-        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in locked,
+        rows.append({"user": u, "roles": [r for r in ROLES if r in held], "has_failures": u.username in counted,
+                     "lock_reasons": locked.get(u.username, []),
                      "being_created": u.pk in being_created})
     context = {
         "rows": rows, "pending": _pending_rows(request, pending), "errors": errors or [],
@@ -123,6 +127,7 @@ def _detail_page(
         "must_change_password": AccountState.objects.filter(user=target, must_change_password=True).exists(),
         "failures": list(FailureCounter.objects.filter(username=target.username).order_by("key")),
         "has_mfa": target.authenticator_set.exists(),
+        "user_panels": user_panels(target),
         "events": events.order_by("-sequence")[:20],
         "form": form or UserActionForm(),
         "own_account": target.pk == request.user.pk,
@@ -155,11 +160,14 @@ def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
     if action == "deactivate":
         # Deactivation only removes power, so one Admin does it alone (and at once, as a leaver needs).
         try:
-            services.user_deactivate(actor=request.user, user=target, reason=reason)
+            ended = services.user_deactivate(actor=request.user, user=target, reason=reason)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return _detail_page(request, target, form=form, status=400)
-        messages.success(request, f"Deactivated {target.username}; their sessions ended.")
+        messages.success(
+            request, f"Deactivated {target.username}: {ended['sessions_ended']} sessions ended, "
+            f"{ended['api_tokens_revoked']} API tokens revoked.",
+        )
         return redirect("pld-user-detail", user_id=target.pk)
     kind = UserActionForm.KINDS[action]
     refusal = services.account_change_request_refusal(user=request.user, kind=kind, target=target)

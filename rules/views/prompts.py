@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from rules.compiler import prompt_version_compile, prompt_version_preview
+from rules.membership import visible
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.panels import prompt_version_panels
 from rules.prompt_diff import prompt_version_diff
@@ -21,13 +22,13 @@ from rules.views.shortcuts import prompt_version_or_404, task_or_404
 def prompt_version_list(request: HttpRequest) -> HttpResponse:
     """List prompt versions, newest first, for every task or one (``?task=``)."""
     tasks = list(
-        Task.objects.order_by("name").annotate(
+        Task.objects.visible_to(request.user).order_by("name").annotate(
             n_approved=Count("rules", filter=Q(rules__status=Rule.Status.APPROVED), distinct=True)
         )
     )
     selected = next((t for t in tasks if t.name == request.GET.get("task")), None)
     versions = (
-        PromptVersion.objects.select_related("task", "compiled_by")
+        visible(PromptVersion.objects.select_related("task", "compiled_by"), request.user)
         .annotate(n_rules=Count("entries", distinct=True), n_runs=Count("evaluation_runs", distinct=True))
         .order_by("task__name", "-number")
     )
@@ -42,7 +43,7 @@ def prompt_version_list(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     """Show a version's text and its rules at their numbers, with what other apps add (evaluations, promotions)."""
-    version = prompt_version_or_404(version_id)
+    version = prompt_version_or_404(version_id, user=request.user)
     entries = PromptVersionRule.objects.filter(prompt_version=version).select_related("rule", "revision")
     others = PromptVersion.objects.filter(task=version.task).exclude(pk=version.pk).order_by("-number")
     return render(request, "rules/prompt_version_detail.html", {
@@ -57,7 +58,7 @@ def prompt_version_detail(request: HttpRequest, version_id: int) -> HttpResponse
 @permission_required("rules.view_promptversion", raise_exception=True)
 def prompt_version_compare(request: HttpRequest) -> HttpResponse:
     """Compare two versions of a task's prompt (``?a=ID&b=ID``): text diff and rules added, removed, changed."""
-    versions = PromptVersion.objects.select_related("task").order_by("task__name", "-number")
+    versions = visible(PromptVersion.objects.select_related("task"), request.user).order_by("task__name", "-number")
     old = new = None
     error = ""
     try:
@@ -81,7 +82,7 @@ def prompt_version_compare(request: HttpRequest) -> HttpResponse:
 @permission_required("rules.compile_prompt", raise_exception=True)
 def compile_prompt(request: HttpRequest, task_name: str) -> HttpResponse:
     """Show where new rules land in the rule set; compile it once the Admin confirms (or say what blocks it)."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     preview = prompt_version_preview(task=task)
     error = ""
     if request.method == "POST":

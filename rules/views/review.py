@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url
@@ -30,6 +30,7 @@ from rules.discussion import rule_comment_add
 from rules.evidence import excerpts, highlight
 from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, ProposalDecisionForm, RejectForm, ReorderProposalForm, RuleCreateForm
+from rules.membership import visible
 from rules.models import Decision, Example, Rule, RuleRevision, RuleSetReorderProposal, Task
 from rules.panels import queue_figures, rule_panels
 from rules.queries import (
@@ -43,7 +44,7 @@ from rules.queries import (
 )
 from rules.search import search_rules
 from rules.similar import rules_closest_to, similar_rules
-from rules.views.shortcuts import task_or_404
+from rules.views.shortcuts import task_object_or_404, task_or_404
 
 QUEUE_PAGE_SIZE = 25
 SEARCH_SHOWN = 50
@@ -55,12 +56,12 @@ _FLASH_KEY = "pld_review_flash"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _rule_or_404(rule_id: int) -> Rule:
-    """Return the rule with what its page shows, or 404; every role that may view rules sees all of them."""
+def _rule_or_404(rule_id: int, user: Any) -> Rule:
+    """Return the rule with what its page shows if the user may see its task, or 404."""
     rules = Rule.objects.select_related(
         "task", "proposed_by", "current_revision", "current_revision__author", "refines"
     ).annotate(n_micro_rules=Count("micro_rules", distinct=True))
-    return get_object_or_404(rules, pk=rule_id)
+    return task_object_or_404(rules, user=user, pk=rule_id)
 
 
 def _with_query(url: str, filters: QueueFilters) -> str:
@@ -102,7 +103,7 @@ def _workspace_context(
     """Return everything the rule page shows, in a constant number of queries."""
     task = rule.task
     review = services.rule_review(rule)
-    previous, following = queue_neighbours(rule, filters)
+    previous, following = queue_neighbours(rule, filters, user=request.user)
     examples = rule.examples.order_by("id")
     paginator = Paginator(examples, EVIDENCE_PAGE_SIZE)
     evidence_page = paginator.get_page(request.GET.get("evidence_page"))
@@ -231,7 +232,7 @@ def _after_decision(request: HtmxHttpRequest, decision: Decision, filters: Queue
     """Advance to the next rule of the queue, with a flash that offers to undo the decision."""
     rule = decision.rule
     text = _decision_flash(decision)
-    _, following = queue_neighbours(rule, filters)
+    _, following = queue_neighbours(rule, filters, user=request.user)
     if not request.htmx:
         request.session[_FLASH_KEY] = {"text": text, "decision_id": decision.pk}
         if following is None:
@@ -240,7 +241,7 @@ def _after_decision(request: HtmxHttpRequest, decision: Decision, filters: Queue
     flash = {"text": text, "decision": decision}
     if following is None:
         return _empty_workspace(request, filters, flash)
-    return _render_workspace(request, _rule_or_404(following.pk), filters, flash=flash)
+    return _render_workspace(request, _rule_or_404(following.pk, request.user), filters, flash=flash)
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ _VERDICTS = {
 @permission_required("rules.review_rule", raise_exception=True)
 def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpResponse:
     """Approve, edit or reject the rule (``kind``, set by its URL pattern); answer with the next rule or the errors."""
-    rule = _rule_or_404(rule_id)
+    rule = _rule_or_404(rule_id, request.user)
     filters = QueueFilters.from_query(request.POST, prefix="q_")
     form_class = {"approve": ApproveForm, "edit": EditForm, "reject": RejectForm}[kind]
     kwargs = {"task": rule.task} if kind == "edit" else {}
@@ -283,7 +284,7 @@ def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpRespon
                         precedence_note=data["precedence_note"], signature=signature,
                     )
         except services.StaleRuleError as exc:
-            fresh = _rule_or_404(rule_id)
+            fresh = _rule_or_404(rule_id, request.user)
             return _render_workspace(request, fresh, filters, stale=exc, status=409)
         except ValidationError as exc:
             form_add_service_errors(form, exc)
@@ -297,20 +298,20 @@ def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpRespon
 def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
     """Show the filtered, paginated queue of rules with the status counts."""
     filters = QueueFilters.from_query(request.GET)
-    page = Paginator(review_queue(filters), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(review_queue(filters, user=request.user), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)
-    tasks = list(Task.objects.order_by("name"))
+    tasks = list(Task.objects.visible_to(request.user).order_by("name"))
     selected = next((t for t in tasks if t.name == filters.task), None)
     labels = selected.label_names if selected else sorted({n for t in tasks for n in t.label_names})
     context = {
         "page": page,
         "filters": filters,
-        "counts": queue_counts(filters),
+        "counts": queue_counts(filters, user=request.user),
         "figure_titles": queue_figures(page.object_list),
         "tasks": tasks,
         "selected_task": selected,
         "labels": labels,
-        "topics": queue_topics(filters),
+        "topics": queue_topics(filters, user=request.user),
         "origins": Rule.Origin.choices,
         "statuses": Rule.Status.choices,
         "query": filters.as_query(),
@@ -319,7 +320,10 @@ def review_queue_page(request: HtmxHttpRequest) -> HttpResponse:
         "flash": _flash_from_session(request) if _FLASH_KEY in request.session else None,
         "undo_window": settings.PLD_UNDO_WINDOW_SECONDS,
         # A sentence that matches no rule word for word is ranked by meaning instead.
-        "closest": rules_closest_to(filters.q, task=selected) if filters.q and not page.object_list else [],
+        "closest": (
+            rules_closest_to(filters.q, task=selected, among=visible(Rule.objects.all(), request.user))
+            if filters.q and not page.object_list else []
+        ),
     }
     if request.htmx and request.htmx.target == "queue-results":
         return render(request, "rules/review_queue.html#queue-results", context)
@@ -354,7 +358,7 @@ def waiting_badge(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_detail(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show a rule with its evidence and, for reviewers, the decision forms."""
-    rule = _rule_or_404(rule_id)
+    rule = _rule_or_404(rule_id, request.user)
     filters = QueueFilters.from_query(request.GET)
     flash = _flash_from_session(request) if _FLASH_KEY in request.session else None
     return _render_workspace(request, rule, filters, flash=flash)
@@ -364,14 +368,15 @@ def rule_detail(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
 @permission_required("rules.review_rule", raise_exception=True)
 def undo_decision(request: HtmxHttpRequest, decision_id: int) -> HttpResponse:
     """Undo the reviewer's own last decision and show the rule again."""
-    decision = get_object_or_404(Decision.objects.select_related("rule"), pk=decision_id)
+    decision = task_object_or_404(Decision.objects.select_related("rule"), user=request.user, task_path="rule__task",
+                                  pk=decision_id)
     if decision.reviewer_id != request.user.pk:
         raise PermissionDenied("Only the reviewer who made a decision can undo it.")
     filters = QueueFilters.from_query(request.POST, prefix="q_")
     try:
         undo = services.decision_undo(decision=decision, user=request.user)
     except ValidationError as exc:
-        rule = _rule_or_404(decision.rule_id)
+        rule = _rule_or_404(decision.rule_id, request.user)
         flash = {"text": " ".join(exc.messages), "error": True}
         if not request.htmx:
             request.session[_FLASH_KEY] = {"text": flash["text"], "decision_id": None}
@@ -381,14 +386,14 @@ def undo_decision(request: HtmxHttpRequest, decision_id: int) -> HttpResponse:
     if not request.htmx:
         request.session[_FLASH_KEY] = {"text": text, "decision_id": None}
         return redirect(_with_query(undo.rule.get_absolute_url(), filters))
-    return _render_workspace(request, _rule_or_404(undo.rule_id), filters, flash={"text": text})
+    return _render_workspace(request, _rule_or_404(undo.rule_id, request.user), filters, flash={"text": text})
 
 
 @require_POST
 @permission_required("rules.review_rule", raise_exception=True)
 def add_comment(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Add a comment to the rule's discussion; htmx gets the discussion back, a plain form the rule page."""
-    rule = get_object_or_404(Rule, pk=rule_id)
+    rule = task_object_or_404(Rule, user=request.user, pk=rule_id)
     error = ""
     try:
         rule_comment_add(rule=rule, user=request.user, text=request.POST.get("text", ""))
@@ -407,7 +412,7 @@ def add_comment(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def rule_history(request: HtmxHttpRequest, rule_id: int) -> HttpResponse:
     """Show every decision, revision and audit record of a rule, and a diff of two revisions."""
-    rule = _rule_or_404(rule_id)
+    rule = _rule_or_404(rule_id, request.user)
     revisions = list(RuleRevision.objects.filter(rule=rule).select_related("author").order_by("number"))
     by_number = {r.number: r for r in revisions}
     latest = revisions[-1].number if revisions else 1
@@ -524,7 +529,7 @@ def _ruleset_context(
 @permission_required("rules.view_rule", raise_exception=True)
 def ruleset_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's approved rules in compile order, and the order proposals waiting for a second reviewer."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     query = request.GET.get("q", "").strip()[:200]
     context = _ruleset_context(task, request.user, query=query) | signing_context(request)
     context["flash"] = request.session.pop(_FLASH_KEY, None) if _FLASH_KEY in request.session else None
@@ -557,7 +562,7 @@ def _ruleset_answer(
 @permission_required("rules.reorder_ruleset", raise_exception=True)
 def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Propose a new order of the rule set from the numbers typed for its rules."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     form = ReorderProposalForm(request.POST, rule_ids=[r.pk for r in services.ruleset_rules(task)])
     if not form.is_valid():
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
@@ -584,7 +589,7 @@ def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_id: int, kind: str) -> HttpResponse:
     """Approve (enough approvals apply it) or reject an order proposal (``kind``, set by its URL pattern)."""
     proposals = RuleSetReorderProposal.objects.select_related("task")
-    proposal = get_object_or_404(proposals, pk=rule_set_reorder_proposal_id)
+    proposal = task_object_or_404(proposals, user=request.user, pk=rule_set_reorder_proposal_id)
     form = ProposalDecisionForm(request.POST)
     data = form.cleaned_data if form.is_valid() else {}
     reason = data.get("reason", "")
@@ -639,7 +644,7 @@ def _find_examples(task: Task, query: str) -> list[Example]:
 @permission_required("rules.add_rule", raise_exception=True)
 def rule_create(request: HtmxHttpRequest) -> HttpResponse:
     """Show and handle the form for a hand-written rule: choose the task, write the rule, cite examples."""
-    tasks = list(Task.objects.order_by("name"))
+    tasks = list(Task.objects.visible_to(request.user).order_by("name"))
     wanted = request.GET.get("task") or request.POST.get("task") or ""
     selected = next((t for t in tasks if t.name == wanted), tasks[0] if len(tasks) == 1 else None)
     if selected is None:
@@ -687,7 +692,7 @@ def rule_create(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("rules.view_rule", raise_exception=True)
 def decision_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     query = request.GET.get("q", "").strip()[:200]
     decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
     if query:
@@ -700,7 +705,7 @@ def decision_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 @permission_required("rules.export_decision_log", raise_exception=True)
 def decision_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
     """Download a task's decision log as CSV or JSON."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     if fmt == "csv":
         response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
     elif fmt == "json":

@@ -3,29 +3,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from pldreview.web import HtmxHttpRequest, form_submit
 from rules.datasets import dataset_import, import_summary
 from rules.evidence import excerpts, highlight
-from rules.forms import DatasetImportForm
-from rules.models import DatasetImport, Example, Split, Task
+from rules.forms import DatasetImportForm, TaskMemberForm
+from rules.membership import task_member_add, task_member_remove
+from rules.models import DatasetImport, Example, Split, Task, TaskMembership
 from rules.panels import task_banners, task_links, task_panels
-from rules.views.shortcuts import task_or_404
+from rules.views.shortcuts import task_object_or_404, task_or_404
 
 EXAMPLES_PER_PAGE = 50
 GROUP_PREVIEW_LIMIT = 40
 
 
-def _example_or_404(example_id: int) -> Example:
-    return get_object_or_404(Example.objects.select_related("task", "dataset_import"), pk=example_id)
+def _example_or_404(example_id: int, user: Any) -> Example:
+    return task_object_or_404(Example.objects.select_related("task", "dataset_import"), user=user, pk=example_id)
 
 
 def _with_preview(task: Task, examples: QuerySet[Example]) -> QuerySet[Example]:
@@ -65,7 +67,7 @@ def _distribution(task: Task) -> dict[str, Any]:
 @permission_required("rules.view_task", raise_exception=True)
 def task_list(request: HtmxHttpRequest) -> HttpResponse:
     """List every task with its labels, fields and number of examples."""
-    tasks = Task.objects.annotate(n_examples=Count("examples")).order_by("name")
+    tasks = Task.objects.visible_to(request.user).annotate(n_examples=Count("examples")).order_by("name")
     return render(request, "rules/task_list.html", {"tasks": tasks})
 
 
@@ -73,7 +75,7 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("rules.view_task", raise_exception=True)
 def task_detail(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     """Show a task: labels, label counts per split, filtered examples (htmx fragment), imports."""
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     split = request.GET.get("split", "")
     label = request.GET.get("label", "")
     examples = task.examples.order_by("id")
@@ -106,7 +108,7 @@ def task_detail(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 @permission_required("rules.view_example", raise_exception=True)
 def example_detail(request: HtmxHttpRequest, example_id: int) -> HttpResponse:
     """Show one example with its evidence marked and the other examples of its group."""
-    example = _example_or_404(example_id)
+    example = _example_or_404(example_id, request.user)
     task = example.task
     fields = []
     # The example's own fields (the hypothesis) first; the long shared document after them.
@@ -169,3 +171,27 @@ def import_dataset(request: HtmxHttpRequest) -> HttpResponse:
         form = DatasetImportForm(initial={"task": request.GET.get("task", "")})
     tasks = Task.objects.order_by("name").values_list("name", flat=True)
     return render(request, "rules/dataset_import.html", {"form": form, "task_names": list(tasks)})
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("rules.manage_task_members", raise_exception=True)
+def task_members(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    """List who may see and decide the task (need-to-know); an Admin adds or removes a member, with a reason."""
+    task = task_or_404(task_name, user=request.user)
+    form = TaskMemberForm(request.POST or None, task=task)
+    status = 200
+    if request.method == "POST":
+        def change(data: dict[str, Any]) -> bool:
+            act = task_member_add if data["action"] == "add" else task_member_remove
+            act(task=task, user=data["user"], by=request.user, reason=data["reason"])
+            return True
+
+        if form_submit(form, change) is not None:
+            verb = "added to" if form.cleaned_data["action"] == "add" else "removed from"
+            messages.success(request, f"{form.cleaned_data['user'].username} {verb} {task.name}.")
+            return redirect("pld-task-members", task_name=task.name)
+        status = 400
+    members = list(TaskMembership.objects.filter(task=task).select_related("user", "added_by"))
+    context = {"task": task, "members": members, "form": form,
+               "auditors_scoped": settings.PLD_AUDITORS_SCOPED}
+    return render(request, "rules/task_members.html", context, status=status)

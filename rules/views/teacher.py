@@ -8,18 +8,26 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from pldreview.jobs import jobs_visible_to
 from pldreview.models import Job
 from pldreview.web import HtmxHttpRequest, job_start_or_form_page
 from rules.clustering import micro_rule_promote
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
-from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall
-from rules.views.shortcuts import task_or_404
+from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall, sees_every_task
+from rules.views.shortcuts import task_object_or_404, task_or_404
+
+
+def _teacher_calls(user: Any) -> QuerySet[TeacherCall]:
+    """Return the teacher calls the user may see: all for who sees every task, else those of jobs of their tasks."""
+    if sees_every_task(user):
+        return TeacherCall.objects.all()
+    return TeacherCall.objects.filter(job__in=jobs_visible_to(Job.objects.filter(params__has_key="task"), user))
 
 
 def _can_promote(user: Any) -> bool:
@@ -37,7 +45,7 @@ def _task_page(request: HtmxHttpRequest, task: Task, **forms_: forms.Form) -> di
         .select_related("created_by")
         .order_by("-id")[:10]
     )
-    jobs = Job.objects.filter(kind__startswith="rules.jobs.", params__task=task.name).order_by("-id")[:10]
+    jobs = Job.objects.filter(kind__startswith="rules.jobs.", params__task=task.name).order_by("-id")[:10]  # task seen
     return {
         "task": task,
         "n_train": task.examples.filter(split=Split.TRAIN).count(),
@@ -53,14 +61,14 @@ def _task_page(request: HtmxHttpRequest, task: Task, **forms_: forms.Form) -> di
 @require_GET
 @permission_required("rules.view_microrule", raise_exception=True)
 def teacher_task(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     return render(request, "rules/teacher_task.html", _task_page(request, task))
 
 
 @require_POST
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_extraction(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     form = ExtractionForm(request.POST)
     return job_start_or_form_page(
         request, form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
@@ -72,7 +80,7 @@ def start_extraction(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 @require_POST
 @permission_required("rules.run_teacher", raise_exception=True)
 def start_clustering(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     form = ClusteringForm(request.POST)
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
@@ -91,7 +99,7 @@ def _promoted_ids(micro_ids: list[int]) -> set[int]:
 @require_GET
 @permission_required("rules.view_microrule", raise_exception=True)
 def micro_rule_list(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    task = task_or_404(task_name)
+    task = task_or_404(task_name, user=request.user)
     micro = MicroRule.objects.filter(task=task).select_related("example", "clustering_run").order_by("cluster", "id")
     latest_run = ClusteringRun.objects.filter(task=task).order_by("-id").first()
     unmerged = latest_run.unmerged_clusters if latest_run is not None else {}
@@ -115,9 +123,11 @@ def micro_rule_list(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
 
 @require_POST
 def promote_micro_rule(request: HtmxHttpRequest, micro_rule_id: int) -> HttpResponse:
-    micro = get_object_or_404(MicroRule.objects.select_related("task", "example", "clustering_run"), pk=micro_rule_id)
     if not _can_promote(request.user):
         raise PermissionDenied
+    micro = task_object_or_404(
+        MicroRule.objects.select_related("task", "example", "clustering_run"), user=request.user, pk=micro_rule_id
+    )
     form = PromoteForm(request.POST)
     back = reverse("pld-teacher-micro-rules", args=[micro.task.name]) + "?noise=1"
     error = ""
@@ -141,7 +151,7 @@ def promote_micro_rule(request: HtmxHttpRequest, micro_rule_id: int) -> HttpResp
 @require_GET
 @permission_required("rules.view_teachercall", raise_exception=True)
 def teacher_call_list(request: HtmxHttpRequest) -> HttpResponse:
-    calls = TeacherCall.objects.select_related("job").order_by("-created_at", "-id")
+    calls = _teacher_calls(request.user).select_related("job").order_by("-created_at", "-id")
     purpose = request.GET.get("purpose", "")
     if purpose:
         calls = calls.filter(purpose=purpose)
@@ -155,5 +165,5 @@ def teacher_call_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("rules.view_teachercall", raise_exception=True)
 def teacher_call_detail(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
-    call = get_object_or_404(TeacherCall, pk=call_id)
+    call = get_object_or_404(_teacher_calls(request.user), pk=call_id)
     return render(request, "rules/teacher_call_detail.html", {"call": call})

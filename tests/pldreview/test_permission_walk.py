@@ -18,7 +18,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import get_resolver
 
-from tests.support.url_walk import OUR_APPS, Endpoint, endpoints_of, one_of_each_model, url_patterns
+from tests.support.url_walk import OUR_APPS, Endpoint, endpoints_of, one_of_each_model, task_of, url_patterns
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,11 @@ MUST_VISIT = {
     "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-decision-log-page", "pld-glossary",
     # issue 22: account changes are confirmed or withdrawn by Admins only.
     "pld-user-change", "pld-account-change-confirm", "pld-account-change-withdraw",
+    # issue 25: need-to-know per task.
+    "pld-task-members",
 }
+# Need-to-know: the walk must see at least this many task-scoped URLs (a task, or an object of one, in the path).
+MIN_TASK_SCOPED = 30
 
 
 @pytest.fixture
@@ -162,3 +166,46 @@ def test_auditors_read_everything_a_reviewer_reads(client: Client, auditor: User
     client.force_login(auditor)
     for url in ("/", "/tasks/", "/tasks/nda-demo/", "/jobs/"):
         assert client.get(url).status_code == 200, url
+
+
+# --- need-to-know: a non-member gets 404 on every task-scoped URL ------------------------------------------------
+
+
+@pytest.mark.parametrize("scoped_auditors", [False, True], ids=["reviewer", "auditor"])
+def test_a_non_member_gets_404_on_every_task_scoped_url(
+    settings, scoped_auditors: bool, reviewer: User, auditor: User, non_member_reviewer: User,
+    non_member_auditor: User, endpoints: list[Endpoint],
+) -> None:
+    """Every URL naming a task, or an object of one, answers a non-member 404 exactly as for a task that does not
+    exist (403 only where the role itself is refused, as it is for a member). A new view that looks its object up
+    without ``rules.views.shortcuts`` fails here."""
+    settings.PLD_AUDITORS_SCOPED = scoped_auditors
+    member, stranger = Client(), Client()
+    member.force_login(auditor if scoped_auditors else reviewer)
+    stranger.force_login(non_member_auditor if scoped_auditors else non_member_reviewer)
+    scoped = [e for e in endpoints if not e.is_api and any(task_of(obj) is not None for obj in e.objects)]
+    assert len(scoped) >= MIN_TASK_SCOPED, sorted(e.name for e in scoped)
+    failures, reached = [], 0
+    for endpoint in scoped:
+        for method in ("get", "post"):
+            theirs = getattr(stranger, method)(endpoint.url).status_code
+            if theirs == 405:
+                continue
+            if theirs == 404:
+                # The member must reach it (or be refused for another reason), else the 404 proves nothing.
+                reached += getattr(member, method)(endpoint.url).status_code != 404
+                continue
+            if theirs == 403 and getattr(member, method)(endpoint.url).status_code == 403:
+                continue  # the role is refused before any lookup, member or not: nothing leaks
+            failures.append(f"{method.upper()} {endpoint.url} ({endpoint.name}) → {theirs}")
+    assert not failures, "\n".join(failures)
+    assert reached >= 10, reached
+
+
+def test_admins_see_every_task_without_membership(client: Client, admin_user: User, task: Any) -> None:
+    from rules.models import TaskMembership
+
+    assert not TaskMembership.objects.filter(user=admin_user).exists()
+    client.force_login(admin_user)
+    assert client.get(f"/tasks/{task.name}/").status_code == 200
+    assert task.name in client.get("/tasks/").content.decode()

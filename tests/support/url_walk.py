@@ -40,6 +40,8 @@ class Endpoint:
     name: str
     route: str
     url: str
+    # The objects whose keys fill the URL's parameters: the non-member walk asks whether any belongs to a task.
+    objects: tuple[models.Model, ...] = ()
 
     @property
     def is_api(self) -> bool:
@@ -145,17 +147,26 @@ def one_of_each_model() -> dict[type, models.Model]:
     return made
 
 
-def _argument(converter: str | None, name: str, made: dict[type, models.Model]) -> str:
+def _object_for(converter: str | None, name: str, made: dict[type, models.Model]) -> models.Model | None:
     if name.endswith("_id") or converter == "int":
         wanted = name.removesuffix("_id").replace("_", "").lower()
         by_name = {model.__name__.lower(): obj for model, obj in made.items()}
         for key in (k for k in by_name if k == wanted):
-            return str(by_name[key].pk)
+            return by_name[key]
         for key in (k for k in sorted(by_name) if k.endswith(wanted) or k.startswith(wanted)):
-            return str(by_name[key].pk)
-        return "999999"
+            return by_name[key]
+        return None
     if name == "task_name":
-        return next(obj.name for model, obj in made.items() if model.__name__ == "Task")
+        return next(obj for model, obj in made.items() if model.__name__ == "Task")
+    return None
+
+
+def _argument(converter: str | None, name: str, made: dict[type, models.Model]) -> str:
+    obj = _object_for(converter, name, made)
+    if name == "task_name" and obj is not None:
+        return str(obj.name)
+    if name.endswith("_id") or converter == "int":
+        return str(obj.pk) if obj is not None else "999999"
     if converter == "uuid":
         return str(uuid.uuid4())
     if name in {"fmt", "format"}:
@@ -171,5 +182,23 @@ def endpoints_of(made: dict[type, models.Model]) -> list[Endpoint]:
         url = _REGEX_GROUP.sub(lambda m: _argument(None, m["name"], made), route)
         url = "/" + _PARAM.sub(lambda m: _argument(m["converter"], m["name"], made), url)
         url = url.replace("^", "").replace("$", "").replace("\\", "")
-        endpoints.append(Endpoint(name=pattern.name or route, route=route, url=url))
+        used = [_object_for(m["converter"], m["name"], made) for m in _PARAM.finditer(route)]
+        used += [_object_for(None, m["name"], made) for m in _REGEX_GROUP.finditer(route)]
+        endpoints.append(Endpoint(name=pattern.name or route, route=route, url=url,
+                                  objects=tuple(o for o in used if o is not None)))
     return endpoints
+
+
+def task_of(obj: models.Model, depth: int = 3) -> models.Model | None:
+    """Return the task an object belongs to, following its foreign keys (a rule's, a report's version's…), or None."""
+    if type(obj).__name__ == "Task":
+        return obj
+    if depth == 0:
+        return None
+    for field in obj._meta.concrete_fields:
+        if isinstance(field, models.ForeignKey) and field.related_model is not User:
+            related = getattr(obj, field.name, None)
+            found = task_of(related, depth - 1) if related is not None else None
+            if found is not None:
+                return found
+    return None

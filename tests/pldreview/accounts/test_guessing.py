@@ -34,7 +34,7 @@ def test_two_hundred_wrong_codes_after_the_right_password_are_stopped_and_the_ri
     assert set(answers[10:]) == {429}  # then nothing is even checked
     right = client.post("/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()}, REMOTE_ADDR="10.0.0.1")
     assert right.status_code == 429 and not right.wsgi_request.user.is_authenticated
-    assert "Try again after" in right.content.decode() and int(right["Retry-After"]) > 0
+    assert "locked until" in right.content.decode() and int(right["Retry-After"]) > 0
     counter = FailureCounter.objects.get(key="account@10.0.0.1:rita")
     assert counter.failures == 10 and counter.delayed_until is not None
 
@@ -55,7 +55,7 @@ def test_during_a_wait_the_right_password_is_refused_saying_until_when(long_dela
     response = _login(client, "rita", "pw-rita")
     assert response.status_code == 429 and not response.wsgi_request.user.is_authenticated
     body = response.content.decode()
-    assert "Try again after" in body and "UTC" in body and "even the right password" in body
+    assert "locked until" in body and " UTC (in " in body and "even the right password" in body
 
 
 def test_the_answer_during_a_wait_is_the_same_for_an_unknown_username(long_delays, reviewer) -> None:
@@ -65,7 +65,7 @@ def test_the_answer_during_a_wait_is_the_same_for_an_unknown_username(long_delay
             response = _login(Client(), username, f"wrong-{n}", address=address)
         body = response.content.decode()
         body = body[body.index("<main"):]
-        answers[username] = (response.status_code, body[:body.index("Try again after")])
+        answers[username] = (response.status_code, body[:body.index("locked until")])
     assert answers["rita"] == answers["nobody-here"]
     assert answers["rita"][0] == 429
 

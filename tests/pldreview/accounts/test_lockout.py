@@ -129,3 +129,29 @@ def test_forgotten_counters_are_deleted_so_invented_addresses_do_not_pile_up(rev
     FailureCounter.objects.update(last_failure_at=timezone.now() - timezone.timedelta(minutes=16))
     call_command("flush_security_events", stdout=StringIO())
     assert not FailureCounter.objects.exists()
+
+
+def test_eleven_wrong_passwords_for_one_user_do_not_refuse_another_user_behind_the_same_address(
+    reviewer, second_reviewer
+) -> None:
+    # An office NAT: everyone comes from 10.0.0.1, and nobody has a device cookie yet.
+    for n in range(11):
+        _login(Client(), "rita", f"wrong-{n}")
+    assert _login(Client(), "rita", "pw-rita").status_code == 429
+    ravi = _login(Client(), "ravi", "pw-ravi")
+    assert ravi.status_code == 302 and ravi.wsgi_request.user == second_reviewer
+
+
+def test_the_person_is_told_until_when_and_how_long_and_the_users_list_says_locked_with_the_reason(
+    client, reviewer, second_reviewer, admin_user
+) -> None:
+    _fail_ten_times()
+    refused = _login(Client(), "rita", "pw-rita").content.decode()
+    until = FailureCounter.objects.get(key="account@10.0.0.1:rita").delayed_until
+    assert f"locked until {until:%H:%M} UTC (in " in refused and "seconds)" in refused
+    client.force_login(admin_user)
+    page = client.get("/users/").content.decode()
+    cells = page.split('<a href="/users/')[1:]
+    rows = {row.split("</a>")[0].rsplit(">", 1)[-1]: row.split("</tr>")[0] for row in cells}
+    assert f"locked until {until:%H:%M} UTC" in rows["rita"] and "at 10.0.0.1: 10 failed attempts" in rows["rita"]
+    assert "locked" not in rows["ravi"]

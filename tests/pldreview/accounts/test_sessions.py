@@ -63,3 +63,44 @@ def test_a_user_sees_and_ends_their_other_sessions(reviewer, task) -> None:
     laptop.post("/accounts/sessions/", {})
     assert laptop.get("/").status_code == 200
     assert phone.get("/").status_code == 302
+
+
+def _poll_badge(client: Client):  # noqa: ANN202 - the test client's response
+    return client.get("/review/waiting/badge/?poll=1", HTTP_HX_REQUEST="true")
+
+
+def test_a_session_that_only_polls_expires_after_the_idle_time(reviewer, task) -> None:
+    client = _log_in("rita")
+    _age_session(client, LAST_SEEN, settings.PLD_SESSION_IDLE_MINUTES - 1)
+    seen = client.session[LAST_SEEN]
+    assert _poll_badge(client).status_code == 200
+    assert client.session[LAST_SEEN] == seen  # answered, but nobody was there
+    _age_session(client, LAST_SEEN, settings.PLD_SESSION_IDLE_MINUTES + 1)
+    ended = _poll_badge(client)
+    assert ended.status_code == 200 and ended["HX-Redirect"].startswith("/login/")
+    assert client.get("/").status_code == 302
+
+
+def test_a_session_where_the_person_clicks_between_polls_stays(reviewer, task) -> None:
+    client = _log_in("rita")
+    _age_session(client, LAST_SEEN, settings.PLD_SESSION_IDLE_MINUTES - 1)
+    assert client.get("/review/").status_code == 200  # the person opens the queue
+    assert client.session[LAST_SEEN] > timezone.now().timestamp() - 60
+    # An htmx action the person triggers counts too; only ?poll=1 does not.
+    _age_session(client, LAST_SEEN, settings.PLD_SESSION_IDLE_MINUTES - 1)
+    assert client.get("/review/?status=all", HTTP_HX_REQUEST="true").status_code == 200
+    assert client.session[LAST_SEEN] > timezone.now().timestamp() - 60
+    assert _poll_badge(client).status_code == 200 and "HX-Redirect" not in _poll_badge(client)
+
+
+def test_every_background_poll_in_the_templates_is_marked_as_one() -> None:
+    import re
+    from pathlib import Path
+
+    tags = []
+    for path in (Path(settings.BASE_DIR) / "templates").rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        tags += [(path.name, tag) for tag in re.findall(r"<[^<>]*hx-trigger=\"[^\"]*\b(?:every|load)\b[^<>]*>", text)]
+    assert len(tags) >= 5, tags  # the badge, job list and page, run progress, report
+    unmarked = [(name, tag) for name, tag in tags if "poll=1" not in tag]
+    assert not unmarked, unmarked
