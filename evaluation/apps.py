@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.apps import AppConfig
 
 
@@ -12,11 +10,9 @@ class EvaluationConfig(AppConfig):
     def ready(self) -> None:
         # rules never imports evaluation, so evaluation adds its figures to the rule pages from here.
         from django.conf import settings
-        from django.db.models.signals import post_save
 
         import evaluation.jobs  # noqa: F401 - registers every job handler of the app
         from evaluation import panels
-        from evaluation.models import Promotion
         from evaluation.rule_stats import register
         from evaluation.serving_stops import serving_stop_banners
         from evaluation.trends import trend_panel
@@ -37,7 +33,6 @@ class EvaluationConfig(AppConfig):
         from pldreview.accounts.services import user_offboarded
 
         user_offboarded.connect(_revoke_on_offboard, dispatch_uid="pld-revoke-tokens-on-offboard")
-        post_save.connect(_save_state_after_promotion, sender=Promotion, dispatch_uid="pld-student-state-on-promote")
         # Only the processes that serve decisions ask for this (scripts/demo sets it for the API's process and
         # the job worker): tests and other management commands never load the model at start, nor does a
         # page-serving process (PLD_WEB_ROLE=pages) or one whose student is an inference server.
@@ -46,21 +41,3 @@ class EvaluationConfig(AppConfig):
             from evaluation.warm import student_preload_in_background
 
             student_preload_in_background()
-
-
-def _save_state_after_promotion(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    """Queue a job that saves the newly promoted version's warm-start state (it takes seconds)."""
-    if not created:
-        return
-    from django.db import transaction
-
-    from pldreview.jobs import job_start
-
-    def start() -> None:
-        job_start(
-            kind="evaluation.warm.student_state_save_job",
-            title=f"Save the student's warm-start state for {instance.prompt_version}",
-            params={"prompt_version_id": instance.prompt_version_id},
-        )
-
-    transaction.on_commit(start)

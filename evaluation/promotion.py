@@ -35,6 +35,7 @@ from django.utils import timezone
 from evaluation.metrics import N_BOOTSTRAP, correctness_flips, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
 from pldreview.accounts.services import second_person_refusal
+from pldreview.jobs import job_start
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_check
 from rules.audit import audited_save
@@ -632,7 +633,17 @@ def _promote(
         signature=signature,
     )
     audited_save(promotion, user=user, reason=f"{what} v{version.number}{suffix}")
+    transaction.on_commit(lambda: _warm_state_save_start(promotion))
     return promotion
+
+
+def _warm_state_save_start(promotion: Promotion) -> None:
+    """Queue the job that saves the promoted version's warm-start state, so API processes restore it (seconds)."""
+    job_start(
+        kind="evaluation.warm.student_state_save_job",
+        title=f"Save the student's warm-start state for {promotion.prompt_version}",
+        params={"prompt_version_id": promotion.prompt_version_id},
+    )
 
 
 @transaction.atomic

@@ -18,7 +18,7 @@ from evaluation.promotion import (
     promotion_override_withdraw,
     prompt_version_promote,
 )
-from pldreview.models import Signature
+from pldreview.models import Job, Signature
 from rules.models import PromptVersion
 from tests.support.prompt_versions import (
     approve,
@@ -393,3 +393,17 @@ def test_a_promotion_record_cannot_be_changed(v1, admin_user) -> None:
         Promotion.objects.filter(pk=promotion.pk).update(override_justification="added later")
     promotion.refresh_from_db()
     assert (promotion.reason, promotion.override_justification) == (REASON, "")
+
+
+def test_a_promotion_queues_saving_the_versions_warm_start_state_once_committed(
+    v1, admin_user, django_capture_on_commit_callbacks
+) -> None:
+    gate_passing_run(v1)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
+            signature=sign_promotion(admin_user, v1))
+        assert not Job.objects.filter(kind="evaluation.warm.student_state_save_job").exists()
+    for callback in callbacks:
+        callback()
+    job = Job.objects.get(kind="evaluation.warm.student_state_save_job")
+    assert job.params == {"prompt_version_id": v1.pk}
