@@ -204,6 +204,7 @@ class SignatureMeaning(models.TextChoices):
     REPORT_SIGNED = "report_signed", "Report signed"
     ACCOUNT_CHANGE_REQUESTED = "account_change_requested", "Account change requested"
     ACCOUNT_CHANGE_CONFIRMED = "account_change_confirmed", "Account change confirmed"
+    DECISION_OVERRIDDEN = "decision_overridden", "Decision overridden"
 
 
 class Signature(models.Model):

@@ -146,6 +146,10 @@ def one_of_each_model() -> dict[type, models.Model]:
 
 
 def _argument(converter: str | None, name: str, made: dict[type, models.Model]) -> str:
+    if name == "request_id":
+        # A logged call's request id, so its dossier page is walked for real.
+        call = next((obj for model, obj in made.items() if model.__name__ == "ClassifyCall"), None)
+        return str(call.request_id) if call is not None else str(uuid.uuid4())
     if name.endswith("_id") or converter == "int":
         wanted = name.removesuffix("_id").replace("_", "").lower()
         by_name = {model.__name__.lower(): obj for model, obj in made.items()}
