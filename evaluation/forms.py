@@ -112,6 +112,8 @@ class OverrideForm(SigningForm):
                              label="Why the decision is overridden")
 
     def __init__(self, *args: Any, call: ClassifyCall, **kwargs: Any) -> None:
+        # Its own ids: the feedback form on the same page has a "reason" field too.
+        kwargs.setdefault("auto_id", "override_%s")
         super().__init__(*args, **kwargs)
         self.fields["overridden_label"].choices = [
             (name, name) for name in call.task.label_names if name != call.label

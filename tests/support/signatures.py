@@ -100,3 +100,11 @@ def sign_override_request(user: AbstractBaseUser, version: Any) -> Signature:
 def sign_override_confirmation(user: AbstractBaseUser, version: Any) -> Signature:
     """Return the user's signature confirming another Admin's override request for the version."""
     return sign(user, Meaning.GATE_OVERRIDE_CONFIRMED, prompt_version_content_sha256(version.text))
+
+
+def sign_decision_override(user: AbstractBaseUser, call: Any, label: str, reason: str = "") -> Signature:
+    """Return the user's signature overriding a logged call to the label."""
+    from evaluation.decision_log import decision_override_signed_content
+
+    return sign(user, Meaning.DECISION_OVERRIDDEN,
+                decision_override_signed_content(call=call, overridden_label=label), reason)
