@@ -56,6 +56,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_internal_address(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False  # a name: resolved when sent (docs/production.md says what that leaves open)
+
+
 def webhook_url_check(url: str) -> str:
     """Return the URL if a webhook may be sent to it (https; http to loopback only when allowed); else raise."""
     url = url.strip()
@@ -64,10 +73,13 @@ def webhook_url_check(url: str) -> str:
         raise ValidationError({"url": "Give a full https:// address."})
     if parts.username or parts.password:
         raise ValidationError({"url": "Put no user name or password in the address; the body is signed instead."})
-    if parts.scheme == "http":
-        if not (settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname)):
-            raise ValidationError({"url": "Webhooks are sent over https only (plain http only to this machine, "
-                                          "when PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK is on)."})
+    loopback_allowed = settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK and _is_loopback(parts.hostname)
+    if parts.scheme == "http" and not loopback_allowed:
+        raise ValidationError({"url": "Webhooks are sent over https only (plain http only to this machine, "
+                                      "when PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK is on)."})
+    if not loopback_allowed and _is_internal_address(parts.hostname):
+        # The attempts page shows each answer's status: an internal address would make it a scanner of our network.
+        raise ValidationError({"url": "Give a public address: private, loopback and link-local ones are refused."})
     return url
 
 

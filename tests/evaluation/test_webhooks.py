@@ -89,7 +89,8 @@ def test_a_webhook_goes_over_https_or_to_loopback_over_http_only_when_allowed(to
     settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK = False
     webhook, secret = webhook_create(token=token, url="https://hooks.example.org/pld", user=reviewer)
     assert secret.startswith("whsec_") and webhook.secret == secret
-    for url in ["http://127.0.0.1:9/x", "http://hooks.example.org/pld", "ftp://x/", "https://u:p@example.org/"]:
+    for url in ["http://127.0.0.1:9/x", "http://hooks.example.org/pld", "ftp://x/", "https://u:p@example.org/",
+                "https://10.0.0.1/x", "https://169.254.169.254/latest", "https://[::1]/x", "https://localhost/x"]:
         with pytest.raises(ValidationError):
             webhook_create(token=token, url=url, user=reviewer)
     settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
