@@ -186,7 +186,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
     task = task_or_404(task_name)
-    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
+    overridden = DecisionOverride.objects.filter(request_id=models.OuterRef("request_id")).values("overridden_label")
+    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback").annotate(
+        overridden_label=models.Subquery(overridden[:1])
+    )
     label = request.GET.get("label", "")
     if label in task.label_names:
         calls = calls.filter(label=label)

@@ -54,6 +54,7 @@ def test_a_reviewer_overrides_a_decision_with_a_signature_and_its_input_becomes_
     assert LedgerEntry.objects.filter(event="decision_override.created", object_id=str(override.pk)).exists()
     page = client.get(f"/calls/{call.pk}/").content.decode()
     assert "Overridden" in page and override.signature.manifestation in page
+    assert "overridden → Contradiction" in client.get("/tasks/nda-demo/calls/").content.decode()
     assert ledger_verify().ok
 
 
