@@ -263,7 +263,7 @@ def decision_override(
     """
     if not user.has_perm("evaluation.override_decision"):
         raise PermissionDenied("Only Reviewers and Admins override logged decisions.")
-    call = ClassifyCall.objects.select_for_update().select_related("task", "api_token").get(pk=call.pk)
+    call = ClassifyCall.objects.select_for_update(of=("self",)).select_related("task", "api_token").get(pk=call.pk)
     if DecisionOverride.objects.filter(request_id=call.request_id).exists():
         raise ValidationError("This decision is already overridden; the override is on the record and is final.")
     if overridden_label not in call.task.label_names:
