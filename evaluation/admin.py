@@ -12,12 +12,16 @@ from evaluation.models import (
     ClassifyCall,
     DecisionFeedback,
     DecisionLogPolicy,
+    DecisionOverride,
     EvaluationRun,
     EvaluationShard,
     Prediction,
     Promotion,
     PromotionOverride,
     Report,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from pldreview.admin import ReadOnlyAdmin, ReadOnlyHistoryAdmin
 
@@ -80,3 +84,13 @@ class ReportAdmin(ReadOnlyHistoryAdmin):
 admin.site.register(DecisionLogPolicy, ReadOnlyHistoryAdmin)
 admin.site.register(DecisionFeedback, ReadOnlyHistoryAdmin)
 admin.site.register(ApiTokenWindow, ReadOnlyAdmin)
+admin.site.register(DecisionOverride, ReadOnlyHistoryAdmin)
+admin.site.register(WebhookDelivery, ReadOnlyAdmin)
+admin.site.register(WebhookAttempt, ReadOnlyAdmin)
+
+
+@admin.register(Webhook)
+class WebhookAdmin(ReadOnlyAdmin):
+    # Never the signing secret: it was shown once, to the person who registered the webhook.
+    exclude = ("secret",)
+    list_display = ("url", "token", "created_by", "created_at", "disabled_at")

@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
 from evaluation.decision_log import classify_call_record
+from evaluation.dossier import decision_dossier
 from evaluation.models import ApiToken, ClassifyCall
 from evaluation.serving import (
     INPUT_FIELD_PATTERN,
@@ -172,6 +173,48 @@ def classify(request: HttpRequest, task_name: str) -> HttpResponse:
     return response
 
 
+def _decision(request: HttpRequest, request_id: str) -> HttpResponse:
+    if settings.PLD_WEB_ROLE == "pages":
+        return _misdirected()
+    token = _authenticate(request)
+    if isinstance(token, JsonResponse):
+        return token
+    if request.method != "GET":
+        response = _error("Use GET.", status=405, code="method_not_allowed")
+        response["Allow"] = "GET"
+        return response
+    try:
+        api_token_rate_check(token=token)
+    except TokenError as exc:
+        return _refusal(exc)
+    try:
+        wanted = uuid.UUID(request_id)
+    except ValueError:
+        wanted = None
+    # Only the token that made the call reads it, and only while its owner may see the task (need-to-know): any
+    # other token learns nothing, not even that it exists.
+    call = (
+        ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user")
+        .filter(request_id=wanted, api_token=token, task__in=Task.objects.visible_to(token.user)).first()
+        if wanted else None
+    )
+    if call is None:
+        return _error("This token made no decision with that request id (or the call was purged after its "
+                      "retention period).", status=404, code="unknown_decision")
+    try:
+        api_token_check_scope(token=token, task=call.task)
+    except TokenError as exc:
+        return _refusal(exc)
+    return JsonResponse(decision_dossier(call), json_dumps_params={"ensure_ascii": False})
+
+
+@csrf_exempt
+@login_not_required  # token authentication, answered 401 without one
+def decision(request: HttpRequest, request_id: str) -> HttpResponse:
+    """Return a logged decision's current outcome and dossier to the token that made it."""
+    return _decision(request, request_id)
+
+
 def _input_schema(task: Task) -> dict[str, Any]:
     # Exactly what classify_inputs enforces: every field, nothing else, each a string with a non-space character
     # and no NUL (INPUT_FIELD_PATTERN); lone surrogates, which no pattern can name, are refused as said in words.
@@ -203,6 +246,67 @@ def _classify_operation(task: Task, responses: dict[str, Any]) -> dict[str, Any]
                 }},
             },
             "responses": responses,
+        }
+    }
+
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A logged decision, its current outcome (overridden or not) and its dossier (docs/production.md)",
+    "required": ["request_id", "task", "created_at", "label", "probabilities", "outcome_label", "overridden",
+                 "overridden_label", "overridden_by", "overridden_at", "override_reason", "input", "prompt_version",
+                 "model_sha256", "scoring", "rules", "ledger_entry"],
+    "properties": {
+        "request_id": {"type": "string", "format": "uuid"},
+        "task": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "label": {"type": "string", "description": "The label the student gave"},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+        "outcome_label": {"type": "string", "description": "The overridden label when a person overrode it, "
+                                                           "else the student's"},
+        "overridden": {"type": "boolean"},
+        "overridden_label": _NULLABLE_STRING,
+        "overridden_by": {**_NULLABLE_STRING, "description": "The overrider's printed name, as signed"},
+        "overridden_at": {**_NULLABLE_STRING, "format": "date-time"},
+        "override_reason": _NULLABLE_STRING,
+        "override": {"type": ["object", "null"], "description": "The override with its electronic signature"},
+        "input": {"type": "object", "description": "The input as the task's retention rule kept it (fields null "
+                                                   "when only its SHA-256 was kept)"},
+        "prompt_version": {"type": "object"},
+        "model_sha256": {"type": "string"},
+        "scoring": {"type": "object"},
+        "rules": {"type": "array", "items": {"type": "object"},
+                  "description": "Each rule of the version: revision, text, label, signed decisions"},
+        "ledger_entry": {"type": ["object", "null"], "description": "The ledger entry that recorded the call"},
+    },
+}
+
+
+def _decision_operation(json_error: Any) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "decision",
+            "summary": "Read a decision this token made: its current outcome (overridden by a person or not) "
+                       "and its dossier",
+            "parameters": [{
+                "name": "request_id", "in": "path", "required": True,
+                "description": "The X-Request-ID the classify call answered with",
+                "schema": {"type": "string", "format": "uuid"},
+            }],
+            "responses": {
+                "200": {"description": "The decision", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Decision"}}}},
+                "401": json_error("Missing, malformed or unknown token"),
+                "403": json_error("Token revoked, expired, out of scope for the decision's task, or its owner holds "
+                                  "no role"),
+                "404": json_error("This token made no decision with that id, or it was purged (code "
+                                  "unknown_decision)"),
+                "405": json_error("Not a GET"),
+                "421": json_error("Sent to a page-serving process; api_base_url names the API's"),
+                "429": json_error("Over the token's requests per minute"),
+                "500": json_error("An error in the server, in its log (code server_error)"),
+            },
         }
     }
 
@@ -266,6 +370,10 @@ def _openapi(request: HttpRequest, viewer: Any) -> dict[str, Any]:
         ),
     }
     tasks = Task.objects.visible_to(viewer).order_by("name")  # need-to-know: only the viewer's tasks
+    paths = {reverse("pld-api-classify", args=[task.name]): _classify_operation(task, responses) for task in tasks}
+    paths[reverse("pld-api-decision", args=["REQUEST_ID"]).replace("REQUEST_ID", "{request_id}")] = (
+        _decision_operation(json_error)
+    )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -274,13 +382,14 @@ def _openapi(request: HttpRequest, viewer: Any) -> dict[str, Any]:
             "description": (
                 "Classify one input with a task's production prompt version: one path per task, whose body "
                 "names the task's input fields. Authenticate with `Authorization: Bearer <token>`; Admins "
-                "issue tokens on the API tokens page. Each call uses the version in production at that moment."
+                "issue tokens on the API tokens page. Each call uses the version in production at that moment. "
+                "Read a decision's current outcome (overridden by a person or not) and its dossier with "
+                "GET /api/v1/decisions/{request_id}, with the token that made it."
             ),
         },
         "servers": [{"url": settings.PLD_API_BASE_URL or request.build_absolute_uri("/")}],
         "security": [{"bearer": []}],
-        "paths": {reverse("pld-api-classify", args=[task.name]): _classify_operation(task, responses)
-                  for task in tasks},
+        "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -311,6 +420,7 @@ def _openapi(request: HttpRequest, viewer: Any) -> dict[str, Any]:
                         },
                     },
                 },
+                "Decision": _DECISION_SCHEMA,
                 "Error": {
                     "type": "object",
                     "required": ["error", "code"],

@@ -21,9 +21,19 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from evaluation.models import ApiToken, ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
+from evaluation.models import (
+    ApiToken,
+    ClassifyCall,
+    DecisionFeedback,
+    DecisionLogPolicy,
+    DecisionOverride,
+    InputRetention,
+)
 from evaluation.serving import Classification, serving_stop_check
+from evaluation.webhooks import webhook_events_announce
 from pldreview.ledger import canonical_json, ledger_append, row_facts
+from pldreview.models import Signature
+from pldreview.signatures import Meaning, decision_override_content_sha256, signature_check
 from rules.audit import audited_save
 from rules.models import Example, Split, Task
 
@@ -96,8 +106,20 @@ def classify_call_record(
     with transaction.atomic():
         Task.objects.select_for_update(no_key=True).filter(pk=task.pk).values_list("pk", flat=True).first()
         serving_stop_check(task)
-        return _classify_call_insert(task=task, result=result, inputs=inputs, source=source, request_id=request_id,
+        call = _classify_call_insert(task=task, result=result, inputs=inputs, source=source, request_id=request_id,
                                      latency_ms=latency_ms, api_token=api_token, retention=retention)
+        # EU AI Act Art. 12: the decision is on the tamper-evident ledger too, without its input (the ledger is
+        # kept forever; the input follows the task's retention). The dossier names this entry.
+        ledger_append(event="classify_call.logged", actor=api_token.user if api_token else None, obj=call,
+                      facts=classify_call_ledger_facts(call), reason=f"Decision {call.request_id}")
+    return call
+
+
+def classify_call_ledger_facts(call: ClassifyCall) -> dict[str, Any]:
+    """Return what the ledger keeps of a logged call: everything but the input itself (its SHA-256 is kept)."""
+    facts = row_facts(call)
+    facts.pop("inputs", None)
+    return facts
 
 
 def _classify_call_insert(
@@ -192,6 +214,13 @@ def decision_feedback_give(
         raise ValidationError(
             "This call kept only a hash of its input (the task's retention rule), so it cannot become an example."
         )
+    return _feedback_file(call=call, correct_label=correct_label, reason=reason.strip(), user=user)
+
+
+def _feedback_file(
+    *, call: ClassifyCall, correct_label: str, reason: str, user: AbstractBaseUser, signature_ref: str = ""
+) -> DecisionFeedback:
+    task = call.task
     example = Example(
         task=task, inputs=dict(call.inputs), gold_label=correct_label, split=Split.FEEDBACK,
         source_file="decision-log", source_ref=str(call.request_id),
@@ -201,7 +230,70 @@ def decision_feedback_give(
     example.save()
     feedback = DecisionFeedback(
         call=call, request_id=call.request_id, prompt_version_id=call.prompt_version_id, logged_label=call.label,
-        correct_label=correct_label, reason=reason.strip(), example=example, given_by=user,
+        correct_label=correct_label, reason=reason, example=example, given_by=user, signature_ref=signature_ref,
     )
-    audited_save(feedback, user=user, reason=reason.strip(), event="decision_feedback.created")
+    audited_save(feedback, user=user, reason=reason, event="decision_feedback.created")
     return feedback
+
+
+# --- overriding a decision ------------------------------------------------------------------------
+
+
+def decision_override_signed_content(*, call: ClassifyCall, overridden_label: str) -> str:
+    """Return the SHA-256 an override of this call to this label is signed over."""
+    return decision_override_content_sha256(
+        request_id=str(call.request_id), logged_label=call.label, overridden_label=overridden_label,
+        prompt_sha256=call.prompt_sha256, input_sha256=call.input_sha256,
+    )
+
+
+def decision_override_payload(override: DecisionOverride) -> dict[str, Any]:
+    """Return what integrators learn of an override (webhook body, decisions API): label, by whom, when, why."""
+    return {
+        "request_id": str(override.request_id),
+        "label": override.logged_label,
+        "overridden_label": override.overridden_label,
+        "overridden_by": override.signature.full_name,
+        "overridden_at": override.created_at.isoformat(),
+        "reason": override.reason,
+    }
+
+
+@transaction.atomic
+def decision_override(
+    *, call: ClassifyCall, overridden_label: str, reason: str, user: AbstractBaseUser, signature: Signature | None
+) -> DecisionOverride:
+    """Override a logged decision with the right label, signed (meaning "Decision overridden"); append-only.
+
+    The call's kept input becomes a feedback example with that label (unless the call already has feedback,
+    which the override then names, or kept only a hash). The integrator's webhooks hear of it after commit.
+    """
+    if not user.has_perm("evaluation.override_decision"):
+        raise PermissionDenied("Only Reviewers and Admins override logged decisions.")
+    call = ClassifyCall.objects.select_for_update(of=("self",)).select_related("task", "api_token").get(pk=call.pk)
+    if DecisionOverride.objects.filter(request_id=call.request_id).exists():
+        raise ValidationError("This decision is already overridden; the override is on the record and is final.")
+    if overridden_label not in call.task.label_names:
+        raise ValidationError({"overridden_label": f"Choose one of {', '.join(call.task.label_names)}."})
+    if overridden_label == call.label:
+        raise ValidationError({"overridden_label": "That is the label the student gave; name the right one."})
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why the decision is overridden."})
+    signature_check(signature, user=user, meanings=Meaning.DECISION_OVERRIDDEN,
+                    content_sha256=decision_override_signed_content(call=call, overridden_label=overridden_label))
+    assert signature is not None  # signature_check refuses a missing one
+    feedback = DecisionFeedback.objects.filter(call=call).first()
+    if feedback is None and call.inputs_kept:
+        feedback = _feedback_file(call=call, correct_label=overridden_label, reason=reason, user=user,
+                                  signature_ref=f"pldreview.signature:{signature.pk}")
+    override = DecisionOverride(
+        request_id=call.request_id, task=call.task, prompt_version_id=call.prompt_version_id,
+        api_token=call.api_token, logged_label=call.label, overridden_label=overridden_label, reason=reason,
+        overridden_by=user, signature=signature, feedback=feedback,
+    )
+    audited_save(override, user=user, reason=reason, event="decision_override.created")
+    if call.api_token is not None:
+        webhook_events_announce(task=call.task, event="decision.overridden",
+                                body=decision_override_payload(override), api_token=call.api_token)
+    return override

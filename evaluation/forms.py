@@ -105,6 +105,27 @@ class FeedbackForm(forms.Form):
         ]
 
 
+class OverrideForm(SigningForm):
+    """Override a logged decision: the right label, why, and the signer's credentials."""
+
+    overridden_label = forms.ChoiceField(label="The right label")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                             label="Why the decision is overridden")
+
+    def __init__(self, *args: Any, call: ClassifyCall, **kwargs: Any) -> None:
+        # Its own ids: the feedback form on the same page has a "reason" field too.
+        kwargs.setdefault("auto_id", "override_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["overridden_label"].choices = [
+            (name, name) for name in call.task.label_names if name != call.label
+        ]
+
+
+class WebhookForm(forms.Form):
+    url = forms.CharField(max_length=500, label="Address (https://…)",
+                          widget=forms.URLInput(attrs={"placeholder": "https://example.org/pld-events"}))
+
+
 class PolicyForm(forms.Form):
     input_retention = forms.ChoiceField(choices=InputRetention.choices, label="Keep inputs as")
     retention_days = forms.IntegerField(required=False, min_value=1, label="Keep calls for (days)",

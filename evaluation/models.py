@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -443,6 +444,7 @@ class ClassifyCall(models.Model):
             ("watch_production", "Can watch a task's production decisions and export them"),
             ("give_feedback", "Can mark a logged production decision wrong"),
             ("set_decision_retention", "Can set how a task's logged inputs are kept and for how long"),
+            ("override_decision", "Can override a logged production decision (a signing)"),
         ]
 
     def __str__(self) -> str:
@@ -472,6 +474,123 @@ class DecisionFeedback(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class DecisionOverride(models.Model):
+    """A Reviewer's or Admin's signed statement that a logged decision is overridden: the right label, why, who.
+
+    Append-only (database triggers refuse UPDATE and DELETE, pldreview/db_triggers.py) and on the ledger. It
+    names its call by request id, not by a foreign key: the decision log's retention purge deletes calls, and
+    the override outlives it as the record of a human's decision.
+    """
+
+    request_id = models.UUIDField(unique=True)
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    # The token that made the call: its webhooks hear of the override, and the decisions API answers it.
+    api_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    logged_label = models.CharField(max_length=100)
+    overridden_label = models.CharField(max_length=100)
+    reason = models.TextField()
+    overridden_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # Part 11: the override is a signing (meaning "Decision overridden") over decision_override_content_sha256.
+    signature = models.ForeignKey("pldreview.Signature", on_delete=models.PROTECT, related_name="decision_overrides")
+    # The feedback example that follows from it (none when the call kept only a hash of its input).
+    feedback = models.OneToOneField(
+        DecisionFeedback, null=True, blank=True, on_delete=models.PROTECT, related_name="override"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(reason=""), name="decision_override_has_reason"),
+            models.CheckConstraint(
+                condition=~models.Q(overridden_label=models.F("logged_label")),
+                name="decision_override_changes_the_label",
+            ),
+            models.UniqueConstraint(fields=["signature"], name="decision_override_signature_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Override of {self.request_id}: {self.logged_label} → {self.overridden_label}"
+
+
+WEBHOOK_EVENTS = ("decision.overridden", "task.stopped", "task.resumed")
+
+
+class Webhook(models.Model):
+    """An integrator's URL that hears, for one API token, of overridden decisions and stopped or resumed tasks.
+
+    ``secret`` signs every body (HMAC-SHA256); it is shown once, when the webhook is registered, and kept
+    because the server must sign with it (docs/production.md, "Webhooks").
+    """
+
+    token = models.ForeignKey(ApiToken, on_delete=models.PROTECT, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=100)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Webhook {self.pk} → {self.url}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None
+
+
+class WebhookDeliveryState(models.TextChoices):
+    PENDING = "pending", "Being delivered"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (no attempts left)"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook: the exact body sent, and where its delivery stands."""
+
+    State = WebhookDeliveryState
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.PROTECT, related_name="deliveries")
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    event = models.CharField(max_length=40)
+    body = models.TextField(help_text="The JSON body as sent, byte for byte (UTF-8)")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            in_choices("webhook_delivery_in_choices", state=WebhookDeliveryState.values, event=list(WEBHOOK_EVENTS)),
+        ]
+
+
+class WebhookAttempt(models.Model):
+    """One try at delivering an event: when, how long, the answer's status code or the error. Append-only."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.PROTECT, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.FloatField(default=0)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="webhook_attempt_unique_number"),
+        ]
 
 
 class ReportStatus(models.TextChoices):

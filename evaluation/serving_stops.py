@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 
 from evaluation.models import ServingStop
+from evaluation.webhooks import webhook_events_announce
 from pldreview.accounts.services import second_person_refusal
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, serving_content_sha256, signature_check
@@ -113,7 +114,14 @@ def task_serving_stop(
                     content_sha256=serving_content_sha256(task_id=task.pk, task_name=task.name, action="stop"))
     stop = ServingStop(task=task, action=ServingStop.Action.STOP, reason=reason, by=user, signature=signature)
     audited_save(stop, user=user, reason=f"Serving of {task.name} stopped", event="servingstop.stopped")
+    webhook_events_announce(task=task, event="task.stopped", body=_stop_facts(stop))
     return stop
+
+
+def _stop_facts(row: ServingStop) -> dict[str, Any]:
+    """What integrators hear of a stop or resume: when, by whom (the printed name as signed), why."""
+    return {"since": row.created_at.isoformat(), "by": row.signature.full_name, "reason": row.reason,
+            "stop_id": row.lifts_id if row.action == ServingStop.Action.RESUME else row.pk}
 
 
 def resume_refusal(stop: ServingStop, user: AbstractBaseUser) -> str:
@@ -151,4 +159,5 @@ def task_serving_resume(
     resume = ServingStop(task=task, action=ServingStop.Action.RESUME, lifts=stop, reason=reason, by=user,
                          signature=signature)
     audited_save(resume, user=user, reason=f"Serving of {task.name} resumed", event="servingstop.resumed")
+    webhook_events_announce(task=task, event="task.resumed", body=_stop_facts(resume))
     return resume

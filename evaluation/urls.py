@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving
+from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving, webhooks
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -37,6 +37,10 @@ urlpatterns = [
     path("tasks/<slug:task_name>/calls/", production.classify_call_list, name="pld-classify-call-list"),
     path("calls/<int:classify_call_id>/", production.classify_call_detail, name="pld-classify-call-detail"),
     path("calls/<int:classify_call_id>/feedback/", production.give_call_feedback, name="pld-classify-call-feedback"),
+    path("calls/<int:classify_call_id>/override/", production.override_call, name="pld-classify-call-override"),
+    path("decisions/<uuid:request_id>/", production.decision_dossier_page, name="pld-decision-dossier"),
+    path("decisions/<uuid:request_id>/dossier.json", production.decision_dossier_export,
+         name="pld-decision-dossier-export"),
     # Signed reports.
     path("reports/", reports.report_list, name="pld-report-list"),
     path("reports/generate/", reports.generate_report, name="pld-report-generate"),
@@ -49,5 +53,11 @@ urlpatterns = [
     path("api-tokens/new/", api_tokens.create_api_token, name="pld-api-token-create"),
     path("api-tokens/<int:token_id>/revoke/", api_tokens.revoke_api_token, name="pld-api-token-revoke"),
     path("api/v1/tasks/<str:task_name>/classify", api.classify, name="pld-api-classify"),
+    path("api/v1/decisions/<str:request_id>", api.decision, name="pld-api-decision"),
     path("api/v1/openapi.json", api.openapi, name="pld-api-openapi"),
+    # Webhooks per API token (the token's owner, or Admins).
+    path("webhooks/", webhooks.webhook_list, name="pld-webhook-list"),
+    path("api-tokens/<int:token_id>/webhooks/", webhooks.token_webhooks, name="pld-token-webhooks"),
+    path("api-tokens/<int:token_id>/webhooks/new/", webhooks.create_webhook, name="pld-webhook-create"),
+    path("webhooks/<int:webhook_id>/disable/", webhooks.disable_webhook, name="pld-webhook-disable"),
 ]

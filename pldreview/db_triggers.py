@@ -27,7 +27,7 @@ PERMIT_TABLE = "pld_delete_permit"
 # and calls ``append_only([...])``.
 APPEND_ONLY_MODELS = (
     "pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion", "rules.FrozenTestSplit",
-    "pldreview.LedgerCheckpoint", "evaluation.ServingStop",
+    "pldreview.LedgerCheckpoint", "evaluation.ServingStop", "evaluation.DecisionOverride", "evaluation.WebhookAttempt",
 )
 
 CREATE_PERMIT = {

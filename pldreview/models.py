@@ -206,6 +206,7 @@ class SignatureMeaning(models.TextChoices):
     ACCOUNT_CHANGE_CONFIRMED = "account_change_confirmed", "Account change confirmed"
     SERVING_STOPPED = "serving_stopped", "Serving stopped"
     SERVING_RESUMED = "serving_resumed", "Serving resumed"
+    DECISION_OVERRIDDEN = "decision_overridden", "Decision overridden"
 
 
 class Signature(models.Model):

@@ -36,6 +36,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "rules.add_rule",
         "evaluation.view_classifycall",
         "evaluation.give_feedback",
+        "evaluation.override_decision",
     ],
     AUDITOR: [
         *_READ,
@@ -68,6 +69,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evaluation.watch_production",
         "evaluation.set_decision_retention",
         "evaluation.stop_serving",
+        "evaluation.override_decision",
         "pldreview.view_ledger",
         "accounts.manage_users",
         "accounts.view_security_events",

@@ -387,6 +387,13 @@ PLD_WEB_ROLE = env_str("PLD_WEB_ROLE", "all")
 if PLD_WEB_ROLE not in {"all", "pages", "api"}:
     raise ImproperlyConfigured(f"PLD_WEB_ROLE={PLD_WEB_ROLE!r} must be all, pages or api")
 PLD_API_BASE_URL = env_str("PLD_API_BASE_URL")
+# Webhooks (docs/production.md): an integrator's URL hears of overridden decisions and stopped tasks. https only;
+# http is accepted for loopback addresses (127.0.0.1, ::1, localhost) only when this is on (tests, local demos).
+PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK = env_bool("PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
+# A delivery is tried this many times in all, waiting PLD_WEBHOOK_BACKOFF_SECONDS, then twice as long each time.
+PLD_WEBHOOK_MAX_ATTEMPTS = env_int("PLD_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+PLD_WEBHOOK_BACKOFF_SECONDS = env_int("PLD_WEBHOOK_BACKOFF_SECONDS", 30, minimum=0)
+PLD_WEBHOOK_TIMEOUT_SECONDS = env_float("PLD_WEBHOOK_TIMEOUT_SECONDS", 5.0)
 # cot runs: the most reasoning tokens the student writes before its label is scored (lm-eval-harness's
 # default generation budget); a run records the value it used.
 PLD_COT_MAX_TOKENS = env_int("PLD_COT_MAX_TOKENS", 256, minimum=1)

@@ -139,6 +139,16 @@ def serving_content_sha256(*, task_id: int, task_name: str, action: str, lifts: 
     return content_sha256({"kind": "serving", "task": task_id, "name": task_name, "action": action, "lifts": lifts})
 
 
+def decision_override_content_sha256(
+    *, request_id: str, logged_label: str, overridden_label: str, prompt_sha256: str, input_sha256: str
+) -> str:
+    """Return the hash a decision override is signed over: which logged decision, what it said, what it becomes."""
+    return content_sha256({
+        "kind": "decision_override", "request_id": request_id, "logged_label": logged_label,
+        "overridden_label": overridden_label, "prompt_sha256": prompt_sha256, "input_sha256": input_sha256,
+    })
+
+
 # --- the second factor seam ----------------------------------------------------------------------
 
 

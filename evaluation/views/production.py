@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,16 +12,26 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
+from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation import charts
-from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
+from evaluation.decision_log import (
+    decision_feedback_give,
+    decision_override,
+    decision_override_signed_content,
+    decision_policy,
+    decision_policy_set,
+)
+from evaluation.dossier import decision_dossier
 from evaluation.drift import Watch, production_watch
-from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
-from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
+from evaluation.forms import FeedbackForm, OverrideForm, PolicyForm, WatchFilter
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, DecisionOverride
+from pldreview.roles import role_names
+from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_submit
 from rules.models import Split, Task
 from rules.panels import task_banners
@@ -30,10 +41,17 @@ DEFAULT_DAYS = 30
 CALLS_PER_PAGE = 50
 
 
+def _calls() -> models.QuerySet[ClassifyCall]:
+    # The one place production pages fetch logged calls from, scoped to the tasks the user may see.
+    return ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user")
+
+
 def _call_or_404(call_id: int, user: Any) -> ClassifyCall:
-    return task_object_or_404(
-        ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user"), user=user, pk=call_id
-    )
+    return task_object_or_404(_calls(), user=user, pk=call_id)
+
+
+def _call_by_request_id_or_404(request_id: uuid.UUID, user: Any) -> ClassifyCall:
+    return task_object_or_404(_calls(), user=user, request_id=request_id)
 
 
 def _watch(request: HttpRequest, task: Task) -> tuple[WatchFilter, Watch]:
@@ -169,7 +187,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
 def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
     """List a task's logged production decisions, newest first, with what feedback they have."""
     task = task_or_404(task_name, user=request.user)
-    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback")
+    overridden = DecisionOverride.objects.filter(request_id=models.OuterRef("request_id")).values("overridden_label")
+    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token", "feedback").annotate(
+        overridden_label=models.Subquery(overridden[:1])
+    )
     label = request.GET.get("label", "")
     if label in task.label_names:
         calls = calls.filter(label=label)
@@ -181,10 +202,13 @@ def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
 
 
 def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | None = None,
-               status: int = 200) -> HttpResponse:
+               status: int = 200, override_form: OverrideForm | None = None) -> HttpResponse:
     feedback = DecisionFeedback.objects.filter(call=call).select_related("given_by", "example").first()
+    override = DecisionOverride.objects.filter(request_id=call.request_id).select_related("signature").first()
     return render(request, "evaluation/classify_call_detail.html", {
         "call": call, "feedback": feedback, "form": form or FeedbackForm(call=call),
+        "override": override, "override_form": override_form or OverrideForm(call=call),
+        "roles": role_names(request.user), **signing_context(request),
     }, status=status)
 
 
@@ -207,3 +231,49 @@ def give_call_feedback(request: HttpRequest, classify_call_id: int) -> HttpRespo
                                   f"It is now feedback example #{feedback.example_id}.")
         return redirect("pld-classify-call-detail", call.pk)
     return _call_page(request, call, form, status=400)
+
+
+@require_POST
+@permission_required("evaluation.override_decision", raise_exception=True)
+def override_call(request: HttpRequest, classify_call_id: int) -> HttpResponse:
+    """Override a logged decision with the right label and a reason, signed with the password."""
+    call = _call_or_404(classify_call_id, request.user)
+    form = OverrideForm(request.POST, call=call)
+
+    def override(data: dict[str, Any]) -> DecisionOverride:
+        with signing():
+            signature = signature_sign_from_form(
+                request, data, meaning=Meaning.DECISION_OVERRIDDEN,
+                content_sha256=decision_override_signed_content(call=call, overridden_label=data["overridden_label"]),
+            )
+            return decision_override(call=call, overridden_label=data["overridden_label"], reason=data["reason"],
+                                     user=request.user, signature=signature)
+
+    done = form_submit(form, override)
+    if done is not None:
+        messages.success(request, f"Overridden: the outcome of this decision is now {done.overridden_label}. "
+                                  "It is signed and on the record.")
+        return redirect("pld-classify-call-detail", call.pk)
+    return _call_page(request, call, status=400, override_form=form)
+
+
+def _dossier_call(request: HttpRequest, request_id: uuid.UUID) -> ClassifyCall:
+    return _call_by_request_id_or_404(request_id, request.user)
+
+
+@require_GET
+@permission_required("evaluation.watch_production", raise_exception=True)
+def decision_dossier_page(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
+    """Show everything on record about one production decision: who is responsible for it."""
+    call = _dossier_call(request, request_id)
+    return render(request, "evaluation/decision_dossier.html", {"call": call, "dossier": decision_dossier(call)})
+
+
+@require_GET
+@permission_required("evaluation.watch_production", raise_exception=True)
+def decision_dossier_export(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
+    """Download the decision's dossier as JSON."""
+    call = _dossier_call(request, request_id)
+    response = JsonResponse(decision_dossier(call), json_dumps_params={"indent": 1, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="decision-{call.request_id}.json"'
+    return response

@@ -96,10 +96,33 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
                         signature=sign_serving(admin_user, task, "resume"))
     call = ClassifyCallFactory(prompt_version=version, inputs=CALL_INPUTS)
     decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
+    # A decision overridden by a signing, heard by the token's webhook (one failed attempt: nothing listens on port 9).
+    from django.test import override_settings
+
+    from evaluation.api_tokens import api_token_create
+    from evaluation.decision_log import decision_override
+    from evaluation.webhooks import webhook_create, webhook_delivery_attempt
+    from tests.support.decisions import logged_call
+    from tests.support.signatures import sign_decision_override
+
+    token = api_token_create(user=reviewer, name="world", created_by=admin_user)[0]
+    with override_settings(PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK=True):
+        webhook_create(token=token, url="http://127.0.0.1:9/", user=reviewer)
+    overridden = logged_call(version, token=token)
+    decision_override(call=overridden, overridden_label="Contradiction", reason="Copies must go", user=admin_user,
+                      signature=sign_decision_override(admin_user, overridden, "Contradiction"))
+    webhook_delivery_attempt(delivery_id=overridden_delivery_id(token))
     report = report_create(prompt_version=version, user=auditor)
     # An account change one Admin asked for (it waits for a second Admin).
     account_change_requested(admin_user, AccountChangeKind.UNLOCK, target=auditor, reason="Locked out at the audit")
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
+
+
+def overridden_delivery_id(token) -> int:  # noqa: ANN001 (an ApiToken)
+    """Return the id of the token's one webhook delivery."""
+    from evaluation.models import WebhookDelivery
+
+    return WebhookDelivery.objects.get(webhook__token=token).pk
 
 
 @contextmanager

@@ -207,9 +207,16 @@ def test_an_application_role_cannot_write_a_permit_and_its_permits_stay_on_recor
 
 def test_purging_logged_calls_leaves_their_feedback_matching_its_ledger_entry(world, admin_user) -> None:  # noqa: ANN001
     # A call's deletion sets its feedback's call to NULL; that row, as it now is, goes on the ledger too.
+    from evaluation.models import DecisionFeedback, DecisionOverride
+
+    # The world's feedback and the one that followed from its override.
+    feedbacks = DecisionFeedback.objects.filter(call__isnull=False).count()
+    assert feedbacks == 2
     facts = decisions_purge(older_than_days=0, actor=admin_user)
     assert facts["calls_deleted"] >= 1
-    assert LedgerEntry.objects.filter(event="decisionfeedback.changed").count() == 1
+    assert LedgerEntry.objects.filter(event="decisionfeedback.changed").count() == feedbacks
+    # The override outlives its call's retention: it names the call by request id.
+    assert DecisionOverride.objects.count() == 1
     assert ledger_verify().ok
 
 

@@ -24,13 +24,19 @@ pytestmark = pytest.mark.django_db
 
 # The only views of ours marked @login_not_required: the token-authenticated API (401 without a token) and
 # allauth's pages this deployment does not offer (404 for everyone, e.g. "forgot password").
-OUR_PUBLIC_VIEWS = {"evaluation.api.classify", "evaluation.api.openapi", "pldreview.accounts.urls._not_offered"}
+OUR_PUBLIC_VIEWS = {
+    "evaluation.api.classify", "evaluation.api.decision", "evaluation.api.openapi",
+    "pldreview.accounts.urls._not_offered",
+}
 # URL names that answer 404 (not 403) to a user without permission, to hide that an object exists.
 # Add a name here only with a comment saying what it hides.
 HIDDEN_FROM_OUTSIDERS: set[str] = set()
 # Auditors change nothing; the only POSTs their role allows produce, check and sign off signed reports, and
 # sign a checkpoint of the ledger head (issue 22).
-AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make"}
+AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make",
+                    # A token's owner manages its webhooks whatever their role (the walk's token is the Auditor's);
+                    # test_webhook_pages.py shows another's token is refused.
+                    "pld-webhook-create", "pld-webhook-disable"}
 # The walk must not pass vacuously: issue 2 alone serves more pages than this.
 MIN_PATTERNS = 25
 MUST_VISIT = {
@@ -45,6 +51,9 @@ MUST_VISIT = {
     "pld-user-change", "pld-account-change-confirm", "pld-account-change-withdraw",
     # issue 25: need-to-know per task.
     "pld-task-members",
+    # issue 24/23: overrides, the decision dossier, webhooks.
+    "pld-classify-call-override", "pld-decision-dossier", "pld-decision-dossier-export", "pld-api-decision",
+    "pld-webhook-list", "pld-token-webhooks", "pld-webhook-create", "pld-webhook-disable",
 }
 # Need-to-know: the walk must see at least this many task-scoped URLs (a task, or an object of one, in the path).
 MIN_TASK_SCOPED = 30

@@ -111,3 +111,11 @@ def sign_serving(user: AbstractBaseUser, task: Task, action: str, reason: str = 
     meaning = Meaning.SERVING_STOPPED if action == "stop" else Meaning.SERVING_RESUMED
     return sign(user, meaning, serving_content_sha256(task_id=task.pk, task_name=task.name, action=action,
                                                       lifts=stop.pk if stop is not None else None), reason=reason)
+
+
+def sign_decision_override(user: AbstractBaseUser, call: Any, label: str, reason: str = "") -> Signature:
+    """Return the user's signature overriding a logged call to the label."""
+    from evaluation.decision_log import decision_override_signed_content
+
+    return sign(user, Meaning.DECISION_OVERRIDDEN,
+                decision_override_signed_content(call=call, overridden_label=label), reason)

@@ -148,6 +148,9 @@ def one_of_each_model() -> dict[type, models.Model]:
 
 
 def _object_for(converter: str | None, name: str, made: dict[type, models.Model]) -> models.Model | None:
+    if name == "request_id":
+        # A logged call's request id, so its dossier page is walked for real.
+        return next((obj for model, obj in made.items() if model.__name__ == "ClassifyCall"), None)
     if name.endswith("_id") or converter == "int":
         wanted = name.removesuffix("_id").replace("_", "").lower()
         by_name = {model.__name__.lower(): obj for model, obj in made.items()}
@@ -165,6 +168,8 @@ def _argument(converter: str | None, name: str, made: dict[type, models.Model]) 
     obj = _object_for(converter, name, made)
     if name == "task_name" and obj is not None:
         return str(obj.name)
+    if name == "request_id":
+        return str(obj.request_id) if obj is not None else str(uuid.uuid4())
     if name.endswith("_id") or converter == "int":
         return str(obj.pk) if obj is not None else "999999"
     if converter == "uuid":
