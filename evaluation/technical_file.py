@@ -214,7 +214,9 @@ def _oversight() -> dict[str, Any]:
                            f"and report sign-off is a signing with the password (PLD_SIGNING_REAUTH="
                            f"{settings.PLD_SIGNING_REAUTH}); meanings: "
                            + ", ".join(str(m.label) for m in Meaning)},
-            {"measure": "Second factor at login", "configured": f"PLD_MFA_REQUIRED={settings.PLD_MFA_REQUIRED}"},
+            {"measure": "Second factor at login",
+             "configured": ("required of every user (PLD_MFA_REQUIRED on)" if settings.PLD_MFA_REQUIRED else
+                            "required of staff and superusers only (PLD_MFA_REQUIRED off)")},
             {"measure": "Promotion gate",
              "configured": f"A version reaches production only when the gate passes (margin PLD_PROMOTION_MARGIN="
                            f"{settings.PLD_PROMOTION_MARGIN}) or two different Admins override it with a "
@@ -327,7 +329,11 @@ def technical_file_data(*, task: Task, generated_by: Any, generated_at: Any) -> 
     all_runs = EvaluationRun.objects.filter(task=task).order_by("created_at", "id")
     stops = report_stops(task)
     head_sequence, head_hash = ledger_head()
-    to_write = missing + ALWAYS_BY_HAND
+    standards = _standards()
+    # Clauses the documentation itself says are the organisation's: listed, not claimed.
+    by_organisation = [f"21 CFR Part 11 {row['clause']} ({row['asks']}): {row['how']}"
+                       for row in standards["part11"] if "organisation's" in row["how"]]
+    to_write = missing + ALWAYS_BY_HAND + by_organisation
     data = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": generated_at,
@@ -373,7 +379,7 @@ def technical_file_data(*, task: Task, generated_by: Any, generated_at: Any) -> 
                 ],
                 "stops": stops,
             },
-            "standards": _standards(),
+            "standards": standards,
             "post_market": _post_market(task),
         },
         "to_be_written_by_organisation": to_write,
