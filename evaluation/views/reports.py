@@ -97,7 +97,7 @@ def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
     signed_off = report_signed_off_path(report) if request.GET.get("copy") != "issued" else None
     try:
         handle = (signed_off or report_path(report)).open("rb")
-    except (ReportError, FileNotFoundError) as exc:
+    except (ReportError, OSError) as exc:
         raise Http404("The report's file is missing from storage.") from exc
     return FileResponse(handle, as_attachment=True, filename=report_filename(report, signed_off=bool(signed_off)),
                         content_type="application/pdf")

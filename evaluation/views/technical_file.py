@@ -71,7 +71,7 @@ def download_technical_file(request: HtmxHttpRequest, technical_file_id: int, ki
     record = get_object_or_404(TechnicalFile.objects.select_related("task"), pk=technical_file_id)
     try:
         handle = technical_file_path(record, kind=kind).open("rb")
-    except FileNotFoundError as exc:
+    except OSError as exc:  # missing, or a record without a file name (the path is the media directory)
         raise Http404("The technical file is missing from storage.") from exc
     name = f"{record.task.name}-technical-file-{record.pk}.{kind}"
     content_type = "application/json" if kind == "json" else "application/pdf"

@@ -28,9 +28,10 @@ OUR_PUBLIC_VIEWS = {"evaluation.api.classify", "evaluation.api.openapi", "pldrev
 # URL names that answer 404 (not 403) to a user without permission, to hide that an object exists.
 # Add a name here only with a comment saying what it hides.
 HIDDEN_FROM_OUTSIDERS: set[str] = set()
-# Auditors change nothing; the only POSTs their role allows produce, check and sign off signed reports, and
-# sign a checkpoint of the ledger head (issue 22).
-AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make"}
+# Auditors change nothing; the only POSTs their role allows produce, check and sign off signed reports,
+# sign a checkpoint of the ledger head (issue 22) and produce a signed technical file (issue 24).
+AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make",
+                    "pld-technical-file-generate"}
 # The walk must not pass vacuously: issue 2 alone serves more pages than this.
 MIN_PATTERNS = 25
 MUST_VISIT = {
