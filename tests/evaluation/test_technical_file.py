@@ -93,7 +93,9 @@ def test_the_page_is_for_admins_and_auditors_and_only_admins_state_the_provider(
     assert client.get(f"/tasks/{task.name}/technical-file/").status_code == 403
     assert client.post(f"/tasks/{task.name}/technical-file/generate/").status_code == 403
 
+    assert "Technical file (Annex IV)" not in client.get(f"/tasks/{task.name}/").content.decode()
     client.force_login(auditor)
+    assert f'href="/tasks/{task.name}/technical-file/"' in client.get(f"/tasks/{task.name}/").content.decode()
     page = client.get(f"/tasks/{task.name}/technical-file/")
     assert page.status_code == 200 and "Generate a signed technical file" in page.content.decode()
     assert client.post(f"/tasks/{task.name}/technical-file/provider/",
