@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from evaluation.models import ClassifyCall, EvaluationRun, InputRetention
+from evaluation.models import ClassifyCall, EvaluationRun, InputRetention, ProviderInformation
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
 from pldreview.forms import SigningForm
 from rules.forms import TeacherEndpointForm
@@ -194,3 +194,13 @@ class ServingStopForm(SigningForm):
         widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
         help_text="On the record with your signature, and in the API's answer while the task is stopped.",
     )
+
+
+class ProviderInformationForm(forms.ModelForm):
+    """The provider's statements for a task's technical file; blank fields are listed as still to write."""
+
+    class Meta:
+        model = ProviderInformation
+        fields = list(ProviderInformation.FIELDS)
+        widgets = {name: forms.Textarea(attrs={"rows": 2}) for name in ProviderInformation.FIELDS
+                   if name not in ("provider_name", "provider_contact")}

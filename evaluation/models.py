@@ -618,6 +618,11 @@ class Report(models.Model):
     signature = models.ForeignKey(
         "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
     )
+    # The copy a person signed off: the issued file byte for byte, then a second PAdES signature naming them,
+    # the meaning and the time (an incremental update). A new file; the issued one stays as it was.
+    signed_off_file = models.CharField(max_length=500, blank=True, help_text="Path under MEDIA_ROOT")
+    signed_off_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    signed_off_size = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     # The ledger head when the report was signed, also stated in the PDF: an older report catches a
     # ledger rewritten after it was issued (``verify_report --ledger``).
@@ -636,6 +641,12 @@ class Report(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(status="ready") | (~models.Q(sha256="") & ~models.Q(file="")),
                 name="report_ready_has_file",
+            ),
+            # A signed-off copy exists only for a report a person signed, and then with its hash.
+            models.CheckConstraint(
+                condition=models.Q(signed_off_file="", signed_off_sha256="")
+                | (models.Q(signature__isnull=False) & ~models.Q(signed_off_file="") & ~models.Q(signed_off_sha256="")),
+                name="report_signed_off_copy_is_signed",
             ),
         ]
         permissions = [
@@ -691,3 +702,61 @@ class ServingStop(models.Model):
     @property
     def is_stop(self) -> bool:
         return self.action == self.Action.STOP
+
+
+class ProviderInformation(models.Model):
+    """What the provider states about a task's system for its technical file (EU AI Act Annex IV, section 1).
+
+    An Admin fills it once; the record cannot know these facts, so a blank field is listed in the technical
+    file as something the organisation must still write.
+    """
+
+    task = models.OneToOneField(Task, on_delete=models.PROTECT, related_name="provider_information")
+    provider_name = models.CharField(
+        max_length=300, blank=True, help_text="The legal entity placing the system on the market or into service"
+    )
+    provider_contact = models.CharField(
+        max_length=300, blank=True, help_text="Address or contact point for the authorities"
+    )
+    intended_purpose = models.TextField(blank=True, help_text="What the system is for, and what it is not for")
+    intended_users = models.TextField(blank=True, help_text="Who operates the system (the deployer's staff)")
+    affected_persons = models.TextField(blank=True, help_text="Persons or groups the decisions are about")
+    deployment_context = models.TextField(
+        blank=True, help_text="Where and how it is used: hardware, software, integrations"
+    )
+    instructions_for_use = models.TextField(blank=True, help_text="Where the deployer's instructions for use are kept")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    FIELDS = ("provider_name", "provider_contact", "intended_purpose", "intended_users", "affected_persons",
+              "deployment_context", "instructions_for_use")
+
+    def __str__(self) -> str:
+        return f"Provider information of {self.task}"
+
+
+class TechnicalFile(models.Model):
+    """A signed technical file (Annex IV) as issued for a task and its production version: kept forever."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="technical_files")
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="technical_files"
+    )
+    file = models.CharField(max_length=500, help_text="The signed PDF, path under MEDIA_ROOT")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveIntegerField(default=0)
+    json_file = models.CharField(max_length=500, help_text="The same facts as JSON, path under MEDIA_ROOT")
+    json_sha256 = models.CharField(max_length=64, help_text="Stated in the signed PDF, so the signature covers it")
+    signer = models.CharField(max_length=300, blank=True)
+    generated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    ledger_sequence = models.PositiveBigIntegerField()
+    ledger_hash = models.CharField(max_length=64)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Technical file {self.pk} on {self.task}"

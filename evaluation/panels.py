@@ -39,12 +39,14 @@ def prompt_version_record(version: PromptVersion, user: Any) -> tuple[str, dict[
 
 
 def task_production_links(task: Task, user: Any) -> list[tuple[str, str]]:
-    """The task's production page and logged decisions, for those who may see them."""
+    """The task's production page, logged decisions and technical file, for those who may see them."""
     links = []
     if user.has_perm("evaluation.watch_production"):
         links.append((reverse("pld-production", args=[task.name]), "Production"))
     if user.has_perm("evaluation.view_classifycall"):
         links.append((reverse("pld-classify-call-list", args=[task.name]), "Logged decisions"))
+    if user.has_perm("evaluation.view_report"):
+        links.append((reverse("pld-technical-file", args=[task.name]), "Technical file (Annex IV)"))
     return links
 
 

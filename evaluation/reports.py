@@ -23,9 +23,18 @@ from django.db.models import Prefetch
 from django.template.loader import render_to_string
 
 from evaluation.metrics import confusion_rows
-from evaluation.models import EvaluationRun, Promotion, Report
+from evaluation.models import EvaluationRun, Promotion, Report, ServingStop
 from evaluation.promotion import GateRunRow, gate_evidence
-from evaluation.signing import SigningError, SigningIdentity, pdf_sign, pdf_signature_validate, signing_identity_load
+from evaluation.serving_stops import task_stops
+from evaluation.signing import (
+    SIGN_OFF_FIELD,
+    SigningError,
+    SigningIdentity,
+    pdf_sign,
+    pdf_signature_validate,
+    pdf_signatures_validate,
+    signing_identity_load,
+)
 from evaluation.trends import task_trend, trend_chart
 from pldreview.jobs import JobCancelled, job_start
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
@@ -296,30 +305,78 @@ def _trend(task: Any) -> dict[str, Any] | None:
     return {"trend": trend, "chart": trend_chart(trend), "task": task} if trend else None
 
 
+def _figure(value: Any) -> str:
+    return f"{float(value):.3f}" if isinstance(value, int | float) and not isinstance(value, bool) else "—"
+
+
+def _ci(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return f" (95% CI {float(value[0]):.3f}–{float(value[1]):.3f})"
+    return ""
+
+
+def gate_sentences(gate: Any) -> dict[str, Any]:
+    """Return a promotion's stored gate evidence as readable sentences: the verdict, the figures, each condition.
+
+    Never a dump of the stored fields: a field this function does not know is left out, not printed raw.
+    """
+    if not isinstance(gate, dict) or not gate:
+        return {"verdict": "not recorded", "figures": [], "conditions": []}
+    verdict = "passed" if gate.get("passed") is True else "failed" if gate.get("passed") is False else "not recorded"
+    figures = []
+    if gate.get("candidate_macro_f1") is not None:
+        run = f", run {gate['candidate_run']}" if gate.get("candidate_run") else ""
+        figures.append(f"Candidate macro-F1 {_figure(gate['candidate_macro_f1'])}"
+                       f"{_ci(gate.get('candidate_macro_f1_ci95'))}{run}")
+    if gate.get("production_macro_f1") is not None:
+        figures.append(f"Version in production before: macro-F1 {_figure(gate['production_macro_f1'])}"
+                       f"{_ci(gate.get('production_macro_f1_ci95'))}")
+    if gate.get("test_split_frozen_sha256"):
+        changed = " — changed since it was frozen" if gate.get("test_split_changed") else ""
+        figures.append(f"Frozen test split SHA-256 {str(gate['test_split_frozen_sha256'])[:16]}…{changed}")
+    conditions = [
+        {"passed": bool(c.get("passed")), "title": str(c.get("title") or c.get("key") or "condition"),
+         "figure": str(c.get("figure") or ""), "sentence": str(c.get("sentence") or "")}
+        for c in gate.get("conditions", []) if isinstance(c, dict)
+    ]
+    if not conditions:
+        conditions = [{"passed": False, "title": str(problem), "figure": "", "sentence": ""}
+                      for problem in gate.get("problems", []) or []]
+    return {"verdict": verdict, "figures": figures, "conditions": conditions}
+
+
+def _manifestation(signature: Any) -> str:
+    return signature.manifestation if signature is not None else ""
+
+
 def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
     promotions = (
         Promotion.objects.filter(task=prompt_version.task)
         .select_related(
             "prompt_version", "from_version", "promoted_by", "evaluation_run", "override_requested_by", "signature",
-            "override__request_signature",
+            "override__request_signature", "override__confirm_signature",
         )
         .order_by("created_at", "id")
     )
     rows = []
     for promotion in promotions:
         gate = promotion.gate if isinstance(promotion.gate, dict) else {}
+        override = promotion.override if promotion.override_id else None
         rows.append(
             {
                 "when": promotion.created_at,
                 "to": f"v{promotion.prompt_version.number}",
+                "to_id": promotion.prompt_version_id,
                 "from": f"v{promotion.from_version.number}" if promotion.from_version else "—",
                 "concerns_this": prompt_version.pk in (promotion.prompt_version_id, promotion.from_version_id),
                 "is_rollback": promotion.is_rollback,
                 "by": _user_display(promotion.promoted_by),
-                "signature": promotion.signature.manifestation if promotion.signature_id else "",
+                "signature": _manifestation(promotion.signature) if promotion.signature_id else "",
                 "override_signature": (
-                    promotion.override.request_signature.manifestation
-                    if promotion.override_id and promotion.override.request_signature_id else ""
+                    _manifestation(override.request_signature) if override and override.request_signature_id else ""
+                ),
+                "override_confirm_signature": (
+                    _manifestation(override.confirm_signature) if override and override.confirm_signature_id else ""
                 ),
                 "reason": promotion.reason,
                 "override_justification": promotion.override_justification,
@@ -332,14 +389,73 @@ def _promotions_data(prompt_version: PromptVersion) -> list[dict[str, Any]]:
                     for c in gate.get("conditions", []) if isinstance(c, dict) and not c.get("passed")
                 ] or list(gate.get("problems", [])),
                 "evaluation_run": promotion.evaluation_run_id,
-                "gate": [
-                    {"key": key.replace("_", " "), "value": value}
-                    for key, value in gate.items()
-                    if not isinstance(value, dict | list)
-                ],
+                "gate": gate_sentences(gate),
             }
         )
     return rows
+
+
+def report_stops(task: Any) -> list[dict[str, Any]]:
+    """Return the task's production stops, oldest first: ``since``, ``by``, ``reason``, and ``resumed_at`` (None while
+    stopped) and ``resumed_by``; names are the printed names as signed."""
+    rows = task_stops(task)
+    resumes = {row.lifts_id: row for row in rows if row.action == ServingStop.Action.RESUME}
+    stops = []
+    for row in rows:
+        if row.action != ServingStop.Action.STOP:
+            continue
+        resume = resumes.get(row.pk)
+        stops.append({
+            "since": row.created_at, "by": row.signature.full_name, "reason": row.reason,
+            "resumed_at": resume.created_at if resume else None,
+            "resumed_by": resume.signature.full_name if resume else "",
+        })
+    return stops
+
+
+def _cover(prompt_version: PromptVersion, promotions: list[dict[str, Any]], rules: list[dict[str, Any]],
+           stops: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Return what the cover states: how the version reached production, the stops and the people's signatures."""
+    to_this = [p for p in promotions if p["to_id"] == prompt_version.pk]
+    latest = to_this[-1] if to_this else None
+    if latest is None:
+        production = {"state": "never", "sentence": "Never promoted to production."}
+    elif latest["override_justification"]:
+        production = {
+            "state": "overridden",
+            "sentence": (f"The promotion gate failed and two Admins overrode it: requested by "
+                         f"{latest['override_requested_by']}, confirmed by {latest['by']} on "
+                         f"{latest['when']:%Y-%m-%d %H:%M} UTC."),
+            "justification": latest["override_justification"],
+            "failing": [c["title"] + (f": {c['figure']}" if c["figure"] else "")
+                        for c in latest["gate"]["conditions"] if not c["passed"]],
+        }
+    elif latest["is_rollback"]:
+        production = {"state": "rollback", "sentence": (
+            f"Rolled back to this version by {latest['by']} on {latest['when']:%Y-%m-%d %H:%M} UTC; the gate "
+            f"evidence of this promotion: {latest['gate']['verdict']}.")}
+    elif latest["gate"]["verdict"] == "passed":
+        production = {"state": "passed", "sentence": (
+            f"The promotion gate passed (every condition held); promoted by {latest['by']} on "
+            f"{latest['when']:%Y-%m-%d %H:%M} UTC.")}
+    else:
+        production = {"state": "unknown", "sentence": (
+            f"Promoted by {latest['by']} on {latest['when']:%Y-%m-%d %H:%M} UTC; the gate's verdict was not "
+            "recorded with this promotion.")}
+    signatures = []
+    for promotion in to_this:
+        for key in ("override_signature", "override_confirm_signature", "signature"):
+            if promotion[key]:
+                signatures.append(promotion[key])
+    decisions = [event for rule in rules for event in rule["history"] if event.get("signature")]
+    signed_decisions = [event for event in decisions if not event["signature"].startswith("No electronic")]
+    return {
+        "production": production,
+        "stops": stops,
+        "signatures": signatures,
+        "n_decisions": len(decisions),
+        "n_signed_decisions": len(signed_decisions),
+    }
 
 
 def report_data(
@@ -355,6 +471,8 @@ def report_data(
     baseline_data = [_run_data(run, labels) for run in baselines]
     all_runs = ([pld_data] if pld_data else []) + baseline_data
     computed_sha = _sha256_text(prompt_version.text)
+    rules = _rules_data(prompt_version)
+    promotions = _promotions_data(prompt_version)
     return {
         "report_id": report_id,
         "generated_at": generated_at,
@@ -388,13 +506,14 @@ def report_data(
         "data_sha256": pld_data["data_sha256"] if pld_data else "",
         "test_split": gate,
         "pld_is_gate_run": judged is not None,
-        "rules": _rules_data(prompt_version),
+        "rules": rules,
         "pld": pld_data,
         "baselines": baseline_data,
         "runs": all_runs,
         "chart": _f1_chart(all_runs) if all_runs else None,
         "trend": _trend(task),
-        "promotions": _promotions_data(prompt_version),
+        "promotions": promotions,
+        "cover": _cover(prompt_version, promotions, rules, report_stops(task)),
         "signer": {
             "subject": identity.subject if identity else "",
             "fingerprint": identity.fingerprint if identity else "",
@@ -450,7 +569,7 @@ def _report_fail(report: Report, message: str) -> Report:
     return report
 
 
-def _store(report: Report, data: bytes) -> str:
+def _store(report: Report, data: bytes, *, kind: str = "report") -> str:
     """Write an issued report under a name no other report can have; never replace an existing file.
 
     A database id alone is not unique: a fresh database beside an old ``MEDIA_ROOT`` reuses ids.
@@ -462,7 +581,7 @@ def _store(report: Report, data: bytes) -> str:
     directory = Path(settings.MEDIA_ROOT) / REPORTS_DIR
     directory.mkdir(parents=True, exist_ok=True)
     for _attempt in range(5):
-        name = f"{version.task.name}-v{version.number}-report-{report.pk}-{digest}-{uuid.uuid4().hex[:8]}.pdf"
+        name = f"{version.task.name}-v{version.number}-{kind}-{report.pk}-{digest}-{uuid.uuid4().hex[:8]}.pdf"
         try:
             with (directory / name).open("xb") as handle:
                 handle.write(data)
@@ -523,8 +642,9 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
     report.error = ""
     report.ledger_sequence, report.ledger_hash = anchor_sequence, anchor_hash
     with transaction.atomic():
+        # "report.issued", not "report.signed": the instance signed it; a person's sign-off is "report.signed".
         audited_save(report, user=report.generated_by, reason=f"Issued, SHA-256 {report.sha256[:16]}…",
-                     event="report.signed")
+                     event="report.issued")
     return report
 
 
@@ -555,22 +675,76 @@ def report_signed_content(report: Report) -> str:
     return sha
 
 
+def report_sign_off_reason(*, report: Report, signature: Signature) -> str:
+    """Return the reason the sign-off signature states: who, the meaning, when, and what they signed."""
+    reason = f"{signature.manifestation}; electronic signature {signature.pk} over report {report.pk}, " \
+        f"SHA-256 {report.sha256}"
+    if signature.reason:
+        reason += f"; their reason: {signature.reason}"
+    return reason
+
+
+def _sign_off_pdf(report: Report, signature: Signature) -> bytes:
+    """Return the issued PDF with a second PAdES signature naming the person, the meaning and the time."""
+    original = report_path(report).read_bytes()
+    try:
+        identity = _identity()
+        signed = pdf_sign(
+            original, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            tsa_url=settings.PLD_TSA_URL, field_name=SIGN_OFF_FIELD, name=signature.full_name,
+            reason=report_sign_off_reason(report=report, signature=signature),
+        )
+    except SigningError as exc:
+        raise ValidationError(f"The sign-off could not be added to the PDF: {exc}") from exc
+    # The sign-off is an incremental update: the issued bytes must come first, unchanged, and both signatures hold.
+    if signed[: len(original)] != original:
+        raise ValidationError("The signed-off PDF does not begin with the issued report's bytes; nothing was saved.")
+    checks = pdf_signatures_validate(signed, trust=identity.certificate)
+    good = len(checks) == 2 and all(c.valid and c.trusted and c.signer_fingerprint == identity.fingerprint
+                                     for c in checks) and checks[-1].unmodified
+    if not good or checks[0].revision_end != len(original):
+        raise ValidationError("The signed-off PDF failed its own signature check; nothing was saved.")
+    return signed
+
+
 @transaction.atomic
 def report_sign(*, report: Report, user: AbstractBaseUser, signature: Signature | None) -> Report:
-    """Attach a person's electronic signature (meaning "Report signed", over the PDF's bytes) to an issued report."""
+    """Sign an issued report as a person (meaning "Report signed", over the PDF's bytes) and store the signed-off copy.
+
+    The copy is the issued file, byte for byte, followed by a second PAdES signature (an incremental
+    update) that names the signer, the meaning and the time; it is a new file with its own SHA-256,
+    and the issued file stays as it was.
+    """
     if not user.has_perm("evaluation.generate_report"):  # type: ignore[attr-defined]
         raise PermissionDenied(f"{user} may not sign reports")
     report = Report.objects.select_for_update().get(pk=report.pk)
     if report.signature_id is not None:
         raise ValidationError("This report is already signed; generate a new report to sign again.")
-    signature_check(signature, user=user, meanings=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report))
+    signature = signature_check(
+        signature, user=user, meanings=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
+    )
+    signed = _sign_off_pdf(report, signature)
     report.signature = signature
-    audited_save(report, user=user, reason="Report signed", update_fields=["signature"], event="report.signed")
+    report.signed_off_file = _store(report, signed, kind="signed-off")
+    report.signed_off_sha256 = hashlib.sha256(signed).hexdigest()
+    report.signed_off_size = len(signed)
+    audited_save(
+        report, user=user, event="report.signed",
+        reason=f"Report signed by {signature.full_name}; signed-off PDF SHA-256 {report.signed_off_sha256[:16]}…",
+        update_fields=["signature", "signed_off_file", "signed_off_sha256", "signed_off_size"],
+    )
     return report
 
 
-def report_filename(report: Report) -> str:
-    """Return the file name a downloaded report is saved under."""
+def report_signed_off_path(report: Report) -> Path | None:
+    """Return where the signed-off copy of a report is stored, or None before a person signed it off."""
+    return Path(settings.MEDIA_ROOT) / report.signed_off_file if report.signed_off_file else None
+
+
+def report_filename(report: Report, *, signed_off: bool = False) -> str:
+    """Return the file name a downloaded report (or its signed-off copy) is saved under."""
+    if signed_off and report.signed_off_file:
+        return Path(report.signed_off_file).name
     return Path(report.file).name if report.file else f"report-{report.pk}.pdf"
 
 

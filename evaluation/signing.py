@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 SIGNATURE_FIELD = "PLDReviewSignature"
+# The field of a person's sign-off: a second signature, added as an incremental update over the issued file.
+SIGN_OFF_FIELD = "PLDReviewSignOff"
 # RSA rather than ECDSA: every PDF reader, pdfsig (NSS) included, validates it.
 KEY_SIZE = 3072
 # Room for the CMS with the certificate and, when a TSA is configured, its token and chain.
@@ -88,6 +90,11 @@ class SignatureCheck:
     modification_level: str = ""
     problem: str = ""
     details: dict[str, str] = field(default_factory=dict)
+    field_name: str = ""
+    name: str = ""
+    reason: str = ""
+    # The byte where the revision this signature signs ends: the file up to it is what it covers.
+    revision_end: int = 0
 
 
 def certificate_fingerprint(certificate: x509.Certificate) -> str:
@@ -193,8 +200,14 @@ def pdf_sign(
     tsa_url: str = "",
     reason: str = "Audit report issued by PLD Review",
     location: str = "",
+    field_name: str = SIGNATURE_FIELD,
+    name: str = "",
 ) -> bytes:
-    """Return the PDF with a PAdES signature appended as an incremental update."""
+    """Return the PDF with a PAdES signature appended as an incremental update.
+
+    ``name`` is the signature dictionary's /Name (the person the signature is made for); earlier
+    revisions, and the signatures in them, stay byte for byte as they were.
+    """
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
     from pyhanko.sign.timestamps import HTTPTimeStamper
@@ -204,7 +217,8 @@ def pdf_sign(
     if signer is None:
         raise SigningError(f"pyHanko could not load the signing identity {p12_path}")
     metadata = signers.PdfSignatureMetadata(
-        field_name=SIGNATURE_FIELD,
+        field_name=field_name,
+        name=name or None,
         md_algorithm="sha256",
         subfilter=fields.SigSeedSubFilter.PADES,
         reason=reason,
@@ -232,24 +246,55 @@ def _as_asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
 
 
+def _embedded_signatures(pdf_bytes: bytes) -> tuple[list, SignatureCheck | None]:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    if not pdf_bytes.lstrip()[:5] == b"%PDF-":
+        return [], SignatureCheck(has_signature=False, problem="The file is not a PDF.")
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
+        signatures = list(reader.embedded_regular_signatures)
+    except Exception as exc:  # a damaged file fails in many ways; all mean "cannot be read"
+        return [], SignatureCheck(has_signature=False, problem=f"The PDF cannot be read: {type(exc).__name__}: {exc}")
+    if not signatures:
+        return [], SignatureCheck(has_signature=False, problem="The PDF carries no signature.")
+    return signatures, None
+
+
 def pdf_signature_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None = None) -> SignatureCheck:
     """Validate the last signature of a PDF, trusting only the given certificate."""
-    from pyhanko.pdf_utils.reader import PdfFileReader
+    signatures, failure = _embedded_signatures(pdf_bytes)
+    if failure is not None:
+        return failure
+    return _signature_validate(signatures[-1], trust)
+
+
+def pdf_signatures_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None = None) -> list[SignatureCheck]:
+    """Validate every signature of a PDF, oldest first; one failed check when the file has none."""
+    signatures, failure = _embedded_signatures(pdf_bytes)
+    if failure is not None:
+        return [failure]
+    return [_signature_validate(embedded, trust) for embedded in signatures]
+
+
+def _text(value: object) -> str:
+    return str(value) if value is not None else ""
+
+
+def _signature_validate(embedded: object, trust: x509.Certificate | None) -> SignatureCheck:
     from pyhanko.sign.diff_analysis import ModificationLevel
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
 
-    if not pdf_bytes.lstrip()[:5] == b"%PDF-":
-        return SignatureCheck(has_signature=False, problem="The file is not a PDF.")
-    try:
-        reader = PdfFileReader(io.BytesIO(pdf_bytes), strict=False)
-        signatures = reader.embedded_regular_signatures
-    except Exception as exc:  # a damaged file fails in many ways; all mean "cannot be read"
-        return SignatureCheck(has_signature=False, problem=f"The PDF cannot be read: {type(exc).__name__}: {exc}")
-    if not signatures:
-        return SignatureCheck(has_signature=False, problem="The PDF carries no signature.")
-    embedded = signatures[-1]
+    sig_object = embedded.sig_object  # type: ignore[attr-defined]
+    byte_range = list(sig_object.get("/ByteRange", []) or [])
+    described = {
+        "field_name": _text(embedded.field_name),  # type: ignore[attr-defined]
+        "name": _text(sig_object.get("/Name")),
+        "reason": _text(sig_object.get("/Reason")),
+        "revision_end": int(byte_range[2]) + int(byte_range[3]) if len(byte_range) == 4 else 0,
+    }
     trust_roots = [_as_asn1(trust)] if trust is not None else []
     # Offline on purpose: a verdict must not depend on the network; our certificate is the only root.
     context = ValidationContext(trust_roots=trust_roots, allow_fetching=False, revocation_mode="soft-fail")
@@ -257,7 +302,7 @@ def pdf_signature_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None =
         status = validate_pdf_signature(embedded, context)
     except Exception as exc:  # a broken CMS blob (e.g. a changed byte in /Contents) lands here
         return SignatureCheck(
-            has_signature=True, problem=f"The signature cannot be checked: {type(exc).__name__}: {exc}"
+            has_signature=True, problem=f"The signature cannot be checked: {type(exc).__name__}: {exc}", **described
         )
     signer_cert = status.signing_cert
     subject = signer_cert.subject.human_friendly if signer_cert is not None else ""
@@ -295,4 +340,5 @@ def pdf_signature_validate(pdf_bytes: bytes, *, trust: x509.Certificate | None =
         coverage=status.coverage.name if status.coverage is not None else "",
         modification_level=modification.name if modification is not None else "",
         details={"summary": status.summary(), **({"validity": problem} if problem else {})},
+        **described,
     )

@@ -64,14 +64,35 @@ def trend_chart(trend: dict[str, Any]) -> dict[str, Any]:
          "y_high": y(point["high"])}
         for i, point in enumerate(points)
     ]
-    named = (("No rules (zero-shot)", trend["zero_shot"]), ("Always the commonest label", trend["majority"]))
-    baselines = [{"name": name, "value": value, "y": y(value)} for name, value in named if value is not None]
+    # The short name labels the line inside the chart's right margin (150 px); the table gives the long one.
+    named = (("No rules (zero-shot)", "Zero-shot", trend["zero_shot"]),
+             ("Always the commonest label", "Majority label", trend["majority"]))
+    baselines = [{"name": name, "short": short, "value": value, "y": y(value)}
+                 for name, short, value in named if value is not None]
+    _spread_labels(baselines, top=TOP, bottom=TOP + plot_h)
     ticks = [{"value": f"{v / 10:.1f}", "y": y(v / 10)} for v in range(0, 11, 2)]
     return {
         "width": WIDTH, "height": HEIGHT, "left": LEFT, "right_edge": WIDTH - RIGHT, "axis_y": TOP + plot_h,
         "top": TOP, "dots": dots, "baselines": baselines, "ticks": ticks,
         "path": " ".join(f"{'M' if i == 0 else 'L'}{d['x']},{d['y']}" for i, d in enumerate(dots)),
     }
+
+
+LABEL_GAP = 13  # px between baseline labels at font-size 11: closer, they print over each other
+
+
+def _spread_labels(baselines: list[dict[str, Any]], *, top: float, bottom: float) -> None:
+    """Give each baseline a ``label_y`` at least LABEL_GAP from the next, keeping its line at its true ``y``."""
+    ordered = sorted(baselines, key=lambda b: b["y"])
+    previous = None
+    for baseline in ordered:
+        label_y = baseline["y"] if previous is None else max(baseline["y"], previous + LABEL_GAP)
+        baseline["label_y"] = label_y
+        previous = label_y
+    overflow = (ordered[-1]["label_y"] - bottom) if ordered else 0
+    if overflow > 0:  # pushed below the plot: move the whole stack up, never above the top
+        for baseline in ordered:
+            baseline["label_y"] = round(max(top, baseline["label_y"] - overflow), 1)
 
 
 def trend_panel(task: Task, user: Any) -> tuple[str, dict[str, Any]] | None:

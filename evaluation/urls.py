@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving, webhooks
+from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving, technical_file, webhooks
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -48,6 +48,16 @@ urlpatterns = [
     path("reports/<int:report_id>/", reports.report_detail, name="pld-report-detail"),
     path("reports/<int:report_id>/download/", reports.report_download, name="pld-report-download"),
     path("reports/<int:report_id>/sign/", reports.sign_report, name="pld-report-sign"),
+    # The technical file (EU AI Act Annex IV) of a task.
+    path("tasks/<slug:task_name>/technical-file/", technical_file.technical_file_page, name="pld-technical-file"),
+    path("tasks/<slug:task_name>/technical-file/generate/", technical_file.generate_technical_file,
+         name="pld-technical-file-generate"),
+    path("tasks/<slug:task_name>/technical-file/provider/", technical_file.save_provider_information,
+         name="pld-technical-file-provider"),
+    path("technical-files/<int:technical_file_id>/technical-file.pdf", technical_file.download_technical_file,
+         {"kind": "pdf"}, name="pld-technical-file-pdf"),
+    path("technical-files/<int:technical_file_id>/technical-file.json", technical_file.download_technical_file,
+         {"kind": "json"}, name="pld-technical-file-json"),
     # API tokens (Admins) and the token-authenticated API.
     path("api-tokens/", api_tokens.api_token_list, name="pld-api-token-list"),
     path("api-tokens/new/", api_tokens.create_api_token, name="pld-api-token-create"),

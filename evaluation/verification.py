@@ -3,6 +3,12 @@
 The checks run in a fixed order and stop at the first failure, so the verdict names exactly one
 reason: a file that is not a signed PDF, a broken signature, a change after signing, a signer
 that is not this instance, or a file this instance never issued.
+
+A report a person signed off carries two signatures: the issuing one over the first revision (the
+issued file, byte for byte) and the sign-off over the whole file. Every check then holds for both:
+each is valid and by this instance's identity, the sign-off covers the entire file and the issuing
+one its whole revision with nothing but a signature added after it, the whole file is the
+signed-off copy this instance stored, and its first revision is the issued report.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from evaluation.models import Report
-from evaluation.signing import SignatureCheck, SigningError, pdf_signature_validate, signing_identity_load
+from evaluation.signing import SignatureCheck, SigningError, pdf_signatures_validate, signing_identity_load
 from pldreview.ledger import ledger_anchor_parse
 from pldreview.ledger_verify import ledger_chain_through
 
@@ -38,6 +44,8 @@ class Verdict:
     checks: list[Check] = field(default_factory=list)
     report: Report | None = None
     signature: SignatureCheck | None = None
+    # Every signature of the file, oldest first (the issuing one, then a person's sign-off if any).
+    signatures: list[SignatureCheck] = field(default_factory=list)
 
     @property
     def failed_check(self) -> Check | None:
@@ -64,7 +72,8 @@ FAILURE_MESSAGES = {
 
 
 def _verdict(
-    sha256: str, results: dict[str, tuple[bool, str]], *, signature: SignatureCheck, report: Report | None = None
+    sha256: str, results: dict[str, tuple[bool, str]], *, signature: SignatureCheck, report: Report | None = None,
+    signatures: list[SignatureCheck] | None = None,
 ) -> Verdict:
     checks = []
     failed: Check | None = None
@@ -77,6 +86,7 @@ def _verdict(
         checks.append(check)
         if passed is False:
             failed = check
+    every = signatures or [signature]
     if failed is None:
         message = (
             f"Verified: report {report.pk} on {report.prompt_version}, issued by this instance and unmodified "
@@ -84,18 +94,25 @@ def _verdict(
             if report is not None
             else "Verified."
         )
-        return Verdict(ok=True, message=message, sha256=sha256, checks=checks, signature=signature, report=report)
+        if report is not None and len(every) > 1:
+            message = (
+                f"Verified: report {report.pk} on {report.prompt_version}, issued by this instance, then signed off "
+                f"by {every[-1].name or 'a person'}; both signatures are valid and nothing changed since."
+            )
+        return Verdict(ok=True, message=message, sha256=sha256, checks=checks, signature=signature, report=report,
+                       signatures=every)
     message = FAILURE_MESSAGES[failed.key].format(detail=failed.detail, sha256=sha256).strip()
-    return Verdict(ok=False, message=message, sha256=sha256, checks=checks, signature=signature, report=report)
+    return Verdict(ok=False, message=message, sha256=sha256, checks=checks, signature=signature, report=report,
+                   signatures=every)
 
 
-def signed_reason(data: bytes) -> str:
-    """Return the reason stated in a PDF's last signature (covered by it), or "" if there is none."""
+def signed_reason(data: bytes, *, index: int = -1) -> str:
+    """Return the reason stated in a PDF's signature (the last by default; covered by it), or "" if there is none."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     try:
         signatures = PdfFileReader(io.BytesIO(data), strict=False).embedded_regular_signatures
-        return str(signatures[-1].sig_object.get("/Reason", "")) if signatures else ""
+        return str(signatures[index].sig_object.get("/Reason", "")) if signatures else ""
     except Exception:  # an unreadable file has already failed the signature checks
         return ""
 
@@ -107,7 +124,8 @@ def ledger_anchor_check(*, data: bytes, report: Report) -> tuple[bool | None, st
     record does not help; the record's copy is the fallback for a reason that does not state it.
     None: the report states no anchor, so there is nothing to check.
     """
-    anchor = ledger_anchor_parse(signed_reason(data))
+    # The issuing signature states the anchor; a sign-off added later does not move it.
+    anchor = ledger_anchor_parse(signed_reason(data, index=0))
     if anchor is None and report.ledger_sequence is not None:
         anchor = (report.ledger_sequence, report.ledger_hash)
     if anchor is None:
@@ -122,10 +140,39 @@ def ledger_anchor_check(*, data: bytes, report: Report) -> tuple[bool | None, st
     return True, f"entry #{sequence} still has hash {expected}, and every entry before it chains to it"
 
 
+# After a signature, only these changes may follow it: another signature (form filling) or validation data.
+LATER_CHANGES_ALLOWED = {"", "NONE", "LTA_UPDATES", "FORM_FILLING"}
+
+
+def _which(index: int, count: int) -> str:
+    if count == 1:
+        return "the signature"
+    return "the issuing signature" if index == 0 else f"signature {index + 1} (a person's sign-off)"
+
+
+def _coverage_problem(signatures: list[SignatureCheck]) -> str:
+    """Say how the signatures fail to cover the file; "" when the last covers it all and each earlier its revision."""
+    last = signatures[-1]
+    if not last.unmodified:
+        if not last.entire_file:
+            return f"bytes were added after {_which(len(signatures) - 1, len(signatures))}"
+        return f"modification level {last.modification_level}"
+    for index, check in enumerate(signatures[:-1]):
+        if check.coverage != "ENTIRE_REVISION" or check.modification_level not in LATER_CHANGES_ALLOWED:
+            return (f"{_which(index, len(signatures))} does not cover its whole revision or was followed by more "
+                    f"than a signature (coverage {check.coverage or '?'}, later changes "
+                    f"{check.modification_level or '?'})")
+    ends = [check.revision_end for check in signatures]
+    if ends != sorted(ends) or len(set(ends)) != len(ends):
+        return "the signatures do not each cover the revisions before them"
+    return ""
+
+
 def report_verify(*, data: bytes, ledger: bool = False, require_anchor: bool = False) -> Verdict:
     """Check a report file against this instance's signing identity, its issued reports and (if asked) ledger.
 
     ``require_anchor`` fails a report that states no ledger head instead of skipping the ledger check.
+    A file with a person's sign-off (two signatures) must pass every check with both.
     """
     sha256 = hashlib.sha256(data).hexdigest()
     results: dict[str, tuple[bool, str]] = {}
@@ -133,52 +180,72 @@ def report_verify(*, data: bytes, ledger: bool = False, require_anchor: bool = F
         identity = signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
     except SigningError:
         identity = None  # still say what we can about the file; the signer check fails below
-    signature = pdf_signature_validate(data, trust=identity.certificate if identity else None)
+    signatures = pdf_signatures_validate(data, trust=identity.certificate if identity else None)
+    signature = signatures[-1]
+    count = len(signatures)
+
+    def verdict(report: Report | None = None) -> Verdict:
+        return _verdict(sha256, results, signature=signature, report=report, signatures=signatures)
+
     if not signature.has_signature:
         results["signed_pdf"] = (False, signature.problem)
-        return _verdict(sha256, results, signature=signature)
-    results["signed_pdf"] = (True, f"signed by {signature.signer_subject or 'an unnamed signer'}")
-    if signature.problem or not signature.valid:
-        summary = signature.details.get("summary", "")
-        detail = f"the signature does not match the signed content (validator: {summary})"
-        results["intact"] = (False, signature.problem or detail)
-        return _verdict(sha256, results, signature=signature)
-    results["intact"] = (True, "digest and signature value match")
-    if not signature.unmodified:
-        detail = (
-            "bytes were added after the signed revision"
-            if not signature.entire_file
-            else f"modification level {signature.modification_level}"
-        )
-        results["unmodified"] = (False, detail)
-        return _verdict(sha256, results, signature=signature)
-    results["unmodified"] = (True, "the signature covers the entire file")
+        return verdict()
+    if count == 1:
+        results["signed_pdf"] = (True, f"signed by {signature.signer_subject or 'an unnamed signer'}")
+    else:
+        named = ", ".join(f"{check.field_name or '?'}" + (f" for {check.name}" if check.name else "")
+                          for check in signatures)
+        results["signed_pdf"] = (True, f"{count} signatures: {named}")
+    for index, check in enumerate(signatures):
+        if check.problem or not check.valid:
+            summary = check.details.get("summary", "")
+            detail = f"the signature does not match the signed content (validator: {summary})"
+            prefix = "" if count == 1 else f"{_which(index, count)}: "
+            results["intact"] = (False, prefix + (check.problem or detail))
+            return verdict()
+    results["intact"] = (True, "digest and signature value match" if count == 1
+                         else f"all {count} signatures: digest and signature value match")
+    problem = _coverage_problem(signatures)
+    if problem:
+        results["unmodified"] = (False, problem)
+        return verdict()
+    results["unmodified"] = (True, "the signature covers the entire file" if count == 1 else
+                             "the last signature covers the entire file; each earlier one its whole revision, "
+                             "followed only by a signature")
     if identity is None:
         results["signer"] = (False, f"this instance has no signing identity at {settings.PLD_SIGNING_P12}")
-        return _verdict(sha256, results, signature=signature)
-    if not (signature.trusted and signature.signer_fingerprint == identity.fingerprint):
-        results["signer"] = (
-            False,
-            signature.details.get("validity")
-            or f"signed by {signature.signer_subject} (certificate SHA-256 {signature.signer_fingerprint}); "
-            f"this instance signs as {identity.subject} ({identity.fingerprint})",
-        )
-        return _verdict(sha256, results, signature=signature)
+        return verdict()
+    for index, check in enumerate(signatures):
+        if not (check.trusted and check.signer_fingerprint == identity.fingerprint):
+            prefix = "" if count == 1 else f"{_which(index, count)}: "
+            results["signer"] = (
+                False,
+                prefix + (check.details.get("validity")
+                          or f"signed by {check.signer_subject} (certificate SHA-256 {check.signer_fingerprint}); "
+                          f"this instance signs as {identity.subject} ({identity.fingerprint})"),
+            )
+            return verdict()
     results["signer"] = (True, f"{identity.subject}, certificate SHA-256 {identity.fingerprint}")
-    report = (
-        Report.objects.select_related("prompt_version__task", "generated_by")
-        .filter(sha256=sha256, status=Report.Status.READY)
-        .first()
+    reports = Report.objects.select_related("prompt_version__task", "generated_by", "signature").filter(
+        status=Report.Status.READY
     )
+    if count == 1:
+        report = reports.filter(sha256=sha256).first()
+    else:
+        report = reports.filter(signed_off_sha256=sha256).first()
+        first_revision = hashlib.sha256(data[: signatures[0].revision_end]).hexdigest()
+        if report is not None and (count != 2 or first_revision != report.sha256):
+            report = None  # the stored copy's first revision must be the issued report, byte for byte
     if report is None:
         results["issued"] = (False, "")
-        return _verdict(sha256, results, signature=signature)
-    results["issued"] = (
-        True,
-        f"report {report.pk} on {report.prompt_version}, generated {report.created_at:%Y-%m-%d %H:%M} UTC "
-        f"by {report.generated_by}",
-    )
+        return verdict()
+    detail = (f"report {report.pk} on {report.prompt_version}, generated {report.created_at:%Y-%m-%d %H:%M} UTC "
+              f"by {report.generated_by}")
+    if count > 1 and report.signature is not None:
+        detail += (f"; signed off: {report.signature.manifestation}; its first revision is the issued file "
+                   f"(SHA-256 {report.sha256})")
+    results["issued"] = (True, detail)
     if ledger:
         passed, detail = ledger_anchor_check(data=data, report=report)
         results["ledger"] = (False if passed is None and require_anchor else passed, detail)
-    return _verdict(sha256, results, signature=signature, report=report)
+    return verdict(report)

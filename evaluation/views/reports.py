@@ -21,6 +21,7 @@ from evaluation.reports import (
     report_request,
     report_sign,
     report_signed_content,
+    report_signed_off_path,
 )
 from evaluation.verification import report_verify
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
@@ -91,14 +92,17 @@ def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 @require_GET
 @permission_required("evaluation.view_report", raise_exception=True)
 def report_download(request: HtmxHttpRequest, report_id: int) -> FileResponse:
+    """Send the signed-off copy once a person signed the report (``?copy=issued``: the file as issued)."""
     report = _report_or_404(report_id, request.user)
     if report.status != Report.Status.READY:
         raise Http404("This report has no file to download.")
+    signed_off = report_signed_off_path(report) if request.GET.get("copy") != "issued" else None
     try:
-        handle = report_path(report).open("rb")
-    except (ReportError, FileNotFoundError) as exc:
+        handle = (signed_off or report_path(report)).open("rb")
+    except (ReportError, OSError) as exc:
         raise Http404("The report's file is missing from storage.") from exc
-    return FileResponse(handle, as_attachment=True, filename=report_filename(report), content_type="application/pdf")
+    return FileResponse(handle, as_attachment=True, filename=report_filename(report, signed_off=bool(signed_off)),
+                        content_type="application/pdf")
 
 
 @require_POST

@@ -44,12 +44,20 @@ def test_the_trend_has_one_point_per_version_and_both_baselines(task, two_versio
     assert chart["dots"][1]["y_high"] < chart["dots"][1]["y"] < chart["dots"][1]["y_low"]
 
 
+def test_baseline_labels_close_in_value_do_not_print_over_each_other(task, two_versions) -> None:
+    chart = trend_chart(task_trend(task))
+    zero, majority = chart["baselines"]  # 0.31 and 0.286: their lines lie 5 px apart
+    assert abs(zero["y"] - majority["y"]) < 13
+    assert abs(zero["label_y"] - majority["label_y"]) >= 13
+    assert zero["label_y"] < majority["label_y"]  # the higher value's label stays above
+
+
 def test_the_task_page_draws_an_accessible_svg_and_a_table(client, task, two_versions, reviewer, outsider) -> None:
     client.force_login(reviewer)
     body = client.get(f"/tasks/{task.name}/").content.decode()
     svg = re.search(r"<svg .*?</svg>", body, re.S).group(0)
     assert 'role="img"' in svg and "<title" in svg and "v2: 0.660 (95% range 0.610 to 0.710)" in svg
-    assert svg.count("<circle") == 2 and "No rules (zero-shot) 0.31" in svg and "Always the commonest label" in svg
+    assert svg.count("<circle") == 2 and "Zero-shot 0.31" in svg and "Always the commonest label" in svg
     assert "<script" not in body.split("<svg")[1].split("</svg>")[0]
 
 

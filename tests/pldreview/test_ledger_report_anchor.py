@@ -24,8 +24,8 @@ def signed(signing: Path, tmp_path: Path, task, reviewer, second_reviewer, admin
     world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     report = report_generate(prompt_version=world.version, user=auditor)
     assert report.status == Report.Status.READY, report.error
-    # The head when it was signed: the entry just before its report.signed entry.
-    signed_at = LedgerEntry.objects.get(event="report.signed", object_id=str(report.pk)).sequence
+    # The head when it was signed: the entry just before its report.issued entry.
+    signed_at = LedgerEntry.objects.get(event="report.issued", object_id=str(report.pk)).sequence
     head = LedgerEntry.objects.get(sequence=signed_at - 1)
     assert LedgerHead.objects.get().sequence == signed_at
     path = tmp_path / "report.pdf"
@@ -44,7 +44,7 @@ def test_the_report_states_the_head_at_signing_and_keeps_it_on_its_record(signed
     assert (report.ledger_sequence, report.ledger_hash) == (head.sequence, head.hash)
     text = pdf_text(path.read_bytes())
     assert f"Entry #{head.sequence}" in text and head.hash[:32] in text.replace(" ", "")
-    signed_entry = LedgerEntry.objects.get(event="report.signed", object_id=str(report.pk))
+    signed_entry = LedgerEntry.objects.get(event="report.issued", object_id=str(report.pk))
     facts = json.loads(signed_entry.payload)["facts"]
     assert facts["sha256"] == report.sha256 and facts["ledger_sequence"] == head.sequence
     assert "still has hash" in _verify(path)

@@ -36,7 +36,9 @@ HIDDEN_FROM_OUTSIDERS: set[str] = set()
 AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make",
                     # A token's owner manages its webhooks whatever their role (the walk's token is the Auditor's);
                     # test_webhook_pages.py shows another's token is refused.
-                    "pld-webhook-create", "pld-webhook-disable"}
+                    "pld-webhook-create", "pld-webhook-disable",
+                    # ... and produce a signed technical file (issue 24).
+                    "pld-technical-file-generate"}
 # The walk must not pass vacuously: issue 2 alone serves more pages than this.
 MIN_PATTERNS = 25
 MUST_VISIT = {
