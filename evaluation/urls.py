@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs
+from evaluation.views import api_tokens, health, production, promotion, refine, reports, runs
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -46,4 +46,7 @@ urlpatterns = [
     path("api-tokens/<int:token_id>/revoke/", api_tokens.revoke_api_token, name="pld-api-token-revoke"),
     path("api/v1/tasks/<str:task_name>/classify", api.classify, name="pld-api-classify"),
     path("api/v1/openapi.json", api.openapi, name="pld-api-openapi"),
+    # For load balancers and scripts/demo: public, JSON, served by every role (evaluation/views/health.py).
+    path("healthz", health.healthz, name="pld-healthz"),
+    path("readyz", health.readyz, name="pld-readyz"),
 ]
