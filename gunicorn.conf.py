@@ -27,3 +27,16 @@ graceful_timeout = 30
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Warn when the threads cannot outnumber the calls admitted to wait for the model (evaluation/admission.py)."""
+    from django.conf import settings
+
+    # PLD_API_MAX_QUEUE + 1 threads may wait for the student; with no thread left over, a refusal, a health check
+    # or (PLD_WEB_ROLE=all) a page would queue behind them again.
+    if settings.PLD_WEB_ROLE != "pages" and worker.cfg.threads <= settings.PLD_API_MAX_QUEUE + 1:
+        worker.log.warning(
+            "--threads %s leaves no thread free of the model: use more than PLD_API_MAX_QUEUE + 1 (%s), e.g. %s",
+            worker.cfg.threads, settings.PLD_API_MAX_QUEUE + 1, settings.PLD_API_MAX_QUEUE + 4,
+        )

@@ -2,7 +2,7 @@
 
 A benchmark, not a test: it prints one JSON object (the last line). Run it from the project root:
 
-    .venv/bin/python benchmarks/classify_api.py [--clients 4] [--seconds 60] [--port 8765]
+    .venv/bin/python benchmarks/classify_api.py [--clients 16] [--seconds 60] [--port 8765] [--max-queue 2]
 
 It builds a throwaway SQLite database in a temporary folder (migrate, the demo users and fixture tasks,
 three approved rules, one compiled version promoted with a written override — this measures serving,
@@ -20,6 +20,16 @@ come from one gunicorn (PLD_WEB_ROLE=pages, never loads the model) and the API f
 niced); ``--layout single`` is the old one-process layout. A signed-in reviewer fetches the review queue
 (``/review/``) one request after another, first alone for ``--review-seconds`` (``review_p95_ms_idle``), then
 all through the clients' calls (``review_p95_ms_under_api``); the bar is ``review_ratio`` ≤ 2.
+
+The idle reviewer, the single client and the loaded phase come in ``--rounds`` slices taken in turn, so each
+ratio compares moments of the same stretch of a shared machine's load.
+
+Admission (evaluation/admission.py): before each loaded slice, one client alone (the reviewer fetching beside it,
+as under load) gives ``single_p95_ms``; under load the
+clients honour a 503 ``queue_full``'s Retry-After, and ``accepted_p95_ms`` (the 200s) must stay within
+(``max_queue`` + 1) × ``single_p95_ms``. Beside them a second token limited to ``--limited-rate`` calls a minute
+offers one call every ``--limited-interval`` seconds (far above its limit, ignoring Retry-After): ``p95_429_ms``,
+the p95 of its 429 answers, must stay ≤ 50 ms however busy the model is.
 """
 from __future__ import annotations
 
@@ -82,8 +92,10 @@ def prepare() -> None:
     session = Client()
     session.force_login(reviewer)
     name = settings.SESSION_COOKIE_NAME
+    limited = api_token_create(user=reviewer, name="limited", created_by=admin,
+                               rate_limit_per_minute=int(os.environ["PLD_BENCHMARK_LIMITED_RATE"]))[1]
     print(json.dumps({"token": api_token_create(user=reviewer, name="benchmark", created_by=admin)[1],
-                      "cookie": f"{name}={session.cookies[name].value}"}))
+                      "limited": limited, "cookie": f"{name}={session.cookies[name].value}"}))
 
 
 def _inputs() -> list[bytes]:
@@ -128,13 +140,50 @@ def _client(port: int, token: str, bodies: list[bytes], offset: int, until: floa
             response.read()
             status = response.status
             timing = _server_timing(response.getheader("Server-Timing") or "")
+            retry_after = float(response.getheader("Retry-After") or 0) if status == 503 else 0.0
         except (OSError, http.client.HTTPException):
-            status, timing = 0, {}
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            status, timing, retry_after = 0, {}, 0.0
+        # The server closes every connection (gunicorn.conf.py keepalive = 0).
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         results.append((not unlogged, (time.perf_counter() - started) * 1000, status, timing))
         i += 1
+        if retry_after:
+            # A well-behaved integrator: a full queue says when to come back.
+            time.sleep(max(0.0, min(retry_after, until - time.monotonic())))
     conn.close()
+
+
+def _limited_call(port: int, headers: dict[str, str], body: bytes, results: list[tuple[float, int]]) -> None:
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", "/api/v1/tasks/nda-demo/classify", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        status = response.status
+    except (OSError, http.client.HTTPException):
+        status = 0
+    finally:
+        conn.close()
+    results.append(((time.perf_counter() - started) * 1000, status))
+
+
+def _limited(port: int, token: str, body: bytes, interval: float, until: float,
+             results: list[tuple[float, int]]) -> None:
+    """Call with a token limited below this offered rate: one call every ``interval`` s whatever the answers (each
+    in its own thread, so a call the model takes seconds to decide does not lower the rate), ignoring Retry-After."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    calls = []
+    due = time.monotonic()
+    while due < until:
+        call = threading.Thread(target=_limited_call, args=(port, headers, body, results))
+        call.start()
+        calls.append(call)
+        due += interval
+        time.sleep(max(0.0, due - time.monotonic()))
+    for call in calls:
+        call.join()
 
 
 def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, int]]) -> None:
@@ -155,10 +204,11 @@ def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, i
     conn.close()
 
 
-def _gunicorn(python: str, port: int, env: dict[str, str], log: Path, *, nice: int = 0) -> subprocess.Popen:
+def _gunicorn(python: str, port: int, env: dict[str, str], log: Path, *, nice: int = 0,
+              threads: int = 4) -> subprocess.Popen:
     # The demo's command line (scripts/demo), in its own session so its workers stop with it.
     command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pldreview.wsgi:application",
-               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"]
+               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads)]
     return subprocess.Popen(
         (["nice", "-n", str(nice)] if nice else []) + command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=open(log, "w"), start_new_session=True,  # noqa: SIM115
@@ -174,13 +224,20 @@ def _p(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--n-ctx", type=int, default=4096, help="PLD_STUDENT_N_CTX for the server")
     parser.add_argument("--layout", choices=["split", "single"], default="split",
                         help="split: pages and API in two processes, as scripts/demo; single: one process for both")
     parser.add_argument("--review-seconds", type=float, default=20.0, help="the reviewer alone, before the API load")
+    parser.add_argument("--single-seconds", type=float, default=20.0, help="one client alone: single_p95_ms")
+    parser.add_argument("--rounds", type=int, default=3, help="quiet and loaded slices taken in turn")
+    parser.add_argument("--max-queue", type=int, default=2, help="PLD_API_MAX_QUEUE of the API's process")
+    parser.add_argument("--api-threads", type=int, default=8, help="gunicorn threads of the API (scripts/demo: 8)")
+    parser.add_argument("--api-nice", type=int, default=10, help="the API's nice level (scripts/demo: 10)")
+    parser.add_argument("--limited-rate", type=int, default=30, help="calls a minute the limited token may make")
+    parser.add_argument("--limited-interval", type=float, default=0.2, help="seconds between its calls")
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prepare:
@@ -193,42 +250,63 @@ def main() -> None:
             "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3", "PLD_VAR_DIR": tmp,
             "PLD_BENCHMARK_UNLOGGED_CALLS": "1", "PLD_API_DEFAULT_RATE_LIMIT": "1000000",
             "PLD_STUDENT_N_CTX": str(args.n_ctx), "PYTHONPATH": str(ROOT),
+            "PLD_API_MAX_QUEUE": str(args.max_queue), "PLD_BENCHMARK_LIMITED_RATE": str(args.limited_rate),
         }
+        # As scripts/demo: the API restores the production prefix at start and says so on /readyz.
+        api_env = {**env, "PLD_WEB_ROLE": "api", "PLD_STUDENT_PRELOAD": "1"}
         subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         prepared = json.loads(subprocess.run([python, __file__, "--prepare"], cwd=ROOT, env=env, check=True,
                                              stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
-        token, cookie = prepared["token"], prepared["cookie"]
+        token, limited, cookie = prepared["token"], prepared["limited"], prepared["cookie"]
         load_before = os.getloadavg()
         api_port = args.port + 1 if args.layout == "split" else args.port
         servers = []
         if args.layout == "split":
             servers.append(_gunicorn(python, args.port, {**env, "PLD_WEB_ROLE": "pages"}, Path(tmp) / "web.log"))
-            servers.append(_gunicorn(python, api_port, {**env, "PLD_WEB_ROLE": "api"}, Path(tmp) / "api.log", nice=10))
+            servers.append(_gunicorn(python, api_port, api_env, Path(tmp) / "api.log", nice=args.api_nice,
+                                     threads=args.api_threads))
         else:
-            servers.append(_gunicorn(python, args.port, env, Path(tmp) / "web.log"))
+            servers.append(_gunicorn(python, args.port, {**api_env, "PLD_WEB_ROLE": "all"}, Path(tmp) / "web.log",
+                                     threads=args.api_threads))
         try:
             _wait_for(args.port, 60, servers[0])
-            _wait_for(api_port, 60, servers[-1], path="/api/v1/openapi.json", status=401)
+            _wait_for(api_port, 300, servers[-1], path="/readyz", status=200)
             bodies = _inputs()
             warm: list[tuple[bool, float, int, dict[str, float]]] = []
             _client(api_port, token, bodies, 0, time.monotonic() + 0.001, warm)  # loads the student once
             if warm[0][2] != 200:
                 raise SystemExit(f"The warm-up call answered {warm[0][2]}; see {tmp}/*.log")
             review_idle: list[tuple[float, int]] = []
-            _reviewer(args.port, cookie, time.monotonic() + args.review_seconds, review_idle)
+            single: list[tuple[bool, float, int, dict[str, float]]] = []
+            limited_results: list[tuple[float, int]] = []
             results: list[tuple[bool, float, int, dict[str, float]]] = []
             review_loaded: list[tuple[float, int]] = []
-            until = time.monotonic() + args.seconds
-            started = time.monotonic()
-            threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results))
-                       for n in range(args.clients)]
-            threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded)))
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.monotonic() - started
+            review_single: list[tuple[float, int]] = []
+            elapsed = 0.0
+            # The quiet and the loaded figures come in --rounds slices taken in turn, so a busy spell on a shared
+            # machine falls on both sides of each ratio alike.
+            for _round in range(args.rounds):
+                _reviewer(args.port, cookie, time.monotonic() + args.review_seconds / args.rounds, review_idle)
+                # The reviewer keeps fetching meanwhile, as under load: the single client and the 16 then differ
+                # only in the API's own traffic (the pages process, not niced, takes a core from the model).
+                until = time.monotonic() + args.single_seconds / args.rounds
+                beside = threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_single))
+                beside.start()
+                _client(api_port, token, bodies, 0, until, single)
+                beside.join()
+                until = time.monotonic() + args.seconds / args.rounds
+                started = time.monotonic()
+                threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results))
+                           for n in range(args.clients)]
+                threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded)))
+                threads.append(threading.Thread(target=_limited, args=(
+                    api_port, limited, bodies[0], args.limited_interval, until, limited_results)))
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                elapsed += time.monotonic() - started
         finally:
             for server in servers:
                 os.killpg(server.pid, signal.SIGTERM)
@@ -238,6 +316,7 @@ def main() -> None:
         logged_rows = sqlite3.connect(f"{tmp}/db.sqlite3").execute(
             "SELECT COUNT(*) FROM evaluation_classifycall").fetchone()[0]
     ok = [r for r in results if r[2] == 200]
+    single_p95 = _p([r[1] for r in single if r[2] == 200], 0.95)
     logged = [r[1] for r in ok if r[0]]
     unlogged = [r[1] for r in ok if not r[0]]
     # The server's own timing of each logged call (Server-Timing): deciding, then writing the record.
@@ -245,12 +324,27 @@ def main() -> None:
     decide_ms = [r[3]["decide"] for r in ok if r[0] and "decide" in r[3]]
     figures = {
         "clients": args.clients,
+        "rounds": args.rounds,
         "seconds": round(elapsed, 1),
         "calls": len(results),
         "rps": round(len(ok) / elapsed, 2),
         "p50_ms": round(_p([r[1] for r in ok], 0.5), 1),
         "p95_ms": round(_p([r[1] for r in ok], 0.95), 1),
-        "errors": len(results) - len(ok),
+        # Refusals of a full queue (503 queue_full) are admission doing its job, not errors.
+        "errors": sum(1 for r in results if r[2] not in (200, 503)),
+        "queue_full_503": sum(1 for r in results if r[2] == 503),
+        "max_queue": args.max_queue,
+        "api_threads": args.api_threads,
+        "api_nice": args.api_nice,
+        "single_p95_ms": round(single_p95, 1),
+        "accepted_p95_ms": round(_p([r[1] for r in ok], 0.95), 1),
+        "accepted_bound_ms": round((args.max_queue + 1) * single_p95, 1),
+        "limited_rate_per_minute": args.limited_rate,
+        "limited_offered_per_minute": round(60 / args.limited_interval),
+        "limited_statuses": {str(code): sum(1 for _ms, c in limited_results if c == code)
+                             for code in sorted({c for _ms, c in limited_results})},
+        "p95_429_ms": round(_p([ms for ms, code in limited_results if code == 429], 0.95), 1),
+        "p50_429_ms": round(_p([ms for ms, code in limited_results if code == 429], 0.5), 1),
         "p50_logged_ms": round(_p(logged, 0.5), 1),
         "p50_unlogged_ms": round(_p(unlogged, 0.5), 1),
         "log_overhead_ratio": round(_p(logged, 0.5) / _p(unlogged, 0.5), 3) if logged and unlogged else None,
@@ -261,7 +355,9 @@ def main() -> None:
         "mean_unlogged_ms": round(statistics.fmean(unlogged), 1) if unlogged else None,
         # Every logged 200 (and the warm-up) left exactly one record; the unlogged ones none.
         "records_written": logged_rows,
-        "records_expected": len(logged) + 1,
+        # ... and so did the single client's logged 200s and the limited token's 200s (always logged).
+        "records_expected": len(logged) + 1 + sum(1 for r in single if r[0] and r[2] == 200)
+        + sum(1 for _ms, code in limited_results if code == 200),
         "layout": args.layout,
         "review_p50_ms_idle": round(_p([ms for ms, code in review_idle if code == 200], 0.5), 1),
         "review_p95_ms_idle": round(_p([ms for ms, code in review_idle if code == 200], 0.95), 1),
@@ -269,10 +365,16 @@ def main() -> None:
         "review_p95_ms_under_api": round(_p([ms for ms, code in review_loaded if code == 200], 0.95), 1),
         "review_ratio": round(_p([ms for ms, code in review_loaded if code == 200], 0.95)
                               / _p([ms for ms, code in review_idle if code == 200], 0.95), 2),
+        "review_p95_ms_beside_single": round(_p([ms for ms, code in review_single if code == 200], 0.95), 1),
         "review_requests": [len(review_idle), len(review_loaded)],
         "review_errors": sum(1 for _ms, code in review_idle + review_loaded if code != 200),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    figures["bars"] = {
+        "p95_429_ms<=50": figures["p95_429_ms"] <= 50,
+        "accepted_p95<=(max_queue+1)*single_p95": figures["accepted_p95_ms"] <= figures["accepted_bound_ms"],
+        "review_ratio<=2": figures["review_ratio"] <= 2,
     }
     print(json.dumps(figures))
 

@@ -3,11 +3,13 @@
 A benchmark, not a test: it prints one JSON object (the last line). Run it from the project root on a
 quiet machine, with PostgreSQL installed (the same throwaway cluster as scripts/test-postgres):
 
-    .venv/bin/python benchmarks/evaluate_scale.py [--docs 6] [--datasets ../shared/datasets]
+    .venv/bin/python benchmarks/evaluate_scale.py [--docs 6] [--rounds 2] [--datasets ../shared/datasets]
 
 The same zero-shot evaluation of the first ``--docs`` ContractNLI test documents (all their hypotheses)
-runs twice on one database: once with one worker, once with two. Each wall time runs from the moment
-the run is queued (workers already started and idle) to the moment it is finished, so it includes each
+runs on one database with one worker and with two, in ``--rounds`` pairs whose order alternates (one-two,
+two-one, …: a busy spell that lasts a run or two falls on both layouts alike); ``speedup`` is the median
+one-worker time over the median two-worker time, and ``pair_speedups`` each pair's own. Each wall time runs
+from the moment the run is queued (workers already started and idle) to the moment it is finished, so it includes each
 worker loading the model. ``same_metrics`` compares every metric that depends on the decisions (not
 latency); ``docs_processed`` counts the documents of the two-worker run that were read exactly once (one
 hypothesis paid for the document, the others only for themselves). On two cores, two workers of one thread do
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +123,7 @@ def _docs_processed_once(run: Any) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, ordered one-two, two-one, …")
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     args = parser.parse_args()
     source = args.datasets / "contractnli" / "test.json"
@@ -153,14 +157,25 @@ def main() -> None:
                      verbosity=0)
         task = Task.objects.get(name="contractnli-scale")
         load_before = _load_average()
-        one_s, one = _timed_run(task=task, workers=1, threads=2, env=env)
-        two_s, two = _timed_run(task=task, workers=2, threads=1, env=env)
+        seconds: dict[int, list[float]] = {1: [], 2: []}
+        finished: dict[int, Any] = {}
+        for round_ in range(args.rounds):
+            for workers in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+                elapsed, run = _timed_run(task=task, workers=workers, threads=2 // workers, env=env)
+                seconds[workers].append(elapsed)
+                finished.setdefault(workers, run)
+        one_s, two_s = statistics.median(seconds[1]), statistics.median(seconds[2])
+        one, two = finished[1], finished[2]
         same = {k: one.metrics.get(k) for k in QUALITY} == {k: two.metrics.get(k) for k in QUALITY}
         holders = sorted({shard.worker.split(" ")[0] for shard in two.shards.all()})
         print(json.dumps({
             "one_worker_s": round(one_s, 1),
             "two_workers_s": round(two_s, 1),
             "speedup": round(one_s / two_s, 2),
+            "rounds": args.rounds,
+            "one_worker_runs_s": [round(x, 1) for x in seconds[1]],
+            "two_workers_runs_s": [round(x, 1) for x in seconds[2]],
+            "pair_speedups": [round(a / b, 2) for a, b in zip(seconds[1], seconds[2], strict=True)],
             "same_metrics": same,
             "docs_processed": _docs_processed_once(two),
             "docs": args.docs,

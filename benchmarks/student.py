@@ -5,10 +5,16 @@ issue asks for. Run it from the project root on a quiet machine:
 
     .venv/bin/python benchmarks/student.py [--examples 30] [--threads 2] [--flash-attn] [--no-peer]
 
-Besides the runner it measures the peer a user would pick instead — ``python -m llama_cpp.server``
-with the same GGUF, one completion request per example, the rules as the prompt's prefix —
-interleaved example by example with the runner, and the first decision of a fresh process
-without (``cold_first_ms``) and with (``warm_first_ms``) the saved rules-prefix state.
+The modes it compares (zero-shot, PLD rules, PLD without prefix reuse, chain-of-thought) are interleaved
+example by example, each on its own student (its own llama.cpp context, so each keeps its rules prefix), so a
+burst of load on a shared machine falls on every mode alike and each ratio comes from the same moments.
+Besides the runner it measures the peer a user would pick instead — llama-cpp-python's OpenAI-compatible server
+with the same GGUF, one completion request per example, the rules as the prompt's prefix — interleaved the same
+way, and the first decision of a fresh process without (``cold_first_ms``) and with (``warm_first_ms``) the
+saved rules-prefix state. The peer is started as ``python -m rules.llama_server`` (``llama_cpp.server`` loading
+the model without extra buffer types, rules/llama_loading.py): the stock ``python -m llama_cpp.server`` died with
+SIGSEGV at its first completion on this workplace's AMX-capable Xeon. Its server code, options and sampling are
+llama_cpp.server's own; only the weights are not repacked (``peer_loader`` in the output says so).
 
 Example texts come from fixtures/nda_demo.jsonl; the ~4,600-token rule prompt is synthetic (only
 its length matters for timing); ContractNLI documents are read from ../shared/datasets when present
@@ -129,15 +135,31 @@ def raw_prefill_at_depth(student: Student, prefix: str, repeats: int = 3) -> flo
     return round(len(tail) / seconds, 1)
 
 
-def llama_cpp_example_cost(student: Student, prefix: str, n_tokens: int, repeats: int = 7) -> dict[str, float]:
+def llama_cpp_example_cost(
+    student: Student, bare: Student, prefix: str, n_tokens: int, repeats: int = 7
+) -> dict[str, float]:
     """Time llama.cpp alone on an example-sized batch, on an empty cache and after the rules.
 
     No labels, no Python around it: the ratio of the two is the overhead llama.cpp itself
     charges for attending over the rules, the floor for ``overhead_ratio`` with this model.
+    The two sides alternate repeat by repeat, each on its own student holding its own head (``bare`` only the
+    BOS token, ``student`` the rules), and each keeps its fastest: the one least disturbed by other processes.
     """
     tail = student.tokenize(" ".join(TOPICS) * 10)[:n_tokens]
-    empty = fastest_batch_s(student, [student.llm.token_bos()], tail, repeats) * 1000.0
-    after_rules = fastest_batch_s(student, student.tokenize(prefix, add_bos=True), tail, repeats) * 1000.0
+    sides = [(bare, [bare.llm.token_bos()]), (student, student.tokenize(prefix, add_bos=True))]
+    for side, head in sides:
+        side._reset()
+        side._extend(head, want_last=False)
+    times: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for k, (side, head) in enumerate(sides):
+            started = time.perf_counter()
+            side._extend(head + tail, want_last=True)
+            times[k].append(time.perf_counter() - started)
+            side._extend(head, want_last=False)
+    for side, _head in sides:
+        side._reset()
+    empty, after_rules = min(times[0]) * 1000.0, min(times[1]) * 1000.0
     return {
         "llama_cpp_example_ms_empty": round(empty, 1),
         "llama_cpp_example_ms_after_rules": round(after_rules, 1),
@@ -145,9 +167,36 @@ def llama_cpp_example_cost(student: Student, prefix: str, n_tokens: int, repeats
     }
 
 
-def run_mode(student: Student, rules: str, examples: list[str], **kwargs: object) -> list:
-    # The first call processes the rules prefix; it is timed separately (prefix cost, once per run).
-    return [student.classify(rules=rules, example=text, labels=LABELS, **kwargs) for text in examples]
+COT_RULES = ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label."
+
+
+def interleaved_modes(students: dict[str, Student], pld_rules: str, examples: list[str],
+                      args: argparse.Namespace) -> dict[str, list]:
+    """Decide every example in each mode, the modes taking turns example by example; return each mode's decisions.
+
+    Every mode has its own student, so each keeps its own rules prefix between its examples; the order of the modes
+    rotates from one example to the next. A mode's first decision processes its rules prefix (timed apart).
+    ``no_reuse`` decides examples 1..n (the same ones as ``pld``'s after its first) and ``cot`` examples 0..n.
+    """
+    calls = {
+        "zero": lambda text: students["zero"].classify(rules=ZERO_SHOT_RULES, example=text, labels=LABELS),
+        "pld": lambda text: students["pld"].classify(rules=pld_rules, example=text, labels=LABELS),
+        "no_reuse": lambda text: students["no_reuse"].classify(
+            rules=pld_rules, example=text, labels=LABELS, reuse_prefix=False),
+        "cot": lambda text: students["cot"].classify(
+            rules=COT_RULES, example=text, labels=LABELS, reasoning_cue="Reasoning:",
+            max_reasoning_tokens=args.cot_tokens),
+    }
+    decided: dict[str, list] = {name: [] for name in calls}
+    for i, text in enumerate(examples):
+        due = ["zero", "pld"]
+        if 1 <= i <= args.no_reuse_examples:
+            due.append("no_reuse")
+        if i <= args.cot_examples:
+            due.append("cot")
+        for name in due[i % len(due):] + due[: i % len(due)]:
+            decided[name].append(calls[name](text))
+    return decided
 
 
 def contractnli(student: Student, rules: str, n_docs: int) -> dict[str, object]:
@@ -220,7 +269,7 @@ def fresh_process_first_ms(args: argparse.Namespace, *, warm: bool) -> dict[str,
 
 
 class Peer:
-    """``python -m llama_cpp.server`` with the same GGUF on a free loopback port."""
+    """llama_cpp.server (``python -m rules.llama_server``: loaded without extra buffer types) on a loopback port."""
 
     def __init__(self, model_path: str, *, n_ctx: int, threads: int) -> None:
         self.base_url = f"http://127.0.0.1:{free_port()}/v1"
@@ -228,16 +277,16 @@ class Peer:
         self.log = tempfile.NamedTemporaryFile(prefix="pld-bench-peer-", suffix=".log", delete=False)
         env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "CONFIG_FILE")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port", port,
+            [sys.executable, "-m", "rules.llama_server", "--model", model_path, "--host", "127.0.0.1", "--port", port,
              "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
              "--verbose", "False"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,  # rules.llama_server is this project's
         )
         deadline = time.monotonic() + 180
         while not is_answering(self.base_url, timeout=1.0):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"llama_cpp.server did not come up; see {self.log.name}")
+                raise RuntimeError(f"rules.llama_server (llama_cpp.server) did not come up; see {self.log.name}")
             time.sleep(0.3)
 
     def complete(self, prompt: str) -> tuple[str, float]:
@@ -327,13 +376,10 @@ def main() -> None:
         result["raw_prefill_after_rules_tok_s"] = raw_prefill_at_depth(student, pld_rules)
         progress("prefill", result)
 
-        zero = run_mode(student, ZERO_SHOT_RULES, examples)
-        pld = run_mode(student, pld_rules, examples)
-        no_reuse = run_mode(student, pld_rules, examples[1 : 1 + args.no_reuse_examples], reuse_prefix=False)
-        cot = run_mode(
-            student, ZERO_SHOT_RULES + "\nFirst explain your reasoning briefly, then give the label.",
-            examples[: args.cot_examples + 1], reasoning_cue="Reasoning:", max_reasoning_tokens=args.cot_tokens,
-        )
+        others = {name: Student(info, n_ctx=args.n_ctx, n_threads=args.threads, flash_attn=args.flash_attn)
+                  for name in ("zero", "no_reuse", "cot")}
+        decided = interleaved_modes({"pld": student, **others}, pld_rules, examples, args)
+        zero, pld, no_reuse, cot = (decided[name] for name in ("zero", "pld", "no_reuse", "cot"))
         zero_ms = [d.latency_ms for d in zero[1:]]
         pld_ms = [d.latency_ms for d in pld[1:]]
         pld_tokens = sum(d.tokens_processed for d in pld[1:])
@@ -358,7 +404,10 @@ def main() -> None:
         result["cot_over_pld"] = round(result["cot_ms_p50"] / result["pld_ms_p50"], 1)
         result["no_reuse_over_pld"] = round(result["no_reuse_ms_p50"] / result["pld_ms_p50"], 1)
         progress("modes", result)
-        result.update(llama_cpp_example_cost(student, pld_rules, round(result["example_tokens_processed_mean"])))
+        result.update(llama_cpp_example_cost(student, others["zero"], pld_rules,
+                                             round(result["example_tokens_processed_mean"])))
+        for other in others.values():
+            other.close()
         result["overhead_over_llama_cpp"] = round(result["overhead_ratio"] / result["llama_cpp_overhead_ratio"], 3)
 
     progress("llama.cpp floor", result)
@@ -379,6 +428,7 @@ def main() -> None:
     progress("warm start", result)
     if not args.no_peer:
         result.update(interleaved_with_peer(student, pld_rules, examples, args))
+        result["peer_loader"] = "rules.llama_server (llama_cpp.server without extra buffer types)"
         progress("peer", result)
     if not args.new_only:
         result.update(contractnli(student, ZERO_SHOT_RULES, args.contractnli_docs))

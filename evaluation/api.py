@@ -21,7 +21,8 @@ from django.urls import reverse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope, api_token_rate_check
+from evaluation.admission import QueueFull, model_queue_slot, token_rate_check
+from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_check_scope
 from evaluation.decision_log import classify_call_record
 from evaluation.dossier import decision_dossier
 from evaluation.models import ApiToken, ClassifyCall
@@ -103,6 +104,13 @@ def _misdirected() -> JsonResponse:
     )
 
 
+def _queue_full(exc: QueueFull) -> JsonResponse:
+    response = _error(f"This API process is busy ({exc.bound} calls already wait for the model); try again in "
+                      f"{exc.retry_after} s.", status=503, code="queue_full")
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, started: float) -> HttpResponse:
     if settings.PLD_WEB_ROLE == "pages":
         return _misdirected()
@@ -123,14 +131,18 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
         return _error(f"There is no task named {task_name!r}.", status=404, code="unknown_task")
     try:
         api_token_check_scope(token=token, task=task)
-        api_token_rate_check(token=token)
+        token_rate_check(token=token)
     except TokenError as exc:
         return _refusal(exc)
     try:
         # A stopped task refuses before the body is read: the stop is the answer whatever was sent.
         serving_stop_check(task)
         payload = _read_json(request)
-        result = production_classify(task=task, payload=payload)
+        # Admission (evaluation/admission.py): every check above answered without waiting for the student.
+        with model_queue_slot():
+            result = production_classify(task=task, payload=payload)
+    except QueueFull as exc:
+        return _queue_full(exc)
     except ClassifyError as exc:
         return JsonResponse(exc.as_dict(request_id=request_id), status=exc.status)
     decided = time.perf_counter()
@@ -184,7 +196,7 @@ def _decision(request: HttpRequest, request_id: str) -> HttpResponse:
         response["Allow"] = "GET"
         return response
     try:
-        api_token_rate_check(token=token)
+        token_rate_check(token=token)
     except TokenError as exc:
         return _refusal(exc)
     try:
@@ -363,11 +375,16 @@ def _openapi(request: HttpRequest, viewer: Any) -> dict[str, Any]:
             "description": "Seconds until the next minute", "schema": {"type": "integer"},
         }}},
         "500": json_error("An error in the server, in its log (code server_error)"),
-        "503": json_error(
-            "The student model could not be loaded, the inference server did not answer after "
-            "its retries, the decision could not be logged, or an Admin stopped the task's serving (code "
-            "serving_stopped: stop names since when, by whom and why; request_id the call's id)"
-        ),
+        "503": {**json_error(
+            "The student model could not be loaded (model_error), the inference server did not answer after "
+            "its retries, the decision could not be logged (decision_log_unavailable), an Admin stopped the "
+            "task's serving (serving_stopped: stop names since when, by whom and why; request_id the call's id), "
+            "or this process already has PLD_API_MAX_QUEUE calls waiting for the model (queue_full, with "
+            "Retry-After)"
+        ), "headers": {"Retry-After": {
+            "description": "With queue_full: seconds after which a call is likely admitted",
+            "schema": {"type": "integer"},
+        }}},
     }
     tasks = Task.objects.visible_to(viewer).order_by("name")  # need-to-know: only the viewer's tasks
     paths = {reverse("pld-api-classify", args=[task.name]): _classify_operation(task, responses) for task in tasks}
@@ -466,14 +483,18 @@ def openapi(request: HttpRequest) -> HttpResponse:
     return JsonResponse(_openapi(request, viewer), json_dumps_params={"indent": 2})
 
 
+# Load balancers probe every process, the API's own included.
+_API_ROLE_PATHS = ("/api/", "/healthz", "/readyz")
+
+
 class ApiOnlyMiddleware:
-    """Answer every path but /api/ with a JSON 404 in a process that serves only the API (PLD_WEB_ROLE=api)."""
+    """Answer every path but /api/ and the health checks with a JSON 404 in a process that serves only the API."""
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if settings.PLD_WEB_ROLE == "api" and not request.path.startswith("/api/"):
+        if settings.PLD_WEB_ROLE == "api" and not request.path.startswith(_API_ROLE_PATHS):
             return _error("This process serves only the classify API (/api/v1/).", status=404, code="api_only")
         return self.get_response(request)
 

@@ -175,8 +175,14 @@ def api_token_rate_check(*, token: ApiToken, now: datetime | None = None) -> Non
         # A new minute: the token's older counters are no longer needed.
         ApiTokenWindow.objects.filter(token=token, window_start__lt=window).delete()
     if count > token.rate_limit:
-        retry_after = max(1, math.ceil(60 - (now - window).total_seconds()))
-        raise TokenError(
-            f"This token may make {token.rate_limit} requests a minute; try again in {retry_after} s.",
-            status=429, code="rate_limited", retry_after=retry_after,
-        )
+        raise api_token_rate_limited(token=token, now=now)
+
+
+def api_token_rate_limited(*, token: ApiToken, now: datetime) -> TokenError:
+    """Return the 429 for a token over its limit at ``now``: Retry-After is the rest of its clock minute."""
+    window = now.replace(second=0, microsecond=0)
+    retry_after = max(1, math.ceil(60 - (now - window).total_seconds()))
+    return TokenError(
+        f"This token may make {token.rate_limit} requests a minute; try again in {retry_after} s.",
+        status=429, code="rate_limited", retry_after=retry_after,
+    )

@@ -4,7 +4,18 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs, serving, technical_file, webhooks
+from evaluation.views import (
+    api_tokens,
+    health,
+    production,
+    promotion,
+    refine,
+    reports,
+    runs,
+    serving,
+    technical_file,
+    webhooks,
+)
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -70,4 +81,7 @@ urlpatterns = [
     path("api-tokens/<int:token_id>/webhooks/", webhooks.token_webhooks, name="pld-token-webhooks"),
     path("api-tokens/<int:token_id>/webhooks/new/", webhooks.create_webhook, name="pld-webhook-create"),
     path("webhooks/<int:webhook_id>/disable/", webhooks.disable_webhook, name="pld-webhook-disable"),
+    # For load balancers and scripts/demo: public, JSON, served by every role (evaluation/views/health.py).
+    path("healthz", health.healthz, name="pld-healthz"),
+    path("readyz", health.readyz, name="pld-readyz"),
 ]

@@ -211,17 +211,17 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
 
 
 def student_preload_in_background() -> threading.Thread:
-    """Start student_preload in a daemon thread (at a process's start; requests wait on the student's lock)."""
+    """Start the student's preload in a daemon thread (at a process's start; requests wait on the student's lock)."""
 
     def target() -> None:
         from django.apps import apps
 
         # Started from AppConfig.ready(): wait until every app is ready before the first query.
         apps.ready_event.wait()
-        try:
-            student_preload(save=True)
-        except Exception:  # a failed preload only means the first decision recomputes
-            logger.exception("Preloading the student's states failed; first decisions will recompute.")
+        from evaluation.admission import student_preload_for_readiness
+
+        # Records the outcome for /readyz: an unusable model keeps the process out of rotation, with its reason.
+        student_preload_for_readiness()
 
     thread = threading.Thread(target=target, name="pld-student-preload", daemon=True)
     thread.start()

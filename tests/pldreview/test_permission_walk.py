@@ -22,11 +22,12 @@ from tests.support.url_walk import OUR_APPS, Endpoint, endpoints_of, one_of_each
 
 pytestmark = pytest.mark.django_db
 
-# The only views of ours marked @login_not_required: the token-authenticated API (401 without a token) and
-# allauth's pages this deployment does not offer (404 for everyone, e.g. "forgot password").
+# The only views of ours marked @login_not_required: the token-authenticated API (401 without a token),
+# allauth's pages this deployment does not offer (404 for everyone, e.g. "forgot password") and the health checks
+# (alive / ready, nothing else).
 OUR_PUBLIC_VIEWS = {
     "evaluation.api.classify", "evaluation.api.decision", "evaluation.api.openapi",
-    "pldreview.accounts.urls._not_offered",
+    "pldreview.accounts.urls._not_offered", "evaluation.views.health.healthz", "evaluation.views.health.readyz",
 }
 # URL names that answer 404 (not 403) to a user without permission, to hide that an object exists.
 # Add a name here only with a comment saying what it hides.
@@ -109,6 +110,7 @@ def test_only_the_intended_views_of_ours_skip_the_login() -> None:
 def test_the_public_pages_answer_a_visitor_without_a_login(client: Client, task: Any) -> None:
     assert client.get(resolve_url("login")).status_code == 200
     assert client.get("/accounts/password/reset/").status_code == 404  # not offered, and says so
+    assert client.get("/healthz").json() == {"alive": True}
     classify = client.post(resolve_url("pld-api-classify", task.name), {}, content_type="application/json")
     assert classify.status_code == 401 and classify["WWW-Authenticate"].startswith("Bearer")
 

@@ -23,8 +23,9 @@ from pldreview.ledger import ledger_append
 from pldreview.models import LedgerEntry
 
 OUR_APPS = ("pldreview", "rules", "evaluation")
-# Not walked: the login page itself (allauth's, public) and logging out.
-PUBLIC_URL_NAMES = {"login", "logout"}
+# Not walked: the login page itself (allauth's, public), logging out, and the health checks load balancers probe
+# (public JSON, no page: tests/evaluation/test_admission.py shows what they answer and that they leak nothing).
+PUBLIC_URL_NAMES = {"login", "logout", "pld-healthz", "pld-readyz"}
 # accounts/ is django-allauth's self-service (own password, second factor, sessions): open to every logged-in
 # user whatever their role; tests/accounts/test_account_pages.py walks it.
 SKIPPED_PREFIXES = ("admin/", "static/", "media/", "__debug__/", "accounts/", "^accounts/")

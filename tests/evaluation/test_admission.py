@@ -1,0 +1,195 @@
+"""Admission control and readiness: refusals never wait for the model, a full queue says 503 and when to come
+back, /healthz needs nothing, /readyz says whether the process can serve and why not."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import OperationalError, connection
+from django.test import Client
+from django.utils import timezone
+
+from evaluation.admission import MODEL_QUEUE, QueueFull, readiness_reset, student_preload_for_readiness
+from evaluation.api_tokens import api_token_create
+from evaluation.models import ApiToken, ApiTokenWindow
+from rules.student_model import bundled_model_path
+from tests.support.prompt_versions import in_production
+
+URL = "/api/v1/tasks/nda-demo/classify"
+BODY = {"premise": "The Recipient may disclose it to employees.", "hypothesis": "It may share with employees."}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_readiness() -> Iterator[None]:
+    readiness_reset()
+    yield
+    readiness_reset()
+
+
+def _post(token: str) -> object:
+    return Client().post(URL, data=json.dumps(BODY), content_type="application/json",
+                         headers={"Authorization": f"Bearer {token}"})
+
+
+class _InFlightCall:
+    """Another request's call holding its place in the model's queue (as if deciding) until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with MODEL_QUEUE.slot():
+            self.entered.set()
+            self.release.wait()
+
+    def __enter__(self) -> _InFlightCall:
+        self.thread.start()
+        self.entered.wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.thread.join()
+
+
+def _no_database(execute, sql, params, many, context):  # noqa: ANN001, ANN202 - Django's execute_wrapper signature
+    raise OperationalError("the database is down (test)")
+
+
+# --- the queue ---------------------------------------------------------------------------------------------
+
+
+def test_a_token_over_its_rate_gets_its_429_while_another_call_holds_the_model(
+    task, admin_user, reviewer, settings, tmp_path
+) -> None:
+    settings.PLD_API_MAX_QUEUE = 0
+    # Any call that reached the student would answer 503 model_error: the file does not exist.
+    settings.PLD_STUDENT_MODEL_PATH = str(tmp_path / "absent.gguf")
+    _limited, limited = api_token_create(user=reviewer, name="limited", created_by=admin_user,
+                                         rate_limit_per_minute=1)
+    _open, unlimited = api_token_create(user=reviewer, name="open", created_by=admin_user)
+    # Both of the limited token's calls must fall in one clock minute (its rate window).
+    if timezone.now().second >= 50:
+        time.sleep(61 - timezone.now().second)
+    assert _post(limited).status_code == 409  # its one call this minute (no version in production yet)
+    with _InFlightCall():
+        over = _post(limited)
+        assert over.status_code == 429 and over.json()["code"] == "rate_limited"
+        assert 1 <= int(over["Retry-After"]) <= 60
+        assert _post("pld_unknown").status_code == 401
+        busy = _post(unlimited)
+        assert busy.status_code == 503 and busy.json()["code"] == "queue_full"
+        assert int(busy["Retry-After"]) >= 1 and busy["X-Request-ID"]
+        assert MODEL_QUEUE.in_flight == 1  # the refusals never took a place
+    # Once the call in flight ends, the next one is admitted and goes on (here to "no production version").
+    assert _post(unlimited).status_code == 409
+    assert MODEL_QUEUE.in_flight == 0
+
+
+def test_a_token_already_over_its_rate_is_refused_again_without_a_database_write(
+    task, admin_user, reviewer
+) -> None:
+    token, raw = api_token_create(user=reviewer, name="limited", created_by=admin_user, rate_limit_per_minute=1)
+    if timezone.now().second >= 50:
+        time.sleep(61 - timezone.now().second)
+    assert [_post(raw).status_code for _ in range(3)] == [409, 429, 429]
+    # The third call was answered from this process's memory of the second: the counter was not bumped.
+    assert ApiTokenWindow.objects.get(token=token).count == 2
+    # An Admin raises the limit: the database decides again.
+    ApiToken.objects.filter(pk=token.pk).update(rate_limit_per_minute=5)
+    assert _post(raw).status_code == 409
+    assert ApiTokenWindow.objects.get(token=token).count == 3
+
+
+def test_a_full_queue_answers_503_and_each_place_freed_admits_one_call(task, admin_user, reviewer, settings) -> None:
+    settings.PLD_API_MAX_QUEUE = 1
+    token = api_token_create(user=reviewer, name="busy", created_by=admin_user)[1]
+    with _InFlightCall():
+        with _InFlightCall():
+            refused = _post(token)
+            assert refused.status_code == 503 and refused.json()["code"] == "queue_full"
+            assert "try again in" in refused.json()["error"] and refused["Retry-After"].isdigit()
+        assert _post(token).status_code == 409  # one place free: admitted
+
+
+def test_a_call_that_fails_inside_its_place_gives_the_place_back() -> None:
+    with pytest.raises(RuntimeError):
+        with MODEL_QUEUE.slot(bound=0):
+            raise RuntimeError("the student failed")
+    with MODEL_QUEUE.slot(bound=0):
+        with pytest.raises(QueueFull) as caught:
+            with MODEL_QUEUE.slot(bound=0):
+                pass
+    assert caught.value.bound == 0 and caught.value.retry_after >= 1
+    assert MODEL_QUEUE.in_flight == 0
+
+
+def test_the_openapi_description_names_the_queue_refusal(task, admin_user, reviewer) -> None:
+    token = api_token_create(user=reviewer, name="spec", created_by=admin_user)[1]
+    spec = Client().get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}).json()
+    answer = spec["paths"][URL]["post"]["responses"]["503"]
+    assert "queue_full" in answer["description"] and "Retry-After" in answer["headers"]
+
+
+# --- /healthz and /readyz -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["all", "pages", "api"])
+def test_healthz_answers_200_in_every_role_without_touching_the_database(settings, role, db) -> None:
+    settings.PLD_WEB_ROLE = role
+    with connection.execute_wrapper(_no_database):
+        response = Client().get("/healthz")
+    assert response.status_code == 200 and response.json() == {"alive": True}
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_readyz_is_503_with_the_reason_when_the_model_file_is_truncated(settings, tmp_path, db) -> None:
+    cut = tmp_path / "secret-dir" / "student.gguf"
+    cut.parent.mkdir()
+    with bundled_model_path().open("rb") as source:
+        cut.write_bytes(source.read(10 * 1024 * 1024))
+    settings.PLD_STUDENT_MODEL_PATH = str(cut)
+    lazily = Client().get("/readyz")
+    assert lazily.status_code == 503
+    assert lazily.json()["reason"] == "model_unusable" and "truncated" in lazily.json()["detail"]
+    # A process that preloads (the API's, scripts/demo) records the same at start.
+    settings.PLD_STUDENT_PRELOAD = True
+    student_preload_for_readiness()
+    preloaded = Client().get("/readyz")
+    assert preloaded.status_code == 503 and preloaded.json()["checks"]["model"] == "unusable"
+    assert "student.gguf is truncated" in preloaded.json()["detail"]
+    for response in (lazily, preloaded):
+        assert str(tmp_path) not in response.content.decode()  # the file's name, never where it lives
+
+
+@pytest.mark.slow  # the preload computes and checks the production version's prefix state (seconds)
+def test_readyz_waits_for_the_preload_then_is_200_with_the_production_prefixes_held(
+    task, admin_user, second_reviewer, settings, student_settings
+) -> None:
+    in_production(task, admin=admin_user, reviewer=second_reviewer)
+    settings.PLD_STUDENT_PRELOAD = True
+    settings.PLD_WEB_ROLE = "api"
+    starting = Client().get("/readyz")
+    assert starting.status_code == 503 and starting.json()["reason"] == "starting" and starting["Retry-After"]
+    student_preload_for_readiness()
+    ready = Client().get("/readyz")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json() == {"ready": True, "role": "api", "checks": {
+        "model": "loaded", "prefixes": "1 production version(s) held", "database": "reachable"}}
+    assert task.name not in ready.content.decode()
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(settings, db) -> None:
+    settings.PLD_WEB_ROLE = "pages"  # a page-serving process: no model, the database is all it needs
+    assert Client().get("/readyz").json() == {"ready": True, "role": "pages", "checks": {
+        "model": "not served here", "database": "reachable"}}
+    with connection.execute_wrapper(_no_database):
+        response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["reason"] == "database_unreachable"
+    assert "test" not in response.json()["detail"]  # the driver's message stays in the server's log
