@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pldreview.env import (
     env_bool,
     env_float,
+    env_group_roles,
     env_int,
     env_json_list,
     env_list,
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.usersessions",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "axes",
     "csp",
     "django_htmx",
@@ -174,6 +177,43 @@ MFA_FORMS = {
 }
 # Sessions are recorded at login; tracking every request would cost two queries per page.
 USERSESSIONS_TRACK_ACTIVITY = False
+
+# --- Single sign-on: OpenID Connect through allauth (docs/security.md, "Single sign-on") ---
+SOCIALACCOUNT_ADAPTER = "pldreview.accounts.adapter.SocialAccountAdapter"
+# An identity provider's account is never joined to a local one by e-mail (verified or not): a person signing in
+# through it gets an account of their own, or none.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_QUERY_EMAIL = False
+# Access and refresh tokens are used once, at sign-in, and never kept.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+# The sign-in and signing buttons POST to allauth's provider URLs; a GET there asks first.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# One OpenID Connect provider, configured by the operator: its issuer URL (discovery document under
+# /.well-known/openid-configuration), this app's client id and secret at it, and the name on the buttons.
+# Authorization-code flow with PKCE; the client secret is posted to the token endpoint.
+PLD_OIDC_SERVER_URL = env_str("PLD_OIDC_SERVER_URL")
+PLD_OIDC_CLIENT_ID = env_str("PLD_OIDC_CLIENT_ID")
+PLD_OIDC_CLIENT_SECRET = env_str("PLD_OIDC_CLIENT_SECRET")
+PLD_OIDC_NAME = env_str("PLD_OIDC_NAME", "your organisation's sign-in")
+if PLD_OIDC_SERVER_URL and not PLD_OIDC_CLIENT_ID:
+    raise ImproperlyConfigured("PLD_OIDC_SERVER_URL needs PLD_OIDC_CLIENT_ID (and PLD_OIDC_CLIENT_SECRET)")
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
+    "provider_id": "idp", "name": PLD_OIDC_NAME, "client_id": PLD_OIDC_CLIENT_ID,
+    "secret": PLD_OIDC_CLIENT_SECRET,
+    "settings": {"server_url": PLD_OIDC_SERVER_URL, "token_auth_method": "client_secret_post"},
+}] if PLD_OIDC_SERVER_URL else []}}
+# The claim holding the person's groups at the identity provider, and which group gives which role
+# ("idp-group=Reviewer,other-group=Auditor"). A person none of whose groups maps is refused at sign-in.
+PLD_SSO_GROUPS_CLAIM = env_str("PLD_SSO_GROUPS_CLAIM", "groups")
+PLD_SSO_GROUP_ROLES = env_group_roles("PLD_SSO_GROUP_ROLES", roles=ROLES)
+# Whether a person the identity provider vouches for (with a mapped group) gets an account at first sign-in;
+# off: only people who signed in before while it was on may sign in.
+PLD_SSO_AUTO_CREATE = env_bool("PLD_SSO_AUTO_CREATE", False)
 
 # A user without a second factor is sent to enrolment and can do nothing else (staff and superusers always).
 PLD_MFA_REQUIRED = env_bool("PLD_MFA_REQUIRED", not DEBUG)
@@ -409,6 +449,9 @@ def _signing_reauth() -> str:
 
 # Electronic signatures: re-enter the password for each signing, or once per N minutes of a session.
 PLD_SIGNING_REAUTH = _signing_reauth()
+# A re-authentication at the identity provider (or a passkey) made for signing is good for one signing within
+# this many seconds.
+PLD_SIGNING_PROOF_SECONDS = env_int("PLD_SIGNING_PROOF_SECONDS", 300, minimum=30)
 
 # Promotion gate: a candidate's macro-F1 may be at most this much below production's.
 PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)

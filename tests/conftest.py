@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from evaluation.signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
+from tests.support.idp import IdentityProvider, idp_start, idp_stop
 from tests.support.personas import persona
 from tests.support.reports import PASSPHRASE
 
@@ -107,3 +108,20 @@ def signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  #
 
 # The real local teacher server, shared by every test that needs it (teacher helper).
 from tests.support.local_teacher import local_teacher  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def idp() -> Iterator[IdentityProvider]:
+    """The real OpenID Connect provider (django-oauth-toolkit, tests/idp/) in its own process on loopback."""
+    provider = idp_start()
+    yield provider
+    idp_stop(provider)
+
+
+@pytest.fixture
+def sso(settings, idp: IdentityProvider, db: None) -> IdentityProvider:  # noqa: ANN001 (pytest-django fixture)
+    """Point the app at the test provider: groups pld-reviewers, pld-auditors and pld-admins map to the roles."""
+    settings.SOCIALACCOUNT_PROVIDERS = idp.app_settings()
+    settings.PLD_SSO_GROUP_ROLES = {"pld-reviewers": "Reviewer", "pld-auditors": "Auditor", "pld-admins": "Admin"}
+    settings.PLD_SSO_AUTO_CREATE = True
+    return idp

@@ -11,12 +11,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pldreview.accounts import services
+from pldreview.accounts import services, sso
 from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
 from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState, FailureCounter
@@ -31,6 +31,7 @@ from pldreview.signatures import (
     signature_sign_from_form,
     signing,
     signing_context,
+    signs_at_identity_provider,
 )
 from pldreview.web import form_add_service_errors
 
@@ -267,3 +268,14 @@ def security_events(request: HttpRequest) -> HttpResponse:
 
 def _security_events():
     return LedgerEntry.objects.filter(event__startswith=SECURITY_PREFIX)
+
+
+@require_http_methods(["GET", "POST"])
+def signing_reauthenticate(request: HttpRequest) -> HttpResponse:
+    """Send an SSO user to log in again at the identity provider before a signing, then back to ``next``."""
+    if not signs_at_identity_provider(request.user):
+        raise Http404("Only accounts that sign in through the identity provider sign there.")
+    next_url = request.POST.get("next") or request.GET.get("next") or "/"
+    if request.method == "POST":
+        return sso.signing_reauth_redirect(request, next_url=next_url)
+    return render(request, "accounts/signing_reauthenticate.html", {"next": next_url})
