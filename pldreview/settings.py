@@ -312,6 +312,14 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 
+def _sso_origins() -> list[str]:
+    """Return the identity provider's origin (scheme, host, port) when single sign-on is configured."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(PLD_OIDC_SERVER_URL)
+    return [f"{parts.scheme}://{parts.netloc}"] if parts.scheme and parts.netloc else []
+
+
 # Content-Security-Policy (django-csp 4): scripts only from our own static files, never inline or eval'd.
 # Inline style attributes stay allowed (a few templates use them); they cannot run code.
 CONTENT_SECURITY_POLICY = {
@@ -324,7 +332,9 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
-        "form-action": ["'self'"],
+        # The SSO sign-in and signing buttons post here and are redirected to the identity provider: browsers
+        # hold a form's redirects to form-action too.
+        "form-action": ["'self'", *_sso_origins()],
         "frame-ancestors": ["'none'"],
     }
 }
