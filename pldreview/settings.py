@@ -167,7 +167,12 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 # It also switches off allauth's per-user limit on codes: the delays count codes instead.
 ACCOUNT_RATE_LIMITS = {"login_failed": False}
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+# Passkeys (WebAuthn) are a second factor at login and a way to sign; each use must verify the person at the
+# authenticator (PIN or biometric), so a passkey alone is two components (possession and knowledge or
+# inherence, Part 11 §11.200). Login stays username and password first: no passwordless login.
+MFA_WEBAUTHN_USER_VERIFICATION = "required"
+MFA_PASSKEY_LOGIN_ENABLED = False
 MFA_TOTP_ISSUER = "PLD Review"
 MFA_RECOVERY_CODES_SHOW_ONCE = True
 # The second-factor forms check the delay after failed attempts before the code.

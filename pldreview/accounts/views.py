@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -28,6 +28,8 @@ from pldreview.roles import ROLES, role_names
 from pldreview.signatures import (
     Meaning,
     account_change_content_sha256,
+    passkey_enabled,
+    passkey_signing_options,
     signature_sign_from_form,
     signing,
     signing_context,
@@ -279,3 +281,11 @@ def signing_reauthenticate(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return sso.signing_reauth_redirect(request, next_url=next_url)
     return render(request, "accounts/signing_reauthenticate.html", {"next": next_url})
+
+
+@require_POST
+def passkey_signing_start(request: HttpRequest) -> JsonResponse:
+    """Answer the WebAuthn request options for signing with one of the user's passkeys (a fresh challenge)."""
+    if not passkey_enabled(request.user):
+        raise Http404("You have no passkey.")
+    return JsonResponse(passkey_signing_options(request))
