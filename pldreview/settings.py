@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
     "axes",
     "csp",
     "django_htmx",
@@ -212,7 +213,34 @@ SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS"
     "secret": PLD_OIDC_CLIENT_SECRET,
     "settings": {"server_url": PLD_OIDC_SERVER_URL, "token_auth_method": "client_secret_post"},
 }] if PLD_OIDC_SERVER_URL else []}}
-# The claim holding the person's groups at the identity provider, and which group gives which role
+# One SAML 2.0 identity provider, configured by the operator: its metadata URL (fetched over HTTPS; its signing
+# certificate comes from there), the organisation slug in this app's URLs (/accounts/saml/<slug>/acs/), the name
+# on the button. Responses and assertions must be signed; sign-ins the identity provider starts are refused.
+PLD_SAML_METADATA_URL = env_str("PLD_SAML_METADATA_URL")
+SAML_ATTRIBUTES = {
+    key: [name, f"urn:mace:dir:attribute-def:{name}", f"urn:oid:{oid}"]
+    for key, name, oid in [
+        ("uid", "uid", "0.9.2342.19200300.100.1.1"), ("username", "uid", "0.9.2342.19200300.100.1.1"),
+        ("email", "mail", "0.9.2342.19200300.100.1.3"), ("first_name", "givenName", "2.5.4.42"),
+        ("last_name", "sn", "2.5.4.4"),
+    ]
+}
+PLD_SAML_ENTITY_ID = env_str("PLD_SAML_ENTITY_ID")
+PLD_SAML_ORG = env_str("PLD_SAML_ORG", "idp")
+PLD_SAML_NAME = env_str("PLD_SAML_NAME", "your organisation's SAML sign-in")
+if PLD_SAML_METADATA_URL and not PLD_SAML_ENTITY_ID:
+    raise ImproperlyConfigured("PLD_SAML_METADATA_URL needs PLD_SAML_ENTITY_ID (the identity provider's entity id)")
+SOCIALACCOUNT_PROVIDERS["saml"] = {"provider_class": "pldreview.accounts.saml.PldSAMLProvider", "APPS": [{
+    "name": PLD_SAML_NAME, "provider_id": "saml-idp", "client_id": PLD_SAML_ORG,
+    "settings": {
+        # Attribute names as identity providers commonly send them (LDAP names, plain or as URNs); groups: below.
+        "attribute_mapping": SAML_ATTRIBUTES,
+        "idp": {"entity_id": PLD_SAML_ENTITY_ID, "metadata_url": PLD_SAML_METADATA_URL},
+        "advanced": {"want_assertion_signed": True, "want_message_signed": True, "strict": True,
+                     "reject_idp_initiated_sso": True},
+    },
+}] if PLD_SAML_METADATA_URL else []}
+# The claim (SAML: the attribute) holding the person's groups at the identity provider, and which group gives which role
 # ("idp-group=Reviewer,other-group=Auditor"). A person none of whose groups maps is refused at sign-in.
 PLD_SSO_GROUPS_CLAIM = env_str("PLD_SSO_GROUPS_CLAIM", "groups")
 PLD_SSO_GROUP_ROLES = env_group_roles("PLD_SSO_GROUP_ROLES", roles=ROLES)

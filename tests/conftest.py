@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from evaluation.signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
-from tests.support.idp import IdentityProvider, idp_start, idp_stop
+from tests.support.idp import SAML_ORG, IdentityProvider, SamlIdentityProvider, idp_start, idp_stop, saml_idp_start
 from tests.support.personas import persona
 from tests.support.reports import PASSPHRASE
 
@@ -125,3 +125,22 @@ def sso(settings, idp: IdentityProvider, db: None) -> IdentityProvider:  # noqa:
     settings.PLD_SSO_GROUP_ROLES = {"pld-reviewers": "Reviewer", "pld-auditors": "Auditor", "pld-admins": "Admin"}
     settings.PLD_SSO_AUTO_CREATE = True
     return idp
+
+
+@pytest.fixture(scope="session")
+def saml_idp() -> Iterator[SamlIdentityProvider]:
+    """The real SAML 2.0 identity provider (pysaml2, tests/idp/saml_serve.py) in its own process on loopback."""
+    provider = saml_idp_start()
+    provider.allow_acs(f"http://testserver/accounts/saml/{SAML_ORG}/acs/")
+    yield provider
+    provider.process.terminate()
+    provider.process.wait(timeout=10)
+
+
+@pytest.fixture
+def saml(settings, saml_idp: SamlIdentityProvider, db: None) -> SamlIdentityProvider:  # noqa: ANN001
+    """Point the app at the SAML test provider, with the same group mapping as ``sso``."""
+    settings.SOCIALACCOUNT_PROVIDERS = {**settings.SOCIALACCOUNT_PROVIDERS, **saml_idp.app_settings()}
+    settings.PLD_SSO_GROUP_ROLES = {"pld-reviewers": "Reviewer", "pld-auditors": "Auditor", "pld-admins": "Admin"}
+    settings.PLD_SSO_AUTO_CREATE = True
+    return saml_idp

@@ -7,8 +7,9 @@ that the identity provider never makes anyone an Admin: Admin stays a two-person
 gets one only when ``PLD_SSO_AUTO_CREATE`` is on; an identity provider's account is never joined to a local one.
 
 Signing: an SSO account has no password here, so each signing re-authenticates at the identity provider
-(``prompt=login`` and ``max_age=0``) and the returned ID token's ``auth_time`` must be after the request left
-(``signing_reauth_complete``); the signature then records ``oidc`` as its method.
+(OpenID Connect: ``prompt=login`` and ``max_age=0``; SAML: ``ForceAuthn``) and the returned ID token's
+``auth_time`` (SAML: the assertion's ``AuthnInstant``) must be after the request left
+(``signing_reauth_complete``); the signature then records ``oidc`` or ``saml`` as its method.
 """
 from __future__ import annotations
 
@@ -16,25 +17,27 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from allauth.core.exceptions import ImmediateHttpResponse
-from allauth.socialaccount.adapter import get_adapter as get_social_adapter
-from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.models import SocialAccount, SocialLogin
+from allauth.socialaccount.providers.base import AuthProcess
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from pldreview.accounts.lockout import client_address
 from pldreview.accounts.models import AccountState
+from pldreview.accounts.saml import AUTHN_INSTANT
 from pldreview.accounts.services import role_grant, role_revoke, roles_refusal, user_sessions_end
 from pldreview.ledger import ledger_append
 from pldreview.roles import ADMIN, ROLES, role_names
 from pldreview.signatures import AuthMethod, signing_proof_record
 
-PROVIDER_ID = "idp"
 # Asked of the identity provider for a signing: show the login again, whatever session it holds.
 SIGNING_REAUTH_PARAMS = {"prompt": "login", "max_age": "0"}
 # How far the identity provider's clock may be behind ours when its auth_time is compared with our request's time.
@@ -43,8 +46,17 @@ _REASON = "identity provider group mapping (PLD_SSO_GROUP_ROLES)"
 
 
 def sso_claims(sociallogin: SocialLogin) -> dict[str, Any]:
-    """Return what the identity provider said about the person: the ID token's claims, then userinfo's over them."""
+    """Return what the identity provider said about the person, as OpenID Connect claims.
+
+    OpenID Connect: the ID token's claims, then userinfo's over them. SAML: the assertion's attributes, one value
+    each except the groups attribute (PLD_SSO_GROUPS_CLAIM), with ``uid`` as the username.
+    """
     data = sociallogin.account.extra_data or {}
+    if sociallogin.account.get_provider().id == "saml":
+        claims = {name: values if name == settings.PLD_SSO_GROUPS_CLAIM else (values[0] if values else "")
+                  for name, values in data.items()}
+        claims.setdefault("preferred_username", claims.get("uid", ""))
+        return claims
     return {**(data.get("id_token") or {}), **(data.get("userinfo") or {})}
 
 
@@ -147,15 +159,38 @@ def sso_account_created(*, request: HttpRequest, sociallogin: SocialLogin) -> No
 
 
 def signing_reauth_redirect(request: HttpRequest, *, next_url: str) -> HttpResponse:
-    """Send the signer to the identity provider to log in again; they come back to ``next_url`` to sign."""
+    """Send the signer to their identity provider to log in again; they come back to ``next_url`` to sign.
+
+    OpenID Connect: ``prompt=login`` and ``max_age=0``. SAML: an AuthnRequest with ``ForceAuthn="true"``.
+    """
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "/"
-    provider = get_social_adapter().get_provider(request, PROVIDER_ID)
-    return provider.redirect(
-        request, process="redirect", next_url=next_url,
-        data={"pld_signing_reauth": {"user": request.user.pk, "at": timezone.now().timestamp()}},
-        auth_params=dict(SIGNING_REAUTH_PARAMS),
-    )
+    account = SocialAccount.objects.filter(user_id=request.user.pk).order_by("pk").first()
+    provider = account.get_provider(request) if account is not None else None
+    if provider is None:
+        raise PermissionDenied("This account does not sign in through an identity provider.")
+    data = {"pld_signing_reauth": {"user": request.user.pk, "at": timezone.now().timestamp()}}
+    if provider.id == "saml":
+        from allauth.socialaccount.providers.saml.utils import build_auth
+
+        auth = build_auth(request, provider)
+        url = auth.login(return_to="", force_authn=True)
+        # The response must answer this very request (allauth matches InResponseTo to the stashed state).
+        provider.stash_redirect_state(request, AuthProcess.REDIRECT, next_url, data,
+                                      state_id=auth.get_last_request_id())
+        return HttpResponseRedirect(url)
+    return provider.redirect(request, process=AuthProcess.REDIRECT, next_url=next_url, data=data,
+                             auth_params=dict(SIGNING_REAUTH_PARAMS))
+
+
+def _authenticated_at(sociallogin: SocialLogin) -> float | None:
+    # OpenID Connect: the ID token's auth_time. SAML: the assertion's AuthnInstant (pldreview.accounts.saml).
+    extra = sociallogin.account.extra_data or {}
+    if sociallogin.account.get_provider().id == "saml":
+        instant = parse_datetime((extra.get(AUTHN_INSTANT) or [""])[0])
+        return instant.timestamp() if instant is not None else None
+    auth_time = (extra.get("id_token") or {}).get("auth_time")
+    return float(auth_time) if isinstance(auth_time, int | float) else None
 
 
 def signing_reauth_complete(*, request: HttpRequest, sociallogin: SocialLogin) -> None:
@@ -165,15 +200,16 @@ def signing_reauth_complete(*, request: HttpRequest, sociallogin: SocialLogin) -
     """
     started = (sociallogin.state.get("data") or {}).get("pld_signing_reauth") or {}
     claims = sso_claims(sociallogin)
-    auth_time = (sociallogin.account.extra_data.get("id_token") or {}).get("auth_time")
+    auth_time = _authenticated_at(sociallogin)
+    method = AuthMethod.SAML if sociallogin.account.get_provider().id == "saml" else AuthMethod.OIDC
     user = request.user
     problem = ""
     if not user.is_authenticated or started.get("user") != user.pk:
         problem = "not the session's user"
     elif not sociallogin.is_existing or sociallogin.user.pk != user.pk:
         problem = "another person logged in at the identity provider"
-    elif not isinstance(auth_time, int | float):
-        problem = "the ID token has no auth_time"
+    elif auth_time is None:
+        problem = "the identity provider did not say when the person authenticated"
     elif auth_time < started.get("at", 0) - CLOCK_SKEW_SECONDS:
         problem = "the identity provider did not ask for the login again (auth_time before the request)"
     elif not sso_mapped_roles(claims):
@@ -184,15 +220,14 @@ def signing_reauth_complete(*, request: HttpRequest, sociallogin: SocialLogin) -
             event="security.signature_failed", actor=user if user.is_authenticated else None,
             obj=user if user.is_authenticated else None,
             facts=_facts(request, sociallogin, claims) | {
-                "method": AuthMethod.OIDC, "problem": problem,
-                "auth_time": datetime.fromtimestamp(auth_time, UTC).isoformat() if isinstance(
-                    auth_time, int | float) else None,
+                "method": method, "problem": problem,
+                "auth_time": datetime.fromtimestamp(auth_time, UTC).isoformat() if auth_time is not None else None,
             },
             reason=problem,
         )
         messages.error(request, "Your identity was not confirmed for signing: log in at the identity provider "
                                 "as yourself when it asks. Nothing was signed.")
     else:
-        signing_proof_record(request, user=user, method=AuthMethod.OIDC)
+        signing_proof_record(request, user=user, method=method)
         messages.success(request, "Identity confirmed at the identity provider: you can sign now.")
     raise ImmediateHttpResponse(HttpResponseRedirect(next_url))

@@ -4,19 +4,25 @@ The app under test reaches it over HTTP only: discovery document, authorization,
 """
 from __future__ import annotations
 
+import html
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "pld-review-tests"
@@ -136,3 +142,102 @@ def client_callback(client, callback_url: str):  # noqa: ANN001, ANN201
     """Hand the provider's redirect back to the app through the test client."""
     parts = urlsplit(callback_url)
     return client.get(f"{parts.path}?{parts.query}")
+
+
+# --- SAML 2.0: pysaml2's identity provider (tests/idp/saml_serve.py) ---------------------------------------
+
+SAML_ORG = "test-saml"
+SAML_SP_ENTITY_ID = "urn:pld-review:tests:sp"
+
+
+@dataclass
+class SamlIdentityProvider:
+    """A running SAML test provider: its base URL and the process serving it."""
+
+    url: str
+    process: subprocess.Popen
+
+    def user(self, username: str, *, groups: list[str], email: str = "", is_active: bool = True,
+             first_name: str = "", last_name: str = "") -> None:
+        """Create or change a user at the provider. Their password: idp-<name>."""
+        requests.post(f"{self.url}/fixture/user", json={
+            "username": username, "groups": groups, "email": email or f"{username}@example.org",
+            "is_active": is_active, "first_name": first_name, "last_name": last_name,
+        }, timeout=10).raise_for_status()
+
+    def allow_acs(self, acs_url: str) -> None:
+        """Register the app's assertion consumer service URL (the provider answers only known ones)."""
+        requests.post(f"{self.url}/fixture/sp", json={"entity_id": SAML_SP_ENTITY_ID, "acs_url": acs_url},
+                      timeout=30).raise_for_status()
+
+    def app_settings(self) -> dict:
+        """Return SOCIALACCOUNT_PROVIDERS' "saml" entry for the app, reading the provider's metadata over HTTP."""
+        return {"saml": {"provider_class": "pldreview.accounts.saml.PldSAMLProvider", "APPS": [{
+            "name": "Test SAML IdP", "provider_id": "saml-idp", "client_id": SAML_ORG,
+            "settings": {
+                "attribute_mapping": settings.SAML_ATTRIBUTES,  # the mapping production uses
+                "idp": {"entity_id": f"{self.url}/metadata", "metadata_url": f"{self.url}/metadata"},
+                "sp": {"entity_id": SAML_SP_ENTITY_ID},
+                # The test client's host is "testserver", a name without a dot.
+                "advanced": {"want_assertion_signed": True, "want_message_signed": True, "strict": True,
+                             "reject_idp_initiated_sso": True, "allow_single_label_domains": True},
+            },
+        }]}}
+
+    def sign_in(self, sso_url: str, username: str) -> dict[str, str]:
+        """Act as the person's browser at the provider: log in; return the form it posts back (action and fields)."""
+        with requests.Session() as browser:
+            page = browser.get(sso_url, timeout=10).text
+            token = re.search(r"name='token' value='([^']+)'", page).group(1)
+            answer = browser.post(f"{self.url}/login", data={
+                "token": token, "username": username, "password": f"idp-{username}"}, timeout=30).text
+        action = html.unescape(re.search(r'action="([^"]+)"', answer).group(1))
+        fields = {name: html.unescape(value)
+                  for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', answer)}
+        return {"action": action, **fields}
+
+
+def saml_idp_start() -> SamlIdentityProvider:
+    """Start the SAML provider with a fresh key and self-signed certificate; wait until its metadata answers."""
+    folder = Path(tempfile.mkdtemp(prefix="pld-test-saml-idp-"))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PLD Review test SAML IdP")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=2)).sign(key, hashes.SHA256()))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    port = _free_port()
+    log = open(folder / "idp.log", "wb")  # noqa: SIM115 (kept open for the process's life)
+    process = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-m", "tests.idp.saml_serve", str(port), str(folder / "key.pem"),
+         str(folder / "cert.pem")], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the SAML test IdP exited: {(folder / 'idp.log').read_text()[-2000:]}")
+        try:
+            if requests.get(f"{url}/metadata", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the SAML test IdP did not answer within 60 s")
+        time.sleep(0.2)
+    return SamlIdentityProvider(url=url, process=process)
+
+
+def saml_sign_in(client, idp: SamlIdentityProvider, username: str, *, next_path: str = "/"):  # noqa: ANN001, ANN201
+    """Sign ``client`` in through the SAML provider as ``username``; return the app's final answer."""
+    # python3-saml builds the URLs it checks from the Host header, which the test client sends only when told.
+    client.defaults.setdefault("HTTP_HOST", "testserver")
+    start = client.post(f"/accounts/saml/{SAML_ORG}/login/?process=login", {"next": next_path})
+    assert start.status_code == 302, start.content[:500]
+    posted = idp.sign_in(start["Location"], username)
+    action = urlsplit(posted.pop("action"))
+    return client.post(action.path, posted, follow=True)
