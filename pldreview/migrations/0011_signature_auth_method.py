@@ -10,7 +10,10 @@ from django.db import migrations, models
 
 from pldreview.db_triggers import keep_sqlite_triggers
 
-NOTE_TRIGGERS, RESTORE_TRIGGERS = keep_sqlite_triggers(["pldreview_signature"])
+_NOTE, _RESTORE = keep_sqlite_triggers(["pldreview_signature"])
+# Reversible: migrating back rebuilds the table too, and must not leave it without its guards.
+NOTE_TRIGGERS = migrations.RunPython(_NOTE.code, _RESTORE.code)
+RESTORE_TRIGGERS = migrations.RunPython(_RESTORE.code, _NOTE.code)
 GUARD = "pld_signature_append_only"
 BACKFILL = "UPDATE pldreview_signature SET auth_method = 'password_totp' WHERE second_factor_checked"
 
