@@ -194,3 +194,14 @@ def test_a_local_account_has_no_identity_provider_to_confirm_at(sso, reviewer) -
     client.force_login(reviewer)
     assert client.get("/accounts/sso/confirm-to-sign/?next=/").status_code == 404
     assert client.post("/accounts/sso/confirm-to-sign/", {"next": "/"}).status_code == 404
+
+
+def test_a_sign_in_the_identity_provider_answers_with_an_error_is_refused_and_counted(sso) -> None:
+    client = Client()
+    start = client.post(f"/accounts/oidc/{PROVIDER_ID}/login/?process=login", {"next": "/"})
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+    # What a provider sends back when it refuses the person (RFC 6749 §4.1.2.1).
+    response = client.get(f"/accounts/oidc/{PROVIDER_ID}/login/callback/?error=access_denied&state={state}")
+    assert "_auth_user_id" not in client.session
+    assert response.status_code == 302  # to allauth's "login cancelled / failed" page, not into the app
+    assert LedgerEntry.objects.filter(event="security.sso_failed").count() == 1
