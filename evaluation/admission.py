@@ -238,3 +238,19 @@ def readiness_check() -> tuple[bool, dict[str, Any]]:
     if reason:
         body.update(reason=reason, detail=detail)
     return not reason, body
+
+
+def student_preload_in_background() -> threading.Thread:
+    """Start the student's preload in a daemon thread (at a process's start; requests wait on the student's lock)."""
+
+    def target() -> None:
+        from django.apps import apps
+
+        # Started from AppConfig.ready(): wait until every app is ready before the first query.
+        apps.ready_event.wait()
+        # Records the outcome for /readyz: an unusable model keeps the process out of rotation, with its reason.
+        student_preload_for_readiness()
+
+    thread = threading.Thread(target=target, name="pld-student-preload", daemon=True)
+    thread.start()
+    return thread

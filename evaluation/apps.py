@@ -38,6 +38,6 @@ class EvaluationConfig(AppConfig):
         # page-serving process (PLD_WEB_ROLE=pages) or one whose student is an inference server.
         decides_here = settings.PLD_WEB_ROLE != "pages" and settings.PLD_STUDENT_BACKEND == "llama_cpp"
         if settings.PLD_STUDENT_PRELOAD and decides_here:
-            from evaluation.warm import student_preload_in_background
+            from evaluation.admission import student_preload_in_background
 
             student_preload_in_background()

@@ -210,24 +210,6 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     return lines
 
 
-def student_preload_in_background() -> threading.Thread:
-    """Start the student's preload in a daemon thread (at a process's start; requests wait on the student's lock)."""
-
-    def target() -> None:
-        from django.apps import apps
-
-        # Started from AppConfig.ready(): wait until every app is ready before the first query.
-        apps.ready_event.wait()
-        from evaluation.admission import student_preload_for_readiness
-
-        # Records the outcome for /readyz: an unusable model keeps the process out of rotation, with its reason.
-        student_preload_for_readiness()
-
-    thread = threading.Thread(target=target, name="pld-student-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def student_state_save_job(job: Any, progress: Any) -> dict[str, Any]:
     """Job handler: save the warm-start state of the prompt version named in the job's params."""
     from rules.models import PromptVersion

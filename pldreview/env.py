@@ -159,3 +159,21 @@ def env_role_pairs(name: str, default: str, *, roles: tuple[str, ...]) -> frozen
             raise ImproperlyConfigured(f"{name}: {item!r} pairs a role with itself")
         pairs.add(frozenset(names))
     return frozenset(pairs)
+
+
+def env_group_roles(name: str, *, roles: tuple[str, ...]) -> dict[str, str]:
+    """Return identity-provider groups mapped to roles, written ``group=Role,group=Role``; refuse unknown roles.
+
+    One group maps to one role; several groups may map to the same role. Empty means no group gives a role.
+    """
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in os.environ.get(name, "").split(",")):
+        if not item:
+            continue
+        group, sep, role = (piece.strip() for piece in item.rpartition("="))
+        if not sep or not group or not role:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not group=Role")
+        if role not in roles:
+            raise ImproperlyConfigured(f"{name}: unknown role {role!r} in {item!r} (roles: {', '.join(roles)})")
+        mapping[group] = role
+    return mapping

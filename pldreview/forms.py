@@ -8,7 +8,7 @@ from pldreview.models import LedgerEntry
 
 
 class SigningForm(forms.Form):
-    """The signer's password (and, on a session's first signing with MFA on, the authenticator code).
+    """The signer's password (and, on a session's first signing with MFA on, the authenticator code), or a passkey.
 
     Both are optional here: whether they are needed depends on PLD_SIGNING_REAUTH and the session, so
     ``signature_sign`` decides, and its refusal comes back on these fields. Neither is ever re-displayed.
@@ -22,6 +22,8 @@ class SigningForm(forms.Form):
         required=False, max_length=20, label="Authenticator code",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+    # A WebAuthn assertion (JSON), filled in by static/pldreview/passkey_sign.js when the signer uses a passkey.
+    passkey = forms.CharField(required=False, max_length=20_000, widget=forms.HiddenInput)
 
 
 class LedgerFilterForm(forms.Form):

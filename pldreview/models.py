@@ -209,6 +209,14 @@ class SignatureMeaning(models.TextChoices):
     DECISION_OVERRIDDEN = "decision_overridden", "Decision overridden"
 
 
+class SignatureAuthMethod(models.TextChoices):
+    PASSWORD = "password", "Password"
+    PASSWORD_TOTP = "password_totp", "Password and authenticator code"
+    OIDC = "oidc", "Re-authentication at the OpenID Connect identity provider"
+    SAML = "saml", "Re-authentication at the SAML identity provider"
+    PASSKEY = "passkey", "Passkey"
+
+
 class Signature(models.Model):
     """An electronic signature (21 CFR Part 11): who signed what content, meaning what, when and why.
 
@@ -231,10 +239,18 @@ class Signature(models.Model):
     reauth_policy = models.CharField(max_length=20, help_text="PLD_SIGNING_REAUTH in force at signing")
     password_checked = models.BooleanField(help_text="The password was entered and checked for this signing")
     second_factor_checked = models.BooleanField(default=False)
+    auth_method = models.CharField(
+        max_length=20, choices=SignatureAuthMethod.choices, default=SignatureAuthMethod.PASSWORD,
+        help_text="How the signer's identity was checked for this signing (or, in a signing window, last checked)",
+    )
+
+    AuthMethod = SignatureAuthMethod
 
     class Meta:
         ordering = ["signed_at", "id"]
-        constraints = [in_choices("signature_in_choices", meaning=SignatureMeaning.values)]
+        constraints = [
+            in_choices("signature_in_choices", meaning=SignatureMeaning.values, auth_method=SignatureAuthMethod.values)
+        ]
 
     def __str__(self) -> str:
         return self.manifestation

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pldreview.env import (
     env_bool,
     env_float,
+    env_group_roles,
     env_int,
     env_json_list,
     env_list,
@@ -65,6 +66,9 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.usersessions",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
     "axes",
     "csp",
     "django_htmx",
@@ -166,7 +170,12 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 # It also switches off allauth's per-user limit on codes: the delays count codes instead.
 ACCOUNT_RATE_LIMITS = {"login_failed": False}
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+# Passkeys (WebAuthn) are a second factor at login and a way to sign; each use must verify the person at the
+# authenticator (PIN or biometric), so a passkey alone is two components (possession and knowledge or
+# inherence, Part 11 §11.200). Login stays username and password first: no passwordless login.
+MFA_WEBAUTHN_USER_VERIFICATION = "required"
+MFA_PASSKEY_LOGIN_ENABLED = False
 MFA_TOTP_ISSUER = "PLD Review"
 MFA_RECOVERY_CODES_SHOW_ONCE = True
 # The second-factor forms check the delay after failed attempts before the code.
@@ -176,6 +185,70 @@ MFA_FORMS = {
 }
 # Sessions are recorded at login; tracking every request would cost two queries per page.
 USERSESSIONS_TRACK_ACTIVITY = False
+
+# --- Single sign-on: OpenID Connect through allauth (docs/security.md, "Single sign-on") ---
+SOCIALACCOUNT_ADAPTER = "pldreview.accounts.adapter.SocialAccountAdapter"
+# An identity provider's account is never joined to a local one by e-mail (verified or not): a person signing in
+# through it gets an account of their own, or none.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_QUERY_EMAIL = False
+# Access and refresh tokens are used once, at sign-in, and never kept.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+# The sign-in and signing buttons POST to allauth's provider URLs; a GET there asks first.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# One OpenID Connect provider, configured by the operator: its issuer URL (discovery document under
+# /.well-known/openid-configuration), this app's client id and secret at it, and the name on the buttons.
+# Authorization-code flow with PKCE; the client secret is posted to the token endpoint.
+PLD_OIDC_SERVER_URL = env_str("PLD_OIDC_SERVER_URL")
+PLD_OIDC_CLIENT_ID = env_str("PLD_OIDC_CLIENT_ID")
+PLD_OIDC_CLIENT_SECRET = env_str("PLD_OIDC_CLIENT_SECRET")
+PLD_OIDC_NAME = env_str("PLD_OIDC_NAME", "your organisation's sign-in")
+if PLD_OIDC_SERVER_URL and not PLD_OIDC_CLIENT_ID:
+    raise ImproperlyConfigured("PLD_OIDC_SERVER_URL needs PLD_OIDC_CLIENT_ID (and PLD_OIDC_CLIENT_SECRET)")
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
+    "provider_id": "idp", "name": PLD_OIDC_NAME, "client_id": PLD_OIDC_CLIENT_ID,
+    "secret": PLD_OIDC_CLIENT_SECRET,
+    "settings": {"server_url": PLD_OIDC_SERVER_URL, "token_auth_method": "client_secret_post"},
+}] if PLD_OIDC_SERVER_URL else []}}
+# One SAML 2.0 identity provider, configured by the operator: its metadata URL (fetched over HTTPS; its signing
+# certificate comes from there), the organisation slug in this app's URLs (/accounts/saml/<slug>/acs/), the name
+# on the button. Responses and assertions must be signed; sign-ins the identity provider starts are refused.
+PLD_SAML_METADATA_URL = env_str("PLD_SAML_METADATA_URL")
+SAML_ATTRIBUTES = {
+    key: [name, f"urn:mace:dir:attribute-def:{name}", f"urn:oid:{oid}"]
+    for key, name, oid in [
+        ("uid", "uid", "0.9.2342.19200300.100.1.1"), ("username", "uid", "0.9.2342.19200300.100.1.1"),
+        ("email", "mail", "0.9.2342.19200300.100.1.3"), ("first_name", "givenName", "2.5.4.42"),
+        ("last_name", "sn", "2.5.4.4"),
+    ]
+}
+PLD_SAML_ENTITY_ID = env_str("PLD_SAML_ENTITY_ID")
+PLD_SAML_ORG = env_str("PLD_SAML_ORG", "idp")
+PLD_SAML_NAME = env_str("PLD_SAML_NAME", "your organisation's SAML sign-in")
+if PLD_SAML_METADATA_URL and not PLD_SAML_ENTITY_ID:
+    raise ImproperlyConfigured("PLD_SAML_METADATA_URL needs PLD_SAML_ENTITY_ID (the identity provider's entity id)")
+SOCIALACCOUNT_PROVIDERS["saml"] = {"provider_class": "pldreview.accounts.saml.PldSAMLProvider", "APPS": [{
+    "name": PLD_SAML_NAME, "provider_id": "saml-idp", "client_id": PLD_SAML_ORG,
+    "settings": {
+        # Attribute names as identity providers commonly send them (LDAP names, plain or as URNs); groups: below.
+        "attribute_mapping": SAML_ATTRIBUTES,
+        "idp": {"entity_id": PLD_SAML_ENTITY_ID, "metadata_url": PLD_SAML_METADATA_URL},
+        "advanced": {"want_assertion_signed": True, "want_message_signed": True, "strict": True,
+                     "reject_idp_initiated_sso": True},
+    },
+}] if PLD_SAML_METADATA_URL else []}
+# The claim (SAML: the attribute) holding the person's groups at the identity provider, and which group gives which role
+# ("idp-group=Reviewer,other-group=Auditor"). A person none of whose groups maps is refused at sign-in.
+PLD_SSO_GROUPS_CLAIM = env_str("PLD_SSO_GROUPS_CLAIM", "groups")
+PLD_SSO_GROUP_ROLES = env_group_roles("PLD_SSO_GROUP_ROLES", roles=ROLES)
+# Whether a person the identity provider vouches for (with a mapped group) gets an account at first sign-in;
+# off: only people who signed in before while it was on may sign in.
+PLD_SSO_AUTO_CREATE = env_bool("PLD_SSO_AUTO_CREATE", False)
 
 # A user without a second factor is sent to enrolment and can do nothing else (staff and superusers always).
 PLD_MFA_REQUIRED = env_bool("PLD_MFA_REQUIRED", not DEBUG)
@@ -277,6 +350,14 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 
+def _sso_origins() -> list[str]:
+    """Return the identity provider's origin (scheme, host, port) when single sign-on is configured."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(PLD_OIDC_SERVER_URL)
+    return [f"{parts.scheme}://{parts.netloc}"] if parts.scheme and parts.netloc else []
+
+
 # Content-Security-Policy (django-csp 4): scripts only from our own static files, never inline or eval'd.
 # Inline style attributes stay allowed (a few templates use them); they cannot run code.
 CONTENT_SECURITY_POLICY = {
@@ -289,7 +370,9 @@ CONTENT_SECURITY_POLICY = {
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
-        "form-action": ["'self'"],
+        # The SSO sign-in and signing buttons post here and are redirected to the identity provider: browsers
+        # hold a form's redirects to form-action too.
+        "form-action": ["'self'", *_sso_origins()],
         "frame-ancestors": ["'none'"],
     }
 }
@@ -421,6 +504,9 @@ def _signing_reauth() -> str:
 
 # Electronic signatures: re-enter the password for each signing, or once per N minutes of a session.
 PLD_SIGNING_REAUTH = _signing_reauth()
+# A re-authentication at the identity provider (or a passkey) made for signing is good for one signing within
+# this many seconds.
+PLD_SIGNING_PROOF_SECONDS = env_int("PLD_SIGNING_PROOF_SECONDS", 300, minimum=30)
 
 # Promotion gate: a candidate's macro-F1 may be at most this much below production's.
 PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
@@ -35,10 +36,15 @@ from pldreview.ledger import canonical_json, ledger_append, row_facts
 from pldreview.models import LedgerEntry, Signature
 
 Meaning = Signature.Meaning
+AuthMethod = Signature.AuthMethod
 
 # Session keys: when this session last signed with the password, and whether it passed the second factor.
 _PASSWORD_AT_KEY = "pld_signing_password_at"
 _SECOND_FACTOR_KEY = "pld_signing_second_factor"
+
+# A fresh identity check made for signing outside the form (re-authentication at the identity provider, a
+# passkey): who, how, when. A signing takes it once (pldreview.accounts.sso records the IdP's).
+_PROOF_KEY = "pld_signing_proof"
 
 # Sent (request, user) before a signing checks any credential; a receiver answers with the time until which this
 # signer must wait after failed attempts, or None (pldreview.accounts connects the delays).
@@ -179,10 +185,93 @@ def second_factor_required(request: HttpRequest | None) -> bool:
     return request.session.get(_SECOND_FACTOR_KEY) != request.user.pk
 
 
+def _passkey_first_signing_required(request: HttpRequest | None) -> bool:
+    # An account whose only second factor is a passkey has no code to type: its session's first signing is by
+    # passkey, or the password would be its only component (§11.200(a)(1)(i)).
+    if request is None or not request.user.is_authenticated or mfa_enabled(request.user):
+        return False
+    return request.session.get(_SECOND_FACTOR_KEY) != request.user.pk and passkey_enabled(request.user)
+
+
 def second_factor_verify(user: AbstractBaseUser, code: str) -> bool:
     """Say whether the code is a valid current second-factor code (TOTP or recovery code) of the user."""
     code = code.strip()
     return bool(code) and any(a.wrap().validate_code(code) for a in _second_factor_authenticators(user))
+
+
+# --- identity checked outside the form: the identity provider, a passkey ---------------------------
+
+
+def signing_proof_record(request: HttpRequest, *, user: AbstractBaseUser, method: str) -> None:
+    """Note in the session that ``user`` has just proven who they are by ``method``, for their next signing."""
+    if method not in (AuthMethod.OIDC, AuthMethod.SAML, AuthMethod.PASSKEY):
+        raise ValueError(f"{method!r} is not a method checked outside the signing form")
+    request.session[_PROOF_KEY] = {"user": user.pk, "method": method, "at": timezone.now().isoformat()}
+
+
+def signing_proof(request: HttpRequest | None) -> dict[str, Any] | None:
+    """Return this session's unused, unexpired identity proof of its user (method, at), or None."""
+    if request is None or not hasattr(request, "session") or not request.user.is_authenticated:
+        return None
+    proof = request.session.get(_PROOF_KEY) or {}
+    at = parse_datetime(proof.get("at", ""))
+    if proof.get("user") != request.user.pk or at is None:
+        return None
+    if timezone.now() - at > timedelta(seconds=settings.PLD_SIGNING_PROOF_SECONDS):
+        return None
+    return {"method": proof["method"], "at": at}
+
+
+def _signing_proof_take(request: HttpRequest | None) -> str | None:
+    proof = signing_proof(request)
+    if proof is not None:
+        # Once: a second signing needs a second re-authentication (§11.200(a)(1)(ii) asks at least one component
+        # of each later signing; an identity provider's re-authentication is the whole of it).
+        request.session.pop(_PROOF_KEY, None)
+        return proof["method"]
+    return None
+
+
+def passkey_enabled(user: AbstractBaseUser) -> bool:
+    """Say whether the user has a passkey (allauth's WebAuthn authenticator) to sign with."""
+    if not apps.is_installed("allauth.mfa") or not user.is_authenticated:
+        return False
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.filter(user_id=user.pk, type=Authenticator.Type.WEBAUTHN).exists()
+
+
+def passkey_signing_options(request: HttpRequest) -> dict[str, Any]:
+    """Start a passkey signing: return the WebAuthn request options (the challenge is kept in the session)."""
+    from allauth.mfa.webauthn.internal import auth
+
+    return {"request_options": auth.begin_authentication(request.user)}
+
+
+def _passkey_verify(user: AbstractBaseUser, credential: str) -> bool:
+    # allauth's own WebAuthn check (fido2): the session's challenge, one of this user's credentials, the origin,
+    # and user verification (MFA_WEBAUTHN_USER_VERIFICATION = "required"); the challenge is used once.
+    import json
+
+    from allauth.mfa.webauthn.internal import auth
+
+    try:
+        response = json.loads(credential)
+        auth.parse_authentication_response(response)
+        authenticator = auth.complete_authentication(user, response)
+    except (ValueError, TypeError, ValidationError):
+        return False
+    authenticator.record_usage()
+    return authenticator.user_id == user.pk
+
+
+def signs_at_identity_provider(user: AbstractBaseUser) -> bool:
+    """Say whether the user signs in through single sign-on (and so signs by re-authenticating there)."""
+    if not apps.is_installed("allauth.socialaccount") or not user.is_authenticated:
+        return False
+    from allauth.socialaccount.models import SocialAccount
+
+    return SocialAccount.objects.filter(user_id=user.pk).exists()
 
 
 # --- signing -------------------------------------------------------------------------------------
@@ -282,6 +371,9 @@ def _check_credentials(
     elif signing_password_required(request):
         _refuse("password", "Enter your password to sign.", user=user, failure=None)
     second_factor_checked = False
+    if _passkey_first_signing_required(request):
+        _refuse("password", "Sign with your passkey: the first signing of a session needs your second factor "
+                "too, and your second factor is a passkey.", user=user, failure=None)
     if second_factor_required(request):
         if not second_factor.strip():
             _refuse("second_factor", "Enter the code from your authenticator: the first signing of a session "
@@ -294,6 +386,18 @@ def _check_credentials(
     return password_checked, second_factor_checked
 
 
+def _passkey_check(*, user: AbstractBaseUser, passkey: str, request: HttpRequest | None,
+                   failure: dict[str, Any]) -> None:
+    if request is None:
+        raise PermissionDenied("A passkey signs in a browser only.")
+    if any(until for _receiver, until in signing_attempted.send(sender=__name__, request=request, user=user)):
+        _refuse("password", _delay_message(request), user=user,
+                failure=failure | {"problem": "refused: delayed after failed attempts"})
+    if not _passkey_verify(user, passkey):
+        _refuse("password", "Your passkey did not confirm who you are: nothing was signed. Try again.",
+                user=user, failure=failure | {"problem": "passkey not verified", "method": AuthMethod.PASSKEY})
+
+
 def signature_sign(
     *,
     user: AbstractBaseUser,
@@ -303,8 +407,12 @@ def signature_sign(
     content_sha256: str,
     request: HttpRequest | None = None,
     second_factor: str = "",
+    passkey: str = "",
 ) -> Signature:
-    """Check the signer's password (and second factor when due) and store their signature of the content.
+    """Check the signer's password (and second factor when due), or passkey, and store their signature.
+
+    ``passkey`` is a WebAuthn assertion (JSON) answering ``passkey_signing_options``; an SSO account without one
+    signs with the proof its re-authentication at the identity provider left (``signing_proof``).
 
     A wrong password raises ``SignatureRefused`` (a ValidationError on ``password``), stores no
     signature and appends ``security.signature_failed`` to the ledger.
@@ -314,13 +422,26 @@ def signature_sign(
     if meaning not in Meaning.values:
         raise ValidationError({"meaning": f"{meaning!r} is not a signature meaning."})
     failure = {"meaning": meaning, "content_sha256": content_sha256, "username": user.get_username()}
-    checking = _CHECKING.set(True)
-    try:
-        password_checked, second_factor_checked = _check_credentials(
-            user=user, password=password, second_factor=second_factor, request=request, failure=failure
-        )
-    finally:
-        _CHECKING.reset(checking)
+    proven_by = None if password or passkey else _signing_proof_take(request)
+    password_checked = second_factor_checked = False
+    if passkey:
+        _passkey_check(user=user, passkey=passkey, request=request, failure=failure)
+        auth_method = AuthMethod.PASSKEY
+    elif proven_by is not None:
+        auth_method = proven_by
+    elif signs_at_identity_provider(user):
+        # No password here to check: an SSO account's identity is checked where it signs in, again, now.
+        _refuse("password", "Confirm who you are at your identity provider to sign (the link above the button).",
+                user=user, failure=None)
+    else:
+        checking = _CHECKING.set(True)
+        try:
+            password_checked, second_factor_checked = _check_credentials(
+                user=user, password=password, second_factor=second_factor, request=request, failure=failure
+            )
+        finally:
+            _CHECKING.reset(checking)
+        auth_method = AuthMethod.PASSWORD_TOTP if second_factor_checked else AuthMethod.PASSWORD
     with transaction.atomic():
         signature = Signature(
             user=user,
@@ -333,6 +454,7 @@ def signature_sign(
             reauth_policy=settings.PLD_SIGNING_REAUTH,
             password_checked=password_checked,
             second_factor_checked=second_factor_checked,
+            auth_method=auth_method,
         )
         signature.full_clean()
         signature.save()
@@ -341,7 +463,7 @@ def signature_sign(
     if request is not None and hasattr(request, "session"):
         if password_checked:
             request.session[_PASSWORD_AT_KEY] = {"user": user.pk, "at": signature.signed_at.isoformat()}
-        if second_factor_checked:
+        if second_factor_checked or auth_method == AuthMethod.PASSKEY:
             request.session[_SECOND_FACTOR_KEY] = user.pk
     return signature
 
@@ -352,16 +474,41 @@ def signature_sign_from_form(
     """Sign as the request's user with a ``SigningForm``'s cleaned credentials and its ``reason`` field, if any."""
     return signature_sign(
         user=request.user, password=data.get("password", ""), second_factor=data.get("second_factor", ""),
-        meaning=meaning, reason=data.get("reason", ""), content_sha256=content_sha256, request=request,
+        passkey=data.get("passkey", ""), meaning=meaning, reason=data.get("reason", ""),
+        content_sha256=content_sha256, request=request,
     )
 
 
-def signing_context(request: HttpRequest) -> dict[str, bool]:
+def signing_context(request: HttpRequest) -> dict[str, Any]:
     """Return which credentials this session's next signing asks for, for the forms' templates."""
+    return _signing_credentials(request) | {"signing_passkey": passkey_enabled(request.user)}
+
+
+def _signing_credentials(request: HttpRequest) -> dict[str, Any]:
+    proof = signing_proof(request)
+    if proof is not None:
+        return {"signing_needs_password": False, "signing_needs_second_factor": False, "signing_proof": proof}
+    if signs_at_identity_provider(request.user):
+        return {"signing_needs_password": False, "signing_needs_second_factor": False, "signing_at_idp": True,
+                "signing_return_to": _page_path(request)}
     return {
         "signing_needs_password": signing_password_required(request),
         "signing_needs_second_factor": second_factor_required(request),
     }
+
+
+def _page_path(request: HttpRequest) -> str:
+    # Where the person comes back to after confirming who they are: the page in the address bar, not the URL a
+    # refused form was posted to (htmx names it; a plain form post came from the referring page).
+    if request.method == "GET" and not getattr(request, "htmx", False):
+        return request.get_full_path()
+    current = getattr(getattr(request, "htmx", None), "current_url_abs_path", None) or ""
+    referer = request.META.get("HTTP_REFERER", "")
+    for candidate in (current, referer):
+        parts = urlsplit(candidate)
+        if candidate and (not parts.netloc or parts.netloc == request.get_host()):
+            return parts.path + (f"?{parts.query}" if parts.query else "")
+    return "/"
 
 
 def signature_check(

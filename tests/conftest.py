@@ -10,7 +10,8 @@ from django.contrib.auth.models import User
 from evaluation.signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
-from tests.support.personas import persona
+from tests.support.idp import SAML_ORG, IdentityProvider, SamlIdentityProvider, idp_start, idp_stop, saml_idp_start
+from tests.support.personas import persona, role_group
 from tests.support.reports import PASSPHRASE
 
 
@@ -164,3 +165,50 @@ def signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  #
 
 # The real local teacher server, shared by every test that needs it (teacher helper).
 from tests.support.local_teacher import local_teacher  # noqa: E402,F401
+
+
+def _role_groups() -> None:
+    # The mapping grants roles through role_grant, which needs the role groups a transactional test's flush may
+    # have removed (tests/support/personas.py).
+    from pldreview.roles import ROLES
+
+    for role in ROLES:
+        role_group(role)
+
+
+@pytest.fixture(scope="session")
+def idp() -> Iterator[IdentityProvider]:
+    """The real OpenID Connect provider (django-oauth-toolkit, tests/idp/) in its own process on loopback."""
+    provider = idp_start()
+    yield provider
+    idp_stop(provider)
+
+
+@pytest.fixture
+def sso(settings, idp: IdentityProvider, db: None) -> IdentityProvider:  # noqa: ANN001 (pytest-django fixture)
+    """Point the app at the test provider: groups pld-reviewers, pld-auditors and pld-admins map to the roles."""
+    settings.SOCIALACCOUNT_PROVIDERS = idp.app_settings()
+    _role_groups()
+    settings.PLD_SSO_GROUP_ROLES = {"pld-reviewers": "Reviewer", "pld-auditors": "Auditor", "pld-admins": "Admin"}
+    settings.PLD_SSO_AUTO_CREATE = True
+    return idp
+
+
+@pytest.fixture(scope="session")
+def saml_idp() -> Iterator[SamlIdentityProvider]:
+    """The real SAML 2.0 identity provider (pysaml2, tests/idp/saml_serve.py) in its own process on loopback."""
+    provider = saml_idp_start()
+    provider.allow_acs(f"http://testserver/accounts/saml/{SAML_ORG}/acs/")
+    yield provider
+    provider.process.terminate()
+    provider.process.wait(timeout=10)
+
+
+@pytest.fixture
+def saml(settings, saml_idp: SamlIdentityProvider, db: None) -> SamlIdentityProvider:  # noqa: ANN001
+    """Point the app at the SAML test provider, with the same group mapping as ``sso``."""
+    settings.SOCIALACCOUNT_PROVIDERS = {**settings.SOCIALACCOUNT_PROVIDERS, **saml_idp.app_settings()}
+    _role_groups()
+    settings.PLD_SSO_GROUP_ROLES = {"pld-reviewers": "Reviewer", "pld-auditors": "Auditor", "pld-admins": "Admin"}
+    settings.PLD_SSO_AUTO_CREATE = True
+    return saml_idp

@@ -1,16 +1,23 @@
-"""django-allauth adapter: accounts are created by an Admin, never by signing up."""
+"""django-allauth adapters: local accounts are created by an Admin, never by signing up; SSO by its mapping."""
 from __future__ import annotations
 
 import time
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.base import AuthProcess
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from pldreview.accounts import sso
 from pldreview.accounts.handlers import AUTHENTICATED_AT
-from pldreview.accounts.lockout import device_cookie_set
+from pldreview.accounts.lockout import client_address, device_cookie_set
+from pldreview.accounts.security_log import security_event_count
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -44,3 +51,33 @@ class AccountAdapter(DefaultAccountAdapter):
         if response is not None:
             device_cookie_set(response, username=user.get_username(), request=request)
         return response
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    """Single sign-on by the rules of ``pldreview.accounts.sso``: the mapping decides who enters and with what."""
+
+    def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        """Check a sign-in (or a signing's re-authentication) before allauth logs anyone in or creates anything."""
+        if sociallogin.state.get("process") == AuthProcess.REDIRECT:
+            sso.signing_reauth_complete(request=request, sociallogin=sociallogin)
+        elif sociallogin.state.get("process") == AuthProcess.LOGIN:
+            sso.sso_sign_in_check(request=request, sociallogin=sociallogin)
+        else:
+            # "connect" would attach an identity-provider account to whoever is logged in: never offered.
+            raise PermissionDenied("Accounts are not connected to an identity provider by hand.")
+
+    def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
+        """Create an account at first sign-in only when PLD_SSO_AUTO_CREATE says so (the check ran before)."""
+        return bool(settings.PLD_SSO_AUTO_CREATE)
+
+    def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> Any:
+        """Create the account (no usable password: it signs in and signs at the identity provider) with its roles."""
+        with transaction.atomic():
+            user = super().save_user(request, sociallogin, form)
+            sso.sso_account_created(request=request, sociallogin=sociallogin)
+        return user
+
+    def on_authentication_error(self, request: HttpRequest, provider: Any, error: Any = None,
+                                exception: Any = None, extra_context: Any = None) -> None:
+        """Count a sign-in the identity provider refused or that failed on the way back, like a failed login."""
+        security_event_count(username="", ip_address=client_address(request), kind="sso")

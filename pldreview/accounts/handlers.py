@@ -25,6 +25,8 @@ from pldreview.accounts.services import password_change_recorded, user_must_chan
 from pldreview.ledger import ledger_append
 from pldreview.signatures import signing_attempted, signing_credentials_checked
 
+# The factors a login asks for after the password: an authenticator app's code or a passkey.
+LOGIN_FACTORS = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
 AUTHENTICATED_AT = "pld_authenticated_at"
 LAST_SEEN = "pld_last_seen"
 PASSWORD_OK = "pld_password_ok"
@@ -61,6 +63,16 @@ def factor_verified_in_this_login(request: HttpRequest, user: Any) -> bool:
     )
 
 
+def signed_in_at_identity_provider(request: HttpRequest, user: Any) -> bool:
+    """Say whether this login came from the identity provider (single sign-on), whose own factors then count.
+
+    The identity provider decides how people prove who they are there (its second factor included); a login
+    through it is never asked for a factor enrolled here (docs/security.md, "Single sign-on").
+    """
+    records = get_authentication_records(request, user)
+    return bool(records) and records[-1].get("method") == "socialaccount"
+
+
 @receiver(user_logged_in)
 def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is not None and hasattr(request, "session"):
@@ -68,9 +80,9 @@ def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **kwargs: An
         request.session[AUTHENTICATED_AT] = now
         request.session[LAST_SEEN] = now
         request.session[PASSWORD_OK] = not user_must_change_password(user)
-        has_factor = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+        has_factor = Authenticator.objects.filter(user=user, type__in=LOGIN_FACTORS).exists()
         verified = factor_verified_in_this_login(request, user)
-        if verified or not (has_factor or factor_required(user)):
+        if verified or signed_in_at_identity_provider(request, user) or not (has_factor or factor_required(user)):
             request.session[MFA_OK] = user.pk
         else:
             # AccountGateMiddleware sends the session to enrolment, or out again when a factor exists unverified.

@@ -14,7 +14,14 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
-from pldreview.accounts.handlers import AUTHENTICATED_AT, LAST_SEEN, MFA_OK, PASSWORD_OK, factor_required
+from pldreview.accounts.handlers import (
+    AUTHENTICATED_AT,
+    LAST_SEEN,
+    LOGIN_FACTORS,
+    MFA_OK,
+    PASSWORD_OK,
+    factor_required,
+)
 from pldreview.accounts.services import user_must_change_password
 
 # A background poll (hx-trigger="every …" or "load") adds ?poll=1 to its URL: it asks for fresh figures but is no
@@ -94,12 +101,12 @@ class AccountGateMiddleware:
         return self.get_response(request)
 
     def _second_factor_gate(self, request: HttpRequest, user: Any) -> HttpResponse | None:
-        totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
-        if totp is None:
+        factor = Authenticator.objects.filter(user=user, type__in=LOGIN_FACTORS).order_by("created_at").first()
+        if factor is None:
             if factor_required(user):
                 messages.info(request, "Set up your authenticator app first: a second factor is required.")
                 return _redirect(request, reverse("mfa_activate_totp"))
-        elif totp.created_at.timestamp() < request.session.get(AUTHENTICATED_AT, 0):
+        elif factor.created_at.timestamp() < request.session.get(AUTHENTICATED_AT, 0):
             # The account has a factor this login did not verify: a password posted at some other door
             # (Django admin's login did this). Out, and in again through the login that asks for the code.
             logout(request)

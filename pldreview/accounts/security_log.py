@@ -33,6 +33,8 @@ OPENING_EVENTS = {
     "code": "security.mfa_failed",
     "delayed": "security.login_delayed",
     "refused": "security.login_refused",
+    # A single sign-on the identity provider refused, or whose answer failed its checks on the way back.
+    "sso": "security.sso_failed",
 }
 CLOSING_EVENT = "security.failure_window"
 _UNKNOWN_NAMES_KEPT = 5

@@ -65,6 +65,18 @@ _SENTENCES: dict[str, Callable[[str, Facts], str]] = {
         f"Between {_minute(f.get('opened_at'))} and {_minute(f.get('closed_at'))} UTC, "
         f"{f.get('total', 0)} anonymous events for {_typed(f)}{_at(f)}: {_counts(f)}."
     ),
+    "security.sso_failed": lambda actor, f: f"A single sign-on failed or was cancelled{_at(f)}.",
+    "security.sso_refused": lambda actor, f: (
+        f"The identity provider's {f.get('idp_username') or 'user'} was refused{_at(f)}"
+        f" ({f.get('sessions_ended', 0)} open sessions ended)."
+    ),
+    "security.sso_account_created": lambda actor, f: (
+        f"The account {f.get('username', '?')} was created at its first single sign-on{_at(f)}."
+    ),
+    "security.sso_role_withheld": lambda actor, f: (
+        f"The identity provider's groups would have made {f.get('username', '?')} "
+        f"{', '.join(f.get('roles') or [])}; withheld (granted here by two Admins only)."
+    ),
     "security.lockout": lambda actor, f: f"{_who(f)} was locked after failed logins{_at(f)}.",
     "security.unlock": lambda actor, f: (
         f"{actor} lifted the waits of {f.get('username') or f.get('ip_address') or 'an account'}"

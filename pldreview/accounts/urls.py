@@ -27,6 +27,10 @@ urlpatterns = [
         r"^accounts/(signup|email|confirm-email|password/reset|password/set|login/code|reauthenticate/code|phone)/",
         _not_offered,
     ),
+    path("accounts/passkey/sign/", views.passkey_signing_start, name="pld-passkey-signing-start"),
+    path("accounts/sso/confirm-to-sign/", views.signing_reauthenticate, name="pld-signing-reauthenticate"),
+    # allauth's "connections" page would let a logged-in user attach another identity-provider account.
+    re_path(r"^accounts/3rdparty/", _not_offered),
     path("accounts/", include("allauth.urls")),
     path("accounts/sessions/", include("allauth.usersessions.urls")),
 ]

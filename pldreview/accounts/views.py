@@ -11,12 +11,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pldreview.accounts import services
+from pldreview.accounts import services, sso
 from pldreview.accounts.forms import SecurityEventFilter, UserActionForm, UserCreateForm
 from pldreview.accounts.lockout import lock_reasons
 from pldreview.accounts.models import AccountChangeKind as Kind
@@ -30,9 +30,12 @@ from pldreview.roles import ROLES, role_names
 from pldreview.signatures import (
     Meaning,
     account_change_content_sha256,
+    passkey_enabled,
+    passkey_signing_options,
     signature_sign_from_form,
     signing,
     signing_context,
+    signs_at_identity_provider,
 )
 from pldreview.web import form_add_service_errors
 
@@ -275,3 +278,22 @@ def security_events(request: HttpRequest) -> HttpResponse:
 
 def _security_events():
     return LedgerEntry.objects.filter(event__startswith=SECURITY_PREFIX)
+
+
+@require_http_methods(["GET", "POST"])
+def signing_reauthenticate(request: HttpRequest) -> HttpResponse:
+    """Send an SSO user to log in again at the identity provider before a signing, then back to ``next``."""
+    if not signs_at_identity_provider(request.user):
+        raise Http404("Only accounts that sign in through the identity provider sign there.")
+    next_url = request.POST.get("next") or request.GET.get("next") or "/"
+    if request.method == "POST":
+        return sso.signing_reauth_redirect(request, next_url=next_url)
+    return render(request, "accounts/signing_reauthenticate.html", {"next": next_url})
+
+
+@require_POST
+def passkey_signing_start(request: HttpRequest) -> JsonResponse:
+    """Answer the WebAuthn request options for signing with one of the user's passkeys (a fresh challenge)."""
+    if not passkey_enabled(request.user):
+        raise Http404("You have no passkey.")
+    return JsonResponse(passkey_signing_options(request))
