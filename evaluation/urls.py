@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from evaluation import api
-from evaluation.views import api_tokens, production, promotion, refine, reports, runs
+from evaluation.views import api_tokens, impact, production, promotion, refine, reports, runs
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -16,6 +16,16 @@ urlpatterns = [
     path("evaluations/<int:run_id>/resume/", runs.run_resume, name="pld-evaluation-resume"),
     path("evaluations/<int:run_id>/refine/", refine.refine_page, name="pld-refine"),
     path("evaluations/<int:run_id>/refine/start/", refine.start_refine, name="pld-refine-start"),
+    path("evaluations/<int:run_id>/predictions/<int:prediction_id>/", impact.prediction_detail,
+         name="pld-prediction-detail"),
+    path("evaluations/<int:run_id>/predictions/<int:prediction_id>/explain/", impact.explain_prediction,
+         name="pld-prediction-explain"),
+    # Rule impact: each rule of a version left out in turn.
+    path("prompts/<int:version_id>/impact/", impact.rule_impact_list, name="pld-rule-impact-list"),
+    path("prompts/<int:version_id>/impact/start/", impact.rule_impact_start_view, name="pld-rule-impact-start"),
+    path("impact/<int:run_id>/", impact.rule_impact_detail, name="pld-rule-impact-detail"),
+    path("impact/<int:run_id>/cancel/", impact.rule_impact_cancel_view, name="pld-rule-impact-cancel"),
+    path("impact/<int:run_id>/resume/", impact.rule_impact_resume_view, name="pld-rule-impact-resume"),
     # Promotion to production.
     path("prompts/<int:version_id>/promote/", promotion.promote_prompt, name="pld-prompt-promote"),
     path("prompts/<int:version_id>/promote/baseline/", promotion.start_gate_baseline,
@@ -33,6 +43,7 @@ urlpatterns = [
     path("tasks/<slug:task_name>/calls/", production.classify_call_list, name="pld-classify-call-list"),
     path("calls/<int:classify_call_id>/", production.classify_call_detail, name="pld-classify-call-detail"),
     path("calls/<int:classify_call_id>/feedback/", production.give_call_feedback, name="pld-classify-call-feedback"),
+    path("calls/<int:classify_call_id>/explain/", impact.explain_call, name="pld-classify-call-explain"),
     # Signed reports.
     path("reports/", reports.report_list, name="pld-report-list"),
     path("reports/generate/", reports.generate_report, name="pld-report-generate"),

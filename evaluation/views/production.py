@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -20,7 +21,8 @@ from evaluation import charts
 from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
 from evaluation.drift import Watch, production_watch
 from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
-from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
+from evaluation.impact import explanation_as_dict, latest_explanation
+from evaluation.models import ClassifyCall, DecisionExplanation, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_submit
 from rules.models import Split, Task
 from rules.views.shortcuts import task_or_404
@@ -122,6 +124,8 @@ def _call_row(call: ClassifyCall) -> dict[str, Any]:
         "input_retention": call.input_retention,
         "input_sha256": call.input_sha256,
         "inputs": call.inputs,
+        # The newest "Why this label?" (prefetched newest first), or None when never asked.
+        "explanation": next((explanation_as_dict(e) for e in call.explanations.all()), None),
     }
 
 
@@ -154,7 +158,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
         calls = calls.none()
     if form.is_bound and form.is_valid() and form.cleaned_data["version"]:
         calls = calls.filter(prompt_version=form.cleaned_data["version"])
-    rows = (_call_row(call) for call in calls.iterator())
+    calls = calls.prefetch_related(Prefetch(
+        "explanations", queryset=DecisionExplanation.objects.select_related("prompt_version", "created_by")
+        .order_by("-created_at", "-id")))
+    rows = (_call_row(call) for call in calls.iterator(chunk_size=500))
     if fmt == "csv":
         response: HttpResponse = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
     else:
@@ -184,6 +191,7 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
     feedback = DecisionFeedback.objects.filter(call=call).select_related("given_by", "example").first()
     return render(request, "evaluation/classify_call_detail.html", {
         "call": call, "feedback": feedback, "form": form or FeedbackForm(call=call),
+        "explanation": latest_explanation(call),
     }, status=status)
 
 
