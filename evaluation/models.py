@@ -625,8 +625,8 @@ class DecisionExplanation(models.Model):
     label = models.CharField(max_length=100, help_text="The label with every rule, as recomputed for the explanation")
     probabilities = models.JSONField(default=dict)
     # [{"number", "rule_id", "revision_id", "label", "probabilities", "changes"}], in rule order.
-    rules = models.JSONField(default=list)
-    deciding_numbers = models.JSONField(default=list, help_text="Numbers of the rules whose removal changes the label")
+    rules = models.JSONField(default=list, blank=True)
+    deciding_numbers = models.JSONField(default=list, blank=True, help_text="Numbers of the rules whose removal changes the label")
     seconds = models.FloatField(default=0.0)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)

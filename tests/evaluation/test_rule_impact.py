@@ -92,3 +92,19 @@ def test_a_finished_run_and_its_decisions_cannot_be_changed_even_by_a_database_w
             cursor.execute(sql)
     run.refresh_from_db()
     assert run.results["rules"]
+
+
+def test_why_this_label_runs_as_a_job_and_stores_the_rules_whose_removal_changes_the_call(
+    version, auditor
+) -> None:
+    from evaluation.impact import decision_explain_start
+    from pldreview.jobs import job_execute
+    from tests.support.factories import ClassifyCallFactory
+
+    call = ClassifyCallFactory(prompt_version=version)
+    job = job_execute(decision_explain_start(user=auditor, call=call).pk)
+    assert job.state == "succeeded" and (job.done, job.total) == (4, 4)
+    explanation = call.explanations.get()
+    assert explanation.created_by == auditor and [e["number"] for e in explanation.rules] == [1, 2, 3]
+    assert explanation.deciding_numbers == [e["number"] for e in explanation.rules if e["label"] != explanation.label]
+    assert LedgerEntry.objects.filter(event="decision.explained", object_id=str(explanation.pk)).exists()
