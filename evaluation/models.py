@@ -626,7 +626,9 @@ class DecisionExplanation(models.Model):
     probabilities = models.JSONField(default=dict)
     # [{"number", "rule_id", "revision_id", "label", "probabilities", "changes"}], in rule order.
     rules = models.JSONField(default=list, blank=True)
-    deciding_numbers = models.JSONField(default=list, blank=True, help_text="Numbers of the rules whose removal changes the label")
+    deciding_numbers = models.JSONField(
+        default=list, blank=True, help_text="Numbers of the rules whose removal changes the label"
+    )
     seconds = models.FloatField(default=0.0)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)

@@ -81,7 +81,9 @@ def test_the_call_page_and_export_carry_the_latest_explanation(version: PromptVe
 def test_an_explanation_is_never_changed_even_by_a_database_writer(version: PromptVersion) -> None:
     explanation = _explanation(ClassifyCallFactory(prompt_version=version), deciding=False)
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE evaluation_decisionexplanation SET deciding_numbers = '[2]' WHERE id = {explanation.pk}")
+        cursor.execute(
+            f"UPDATE evaluation_decisionexplanation SET deciding_numbers = '[2]' WHERE id = {explanation.pk}"
+        )
     explanation.refresh_from_db()
     assert explanation.deciding_numbers == []
 

@@ -30,7 +30,10 @@ OUR_PUBLIC_VIEWS = {"evaluation.api.classify", "evaluation.api.openapi", "pldrev
 HIDDEN_FROM_OUTSIDERS: set[str] = set()
 # Auditors change nothing; the only POSTs their role allows produce, check and sign off signed reports, and
 # sign a checkpoint of the ledger head (issue 22).
-AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make"}
+# They also ask "Why this label?" of a logged call or a prediction (issue 23): it adds an explanation record and
+# changes no decision.
+AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign", "pld-ledger-checkpoint-make",
+                    "pld-classify-call-explain", "pld-prediction-explain"}
 # The walk must not pass vacuously: issue 2 alone serves more pages than this.
 MIN_PATTERNS = 25
 MUST_VISIT = {
