@@ -30,6 +30,7 @@ from evaluation.models import (
     ClassifyCall,
     DecisionExplanation,
     EvaluationRun,
+    InputRetention,
     Prediction,
     RuleImpactDecision,
     RuleImpactRun,
@@ -463,6 +464,9 @@ def _subject(*, call: ClassifyCall | None, prediction: Prediction | None) -> tup
     if call is not None:
         if not call.inputs_kept:
             raise ValidationError("This call kept only a hash of its input, so its decision cannot be recomputed.")
+        if call.input_retention == InputRetention.REDACT:
+            # Recomputing from the redacted text would explain another input than the one decided.
+            raise ValidationError("This call kept its input redacted, so its decision cannot be recomputed.")
         return call.prompt_version, call.inputs
     assert prediction is not None
     version = prediction.run.prompt_version
