@@ -130,3 +130,22 @@ def test_the_impact_pages_show_the_table_and_only_admins_start_a_run(
     assert f"/prompts/{version.pk}/impact/" in _client(admin_user).get(f"/prompts/{version.pk}/").content.decode()
     response = _client(admin_user).post(f"/prompts/{version.pk}/impact/start/", {"split": "dev"}, follow=True)
     assert "has no examples in its dev split" in response.content.decode()
+
+
+def test_an_admin_cancels_a_queued_impact_run_and_resumes_it(version: PromptVersion, admin_user: User) -> None:
+    from evaluation.impact import rule_impact_create, rule_impact_job_for_command
+    from tests.support.factories import NDA_ROWS, add_examples
+
+    add_examples(version.task, NDA_ROWS[:2], split="dev")
+    run = rule_impact_create(prompt_version=version, split="dev", user=admin_user)
+    first = rule_impact_job_for_command(run)
+    client = _client(admin_user)
+    client.post(f"/impact/{run.pk}/cancel/")
+    run.refresh_from_db()
+    first.refresh_from_db()
+    assert run.status == "cancelled" and first.state == "cancelled" and first.cancel_requested
+    assert "Resume" in client.get(f"/impact/{run.pk}/").content.decode()
+    client.post(f"/impact/{run.pk}/resume/")
+    run.refresh_from_db()
+    assert run.status == "queued" and run.job_id != first.pk and run.job.state == "queued"
+    assert (run.n_examples, run.n_rules) == (2, 3)
