@@ -6,8 +6,8 @@ hashes and the scoring backend), each rule of that version with the revision it 
 on that revision (who, when, meaning), the override if a person overrode it, and the ledger entry that
 recorded the call. The page, its JSON export and ``GET /api/v1/decisions/<request_id>`` all show this dict.
 
-Two places are left for work measured elsewhere: ``rule_impact`` (the rule's impact figures, if measured)
-and ``explanation`` (why this label, if computed); both are None until filled.
+``rule_impact`` is each rule's latest measured effect when left out, and ``explanation`` the stored "Why this
+label?" answer (evaluation/impact.py); each is None while not measured.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Prefetch
 
 from evaluation.decision_log import decision_override_payload
+from evaluation.impact import explanation_as_dict, latest_explanation, latest_rule_impact, rule_impact_sentence
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionOverride
 from pldreview.ledger import ledger_head
 from pldreview.models import LedgerEntry, Signature
@@ -64,10 +65,19 @@ def _rules(call: ClassifyCall) -> list[dict[str, Any]]:
                 "undone": bool(decision.undone_by.all()),
                 "signature": _signature(decision.signature),
             } for decision in revision.signed_decisions],
-            # Engineer "impact" fills this with the latest measured impact of this revision (issue 23).
-            "rule_impact": None,
+            "rule_impact": _rule_impact(entry.rule_id, entry.revision_id),
         })
     return rules
+
+
+def _rule_impact(rule_id: int, revision_id: int) -> dict[str, Any] | None:
+    """The latest measured effect of leaving this revision out (docs/attribution.md), or None if not measured."""
+    measured = latest_rule_impact(rule_id=rule_id, revision_id=revision_id)
+    if measured is None:
+        return None
+    run, row = measured
+    return {"run_id": run.pk, "prompt_version": run.prompt_version.number, "split": run.split,
+            "n_examples": run.n_examples, "sentence": rule_impact_sentence(row, n_full=run.n_examples), **row}
 
 
 def _ledger_entry(call: ClassifyCall) -> dict[str, Any] | None:
@@ -136,8 +146,7 @@ def decision_dossier(call: ClassifyCall) -> dict[str, Any]:
                     "approximation": call.approximation},
         "latency_ms": call.latency_ms,
         "rules": _rules(call),
-        # Engineer "impact" fills this with the stored "Why this label?" answer for this call (issue 23).
-        "explanation": None,
+        "explanation": explanation_as_dict(explanation) if (explanation := latest_explanation(call)) else None,
         "ledger_entry": _ledger_entry(call),
         "ledger_head": {"sequence": sequence, "hash": head_hash},
     }

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from evaluation.impact import EXPLAIN_JOB_KIND, decision_explain_job, rule_impact_job
+from evaluation.impact import JOB_KIND as IMPACT_JOB_KIND
 from evaluation.models import EvaluationRun
 from evaluation.refine import refine
 from evaluation.report_jobs import generate_report
@@ -24,4 +26,6 @@ job_handlers_register({
     "evaluation.refine.refine": refine,
     "evaluation.report_jobs.generate_report": generate_report,
     "evaluation.warm.student_state_save_job": student_state_save_job,
+    IMPACT_JOB_KIND: rule_impact_job,  # "evaluation.impact.rule_impact_job"
+    EXPLAIN_JOB_KIND: decision_explain_job,  # "evaluation.impact.decision_explain_job"
 })

@@ -760,3 +760,126 @@ class TechnicalFile(models.Model):
 
     def __str__(self) -> str:
         return f"Technical file {self.pk} on {self.task}"
+
+
+class RuleImpactStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class RuleImpactRun(models.Model):
+    """A counterfactual leave-one-out of one prompt version: every sampled example decided with all its rules
+    and with each rule left out (evaluation/impact.py, docs/attribution.md).
+
+    Tied to the version and the model file's SHA-256; once finished the database refuses any change
+    (migration ``0014_rule_impact``), and its decisions are append-only.
+    """
+
+    Status = RuleImpactStatus
+
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="impact_runs")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="impact_runs")
+    split = models.CharField(max_length=10, choices=Split.choices, default=Split.DEV)
+    sample = models.PositiveIntegerField(null=True, blank=True, help_text="How many examples were drawn; empty = all")
+    seed = models.IntegerField(default=0)
+    # {"example_ids": [...], "variants": [{"number", "rule_id", "revision_id"}], "prefix_tokens": {...}}
+    options = models.JSONField(default=dict, blank=True)
+    n_examples = models.PositiveIntegerField(default=0)
+    n_rules = models.PositiveIntegerField(default=0)
+    data_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the sampled examples")
+    model_path = models.CharField(max_length=500)
+    model_sha256 = models.CharField(max_length=64)
+    model_name = models.CharField(max_length=200, blank=True)
+    llama_cpp_version = models.CharField(max_length=30, blank=True)
+    n_ctx = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # {"rules": [...per rule...], "set": {...}, "full": {...}, "warnings": [...]} (impact.rule_impact_results)
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            in_choices("rule_impact_run_in_choices", status=RuleImpactStatus.values, split=Split.values),
+            models.CheckConstraint(
+                condition=~models.Q(status="finished") | models.Q(finished_at__isnull=False),
+                name="rule_impact_run_finished_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rule impact {self.pk} of {self.prompt_version} ({self.split})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pld-rule-impact-detail", args=[self.pk])
+
+
+class RuleImpactDecision(models.Model):
+    """The student's decision on one example under one variant of an impact run (0: every rule; k: rule k left out)."""
+
+    run = models.ForeignKey(RuleImpactRun, on_delete=models.PROTECT, related_name="decisions")
+    variant = models.PositiveIntegerField(help_text="0 = the whole rule set; k = the rule at number k left out")
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="+")
+    label = models.CharField(max_length=100, blank=True, help_text="Empty when the example was refused (too long)")
+    probabilities = models.JSONField(default=dict, blank=True)
+    tokens_processed = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["run", "variant", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "variant", "example"], name="rule_impact_decision_once"),
+        ]
+
+
+class DecisionExplanation(models.Model):
+    """Why one decision came out as it did: the same leave-one-out for one input (a logged call or a prediction).
+
+    Written once when computed, never changed (database triggers); a newer explanation of the same
+    decision is another row, and each one is on the ledger.
+    """
+
+    call = models.ForeignKey(
+        ClassifyCall, null=True, blank=True, on_delete=models.PROTECT, related_name="explanations"
+    )
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.PROTECT, related_name="explanations"
+    )
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    prompt_sha256 = models.CharField(max_length=64)
+    model_sha256 = models.CharField(max_length=64)
+    label = models.CharField(max_length=100, help_text="The label with every rule, as recomputed for the explanation")
+    probabilities = models.JSONField(default=dict)
+    # [{"number", "rule_id", "revision_id", "label", "probabilities", "changes"}], in rule order.
+    rules = models.JSONField(default=list, blank=True)
+    deciding_numbers = models.JSONField(
+        default=list, blank=True, help_text="Numbers of the rules whose removal changes the label"
+    )
+    seconds = models.FloatField(default=0.0)
+    job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("explain_decision", "Can ask why a decision came out as it did, and measure rule impact")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(call__isnull=False, prediction__isnull=True)
+                | models.Q(call__isnull=True, prediction__isnull=False),
+                name="decision_explanation_one_subject",
+            ),
+        ]
+
+    @property
+    def decided_by_rules(self) -> list[dict]:
+        """Return the entries of the rules whose removal changes the label."""
+        return [entry for entry in self.rules if entry.get("changes")]

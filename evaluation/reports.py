@@ -514,6 +514,7 @@ def report_data(
         "trend": _trend(task),
         "promotions": promotions,
         "cover": _cover(prompt_version, promotions, rules, report_stops(task)),
+        "impact": _impact_data(prompt_version),
         "signer": {
             "subject": identity.subject if identity else "",
             "fingerprint": identity.fingerprint if identity else "",
@@ -523,6 +524,18 @@ def report_data(
         },
         "tsa_url": settings.PLD_TSA_URL,
     }
+
+
+def _impact_data(prompt_version: PromptVersion) -> dict[str, Any] | None:
+    """Return the version's latest finished rule impact run (its table is ordered by effect), or None."""
+    from evaluation.models import RuleImpactRun
+
+    run = (RuleImpactRun.objects.filter(prompt_version=prompt_version, status=RuleImpactRun.Status.FINISHED)
+           .order_by("-finished_at", "-id").first())
+    if run is None:
+        return None
+    return {"run_id": run.pk, "split": run.split, "n_examples": run.n_examples, "model_sha256": run.model_sha256,
+            "data_sha256": run.data_sha256, "finished_at": run.finished_at, "results": run.results}
 
 
 # --- rendering ---------------------------------------------------------------------------------

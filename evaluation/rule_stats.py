@@ -1,4 +1,13 @@
-"""How often the student is right on the examples a rule covers, with a Wilson lower bound.
+"""What the evidence says about one rule: its measured effect (rule impact), and the older coverage figures.
+
+The rule page and the review queue show the rule's *effect*: the latest finished rule impact run that left
+out this rule's current revision (evaluation/impact.py), or plainly "not measured for this revision yet" —
+never figures from a run whose prompt lacked the rule. When the run behind a figure (or, unmeasured, the
+latest evaluation of a version holding the revision) was near-constant or at chance, the figure says so.
+
+Below, kept for the command line and refine: how often the student is right on the examples a rule covers,
+with a Wilson lower bound. It is no longer shown as the rule's figure: with a student that answers one label
+for everything, every rule of that label looked perfect (issue 23).
 
 A rule "covers" the examples in its provenance (the examples behind its micro-rules) and, for a refine
 proposal, the failures that motivated it. The figures come from ONE evaluation run: the latest finished
@@ -13,8 +22,9 @@ from typing import Any
 
 from django.urls import reverse
 
-from evaluation.models import EvaluationRun, Prediction
-from rules.models import Rule
+from evaluation.impact import behaviour_warning, rule_impact_sentence
+from evaluation.models import EvaluationRun, Prediction, RuleImpactRun
+from rules.models import PromptVersionRule, Rule
 from rules.panels import register_queue_figure, register_rule_panel
 from rules.statistics import rule_support, wilson_lower_bound
 
@@ -117,7 +127,80 @@ def statistics_panel(rule: Rule, user: Any) -> tuple[str, dict[str, Any]] | None
     return "evaluation/rule_stats_panel.html", {"rule": rule, **rule_accuracy(rule)}
 
 
+def _counts_warning(labels: list[str], metrics: dict[str, Any]) -> str:
+    """Return behaviour_warning's words for an evaluation run, from its confusion matrix (rows gold, columns predicted).
+    """
+    matrix = metrics.get("confusion") or []
+    names = metrics.get("labels") or labels
+    if not matrix:
+        return ""
+    predicted: list[str] = []
+    gold: list[str] = []
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            predicted += [names[j]] * int(count)
+            gold += [names[i]] * int(count)
+    return behaviour_warning(names, predicted, gold)
+
+
+def rules_effect(rules: list[Rule]) -> dict[int, dict[str, Any]]:
+    """Return each rule's effect figures for its current revision, in three queries however many rules."""
+    revisions = {rule.pk: rule.current_revision_id for rule in rules}
+    entries = PromptVersionRule.objects.filter(rule_id__in=list(revisions)).values_list(
+        "rule_id", "revision_id", "prompt_version_id"
+    )
+    versions: dict[int, set[int]] = defaultdict(set)
+    for rule_id, revision_id, version_id in entries:
+        if revisions.get(rule_id) == revision_id:
+            versions[rule_id].add(version_id)
+    wanted = set().union(*versions.values()) if versions else set()
+    impact_runs = list(
+        RuleImpactRun.objects.filter(status=RuleImpactRun.Status.FINISHED, prompt_version_id__in=wanted)
+        .order_by("-finished_at", "-id").values("id", "prompt_version_id", "split", "results", "finished_at")
+    )
+    evaluations = list(
+        EvaluationRun.objects.filter(status=EvaluationRun.Status.FINISHED, prompt_version_id__in=wanted)
+        .order_by("-finished_at", "-id").values("id", "prompt_version_id", "split", "metrics")
+    )
+    figures: dict[int, dict[str, Any]] = {}
+    for rule in rules:
+        mine = versions.get(rule.pk, set())
+        found = None
+        for run in impact_runs:
+            if run["prompt_version_id"] not in mine:
+                continue
+            row = next((r for r in run["results"].get("rules", [])
+                        if r["rule_id"] == rule.pk and r["revision_id"] == revisions[rule.pk]), None)
+            if row is not None:
+                found = (run, row)
+                break
+        if found is not None:
+            run, row = found
+            figures[rule.pk] = {
+                "measured": True, "row": row, "sentence": rule_impact_sentence(row),
+                "run": {"id": run["id"], "split": run["split"], "finished_at": run["finished_at"],
+                        "url": reverse("pld-rule-impact-detail", args=[run["id"]])},
+                "warning": run["results"].get("warning", ""),
+            }
+            continue
+        evaluation = next((e for e in evaluations if e["prompt_version_id"] in mine), None)
+        figures[rule.pk] = {
+            "measured": False, "in_a_version": bool(mine),
+            "warning": _counts_warning([], evaluation["metrics"]) if evaluation else "",
+            "evaluation": {"id": evaluation["id"], "url": reverse("pld-evaluation-detail", args=[evaluation["id"]])}
+            if evaluation else None,
+        }
+    return figures
+
+
+def effect_panel(rule: Rule, user: Any) -> tuple[str, dict[str, Any]] | None:
+    """Return the rule page's effect panel: what leaving this revision out changed, or that it is unmeasured."""
+    if not user.has_perm("evaluation.view_prediction"):
+        return None
+    return "evaluation/rule_stats_panel.html", {"rule": rule, **rules_effect([rule])[rule.pk]}
+
+
 def register() -> None:
-    """Add the statistics panel to the rule page and its figure to the review queue."""
-    register_rule_panel(statistics_panel)
-    register_queue_figure("Right on its examples", rules_accuracy, template_name="evaluation/rule_stats_cell.html")
+    """Add the effect panel to the rule page and its figure to the review queue."""
+    register_rule_panel(effect_panel)
+    register_queue_figure("Effect when left out", rules_effect, template_name="evaluation/rule_stats_cell.html")

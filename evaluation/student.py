@@ -450,15 +450,38 @@ class Student:
 
     def layout(self, *, rules: str, context: str, example: str, cue: str) -> list[list[int]]:
         """Return the prompt's token segments: [rules], [shared context], [example + answer cue]."""
-        first = self.rules_prefix(rules)
+        return [self.rules_prefix(rules), *self._tail(context=context, example=example, cue=cue)]
+
+    def _tail(self, *, context: str, example: str, cue: str) -> list[list[int]]:
+        """Return the segments after the rules: [shared context], [example + answer cue]."""
         if self.chat_template:
             _, tail = self._chat_wrappers()
             middle = self._segment("\n\n" + context) if context else []
             last = self.tokenize("\n\n" + example) + self._segment(tail, special=True) + self.tokenize(cue)
-            return [first, middle, last]
+            return [middle, last]
         middle = self._segment("\n\n" + context) if context else []
         last = self.tokenize("\n\n" + example + "\n" + cue)
-        return [first, middle, last]
+        return [middle, last]
+
+    def parts_prefix(self, parts: list[str]) -> tuple[list[int], list[int]]:
+        """Return the rules prefix tokenized part by part (rules.compiler.prompt_parts), and where each part starts.
+
+        The same tokens as ``rules_prefix("".join(parts))`` when no token would straddle two parts (the
+        compiler cuts its parts so); the starts become batch cuts, so a prefix ending at any part boundary is
+        decoded exactly as a from-scratch pass over the whole prompt decodes it (docs/attribution.md).
+        """
+        if self.chat_template:
+            head, _ = self._chat_wrappers()
+            bos_text = self.detokenize([self.llm.token_bos()], special=True)
+            bos = bool(bos_text) and head.startswith(bos_text)
+            tokens = list(self._segment(head, add_bos=not bos, special=True))
+        else:
+            tokens = self.tokenize("", add_bos=True)
+        starts: list[int] = []
+        for part in parts:
+            starts.append(len(tokens))
+            tokens += self.tokenize(part)
+        return tokens, starts
 
     def label_tokens(self, label: str) -> list[int]:
         """Return the tokens of a label's verbalizer as it follows the answer cue."""
@@ -677,6 +700,67 @@ class Student:
             logprobs=logprobs,
             output_text=output_text.strip(),
             prefix=prefix_origin,
+        )
+
+    # -- prompts cut at rule boundaries (rule impact, evaluation/impact.py)
+
+    def prefix_prepare(self, prefix: list[int], cuts: list[int]) -> int:
+        """Make the cache start with ``prefix`` decoded with batch cuts at ``cuts``; return the tokens processed.
+
+        Decoding resumes at the last cut the cache already agrees with, so a prefix sharing its first parts
+        with the one cached only pays for the rest.
+        """
+        with self._lock:
+            if self._cached[: len(prefix)] == prefix:
+                return 0
+            self._prefix_origin = "recomputed"
+            processed, _ = self._extend(prefix, want_last=False, starts=[0, *cuts])
+            return processed
+
+    def classify_prefixed(
+        self,
+        *,
+        prefix: list[int],
+        cuts: list[int],
+        context: str = "",
+        example: str,
+        labels: list[str],
+        cue: str = "Answer:",
+        reuse_prefix: bool = True,
+    ) -> StudentDecision:
+        """Decide one example after a tokenized rules prefix whose batches are cut at ``cuts`` (parts_prefix).
+
+        The same scoring as ``classify`` (no calibration, no reasoning); every batch layout of the prompt is
+        fixed by its own cuts, so the decision is the same from scratch (``reuse_prefix=False``) and after any
+        cached prefix.
+        """
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError("classify needs at least two distinct labels")
+        with self._lock:
+            started = time.perf_counter()
+            middle, last = self._tail(context=context, example=example, cue=cue)
+            prompt = prefix + middle + last
+            starts = sorted({0, *cuts, len(prefix), len(prefix) + len(middle)})
+            label_ids = {name: self.label_tokens(name) for name in labels}
+            needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
+            if needed > self.n_ctx:
+                raise ExampleTooLongError(
+                    f"The prompt needs {needed} tokens but the student's context holds {self.n_ctx} "
+                    "(PLD_STUDENT_N_CTX); the example was not scored.",
+                    n_tokens=needed,
+                    n_ctx=self.n_ctx,
+                )
+            if not reuse_prefix:
+                self._reset()
+            if self._cached[: len(prefix)] != prefix:
+                self._prefix_origin = "recomputed"
+            prefix_origin = self._prefix_origin
+            logprobs, processed = self._score(prompt, label_ids, starts)
+            label, probabilities = label_choice(logprobs, labels)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+        return StudentDecision(
+            label=label, probabilities=probabilities, latency_ms=latency_ms, prompt_tokens=len(prompt),
+            tokens_processed=processed, logprobs=logprobs, prefix=prefix_origin,
         )
 
     # -- saved prefix states

@@ -7,6 +7,7 @@ from evaluation import api
 from evaluation.views import (
     api_tokens,
     health,
+    impact,
     production,
     promotion,
     refine,
@@ -27,6 +28,16 @@ urlpatterns = [
     path("evaluations/<int:run_id>/resume/", runs.run_resume, name="pld-evaluation-resume"),
     path("evaluations/<int:run_id>/refine/", refine.refine_page, name="pld-refine"),
     path("evaluations/<int:run_id>/refine/start/", refine.start_refine, name="pld-refine-start"),
+    path("evaluations/<int:run_id>/predictions/<int:prediction_id>/", impact.prediction_detail,
+         name="pld-prediction-detail"),
+    path("evaluations/<int:run_id>/predictions/<int:prediction_id>/explain/", impact.explain_prediction,
+         name="pld-prediction-explain"),
+    # Rule impact: each rule of a version left out in turn.
+    path("prompts/<int:version_id>/impact/", impact.rule_impact_list, name="pld-rule-impact-list"),
+    path("prompts/<int:version_id>/impact/start/", impact.rule_impact_start_view, name="pld-rule-impact-start"),
+    path("impact/<int:run_id>/", impact.rule_impact_detail, name="pld-rule-impact-detail"),
+    path("impact/<int:run_id>/cancel/", impact.rule_impact_cancel_view, name="pld-rule-impact-cancel"),
+    path("impact/<int:run_id>/resume/", impact.rule_impact_resume_view, name="pld-rule-impact-resume"),
     # Promotion to production.
     path("prompts/<int:version_id>/promote/", promotion.promote_prompt, name="pld-prompt-promote"),
     path("prompts/<int:version_id>/promote/baseline/", promotion.start_gate_baseline,
@@ -52,6 +63,7 @@ urlpatterns = [
     path("decisions/<uuid:request_id>/", production.decision_dossier_page, name="pld-decision-dossier"),
     path("decisions/<uuid:request_id>/dossier.json", production.decision_dossier_export,
          name="pld-decision-dossier-export"),
+    path("calls/<int:classify_call_id>/explain/", impact.explain_call, name="pld-classify-call-explain"),
     # Signed reports.
     path("reports/", reports.report_list, name="pld-report-list"),
     path("reports/generate/", reports.generate_report, name="pld-report-generate"),

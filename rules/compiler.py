@@ -91,30 +91,52 @@ def rule_set_hash(*, task: Task, numbered: list[tuple[Rule, RuleRevision]]) -> s
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def prompt_parts(*, task: Task, numbered: list[tuple[Rule, RuleRevision]]) -> list[str]:
+    """Return the prompt's text cut into parts: the header, one part per rule (in order), then the answer line.
+
+    Joined, the parts are the compiled text exactly. Each part ends with its line breaks and the next one
+    starts with a character that is not a line break, so the tokenizer never merges two parts' characters
+    into one token (it would merge a trailing and a leading newline into one ``\\n\\n`` token): tokenizing
+    the parts one by one gives the tokens of the whole text, and a prompt without rule k shares the tokens of
+    the parts before it (docs/attribution.md).
+    """
+    owners: list[tuple[int, str]] = [(-1, line) for line in _header(task)]
+    owners += [
+        (-1, ""),
+        (-1, "Rules. Apply the first rule whose condition the input meets; a precedence note says when a rule "
+             "gives way to another. Cite a rule by its number."),
+    ]
+    previous_topic: str | None = None
+    for index, (_rule, revision) in enumerate(numbered):
+        topic = revision.topic.strip() or NO_TOPIC
+        if topic != previous_topic:
+            # The blank line before a heading ends the part before it (see the docstring).
+            owners += [(owners[-1][0], ""), (index, f"## {topic}")]
+            previous_topic = topic
+        owners.append((index, f"Rule {index + 1} [{revision.label}]: {' '.join(revision.text.split())}"))
+        if revision.precedence_note.strip():
+            owners.append((index, f"  Precedence: {' '.join(revision.precedence_note.split())}"))
+    owners += [(owners[-1][0], ""), (len(numbered), f"Answer with exactly one label: {', '.join(task.label_names)}.")]
+    parts: list[str] = []
+    current: int | None = None
+    for owner, line in owners:
+        if owner != current:
+            parts.append("")
+            current = owner
+        parts[-1] += line + "\n"
+    return parts
+
+
 def prompt_render(*, task: Task, rules: list[Rule]) -> CompiledPrompt:
     """Lay out the task, its labels and the given approved rules (in reviewed order) as a prompt."""
-    lines = _header(task)
-    lines += [
-        "",
-        "Rules. Apply the first rule whose condition the input meets; a precedence note says when a rule "
-        "gives way to another. Cite a rule by its number.",
-    ]
     compiled: list[CompiledRule] = []
-    for topic, members in topic_runs(rules):
-        lines += ["", f"## {topic}"]
-        for rule in members:
-            revision = rule.current_revision
-            assert revision is not None
-            number = len(compiled) + 1
-            compiled.append(CompiledRule(number=number, rule=rule, revision=revision))
-            lines.append(f"Rule {number} [{revision.label}]: {' '.join(revision.text.split())}")
-            if revision.precedence_note.strip():
-                lines.append(f"  Precedence: {' '.join(revision.precedence_note.split())}")
-    lines += ["", f"Answer with exactly one label: {', '.join(task.label_names)}."]
+    for rule in rules:
+        revision = rule.current_revision
+        assert revision is not None
+        compiled.append(CompiledRule(number=len(compiled) + 1, rule=rule, revision=revision))
     numbered = [(c.rule, c.revision) for c in compiled]
-    return CompiledPrompt(text="\n".join(lines) + "\n", rules=compiled, rule_set_hash=rule_set_hash(
-        task=task, numbered=numbered
-    ))
+    text = "".join(prompt_parts(task=task, numbered=numbered))
+    return CompiledPrompt(text=text, rules=compiled, rule_set_hash=rule_set_hash(task=task, numbered=numbered))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db import models
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -29,7 +30,14 @@ from evaluation.decision_log import (
 from evaluation.dossier import decision_dossier
 from evaluation.drift import Watch, production_watch
 from evaluation.forms import FeedbackForm, OverrideForm, PolicyForm, WatchFilter
-from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, DecisionOverride
+from evaluation.impact import explanation_as_dict, latest_explanation
+from evaluation.models import (
+    ClassifyCall,
+    DecisionExplanation,
+    DecisionFeedback,
+    DecisionLogPolicy,
+    DecisionOverride,
+)
 from pldreview.roles import role_names
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_submit
@@ -141,6 +149,8 @@ def _call_row(call: ClassifyCall) -> dict[str, Any]:
         "input_retention": call.input_retention,
         "input_sha256": call.input_sha256,
         "inputs": call.inputs,
+        # The newest "Why this label?" (prefetched newest first), or None when never asked.
+        "explanation": next((explanation_as_dict(e) for e in call.explanations.all()), None),
     }
 
 
@@ -173,7 +183,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpRes
         calls = calls.none()
     if form.is_bound and form.is_valid() and form.cleaned_data["version"]:
         calls = calls.filter(prompt_version=form.cleaned_data["version"])
-    rows = (_call_row(call) for call in calls.iterator())
+    calls = calls.prefetch_related(Prefetch(
+        "explanations", queryset=DecisionExplanation.objects.select_related("prompt_version", "created_by")
+        .order_by("-created_at", "-id")))
+    rows = (_call_row(call) for call in calls.iterator(chunk_size=500))
     if fmt == "csv":
         response: HttpResponse = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
     else:
@@ -209,6 +222,7 @@ def _call_page(request: HttpRequest, call: ClassifyCall, form: FeedbackForm | No
         "call": call, "feedback": feedback, "form": form or FeedbackForm(call=call),
         "override": override, "override_form": override_form or OverrideForm(call=call),
         "roles": role_names(request.user), **signing_context(request),
+        "explanation": latest_explanation(call),
     }, status=status)
 
 
@@ -266,7 +280,9 @@ def _dossier_call(request: HttpRequest, request_id: uuid.UUID) -> ClassifyCall:
 def decision_dossier_page(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     """Show everything on record about one production decision: who is responsible for it."""
     call = _dossier_call(request, request_id)
-    return render(request, "evaluation/decision_dossier.html", {"call": call, "dossier": decision_dossier(call)})
+    return render(request, "evaluation/decision_dossier.html", {
+        "call": call, "dossier": decision_dossier(call), "explanation": latest_explanation(call),
+    })
 
 
 @require_GET

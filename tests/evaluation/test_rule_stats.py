@@ -1,4 +1,4 @@
-"""Rule statistics on the review pages: support and how the student does on the examples a rule covers."""
+"""Rule statistics on the review pages: a rule's measured effect for its current revision, or plainly none."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,12 +10,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from evaluation.models import EvaluationRun, Prediction
+from evaluation.models import EvaluationRun, Prediction, RuleImpactRun
 from evaluation.rule_stats import accuracy_hint, rule_accuracy, rules_accuracy
-from rules.models import Example, Rule, Task
-from rules.services import rule_propose
-from rules.statistics import wilson_lower_bound
+from rules.models import Example, PromptVersion, Rule, Task
+from rules.services import rule_edit, rule_propose
 from tests.support.factories import make_examples
+from tests.support.prompt_versions import approve, approve_all, compiled, gate_examples, scored_run
+from tests.support.signatures import sign_edit
 
 
 def _client(user: User) -> Client:
@@ -39,37 +40,82 @@ def _run(task: Task, outcomes: list[tuple[Example, bool]], *, minutes_ago: int =
     return run
 
 
-def test_the_rule_page_says_not_evaluated_yet_before_any_run(task: Task, reviewer: User) -> None:
-    rule = _rule(task, make_examples(task, 3))
+def _impact(version: PromptVersion, rows: dict[int, tuple[int, int, int]], *, warning: str = "",
+            minutes_ago: int = 0) -> RuleImpactRun:
+    """Record a finished impact run plainly: {rule number: (changed, right→wrong, wrong→right)} on 20 examples."""
+    entries = {e.position: e for e in version.entries.all()}
+    results = {"labels": version.task.label_names, "full": {"n": 20, "macro_f1": 0.5}, "warning": warning,
+               "set": {"dead_weight": [], "hurts": [], "helps": [], "carries": []},
+               "rules": [{"number": k, "rule_id": entries[k].rule_id, "revision_id": entries[k].revision_id,
+                          "label": "", "text": "", "n": 20, "changed": c, "right_to_wrong": rw, "wrong_to_right": wr,
+                          "wrong_to_wrong": c - rw - wr, "f1_delta": -0.021, "f1_delta_ci95": [-0.04, -0.003],
+                          "per_label": {}} for k, (c, rw, wr) in rows.items()]}
+    run = RuleImpactRun(prompt_version=version, task=version.task, split="dev", model_path="m.gguf",
+                        model_sha256="m" * 64, status=RuleImpactRun.Status.FINISHED, results=results,
+                        finished_at=timezone.now() - timedelta(minutes=minutes_ago), n_examples=20, n_rules=len(rows))
+    run.full_clean()
+    run.save()
+    return run
+
+
+def test_the_rule_page_says_not_measured_for_this_revision_before_any_impact_run(
+    task: Task, reviewer: User, admin_user: User
+) -> None:
+    rule = approve_all(task, reviewer)[0]
+    compiled(task, admin_user)
     body = _client(reviewer).get(f"/rules/{rule.pk}/").content.decode()
-    assert "How the student does on the examples this rule covers" in body
-    assert "Not evaluated yet." in body
-    assert "No finished evaluation run has predicted the 3 examples this rule covers." in body
+    assert "What this rule does to the student" in body
+    assert "Not measured for this revision yet." in body and "Right on its examples" not in body
 
 
-def test_the_rule_page_shows_the_figures_of_the_latest_run_on_its_examples(task: Task, auditor: User) -> None:
-    covered = make_examples(task, 3)
-    other = make_examples(task, 1, start=3)[0]
-    rule = _rule(task, covered)
-    _run(task, [(ex, True) for ex in covered], minutes_ago=60)
-    latest = _run(task, [(covered[0], True), (covered[1], True), (covered[2], False), (other, False)])
-    _run(task, [(ex, False) for ex in covered], status=EvaluationRun.Status.FAILED)
+def test_the_rule_page_shows_what_leaving_its_current_revision_out_changed(
+    task: Task, auditor: User, reviewer: User, admin_user: User
+) -> None:
+    rule = approve_all(task, reviewer)[0]
+    version = compiled(task, admin_user)
+    _impact(version, {1: (2, 2, 0)}, minutes_ago=60)
+    latest = _impact(version, {1: (7, 5, 2), 2: (0, 0, 0), 3: (0, 0, 0)})
     body = _client(auditor).get(f"/rules/{rule.pk}/").content.decode()
-    assert f'<a href="/evaluations/{latest.pk}/">Evaluation {latest.pk}</a>' in body
-    assert '<dd class="num">3 of 3</dd>' in body and '<dd class="num">2</dd>' in body
-    assert '<dd class="num">0.67</dd>' in body
-    assert f'<dd class="num">{wilson_lower_bound(2, 3):.2f}</dd>' in body
-    assert "3 examples: too few to tell." in body
-    assert "Not evaluated yet" not in body
+    assert ("Leaving it out changes 7 of 20 decisions: 5 right→wrong, 2 wrong→right; "
+            "macro-F1 -0.021 [-0.040, -0.003].") in body
+    assert f'<a href="/impact/{latest.pk}/">rule impact {latest.pk}</a>' in body
 
 
-def test_the_htmx_workspace_fragment_carries_the_panel_without_the_page_shell(task: Task, reviewer: User) -> None:
-    covered = make_examples(task, 2)
-    rule = _rule(task, covered)
-    _run(task, [(ex, True) for ex in covered])
+def test_a_run_whose_prompt_lacked_the_current_revision_never_speaks_for_it(
+    task: Task, reviewer: User, second_reviewer: User, admin_user: User
+) -> None:
+    rule = approve_all(task, reviewer)[0]
+    version = compiled(task, admin_user)
+    _impact(version, {1: (7, 5, 2)})
+    text = "If the clause lets anyone share, then Entailment"
+    rule_edit(rule=rule, user=second_reviewer, lock_version=rule.lock_version, reason="Broader", text=text,
+              label="Entailment", topic="Sharing with employees",
+              signature=sign_edit(second_reviewer, text=text, label="Entailment", topic="Sharing with employees"))
+    rule.refresh_from_db()
+    body = _client(reviewer).get(f"/rules/{rule.pk}/").content.decode()
+    assert "Not measured for this revision yet." in body and "changes 7 of 20" not in body
+
+
+def test_a_constant_students_evaluation_gives_no_perfect_score_and_says_why(
+    task: Task, reviewer: User, admin_user: User
+) -> None:
+    rule = approve_all(task, reviewer)[0]  # an Entailment rule
+    version = compiled(task, admin_user)
+    scored_run(task, gate_examples(task), version=version, constant="Entailment")
+    body = _client(reviewer).get(f"/rules/{rule.pk}/").content.decode()
+    assert "Not measured for this revision yet." in body
+    assert "The student answered Entailment for every one of the 18 examples" in body
+    queue = _client(reviewer).get("/review/?status=approved").content.decode()
+    assert "not measured for this revision yet" in queue and "near-constant or at chance" in queue
+
+
+def test_the_htmx_workspace_fragment_carries_the_panel_without_the_page_shell(
+    task: Task, reviewer: User, admin_user: User
+) -> None:
+    rule = approve_all(task, reviewer)[0]
+    _impact(compiled(task, admin_user), {1: (0, 0, 0)})
     body = _client(reviewer).get(f"/rules/{rule.pk}/", HTTP_HX_REQUEST="true").content.decode()
-    assert "<html" not in body and "How the student does on the examples this rule covers" in body
-    assert '<dd class="num">2 of 2</dd>' in body and "2 examples: too few to tell." in body
+    assert "<html" not in body and "Leaving it out changes none of 20 decisions." in body
 
 
 def test_a_refine_proposal_also_covers_the_failures_that_motivated_it(task: Task) -> None:
@@ -108,30 +154,24 @@ def test_the_hint_puts_the_figures_in_plain_words(n: int, correct: int, words: s
     assert words in accuracy_hint(n, correct)
 
 
-def _queue_rules(task: Task, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        examples = make_examples(task, 3, start=3 * i)
-        _rule(task, examples, text=f"If clause {i}, then Contradiction")
-        _run(task, [(examples[0], True), (examples[1], True), (examples[2], False)])
-
-
 def _queue_queries(client: Client) -> tuple[int, str]:
     with CaptureQueriesContext(connection) as ctx:
-        response = client.get("/review/")
+        response = client.get("/review/?status=approved")
     assert response.status_code == 200
     return len(ctx.captured_queries), response.content.decode()
 
 
-def test_the_queue_shows_right_on_covered_in_the_same_number_of_queries_for_2_and_20_rules(
-    task: Task, reviewer: User
+def test_the_queue_shows_each_rules_effect_in_the_same_number_of_queries_for_3_and_20_rules(
+    task: Task, reviewer: User, admin_user: User
 ) -> None:
     client = _client(reviewer)
-    _queue_rules(task, 2)
-    client.get("/review/")  # warm the session and permission caches
+    approve_all(task, reviewer)
+    _impact(compiled(task, admin_user), {1: (7, 5, 2), 2: (0, 0, 0), 3: (1, 0, 1)})
+    client.get("/review/?status=approved")  # warm the session and permission caches
     small, body = _queue_queries(client)
-    assert "Right on its examples" in body and body.count("2 of 3 <span") == 2
-    _queue_rules(task, 18, start=2)
-    _rule(task, [], text="If never evaluated, then Contradiction")
+    assert "Effect when left out" in body and "7 of 20 changed" in body and "changes none of 20" in body
+    for i in range(17):
+        approve(task, reviewer, f"If clause {i} says so, then Contradiction", "Contradiction")
     large, body = _queue_queries(client)
     assert small == large
-    assert body.count("2 of 3 <span") == 20 and "not evaluated" in body
+    assert body.count("not measured for this revision yet") == 17

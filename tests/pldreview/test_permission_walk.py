@@ -39,7 +39,10 @@ AUDITOR_MAY_POST = {"pld-report-generate", "pld-report-verify", "pld-report-sign
                     # test_webhook_pages.py shows another's token is refused.
                     "pld-webhook-create", "pld-webhook-disable",
                     # ... and produce a signed technical file (issue 24).
-                    "pld-technical-file-generate"}
+                    "pld-technical-file-generate",
+                    # ... and ask "Why this label?" of a logged call or a prediction (issue 23): it adds an
+                    # explanation record and changes no decision.
+                    "pld-classify-call-explain", "pld-prediction-explain"}
 # The walk must not pass vacuously: issue 2 alone serves more pages than this.
 MIN_PATTERNS = 25
 MUST_VISIT = {
