@@ -66,6 +66,12 @@ def _charts(watch: Watch) -> dict[str, Any]:
             summary="Mean probability of the chosen label per day, from 0 to 1.",
             points=[(name, day.mean_top_probability) for name, day in zip(names, watch.days, strict=True)],
         ),
+        "latency": charts.bar_chart(
+            title="Calls per latency bucket",
+            summary="How many of the calls shown took how long, from arrival to decision. "
+                    "The table below has the same numbers.",
+            bars=watch.latency,
+        ),
     }
 
 

@@ -74,7 +74,8 @@ def test_the_production_page_shows_charts_table_and_alert_to_auditors(client, au
         response = client.get("/tasks/nda-demo/production/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 4
+    assert '<title>Calls per latency bucket</title>' in html
     assert '<title>Calls per day</title>' in html and 'role="img" aria-label="Calls per day: 6 calls' in html
     assert "The label distribution has moved" in html and 'role="alert"' in html
     assert "<td class=\"num\">0.500</td>" in html  # mean top probability in the table
