@@ -106,7 +106,7 @@ def test_the_filters_narrow_the_export(client, admin_user, version) -> None:
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row["request_id"] for row in rows] == [str(new.request_id)]
     assert json.loads(rows[0]["inputs"]) == INPUTS and rows[0]["prompt_sha256"] == version.sha256
-    data = client.get("/tasks/nda-demo/production/export.json").json()
+    data = json.loads(b"".join(client.get("/tasks/nda-demo/production/export.json").streaming_content))
     assert {c["request_id"] for c in data["calls"]} == {str(old.request_id), str(new.request_id)}
     assert data["summary"]["psi_threshold"] == 0.2
     # The two days between are shown with no calls, not skipped.
