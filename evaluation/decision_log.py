@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from evaluation.models import ApiToken, ClassifyCall, DecisionFeedback, DecisionLogPolicy, InputRetention
@@ -159,16 +160,22 @@ def decisions_purge(
     return totals
 
 
+def purge_batch_calls(*, cutoff: Any, task: Task | None, batch_size: int) -> QuerySet[ClassifyCall, tuple]:
+    """Return the next batch of calls to purge, oldest first, as (id, *CALL_FIELDS) tuples."""
+    calls = ClassifyCall.objects.filter(created_at__lt=cutoff)
+    if task is not None:
+        calls = calls.filter(task=task)
+    # Oldest first along (task, created_at) or created_at: an index range, never a scan of the table
+    # (tests/evaluation/test_records_indexes.py reads the plan).
+    return calls.order_by("created_at", "id").values_list("id", *CALL_FIELDS)[:batch_size]
+
+
 @transaction.atomic
 def _purge_batch(
     *, cutoff: Any, older_than_days: int, actor: AbstractBaseUser | None, task: Task | None, batch_size: int,
     batch: int,
 ) -> tuple[dict[str, Any], int | None]:
-    calls = ClassifyCall.objects.filter(created_at__lt=cutoff)
-    if task is not None:
-        calls = calls.filter(task=task)
-    # Oldest first along (task, created_at) or created_at: an index range, never a scan of the table.
-    rows = list(calls.order_by("created_at", "id").values_list("id", *CALL_FIELDS)[:batch_size])
+    rows = list(purge_batch_calls(cutoff=cutoff, task=task, batch_size=batch_size))
     if not rows and batch > 1:
         return {}, None  # the previous batch took the last ones; a purge of nothing is recorded once
     ids = [row[0] for row in rows]

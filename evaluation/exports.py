@@ -11,12 +11,15 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from evaluation.models import ClassifyCall
+from rules.models import PromptVersion, Task
 
 CHUNK_SIZE = 2000
 # Rows per piece of text handed to the response: big enough that writing is not per row, small enough to stay flat.
@@ -49,6 +52,18 @@ def _row(values: dict[str, Any]) -> dict[str, Any]:
         "input_sha256": values["input_sha256"],
         "inputs": values["inputs"],
     }
+
+
+def calls_in_range(*, task: Task, start: date, end: date, version: PromptVersion | None) -> QuerySet[ClassifyCall]:
+    """Return the task's calls from the start of ``start`` to the end of ``end`` (TIME_ZONE), of one version or all."""
+    # A time range rather than created_at__date, so the (task, created_at) index bounds the read.
+    calls = ClassifyCall.objects.filter(task=task, created_at__gte=_day_start(start),
+                                        created_at__lt=_day_start(end + timedelta(days=1)))
+    return calls.filter(prompt_version=version) if version is not None else calls
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def call_export_rows(calls: QuerySet[ClassifyCall]) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Production pages: the watch page per task (Auditors, Admins), its export, the logged calls and feedback."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from evaluation import charts
 from evaluation.decision_log import decision_feedback_give, decision_policy, decision_policy_set
 from evaluation.drift import Watch, production_watch
-from evaluation.exports import call_export_rows, csv_pieces, json_pieces
+from evaluation.exports import call_export_rows, calls_in_range, csv_pieces, json_pieces
 from evaluation.forms import FeedbackForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy
 from pldreview.web import form_submit
@@ -110,11 +110,6 @@ def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     return _production(request, task, form, status=400)
 
 
-def _day_start(day: date) -> datetime:
-    # A time range rather than created_at__date, so the (task, created_at) index bounds the read.
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 @require_GET
 @permission_required("evaluation.watch_production", raise_exception=True)
 def production_export(request: HttpRequest, task_name: str, fmt: str) -> StreamingHttpResponse:
@@ -125,10 +120,7 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> Streami
     form, start, end, version = _filter(request, task)
     watch = production_watch(task=task, start=start, end=end, version=version)
     # The range the filter names, read from the calls themselves (not from the rollups' days).
-    calls = ClassifyCall.objects.filter(task=task, created_at__gte=_day_start(start),
-                                        created_at__lt=_day_start(end + timedelta(days=1)))
-    if version is not None:
-        calls = calls.filter(prompt_version=version)
+    calls = calls_in_range(task=task, start=start, end=end, version=version)
     # Streamed as read (evaluation/exports.py): memory stays flat however many calls the range holds.
     rows = call_export_rows(calls)
     if fmt == "csv":
