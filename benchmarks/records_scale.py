@@ -92,6 +92,7 @@ def _setup(workdir: Path, database: str) -> callable:
 def _world() -> dict:
     from django.contrib.auth.models import Group, User
 
+    from rules.audit import audited_save
     from rules.models import PromptVersion, Task
 
     users = {}
@@ -107,8 +108,9 @@ def _world() -> dict:
     # Written plainly: compiling needs approved rules, and the pages measured here only need a version to exist.
     text = "Label the clause. Rules: none."
     digest = hashlib.sha256(text.encode()).hexdigest()
-    version = PromptVersion.objects.create(task=task, number=1, text=text, sha256=digest, rule_set_hash="0" * 64,
-                                           template_version="bench")
+    version = PromptVersion(task=task, number=1, text=text, sha256=digest, rule_set_hash="0" * 64,
+                            template_version="bench")
+    audited_save(version, user=users["Admin"], reason="benchmark")
     return {"task": task, "version": version, "users": users}
 
 

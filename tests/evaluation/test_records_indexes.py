@@ -72,9 +72,10 @@ def test_the_purge_takes_its_batches_from_an_index_range(version) -> None:
 def test_the_export_and_the_call_list_read_the_tasks_time_range(version) -> None:
     today = timezone.localdate()
     calls = calls_in_range(task=version.task, start=today - timedelta(days=3), end=today, version=None)
+    # Either time index bounds the read; which one the planner takes depends on its statistics.
     plan = _plan(calls.order_by("created_at", "id"))
-    assert _uses(plan, "classify_call_task_day_idx"), plan
+    assert _uses(plan, "classify_call_task_day_idx") or _uses(plan, _created_at_index()), plan
     listed = ClassifyCall.objects.filter(task=version.task).order_by("-created_at", "-id")[:50]
     plan = _plan(listed)
-    assert _uses(plan, "classify_call_task_day_idx"), plan
+    assert _uses(plan, "classify_call_task_day_idx") or _uses(plan, _created_at_index()), plan
     assert ClassifyCall.objects.filter(task=version.task).count() == 5
