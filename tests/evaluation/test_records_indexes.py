@@ -37,8 +37,8 @@ def _plan(queryset) -> str:
 
 def _uses(plan: str, index: str) -> bool:
     if connection.vendor == "postgresql":
-        return f"Index Scan using {index}" in plan or f"Index Only Scan using {index}" in plan or (
-            f"Bitmap Index Scan on {index}" in plan)
+        return any(f"{scan} {index}" in plan for scan in (
+            "Index Scan using", "Index Scan Backward using", "Index Only Scan using", "Bitmap Index Scan on"))
     return f"INDEX {index}" in plan
 
 
