@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
 from datetime import timedelta
 from functools import lru_cache
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from evaluation.models import (
@@ -29,6 +30,7 @@ from evaluation.models import (
     DecisionOverride,
     InputRetention,
 )
+from evaluation.rollups import CALL_FIELDS, Tally, rollup_add, rollup_subtract
 from evaluation.serving import Classification, serving_stop_check
 from evaluation.webhooks import webhook_events_announce
 from pldreview.ledger import canonical_json, ledger_append, row_facts
@@ -127,7 +129,7 @@ def _classify_call_insert(
     latency_ms: float, api_token: ApiToken | None, retention: str,
 ) -> ClassifyCall:
     # One INSERT, no full_clean: the values come from the serving code, and this runs on every call.
-    return ClassifyCall.objects.create(
+    call = ClassifyCall(
         request_id=request_id,
         source=source,
         api_token=api_token,
@@ -147,50 +149,118 @@ def _classify_call_insert(
         student_model=result.student_model,
         approximation=result.approximation,
     )
+    return classify_call_save(call)
 
 
 @transaction.atomic
+def classify_call_save(call: ClassifyCall) -> ClassifyCall:
+    """Insert a logged call and count it in its rollup, in one transaction: both are written or neither."""
+    call.save(force_insert=True)
+    rollup_add(call)
+    return call
+
+
+# Calls deleted per transaction: each batch holds its locks (SQLite: the database's write lock) for tens of
+# milliseconds, so classify calls written meanwhile wait at most that long (docs/production.md, "Purge").
+PURGE_BATCH_SIZE = 500
+# The pause between batches, outside any transaction: a writer waiting in SQLite's busy handler (which sleeps
+# up to 100 ms between tries) gets a window to take the write lock; the cost is 50 ms per 500 calls purged.
+PURGE_PAUSE_SECONDS = 0.05
+
+
 def decisions_purge(
-    *, older_than_days: int, actor: AbstractBaseUser | None, task: Task | None = None
+    *, older_than_days: int, actor: AbstractBaseUser | None, task: Task | None = None,
+    batch_size: int = PURGE_BATCH_SIZE, pause_seconds: float = PURGE_PAUSE_SECONDS,
 ) -> dict[str, Any]:
-    """Delete logged calls older than the given days; blank their feedback examples' text; record it in the ledger."""
+    """Delete logged calls older than the given days in short batches; each batch is its own ledger entry.
+
+    Feedback examples of the deleted calls lose their text; their feedback lets go of the call on the record;
+    the rollups lose the deleted calls' counts. Returns the totals over every batch.
+    """
     if older_than_days < 0:
         raise ValidationError("--older-than must be zero or more days.")
+    if batch_size < 1:
+        raise ValidationError("The batch size must be at least one call.")
     cutoff = timezone.now() - timedelta(days=older_than_days)
+    totals: dict[str, Any] = {
+        "older_than_days": older_than_days, "cutoff": cutoff.isoformat(), "task": task.name if task else None,
+        "calls_deleted": 0, "calls_by_task": {}, "feedback_examples_blanked": 0, "batches": 0, "ledger_entries": [],
+    }
+    while True:
+        facts, sequence = _purge_batch(cutoff=cutoff, older_than_days=older_than_days, actor=actor, task=task,
+                                       batch_size=batch_size, batch=totals["batches"] + 1)
+        if sequence is None:
+            break
+        totals["batches"] += 1
+        totals["ledger_entries"].append(sequence)
+        totals["calls_deleted"] += facts["calls_deleted"]
+        totals["feedback_examples_blanked"] += facts["feedback_examples_blanked"]
+        for name, n in facts["calls_by_task"].items():
+            totals["calls_by_task"][name] = totals["calls_by_task"].get(name, 0) + n
+        if facts["calls_deleted"] < batch_size:
+            break
+        # Outside any transaction: the classify calls waiting for the write lock take it now.
+        time.sleep(pause_seconds)
+    return totals
+
+
+def purge_batch_calls(*, cutoff: Any, task: Task | None, batch_size: int) -> QuerySet[ClassifyCall, tuple]:
+    """Return the next batch of calls to purge, oldest first, as (id, *CALL_FIELDS) tuples."""
     calls = ClassifyCall.objects.filter(created_at__lt=cutoff)
     if task is not None:
         calls = calls.filter(task=task)
-    feedback_examples = Example.objects.filter(feedback__call__in=calls, split=Split.FEEDBACK)
+    # Oldest first along (task, created_at) or created_at: an index range, never a scan of the table
+    # (tests/evaluation/test_records_indexes.py reads the plan).
+    return calls.order_by("created_at", "id").values_list("id", *CALL_FIELDS)[:batch_size]
+
+
+@transaction.atomic
+def _purge_batch(
+    *, cutoff: Any, older_than_days: int, actor: AbstractBaseUser | None, task: Task | None, batch_size: int,
+    batch: int,
+) -> tuple[dict[str, Any], int | None]:
+    rows = list(purge_batch_calls(cutoff=cutoff, task=task, batch_size=batch_size))
+    if not rows and batch > 1:
+        return {}, None  # the previous batch took the last ones; a purge of nothing is recorded once
+    ids = [row[0] for row in rows]
     n_examples = 0
-    for example in feedback_examples:
+    for example in Example.objects.filter(feedback__call_id__in=ids, split=Split.FEEDBACK):
         # The example keeps its label and provenance; its text follows its call's retention.
         example.inputs = {name: PURGED for name in example.inputs}
         example.save(update_fields=["inputs"])
         n_examples += 1
-    by_task = {row["task__name"]: row["n"] for row in calls.order_by().values("task__name").annotate(n=Count("id"))}
     # The feedback outlives its call. It lets go of it by a save with history and a ledger entry carrying the
     # row as it now is, as audited_save would (whose full_clean refuses the empty call the purge leaves), rather
     # than by the deletion's SET NULL, after which verify_ledger would find the row differing from its entry.
     reason = "Its logged call was purged (retention)"
-    for feedback in DecisionFeedback.objects.filter(call__in=calls).order_by("pk"):
+    for feedback in DecisionFeedback.objects.filter(call_id__in=ids).order_by("pk"):
         feedback.call = None
         feedback._history_user = actor
         feedback._change_reason = reason
         feedback.save(update_fields=["call"])
         ledger_append(event="decisionfeedback.changed", actor=actor, obj=feedback, facts=row_facts(feedback),
                       reason=reason)
-    n_calls, _ = calls.delete()
+    names = dict(Task.objects.filter(pk__in={row[1] for row in rows}).values_list("pk", "name"))
+    by_task: dict[str, int] = {}
+    for row in rows:
+        by_task[names[row[1]]] = by_task.get(names[row[1]], 0) + 1
+    rollup_subtract(Tally.of_calls(row[1:] for row in rows))
+    # only("id"): the deletion collects the calls to null their feedback; their text need not be read.
+    deleted = ClassifyCall.objects.filter(id__in=ids).only("id").delete()[1] if ids else {}
+    n_calls = deleted.get(ClassifyCall._meta.label, 0)
     facts = {
         "older_than_days": older_than_days,
         "cutoff": cutoff.isoformat(),
         "task": task.name if task else None,
+        "batch": batch,
         "calls_deleted": n_calls,
         "calls_by_task": by_task,
+        "first_call_id": ids[0] if ids else None,
         "feedback_examples_blanked": n_examples,
     }
-    ledger_append(event="classify_call.purged", actor=actor, facts=facts,
-                  reason=f"Retention: calls older than {older_than_days} days")
-    return facts
+    entry = ledger_append(event="classify_call.purged", actor=actor, facts=facts,
+                          reason=f"Retention: calls older than {older_than_days} days")
+    return facts, entry.sequence
 
 
 @transaction.atomic

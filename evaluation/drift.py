@@ -18,10 +18,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Sum
 
-from evaluation.models import ClassifyCall, EvaluationRun, Promotion
+from evaluation.models import LATENCY_BUCKETS_MS, LATENCY_FIELDS, ClassifyCallRollup, EvaluationRun, Promotion
 from evaluation.promotion import production_prompt_version
 from rules.models import PromptVersion, Split, Task
 
@@ -69,6 +68,8 @@ class Day:
     calls: int
     counts: dict[str, int]
     mean_top_probability: float | None
+    # Calls per latency bucket (LATENCY_BUCKETS_MS, then slower).
+    latency: list[int] = field(default_factory=list)
     psi: float | None = None
 
     @property
@@ -94,6 +95,12 @@ class Watch:
     def calls(self) -> int:
         return sum(day.calls for day in self.days)
 
+    @property
+    def latency(self) -> list[tuple[str, int]]:
+        """Return the calls per latency bucket over every day shown, each bucket named by its bounds."""
+        names = [f"≤ {bound} ms" for bound in LATENCY_BUCKETS_MS] + [f"> {LATENCY_BUCKETS_MS[-1]} ms"]
+        return [(name, sum(day.latency[i] for day in self.days if day.latency)) for i, name in enumerate(names)]
+
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
         return {
@@ -106,7 +113,8 @@ class Watch:
             "days": [
                 {"day": d.day.isoformat(), "calls": d.calls, "labels": d.counts,
                  "mean_top_probability": None if d.mean_top_probability is None else round(d.mean_top_probability, 4),
-                 "psi": None if d.psi is None else round(d.psi, 4)}
+                 "psi": None if d.psi is None else round(d.psi, 4),
+                 "latency_ms_histogram": dict(zip([name for name, _ in self.latency], d.latency, strict=True))}
                 for d in self.days
             ],
         }
@@ -117,26 +125,31 @@ def production_watch(
 ) -> Watch:
     """Summarise a task's logged calls per day and judge each day's label shares against the reference."""
     labels = task.label_names
-    calls = ClassifyCall.objects.filter(task=task)
+    # The rollups, never the calls: O(days × labels × versions) rows whatever the volume (evaluation/rollups.py).
+    rollups = ClassifyCallRollup.objects.filter(task=task)
     if start is not None:
-        calls = calls.filter(created_at__date__gte=start)
+        rollups = rollups.filter(day__gte=start)
     if end is not None:
-        calls = calls.filter(created_at__date__lte=end)
+        rollups = rollups.filter(day__lte=end)
     if version is None:
         version = production_prompt_version(task)
     else:
-        calls = calls.filter(prompt_version=version)
-    rows = (
-        calls.annotate(day=TruncDate("created_at")).values("day")
-        .annotate(calls=Count("id"), top=Sum("top_probability"),
-                  **{f"n_{i}": Count("id", filter=Q(label=label)) for i, label in enumerate(labels)})
-        .order_by("day")
-    )
+        rollups = rollups.filter(prompt_version=version)
+    by_day: dict[date, dict[str, Any]] = {}
+    sums = {name: Sum(name) for name in ("calls", "top_probability_micros", *LATENCY_FIELDS)}
+    for row in rollups.order_by().values("day", "label").annotate(**{f"s_{k}": v for k, v in sums.items()}):
+        held = by_day.setdefault(row["day"], {"calls": 0, "top": 0, "counts": dict.fromkeys(labels, 0),
+                                               "latency": [0] * len(LATENCY_FIELDS)})
+        held["calls"] += row["s_calls"]
+        held["top"] += row["s_top_probability_micros"]
+        if row["label"] in held["counts"]:
+            held["counts"][row["label"]] += row["s_calls"]
+        for i, name in enumerate(LATENCY_FIELDS):
+            held["latency"][i] += row[f"s_{name}"]
     reference_run = gating_run(version) if version is not None else None
     reference = reference_shares(reference_run, labels)
     threshold = float(settings.PLD_DRIFT_PSI_THRESHOLD)
     min_calls = int(settings.PLD_DRIFT_MIN_CALLS)
-    by_day = {row["day"]: row for row in rows}
     days = []
     # Days without calls between the first and the last are shown as such, not skipped.
     first, last = (min(by_day), max(by_day)) if by_day else (None, None)
@@ -144,11 +157,12 @@ def production_watch(
         current = first + timedelta(days=offset)
         row = by_day.get(current)
         if row is None:
-            days.append(Day(day=current, calls=0, counts=dict.fromkeys(labels, 0), mean_top_probability=None))
+            days.append(Day(day=current, calls=0, counts=dict.fromkeys(labels, 0), mean_top_probability=None,
+                            latency=[0] * len(LATENCY_FIELDS)))
             continue
-        day = Day(day=current, calls=row["calls"],
-                  counts={label: row[f"n_{i}"] for i, label in enumerate(labels)},
-                  mean_top_probability=(row["top"] or 0.0) / row["calls"])
+        day = Day(day=current, calls=row["calls"], counts=row["counts"],
+                  mean_top_probability=row["top"] / 1_000_000 / row["calls"] if row["calls"] else None,
+                  latency=row["latency"])
         if reference and day.calls >= min_calls:
             day.psi = population_stability_index(reference, day.shares, labels)
         days.append(day)

@@ -455,6 +455,41 @@ class ClassifyCall(models.Model):
         return self.input_retention != InputRetention.HASH and bool(self.inputs)
 
 
+# Upper bounds (ms) of the latency histogram's buckets; the last bucket takes everything slower.
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000)
+LATENCY_FIELDS = tuple(f"latency_le_{bound}" for bound in LATENCY_BUCKETS_MS) + ("latency_over",)
+
+
+class ClassifyCallRollup(models.Model):
+    """Derived counts of logged calls per task, prompt version, day and label: what the production page reads.
+
+    Written in the same transaction as each ClassifyCall (``evaluation.rollups``) and decremented by the purge;
+    ``manage.py rebuild_rollups [--check]`` recounts them from the calls. Not audited: they hold nothing the
+    calls do not (docs/production.md, "Rollups").
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    day = models.DateField(help_text="The call's date in TIME_ZONE")
+    label = models.CharField(max_length=100)
+    calls = models.BigIntegerField(default=0)
+    # Millionths, summed as integers, so a recount gives exactly the same number whatever the order.
+    top_probability_micros = models.BigIntegerField(default=0)
+    latency_le_50 = models.BigIntegerField(default=0)
+    latency_le_100 = models.BigIntegerField(default=0)
+    latency_le_250 = models.BigIntegerField(default=0)
+    latency_le_500 = models.BigIntegerField(default=0)
+    latency_le_1000 = models.BigIntegerField(default=0)
+    latency_le_2500 = models.BigIntegerField(default=0)
+    latency_le_5000 = models.BigIntegerField(default=0)
+    latency_over = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "day", "prompt_version", "label"], name="classify_rollup_key"),
+        ]
+
+
 class DecisionFeedback(models.Model):
     """A Reviewer's statement that a logged decision was wrong: the right label, why, who, when. Never changed."""
 

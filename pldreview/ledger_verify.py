@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models
-from django.db.models import Count
+from django.db.models import Count, Max
 
-from pldreview.checkpoints import signed_heads
+from pldreview.checkpoints import CheckpointError, checkpoint_path, ledger_checkpoint_read, signed_heads
 from pldreview.db_triggers import PERMIT_TABLE
 from pldreview.ledger import GENESIS_HASH, chain_hash, row_facts
 from pldreview.models import LedgerCheckpoint, LedgerEntry, LedgerHead, Signature
@@ -66,13 +67,17 @@ class LedgerVerdict:
     problems: list[LedgerProblem] = field(default_factory=list)
 
     checkpoints_checked: int = 0
+    # The first entry re-hashed when the verification started after a signed checkpoint; 0 for a full one.
+    incremental_from: int = 0
 
     @property
     def message(self) -> str:
         if self.problem is None:
             checkpoints = (f", and the ledger holds the entries of its {self.checkpoints_checked} signed "
                            "checkpoints" if self.checkpoints_checked else "")
-            return (f"Intact: {self.entries_checked} entries chain to head #{self.head_sequence} "
+            since = (f" (incrementally, from entry #{self.incremental_from}, after the last signed checkpoint)"
+                     if self.incremental_from > 1 else "")
+            return (f"Intact{since}: {self.entries_checked} entries chain to head #{self.head_sequence} "
                     f"{self.head_hash}, and {self.rows_checked} audited rows match their latest entries"
                     f"{checkpoints}.")
         more = f" ({len(self.problems)} problems; the first:)" if len(self.problems) > 1 else ""
@@ -139,17 +144,23 @@ def _diff(recorded: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def ledger_verify(
-    *, start: int = 1, check_rows: bool = True, checkpoints: list[tuple[int, str, str]] | None = None
+    *, start: int = 1, check_rows: bool = True, checkpoints: list[tuple[int, str, str]] | None = None,
+    since_checkpoint: bool = False,
 ) -> LedgerVerdict:
     """Recompute the chain from ``start``; cross-check every ledgered object, the delete permits and checkpoints.
 
     The chain check stops at its first break (nothing after it can be trusted); every other problem is
     reported, each with its object and entry. ``checkpoints`` are (sequence, hash, where) of signed
-    checkpoints to hold the ledger to, besides the stored ones.
+    checkpoints to hold the ledger to, besides the stored ones. ``since_checkpoint`` starts after the last
+    stored checkpoint whose signed file states its entry's hash (docs/ledger.md, "Incremental verification").
     """
     began = time.perf_counter()
     verdict = LedgerVerdict(ok=False)
     problems: list[LedgerProblem] = []
+    if since_checkpoint:
+        start, anchor_problems = _incremental_start()
+        problems += anchor_problems
+        verdict.incremental_from = start
     labels = {m._meta.label_lower: _snapshot_fields(m) for m in ledgered_models()} if check_rows else {}
     latest: dict[tuple[str, str], tuple[int, dict]] = {}
     purged_permits: set[int] = set()
@@ -162,15 +173,19 @@ def ledger_verify(
     for sequence, digest, where in [*_stored_checkpoints(), *(checkpoints or [])]:
         expected_hashes.setdefault(sequence, []).append((digest, where))
     verdict.checkpoints_checked = sum(len(v) for v in expected_hashes.values())
+    if start > 1:
+        # Checkpoints before ``start`` are not walked: each one's entry must still have the signed hash.
+        problems += _earlier_checkpoint_problems(start, expected_hashes)
 
     start = max(start, 1)
     prev_hash = GENESIS_HASH
+    chain_broken = False
     if start > 1:
         prev_hash = LedgerEntry.objects.filter(sequence=start - 1).values_list("hash", flat=True).first() or ""
         if not prev_hash:
             problems.append(LedgerProblem(start - 1, "missing", f"entry #{start - 1} is missing"))
+            chain_broken = True
     expected = start
-    chain_broken = bool(problems)
     if not chain_broken:
         # raw_decode skips json.loads' whitespace scans: a third of the time per entry.
         loads, sha256 = json.JSONDecoder().raw_decode, hashlib.sha256
@@ -208,7 +223,7 @@ def ledger_verify(
                 purged_permits.update(_named_permits(data))
     # Entries before ``start`` still vouch for rows and name purges; read them without re-hashing.
     if check_rows and start > 1 and not chain_broken:
-        _read_earlier(start, labels, latest, purged_permits)
+        problems += _read_earlier(start, labels, latest, purged_permits)
 
     last = expected - 1
     verdict.head_sequence, verdict.head_hash = last, prev_hash
@@ -294,20 +309,108 @@ def _named_permits(data: dict) -> list[int]:
 
 
 def _read_earlier(start: int, labels: dict[str, frozenset[str]], latest: dict[tuple[str, str], tuple[int, dict]],
-                  purged_permits: set[int]) -> None:
-    earlier = LedgerEntry.objects.filter(sequence__lt=start).filter(
-        models.Q(object_type__in=labels) | models.Q(event=PURGE_EVENT)).order_by("sequence")
-    for sequence, event, object_type, object_id, payload in earlier.values_list(
-        "sequence", "event", "object_type", "object_id", "payload"
-    ).iterator(chunk_size=5000):
-        data = json.loads(payload)
-        if event == PURGE_EVENT:
-            purged_permits.update(_named_permits(data))
-            continue
-        facts = data.get("facts")
-        if isinstance(facts, dict) and facts.keys() == labels.get(object_type):
-            if (object_type, object_id) not in latest or latest[(object_type, object_id)][0] < sequence:
+                  purged_permits: set[int]) -> list[LedgerProblem]:
+    """Read, from the entries before ``start``, each object's latest full-row snapshot and every purge's permit.
+
+    Found through the (object_type, object_id, sequence) index, one entry per object, so the cost follows the
+    number of objects, not the ledger's length. The chain before ``start`` is not re-hashed, so each entry read
+    is checked where it stands: its hash is SHA-256(prev_hash ‖ payload) and the next entry's prev_hash is that
+    hash. Changing it therefore means recomputing every hash up to ``start``, which a signed checkpoint there
+    catches.
+    """
+    earlier = LedgerEntry.objects.filter(sequence__lt=start)
+    last_per_object = (earlier.filter(object_type__in=list(labels)).order_by().values("object_type", "object_id")
+                       .annotate(last=Max("sequence")).values_list("last", flat=True))
+    wanted = [*last_per_object.iterator(chunk_size=5000),
+              *earlier.filter(event=PURGE_EVENT).values_list("sequence", flat=True)]
+    problems: list[LedgerProblem] = []
+    fields = ("sequence", "event", "object_type", "object_id", "payload", "prev_hash", "hash")
+    for i in range(0, len(wanted), 1000):
+        chunk = wanted[i:i + 1000]
+        links = dict(LedgerEntry.objects.filter(sequence__in=[n + 1 for n in chunk]).values_list("sequence",
+                                                                                                 "prev_hash"))
+        for row in LedgerEntry.objects.filter(sequence__in=chunk).values_list(*fields):
+            problem = _entry_in_place(row, links.get(row[0] + 1))
+            if problem is not None:
+                problems.append(problem)
+                continue
+            sequence, event, object_type, object_id, payload = row[:5]
+            data = json.loads(payload)
+            if event == PURGE_EVENT:
+                purged_permits.update(_named_permits(data))
+                continue
+            facts = data.get("facts")
+            if (object_type, object_id) in latest:
+                continue  # the walk from ``start`` found a later snapshot
+            if isinstance(facts, dict) and facts.keys() == labels.get(object_type):
                 latest[(object_type, object_id)] = (sequence, facts)
+            else:
+                # Its last entry is not a snapshot (e.g. a signing event): its last snapshot is further back.
+                problems += _older_snapshot(earlier, row, labels, latest)
+    return problems
+
+
+def _entry_in_place(row: tuple, next_prev_hash: str | None) -> LedgerProblem | None:
+    sequence, _event, object_type, object_id, payload, _prev_hash, stored_hash = row
+    if chain_hash(row[5], payload) != stored_hash:
+        return LedgerProblem(sequence, "chain", f"hash {stored_hash} does not match SHA-256(prev_hash ‖ payload): "
+                                                "the payload was edited", object_type, object_id)
+    if next_prev_hash is None:
+        return LedgerProblem(sequence + 1, "missing", f"entry #{sequence + 1} is missing")
+    if next_prev_hash != stored_hash:
+        return LedgerProblem(sequence + 1, "chain", f"prev_hash {next_prev_hash} is not the hash of entry "
+                                                    f"#{sequence} ({stored_hash})", object_type, object_id)
+    return None
+
+
+def _older_snapshot(earlier: models.QuerySet[LedgerEntry], row: tuple, labels: dict[str, frozenset[str]],
+                    latest: dict[tuple[str, str], tuple[int, dict]]) -> list[LedgerProblem]:
+    object_type, object_id = row[2], row[3]
+    older = earlier.filter(object_type=object_type, object_id=object_id, sequence__lt=row[0]).order_by("-sequence")
+    fields = ("sequence", "event", "object_type", "object_id", "payload", "prev_hash", "hash")
+    for candidate in older.values_list(*fields).iterator(chunk_size=100):
+        facts = json.loads(candidate[4]).get("facts")
+        if isinstance(facts, dict) and facts.keys() == labels.get(object_type):
+            following = LedgerEntry.objects.filter(sequence=candidate[0] + 1).values_list("prev_hash", flat=True)
+            problem = _entry_in_place(candidate, following.first())
+            if problem is not None:
+                return [problem]
+            latest[(object_type, object_id)] = (candidate[0], facts)
+            return []
+    return []
+
+
+def _incremental_start() -> tuple[int, list[LedgerProblem]]:
+    """Return where an incremental verification starts: after the last checkpoint its signed file vouches for."""
+    checkpoint = LedgerCheckpoint.objects.order_by("-sequence", "-id").first()
+    if checkpoint is None:
+        return 1, []
+    where = f"signed checkpoint {checkpoint.pk}"
+    try:
+        statement = ledger_checkpoint_read(checkpoint_path(checkpoint).read_bytes())
+    except (OSError, CheckpointError, ImproperlyConfigured) as exc:
+        return 1, [LedgerProblem(checkpoint.sequence, "checkpoint",
+                                 f"{where}'s file cannot vouch for the ledger ({exc}); verified from entry #1")]
+    if (statement.sequence, statement.hash) != (checkpoint.sequence, checkpoint.hash):
+        return 1, [LedgerProblem(checkpoint.sequence, "checkpoint",
+                                 f"{where} states #{checkpoint.sequence} {checkpoint.hash} but its signed file "
+                                 f"states #{statement.sequence} {statement.hash}; verified from entry #1")]
+    return checkpoint.sequence + 1, []
+
+
+def _earlier_checkpoint_problems(start: int, expected_hashes: dict[int, list[tuple[str, str]]]) -> list[LedgerProblem]:
+    before = sorted(s for s in expected_hashes if s < start)
+    held = dict(LedgerEntry.objects.filter(sequence__in=before).values_list("sequence", "hash"))
+    found: list[LedgerProblem] = []
+    for sequence in before:
+        wanted = expected_hashes.pop(sequence)
+        if sequence not in held:
+            found += [LedgerProblem(sequence, "checkpoint", f"{where} vouches for entry #{sequence} {digest}, but "
+                                                            "the ledger no longer holds that entry")
+                      for digest, where in wanted]
+        else:
+            found += _checkpoint_mismatches(sequence, held[sequence], wanted)
+    return found
 
 
 def _cross_check(latest: dict[tuple[str, str], tuple[int, dict]], verdict: LedgerVerdict) -> list[LedgerProblem]:

@@ -1,19 +1,14 @@
 """Production pages: the watch page per task (Auditors, Admins), its export, the logged calls and feedback."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import uuid
-from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db import models
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -29,19 +24,14 @@ from evaluation.decision_log import (
 )
 from evaluation.dossier import decision_dossier
 from evaluation.drift import Watch, production_watch
+from evaluation.exports import call_export_rows, calls_in_range, csv_pieces, json_pieces
 from evaluation.forms import FeedbackForm, OverrideForm, PolicyForm, WatchFilter
-from evaluation.impact import explanation_as_dict, latest_explanation
-from evaluation.models import (
-    ClassifyCall,
-    DecisionExplanation,
-    DecisionFeedback,
-    DecisionLogPolicy,
-    DecisionOverride,
-)
+from evaluation.impact import latest_explanation
+from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, DecisionOverride
 from pldreview.roles import role_names
 from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
 from pldreview.web import form_submit
-from rules.models import Split, Task
+from rules.models import PromptVersion, Split, Task
 from rules.panels import task_banners
 from rules.views.shortcuts import task_object_or_404, task_or_404
 
@@ -62,7 +52,7 @@ def _call_by_request_id_or_404(request_id: uuid.UUID, user: Any) -> ClassifyCall
     return task_object_or_404(_calls(), user=user, request_id=request_id)
 
 
-def _watch(request: HttpRequest, task: Task) -> tuple[WatchFilter, Watch]:
+def _filter(request: HttpRequest, task: Task) -> tuple[WatchFilter, date, date, PromptVersion | None]:
     form = WatchFilter(request.GET or None, task=task)
     today = timezone.localdate()
     start, end, version = today - timedelta(days=DEFAULT_DAYS - 1), today, None
@@ -70,6 +60,11 @@ def _watch(request: HttpRequest, task: Task) -> tuple[WatchFilter, Watch]:
         start = form.cleaned_data["start"] or start
         end = form.cleaned_data["end"] or end
         version = form.cleaned_data["version"]
+    return form, start, end, version
+
+
+def _watch(request: HttpRequest, task: Task) -> tuple[WatchFilter, Watch]:
+    form, start, end, version = _filter(request, task)
     return form, production_watch(task=task, start=start, end=end, version=version)
 
 
@@ -92,6 +87,12 @@ def _charts(watch: Watch) -> dict[str, Any]:
             title="Mean top probability per day",
             summary="Mean probability of the chosen label per day, from 0 to 1.",
             points=[(name, day.mean_top_probability) for name, day in zip(names, watch.days, strict=True)],
+        ),
+        "latency": charts.bar_chart(
+            title="Calls per latency bucket",
+            summary="How many of the calls shown took how long, from arrival to decision. "
+                    "The table below has the same numbers.",
+            bars=watch.latency,
         ),
     }
 
@@ -129,68 +130,24 @@ def set_decision_policy(request: HttpRequest, task_name: str) -> HttpResponse:
     return _production(request, task, form, status=400)
 
 
-def _call_row(call: ClassifyCall) -> dict[str, Any]:
-    return {
-        "request_id": str(call.request_id),
-        "time": call.created_at.isoformat(),
-        "source": call.source,
-        "api_token": call.api_token.prefix if call.api_token else "",
-        "prompt_version": call.prompt_version.number,
-        "prompt_sha256": call.prompt_sha256,
-        "model_sha256": call.model_sha256,
-        "student_backend": call.student_backend,
-        "student_base_url": call.student_base_url,
-        "student_model": call.student_model,
-        "approximation": call.approximation,
-        "label": call.label,
-        "top_probability": call.top_probability,
-        "probabilities": call.probabilities,
-        "latency_ms": call.latency_ms,
-        "input_retention": call.input_retention,
-        "input_sha256": call.input_sha256,
-        "inputs": call.inputs,
-        # The newest "Why this label?" (prefetched newest first), or None when never asked.
-        "explanation": next((explanation_as_dict(e) for e in call.explanations.all()), None),
-    }
-
-
-def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer: Any = None
-    for row in rows:
-        flat = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()}
-        if writer is None:
-            writer = csv.DictWriter(buffer, fieldnames=list(flat))
-            writer.writeheader()
-        writer.writerow(flat)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
 @require_GET
 @permission_required("evaluation.watch_production", raise_exception=True)
-def production_export(request: HttpRequest, task_name: str, fmt: str) -> HttpResponse:
+def production_export(request: HttpRequest, task_name: str, fmt: str) -> StreamingHttpResponse:
     """Download the filtered logged calls as CSV, or the calls with the per-day summary as JSON."""
     task = task_or_404(task_name, user=request.user)
     if fmt not in {"csv", "json"}:
         raise Http404("Export as csv or json")
-    form, watch = _watch(request, task)
-    calls = ClassifyCall.objects.filter(task=task).select_related("prompt_version", "api_token").order_by("id")
-    if watch.days:
-        calls = calls.filter(created_at__date__gte=watch.days[0].day, created_at__date__lte=watch.days[-1].day)
-    else:
-        calls = calls.none()
-    if form.is_bound and form.is_valid() and form.cleaned_data["version"]:
-        calls = calls.filter(prompt_version=form.cleaned_data["version"])
-    calls = calls.prefetch_related(Prefetch(
-        "explanations", queryset=DecisionExplanation.objects.select_related("prompt_version", "created_by")
-        .order_by("-created_at", "-id")))
-    rows = (_call_row(call) for call in calls.iterator(chunk_size=500))
+    form, start, end, version = _filter(request, task)
+    watch = production_watch(task=task, start=start, end=end, version=version)
+    # The range the filter names, read from the calls themselves (not from the rollups' days).
+    calls = calls_in_range(task=task, start=start, end=end, version=version)
+    # Streamed as read (evaluation/exports.py): memory stays flat however many calls the range holds.
+    rows = call_export_rows(calls)
     if fmt == "csv":
-        response: HttpResponse = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(csv_pieces(rows), content_type="text/csv; charset=utf-8")
     else:
-        response = JsonResponse({"summary": watch.as_dict(), "calls": list(rows)}, json_dumps_params={"indent": 1})
+        response = StreamingHttpResponse(json_pieces(watch.as_dict(), rows),
+                                         content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{task.name}-production.{fmt}"'
     return response
 

@@ -74,7 +74,8 @@ def test_the_production_page_shows_charts_table_and_alert_to_auditors(client, au
         response = client.get("/tasks/nda-demo/production/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 4
+    assert '<title>Calls per latency bucket</title>' in html
     assert '<title>Calls per day</title>' in html and 'role="img" aria-label="Calls per day: 6 calls' in html
     assert "The label distribution has moved" in html and 'role="alert"' in html
     assert "<td class=\"num\">0.500</td>" in html  # mean top probability in the table
@@ -105,7 +106,7 @@ def test_the_filters_narrow_the_export(client, admin_user, version) -> None:
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row["request_id"] for row in rows] == [str(new.request_id)]
     assert json.loads(rows[0]["inputs"]) == INPUTS and rows[0]["prompt_sha256"] == version.sha256
-    data = client.get("/tasks/nda-demo/production/export.json").json()
+    data = json.loads(b"".join(client.get("/tasks/nda-demo/production/export.json").streaming_content))
     assert {c["request_id"] for c in data["calls"]} == {str(old.request_id), str(new.request_id)}
     assert data["summary"]["psi_threshold"] == 0.2
     # The two days between are shown with no calls, not skipped.

@@ -74,7 +74,8 @@ def test_the_call_page_and_export_carry_the_latest_explanation(version: PromptVe
     assert latest_explanation(call) == newest
     body = _client(auditor).get(f"/calls/{call.pk}/").content.decode()
     assert "Rules whose removal changes this decision" in body and "Explain again" in body
-    exported = json.loads(_client(auditor).get(f"/tasks/{version.task.name}/production/export.json").content)
+    response = _client(auditor).get(f"/tasks/{version.task.name}/production/export.json")
+    exported = json.loads(b"".join(response.streaming_content))  # the export streams (evaluation/exports.py)
     assert exported["calls"][0]["explanation"]["deciding_rules"] == [1]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from evaluation.decision_log import inputs_sha256
+from evaluation.decision_log import classify_call_save, inputs_sha256
 from evaluation.models import ClassifyCall
 from rules.models import Example, MicroRule, Rule, Task
 from rules.services import rule_propose
@@ -151,6 +151,13 @@ class ClassifyCallFactory(CleanFactory):
     input_retention = "full"
     inputs = factory.LazyFunction(lambda: dict(CALL_INPUTS))
     input_sha256 = factory.LazyAttribute(lambda o: inputs_sha256(o.inputs))
+
+    @classmethod
+    def _create(cls, model_class: type, *args: Any, **kwargs: Any) -> Any:
+        # Through the decision log's own save, so the call is counted in its rollup as the API's would be.
+        instance = model_class(*args, **kwargs)
+        instance.full_clean()
+        return classify_call_save(instance)
 
 
 def make_examples(task: Task, n: int, split: str = "train", start: int = 0) -> list[Example]:

@@ -8,14 +8,15 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.decision_log import decision_policy, decisions_purge
+from evaluation.decision_log import PURGE_BATCH_SIZE, PURGE_PAUSE_SECONDS, decision_policy, decisions_purge
 from rules.models import Task
 
 
 class Command(BaseCommand):
     help = (
         "Delete logged classify calls older than --older-than DAYS (feedback examples of those calls lose their "
-        "text, keep their label and provenance); the purge itself goes into the ledger. Prints what it removed."
+        "text, keep their label and provenance) in short batches, each batch a ledger entry with what it removed "
+        "and the rollups kept equal to the calls. Prints the totals."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         age.add_argument("--by-policy", action="store_true",
                          help="Each task by its own retention (its policy, else PLD_DECISION_RETENTION_DAYS)")
         parser.add_argument("--task", help="Only this task's calls (its name)")
+        parser.add_argument("--batch-size", type=int, default=PURGE_BATCH_SIZE, metavar="N",
+                            help=f"Calls deleted per short transaction, each with its ledger entry "
+                                 f"(default {PURGE_BATCH_SIZE})")
+        parser.add_argument("--pause-ms", type=float, default=PURGE_PAUSE_SECONDS * 1000, metavar="MS",
+                            help="Pause between batches, so classify calls waiting to write go first")
         parser.add_argument("--actor", help="Username recorded as running the purge (default: the system)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,11 +45,14 @@ class Command(BaseCommand):
                 raise CommandError(f"There is no user named {options['actor']!r}.")
         if options["by_policy"]:
             tasks = [task] if task else list(Task.objects.filter(classify_calls__isnull=False).distinct())
-            purged = [decisions_purge(older_than_days=decision_policy(t)[1], actor=actor, task=t) for t in tasks]
+            pace = {"batch_size": options["batch_size"], "pause_seconds": options["pause_ms"] / 1000}
+            purged = [decisions_purge(older_than_days=decision_policy(t)[1], actor=actor, task=t, **pace)
+                      for t in tasks]
             self.stdout.write(json.dumps(purged, indent=2))
             return
         try:
-            facts = decisions_purge(older_than_days=options["older_than"], actor=actor, task=task)
+            facts = decisions_purge(older_than_days=options["older_than"], actor=actor, task=task,
+                                    batch_size=options["batch_size"], pause_seconds=options["pause_ms"] / 1000)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(json.dumps(facts, indent=2))

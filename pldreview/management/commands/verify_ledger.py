@@ -19,6 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--from", dest="start", type=int, default=1, help="Check the chain from this entry on")
+        parser.add_argument("--since-checkpoint", action="store_true",
+                            help="Re-hash only the entries after the last signed checkpoint (its file's signature "
+                                 "checked); every row, signature, checkpoint and permit is still cross-checked")
         parser.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
                             help="A signed checkpoint PDF kept outside the database (repeatable)")
         parser.add_argument("--json", action="store_true", help="Print the verdict as JSON")
@@ -35,7 +38,8 @@ class Command(BaseCommand):
                                 f"checkpoint file {Path(name).name} (signed {statement.created_at})"))
         try:
             with transaction.atomic():  # a failed read must not poison the caller's transaction
-                verdict = ledger_verify(start=options["start"], checkpoints=checkpoints)
+                verdict = ledger_verify(start=options["start"], checkpoints=checkpoints,
+                                        since_checkpoint=options["since_checkpoint"])
         except DatabaseError as exc:
             self.stderr.write(f"Cannot verify the ledger: {exc}")
             sys.exit(2)
