@@ -10,6 +10,8 @@ from evaluation.models import (
     ApiToken,
     ApiTokenWindow,
     ClassifyCall,
+    ClassifyCallRollup,
+    DecisionExplanation,
     DecisionFeedback,
     DecisionLogPolicy,
     DecisionOverride,
@@ -18,7 +20,12 @@ from evaluation.models import (
     Prediction,
     Promotion,
     PromotionOverride,
+    ProviderInformation,
     Report,
+    RuleImpactDecision,
+    RuleImpactRun,
+    ServingStop,
+    TechnicalFile,
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
@@ -94,3 +101,13 @@ class WebhookAdmin(ReadOnlyAdmin):
     # Never the signing secret: it was shown once, to the person who registered the webhook.
     exclude = ("secret",)
     list_display = ("url", "token", "created_by", "created_at", "disabled_at")
+
+
+# Issues 23, 24 and 28: read-only like the rest (the record changes only through the app's signed services).
+admin.site.register(ServingStop, ReadOnlyHistoryAdmin)
+admin.site.register(ProviderInformation, ReadOnlyHistoryAdmin)
+admin.site.register(TechnicalFile, ReadOnlyHistoryAdmin)
+admin.site.register(RuleImpactRun, ReadOnlyAdmin)
+admin.site.register(RuleImpactDecision, ReadOnlyAdmin)
+admin.site.register(DecisionExplanation, ReadOnlyAdmin)
+admin.site.register(ClassifyCallRollup, ReadOnlyAdmin)

@@ -59,6 +59,7 @@ class ServerStudent:
     _chat_wrappers = Student._chat_wrappers
     rules_prefix = Student.rules_prefix
     layout = Student.layout
+    _tail = Student._tail
     label_tokens = Student.label_tokens
 
     def __init__(

@@ -22,6 +22,7 @@ from rules.models import (
     RuleSetReorderApproval,
     RuleSetReorderProposal,
     Task,
+    TaskMembership,
     TeacherCall,
 )
 
@@ -69,5 +70,5 @@ class PromptVersionAdmin(ReadOnlyHistoryAdmin):
 
 
 for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule, RuleComment,
-              FrozenTestSplit):
+              FrozenTestSplit, TaskMembership):
     admin.site.register(model, ReadOnlyAdmin)

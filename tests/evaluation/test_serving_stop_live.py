@@ -82,6 +82,9 @@ def _env(database_url: str, var: Path) -> dict[str, str]:
         "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "LANG": "C.UTF-8",
         "DJANGO_SETTINGS_MODULE": "tests.settings", "PLD_VAR_DIR": str(var), "DATABASE_URL": database_url,
         "PLD_STUDENT_N_CTX": str(STUDENT_N_CTX), "PLD_STUDENT_THREADS": "1", "PLD_WEB_ROLE": "api",
+        # Every call in flight waits for the model rather than being turned away by admission control
+        # (evaluation/admission.py): this test is about the stop, so only 200 or serving_stopped may answer.
+        "PLD_API_MAX_QUEUE": "8",
     }
 
 

@@ -22,6 +22,7 @@ from evaluation.reports import report_create
 from evaluation.serving_stops import task_serving_resume, task_serving_stop
 from pldreview.accounts.models import AccountChangeKind
 from pldreview.db_triggers import install_sql, remove_sql
+from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, Rule, Task
 from rules.services import (
     decision_undo,
@@ -113,9 +114,28 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
                       signature=sign_decision_override(admin_user, overridden, "Contradiction"))
     webhook_delivery_attempt(delivery_id=overridden_delivery_id(token))
     report = report_create(prompt_version=version, user=auditor)
+    _technical_file_recorded(task, version, admin_user)
     # An account change one Admin asked for (it waits for a second Admin).
     account_change_requested(admin_user, AccountChangeKind.UNLOCK, target=auditor, reason="Locked out at the audit")
     return World(rules=rules, decision=decision, version=version, promotion=promotion, report=report)
+
+
+def _technical_file_recorded(task: Task, version: PromptVersion, admin_user: User) -> None:
+    """State the provider's information (the service) and record a technical file's row as its service does.
+
+    Rendering and signing the PDF takes seconds and is tested in tests/evaluation/test_technical_file.py; here
+    only the rows (and their history) matter.
+    """
+    from evaluation.models import TechnicalFile
+    from evaluation.technical_file import provider_information_save
+    from pldreview.ledger import ledger_head
+
+    provider_information_save(task=task, user=admin_user, values={"provider_name": "Acme Legal Ltd"})
+    sequence, head_hash = ledger_head()
+    record = TechnicalFile(task=task, prompt_version=version, file="technical-files/world.pdf", sha256="a" * 64,
+                           size=1, json_file="technical-files/world.json", json_sha256="b" * 64,
+                           generated_by=admin_user, ledger_sequence=sequence, ledger_hash=head_hash)
+    audited_save(record, user=admin_user, event="technical_file.issued", reason="Technical file of the world")
 
 
 def overridden_delivery_id(token) -> int:  # noqa: ANN001 (an ApiToken)

@@ -180,6 +180,9 @@ SQLITE_TRIGGERS = {
     "pld_username_immutable", "rules_search_decision_delete", "rules_search_decision_insert",
     "rules_search_example_delete", "rules_search_example_insert", "rules_search_rule_delete",
     "rules_search_rule_insert", "rules_search_rule_update",
+    # Issue 23: rule impact runs once finished, their decisions and explanations never change.
+    "pld_ruleimpactrun_finished", "pld_ruleimpactrun_finished_del", "pld_ruleimpactdecision_no_update",
+    "pld_decisionexplanation_no_update",
 }
 POSTGRES_TRIGGERS = {
     "pld_account_change_settled",
@@ -188,6 +191,7 @@ POSTGRES_TRIGGERS = {
     "pld_promotion_override_append_only", "pld_prompt_entry_immutable",
     "pld_prompt_version_immutable", "pld_reorder_approval_four_eyes", "pld_rulecomment_append_only",
     "pld_signature_append_only", "pld_user_identity_guard",
+    "pld_ruleimpactrun_finished", "pld_ruleimpactdecision_no_update", "pld_decisionexplanation_no_update",
 }
 
 

@@ -58,7 +58,8 @@ def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not start: {server.stderr.read().decode()[-2000:]}")
+                server.kill()  # its stderr ends only when it does: reading a live server's would wait for ever
+                raise AssertionError(f"gunicorn did not start: {server.communicate()[1].decode()[-2000:]}")
             time.sleep(0.2)
         yield port
     finally:
