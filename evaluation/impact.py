@@ -42,8 +42,8 @@ from pldreview.models import Job
 from rules.compiler import TEMPLATE_VERSION, prompt_parts
 from rules.models import Example, PromptVersion, Split
 
-JOB_KIND = "evaluation.impact.rule_impact_job"
-EXPLAIN_JOB_KIND = "evaluation.impact.decision_explain_job"
+JOB_KIND = "rule_impact"
+EXPLAIN_JOB_KIND = "decision_explain"
 # A run whose most frequent answer covers this share of its decisions is near-constant: leaving a rule out
 # can hardly change it, so "changes nothing" says more about the student than about the rule.
 NEAR_CONSTANT_SHARE = 0.9

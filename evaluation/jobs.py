@@ -6,9 +6,12 @@ from typing import Any
 from evaluation.impact import EXPLAIN_JOB_KIND, decision_explain_job, rule_impact_job
 from evaluation.impact import JOB_KIND as IMPACT_JOB_KIND
 from evaluation.models import EvaluationRun
+from evaluation.refine import JOB_KIND as REFINE_JOB_KIND
 from evaluation.refine import refine
 from evaluation.report_jobs import generate_report
+from evaluation.reports import JOB_KIND as REPORT_JOB_KIND
 from evaluation.runs import JOB_KIND, evaluation_run_execute, run_job_result
+from evaluation.warm import JOB_KIND as WARM_JOB_KIND
 from evaluation.warm import student_state_save_job
 from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
@@ -20,12 +23,12 @@ def run_evaluation(job: Job, progress: JobProgress) -> dict[str, Any]:
     return run_job_result(evaluation_run_execute(run=run, progress=progress))
 
 
-# The kinds are stored in Job rows: they keep the dotted names the handlers had when kinds were import paths.
+# Kinds are stored in Job rows: renaming one needs a data migration (pldreview 0014 shows how).
 job_handlers_register({
-    JOB_KIND: run_evaluation,  # "evaluation.jobs.run_evaluation"
-    "evaluation.refine.refine": refine,
-    "evaluation.report_jobs.generate_report": generate_report,
-    "evaluation.warm.student_state_save_job": student_state_save_job,
-    IMPACT_JOB_KIND: rule_impact_job,  # "evaluation.impact.rule_impact_job"
-    EXPLAIN_JOB_KIND: decision_explain_job,  # "evaluation.impact.decision_explain_job"
+    JOB_KIND: run_evaluation,
+    REFINE_JOB_KIND: refine,
+    REPORT_JOB_KIND: generate_report,
+    WARM_JOB_KIND: student_state_save_job,
+    IMPACT_JOB_KIND: rule_impact_job,
+    EXPLAIN_JOB_KIND: decision_explain_job,
 })

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from evaluation.metrics import N_BOOTSTRAP, correctness_flips, macro_f1, paired_bootstrap_margin, proportion_ci
 from evaluation.models import EvaluationRun, Prediction, Promotion, PromotionOverride
+from evaluation.warm import JOB_KIND as WARM_JOB_KIND
 from pldreview.accounts.services import second_person_refusal
 from pldreview.jobs import job_start
 from pldreview.models import Signature
@@ -640,7 +641,7 @@ def _promote(
 def _warm_state_save_start(promotion: Promotion) -> None:
     """Queue the job that saves the promoted version's warm-start state, so API processes restore it (seconds)."""
     job_start(
-        kind="evaluation.warm.student_state_save_job",
+        kind=WARM_JOB_KIND,
         title=f"Save the student's warm-start state for {promotion.prompt_version}",
         params={"prompt_version_id": promotion.prompt_version_id},
     )

@@ -41,6 +41,7 @@ from rules.teacher import (
     teacher_provenance,
 )
 
+JOB_KIND = "refine"
 MAX_FAILURES_PER_GROUP = 6
 CORRECT_PER_GROUP = 3
 DEFAULT_MAX_GROUPS = 4

@@ -1,4 +1,4 @@
-"""The background job that produces a signed report (kind ``evaluation.report_jobs.generate_report``)."""
+"""The background job that produces a signed report (kind ``report``)."""
 from __future__ import annotations
 
 from typing import Any

@@ -46,6 +46,7 @@ from rules.student_model import ModelFileError, student_model_sha256
 
 logger = logging.getLogger(__name__)
 
+JOB_KIND = "report"
 REPORTS_DIR = "reports"
 BASELINE_MODES = (EvaluationRun.Mode.ZERO_SHOT, EvaluationRun.Mode.FEW_SHOT, EvaluationRun.Mode.COT)
 
@@ -767,7 +768,7 @@ def report_request(*, prompt_version: PromptVersion, user: AbstractBaseUser) -> 
     """Record a queued report and hand its production to the background worker."""
     report = report_create(prompt_version=prompt_version, user=user)
     job = job_start(
-        kind="evaluation.report_jobs.generate_report",
+        kind=JOB_KIND,
         title=f"Signed report on {prompt_version}",
         params={"report_id": report.pk},
         user=user,

@@ -58,7 +58,7 @@ from rules.models import Example, PromptVersion, Split, Task
 
 logger = logging.getLogger(__name__)
 
-JOB_KIND = "evaluation.jobs.run_evaluation"
+JOB_KIND = "evaluation_run"
 # A running job reports progress at least after every example; one silent this long has died.
 STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]

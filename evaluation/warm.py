@@ -29,6 +29,7 @@ from evaluation.student import Student, StudentError
 
 logger = logging.getLogger(__name__)
 
+JOB_KIND = "student_state_save"
 FORMAT = "pld-student-state/1"
 # A probe both ways must agree to this much (the bar for an exact restore).
 MAX_PROBE_DIFF = 1e-6

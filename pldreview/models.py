@@ -32,7 +32,9 @@ class Job(models.Model):
 
     State = JobState
 
-    kind = models.CharField(max_length=100, help_text="Dotted path of the handler, e.g. rules.jobs.extract_rules")
+    kind = models.CharField(
+        max_length=100, help_text="What the job does: the short name its handler is registered under, e.g. extract"
+    )
     title = models.CharField(max_length=200)
     params = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)

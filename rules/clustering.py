@@ -32,6 +32,7 @@ from rules.teacher import (
     teacher_provenance,
 )
 
+JOB_KIND = "cluster"
 DEFAULT_EPS = 0.4
 DEFAULT_MIN_SAMPLES = 6
 # Small sets: a cluster needs at least this share of the micro-rules (never fewer than 2, never more

@@ -26,6 +26,7 @@ from rules.teacher import (
 
 # Longest text of one input field shown to the teacher; ContractNLI documents run to 42k characters
 # and the local teacher has a 4k-token context. Evidence spans are shown instead when the example has them.
+JOB_KIND = "extract"
 MAX_FIELD_CHARS = 1500
 
 GUIDE = """You write rules for a text classifier. For one labelled example you do two things:

@@ -8,6 +8,8 @@ from django.urls import reverse
 from pldreview.jobs import job_handlers_register
 from pldreview.models import Job
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
+from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
+from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.extraction import extraction_pending, micro_rules_extract
 from rules.local_teacher import teacher_for_params
 from rules.models import Task
@@ -87,8 +89,8 @@ def cluster(job: Job, progress: Any) -> dict[str, Any]:
     }
 
 
-# The kinds are stored in Job rows (and rules/views/teacher.py lists the task's "rules.jobs." jobs): never rename one.
+# Kinds are stored in Job rows: renaming one needs a data migration (pldreview 0014 shows how).
 job_handlers_register({
-    "rules.jobs.extract": extract,
-    "rules.jobs.cluster": cluster,
+    EXTRACT_JOB_KIND: extract,
+    CLUSTER_JOB_KIND: cluster,
 })

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.forms import RefineForm
 from evaluation.models import EvaluationRun
+from evaluation.refine import JOB_KIND as REFINE_JOB_KIND
 from evaluation.refine import feedback_examples
 from evaluation.views.shortcuts import run_or_404
 from pldreview.web import job_start_or_form_page
@@ -46,6 +47,6 @@ def start_refine(request: HttpRequest, run_id: int) -> HttpResponse:
     if context["refusal"]:
         form.add_error(None, context["refusal"])
     return job_start_or_form_page(
-        request, form=form, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
+        request, form=form, kind=REFINE_JOB_KIND, title=f"Refine rules from evaluation {run.pk}",
         params={"evaluation": run.pk}, template="evaluation/refine.html", page=lambda: context,
     )

@@ -17,7 +17,9 @@ from django.views.decorators.http import require_GET, require_POST
 from pldreview.jobs import jobs_visible_to
 from pldreview.models import Job
 from pldreview.web import HtmxHttpRequest, job_start_or_form_page
+from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
 from rules.clustering import micro_rule_promote
+from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall, sees_every_task
 from rules.views.shortcuts import task_object_or_404, task_or_404
@@ -45,7 +47,9 @@ def _task_page(request: HtmxHttpRequest, task: Task, **forms_: forms.Form) -> di
         .select_related("created_by")
         .order_by("-id")[:10]
     )
-    jobs = Job.objects.filter(kind__startswith="rules.jobs.", params__task=task.name).order_by("-id")[:10]  # task seen
+    kinds = (EXTRACT_JOB_KIND, CLUSTER_JOB_KIND)
+    teacher_jobs = Job.objects.filter(kind__in=kinds, params__task=task.name)  # task seen
+    jobs = teacher_jobs.order_by("-id")[:10]
     return {
         "task": task,
         "n_train": task.examples.filter(split=Split.TRAIN).count(),
@@ -71,7 +75,7 @@ def start_extraction(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     task = task_or_404(task_name, user=request.user)
     form = ExtractionForm(request.POST)
     return job_start_or_form_page(
-        request, form=form, kind="rules.jobs.extract", title=f"Extract micro-rules for {task.name}",
+        request, form=form, kind=EXTRACT_JOB_KIND, title=f"Extract micro-rules for {task.name}",
         params={"task": task.name, "split": Split.TRAIN}, template="rules/teacher_task.html",
         page=lambda: _task_page(request, task, extraction_form=form),
     )
@@ -85,7 +89,7 @@ def start_clustering(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
     if not MicroRule.objects.filter(task=task).exists():
         form.add_error(None, "There are no micro-rules to cluster yet: run an extraction first.")
     return job_start_or_form_page(
-        request, form=form, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {task.name}",
+        request, form=form, kind=CLUSTER_JOB_KIND, title=f"Cluster micro-rules of {task.name}",
         params={"task": task.name}, template="rules/teacher_task.html",
         page=lambda: _task_page(request, task, clustering_form=form),
     )

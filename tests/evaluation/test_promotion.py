@@ -402,8 +402,8 @@ def test_a_promotion_queues_saving_the_versions_warm_start_state_once_committed(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         prompt_version_promote(prompt_version=v1, user=admin_user, reason=REASON,
             signature=sign_promotion(admin_user, v1))
-        assert not Job.objects.filter(kind="evaluation.warm.student_state_save_job").exists()
+        assert not Job.objects.filter(kind="student_state_save").exists()
     for callback in callbacks:
         callback()
-    job = Job.objects.get(kind="evaluation.warm.student_state_save_job")
+    job = Job.objects.get(kind="student_state_save")
     assert job.params == {"prompt_version_id": v1.pk}

@@ -44,7 +44,7 @@ def test_an_admin_starts_refine_as_a_job(task: Task, admin_user: User, django_ca
                                             {"max_groups": 2, "dev_limit": 5, "endpoint": "local"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
-    assert job.kind == "evaluation.refine.refine"
+    assert job.kind == "refine"
     assert job.params == {"evaluation": run.pk, "max_groups": 2, "dev_limit": 5, "endpoint": "local",
                           "include_feedback": False}
 

@@ -101,7 +101,7 @@ def test_a_run_cut_short_by_a_dying_server_resumes_where_it_stopped(task: Task) 
 def test_the_job_reports_progress_and_fails_resumably(task: Task) -> None:
     make_examples(task, 3)
     with FakeTeacher(default="500") as fake:
-        job = job_create(kind="rules.jobs.extract", title="x", params={"task": task.name, "endpoint": "fake"})
+        job = job_create(kind="extract", title="x", params={"task": task.name, "endpoint": "fake"})
         with override_settings(PLD_TEACHER_MAX_RETRIES=0, **fake_endpoints(("fake", fake))):
             job = job_execute(job.pk)
     assert job.state == Job.State.FAILED and "TeacherError" in job.error

@@ -69,7 +69,7 @@ def test_each_key_goes_to_its_own_endpoint_and_no_answer_crosses_endpoints(two_t
 def test_a_job_naming_an_endpoint_records_it_on_every_micro_rule(task: Task, two_teachers) -> None:
     first, second = two_teachers
     make_examples(task, 2)
-    job = job_execute(job_create(kind="rules.jobs.extract", title="x", params={"task": task.name,
+    job = job_execute(job_create(kind="extract", title="x", params={"task": task.name,
                                                                               "endpoint": "second"}).pk)
     assert job.state == Job.State.SUCCEEDED, job.error
     assert not first.requests and len(second.requests) == 2

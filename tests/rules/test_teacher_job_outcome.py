@@ -11,7 +11,7 @@ from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 
 
 def _extract(task: Task, fake: FakeTeacher) -> Job:
-    job = job_create(kind="rules.jobs.extract", title="Extract",
+    job = job_create(kind="extract", title="Extract",
                      params={"task": task.name, "endpoint": "fake", "concurrency": 1})
     with override_settings(**fake_endpoints(("fake", fake))):
         return job_execute(job.pk)

@@ -43,7 +43,7 @@ def test_an_admin_starts_an_extraction_job(task: Task, admin_user: User, django_
         response = _client(admin_user).post("/tasks/nda-demo/teacher/extract/", {"limit": "5", "endpoint": "local"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
-    assert job.kind == "rules.jobs.extract"
+    assert job.kind == "extract"
     assert job.params == {"task": "nda-demo", "split": "train", "limit": 5, "endpoint": "local"}
     assert job.created_by == admin_user
 

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.models import EvaluationRun
 from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from evaluation.refine import JOB_KIND as REFINE_JOB_KIND
 from pldreview.jobs import job_execute_for_command
 from rules.teacher import add_teacher_arguments, teacher_params_from_options
 
@@ -36,6 +37,6 @@ class Command(BaseCommand):
             "seed": options["seed"],
         }
         job_execute_for_command(
-            self, kind="evaluation.refine.refine", title=f"Refine rules from evaluation {run.pk}",
+            self, kind=REFINE_JOB_KIND, title=f"Refine rules from evaluation {run.pk}",
             params={**params, **teacher_params_from_options(options)},
         )

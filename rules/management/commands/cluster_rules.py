@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pldreview.jobs import job_execute_for_command
 from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
+from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
 from rules.models import Task
 from rules.teacher import add_teacher_arguments, teacher_params_from_options
 
@@ -39,6 +40,6 @@ class Command(BaseCommand):
             "teacher_model": options["teacher_model"],
         }
         job_execute_for_command(
-            self, kind="rules.jobs.cluster", title=f"Cluster micro-rules of {options['task']}",
+            self, kind=CLUSTER_JOB_KIND, title=f"Cluster micro-rules of {options['task']}",
             params={**params, **teacher_params_from_options(options)},
         )

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from pldreview.jobs import job_execute_for_command
+from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.models import Task
 from rules.teacher import add_teacher_arguments, teacher_params_from_options
 
@@ -26,6 +27,6 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         params = {"task": options["task"], "limit": options.get("limit"), "split": options["split"]}
         job_execute_for_command(
-            self, kind="rules.jobs.extract", title=f"Extract micro-rules for {options['task']}",
+            self, kind=EXTRACT_JOB_KIND, title=f"Extract micro-rules for {options['task']}",
             params={**params, **teacher_params_from_options(options)},
         )
