@@ -30,7 +30,7 @@ limit_request_field_size = 8190
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
-    """Warn when the threads cannot outnumber the calls admitted to wait for the model (evaluation/admission.py)."""
+    """Warn when the threads cannot outnumber the calls admitted to wait for the model (production/admission.py)."""
     from django.conf import settings
 
     # PLD_API_MAX_QUEUE + 1 threads may wait for the student; with no thread left over, a refusal, a health check

@@ -24,8 +24,8 @@ all through the clients' calls (``review_p95_ms_under_api``); the bar is ``revie
 The idle reviewer, the single client and the loaded phase come in ``--rounds`` slices taken in turn, so each
 ratio compares moments of the same stretch of a shared machine's load.
 
-Admission (evaluation/admission.py): before each loaded slice, one client alone (the reviewer fetching beside it,
-as under load) gives ``single_p95_ms``; under load the
+Admission (evaluation/production/admission.py): before each loaded slice, one client alone (the reviewer
+fetching beside it, as under load) gives ``single_p95_ms``; under load the
 clients honour a 503 ``queue_full``'s Retry-After, and ``accepted_p95_ms`` (the 200s) must stay within
 (``max_queue`` + 1) × ``single_p95_ms``. Beside them a second token limited to ``--limited-rate`` calls a minute
 offers one call every ``--limited-interval`` seconds (far above its limit, ignoring Retry-After): ``p95_429_ms``,
@@ -63,11 +63,11 @@ def prepare() -> None:
     django.setup()
     from django.contrib.auth.models import User
 
-    from evaluation.api_tokens import api_token_create
     from evaluation.demo.users import seed_users_and_tasks
-    from rules.compiler import prompt_version_compile
+    from evaluation.production.api_tokens import api_token_create
     from rules.models import Rule, Task
-    from rules.services import rule_approve, rule_propose
+    from rules.prompts.compiler import prompt_version_compile
+    from rules.review.services import rule_approve, rule_propose
     from tests.support.prompt_versions import promote_by_override
     from tests.support.signatures import persona_password, sign_approval
 

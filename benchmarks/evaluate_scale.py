@@ -86,7 +86,7 @@ def _timed_run(*, task: Any, workers: int, threads: int, env: dict[str, str]) ->
     from django.db import transaction
 
     from evaluation.models import EvaluationRun
-    from evaluation.runs import evaluation_run_start
+    from evaluation.runs.services import evaluation_run_start
 
     processes = _workers(workers, threads, env)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evaluation.metrics import N_BOOTSTRAP, paired_bootstrap_margin  # noqa: E402
+from evaluation.runs.metrics import N_BOOTSTRAP, paired_bootstrap_margin  # noqa: E402
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 

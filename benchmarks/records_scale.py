@@ -115,8 +115,8 @@ def _world() -> dict:
 
 
 def _call(world: dict, rng: random.Random, created_at) -> object:
-    from evaluation.decision_log import inputs_sha256
     from evaluation.models import ClassifyCall
+    from evaluation.production.decision_log import inputs_sha256
 
     label = rng.choice(LABELS)
     top = round(rng.uniform(0.4, 0.99), 4)
@@ -136,7 +136,7 @@ def _insert(world: dict, n: int, *, batch: int = 10_000) -> float:
     from django.utils import timezone
 
     from evaluation.models import ClassifyCall
-    from evaluation.rollups import rollups_rebuild
+    from evaluation.production.rollups import rollups_rebuild
 
     rng = random.Random(28)
     now = timezone.now()
@@ -221,7 +221,7 @@ def _purge(world: dict, workdir: Path, days: int) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from evaluation.decision_log import classify_call_save
+    from evaluation.production.decision_log import classify_call_save
 
     rng = random.Random(5)
     samples: dict[str, list[float]] = {"idle": [], "purge": []}
@@ -276,8 +276,8 @@ def main() -> None:
         from django.db import connection
 
         from benchmarks.ledger import _bulk_fill
-        from evaluation.decision_log import classify_call_save
-        from evaluation.rollups import rollups_rebuild
+        from evaluation.production.decision_log import classify_call_save
+        from evaluation.production.rollups import rollups_rebuild
 
         world = _world()
         rng = random.Random(1)

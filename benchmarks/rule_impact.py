@@ -4,11 +4,11 @@ A benchmark, not a test: it prints one JSON object (the last line). Run it from 
 
     .venv/bin/python benchmarks/rule_impact.py [--rules 12] [--examples 40] [--threads 2]
 
-It compiles a synthetic rule set with the compiler's own layout (``rules.compiler.prompt_parts``), then
+It compiles a synthetic rule set with the compiler's own layout (``rules.prompts.compiler.prompt_parts``), then
 
 - the runner: every example decided with the whole prompt as an evaluation run does (``Student.classify``,
   rules prefix cached) — ``runner_pld_p50_ms``;
-- the impact job's loop (``evaluation.impact``): variant-major, each variant's prefix prepared once (only
+- the impact job's loop (``evaluation.runs.impact``): variant-major, each variant's prefix prepared once (only
   the part after the rules it shares with the cached prefix is processed), then every example decided.
 
 ``full_recompute_tokens`` is what naive leave-one-out would process for the prefixes (every variant's
@@ -39,9 +39,9 @@ import django  # noqa: E402
 
 django.setup()
 
-from evaluation.impact import PreparedVariant, Variant, _as_rules  # noqa: E402
-from evaluation.student import Student, check_model_file  # noqa: E402
-from rules.compiler import prompt_parts  # noqa: E402
+from evaluation.runs.impact import PreparedVariant, Variant, _as_rules  # noqa: E402
+from evaluation.student.in_process import Student, check_model_file  # noqa: E402
+from rules.prompts.compiler import prompt_parts  # noqa: E402
 from rules.student_model import bundled_model_path  # noqa: E402
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]

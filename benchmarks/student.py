@@ -45,15 +45,15 @@ import django  # noqa: E402
 
 django.setup()
 
-from evaluation.student import (  # noqa: E402
+from evaluation.student.in_process import (  # noqa: E402
     COT_MAX_TOKENS,
     ExampleTooLongError,
     Student,
     check_model_file,
 )
-from evaluation.warm import student_state_restore, student_state_save  # noqa: E402
-from rules.local_teacher import free_port, is_answering  # noqa: E402
+from evaluation.student.warm import student_state_restore, student_state_save  # noqa: E402
 from rules.student_model import bundled_model_path  # noqa: E402
+from rules.teacher.local import free_port, is_answering  # noqa: E402
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
 ZERO_SHOT_RULES = (

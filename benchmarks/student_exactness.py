@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.student import load_examples, synthetic_rules  # noqa: E402
-from evaluation.student import Student, check_model_file  # noqa: E402
+from evaluation.student.in_process import Student, check_model_file  # noqa: E402
 from rules.student_model import bundled_model_path  # noqa: E402
 
 

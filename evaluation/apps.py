@@ -13,9 +13,9 @@ class EvaluationConfig(AppConfig):
 
         import evaluation.jobs  # noqa: F401 - registers every job handler of the app
         from evaluation import panels
-        from evaluation.rule_stats import register
-        from evaluation.serving_stops import serving_stop_banners
-        from evaluation.trends import trend_panel
+        from evaluation.production.serving_stops import serving_stop_banners
+        from evaluation.release.trends import trend_panel
+        from evaluation.runs.rule_stats import register
         from rules.panels import register_task_banner, register_task_panel
 
         register()
@@ -23,13 +23,17 @@ class EvaluationConfig(AppConfig):
         register_task_panel(trend_panel)
         register_task_banner(serving_stop_banners)
         # pldreview never imports evaluation: the ledger's checkpoints are signed with the reports' identity here.
-        from evaluation.ledger_checkpoints import ledger_checkpoint_parse, ledger_checkpoint_sign, report_signed_heads
+        from evaluation.release.ledger_checkpoints import (
+            ledger_checkpoint_parse,
+            ledger_checkpoint_sign,
+            report_signed_heads,
+        )
         from pldreview.checkpoints import register_checkpoint_service
 
         register_checkpoint_service(create=ledger_checkpoint_sign, read=ledger_checkpoint_parse,
                                     signed_heads=report_signed_heads)
         # A leaver's tokens are revoked in the same transaction as their deactivation (pldreview.accounts).
-        from evaluation.api_tokens import _revoke_on_offboard
+        from evaluation.production.api_tokens import _revoke_on_offboard
         from pldreview.accounts.services import user_offboarded
 
         user_offboarded.connect(_revoke_on_offboard, dispatch_uid="pld-revoke-tokens-on-offboard")
@@ -38,6 +42,6 @@ class EvaluationConfig(AppConfig):
         # page-serving process (PLD_WEB_ROLE=pages) or one whose student is an inference server.
         decides_here = settings.PLD_WEB_ROLE != "pages" and settings.PLD_STUDENT_BACKEND == "llama_cpp"
         if settings.PLD_STUDENT_PRELOAD and decides_here:
-            from evaluation.admission import student_preload_in_background
+            from evaluation.production.admission import student_preload_in_background
 
             student_preload_in_background()

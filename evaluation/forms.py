@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from evaluation.models import ClassifyCall, EvaluationRun, InputRetention, ProviderInformation
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from evaluation.runs.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
 from pldreview.forms import SigningForm
 from rules.forms import TeacherEndpointForm
 from rules.membership import visible

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluation.impact import EXPLAIN_JOB_KIND, decision_explain_job, rule_impact_job
-from evaluation.impact import JOB_KIND as IMPACT_JOB_KIND
 from evaluation.models import EvaluationRun
-from evaluation.refine import JOB_KIND as REFINE_JOB_KIND
-from evaluation.refine import refine
-from evaluation.report_jobs import generate_report
-from evaluation.reports import JOB_KIND as REPORT_JOB_KIND
-from evaluation.runs import JOB_KIND, evaluation_run_execute, run_job_result
-from evaluation.warm import JOB_KIND as WARM_JOB_KIND
-from evaluation.warm import student_state_save_job
+from evaluation.release.report_jobs import generate_report
+from evaluation.release.reports import JOB_KIND as REPORT_JOB_KIND
+from evaluation.runs.impact import EXPLAIN_JOB_KIND, decision_explain_job, rule_impact_job
+from evaluation.runs.impact import JOB_KIND as IMPACT_JOB_KIND
+from evaluation.runs.refine import JOB_KIND as REFINE_JOB_KIND
+from evaluation.runs.refine import refine
+from evaluation.runs.services import JOB_KIND, evaluation_run_execute, run_job_result
+from evaluation.student.warm import JOB_KIND as WARM_JOB_KIND
+from evaluation.student.warm import student_state_save_job
 from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
 

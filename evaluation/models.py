@@ -79,7 +79,7 @@ class EvaluationRun(models.Model):
     adherence = models.JSONField(default=dict, blank=True)
     data_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the evaluated examples")
     # The whole test split the examples were drawn from, as it was when the run was created
-    # (rules.frozen_split.split_sha256): the gate judges only runs whose split is the frozen one.
+    # (rules.datasets.frozen_split.split_sha256): the gate judges only runs whose split is the frozen one.
     split_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the whole test split at creation")
     error = models.TextField(blank=True)
     job = models.ForeignKey("pldreview.Job", null=True, blank=True, on_delete=models.SET_NULL)
@@ -463,9 +463,9 @@ LATENCY_FIELDS = tuple(f"latency_le_{bound}" for bound in LATENCY_BUCKETS_MS) + 
 class ClassifyCallRollup(models.Model):
     """Derived counts of logged calls per task, prompt version, day and label: what the production page reads.
 
-    Written in the same transaction as each ClassifyCall (``evaluation.rollups``) and decremented by the purge;
-    ``manage.py rebuild_rollups [--check]`` recounts them from the calls. Not audited: they hold nothing the
-    calls do not (docs/production.md, "Rollups").
+    Written in the same transaction as each ClassifyCall (``evaluation.production.rollups``) and decremented by
+    the purge; ``manage.py rebuild_rollups [--check]`` recounts them from the calls. Not audited: they hold
+    nothing the calls do not (docs/production.md, "Rollups").
     """
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
@@ -807,7 +807,7 @@ class RuleImpactStatus(models.TextChoices):
 
 class RuleImpactRun(models.Model):
     """A counterfactual leave-one-out of one prompt version: every sampled example decided with all its rules
-    and with each rule left out (evaluation/impact.py, docs/attribution.md).
+    and with each rule left out (evaluation/runs/impact.py, docs/attribution.md).
 
     Tied to the version and the model file's SHA-256; once finished the database refuses any change
     (migration ``0014_rule_impact``), and its decisions are append-only.

@@ -3,20 +3,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from evaluation import api
-from evaluation.views import (
-    api_tokens,
-    health,
-    impact,
-    production,
-    promotion,
-    refine,
-    reports,
-    runs,
-    serving,
-    technical_file,
-    webhooks,
-)
+from evaluation.production import api
+from evaluation.views.production import api_tokens, health, serving, webhooks
+from evaluation.views.production import watch as production
+from evaluation.views.release import promotion, reports, technical_file
+from evaluation.views.runs import evaluation_runs as runs
+from evaluation.views.runs import impact, refine
 
 urlpatterns = [
     # Evaluation runs and refining rules from one.
@@ -93,7 +85,7 @@ urlpatterns = [
     path("api-tokens/<int:token_id>/webhooks/", webhooks.token_webhooks, name="pld-token-webhooks"),
     path("api-tokens/<int:token_id>/webhooks/new/", webhooks.create_webhook, name="pld-webhook-create"),
     path("webhooks/<int:webhook_id>/disable/", webhooks.disable_webhook, name="pld-webhook-disable"),
-    # For load balancers and scripts/demo: public, JSON, served by every role (evaluation/views/health.py).
+    # For load balancers and scripts/demo: public, JSON, served by every role (evaluation/views/production/health.py).
     path("healthz", health.healthz, name="pld-healthz"),
     path("readyz", health.readyz, name="pld-readyz"),
 ]

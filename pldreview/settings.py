@@ -86,7 +86,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # PLD_WEB_ROLE=api: the classify API's own process serves nothing else (scripts/demo).
-    "evaluation.api.ApiOnlyMiddleware",
+    "evaluation.production.api.ApiOnlyMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything that may read the body (CSRF reads a form's): a body over its limit is refused unread.
@@ -513,9 +513,10 @@ PLD_PROMOTION_MARGIN = env_float("PLD_PROMOTION_MARGIN", 0.0)
 PLD_API_MAX_BODY_BYTES = env_int("PLD_API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
 # Per API token unless the token says otherwise (docs/production.md).
 PLD_API_DEFAULT_RATE_LIMIT = env_int("PLD_API_DEFAULT_RATE_LIMIT", 60, minimum=1)
-# Admission control (evaluation/admission.py, docs/production.md): how many classify calls one process lets wait for
-# the student while one is decided; one more is answered 503 with Retry-After at once. Start gunicorn with more
-# threads than this + 1, so refusals, /healthz, /readyz and (PLD_WEB_ROLE=all) pages always find a free thread.
+# Admission control (evaluation/production/admission.py, docs/production.md): how many classify calls one process
+# lets wait for the student while one is decided; one more is answered 503 with Retry-After at once. Start gunicorn
+# with more threads than this + 1, so refusals, /healthz, /readyz and (PLD_WEB_ROLE=all) pages always find a
+# free thread.
 PLD_API_MAX_QUEUE = env_int("PLD_API_MAX_QUEUE", 2, minimum=0)
 
 # The decision log (docs/production.md): how a classify call's input is kept — full, hash or redact; a task's

@@ -30,8 +30,8 @@ urlpatterns = [
 if settings.PLD_DJANGO_ADMIN:
     urlpatterns.append(path("admin/", admin.site.urls))
 
-# Under /api/ these answer JSON (evaluation.api); elsewhere the app's pages.
-handler400 = "evaluation.api.bad_request"
-handler403 = "evaluation.api.permission_denied"
-handler404 = "evaluation.api.page_not_found"
-handler500 = "evaluation.api.server_error"
+# Under /api/ these answer JSON (evaluation.production.api); elsewhere the app's pages.
+handler400 = "evaluation.production.api.bad_request"
+handler403 = "evaluation.production.api.permission_denied"
+handler404 = "evaluation.production.api.page_not_found"
+handler500 = "evaluation.production.api.server_error"

@@ -1,6 +1,6 @@
 """Admin site for the rules app: read-only, so nothing is deleted and history cannot be rewritten.
 
-Every change goes through ``rules.services`` (with a user and a reason); the admin only lets staff look.
+Every change goes through ``rules.review.services`` (with a user and a reason); the admin only lets staff look.
 """
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from pldreview.forms import SigningForm
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
-from rules.datasets import DEFAULT_SPLIT_SEED
-from rules.importers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
+from rules.datasets.dataset_import import DEFAULT_SPLIT_SEED
+from rules.datasets.parsers import DEFAULT_LABEL_FIELD, KNOWN_FORMATS, FieldMap
 from rules.models import Example, Split, Task
-from rules.teacher import default_teacher_endpoint, teacher_endpoint_choices
+from rules.teacher.client import default_teacher_endpoint, teacher_endpoint_choices
+from rules.teacher.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
 
 _REASON_ROWS = {"rows": 2}
 

@@ -7,12 +7,12 @@ from django.urls import reverse
 
 from pldreview.jobs import job_handlers_register
 from pldreview.models import Job
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
-from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
-from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
-from rules.extraction import extraction_pending, micro_rules_extract
-from rules.local_teacher import teacher_for_params
 from rules.models import Task
+from rules.teacher.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
+from rules.teacher.clustering import JOB_KIND as CLUSTER_JOB_KIND
+from rules.teacher.extraction import JOB_KIND as EXTRACT_JOB_KIND
+from rules.teacher.extraction import extraction_pending, micro_rules_extract
+from rules.teacher.local import teacher_for_params
 
 
 def extract(job: Job, progress: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Tasks, examples, teacher output, rules under review, and prompt versions.
 
 Audited models (rules, revisions, decisions, prompt versions) carry django-simple-history and
-are written only through ``rules.services`` so that every change has a user and a reason.
+are written only through ``rules.review.services`` so that every change has a user and a reason.
 """
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ class Example(models.Model):
 class FrozenTestSplit(models.Model):
     """The task's test split as it was when a version of the task was first gated: its SHA-256, kept forever.
 
-    One per task, written once by ``rules.frozen_split.split_freeze`` with a ledger entry; the database
+    One per task, written once by ``rules.datasets.frozen_split.split_freeze`` with a ledger entry; the database
     refuses any UPDATE or DELETE (append-only triggers). The gate judges only runs drawn from this split and
     fails, naming both hashes, when the task's test examples no longer hash to it.
     """
@@ -222,7 +222,7 @@ class FrozenTestSplit(models.Model):
 class TeacherCall(models.Model):
     """One request to the teacher and its response, kept so a repeated request costs nothing."""
 
-    # SHA-256 of the request body with the endpoint's name, base URL and model (rules.teacher.request_hash).
+    # SHA-256 of the request body with the endpoint's name, base URL and model (rules.teacher.client.request_hash).
     request_hash = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=30, help_text="extract, consolidate or refine")
     endpoint_name = models.CharField(max_length=50, blank=True, help_text="PLD_TEACHER_ENDPOINTS name that answered")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
-from evaluation.signing import signing_identity_create
+from evaluation.release.pdf_signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
 from tests.support.idp import SAML_ORG, IdentityProvider, SamlIdentityProvider, idp_start, idp_stop, saml_idp_start

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.models import ClassifyCall
-from evaluation.promotion import production_prompt_version
+from evaluation.release.promotion import production_prompt_version
 from rules.models import Split, Task
 
 DEMO_CALLS = 6

@@ -13,10 +13,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from evaluation.api_tokens import api_token_create
 from evaluation.demo.users import demo_password
 from evaluation.models import ApiToken, Promotion, PromotionOverride
-from evaluation.promotion import (
+from evaluation.production.api_tokens import api_token_create
+from evaluation.release.promotion import (
     production_prompt_version,
     promotion_gate,
     promotion_meaning,
@@ -26,9 +26,9 @@ from evaluation.promotion import (
 )
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
-from rules.compiler import prompt_version_compile
 from rules.models import PromptVersion, Task
-from rules.services import ruleset_rules
+from rules.prompts.compiler import prompt_version_compile
+from rules.review.services import ruleset_rules
 
 DEMO_TASK = "nda-demo"
 DEMO_ADMIN = "adam"

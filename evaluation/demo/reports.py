@@ -8,8 +8,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from evaluation.models import Report
-from evaluation.reports import report_generate, report_path
-from evaluation.signing import signing_identity_create
+from evaluation.release.pdf_signing import signing_identity_create
+from evaluation.release.reports import report_generate, report_path
 from pldreview.roles import ADMIN, AUDITOR
 from rules.models import PromptVersion
 

@@ -15,7 +15,7 @@ from evaluation.demo.users import demo_password
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_content_sha256, signature_sign
 from rules.models import Decision, Example, Rule, RuleSetReorderProposal, Task
-from rules.services import (
+from rules.review.services import (
     rule_approvals,
     rule_approve,
     rule_create,

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 
 from evaluation.demo.prompts import demo_version
 from evaluation.models import EvaluationRun
-from evaluation.runs import JOB_KIND, build_rules_text, evaluation_run_create, evaluation_run_execute
+from evaluation.runs.services import JOB_KIND, build_rules_text, evaluation_run_create, evaluation_run_execute
 from pldreview.jobs import job_create, job_execute
 from rules.models import PromptVersion, Task
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
-from rules.extraction import extraction_pending, micro_rules_extract
-from rules.local_teacher import teacher_available
 from rules.models import MicroRule, Task
-from rules.teacher import TeacherConfig, TeacherError
+from rules.teacher.client import TeacherConfig, TeacherError
+from rules.teacher.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
+from rules.teacher.extraction import extraction_pending, micro_rules_extract
+from rules.teacher.local import teacher_available
 
 TASK = "nda-demo"
 # Five examples per label: 24 took 4 min 23 s with the local teacher on two busy shared cores; 15 keep

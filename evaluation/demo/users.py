@@ -12,8 +12,8 @@ from django.db import transaction
 
 from pldreview.accounts.services import BootstrapAccount, accounts_bootstrap, operator
 from pldreview.roles import ADMIN, AUDITOR, REVIEWER
-from rules.datasets import dataset_import, task_define
-from rules.importers import FieldMap
+from rules.datasets.dataset_import import dataset_import, task_define
+from rules.datasets.parsers import FieldMap
 from rules.membership import task_member_add
 from rules.models import DatasetImport, Task, TaskMembership
 

@@ -11,7 +11,7 @@ from pldreview.models import Job
 from rules.membership import visible
 from rules.models import Rule, Task
 from rules.panels import task_banners
-from rules.queries import rules_nobody_may_approve, waiting_for
+from rules.review.queries import rules_nobody_may_approve, waiting_for
 
 
 @require_GET

@@ -9,11 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from rules.compiler import prompt_version_compile, prompt_version_preview
 from rules.membership import visible
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
 from rules.panels import prompt_version_panels
-from rules.prompt_diff import prompt_version_diff
+from rules.prompts.compiler import prompt_version_compile, prompt_version_preview
+from rules.prompts.diff import prompt_version_diff
 from rules.views.shortcuts import prompt_version_or_404, task_or_404
 
 

@@ -24,16 +24,15 @@ from pldreview.signatures import (
     signing_context,
 )
 from pldreview.web import HtmxHttpRequest, form_add_service_errors
-from rules import services
-from rules.diffs import fields_diff
-from rules.discussion import rule_comment_add
-from rules.evidence import excerpts, highlight
-from rules.exports import decision_log_csv, decision_log_json
 from rules.forms import ApproveForm, EditForm, ProposalDecisionForm, RejectForm, ReorderProposalForm, RuleCreateForm
 from rules.membership import visible
 from rules.models import Decision, Example, Rule, RuleRevision, RuleSetReorderProposal, Task
 from rules.panels import queue_figures, rule_panels
-from rules.queries import (
+from rules.review import services
+from rules.review.diffs import fields_diff
+from rules.review.discussion import rule_comment_add
+from rules.review.evidence import excerpts, highlight
+from rules.review.queries import (
     QueueFilters,
     queue_counts,
     queue_leftovers,
@@ -42,8 +41,9 @@ from rules.queries import (
     review_queue,
     waiting_for,
 )
-from rules.search import search_rules
-from rules.similar import rules_closest_to, similar_rules
+from rules.review.review_log import decision_log_csv, decision_log_json
+from rules.review.search import search_rules
+from rules.review.similar import rules_closest_to, similar_rules
 from rules.views.shortcuts import task_object_or_404, task_or_404
 
 QUEUE_PAGE_SIZE = 25

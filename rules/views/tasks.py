@@ -14,12 +14,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from pldreview.web import HtmxHttpRequest, form_submit
-from rules.datasets import dataset_import, import_summary
-from rules.evidence import excerpts, highlight
+from rules.datasets.dataset_import import dataset_import, import_summary
 from rules.forms import DatasetImportForm, TaskMemberForm
 from rules.membership import task_member_add, task_member_remove
 from rules.models import DatasetImport, Example, Split, Task, TaskMembership
 from rules.panels import task_banners, task_links, task_panels
+from rules.review.evidence import excerpts, highlight
 from rules.views.shortcuts import task_object_or_404, task_or_404
 
 EXAMPLES_PER_PAGE = 50

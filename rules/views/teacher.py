@@ -17,11 +17,11 @@ from django.views.decorators.http import require_GET, require_POST
 from pldreview.jobs import jobs_visible_to
 from pldreview.models import Job
 from pldreview.web import HtmxHttpRequest, job_start_or_form_page
-from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
-from rules.clustering import micro_rule_promote
-from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.forms import ClusteringForm, ExtractionForm, PromoteForm
 from rules.models import ClusteringRun, MicroRule, Rule, Split, Task, TeacherCall, sees_every_task
+from rules.teacher.clustering import JOB_KIND as CLUSTER_JOB_KIND
+from rules.teacher.clustering import micro_rule_promote
+from rules.teacher.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.views.shortcuts import task_object_or_404, task_or_404
 
 

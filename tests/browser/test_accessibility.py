@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pldreview.accounts.models import AccountChangeKind
-from rules.discussion import rule_comment_add
+from rules.review.discussion import rule_comment_add
 from tests.support.account_changes import account_change_requested
 from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in
 from tests.support.factories import teacher_rule

@@ -28,7 +28,7 @@ def test_a_whitespace_comment_shows_the_servers_refusal_in_place(browser, live_s
 def test_a_refused_order_proposal_shows_its_error_in_place(
     browser, live_server, task, reviewer, second_reviewer
 ) -> None:
-    from rules.services import rule_approve, ruleset_rules
+    from rules.review.services import rule_approve, ruleset_rules
 
     rules = [teacher_rule(task, text=f"If clause {i} applies, then Entailment") for i in range(2)]
     for rule in rules:

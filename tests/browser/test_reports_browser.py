@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from evaluation.models import Report
-from evaluation.reports import report_generate
+from evaluation.release.reports import report_generate
 from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in
 from tests.support.reports import build_report_story
 

@@ -104,7 +104,7 @@ def test_reviewers_decide_with_four_eyes_and_an_auditor_only_reads(
 
 
 def test_a_rule_set_order_waits_for_a_second_reviewer(browser, live_server, task, reviewer, second_reviewer) -> None:
-    from rules.services import rule_approve, ruleset_rules
+    from rules.review.services import rule_approve, ruleset_rules
 
     rules = [teacher_rule(task, text=f"If clause {i} applies, then Entailment") for i in range(3)]
     for rule in rules:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 
-from evaluation.promotion import promotion_override_request
+from evaluation.release.promotion import promotion_override_request
 from pldreview.accounts.models import AccountChangeRequest
 from rules.models import PromptVersion
 from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in

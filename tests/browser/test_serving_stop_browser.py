@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from evaluation.api_tokens import api_token_create
 from evaluation.models import Promotion, ServingStop
+from evaluation.production.api_tokens import api_token_create
 from rules.models import PromptVersion
 from tests.support.browser import BROWSER_MARKS, close_when_idle, log_in
 from tests.support.prompt_versions import approve, compiled, gate_passing_run, in_production
@@ -26,7 +26,7 @@ def _sign_with_password(page, prefix: str, password: str) -> None:  # noqa: ANN0
 def test_an_admin_stops_the_demo_task_sees_the_api_answer_503_resumes_and_rolls_back_in_one_signed_step(
     browser, live_server, task, admin_user, reviewer, second_reviewer
 ) -> None:
-    from evaluation.promotion import prompt_version_promote
+    from evaluation.release.promotion import prompt_version_promote
 
     v1 = in_production(task, admin=admin_user, reviewer=second_reviewer)
     approve(task, second_reviewer, "If the clause names a court, then NotMentioned", "NotMentioned")

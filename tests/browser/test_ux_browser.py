@@ -53,7 +53,7 @@ def test_a_reviewer_whose_edit_waits_is_told_so_plainly(browser, live_server, ta
 
 
 def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, live_server, task, reviewer) -> None:
-    from rules.services import rule_create
+    from rules.review.services import rule_create
 
     reason = "Covers a gap the teacher missed: " + " ".join(["confidentiality-obligations-survive-termination"] * 6)
     text = "If " + "the recipient keeps it secret " * 12 + ", then Entailment"
@@ -80,7 +80,7 @@ def test_the_history_page_keeps_its_tables_apart_and_its_reasons_whole(browser, 
 def test_a_second_reviewer_sees_the_revision_waiting_for_her(
     browser, live_server, task, reviewer, second_reviewer
 ) -> None:
-    from rules.services import rule_edit
+    from rules.review.services import rule_edit
 
     rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
     teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)
@@ -159,7 +159,7 @@ def test_a_new_token_has_a_copy_button_and_revoking_asks_first(browser, live_ser
 
 
 def test_search_finds_a_rule_by_a_word_of_its_reason(browser, live_server, task, reviewer, second_reviewer) -> None:
-    from rules.services import rule_edit
+    from rules.review.services import rule_edit
 
     rule = teacher_rule(task, text="If the clause mentions sharing, then Entailment", support=7)
     teacher_rule(task, text="If the clause is long, then NotMentioned", label="NotMentioned", support=5)

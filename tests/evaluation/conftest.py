@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from evaluation.student import Student, get_student
+from evaluation.student.in_process import Student, get_student
 from rules.models import Example, Task
 from tests.support.factories import NDA_ROWS, TaskFactory, add_examples
 from tests.support.student import STUDENT_N_CTX

@@ -12,9 +12,9 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.admission import MODEL_QUEUE, QueueFull, readiness_reset, student_preload_for_readiness
-from evaluation.api_tokens import api_token_create
 from evaluation.models import ApiToken, ApiTokenWindow
+from evaluation.production.admission import MODEL_QUEUE, QueueFull, readiness_reset, student_preload_for_readiness
+from evaluation.production.api_tokens import api_token_create
 from rules.student_model import bundled_model_path
 from tests.support.prompt_versions import in_production
 

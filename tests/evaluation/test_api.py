@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create, api_token_revoke
-from evaluation.promotion import prompt_version_promote
+from evaluation.production.api_tokens import api_token_create, api_token_revoke
+from evaluation.release.promotion import prompt_version_promote
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run
 from tests.support.signatures import sign_promotion, sign_revocation
@@ -211,8 +211,8 @@ def test_the_classify_command_uses_the_same_code(versions, admin_user, student_s
 def test_the_response_says_whether_the_rules_prefix_was_restored_or_recomputed(
     api, versions, admin_user, token, student_settings, settings, tmp_path
 ) -> None:
-    from evaluation.prompts import pld_rules
-    from evaluation.warm import student_state_save
+    from evaluation.student.prompts import pld_rules
+    from evaluation.student.warm import student_state_save
 
     settings.PLD_STUDENT_STATE_DIR = tmp_path
     v1, v2 = versions
@@ -282,7 +282,7 @@ def test_the_openapi_document_names_each_tasks_required_input_fields(api, task, 
 
 
 def test_a_server_error_under_api_is_json_and_elsewhere_the_page(rf) -> None:
-    from evaluation.api import server_error
+    from evaluation.production.api import server_error
 
     response = server_error(rf.post("/api/v1/tasks/nda-demo/classify"))
     assert response.status_code == 500 and response["Content-Type"] == "application/json"

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.api_tokens import TokenError, api_token_create, api_token_rate_check
 from evaluation.models import ApiToken, ApiTokenWindow
+from evaluation.production.api_tokens import TokenError, api_token_create, api_token_rate_check
 from rules.models import Task
 
 URL = "/api/v1/tasks/nda-demo/classify"

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
 from tests.support.prompt_versions import in_production
 
 BODY = {

@@ -6,8 +6,8 @@ import json
 import pytest
 from django.test import Client
 
-from evaluation import student as student_module
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
+from evaluation.student import in_process as student_module
 from tests.support.prompt_versions import in_production
 
 URL = "/api/v1/tasks/nda-demo/classify"

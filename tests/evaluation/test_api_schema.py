@@ -12,8 +12,8 @@ from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from evaluation.api_tokens import api_token_create
-from evaluation.promotion import prompt_version_promote
+from evaluation.production.api_tokens import api_token_create
+from evaluation.release.promotion import prompt_version_promote
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
 from tests.support.signatures import sign_promotion
 

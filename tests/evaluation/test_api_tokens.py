@@ -5,8 +5,8 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
-from evaluation.api_tokens import TokenError, api_token_authenticate, api_token_create, api_token_revoke
 from evaluation.models import ApiToken
+from evaluation.production.api_tokens import TokenError, api_token_authenticate, api_token_create, api_token_revoke
 from tests.support.signatures import sign_revocation
 
 

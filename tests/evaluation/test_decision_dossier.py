@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create, api_token_revoke
-from evaluation.decision_log import decision_override, decision_policy_set
+from evaluation.production.api_tokens import api_token_create, api_token_revoke
+from evaluation.production.decision_log import decision_override, decision_policy_set
 from pldreview.models import LedgerEntry
 from rules.models import Rule
 from tests.support.decisions import INPUTS, logged_call
@@ -104,7 +104,7 @@ def test_the_token_that_made_a_call_reads_its_current_outcome_and_another_token_
 
 
 def _revocation_content(token) -> str:
-    from evaluation.api_tokens import api_token_signed_content
+    from evaluation.production.api_tokens import api_token_signed_content
 
     return api_token_signed_content(token)
 

@@ -11,9 +11,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.api_tokens import api_token_create
-from evaluation.decision_log import decisions_purge, inputs_sha256, redact
 from evaluation.models import ClassifyCall, DecisionLogPolicy, InputRetention
+from evaluation.production.api_tokens import api_token_create
+from evaluation.production.decision_log import decisions_purge, inputs_sha256, redact
 from pldreview.models import LedgerEntry
 from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override

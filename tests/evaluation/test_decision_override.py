@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
-from evaluation.decision_log import decision_override
 from evaluation.models import DecisionFeedback, DecisionOverride
+from evaluation.production.decision_log import decision_override
 from pldreview.db_triggers import delete_permit
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerEntry, Signature
@@ -59,7 +59,7 @@ def test_a_reviewer_overrides_a_decision_with_a_signature_and_its_input_becomes_
 
 
 def test_an_admin_overrides_too_and_an_earlier_feedback_is_named_not_repeated(call, admin_user, reviewer) -> None:
-    from evaluation.decision_log import decision_feedback_give
+    from evaluation.production.decision_log import decision_feedback_give
 
     feedback = decision_feedback_give(call=call, correct_label="NotMentioned", reason="Silent on copies",
                                       user=reviewer)

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from evaluation.models import EvaluationRun
-from evaluation.student import Student
+from evaluation.student.in_process import Student
 from pldreview.models import Job
 from rules.models import Example, Task
 

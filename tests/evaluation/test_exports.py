@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from evaluation.decision_log import inputs_sha256
-from evaluation.exports import csv_pieces, json_pieces
 from evaluation.models import ClassifyCall
+from evaluation.production.decision_log import inputs_sha256
+from evaluation.production.exports import csv_pieces, json_pieces
 from tests.support.factories import CALL_INPUTS
 from tests.support.prompt_versions import approve_all, compiled
 

@@ -12,12 +12,12 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun
-from evaluation.promotion import gate_run, promotion_gate, prompt_version_promote
-from evaluation.reports import report_data
+from evaluation.release.promotion import gate_run, promotion_gate, prompt_version_promote
+from evaluation.release.reports import report_data
 from pldreview.models import LedgerEntry
-from rules.datasets import dataset_import
-from rules.frozen_split import TASK_SEED, split_sha256
-from rules.importers import FieldMap
+from rules.datasets.dataset_import import dataset_import
+from rules.datasets.frozen_split import TASK_SEED, split_sha256
+from rules.datasets.parsers import FieldMap
 from rules.models import Example, FrozenTestSplit, PromptVersion
 from rules.student_model import student_model_sha256
 from tests.support.prompt_versions import approve_all, compiled, gate_examples, scored_run
@@ -252,7 +252,7 @@ def test_importing_into_a_frozen_test_split_is_refused_and_train_is_not(tmp_path
 
 
 def test_a_run_records_the_whole_test_split_it_was_drawn_from(v1, examples, admin_user) -> None:
-    from evaluation.runs import evaluation_run_create
+    from evaluation.runs.services import evaluation_run_create
 
     run = evaluation_run_create(task=v1.task, mode=EvaluationRun.Mode.PLD, prompt_version=v1, limit=3,
                                 user=admin_user)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.adherence import counterfactual_rules, label_swap
-from evaluation.metrics import (
+from evaluation.runs.adherence import counterfactual_rules, label_swap
+from evaluation.runs.metrics import (
     bootstrap_ci,
     classification_metrics,
     confusion_rows,

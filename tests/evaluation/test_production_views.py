@@ -10,9 +10,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from evaluation.decision_log import PURGED, decision_feedback_give, decisions_purge, inputs_sha256
-from evaluation.drift import population_stability_index, production_watch
 from evaluation.models import ClassifyCall, DecisionFeedback
+from evaluation.production.decision_log import PURGED, decision_feedback_give, decisions_purge, inputs_sha256
+from evaluation.production.drift import population_stability_index, production_watch
 from pldreview.models import LedgerEntry
 from rules.models import Example, Split
 from tests.support.factories import NDA_ROWS, ClassifyCallFactory, add_examples
@@ -187,8 +187,8 @@ def test_a_logged_decision_and_its_feedback_cannot_be_changed_by_any_door(review
 
 
 def test_an_admin_sets_a_tasks_retention_with_a_reason_and_auditors_cannot(client, admin_user, auditor, task) -> None:
-    from evaluation.decision_log import decision_policy
     from evaluation.models import DecisionLogPolicy
+    from evaluation.production.decision_log import decision_policy
 
     client.force_login(auditor)
     assert client.post("/tasks/nda-demo/production/retention/", {"input_retention": "hash", "reason": "x"}

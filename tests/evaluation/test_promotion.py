@@ -11,7 +11,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from evaluation.models import Promotion, PromotionOverride
-from evaluation.promotion import (
+from evaluation.release.promotion import (
     promotion_gate,
     promotion_override_confirm,
     promotion_override_request,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from evaluation.models import EvaluationRun, Promotion, PromotionOverride
-from evaluation.promotion import prompt_version_promote
+from evaluation.release.promotion import prompt_version_promote
 from pldreview.models import Job
 from rules.models import PromptVersion
 from tests.support.prompt_versions import (
@@ -164,7 +164,7 @@ def test_only_admins_open_the_promotion_page(client, reviewer, auditor, admin_us
 
 def test_it_warns_when_the_candidate_does_not_follow_its_rules(client, admin_user, versions) -> None:
     v1, v2 = versions
-    # The words evaluation.adherence writes: the page must not say them a second time as a heading.
+    # The words evaluation.runs.adherence writes: the page must not say them a second time as a heading.
     warning = ("The student does not follow its rules better than chance: with every rule label swapped, only 1 "
                "of 18 decisions moved with the rules (6%; chance is 33%).")
     finished_run(v1, 0.70, rule_adherence=0.06, adherence={"score": 0.06, "n": 18, "warning": warning})

@@ -12,9 +12,9 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from evaluation.decision_log import purge_batch_calls
-from evaluation.exports import calls_in_range
 from evaluation.models import ClassifyCall, ClassifyCallRollup
+from evaluation.production.decision_log import purge_batch_calls
+from evaluation.production.exports import calls_in_range
 from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled
 

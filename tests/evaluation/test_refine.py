@@ -9,9 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from evaluation import prompts
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.refine import (
+from evaluation.runs.refine import (
     _normalise_patch,
     approved_rules,
     patched_rules,
@@ -19,9 +18,10 @@ from evaluation.refine import (
     refine_schema,
     student_rules_text,
 )
+from evaluation.student import prompts
 from rules.models import Decision, Rule, Task, TeacherCall
-from rules.services import rule_approve, rule_propose
-from rules.teacher import TeacherConfig
+from rules.review.services import rule_approve, rule_propose
+from rules.teacher.client import TeacherConfig
 from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.prompt_versions import RULES, approve_all, compiled

@@ -5,11 +5,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.decision_log import decision_feedback_give
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.refine import refine_groups, refine_proposals_create
+from evaluation.production.decision_log import decision_feedback_give
+from evaluation.runs.refine import refine_groups, refine_proposals_create
 from rules.models import Rule
-from rules.teacher import TeacherConfig
+from rules.teacher.client import TeacherConfig
 from tests.support.factories import ClassifyCallFactory, make_examples
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.prompt_versions import approve_all, compiled

@@ -8,7 +8,7 @@ from django.utils import timezone
 from evaluation.models import EvaluationRun
 from pldreview.models import Job
 from rules.models import Rule, Task
-from rules.services import rule_propose
+from rules.review.services import rule_propose
 
 
 def _client(user: User) -> Client:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from evaluation.models import Promotion
-from evaluation.reports import gate_sentences, report_data, report_render_html
-from evaluation.serving_stops import task_serving_resume, task_serving_stop
+from evaluation.production.serving_stops import task_serving_resume, task_serving_stop
+from evaluation.release.reports import gate_sentences, report_data, report_render_html
 from pldreview.signatures import printed_name
 from rules.models import Task
 from tests.support.reports import OVERRIDE, build_report_story

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.models import Report
-from evaluation.reports import report_generate, report_path, report_sign, report_signed_off_path
-from evaluation.signing import SIGN_OFF_FIELD, pdf_sign, pdf_signatures_validate
-from evaluation.verification import report_verify
+from evaluation.release.pdf_signing import SIGN_OFF_FIELD, pdf_sign, pdf_signatures_validate
+from evaluation.release.reports import report_generate, report_path, report_sign, report_signed_off_path
+from evaluation.release.verification import report_verify
 from pldreview.models import LedgerEntry
 from pldreview.signatures import Meaning
 from rules.models import Task

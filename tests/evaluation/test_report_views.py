@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from evaluation.models import Report
-from evaluation.signing import pdf_sign
+from evaluation.release.pdf_signing import pdf_sign
 from pldreview.jobs import job_execute
 from pldreview.models import Job
 from rules.models import PromptVersion, Task

@@ -13,8 +13,8 @@ from django.core.management.base import CommandError
 
 from evaluation.demo.reports import seed_report
 from evaluation.models import EvaluationRun, Report
-from evaluation.reports import report_data, report_generate, report_path, report_render_html
-from evaluation.signing import pdf_signature_validate, signing_identity_load
+from evaluation.release.pdf_signing import pdf_signature_validate, signing_identity_load
+from evaluation.release.reports import report_data, report_generate, report_path, report_render_html
 from rules.models import PromptVersion, Task
 from tests.support.reports import (
     EDIT_REASON,
@@ -178,7 +178,7 @@ def test_the_demo_step_creates_the_identity_and_one_report_only_once(
 def _reports_dir() -> Path:
     from django.conf import settings
 
-    from evaluation.reports import REPORTS_DIR
+    from evaluation.release.reports import REPORTS_DIR
 
     return Path(settings.MEDIA_ROOT) / REPORTS_DIR
 
@@ -197,7 +197,7 @@ def test_a_report_file_never_collides_with_one_left_by_an_earlier_database(
     assert report.sha256[:16] in report.file  # named by its own content, not by the database id alone
 
     # Even a name drawn twice never overwrites: the random part is fixed here to force the clash.
-    import evaluation.reports as reports_module
+    import evaluation.release.reports as reports_module
 
     class _Fixed:
         hex = "0" * 32

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from evaluation.models import Promotion
-from evaluation.promotion import is_rollback, promotion_gate, promotion_override_request, prompt_version_promote
+from evaluation.release.promotion import is_rollback, promotion_gate, promotion_override_request, prompt_version_promote
 from rules.models import PromptVersion
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_passing_run, promote_by_override
 from tests.support.signatures import sign_override_request, sign_promotion

@@ -12,10 +12,10 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from evaluation import decision_log
-from evaluation.decision_log import classify_call_save, decisions_purge
 from evaluation.models import ClassifyCall, ClassifyCallRollup
-from evaluation.rollups import COUNT_FIELDS, Tally, latency_bucket, rollups_rebuild
+from evaluation.production import decision_log
+from evaluation.production.decision_log import classify_call_save, decisions_purge
+from evaluation.production.rollups import COUNT_FIELDS, Tally, latency_bucket, rollups_rebuild
 from tests.support.factories import ClassifyCallFactory
 from tests.support.prompt_versions import approve_all, compiled
 

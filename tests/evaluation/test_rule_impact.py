@@ -4,17 +4,17 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from evaluation.impact import (
+from evaluation.models import RuleImpactDecision, RuleImpactRun
+from evaluation.runs.impact import (
     PreparedVariant,
     decide_variant,
     rule_impact_create,
     rule_impact_execute,
     version_variants,
 )
-from evaluation.models import RuleImpactDecision, RuleImpactRun
-from evaluation.prompts import pld_rules
+from evaluation.student.prompts import pld_rules
 from pldreview.models import LedgerEntry
-from rules.compiler import prompt_render
+from rules.prompts.compiler import prompt_render
 from tests.support.factories import NDA_ROWS, add_examples
 from tests.support.prompt_versions import approve_all, compiled
 
@@ -77,7 +77,7 @@ def test_the_per_rule_counts_equal_a_recount_from_the_stored_decisions(version, 
 
 
 def version_student_sha(run: RuleImpactRun) -> str:
-    from evaluation.student import get_student
+    from evaluation.student.in_process import get_student
 
     return get_student(run.model_path, n_ctx=run.n_ctx).info.sha256
 
@@ -98,7 +98,7 @@ def test_a_finished_run_and_its_decisions_cannot_be_changed_even_by_a_database_w
 def test_why_this_label_runs_as_a_job_and_stores_the_rules_whose_removal_changes_the_call(
     version, auditor
 ) -> None:
-    from evaluation.impact import decision_explain_start
+    from evaluation.runs.impact import decision_explain_start
     from pldreview.jobs import job_execute
     from tests.support.factories import ClassifyCallFactory
 

@@ -10,9 +10,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.impact import EXPLAIN_JOB_KIND, latest_explanation
 from evaluation.models import ClassifyCall, DecisionExplanation, RuleImpactRun
-from evaluation.reports import report_data, report_render_html
+from evaluation.release.reports import report_data, report_render_html
+from evaluation.runs.impact import EXPLAIN_JOB_KIND, latest_explanation
 from pldreview.models import Job
 from rules.models import PromptVersion, Task
 from tests.support.factories import ClassifyCallFactory
@@ -75,7 +75,7 @@ def test_the_call_page_and_export_carry_the_latest_explanation(version: PromptVe
     body = _client(auditor).get(f"/calls/{call.pk}/").content.decode()
     assert "Rules whose removal changes this decision" in body and "Explain again" in body
     response = _client(auditor).get(f"/tasks/{version.task.name}/production/export.json")
-    exported = json.loads(b"".join(response.streaming_content))  # the export streams (evaluation/exports.py)
+    exported = json.loads(b"".join(response.streaming_content))  # the export streams (evaluation/production/exports.py)
     assert exported["calls"][0]["explanation"]["deciding_rules"] == [1]
 
 
@@ -134,7 +134,7 @@ def test_the_impact_pages_show_the_table_and_only_admins_start_a_run(
 
 
 def test_an_admin_cancels_a_queued_impact_run_and_resumes_it(version: PromptVersion, admin_user: User) -> None:
-    from evaluation.impact import rule_impact_create, rule_impact_job_for_command
+    from evaluation.runs.impact import rule_impact_create, rule_impact_job_for_command
     from tests.support.factories import NDA_ROWS, add_examples
 
     add_examples(version.task, NDA_ROWS[:2], split="dev")

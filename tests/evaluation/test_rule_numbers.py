@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from evaluation.reports import report_data, report_render_html
-from rules.compiler import topic_runs
+from evaluation.release.reports import report_data, report_render_html
 from rules.models import PromptVersionRule
-from rules.prompt_diff import moved_rules, prompt_version_diff
-from rules.services import rule_reject, ruleset_reorder_approve, ruleset_reorder_propose, ruleset_rules
+from rules.prompts.compiler import topic_runs
+from rules.prompts.diff import moved_rules, prompt_version_diff
+from rules.review.services import rule_reject, ruleset_reorder_approve, ruleset_reorder_propose, ruleset_rules
 from tests.support.prompt_versions import approve, compiled
 from tests.support.signatures import sign_order_approval, sign_order_proposal, sign_rejection
 

@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Prediction, RuleImpactRun
-from evaluation.rule_stats import accuracy_hint, rule_accuracy, rules_accuracy
+from evaluation.runs.rule_stats import accuracy_hint, rule_accuracy, rules_accuracy
 from rules.models import Example, PromptVersion, Rule, Task
-from rules.services import rule_edit, rule_propose
+from rules.review.services import rule_edit, rule_propose
 from tests.support.factories import make_examples
 from tests.support.prompt_versions import approve, approve_all, compiled, gate_examples, scored_run
 from tests.support.signatures import sign_edit

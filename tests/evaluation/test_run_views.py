@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.runs import evaluation_run_finish
+from evaluation.runs.services import evaluation_run_finish
 from pldreview.models import Job
 from rules.models import Example, Task
 from tests.support.factories import add_examples
@@ -249,7 +249,7 @@ def test_how_to_reproduce_shows_both_hashes_and_says_what_differs(
 ) -> None:
     import hashlib
 
-    from evaluation.prompts import pld_rules
+    from evaluation.student.prompts import pld_rules
     from tests.support.prompt_versions import approve_all, compiled
 
     approve_all(task, second_reviewer)

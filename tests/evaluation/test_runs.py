@@ -11,9 +11,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from evaluation.adherence import adherence_check
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.runs import (
+from evaluation.runs.adherence import adherence_check
+from evaluation.runs.services import (
     JOB_KIND,
     evaluation_run_cancel,
     evaluation_run_create,
@@ -21,7 +21,7 @@ from evaluation.runs import (
     evaluation_run_resume,
     evaluation_run_start,
 )
-from evaluation.student import Student, StudentDecision, get_student
+from evaluation.student.in_process import Student, StudentDecision, get_student
 from pldreview.jobs import JobCancelled, job_create
 from pldreview.models import Job, LedgerEntry
 from rules.models import Example, PromptVersion, PromptVersionRule, Rule, RuleRevision, Task
@@ -125,7 +125,7 @@ def test_a_limit_takes_whole_shared_contexts(contract_task: Task) -> None:
 
 
 def test_the_adherence_sample_takes_whole_shared_contexts(contract_task: Task) -> None:
-    from evaluation.adherence import _sample
+    from evaluation.runs.adherence import _sample
 
     examples = add_contract_examples(contract_task)
     ids = [e.pk for e in examples]

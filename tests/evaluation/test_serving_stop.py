@@ -12,11 +12,11 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, transaction
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create
-from evaluation.decision_log import classify_call_record
 from evaluation.models import ClassifyCall, ServingStop
-from evaluation.serving import Classification, ServingStopped
-from evaluation.serving_stops import (
+from evaluation.production.api_tokens import api_token_create
+from evaluation.production.decision_log import classify_call_record
+from evaluation.production.serving import Classification, ServingStopped
+from evaluation.production.serving_stops import (
     serving_stop_current,
     stopped_serving,
     task_serving_resume,

@@ -25,7 +25,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
 from tests.support.prompt_versions import in_production
 from tests.support.student import STUDENT_N_CTX
 
@@ -83,7 +83,7 @@ def _env(database_url: str, var: Path) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "tests.settings", "PLD_VAR_DIR": str(var), "DATABASE_URL": database_url,
         "PLD_STUDENT_N_CTX": str(STUDENT_N_CTX), "PLD_STUDENT_THREADS": "1", "PLD_WEB_ROLE": "api",
         # Every call in flight waits for the model rather than being turned away by admission control
-        # (evaluation/admission.py): this test is about the stop, so only 200 or serving_stopped may answer.
+        # (evaluation/production/admission.py): this test is about the stop, so only 200 or serving_stopped may answer.
         "PLD_API_MAX_QUEUE": "8",
     }
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from evaluation.models import EvaluationRun, EvaluationShard, Prediction
-from evaluation.runs import (
+from evaluation.runs.services import (
     _ShardProgress,
     evaluation_run_cancel,
     evaluation_run_create,
@@ -33,8 +33,8 @@ from evaluation.runs import (
     evaluation_shard_execute,
     watch_evaluation_run,
 )
-from evaluation.shards import ShardLost, lease_length, shard_claim, shard_heartbeat
-from evaluation.student import Student
+from evaluation.runs.shards import ShardLost, lease_length, shard_claim, shard_heartbeat
+from evaluation.student.in_process import Student
 from pldreview.jobs import JobCancelled
 from pldreview.models import Job
 from rules.models import Example, Task

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.api_tokens import api_token_create
 from evaluation.models import ApiToken, Promotion, PromotionOverride, Report
-from evaluation.promotion import promotion_override_confirm, promotion_override_request, prompt_version_promote
-from evaluation.reports import report_generate, report_path
+from evaluation.production.api_tokens import api_token_create
+from evaluation.release.promotion import promotion_override_confirm, promotion_override_request, prompt_version_promote
+from evaluation.release.reports import report_generate, report_path
 from pldreview.models import LedgerEntry, Signature
 from pldreview.signatures import report_content_sha256
 from rules.models import Decision, PromptVersion

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from evaluation.signing import (
+from evaluation.release.pdf_signing import (
     SigningError,
     pdf_sign,
     pdf_signature_validate,

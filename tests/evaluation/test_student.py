@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.student import (
+from evaluation.student.in_process import (
     ExampleTooLongError,
     Student,
     StudentModelError,
@@ -116,7 +116,7 @@ def test_multi_token_labels_are_scored_on_their_whole_token_sequence(student: St
     import llama_cpp
     import llama_cpp.llama_cpp as llama_lib
 
-    from evaluation.student import model_params
+    from evaluation.student.in_process import model_params
 
     monkeypatch.setattr(llama_lib, "llama_model_default_params", model_params)
 

@@ -10,8 +10,8 @@ from evaluation.demo.review import seed_review_decisions
 from evaluation.demo.student import seed_evaluations
 from evaluation.demo.users import seed_users_and_tasks
 from evaluation.models import EvaluationRun
-from evaluation.rule_stats import rule_accuracy
-from evaluation.student import Student
+from evaluation.runs.rule_stats import rule_accuracy
+from evaluation.student.in_process import Student
 from rules.models import Rule
 
 
@@ -65,7 +65,7 @@ def test_the_gate_judges_the_demos_whole_test_split_run_and_fails_honestly(
 ) -> None:
     from django.contrib.auth.models import User
 
-    from evaluation.promotion import promotion_gate
+    from evaluation.release.promotion import promotion_gate
     from rules.models import FrozenTestSplit, PromptVersion
 
     seed_users_and_tasks(StringIO())

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from evaluation.models import EvaluationRun
-from evaluation.prompts import example_layout, task_header
-from evaluation.runs import evaluation_run_create, evaluation_run_execute
-from evaluation.student import Student, check_model_file, default_model_path
-from evaluation.student_server import ServerStudent, StudentServerError
-from rules.local_teacher import LocalTeacher, free_port
+from evaluation.runs.services import evaluation_run_create, evaluation_run_execute
+from evaluation.student.http_client import ServerStudent, StudentServerError
+from evaluation.student.in_process import Student, check_model_file, default_model_path
+from evaluation.student.prompts import example_layout, task_header
+from rules.teacher.local import LocalTeacher, free_port
 from tests.evaluation.conftest import NDA_ROWS, STUDENT_N_CTX, add_examples
 from tests.support.servers import serve_in_thread, server_url
 
@@ -54,7 +54,7 @@ def _close_opened() -> Iterator[None]:
 class _StudentServer(LocalTeacher):
     """llama_cpp.server with the session student's context size: the KV cache's length changes how attention sums.
 
-    ``module`` is ``evaluation.serve_student`` (llama_cpp.server loading the model as the runner does:
+    ``module`` is ``evaluation.student.server`` (llama_cpp.server loading the model as the runner does:
     weight repacking off, full sliding-window cache) or the stock ``llama_cpp.server``.
     """
 
@@ -80,7 +80,7 @@ def _serving(module: str) -> Iterator[LocalTeacher]:
 @pytest.fixture(scope="module")
 def student_server() -> Iterator[LocalTeacher]:
     """Serve the bundled model with llama_cpp.server (as the runner loads it) on a free loopback port."""
-    yield from _serving("evaluation.serve_student")
+    yield from _serving("evaluation.student.server")
 
 
 @pytest.fixture(scope="module")
@@ -320,8 +320,8 @@ def test_the_decision_log_records_the_server_that_decided_and_an_approximate_sco
     from django.test import Client
     from django.urls import reverse
 
-    from evaluation.api_tokens import api_token_create
     from evaluation.models import ClassifyCall
+    from evaluation.production.api_tokens import api_token_create
     from tests.support.prompt_versions import in_production
 
     in_production(task, admin=admin_user, reviewer=second_reviewer)

@@ -5,10 +5,10 @@ import pytest
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.rule_stats import rule_statistics
+from evaluation.runs.rule_stats import rule_statistics
 from rules.models import Rule, Task
-from rules.services import rule_propose
-from rules.statistics import wilson_lower_bound
+from rules.review.services import rule_propose
+from rules.review.statistics import wilson_lower_bound
 from tests.support.factories import make_examples
 
 

@@ -14,8 +14,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from evaluation.models import ProviderInformation, TechnicalFile
-from evaluation.signing import pdf_signature_validate
-from evaluation.technical_file import provider_information_save
+from evaluation.release.pdf_signing import pdf_signature_validate
+from evaluation.release.technical_file import provider_information_save
 from pldreview.models import LedgerEntry
 from rules.models import Example, Task
 from tests.support.factories import ExampleFactory

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from evaluation.models import EvaluationRun
-from evaluation.reports import report_data, report_render_html
-from evaluation.trends import task_trend, trend_chart
+from evaluation.release.reports import report_data, report_render_html
+from evaluation.release.trends import task_trend, trend_chart
 from rules.models import Example
 from tests.support.factories import example
 from tests.support.prompt_versions import approve, approve_all, compiled, finished_run
@@ -74,7 +74,7 @@ def test_the_report_carries_the_same_chart(task, two_versions, admin_user) -> No
 
 
 def test_the_pdf_draws_the_chart(task, two_versions, admin_user) -> None:
-    from evaluation.reports import report_render_pdf
+    from evaluation.release.reports import report_render_pdf
     from tests.support.reports import pdf_text
 
     _first, second = two_versions

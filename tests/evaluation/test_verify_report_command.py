@@ -14,8 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.models import Report
-from evaluation.reports import report_generate, report_path
-from evaluation.signing import pdf_sign, signing_identity_create
+from evaluation.release.pdf_signing import pdf_sign, signing_identity_create
+from evaluation.release.reports import report_generate, report_path
 from rules.models import Task
 from tests.support.reports import PASSPHRASE, build_report_story
 

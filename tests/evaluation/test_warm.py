@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.student import Student, check_model_file
-from evaluation.warm import state_path, student_state_restore, student_state_save
+from evaluation.student.in_process import Student, check_model_file
+from evaluation.student.warm import state_path, student_state_restore, student_state_save
 from rules.student_model import bundled_model_path
 from tests.support.factories import NDA_ROWS
 
@@ -116,7 +116,7 @@ def test_a_saved_state_is_restored_only_when_it_is_intact_and_its_key_matches(
         moment = next(written) * 10**9  # a new file version, even within the file system's time resolution
         os.utime(saved.path, ns=(moment, moment))
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="evaluation.warm"):
+        with caplog.at_level(logging.WARNING, logger="evaluation.student.warm"):
             assert not student_state_restore(student=student, rules_text=SHORT_RULES)
         assert why in caplog.text and "not used" in caplog.text
         decision = student.classify(rules=SHORT_RULES, example=EXAMPLE, labels=LABELS)
@@ -146,8 +146,8 @@ def test_warm_student_saves_the_production_versions_state_once(
 
     from django.core.management import call_command
 
-    from evaluation.prompts import pld_rules
-    from evaluation.warm import student_preload
+    from evaluation.student.prompts import pld_rules
+    from evaluation.student.warm import student_preload
     from tests.support.prompt_versions import approve_all, compiled, finished_run, promote_by_override
 
     settings.PLD_STUDENT_STATE_DIR = tmp_path
@@ -174,7 +174,7 @@ def test_warm_student_saves_the_production_versions_state_once(
 def test_a_run_records_whether_its_rules_prefix_was_restored_or_recomputed(
     task, nda_examples, student_settings, settings, tmp_path: Path
 ) -> None:
-    from evaluation.runs import evaluation_run_create, evaluation_run_execute
+    from evaluation.runs.services import evaluation_run_create, evaluation_run_execute
 
     settings.PLD_STUDENT_STATE_DIR = tmp_path
     warm = evaluation_run_create(task=task, mode="zero-shot", limit=2)

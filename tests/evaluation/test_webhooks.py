@@ -13,10 +13,10 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
-from evaluation.api_tokens import api_token_create
-from evaluation.decision_log import decision_override
 from evaluation.models import WebhookAttempt, WebhookDelivery
-from evaluation.webhooks import (
+from evaluation.production.api_tokens import api_token_create
+from evaluation.production.decision_log import decision_override
+from evaluation.production.webhooks import (
     webhook_create,
     webhook_deliver,
     webhook_delivery_attempt,

@@ -15,16 +15,16 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection
 
-from evaluation.decision_log import decision_feedback_give, decision_policy_set
 from evaluation.models import Promotion, Report
-from evaluation.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
-from evaluation.reports import report_create
-from evaluation.serving_stops import task_serving_resume, task_serving_stop
+from evaluation.production.decision_log import decision_feedback_give, decision_policy_set
+from evaluation.production.serving_stops import task_serving_resume, task_serving_stop
+from evaluation.release.promotion import promotion_override_request, promotion_override_withdraw, prompt_version_promote
+from evaluation.release.reports import report_create
 from pldreview.accounts.models import AccountChangeKind
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.audit import audited_save
 from rules.models import Decision, PromptVersion, Rule, Task
-from rules.services import (
+from rules.review.services import (
     decision_undo,
     rule_edit,
     rule_reject,
@@ -100,9 +100,9 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
     # A decision overridden by a signing, heard by the token's webhook (one failed attempt: nothing listens on port 9).
     from django.test import override_settings
 
-    from evaluation.api_tokens import api_token_create
-    from evaluation.decision_log import decision_override
-    from evaluation.webhooks import webhook_create, webhook_delivery_attempt
+    from evaluation.production.api_tokens import api_token_create
+    from evaluation.production.decision_log import decision_override
+    from evaluation.production.webhooks import webhook_create, webhook_delivery_attempt
     from tests.support.decisions import logged_call
     from tests.support.signatures import sign_decision_override
 
@@ -127,7 +127,7 @@ def _technical_file_recorded(task: Task, version: PromptVersion, admin_user: Use
     only the rows (and their history) matter.
     """
     from evaluation.models import TechnicalFile
-    from evaluation.technical_file import provider_information_save
+    from evaluation.release.technical_file import provider_information_save
     from pldreview.ledger import ledger_head
 
     provider_information_save(task=task, user=admin_user, values={"provider_name": "Acme Legal Ltd"})

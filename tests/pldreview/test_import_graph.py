@@ -43,7 +43,7 @@ def _imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
         package = module.split(".") if is_package else module.split(".")[:-1]
         package = package[: len(package) - node.level + 1]
         base = ".".join([*package, base] if base else package)
-    # ``from evaluation import prompts`` loads the module evaluation.prompts; ``from rules.models import Task``
+    # ``from evaluation import prompts`` loads the module evaluation.student.prompts; ``from rules.models import Task``
     # loads rules.models.
     return [f"{base}.{alias.name}" for alias in node.names] + [base]
 
@@ -112,7 +112,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 def test_the_project_has_no_import_circle() -> None:
     graph = import_graph(Path(settings.BASE_DIR))
-    assert "evaluation.runs" in graph and "rules.services" in graph["rules.views.review"]
+    assert "evaluation.runs.services" in graph and "rules.review.services" in graph["rules.views.review"]
     circle = find_circle(graph)
     assert circle == [], "import circle: " + " -> ".join(circle)
 
@@ -124,14 +124,17 @@ def test_imports_go_from_evaluation_to_rules_to_pldreview_never_back() -> None:
 def test_it_names_a_circle_hidden_in_a_function_and_a_relative_import(tmp_path) -> None:
     _write(tmp_path, {
         "evaluation/__init__.py": "",
-        "evaluation/runs.py": "from evaluation.warm import restore\n",
-        "evaluation/warm.py": "def preload():\n    from . import promotion\n",
-        "evaluation/promotion.py": "def start():\n    from evaluation import runs\n",
-        "evaluation/metrics.py": "import evaluation.runs\n",
+        "evaluation/runs/services.py": "from evaluation.student.warm import restore\n",
+        "evaluation/student/warm.py": "def preload():\n    from . import promotion\n",
+        "evaluation/release/promotion.py": "def start():\n    from evaluation import runs\n",
+        "evaluation/runs/metrics.py": "import evaluation.runs.services\n",
     })
     graph = import_graph(tmp_path, apps=("evaluation",))
-    assert find_circle(graph) == ["evaluation.runs", "evaluation.warm", "evaluation.promotion", "evaluation.runs"]
-    del graph["evaluation.promotion"]["evaluation.runs"]
+    assert find_circle(graph) == [
+        "evaluation.runs.services", "evaluation.student.warm",
+        "evaluation.release.promotion", "evaluation.runs.services",
+    ]
+    del graph["evaluation.release.promotion"]["evaluation.runs.services"]
     assert find_circle(graph) == []
 
 
@@ -144,11 +147,11 @@ def test_it_names_an_import_against_the_layers_and_lets_the_composition_root_thr
         "pldreview/accounts/views.py": "from pldreview.views import home\n",
         "rules/__init__.py": "",
         "rules/models.py": "from pldreview.accounts.views import home\n",
-        "rules/views.py": "from evaluation.runs import run\n",
+        "rules/views.py": "from evaluation.runs.services import run\n",
         "evaluation/__init__.py": "",
-        "evaluation/runs.py": "from rules.models import Task\n",
+        "evaluation/runs/services.py": "from rules.models import Task\n",
     })
     assert layering_offences(import_graph(tmp_path)) == [
         "pldreview.views:2 imports rules.models",
-        "rules.views:1 imports evaluation.runs",
+        "rules.views:1 imports evaluation.runs.services",
     ]

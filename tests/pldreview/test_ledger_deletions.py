@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from evaluation.decision_log import decisions_purge
+from evaluation.production.decision_log import decisions_purge
 from pldreview.db_triggers import PERMIT_TABLE, delete_permit, permit_owner_statements
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerEntry

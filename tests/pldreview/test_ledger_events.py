@@ -6,12 +6,12 @@ from collections import defaultdict
 
 import pytest
 
-from evaluation.api_tokens import api_token_create, api_token_revoke
 from evaluation.models import ApiToken
+from evaluation.production.api_tokens import api_token_create, api_token_revoke
 from pldreview.ledger import row_facts
 from pldreview.ledger_verify import audited_models
 from pldreview.models import LedgerEntry
-from rules.datasets import dataset_import
+from rules.datasets.dataset_import import dataset_import
 from tests.pldreview.ledgerkit import audited_world
 from tests.support.signatures import sign_revocation
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evaluation.models import Report
-from evaluation.reports import report_generate, report_path
+from evaluation.release.reports import report_generate, report_path
 from pldreview.ledger import chain_hash
 from pldreview.models import LedgerEntry, LedgerHead
 from tests.pldreview.ledgerkit import audited_world, raw, side_door, stdlib_verify

@@ -13,11 +13,11 @@ from django.apps import apps
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from evaluation.api_tokens import api_token_create
-from evaluation.decision_log import decision_policy_set
 from evaluation.models import ApiToken, ClassifyCall, DecisionLogPolicy, EvaluationRun, PromotionOverride, Report
-from evaluation.promotion import promotion_override_request
-from evaluation.runs import evaluation_run_create
+from evaluation.production.api_tokens import api_token_create
+from evaluation.production.decision_log import decision_policy_set
+from evaluation.release.promotion import promotion_override_request
+from evaluation.runs.services import evaluation_run_create
 from pldreview.jobs import job_create
 from pldreview.models import Job, Signature
 from rules.models import Decision, Example, PromptVersion, Rule, RuleSetReorderProposal

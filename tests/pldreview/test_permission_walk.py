@@ -26,8 +26,9 @@ pytestmark = pytest.mark.django_db
 # allauth's pages this deployment does not offer (404 for everyone, e.g. "forgot password") and the health checks
 # (alive / ready, nothing else).
 OUR_PUBLIC_VIEWS = {
-    "evaluation.api.classify", "evaluation.api.decision", "evaluation.api.openapi",
-    "pldreview.accounts.urls._not_offered", "evaluation.views.health.healthz", "evaluation.views.health.readyz",
+    "evaluation.production.api.classify", "evaluation.production.api.decision", "evaluation.production.api.openapi",
+    "pldreview.accounts.urls._not_offered",
+    "evaluation.views.production.health.healthz", "evaluation.views.production.health.readyz",
 }
 # URL names that answer 404 (not 403) to a user without permission, to hide that an object exists.
 # Add a name here only with a comment saying what it hides.

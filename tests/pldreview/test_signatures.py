@@ -24,7 +24,7 @@ from pldreview.signatures import (
     signing_password_required,
 )
 from rules.models import Decision
-from rules.services import rule_signed_content
+from rules.review.services import rule_signed_content
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign
 
@@ -181,7 +181,7 @@ def test_the_database_refuses_a_signed_action_without_a_signature(task, reviewer
 
 
 def test_a_decision_keeps_its_signature_and_a_signature_signs_one_decision(task, reviewer) -> None:
-    from rules.services import rule_approve
+    from rules.review.services import rule_approve
 
     rule = teacher_rule(task)
     signature = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))

@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.test import RequestFactory
 
 from rules.models import Decision, Rule, RuleRevision, RuleSetReorderApproval, RuleSetReorderProposal
-from rules.services import (
+from rules.review.services import (
     decision_undo,
     rule_approve,
     rule_create,
@@ -176,7 +176,7 @@ def test_no_code_bypasses_history_with_update_or_delete_on_audited_models() -> N
 
 
 def test_no_module_but_the_services_builds_a_decision() -> None:
-    # Decisions carry the four-eyes and signature semantics; one builder (rules.services.decision_record) keeps them.
+    # Decisions carry the four-eyes and signature semantics; one builder (review.services.decision_record) keeps them.
     offenders = []
     for app in ("rules", "evaluation", "pldreview"):
         for path in sorted((Path(settings.BASE_DIR) / app).rglob("*.py")):

@@ -8,7 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import override_settings
 
-from rules.clustering import (
+from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, TeacherCall
+from rules.teacher.client import TeacherConfig
+from rules.teacher.clustering import (
     cluster_vectors,
     clustering_run_create,
     effective_min_samples,
@@ -17,9 +19,7 @@ from rules.clustering import (
     micro_rule_is_promotable,
     micro_rule_promote,
 )
-from rules.embeddings import tfidf_svd
-from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task, TeacherCall
-from rules.teacher import TeacherConfig
+from rules.teacher.embeddings import tfidf_svd
 from tests.support.factories import make_examples, make_micro_rule
 from tests.support.fake_teacher import FakeTeacher
 from tests.support.local_teacher import local_endpoint_settings

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rules.exports import COLUMNS
-from rules.services import decision_undo, rule_approve, rule_create, rule_edit, rule_reject
+from rules.review.review_log import COLUMNS
+from rules.review.services import decision_undo, rule_approve, rule_create, rule_edit, rule_reject
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 

@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
 
 from pldreview.models import LedgerEntry
-from rules.discussion import rule_comment_add
 from rules.models import RuleComment
+from rules.review.discussion import rule_comment_add
 from tests.support.factories import teacher_rule
 
 pytestmark = pytest.mark.django_db

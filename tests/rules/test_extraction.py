@@ -7,15 +7,15 @@ from django.test import override_settings
 
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
-from rules.extraction import (
+from rules.models import MicroRule, Task, TeacherCall
+from rules.teacher.client import TeacherConfig, TeacherError
+from rules.teacher.extraction import (
     GUIDE_CONDITIONS,
     extraction_examples,
     extraction_messages,
     extraction_pending,
     micro_rules_extract,
 )
-from rules.models import MicroRule, Task, TeacherCall
-from rules.teacher import TeacherConfig, TeacherError
 from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 from tests.support.local_teacher import local_endpoint_settings

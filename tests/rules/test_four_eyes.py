@@ -10,9 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
-from rules.clustering import micro_rule_promote
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, RuleSetReorderProposal
-from rules.services import (
+from rules.review.services import (
     decision_undo,
     rule_approve,
     rule_authors,
@@ -23,6 +22,7 @@ from rules.services import (
     ruleset_reorder_propose,
     ruleset_rules,
 )
+from rules.teacher.clustering import micro_rule_promote
 from tests.support.factories import make_examples, make_micro_rule, teacher_rule
 from tests.support.signatures import (
     sign_approval,
@@ -313,7 +313,7 @@ def test_the_queue_counts_against_the_overturning_number(task, reviewer, second_
 
 def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, reviewer, second_reviewer,
                                                                         auditor) -> None:
-    from rules.services import ruleset_reorder_approve
+    from rules.review.services import ruleset_reorder_approve
 
     first, second = (teacher_rule(task, text=f"If clause {i}, then Entailment") for i in range(2))
     for rule in (first, second):
@@ -409,7 +409,7 @@ def test_the_database_refuses_the_writers_approval_after_an_approval_and_a_rejec
 
 
 def test_a_rule_someone_ever_wrote_is_never_waiting_for_them(task, reviewer, second_reviewer) -> None:
-    from rules.queries import waiting_for
+    from rules.review.queries import waiting_for
 
     text = "If the clause allows oral disclosure, then Entailment"
     rule = rule_create(task=task, user=second_reviewer, text=text, label="Entailment",

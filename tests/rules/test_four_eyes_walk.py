@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from rules.models import Rule
-from rules.queries import QueueFilters, queue_leftovers, waiting_for
-from rules.services import rule_approve, rule_create, rule_edit, rule_reject, rule_review
+from rules.review.queries import QueueFilters, queue_leftovers, waiting_for
+from rules.review.services import rule_approve, rule_create, rule_edit, rule_reject, rule_review
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from rules.datasets import dataset_import, task_define
-from rules.importers import FieldMap
+from rules.datasets.dataset_import import dataset_import, task_define
+from rules.datasets.parsers import FieldMap
 from rules.models import DatasetImport, Example, Task
 from tests.support.datasets import FIXTURES_DIR
 

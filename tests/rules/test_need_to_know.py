@@ -8,7 +8,7 @@ import json
 import pytest
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
 from pldreview.models import LedgerEntry
 from rules.membership import task_member_add, task_member_remove
 from rules.models import Decision, TaskMembership
@@ -130,8 +130,8 @@ def test_only_admins_manage_members(tasks, reviewer, non_member_reviewer):
 def test_the_services_refuse_a_non_members_decision_whatever_door_calls_them(tasks, non_member_reviewer):
     from django.core.exceptions import PermissionDenied
 
-    from rules.discussion import rule_comment_add
-    from rules.services import rule_approve, rule_reject
+    from rules.review.discussion import rule_comment_add
+    from rules.review.services import rule_approve, rule_reject
 
     rule = tasks["hidden_rule"]
     with pytest.raises(PermissionDenied, match="not a member"):

@@ -9,10 +9,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from rules.compiler import TEMPLATE_VERSION, prompt_version_compile
 from rules.models import PromptVersion, PromptVersionRule, Rule
-from rules.prompt_diff import prompt_version_diff
-from rules.services import (
+from rules.prompts.compiler import TEMPLATE_VERSION, prompt_version_compile
+from rules.prompts.diff import prompt_version_diff
+from rules.review.services import (
     rule_approve,
     rule_edit,
     rule_reject,

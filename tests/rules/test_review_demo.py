@@ -9,7 +9,7 @@ from evaluation.demo.users import seed_users_and_tasks
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import Signature
 from rules.models import Decision, Rule, RuleSetReorderProposal
-from rules.services import ruleset_rules
+from rules.review.services import ruleset_rules
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from rules.models import Decision, Example, Rule, RuleSetReorderProposal
-from rules.services import rule_approve, rule_create, rule_edit, rule_propose
+from rules.review.services import rule_approve, rule_create, rule_edit, rule_propose
 from tests.support.factories import example, teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_writing
 

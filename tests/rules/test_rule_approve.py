@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from rules.models import Decision, Rule
-from rules.services import StaleRuleError, rule_approve, rule_create, rule_edit, rule_reject
+from rules.review.services import StaleRuleError, rule_approve, rule_create, rule_edit, rule_reject
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from rules.models import Decision, Rule
-from rules.services import rule_create
+from rules.review.services import rule_create
 from tests.support.signatures import sign_writing
 
 pytestmark = pytest.mark.django_db

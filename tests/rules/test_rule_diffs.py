@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from rules.diffs import fields_diff, render_word_diff, word_diff
-from rules.evidence import excerpts, highlight
+from rules.review.diffs import fields_diff, render_word_diff, word_diff
+from rules.review.evidence import excerpts, highlight
 
 
 def test_a_word_diff_shows_only_the_added_words() -> None:

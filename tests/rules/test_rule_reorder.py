@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from rules.models import Decision, RuleSetReorderApproval, RuleSetReorderProposal
-from rules.services import (
+from rules.review.services import (
     rule_approve,
     rule_reject,
     ruleset_order_from_numbers,

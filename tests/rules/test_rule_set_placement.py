@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from rules.compiler import prompt_version_compile, prompt_version_preview
 from rules.models import PromptVersion
-from rules.precedence import precedence_anchor
-from rules.services import ruleset_reorder_approve, ruleset_reorder_propose, ruleset_rules
+from rules.prompts.compiler import prompt_version_compile, prompt_version_preview
+from rules.review.precedence import precedence_anchor
+from rules.review.services import ruleset_reorder_approve, ruleset_reorder_propose, ruleset_rules
 from tests.support.prompt_versions import approve, compiled
 from tests.support.signatures import sign_order_approval, sign_order_proposal
 

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 
 from rules.models import Rule
-from rules.search import search_rules
-from rules.services import rule_create, rule_edit, rule_reject
+from rules.review.search import search_rules
+from rules.review.services import rule_create, rule_edit, rule_reject
 from tests.support.factories import example, teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection, sign_writing
 
@@ -82,7 +82,7 @@ def test_the_right_backend_runs() -> None:
 
 
 def test_the_queue_the_rule_set_and_the_decision_log_search(client, task, reviewer, second_reviewer) -> None:
-    from rules.services import rule_approve
+    from rules.review.services import rule_approve
 
     kept = teacher_rule(task, text="If staff may see it, then Entailment")
     rule_approve(rule=kept, user=second_reviewer, lock_version=kept.lock_version,

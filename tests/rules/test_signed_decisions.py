@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 
 from pldreview.models import LedgerEntry, Signature
 from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_content_sha256
-from rules.exports import decision_log_csv
 from rules.models import Decision, Rule, RuleSetReorderApproval, RuleSetReorderProposal
-from rules.services import rule_approve, rule_signed_content, ruleset_reorder_propose
+from rules.review.review_log import decision_log_csv
+from rules.review.services import rule_approve, rule_signed_content, ruleset_reorder_propose
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign, sign_approval, sign_order_proposal
 
@@ -166,7 +166,7 @@ def test_the_rule_page_history_and_decision_log_show_the_manifestation(client, t
 
 
 def test_the_service_refuses_a_signature_over_the_wording_before_an_edit(task, reviewer, second_reviewer) -> None:
-    from rules.services import rule_edit
+    from rules.review.services import rule_edit
 
     rule = teacher_rule(task)
     old = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))
@@ -185,7 +185,7 @@ def test_the_service_refuses_a_signature_over_the_wording_before_an_edit(task, r
 
 
 def test_a_topic_changed_after_signing_is_refused_like_a_changed_text(task, reviewer, second_reviewer) -> None:
-    from rules.services import rule_edit
+    from rules.review.services import rule_edit
 
     rule = teacher_rule(task, topic="Sharing with employees")
     signed = sign(reviewer, Meaning.APPROVED, rule_signed_content(rule))
@@ -207,7 +207,7 @@ def test_a_topic_changed_in_the_database_after_signing_is_refused(task, reviewer
 
 
 def test_an_edit_or_a_written_rule_signed_without_its_topic_is_refused(task, reviewer) -> None:
-    from rules.services import rule_create, rule_edit
+    from rules.review.services import rule_create, rule_edit
 
     rule = teacher_rule(task)
     without_topic = sign(reviewer, Meaning.EDITED, rule_content_sha256(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules.similar import rules_closest_to, similar_rules
+from rules.review.similar import rules_closest_to, similar_rules
 from tests.support.factories import teacher_rule
 
 pytestmark = pytest.mark.django_db

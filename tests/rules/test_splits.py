@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from rules.datasets import dataset_import
-from rules.importers import FieldMap
+from rules.datasets.dataset_import import dataset_import
+from rules.datasets.parsers import FieldMap
+from rules.datasets.splits import split_assign
 from rules.models import Example
-from rules.splits import split_assign
 
 LABELS = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
 

@@ -6,9 +6,9 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from rules.datasets import dataset_import
+from rules.datasets.dataset_import import dataset_import
+from rules.datasets.parsers import FORMATS
 from rules.forms import FORMAT_CHOICES, DatasetImportForm
-from rules.importers import FORMATS
 from rules.models import DatasetImport, Example, Task
 from tests.support.factories import ExampleFactory
 

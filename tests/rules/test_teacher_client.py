@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rules.models import TeacherCall
-from rules.teacher import (
+from rules.teacher.client import (
     Teacher,
     TeacherBudgetExceeded,
     TeacherConfig,

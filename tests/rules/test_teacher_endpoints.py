@@ -20,9 +20,9 @@ from evaluation.models import EvaluationRun
 from pldreview.env import teacher_endpoints_checked
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
-from rules.extraction import micro_rules_extract
 from rules.models import MicroRule, Task, TeacherCall
-from rules.teacher import Teacher, TeacherConfig, TeacherError, TeacherRequest, teacher_request_hash
+from rules.teacher.client import Teacher, TeacherConfig, TeacherError, TeacherRequest, teacher_request_hash
+from rules.teacher.extraction import micro_rules_extract
 from tests.support.factories import make_examples
 from tests.support.fake_teacher import FakeTeacher, fake_endpoints
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from rules.local_teacher import LocalTeacher, free_port, is_answering, teacher_available
-from rules.teacher import TeacherConfig, TeacherError
+from rules.teacher.client import TeacherConfig, TeacherError
+from rules.teacher.local import LocalTeacher, free_port, is_answering, teacher_available
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rules.queries import waiting_for
-from rules.services import rule_approve, rule_edit, rule_reject
+from rules.review.queries import waiting_for
+from rules.review.services import rule_approve, rule_edit, rule_reject
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection
 

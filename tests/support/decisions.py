@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import uuid
 
-from evaluation.decision_log import classify_call_record
 from evaluation.models import ApiToken, ClassifyCall
-from evaluation.serving import Classification
+from evaluation.production.decision_log import classify_call_record
+from evaluation.production.serving import Classification
 from rules.models import PromptVersion
 
 INPUTS = {"premise": "The Recipient may keep one archival copy.", "hypothesis": "The party must destroy all copies."}

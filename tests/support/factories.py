@@ -12,10 +12,10 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from evaluation.decision_log import classify_call_save, inputs_sha256
 from evaluation.models import ClassifyCall
+from evaluation.production.decision_log import classify_call_save, inputs_sha256
 from rules.models import Example, MicroRule, Rule, Task
-from rules.services import rule_propose
+from rules.review.services import rule_propose
 
 NDA_LABELS = [
     {"name": "Entailment", "description": "The clause says the hypothesis holds."},

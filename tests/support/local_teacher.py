@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rules.local_teacher import LocalTeacher, free_port
+from rules.teacher.local import LocalTeacher, free_port
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Prediction
-from rules.compiler import prompt_version_compile
-from rules.frozen_split import split_sha256
+from rules.datasets.frozen_split import split_sha256
 from rules.models import Example, PromptVersion, Rule, Task
-from rules.services import rule_approve, rule_propose
+from rules.prompts.compiler import prompt_version_compile
+from rules.review.services import rule_approve, rule_propose
 from rules.student_model import student_model_sha256
 from tests.support.factories import ExampleFactory
 from tests.support.signatures import sign_approval, sign_override_confirmation, sign_override_request
@@ -94,7 +94,7 @@ def scored_run(
     label for every example (a majority-class or an ignoring model); ``adherence`` is (followed, n). It is
     drawn from the test split as it is now; ``extra`` sets other fields (``limit``, ``seed``, ``finished_at``).
     """
-    from evaluation.metrics import classification_metrics
+    from evaluation.runs.metrics import classification_metrics
 
     labels = task.label_names
 
@@ -133,7 +133,7 @@ def scored_run(
 def gate_passing_run(version: PromptVersion, *, wrong: int = 0) -> EvaluationRun:
     """Record the evidence a passing gate needs: a zero-shot run that always says the first label and a
     pld run of the version that is right on all but ``wrong`` of the same examples, following its rules."""
-    from evaluation.promotion import zero_shot_baseline
+    from evaluation.release.promotion import zero_shot_baseline
 
     task = version.task
     examples = gate_examples(task)
@@ -145,7 +145,7 @@ def gate_passing_run(version: PromptVersion, *, wrong: int = 0) -> EvaluationRun
 
 def promote_by_override(version: PromptVersion, *, admin: User, second_admin: User, reason: str = "Go") -> None:
     """Put a version whose gate fails into production the recorded way: one Admin asks, another confirms."""
-    from evaluation.promotion import promotion_override_confirm, promotion_override_request
+    from evaluation.release.promotion import promotion_override_confirm, promotion_override_request
 
     override = promotion_override_request(
         prompt_version=version, user=admin, reason=reason, justification="Test story: the gate's evidence is not built",
@@ -158,7 +158,7 @@ def promote_by_override(version: PromptVersion, *, admin: User, second_admin: Us
 
 def in_production(task: Task, *, admin: User, reviewer: User, reason: str = "Go") -> PromptVersion:
     """Approve the task's usual rules, compile them and promote the version through a passing gate."""
-    from evaluation.promotion import prompt_version_promote
+    from evaluation.release.promotion import prompt_version_promote
     from tests.support.signatures import sign_promotion
 
     approve_all(task, reviewer)

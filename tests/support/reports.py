@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from evaluation.models import EvaluationRun, Promotion, PromotionOverride
 from rules.models import PromptVersion, PromptVersionRule, Rule, Task
-from rules.services import rule_approve, rule_edit, rule_propose, rule_reject
+from rules.review.services import rule_approve, rule_edit, rule_propose, rule_reject
 from tests.support.certificates import self_signed
 from tests.support.signatures import sign_approval, sign_edit, sign_rejection
 

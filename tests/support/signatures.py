@@ -82,7 +82,7 @@ def sign_order_rejection(user: AbstractBaseUser, proposal: RuleSetReorderProposa
 
 def sign_promotion(user: AbstractBaseUser, version: Any, meaning: str | None = None) -> Signature:
     """Return the user's signature putting the prompt version into production (or rolling back to it)."""
-    from evaluation.promotion import promotion_meaning
+    from evaluation.release.promotion import promotion_meaning
 
     return sign(user, meaning or promotion_meaning(version), prompt_version_content_sha256(version.text))
 
@@ -105,7 +105,7 @@ def sign_override_confirmation(user: AbstractBaseUser, version: Any) -> Signatur
 
 def sign_serving(user: AbstractBaseUser, task: Task, action: str, reason: str = "") -> Signature:
     """Return the user's signature stopping ("stop") or resuming ("resume", the stop in force) the task's serving."""
-    from evaluation.serving_stops import serving_stop_current
+    from evaluation.production.serving_stops import serving_stop_current
 
     stop = serving_stop_current(task) if action == "resume" else None
     meaning = Meaning.SERVING_STOPPED if action == "stop" else Meaning.SERVING_RESUMED
@@ -115,7 +115,7 @@ def sign_serving(user: AbstractBaseUser, task: Task, action: str, reason: str = 
 
 def sign_decision_override(user: AbstractBaseUser, call: Any, label: str, reason: str = "") -> Signature:
     """Return the user's signature overriding a logged call to the label."""
-    from evaluation.decision_log import decision_override_signed_content
+    from evaluation.production.decision_log import decision_override_signed_content
 
     return sign(user, Meaning.DECISION_OVERRIDDEN,
                 decision_override_signed_content(call=call, overridden_label=label), reason)

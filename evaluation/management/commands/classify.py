@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.decision_log import classify_call_record
 from evaluation.models import ClassifyCall
-from evaluation.serving import ClassifyError, classify_inputs, production_classify
+from evaluation.production.decision_log import classify_call_record
+from evaluation.production.serving import ClassifyError, classify_inputs, production_classify
 from rules.models import Task
 
 

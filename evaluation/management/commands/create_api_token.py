@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
 from rules.models import Task
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.signing import SigningError, signing_identity_create, signing_identity_load
+from evaluation.release.pdf_signing import SigningError, signing_identity_create, signing_identity_load
 
 
 class Command(BaseCommand):

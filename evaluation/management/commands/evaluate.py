@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evaluation.models import EvaluationRun
-from evaluation.runs import JOB_KIND, MODES, evaluation_run_create
+from evaluation.runs.services import JOB_KIND, MODES, evaluation_run_create
 from pldreview.jobs import job_create, job_execute
 from pldreview.models import Job
 from rules.models import PromptVersion, Split, Task

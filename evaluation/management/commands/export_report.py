@@ -9,8 +9,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.models import Report
-from evaluation.promotion import production_prompt_version
-from evaluation.reports import report_generate, report_path
+from evaluation.release.promotion import production_prompt_version
+from evaluation.release.reports import report_generate, report_path
 from rules.models import PromptVersion, Task
 
 

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.management.commands.export_report import command_user
-from evaluation.technical_file import technical_file_generate
+from evaluation.release.technical_file import technical_file_generate
 from rules.models import Task
 
 

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.promotion import (
+from evaluation.release.promotion import (
     pending_override,
     promotion_meaning,
     promotion_override_confirm,

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.decision_log import PURGE_BATCH_SIZE, PURGE_PAUSE_SECONDS, decision_policy, decisions_purge
+from evaluation.production.decision_log import PURGE_BATCH_SIZE, PURGE_PAUSE_SECONDS, decision_policy, decisions_purge
 from rules.models import Task
 
 

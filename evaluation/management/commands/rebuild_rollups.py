@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from evaluation.rollups import rollups_rebuild
+from evaluation.production.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):

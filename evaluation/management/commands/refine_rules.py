@@ -6,10 +6,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.models import EvaluationRun
-from evaluation.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
-from evaluation.refine import JOB_KIND as REFINE_JOB_KIND
+from evaluation.runs.refine import DEFAULT_DEV_LIMIT, DEFAULT_MAX_GROUPS
+from evaluation.runs.refine import JOB_KIND as REFINE_JOB_KIND
 from pldreview.jobs import job_execute_for_command
-from rules.teacher import add_teacher_arguments, teacher_params_from_options
+from rules.teacher.client import add_teacher_arguments, teacher_params_from_options
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.serving_stops import serving_stop_current, task_serving_resume, task_serving_stop
+from evaluation.production.serving_stops import serving_stop_current, task_serving_resume, task_serving_stop
 from pldreview.signatures import Meaning, serving_content_sha256, signature_sign, signing
 from rules.models import Task
 

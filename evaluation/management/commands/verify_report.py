@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.verification import report_verify
+from evaluation.release.verification import report_verify
 
 MARKS = {True: "pass", False: "FAIL", None: "skip"}
 

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.student import StudentError
-from evaluation.warm import student_preload
+from evaluation.student.in_process import StudentError
+from evaluation.student.warm import student_preload
 from rules.models import PromptVersion, Task
 
 

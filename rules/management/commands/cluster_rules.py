@@ -6,10 +6,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from pldreview.jobs import job_execute_for_command
-from rules.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
-from rules.clustering import JOB_KIND as CLUSTER_JOB_KIND
 from rules.models import Task
-from rules.teacher import add_teacher_arguments, teacher_params_from_options
+from rules.teacher.client import add_teacher_arguments, teacher_params_from_options
+from rules.teacher.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES
+from rules.teacher.clustering import JOB_KIND as CLUSTER_JOB_KIND
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from rules.compiler import prompt_version_compile
 from rules.models import Task
+from rules.prompts.compiler import prompt_version_compile
 
 
 class Command(BaseCommand):

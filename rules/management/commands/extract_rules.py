@@ -6,9 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from pldreview.jobs import job_execute_for_command
-from rules.extraction import JOB_KIND as EXTRACT_JOB_KIND
 from rules.models import Task
-from rules.teacher import add_teacher_arguments, teacher_params_from_options
+from rules.teacher.client import add_teacher_arguments, teacher_params_from_options
+from rules.teacher.extraction import JOB_KIND as EXTRACT_JOB_KIND
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rules.datasets import dataset_import, import_summary, task_define
-from rules.importers import DEFAULT_LABEL_FIELD, FORMATS, FieldMap
+from rules.datasets.dataset_import import dataset_import, import_summary, task_define
+from rules.datasets.parsers import DEFAULT_LABEL_FIELD, FORMATS, FieldMap
 from rules.models import Split
 
 

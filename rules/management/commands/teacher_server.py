@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from rules.local_teacher import LocalTeacher
-from rules.teacher import TeacherError
+from rules.teacher.client import TeacherError
+from rules.teacher.local import LocalTeacher
 
 
 class Command(BaseCommand):

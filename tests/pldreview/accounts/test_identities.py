@@ -14,7 +14,7 @@ from pldreview.accounts.models import AccountChangeRequest
 from pldreview.accounts.services import user_deactivate, user_rename
 from pldreview.ledger import ledger_append
 from pldreview.models import LedgerEntry
-from rules.services import rule_approve
+from rules.review.services import rule_approve
 from tests.support.account_changes import account_change_made
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign_approval

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create
 from evaluation.models import ApiToken
+from evaluation.production.api_tokens import api_token_create
 from pldreview.accounts.services import user_offboard
 from pldreview.models import LedgerEntry
 

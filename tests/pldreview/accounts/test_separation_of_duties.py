@@ -18,7 +18,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from evaluation.promotion import promotion_override_confirm, promotion_override_request
+from evaluation.release.promotion import promotion_override_confirm, promotion_override_request
 from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState
 from pldreview.accounts.services import (
@@ -32,7 +32,7 @@ from pldreview.env import env_role_pairs
 from pldreview.models import LedgerEntry, Signature
 from pldreview.roles import ROLES
 from rules.models import PromptVersion, Rule
-from rules.services import rule_approve, rule_approve_refusal, ruleset_reorder_approve, ruleset_reorder_propose
+from rules.review.services import rule_approve, rule_approve_refusal, ruleset_reorder_approve, ruleset_reorder_propose
 from tests.support.account_changes import account_change_confirmed, account_change_made, account_change_requested
 from tests.support.factories import teacher_rule
 from tests.support.personas import role_group

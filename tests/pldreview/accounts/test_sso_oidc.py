@@ -13,7 +13,7 @@ from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth.models import User
 from django.test import Client
 
-from evaluation.api_tokens import api_token_create
+from evaluation.production.api_tokens import api_token_create
 from pldreview.accounts import sso as sso_module
 from pldreview.accounts.services import role_grant, second_person_refusal
 from pldreview.models import LedgerEntry, Signature
