@@ -43,8 +43,8 @@ def _imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
         package = module.split(".") if is_package else module.split(".")[:-1]
         package = package[: len(package) - node.level + 1]
         base = ".".join([*package, base] if base else package)
-    # ``from evaluation import prompts`` loads the module evaluation.student.prompts; ``from rules.models import Task``
-    # loads rules.models.
+    # ``from evaluation.student import prompts`` loads the module evaluation.student.prompts;
+    # ``from rules.models import Task`` loads rules.models.
     return [f"{base}.{alias.name}" for alias in node.names] + [base]
 
 
@@ -125,14 +125,14 @@ def test_it_names_a_circle_hidden_in_a_function_and_a_relative_import(tmp_path) 
     _write(tmp_path, {
         "evaluation/__init__.py": "",
         "evaluation/runs/services.py": "from evaluation.student.warm import restore\n",
-        "evaluation/student/warm.py": "def preload():\n    from . import promotion\n",
-        "evaluation/release/promotion.py": "def start():\n    from evaluation import runs\n",
+        "evaluation/student/warm.py": "def preload():\n    from ..release import promotion\n",
+        "evaluation/release/promotion.py": "def start():\n    from evaluation.runs import services\n",
         "evaluation/runs/metrics.py": "import evaluation.runs.services\n",
     })
     graph = import_graph(tmp_path, apps=("evaluation",))
     assert find_circle(graph) == [
-        "evaluation.runs.services", "evaluation.student.warm",
         "evaluation.release.promotion", "evaluation.runs.services",
+        "evaluation.student.warm", "evaluation.release.promotion",
     ]
     del graph["evaluation.release.promotion"]["evaluation.runs.services"]
     assert find_circle(graph) == []

@@ -180,7 +180,7 @@ def test_no_module_but_the_services_builds_a_decision() -> None:
     offenders = []
     for app in ("rules", "evaluation", "pldreview"):
         for path in sorted((Path(settings.BASE_DIR) / app).rglob("*.py")):
-            if "migrations" in path.parts or path == Path(settings.BASE_DIR) / "rules" / "services.py":
+            if "migrations" in path.parts or path == Path(settings.BASE_DIR) / "rules" / "review" / "services.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                 if not isinstance(node, ast.Call):
