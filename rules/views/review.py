@@ -17,10 +17,10 @@ from django_htmx.http import push_url
 from pldreview.models import Signature
 from pldreview.signatures import (
     Meaning,
+    e_signing,
     rule_content_sha256,
     ruleset_order_content_sha256,
     signature_sign_from_form,
-    signing,
     signing_context,
 )
 from pldreview.web import HtmxHttpRequest, form_add_service_errors
@@ -266,7 +266,7 @@ def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpRespon
     if form.is_valid():
         data = form.cleaned_data
         try:
-            with signing():
+            with e_signing():
                 if kind in _VERDICTS:
                     meaning, decide = _VERDICTS[kind]
                     signature = signature_sign_from_form(
@@ -568,7 +568,7 @@ def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
     try:
         order = services.ruleset_order_from_numbers(task, form.numbers())
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, form.cleaned_data, meaning=Meaning.REORDER_PROPOSED,
                 content_sha256=ruleset_order_content_sha256(task_id=task.pk, order=order),
@@ -595,7 +595,7 @@ def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_
     reason = data.get("reason", "")
     content = ruleset_order_content_sha256(task_id=proposal.task_id, order=proposal.order)
     try:
-        with signing():
+        with e_signing():
             if kind == "approve":
                 signature = signature_sign_from_form(
                     request, data, meaning=Meaning.REORDERED, content_sha256=content
@@ -659,7 +659,7 @@ def rule_create(request: HtmxHttpRequest) -> HttpResponse:
         elif form.is_valid():
             data = form.cleaned_data
             try:
-                with signing():
+                with e_signing():
                     signature = _sign_typed_rule(request, data, meaning=Meaning.WRITTEN)
                     rule = services.rule_create(
                         task=selected, user=request.user, text=data["text"], label=data["label"],
