@@ -26,7 +26,13 @@ class EvaluationRunBackend(models.TextChoices):
     SERVER = "server", "Inference server"
 
 
-class EvaluationRunStatus(models.TextChoices):
+class RunStatus(models.TextChoices):
+    """Where a run of the student stands: an evaluation run, each of its shards and a rule-impact run alike.
+
+    "finished" is the stage a background job calls "succeeded" (``pldreview.models.Job.State``): the work is done
+    and its results are saved. The two words are stored values, so each keeps its own.
+    """
+
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     FINISHED = "finished", "Finished"
@@ -39,7 +45,7 @@ class EvaluationRun(models.Model):
 
     Mode = EvaluationRunMode
     Backend = EvaluationRunBackend
-    Status = EvaluationRunStatus
+    Status = RunStatus
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="evaluation_runs")
     mode = models.CharField(max_length=12, choices=Mode.choices)
@@ -93,7 +99,7 @@ class EvaluationRun(models.Model):
         permissions = [("run_evaluation", "Can start, cancel and resume evaluation runs")]
         constraints = [
             in_choices(
-                "evaluation_run_in_choices", mode=EvaluationRunMode.values, status=EvaluationRunStatus.values,
+                "evaluation_run_in_choices", mode=EvaluationRunMode.values, status=RunStatus.values,
                 student_backend=EvaluationRunBackend.values,
                 split=Split.values,
             ),
@@ -131,14 +137,6 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_one_per_example")]
 
 
-class EvaluationShardStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    FINISHED = "finished", "Finished"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class EvaluationShard(models.Model):
     """A slice of a run (whole shared-context groups) that one worker decides at a time.
 
@@ -147,7 +145,7 @@ class EvaluationShard(models.Model):
     out (its worker died) is queued again, and ``events`` says so on the run's page.
     """
 
-    Status = EvaluationShardStatus
+    Status = RunStatus
 
     run = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="shards")
     number = models.PositiveIntegerField(help_text="1, 2, … in the run's example order")
@@ -166,7 +164,7 @@ class EvaluationShard(models.Model):
         ordering = ["run", "number"]
         constraints = [
             models.UniqueConstraint(fields=["run", "number"], name="evaluation_shard_one_per_number"),
-            in_choices("evaluation_shard_in_choices", status=EvaluationShardStatus.values),
+            in_choices("evaluation_shard_in_choices", status=RunStatus.values),
             # A running shard is always held under a lease, so a dead worker's shard can be found.
             models.CheckConstraint(
                 condition=~models.Q(status="running") | models.Q(lease_expires_at__isnull=False),
@@ -797,14 +795,6 @@ class TechnicalFile(models.Model):
         return f"Technical file {self.pk} on {self.task}"
 
 
-class RuleImpactStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    FINISHED = "finished", "Finished"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class RuleImpactRun(models.Model):
     """A counterfactual leave-one-out of one prompt version: every sampled example decided with all its rules
     and with each rule left out (evaluation/runs/impact.py, docs/attribution.md).
@@ -813,7 +803,7 @@ class RuleImpactRun(models.Model):
     (migration ``0014_rule_impact``), and its decisions are append-only.
     """
 
-    Status = RuleImpactStatus
+    Status = RunStatus
 
     prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="impact_runs")
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="impact_runs")
@@ -843,7 +833,7 @@ class RuleImpactRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            in_choices("rule_impact_run_in_choices", status=RuleImpactStatus.values, split=Split.values),
+            in_choices("rule_impact_run_in_choices", status=RunStatus.values, split=Split.values),
             models.CheckConstraint(
                 condition=~models.Q(status="finished") | models.Q(finished_at__isnull=False),
                 name="rule_impact_run_finished_at",

@@ -47,5 +47,18 @@ TERMS = [
     Term("signature", "Signed report",
          "A digital seal on the PDF that shows which PLD Review installation issued it and that nothing changed "
          "since.", "PAdES signature, validated with pyHanko"),
+    Term("e_signature", "Electronic signature",
+         "A person signs a decision by typing their password again (and their second factor); the record shows "
+         "their name, the time and what the signature means. Not the seal on a PDF report.",
+         "21 CFR Part 11 electronic signature (§11.50, §11.200)"),
+    Term("review_log", "Review log",
+         "Every decision reviewers made on the rules of a task and on their order, with who, when and why; "
+         "auditors download it as CSV or JSON. Not the decision log."),
+    Term("decision_log", "Decision log",
+         "Every label the production prompt gave through the classify API or command, with the version that "
+         "gave it. Not the review log."),
+    Term("finished", "Finished, succeeded",
+         "The same stage in two places: an evaluation run is finished, a background job has succeeded, when its "
+         "work is done and its results are saved."),
 ]
 GLOSSARY = {term.key: term for term in TERMS}

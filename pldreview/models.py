@@ -15,6 +15,9 @@ from pldreview.constraints import in_choices
 
 
 class JobState(models.TextChoices):
+    """Where a background job stands. "succeeded" is the stage a run of the student calls "finished"
+    (``evaluation.models.RunStatus``); both are stored values, so each keeps its word."""
+
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"

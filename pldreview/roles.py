@@ -40,7 +40,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     AUDITOR: [
         *_READ,
-        "rules.export_decision_log",
+        "rules.export_review_log",
         "evaluation.view_report",
         "evaluation.generate_report",
         "evaluation.verify_report",
@@ -57,7 +57,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "rules.add_task",
         "rules.run_teacher",
         "rules.compile_prompt",
-        "rules.export_decision_log",
+        "rules.export_review_log",
         "evaluation.run_evaluation",
         "evaluation.promote_prompt",
         "evaluation.manage_api_tokens",

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pldreview import local_secrets
 from pldreview.env import (
     env_bool,
     env_float,
@@ -36,18 +37,18 @@ def _secret_key() -> str:
     key = env_str("DJANGO_SECRET_KEY")
     if key:
         return key
-    # scripts/demo generates this file once, so management commands in the demo's folder need no variables.
-    kept = VAR_DIR / "secret_key"
-    if kept.exists():
-        return kept.read_text().strip()
+    # scripts/demo keeps this file, so management commands in the demo's folder need no variables.
+    kept = local_secrets.secret_read(VAR_DIR, local_secrets.SECRET_KEY)
+    if kept:
+        return kept
     if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    # A development key that survives restarts, so sessions do too; never used in production.
-    path = VAR_DIR / "dev_secret_key"
-    if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            f"(or keep one in {VAR_DIR / local_secrets.SECRET_KEY}, as scripts/demo does)"
+        )
+    # Settings only read (pldreview/local_secrets.py): scripts/setup keeps a development key so sessions survive
+    # restarts. Without one, this process signs with a key of its own, and its sessions end when it does.
+    return local_secrets.secret_read(VAR_DIR, local_secrets.DEV_SECRET_KEY) or secrets.token_urlsafe(50)
 
 
 SECRET_KEY = _secret_key()
@@ -547,20 +548,10 @@ if PLD_BENCHMARK_UNLOGGED_CALLS and not DEBUG:
 PLD_SIGNING_P12 = env_str("PLD_SIGNING_P12", str(VAR_DIR / "signing" / "demo-identity.p12"))
 
 
-def _signing_passphrase() -> str:
-    """Return PLD_SIGNING_PASSPHRASE, or a passphrase generated once and kept (mode 600) under var/signing/."""
-    value = env_str("PLD_SIGNING_PASSPHRASE")
-    if value:
-        return value
-    path = VAR_DIR / "signing" / "passphrase"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-PLD_SIGNING_PASSPHRASE = _signing_passphrase()
+# Its passphrase: the variable, else the one scripts/setup or create_signing_identity keeps under PLD_VAR_DIR.
+PLD_SIGNING_PASSPHRASE = env_str("PLD_SIGNING_PASSPHRASE") or local_secrets.secret_read(
+    VAR_DIR, local_secrets.SIGNING_PASSPHRASE
+)
 PLD_TSA_URL = env_str("PLD_TSA_URL")
 
 # Where the demo's printed curl example points (scripts/demo sets it to its API process).

@@ -4,7 +4,7 @@ A signing is two steps in one transaction: ``signature_sign`` checks the signer'
 stores an append-only ``Signature`` holding the SHA-256 of the exact content signed; the service that
 acts (``rule_approve``, ``prompt_version_promote``…) then calls ``signature_check`` to refuse a
 signature by someone else, with another meaning, or over other content. Views run both inside
-``signing()``, so a refused action leaves no signature behind and a refused password still reaches
+``e_signing()``, so a refused action leaves no signature behind and a refused password still reaches
 the ledger.
 
 Each kind of content has one canonical function here (``rule_content_sha256``…); the signer's form
@@ -57,7 +57,7 @@ _CHECKING: ContextVar[bool] = ContextVar("pld_signing_checking", default=False)
 
 
 def after_signing(write: Callable[[], None]) -> None:
-    """Run ``write`` once the surrounding ``signing()`` transaction has ended (at once outside one).
+    """Run ``write`` once the surrounding ``e_signing()`` transaction has ended (at once outside one).
 
     A refused signing rolls its transaction back; failure counters written inside it would be lost with it,
     and eleven wrong signing passwords would cost nothing.
@@ -531,7 +531,7 @@ def signature_check(
 
 
 @contextmanager
-def signing() -> Iterator[None]:
+def e_signing() -> Iterator[None]:
     """Run a signing and the action it signs in one transaction; a refused signing stays in the ledger and counts.
 
     The failure counters are written after the transaction (``after_signing``); the ledger entry of a refusal is

@@ -74,7 +74,7 @@ class Task(models.Model):
         ordering = ["name"]
         permissions = [
             ("import_dataset", "Can import datasets into a task"),
-            ("export_decision_log", "Can export a task's decision log"),
+            ("export_review_log", "Can export a task's review log"),
             ("view_all_tasks", "Sees every task without being a member"),
             ("audit_all_tasks", "Sees every task unless PLD_AUDITORS_SCOPED is on"),
             ("manage_task_members", "Can add and remove task members"),

@@ -14,7 +14,7 @@ urlpatterns = [
     path("tasks/<slug:task_name>/members/", tasks.task_members, name="pld-task-members"),
     path("examples/<int:example_id>/", tasks.example_detail, name="pld-example-detail"),
     path("datasets/import/", tasks.import_dataset, name="pld-dataset-import"),
-    # The review workspace, rule sets and the decision log.
+    # The review workspace, rule sets and the review log.
     path("review/", review.review_queue_page, name="pld-review-queue"),
     path("review/waiting/", review.waiting_for_me, name="pld-waiting-for-me"),
     path("review/waiting/badge/", review.waiting_badge, name="pld-waiting-badge"),
@@ -32,8 +32,11 @@ urlpatterns = [
          {"kind": "approve"}, name="pld-ruleset-proposal-approve"),
     path("ruleset-proposals/<int:rule_set_reorder_proposal_id>/reject/", review.decide_reorder_proposal,
          {"kind": "reject"}, name="pld-ruleset-proposal-reject"),
-    path("tasks/<slug:task_name>/decision-log.<str:fmt>", review.decision_log, name="pld-decision-log"),
-    path("tasks/<slug:task_name>/decisions/", review.decision_log_page, name="pld-decision-log-page"),
+    path("tasks/<slug:task_name>/review-log/", review.review_log_page, name="pld-review-log"),
+    path("tasks/<slug:task_name>/review-log.<str:fmt>", review.export_review_log, name="pld-review-log-export"),
+    # The review log's old addresses and names (it was the "decision log" until issue 26): permanent redirects.
+    path("tasks/<slug:task_name>/decisions/", review.review_log_page_moved, name="pld-decision-log-page"),
+    path("tasks/<slug:task_name>/decision-log.<str:fmt>", review.export_review_log_moved, name="pld-decision-log"),
     # Prompt versions.
     path("prompts/", prompts.prompt_version_list, name="pld-prompt-version-list"),
     path("prompts/compare/", prompts.prompt_version_compare, name="pld-prompt-version-compare"),

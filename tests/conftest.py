@@ -154,7 +154,7 @@ def identity_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  # noqa: ANN001 (pytest-django fixture)
+def pdf_signing(settings, identity_file: Path, tmp_path: Path, db: None) -> Path:  # noqa: ANN001 (pytest-django fixture)
     """Sign reports with the session's identity, without a timestamp authority, into a fresh media root."""
     settings.PLD_SIGNING_P12 = str(identity_file)
     settings.PLD_SIGNING_PASSPHRASE = PASSPHRASE

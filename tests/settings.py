@@ -12,6 +12,11 @@ os.environ.setdefault("PLD_HSTS_SECONDS", "0")
 os.environ.setdefault("PLD_MFA_REQUIRED", "0")
 os.environ.setdefault("PLD_VAR_DIR", tempfile.mkdtemp(prefix="pld-test-var-"))
 
+from pldreview import local_secrets  # noqa: E402
+
+# What scripts/setup does for a checkout: the settings only read the signing passphrase kept there.
+local_secrets.secret_keep(local_secrets.var_dir(), local_secrets.SIGNING_PASSPHRASE)
+
 from pldreview.settings import *  # noqa: E402,F403
 from pldreview.settings import INSTALLED_APPS, STORAGES  # noqa: E402
 

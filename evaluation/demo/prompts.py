@@ -25,7 +25,7 @@ from evaluation.release.promotion import (
     prompt_version_promote,
 )
 from pldreview.models import Signature
-from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
+from pldreview.signatures import Meaning, e_signing, prompt_version_content_sha256, signature_sign
 from rules.models import PromptVersion, Task
 from rules.prompts.compiler import prompt_version_compile
 from rules.review.services import ruleset_rules
@@ -141,7 +141,7 @@ def seed_promotion(stdout: TextIO) -> None:
         stdout.write(f"  {version} was not promoted: it has no evaluation yet (run the evaluations step)\n")
     else:
         try:
-            with signing():  # a refused promotion leaves no signature behind
+            with e_signing():  # a refused promotion leaves no signature behind
                 _promote_demo_version(stdout, version, admin)
         except ValidationError as exc:
             stdout.write(f"  {version} was not promoted: {' '.join(exc.messages)}\n")

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from evaluation.models import Report
-from evaluation.release.pdf_signing import signing_identity_create
+from evaluation.release.pdf_signing import signing_identity_create, signing_passphrase_keep
 from evaluation.release.reports import report_generate, report_path
 from pldreview.roles import ADMIN, AUDITOR
 from rules.models import PromptVersion
@@ -21,9 +21,11 @@ def _demo_identity(stdout: TextIO) -> None:
     path = Path(settings.PLD_SIGNING_P12)
     if path.exists():
         return
-    # The passphrase is PLD_SIGNING_PASSPHRASE, by default generated once and kept in var/signing/passphrase.
+    # The passphrase is PLD_SIGNING_PASSPHRASE, else the one scripts/setup keeps in var/signing/passphrase (made
+    # here when seed_demo runs in a checkout scripts/setup has not prepared).
+    passphrase, _made = signing_passphrase_keep()
     identity = signing_identity_create(
-        path=path, passphrase=settings.PLD_SIGNING_PASSPHRASE, common_name=DEMO_SIGNER, organization="PLD Review demo"
+        path=path, passphrase=passphrase, common_name=DEMO_SIGNER, organization="PLD Review demo"
     )
     stdout.write(f"  created the demo signing identity {path} (certificate SHA-256 {identity.fingerprint})\n")
 

@@ -20,7 +20,13 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from evaluation.release.pdf_signing import SigningError, pdf_sign, pdf_signature_validate, signing_identity_load
+from evaluation.release.pdf_signing import (
+    SigningError,
+    pdf_sign,
+    pdf_signature_validate,
+    signing_identity_load,
+    signing_passphrase,
+)
 from evaluation.release.verification import signed_reason
 from pldreview.checkpoints import CheckpointError, CheckpointStatement
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, canonical_json, ledger_anchor_parse, ledger_append, row_facts
@@ -32,7 +38,7 @@ CHECKPOINT_EVENT = "ledger.checkpoint"
 
 
 def _identity() -> Any:
-    return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
+    return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase())
 
 
 def _verified_head() -> tuple[int, str]:
@@ -82,7 +88,7 @@ def ledger_checkpoint_sign(*, user: AbstractBaseUser | None = None, reason: str)
     pdf = weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
     try:
         signed = pdf_sign(
-            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase(),
             tsa_url=settings.PLD_TSA_URL,
             reason=f"PLD Review ledger checkpoint: {LEDGER_ANCHOR_LABEL} #{sequence} {digest}; {sequence} entries; "
                    f"at {created_at.isoformat()}",

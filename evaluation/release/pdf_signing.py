@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from django.conf import settings
+
+from pldreview import local_secrets
 
 SIGNATURE_FIELD = "PLDReviewSignature"
 # The field of a person's sign-off: a second signature, added as an incremental update over the issued file.
@@ -101,6 +104,21 @@ def certificate_fingerprint(certificate: x509.Certificate) -> str:
     """Return the certificate's SHA-256 fingerprint as colon-separated upper-case hex."""
     digest = certificate.fingerprint(hashes.SHA256()).hex().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def signing_passphrase() -> str:
+    """Return the signing identity's passphrase: PLD_SIGNING_PASSPHRASE, else the one kept under PLD_VAR_DIR."""
+    # Read now, not only when the settings were imported: the demo keeps one in the same process that signs.
+    kept = local_secrets.secret_read(Path(settings.VAR_DIR), local_secrets.SIGNING_PASSPHRASE)
+    return settings.PLD_SIGNING_PASSPHRASE or kept
+
+
+def signing_passphrase_keep() -> tuple[str, bool]:
+    """Return the passphrase, first keeping a new one under PLD_VAR_DIR when none is set; and whether it is new."""
+    current = signing_passphrase()
+    if current:
+        return current, False
+    return local_secrets.secret_keep(Path(settings.VAR_DIR), local_secrets.SIGNING_PASSPHRASE)
 
 
 def _passphrase_bytes(passphrase: str) -> bytes | None:
@@ -186,7 +204,11 @@ def signing_identity_load(*, p12_path: str | Path, passphrase: str) -> SigningId
     try:
         _key, certificate, _others = pkcs12.load_key_and_certificates(path.read_bytes(), _passphrase_bytes(passphrase))
     except ValueError as exc:
-        raise SigningError(f"Cannot open the signing identity {path}: wrong passphrase or not PKCS#12") from exc
+        unset = "" if passphrase else (
+            "; no passphrase is set: set PLD_SIGNING_PASSPHRASE, or keep it in PLD_VAR_DIR/signing/passphrase "
+            "(scripts/setup and `manage.py create_signing_identity` make one)"
+        )
+        raise SigningError(f"Cannot open the signing identity {path}: wrong passphrase or not PKCS#12{unset}") from exc
     if certificate is None:
         raise SigningError(f"The signing identity {path} holds no certificate")
     return SigningIdentity(path=path, certificate=certificate)

@@ -32,6 +32,7 @@ from evaluation.release.pdf_signing import (
     pdf_signature_validate,
     pdf_signatures_validate,
     signing_identity_load,
+    signing_passphrase,
 )
 from evaluation.release.promotion import GateRunRow, gate_evidence
 from evaluation.release.trends import task_trend, trend_chart
@@ -560,7 +561,7 @@ def report_render_pdf(data: dict[str, Any]) -> bytes:
 
 
 def _identity() -> SigningIdentity:
-    return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
+    return signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase())
 
 
 @transaction.atomic
@@ -632,7 +633,7 @@ def report_build(*, report: Report, progress: Any = None) -> Report:
         pdf = report_render_pdf(data)
         note(f"Rendered {len(pdf) // 1024} KiB; signing")
         signed = pdf_sign(
-            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase(),
             tsa_url=settings.PLD_TSA_URL,
             reason=f"Audit report {report.pk} on {version}; {LEDGER_ANCHOR_LABEL} #{anchor_sequence} {anchor_hash}",
         )
@@ -704,7 +705,7 @@ def _sign_off_pdf(report: Report, signature: Signature) -> bytes:
     try:
         identity = _identity()
         signed = pdf_sign(
-            original, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            original, p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase(),
             tsa_url=settings.PLD_TSA_URL, field_name=SIGN_OFF_FIELD, name=signature.full_name,
             reason=report_sign_off_reason(report=report, signature=signature),
         )

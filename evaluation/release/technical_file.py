@@ -26,7 +26,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, PromotionOverride, ProviderInformation, TechnicalFile
-from evaluation.release.pdf_signing import SigningError, pdf_sign, pdf_signature_validate, signing_identity_load
+from evaluation.release.pdf_signing import (
+    SigningError,
+    pdf_sign,
+    pdf_signature_validate,
+    signing_identity_load,
+    signing_passphrase,
+)
 from evaluation.release.promotion import production_prompt_version
 from evaluation.release.reports import (
     _evaluation_runs,
@@ -440,10 +446,10 @@ def technical_file_generate(*, task: Task, user: AbstractBaseUser) -> tuple[Tech
     json_sha256 = hashlib.sha256(json_bytes).hexdigest()
     head = data["ledger_head"]
     try:
-        identity = signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
+        identity = signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase())
         pdf = technical_file_render_pdf(data, json_sha256=json_sha256)
         signed = pdf_sign(
-            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE,
+            pdf, p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase(),
             tsa_url=settings.PLD_TSA_URL,
             reason=(f"Technical file on task {task.name}; JSON SHA-256 {json_sha256}; "
                     f"{LEDGER_ANCHOR_LABEL} #{head['sequence']} {head['hash']}"),

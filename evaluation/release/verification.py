@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from evaluation.models import Report
-from evaluation.release.pdf_signing import SignatureCheck, SigningError, pdf_signatures_validate, signing_identity_load
+from evaluation.release.pdf_signing import (
+    SignatureCheck,
+    SigningError,
+    pdf_signatures_validate,
+    signing_identity_load,
+    signing_passphrase,
+)
 from pldreview.ledger import ledger_anchor_parse
 from pldreview.ledger_verify import ledger_chain_through
 
@@ -177,7 +183,7 @@ def report_verify(*, data: bytes, ledger: bool = False, require_anchor: bool = F
     sha256 = hashlib.sha256(data).hexdigest()
     results: dict[str, tuple[bool, str]] = {}
     try:
-        identity = signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=settings.PLD_SIGNING_PASSPHRASE)
+        identity = signing_identity_load(p12_path=settings.PLD_SIGNING_P12, passphrase=signing_passphrase())
     except SigningError:
         identity = None  # still say what we can about the file; the signer check fails below
     signatures = pdf_signatures_validate(data, trust=identity.certificate if identity else None)

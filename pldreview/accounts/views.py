@@ -30,10 +30,10 @@ from pldreview.roles import ROLES, role_names
 from pldreview.signatures import (
     Meaning,
     account_change_content_sha256,
+    e_signing,
     passkey_enabled,
     passkey_signing_options,
     signature_sign_from_form,
-    signing,
     signing_context,
     signs_at_identity_provider,
 )
@@ -96,7 +96,7 @@ def create_user(request: HttpRequest) -> HttpResponse:
             roles=data["roles"],
         )
         try:
-            with signing():
+            with e_signing():
                 signature = signature_sign_from_form(
                     request, data, meaning=Meaning.ACCOUNT_CHANGE_REQUESTED,
                     content_sha256=account_change_content_sha256(
@@ -179,7 +179,7 @@ def change_user(request: HttpRequest, user_id: int) -> HttpResponse:
         return _detail_page(request, target, form=form, status=403)
     params = services.account_change_params(kind=kind, role=data["role"])
     try:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, data, meaning=Meaning.ACCOUNT_CHANGE_REQUESTED,
                 content_sha256=account_change_content_sha256(change=kind, username=target.username, params=params),
@@ -213,7 +213,7 @@ def confirm_change(request: HttpRequest, change_id: int) -> HttpResponse:
     form = SigningForm(request.POST)
     form.is_valid()
     try:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, {**form.cleaned_data, "reason": change.reason},
                 meaning=Meaning.ACCOUNT_CHANGE_CONFIRMED, content_sha256=change.content_sha256(),

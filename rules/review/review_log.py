@@ -1,4 +1,7 @@
-"""A task's complete decision log, for auditors: every decision on every rule and on its order, as CSV or JSON."""
+"""A task's complete review log, for auditors: every reviewer's decision on every rule and on its order, as CSV or JSON.
+
+Not the decision log, which records the classify calls (``evaluation/production/decision_log.py``).
+"""
 from __future__ import annotations
 
 import csv
@@ -30,7 +33,7 @@ def _signature_cells(signature: Signature | None) -> dict[str, str]:
     }
 
 
-def decision_log_rows(*, task: Task) -> list[dict[str, Any]]:
+def review_log_rows(*, task: Task) -> list[dict[str, Any]]:
     """Return the task's decisions in the order they were made, each with the revision it concerned."""
     decisions = (
         Decision.objects.filter(rule__task=task)
@@ -101,17 +104,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def decision_log_csv(*, task: Task) -> str:
-    """Return the decision log as CSV text with a header row."""
+def review_log_csv(*, task: Task) -> str:
+    """Return the review log as CSV text with a header row."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for row in decision_log_rows(task=task):
+    for row in review_log_rows(task=task):
         writer.writerow({k: _cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 
-def decision_log_json(*, task: Task) -> str:
-    """Return the decision log as a JSON document with the task and its decisions."""
-    payload = {"task": task.name, "columns": COLUMNS, "decisions": decision_log_rows(task=task)}
+def review_log_json(*, task: Task) -> str:
+    """Return the review log as a JSON document with the task and its decisions."""
+    payload = {"task": task.name, "columns": COLUMNS, "decisions": review_log_rows(task=task)}
     return json.dumps(payload, ensure_ascii=False, indent=2)

@@ -1,6 +1,6 @@
 """Free-text search of rules: by rule text, topic, label, cited example text, reviewer and decision reason.
 
-One function for every page (queue, rule set, decision log). On SQLite it reads the FTS5 table
+One function for every page (queue, rule set, review log). On SQLite it reads the FTS5 table
 ``rules_search`` that triggers keep in sync (migration 0004_rule_search_index); on PostgreSQL it builds a
 weighted tsvector in the query (django.contrib.postgres.search). Either way: one query, best match first.
 """

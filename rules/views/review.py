@@ -1,4 +1,4 @@
-"""The review workspace: the queue, the rule page and its decisions, history, rule sets and the decision log."""
+"""The review workspace: the queue, the rule page and its decisions, history, rule sets and the review log."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,10 +17,10 @@ from django_htmx.http import push_url
 from pldreview.models import Signature
 from pldreview.signatures import (
     Meaning,
+    e_signing,
     rule_content_sha256,
     ruleset_order_content_sha256,
     signature_sign_from_form,
-    signing,
     signing_context,
 )
 from pldreview.web import HtmxHttpRequest, form_add_service_errors
@@ -41,7 +41,7 @@ from rules.review.queries import (
     review_queue,
     waiting_for,
 )
-from rules.review.review_log import decision_log_csv, decision_log_json
+from rules.review.review_log import review_log_csv, review_log_json
 from rules.review.search import search_rules
 from rules.review.similar import rules_closest_to, similar_rules
 from rules.views.shortcuts import task_object_or_404, task_or_404
@@ -266,7 +266,7 @@ def decide_rule(request: HtmxHttpRequest, rule_id: int, kind: str) -> HttpRespon
     if form.is_valid():
         data = form.cleaned_data
         try:
-            with signing():
+            with e_signing():
                 if kind in _VERDICTS:
                     meaning, decide = _VERDICTS[kind]
                     signature = signature_sign_from_form(
@@ -568,7 +568,7 @@ def reorder_ruleset(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
         return _ruleset_answer(request, task, form=form, error="Give every rule a number and say why.")
     try:
         order = services.ruleset_order_from_numbers(task, form.numbers())
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, form.cleaned_data, meaning=Meaning.REORDER_PROPOSED,
                 content_sha256=ruleset_order_content_sha256(task_id=task.pk, order=order),
@@ -595,7 +595,7 @@ def decide_reorder_proposal(request: HtmxHttpRequest, rule_set_reorder_proposal_
     reason = data.get("reason", "")
     content = ruleset_order_content_sha256(task_id=proposal.task_id, order=proposal.order)
     try:
-        with signing():
+        with e_signing():
             if kind == "approve":
                 signature = signature_sign_from_form(
                     request, data, meaning=Meaning.REORDERED, content_sha256=content
@@ -659,7 +659,7 @@ def rule_create(request: HtmxHttpRequest) -> HttpResponse:
         elif form.is_valid():
             data = form.cleaned_data
             try:
-                with signing():
+                with e_signing():
                     signature = _sign_typed_rule(request, data, meaning=Meaning.WRITTEN)
                     rule = services.rule_create(
                         task=selected, user=request.user, text=data["text"], label=data["label"],
@@ -690,27 +690,49 @@ def rule_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("rules.view_rule", raise_exception=True)
-def decision_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    """Show a task's decisions, newest first, narrowed to the rules a search finds (downloads need the export right)."""
+def review_log_page(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    """Show a task's review log: its decisions, newest first, narrowed to the rules a search finds."""
     task = task_or_404(task_name, user=request.user)
     query = request.GET.get("q", "").strip()[:200]
     decisions = Decision.objects.filter(rule__task=task).select_related("rule", "reviewer", "revision")
     if query:
         decisions = decisions.filter(rule__in=search_rules(task, query).values("pk"))
     page = Paginator(decisions.order_by("-created_at", "-id"), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "rules/decision_log.html", {"task": task, "q": query, "page": page})
+    return render(request, "rules/review_log.html", {"task": task, "q": query, "page": page})
 
 
 @require_GET
-@permission_required("rules.export_decision_log", raise_exception=True)
-def decision_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
-    """Download a task's decision log as CSV or JSON."""
+@permission_required("rules.export_review_log", raise_exception=True)
+def export_review_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
+    """Download a task's review log as CSV or JSON."""
     task = task_or_404(task_name, user=request.user)
     if fmt == "csv":
-        response = HttpResponse(decision_log_csv(task=task), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(review_log_csv(task=task), content_type="text/csv; charset=utf-8")
     elif fmt == "json":
-        response = HttpResponse(decision_log_json(task=task), content_type="application/json")
+        response = HttpResponse(review_log_json(task=task), content_type="application/json")
     else:
         raise Http404("Export as csv or json")
+    # The file keeps the name it had before issue 26, so downloads made before and after the rename sort together.
     response["Content-Disposition"] = f'attachment; filename="{task.name}-decision-log.{fmt}"'
     return response
+
+
+# The review log's addresses before issue 26 (".../decisions/", ".../decision-log.csv"): bookmarks and auditors'
+# scripts keep working. Each checks what its new address checks before saying where it went, so a redirect never
+# tells an outsider that a task exists.
+
+@require_GET
+@permission_required("rules.view_rule", raise_exception=True)
+def review_log_page_moved(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
+    """Send the old review log address to the new one, permanently, with its query string."""
+    task = task_or_404(task_name, user=request.user)
+    query = request.META.get("QUERY_STRING", "")
+    return redirect(reverse("pld-review-log", args=[task.name]) + (f"?{query}" if query else ""), permanent=True)
+
+
+@require_GET
+@permission_required("rules.export_review_log", raise_exception=True)
+def export_review_log_moved(request: HtmxHttpRequest, task_name: str, fmt: str) -> HttpResponse:
+    """Send the old export address to the new one, permanently."""
+    task = task_or_404(task_name, user=request.user)
+    return redirect(reverse("pld-review-log-export", args=[task.name, fmt]), permanent=True)

@@ -40,7 +40,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
     account_change_requested(second_admin, AccountChangeKind.UNLOCK, target=reviewer, reason="Locked out")
     pages = [
         "/", "/review/", f"/rules/{pending.pk}/", f"/rules/{pending.pk}/history/", f"/tasks/{task.name}/",
-        f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/ruleset/?q=sharing", f"/tasks/{task.name}/decisions/",
+        f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/ruleset/?q=sharing", f"/tasks/{task.name}/review-log/",
         "/review/waiting/", "/rules/new/", "/glossary/", "/prompts/", f"/prompts/{version.pk}/",
         "/evaluations/", f"/evaluations/{run.pk}/", "/reports/", "/jobs/", "/api-tokens/",
         f"/prompts/{version.pk}/promote/", "/ledger/", "/users/", f"/users/{reviewer.pk}/",

@@ -25,7 +25,7 @@ def _generate(version, user) -> Report:  # noqa: ANN001
 
 
 def test_an_auditor_signs_a_report_and_downloads_a_pdf_with_two_signatures_pdfsig_accepts(
-    browser, live_server, signing, task, reviewer, second_reviewer, admin_user, auditor, tmp_path: Path  # noqa: F811
+    browser, live_server, pdf_signing, task, reviewer, second_reviewer, admin_user, auditor, tmp_path: Path  # noqa: F811
 ) -> None:
     story = build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
     # pyHanko signs with asyncio.run(), which refuses to run under Playwright's event loop in this thread.

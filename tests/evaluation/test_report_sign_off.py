@@ -24,7 +24,7 @@ from tests.support.signatures import sign
 
 
 @pytest.fixture
-def signed_off(signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User,
+def signed_off(pdf_signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User,
                auditor: User) -> Report:
     """Return a report issued by the instance and then signed off by the Auditor."""
     auditor.first_name, auditor.last_name = "Aude", "Auclair"
@@ -101,7 +101,7 @@ def test_verify_report_refuses_what_a_sign_off_must_not_be(signed_off: Report, t
 
 @pytest.mark.slow
 def test_an_auditor_signs_on_the_page_and_downloads_the_copy_with_two_signatures(
-    signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User, client
+    pdf_signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User, client
 ) -> None:
     story = build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
     report = report_generate(prompt_version=story.version, user=admin_user)

@@ -69,7 +69,7 @@ def test_a_reviewer_may_not_list_generate_or_verify_reports(reviewer: User, vers
 
 
 def test_an_auditor_lists_reports_with_a_fixed_number_of_queries(
-    signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
+    pdf_signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
     django_assert_max_num_queries,  # noqa: ANN001
 ) -> None:
     reports = [_issued(version, admin_user, signed_pdf, Path(settings.MEDIA_ROOT)) for _ in range(3)]
@@ -84,7 +84,7 @@ def test_an_auditor_lists_reports_with_a_fixed_number_of_queries(
 
 
 def test_an_auditor_downloads_the_issued_file(
-    signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
+    pdf_signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
 ) -> None:
     report = _issued(version, admin_user, signed_pdf, Path(settings.MEDIA_ROOT))
     response = _client(auditor).get(f"/reports/{report.pk}/download/")
@@ -107,7 +107,7 @@ def test_a_report_without_a_file_cannot_be_downloaded(
 
 
 def test_generating_runs_as_a_job_that_issues_a_signed_report(
-    signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User
+    pdf_signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User
 ) -> None:
     story = build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
     response = _client(auditor).post("/reports/generate/", {"prompt_version": story.version.pk})
@@ -128,7 +128,7 @@ def test_generating_runs_as_a_job_that_issues_a_signed_report(
 
 
 def test_generating_over_htmx_redirects_the_client_to_the_job(
-    signing: Path, admin_user: User, version: PromptVersion
+    pdf_signing: Path, admin_user: User, version: PromptVersion
 ) -> None:
     response = _client(admin_user).post(
         "/reports/generate/", {"prompt_version": version.pk}, headers={"HX-Request": "true"}
@@ -137,7 +137,7 @@ def test_generating_over_htmx_redirects_the_client_to_the_job(
     assert response["HX-Redirect"] == f"/jobs/{report.job_id}/"
 
 
-def test_the_verify_page_says_not_issued_by_this_instance(signing: Path, auditor: User, signed_pdf: bytes) -> None:
+def test_the_verify_page_says_not_issued_by_this_instance(pdf_signing: Path, auditor: User, signed_pdf: bytes) -> None:
     upload = SimpleUploadedFile("report.pdf", signed_pdf, content_type="application/pdf")
     response = _client(auditor).post("/reports/verify/", {"file": upload})
     body = response.content.decode()
@@ -147,7 +147,7 @@ def test_the_verify_page_says_not_issued_by_this_instance(signing: Path, auditor
 
 
 def test_the_verify_page_confirms_an_issued_report_in_an_htmx_fragment(
-    signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
+    pdf_signing: Path, settings, auditor: User, admin_user: User, version: PromptVersion, signed_pdf: bytes,  # noqa: ANN001
 ) -> None:
     report = _issued(version, admin_user, signed_pdf, Path(settings.MEDIA_ROOT))
     upload = SimpleUploadedFile("report.pdf", signed_pdf, content_type="application/pdf")

@@ -34,7 +34,7 @@ def story(task: Task, reviewer: User, second_reviewer: User, admin_user: User): 
     return build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
 
 
-def test_a_report_states_the_rules_the_reasons_and_the_metrics(signing: Path, story, auditor: User) -> None:
+def test_a_report_states_the_rules_the_reasons_and_the_metrics(pdf_signing: Path, story, auditor: User) -> None:
     report = report_generate(prompt_version=story.version, user=auditor)
 
     report.refresh_from_db()
@@ -43,7 +43,7 @@ def test_a_report_states_the_rules_the_reasons_and_the_metrics(signing: Path, st
     assert report_path(report).parent.name == "reports"
     assert report.sha256 == hashlib.sha256(data).hexdigest()
     assert report.size == len(data)
-    identity = signing_identity_load(p12_path=signing, passphrase=PASSPHRASE)
+    identity = signing_identity_load(p12_path=pdf_signing, passphrase=PASSPHRASE)
     assert identity.fingerprint in report.signer
     check = pdf_signature_validate(data, trust=identity.certificate)
     assert check.valid and check.trusted and check.unmodified
@@ -66,7 +66,7 @@ def test_a_report_states_the_rules_the_reasons_and_the_metrics(signing: Path, st
     assert Report.history.filter(id=report.pk).count() >= 2  # queued, then issued
 
 
-def test_regenerating_makes_a_new_record_and_keeps_the_first_file(signing: Path, story, admin_user: User) -> None:
+def test_regenerating_makes_a_new_record_and_keeps_the_first_file(pdf_signing: Path, story, admin_user: User) -> None:
     first = report_generate(prompt_version=story.version, user=admin_user)
     first_bytes = report_path(first).read_bytes()
     second = report_generate(prompt_version=story.version, user=admin_user)
@@ -109,7 +109,7 @@ def test_without_a_signing_identity_the_report_fails_with_a_clear_error(
     assert "create_signing_identity" in report.error
 
 
-def test_a_reviewer_may_not_generate_a_report(signing: Path, story, reviewer: User) -> None:
+def test_a_reviewer_may_not_generate_a_report(pdf_signing: Path, story, reviewer: User) -> None:
     with pytest.raises(PermissionDenied):
         report_generate(prompt_version=story.version, user=reviewer)
     assert not Report.objects.exists()
@@ -134,7 +134,7 @@ def test_the_report_tolerates_runs_with_missing_metrics(task: Task, admin_user: 
 
 
 def test_export_report_writes_the_production_versions_report(
-    signing: Path, story, admin_user: User, tmp_path: Path
+    pdf_signing: Path, story, admin_user: User, tmp_path: Path
 ) -> None:
     out = tmp_path / "exported.pdf"
     output = io.StringIO()
@@ -148,7 +148,7 @@ def test_export_report_writes_the_production_versions_report(
 
 
 def test_export_report_explains_when_a_task_has_no_production_version(
-    signing: Path, task: Task, admin_user: User, tmp_path: Path
+    pdf_signing: Path, task: Task, admin_user: User, tmp_path: Path
 ) -> None:
     with pytest.raises(CommandError, match="no prompt version in production"):
         call_command("export_report", "--task", task.name, "--out", str(tmp_path / "x.pdf"), stdout=io.StringIO())
@@ -184,7 +184,7 @@ def _reports_dir() -> Path:
 
 
 def test_a_report_file_never_collides_with_one_left_by_an_earlier_database(
-    signing: Path, story, admin_user: User, monkeypatch: pytest.MonkeyPatch
+    pdf_signing: Path, story, admin_user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A fresh database beside an old MEDIA_ROOT reuses report ids: plant the file an old report 1 left behind.
     reports_dir = _reports_dir()

@@ -154,7 +154,7 @@ def test_revoking_a_token_is_signed_and_shown(client, named_admin) -> None:
 
 
 @pytest.fixture
-def report(signing: Path, task, reviewer, second_reviewer, named_admin) -> Report:
+def report(pdf_signing: Path, task, reviewer, second_reviewer, named_admin) -> Report:
     reviewer.first_name, reviewer.last_name = "Rita", "Reyes"
     reviewer.save()
     second_reviewer.first_name, second_reviewer.last_name = "Ravi", "Rao"

@@ -27,7 +27,7 @@ RAW_DUMP = re.compile(r"\b(True|False|None)\b|\{'|': |\"\w+\": ")
 
 
 @pytest.fixture
-def exported(signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User,
+def exported(pdf_signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User,
              tmp_path: Path) -> tuple[bytes, dict, str]:
     """Return the PDF, the JSON and the command's output of the demo-like task's technical file."""
     build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
@@ -110,7 +110,7 @@ def test_the_page_is_for_admins_and_auditors_and_only_admins_state_the_provider(
 
 
 @pytest.mark.slow
-def test_an_auditor_generates_one_on_the_page_and_downloads_pdf_and_json(signing, client, task, auditor) -> None:
+def test_an_auditor_generates_one_on_the_page_and_downloads_pdf_and_json(pdf_signing, client, task, auditor) -> None:
     client.force_login(auditor)
     response = client.post(f"/tasks/{task.name}/technical-file/generate/")
     assert response.status_code == 302

@@ -23,7 +23,7 @@ PYHANKO_CLI = Path(sys.executable).parent / "pyhanko"
 
 
 @pytest.fixture
-def issued(signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User) -> bytes:
+def issued(pdf_signing: Path, task: Task, reviewer: User, second_reviewer: User, admin_user: User) -> bytes:
     """Return the bytes of a report this instance issued."""
     story = build_report_story(task=task, reviewer=reviewer, second_reviewer=second_reviewer, admin=admin_user)
     report = report_generate(prompt_version=story.version, user=admin_user)
@@ -110,14 +110,14 @@ def test_a_changed_byte_in_the_signature_padding_is_not_an_issued_report(issued:
 
 
 def test_a_validly_signed_pdf_the_app_never_issued_is_not_issued_by_this_instance(
-    signing: Path, tmp_path: Path
+    pdf_signing: Path, tmp_path: Path
 ) -> None:
-    forged = pdf_sign(_small_pdf(), p12_path=signing, passphrase=PASSPHRASE)
+    forged = pdf_sign(_small_pdf(), p12_path=pdf_signing, passphrase=PASSPHRASE)
     with pytest.raises(CommandError, match="Not issued by this instance"):
         _verify(forged, tmp_path)
 
 
-def test_a_pdf_signed_by_another_identity_fails_the_signer_check(signing: Path, tmp_path: Path) -> None:
+def test_a_pdf_signed_by_another_identity_fails_the_signer_check(pdf_signing: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.p12"
     signing_identity_create(path=other, passphrase="", common_name="Somebody else")
     stranger = pdf_sign(_small_pdf(), p12_path=other, passphrase="")
@@ -145,11 +145,11 @@ def test_pdfsig_reports_the_signature_as_valid_and_a_changed_copy_as_invalid(iss
 
 @pytest.mark.skipif(not PYHANKO_CLI.exists(), reason="pyHanko's CLI (pyhanko-cli, in the test extra) is not installed")
 def test_pyhankos_own_validator_accepts_the_report_against_our_certificate(
-    issued: bytes, signing: Path, tmp_path: Path
+    issued: bytes, pdf_signing: Path, tmp_path: Path
 ) -> None:
     report, cert = tmp_path / "report.pdf", tmp_path / "signer.pem"
     report.write_bytes(issued)
-    call_command("create_signing_identity", "--out", str(signing), "--export-cert", str(cert), stdout=io.StringIO())
+    call_command("create_signing_identity", "--out", str(pdf_signing), "--export-cert", str(cert), stdout=io.StringIO())
 
     result = subprocess.run(
         [str(PYHANKO_CLI), "sign", "validate", "--pretty-print", "--no-revocation-check", "--trust-replace",

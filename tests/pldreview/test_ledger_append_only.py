@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor, signing):  # noqa: ANN001, ANN201
+def world(task, reviewer, second_reviewer, admin_user, auditor, pdf_signing):  # noqa: ANN001, ANN201
     made = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     ledger_checkpoint_create(user=auditor, reason="Fills the checkpoint table")
     return made

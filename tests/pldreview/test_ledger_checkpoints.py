@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world(task, reviewer, second_reviewer, admin_user, auditor, signing):  # noqa: ANN001, ANN201
+def world(task, reviewer, second_reviewer, admin_user, auditor, pdf_signing):  # noqa: ANN001, ANN201
     made = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     # Entries that vouch for no row: a cut that removes only these leaves every row matching its entry.
     for i in range(3):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def checkpointed(task, reviewer, second_reviewer, admin_user, auditor, signing):  # noqa: ANN001, ANN201
+def checkpointed(task, reviewer, second_reviewer, admin_user, auditor, pdf_signing):  # noqa: ANN001, ANN201
     world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     # A signature no decision holds, so a test can delete its row alone.
     world.loose_signature = sign_rejection(reviewer, teacher_rule(task, text="If it rains, then NotMentioned",

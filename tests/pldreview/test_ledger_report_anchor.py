@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def signed(signing: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN201
+def signed(pdf_signing: Path, tmp_path: Path, task, reviewer, second_reviewer, admin_user, auditor):  # noqa: ANN201
     world = audited_world(task, reviewer, second_reviewer, admin_user, auditor)
     report = report_generate(prompt_version=world.version, user=auditor)
     assert report.status == Report.Status.READY, report.error

@@ -53,7 +53,7 @@ MUST_VISIT = {
     "pld-production", "pld-production-export", "pld-classify-call-list", "pld-classify-call-detail",
     "pld-classify-call-feedback", "pld-production-retention",
     # issue 14
-    "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-decision-log-page", "pld-glossary",
+    "pld-waiting-for-me", "pld-waiting-badge", "pld-rule-comment", "pld-review-log", "pld-glossary",
     # issue 22: account changes are confirmed or withdrawn by Admins only.
     "pld-user-change", "pld-account-change-confirm", "pld-account-change-withdraw",
     # issue 25: need-to-know per task.

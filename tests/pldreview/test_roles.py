@@ -25,4 +25,4 @@ def test_only_admins_promote_and_only_reviewers_review() -> None:
 def test_a_user_may_hold_several_roles(reviewer) -> None:
     reviewer.groups.add(Group.objects.get(name="Auditor"))
     assert role_names(reviewer) == ["Reviewer", "Auditor"]
-    assert reviewer.has_perm("rules.review_rule") and reviewer.has_perm("rules.export_decision_log")
+    assert reviewer.has_perm("rules.review_rule") and reviewer.has_perm("rules.export_review_log")

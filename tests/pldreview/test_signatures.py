@@ -16,11 +16,11 @@ from pldreview.signatures import (
     Meaning,
     SignatureRefused,
     content_sha256,
+    e_signing,
     printed_name,
     rule_content_sha256,
     signature_check,
     signature_sign,
-    signing,
     signing_password_required,
 )
 from rules.models import Decision
@@ -77,14 +77,14 @@ def test_a_wrong_password_signs_nothing_and_is_recorded_as_a_failed_signature(re
 
 
 def test_a_refused_signing_inside_a_transaction_still_reaches_the_ledger(reviewer) -> None:
-    with pytest.raises(SignatureRefused), signing():
+    with pytest.raises(SignatureRefused), e_signing():
         signature_sign(user=reviewer, password="guess", meaning=Meaning.APPROVED, reason="", content_sha256=SHA)
     assert LedgerEntry.objects.filter(event="security.signature_failed").count() == 1
     assert not Signature.objects.exists()
 
 
 def test_an_action_refused_after_signing_leaves_no_signature(reviewer) -> None:
-    with pytest.raises(ValidationError, match="refused"), signing():
+    with pytest.raises(ValidationError, match="refused"), e_signing():
         signature_sign(user=reviewer, password="pw-rita", meaning=Meaning.APPROVED, reason="", content_sha256=SHA)
         raise ValidationError("The action was refused")
     assert not Signature.objects.exists()

@@ -311,7 +311,7 @@ def test_the_queue_counts_against_the_overturning_number(task, reviewer, second_
     assert "1/2" in body
 
 
-def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, reviewer, second_reviewer,
+def test_the_review_log_names_who_proposed_and_who_approved_an_order(task, reviewer, second_reviewer,
                                                                         auditor) -> None:
     from rules.review.services import ruleset_reorder_approve
 
@@ -322,7 +322,7 @@ def test_the_decision_log_names_who_proposed_and_who_approved_an_order(task, rev
         signature=sign_order_proposal(reviewer, task, [second.pk, first.pk]))
     ruleset_reorder_approve(proposal=proposal, user=second_reviewer, reason="Agreed",
         signature=sign_order_approval(second_reviewer, proposal))
-    log = _client(auditor).get(f"/tasks/{task.name}/decision-log.json").json()["decisions"]
+    log = _client(auditor).get(f"/tasks/{task.name}/review-log.json").json()["decisions"]
     order_rows = [(row["action"], row["reviewer"], row["reason"]) for row in log if row["order_proposal"]]
     assert order_rows == [("propose_order", "rita", "Narrow first"), ("approve_order", "ravi", "Agreed")]
     assert [row["action"] for row in log][-2:] == ["reorder", "reorder"]

@@ -70,14 +70,14 @@ def test_a_scoped_auditor_cannot_export_a_task_she_is_no_member_of(settings, tas
     settings.PLD_AUDITORS_SCOPED = True
     hidden = tasks["hidden_task"]
     nils = _as(non_member_auditor)
-    for url in (f"/tasks/{hidden.name}/decision-log.csv", f"/tasks/{hidden.name}/decision-log.json",
+    for url in (f"/tasks/{hidden.name}/review-log.csv", f"/tasks/{hidden.name}/review-log.json",
                 f"/tasks/{hidden.name}/production/export.csv", f"/tasks/{hidden.name}/production/"):
         assert nils.get(url).status_code == 404, url
     assert hidden.name not in nils.get("/reports/").content.decode()
     # A member auditor exports it; with the setting off, every auditor does.
-    assert _as(auditor).get(f"/tasks/{hidden.name}/decision-log.csv").status_code == 200
+    assert _as(auditor).get(f"/tasks/{hidden.name}/review-log.csv").status_code == 200
     settings.PLD_AUDITORS_SCOPED = False
-    assert nils.get(f"/tasks/{hidden.name}/decision-log.csv").status_code == 200
+    assert nils.get(f"/tasks/{hidden.name}/review-log.csv").status_code == 200
 
 
 def test_the_api_answers_a_token_of_a_non_member_owner_as_for_a_task_that_does_not_exist(

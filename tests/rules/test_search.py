@@ -81,7 +81,7 @@ def test_the_right_backend_runs() -> None:
     assert connection.vendor in {"sqlite", "postgresql"}
 
 
-def test_the_queue_the_rule_set_and_the_decision_log_search(client, task, reviewer, second_reviewer) -> None:
+def test_the_queue_the_rule_set_and_the_review_log_search(client, task, reviewer, second_reviewer) -> None:
     from rules.review.services import rule_approve
 
     kept = teacher_rule(task, text="If staff may see it, then Entailment")
@@ -94,9 +94,9 @@ def test_the_queue_the_rule_set_and_the_decision_log_search(client, task, review
     assert 'name="q"' in queue and 'value="oral"' in queue
     ruleset = client.get(f"/tasks/{task.name}/ruleset/", {"q": "marketing"}).content.decode()
     assert "1 rule matches “marketing”" in ruleset and f"/rules/{kept.pk}/" in ruleset
-    log = client.get(f"/tasks/{task.name}/decisions/", {"q": "marketing"}).content.decode()
+    log = client.get(f"/tasks/{task.name}/review-log/", {"q": "marketing"}).content.decode()
     assert "Matches the marketing clause" in log and "1 decision on rules matching" in log
-    empty = client.get(f"/tasks/{task.name}/decisions/", {"q": "zebra"}).content.decode()
+    empty = client.get(f"/tasks/{task.name}/review-log/", {"q": "zebra"}).content.decode()
     assert "No decision on a rule matching" in empty
 
 
@@ -125,7 +125,7 @@ def test_a_query_of_punctuation_alone_answers_every_page_with_no_match(
     teacher_rule(task, text="If staff may see it, then Entailment")
     for user in (reviewer, auditor, admin_user):
         client.force_login(user)
-        for url in ("/review/", f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/decisions/"):
+        for url in ("/review/", f"/tasks/{task.name}/ruleset/", f"/tasks/{task.name}/review-log/"):
             response = client.get(url, {"q": query})
             if response.status_code == 403:  # a role without this page; the 500 was the point
                 continue

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from pldreview.models import LedgerEntry, Signature
 from pldreview.signatures import Meaning, rule_content_sha256, ruleset_order_content_sha256
 from rules.models import Decision, Rule, RuleSetReorderApproval, RuleSetReorderProposal
-from rules.review.review_log import decision_log_csv
+from rules.review.review_log import review_log_csv
 from rules.review.services import rule_approve, rule_signed_content, ruleset_reorder_propose
 from tests.support.factories import teacher_rule
 from tests.support.signatures import sign, sign_approval, sign_order_proposal
@@ -149,7 +149,7 @@ def test_an_htmx_wrong_password_returns_the_form_with_the_reason_and_focus_on_th
     assert Rule.objects.get(pk=rule.pk).status == Rule.Status.PENDING
 
 
-def test_the_rule_page_history_and_decision_log_show_the_manifestation(client, task, named, auditor) -> None:
+def test_the_rule_page_history_and_review_log_show_the_manifestation(client, task, named, auditor) -> None:
     rule = teacher_rule(task)
     client.force_login(named)
     client.post(f"/rules/{rule.pk}/approve/", {"lock_version": 1, "reason": "Fine", "password": "pw-rita"})
@@ -159,9 +159,9 @@ def test_the_rule_page_history_and_decision_log_show_the_manifestation(client, t
     client.force_login(auditor)
     assert expected in client.get(f"/rules/{rule.pk}/").content.decode()
     assert expected in client.get(f"/rules/{rule.pk}/history/").content.decode()
-    csv_text = decision_log_csv(task=task)
+    csv_text = review_log_csv(task=task)
     assert expected in csv_text and signature.content_sha256 in csv_text and when.isoformat() in csv_text
-    json_text = client.get(f"/tasks/{task.name}/decision-log.json").content.decode()
+    json_text = client.get(f"/tasks/{task.name}/review-log.json").content.decode()
     assert MANIFEST.search(json_text)
 
 

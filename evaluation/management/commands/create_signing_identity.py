@@ -7,7 +7,13 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.release.pdf_signing import SigningError, signing_identity_create, signing_identity_load
+from evaluation.release.pdf_signing import (
+    SigningError,
+    signing_identity_create,
+    signing_identity_load,
+    signing_passphrase,
+    signing_passphrase_keep,
+)
 
 
 class Command(BaseCommand):
@@ -21,7 +27,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--passphrase",
             default=None,
-            help="Passphrase of the file (default: PLD_SIGNING_PASSPHRASE, else the one kept in var/signing/)",
+            help="Passphrase of the file (default: PLD_SIGNING_PASSPHRASE, else the one kept in PLD_VAR_DIR/signing/, "
+            "made now when there is none)",
         )
         parser.add_argument("--common-name", default="PLD Review report signer", help="Subject common name")
         parser.add_argument("--organization", default="", help="Subject organisation")
@@ -31,18 +38,25 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         passphrase = options["passphrase"]
-        if passphrase is None:
-            passphrase = settings.PLD_SIGNING_PASSPHRASE
         out = Path(options["out"])
         try:
             if options["export_cert"]:
-                identity = signing_identity_load(p12_path=out, passphrase=passphrase)
+                identity = signing_identity_load(
+                    p12_path=out, passphrase=signing_passphrase() if passphrase is None else passphrase
+                )
                 Path(options["export_cert"]).write_text(identity.certificate_pem)
                 self.stdout.write(f"Wrote the certificate of {identity.subject} to {options['export_cert']}")
                 self.stdout.write(f"SHA-256 fingerprint: {identity.fingerprint}")
                 return
             if options["years"] < 1:
                 raise CommandError("--years must be at least 1")
+            if passphrase is None and (options["force"] or not out.exists()):
+                # The settings only read the kept passphrase; the command that needs one makes it.
+                passphrase, made = signing_passphrase_keep()
+                if made:
+                    self.stdout.write(f"Kept a new passphrase in {Path(settings.VAR_DIR) / 'signing' / 'passphrase'}")
+            elif passphrase is None:
+                passphrase = signing_passphrase()  # the identity exists: signing_identity_create refuses below
             identity = signing_identity_create(
                 path=out,
                 passphrase=passphrase,

@@ -20,7 +20,7 @@ from evaluation.release.promotion import (
     promotion_override_request,
     prompt_version_promote,
 )
-from pldreview.signatures import Meaning, prompt_version_content_sha256, signature_sign, signing
+from pldreview.signatures import Meaning, e_signing, prompt_version_content_sha256, signature_sign
 from rules.models import PromptVersion
 
 
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         else:
             password = getpass.getpass(f"Password of {user} (signs “{Meaning(meaning).label}” for {version}): ")
         try:
-            with signing():
+            with e_signing():
                 if options["confirm_override"]:
                     override = pending_override(version)
                     if override is None:

@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation.production.serving_stops import serving_stop_current, task_serving_resume, task_serving_stop
-from pldreview.signatures import Meaning, serving_content_sha256, signature_sign, signing
+from pldreview.signatures import Meaning, e_signing, serving_content_sha256, signature_sign
 from rules.models import Task
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         content = serving_content_sha256(task_id=task.pk, task_name=task.name, action=options["action"],
                                          lifts=stop.pk if stop is not None else None)
         try:
-            with signing():
+            with e_signing():
                 signature = signature_sign(user=user, password=password, meaning=meaning, reason=options["reason"],
                                            content_sha256=content)
                 service = task_serving_stop if stopping else task_serving_resume

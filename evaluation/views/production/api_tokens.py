@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from evaluation.forms import RevokeForm, TokenForm
 from evaluation.models import ApiToken
 from evaluation.production.api_tokens import api_token_create, api_token_revoke, api_token_signed_content
-from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
+from pldreview.signatures import Meaning, e_signing, signature_sign_from_form, signing_context
 from pldreview.web import form_submit
 
 
@@ -64,7 +64,7 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
     form.is_valid()
     data = form.cleaned_data
     try:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, data, meaning=Meaning.TOKEN_REVOKED, content_sha256=api_token_signed_content(token)
             )

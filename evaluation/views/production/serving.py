@@ -19,7 +19,7 @@ from evaluation.production.serving_stops import (
     task_stops,
 )
 from evaluation.release.promotion import production_prompt_version
-from pldreview.signatures import Meaning, serving_content_sha256, signature_sign_from_form, signing, signing_context
+from pldreview.signatures import Meaning, e_signing, serving_content_sha256, signature_sign_from_form, signing_context
 from pldreview.web import form_add_service_errors
 from rules.models import Task
 from rules.panels import task_banners
@@ -59,7 +59,7 @@ def stop_serving(request: HttpRequest, task_name: str) -> HttpResponse:
     if form.is_valid():
         content = serving_content_sha256(task_id=task.pk, task_name=task.name, action="stop")
         try:
-            with signing():
+            with e_signing():
                 signature = signature_sign_from_form(request, form.cleaned_data, meaning=Meaning.SERVING_STOPPED,
                                                      content_sha256=content)
                 task_serving_stop(task=task, user=request.user, reason=form.cleaned_data["reason"],
@@ -83,7 +83,7 @@ def resume_serving(request: HttpRequest, task_name: str) -> HttpResponse:
         content = serving_content_sha256(task_id=task.pk, task_name=task.name, action="resume",
                                          lifts=stop.pk if stop is not None else None)
         try:
-            with signing():
+            with e_signing():
                 signature = signature_sign_from_form(request, form.cleaned_data, meaning=Meaning.SERVING_RESUMED,
                                                      content_sha256=content)
                 task_serving_resume(task=task, user=request.user, reason=form.cleaned_data["reason"],

@@ -29,7 +29,7 @@ from evaluation.production.exports import call_export_rows, calls_in_range, csv_
 from evaluation.release import charts
 from evaluation.runs.impact import latest_explanation
 from pldreview.roles import role_names
-from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
+from pldreview.signatures import Meaning, e_signing, signature_sign_from_form, signing_context
 from pldreview.web import form_submit
 from rules.models import PromptVersion, Split, Task
 from rules.panels import task_banners
@@ -212,7 +212,7 @@ def override_call(request: HttpRequest, classify_call_id: int) -> HttpResponse:
     form = OverrideForm(request.POST, call=call)
 
     def override(data: dict[str, Any]) -> DecisionOverride:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, data, meaning=Meaning.DECISION_OVERRIDDEN,
                 content_sha256=decision_override_signed_content(call=call, overridden_label=data["overridden_label"]),

@@ -28,9 +28,9 @@ from pldreview.accounts.services import second_person_refusal
 from pldreview.forms import SigningForm
 from pldreview.signatures import (
     Meaning,
+    e_signing,
     prompt_version_content_sha256,
     signature_sign_from_form,
-    signing,
     signing_context,
 )
 from pldreview.web import form_add_service_errors
@@ -77,7 +77,7 @@ def promote_prompt(request: HttpRequest, version_id: int) -> HttpResponse:
         justification = data["override_justification"].strip()
         content = prompt_version_content_sha256(version.text)
         try:
-            with signing():
+            with e_signing():
                 if justification:
                     signature = signature_sign_from_form(
                         request, data, meaning=Meaning.GATE_OVERRIDE_REQUESTED, content_sha256=content
@@ -115,7 +115,7 @@ def confirm_override(request: HttpRequest, version_id: int, override_id: int) ->
     confirm_form = SigningForm(request.POST)
     confirm_form.is_valid()
     try:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, {**confirm_form.cleaned_data, "reason": override.reason},
                 meaning=Meaning.GATE_OVERRIDE_CONFIRMED, content_sha256=prompt_version_content_sha256(version.text),

@@ -24,7 +24,7 @@ from evaluation.release.reports import (
     report_signed_off_path,
 )
 from evaluation.release.verification import report_verify
-from pldreview.signatures import Meaning, signature_sign_from_form, signing, signing_context
+from pldreview.signatures import Meaning, e_signing, signature_sign_from_form, signing_context
 from pldreview.web import HtmxHttpRequest, form_submit
 from rules.membership import visible
 from rules.views.shortcuts import prompt_version_or_404, task_object_or_404
@@ -77,7 +77,7 @@ def sign_report(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     form = SignReportForm(request.POST)
 
     def sign(data: dict[str, Any]) -> Report:
-        with signing():
+        with e_signing():
             signature = signature_sign_from_form(
                 request, data, meaning=Meaning.REPORT_SIGNED, content_sha256=report_signed_content(report)
             )

@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from django.urls import reverse
 
 from rules.review.review_log import COLUMNS
 from rules.review.services import decision_undo, rule_approve, rule_create, rule_edit, rule_reject
@@ -34,7 +35,7 @@ def decided(task, reviewer, second_reviewer):
 
 def test_an_auditor_exports_every_decision_as_csv(client, decided, auditor) -> None:
     client.force_login(auditor)
-    response = client.get(f"/tasks/{decided.name}/decision-log.csv")
+    response = client.get(f"/tasks/{decided.name}/review-log.csv")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert 'filename="nda-demo-decision-log.csv"' in response["Content-Disposition"]
@@ -50,7 +51,7 @@ def test_an_auditor_exports_every_decision_as_csv(client, decided, auditor) -> N
 
 def test_an_auditor_exports_the_same_log_as_json(client, decided, auditor) -> None:
     client.force_login(auditor)
-    response = client.get(f"/tasks/{decided.name}/decision-log.json")
+    response = client.get(f"/tasks/{decided.name}/review-log.json")
     payload = json.loads(response.content)
     assert payload["task"] == "nda-demo"
     assert len(payload["decisions"]) == 5
@@ -60,11 +61,44 @@ def test_an_auditor_exports_the_same_log_as_json(client, decided, auditor) -> No
 
 def test_admins_may_export_and_reviewers_may_not(client, decided, admin_user, reviewer) -> None:
     client.force_login(admin_user)
-    assert client.get(f"/tasks/{decided.name}/decision-log.json").status_code == 200
+    assert client.get(f"/tasks/{decided.name}/review-log.json").status_code == 200
     client.force_login(reviewer)
-    assert client.get(f"/tasks/{decided.name}/decision-log.json").status_code == 403
+    assert client.get(f"/tasks/{decided.name}/review-log.json").status_code == 403
 
 
 def test_an_unknown_format_is_not_found(client, decided, auditor) -> None:
     client.force_login(auditor)
-    assert client.get(f"/tasks/{decided.name}/decision-log.xml").status_code == 404
+    assert client.get(f"/tasks/{decided.name}/review-log.xml").status_code == 404
+
+
+# --- its addresses before issue 26, when it was called the decision log ---------------------------------------------
+
+def test_the_old_export_address_redirects_permanently_to_the_review_log(client, decided, auditor) -> None:
+    client.force_login(auditor)
+    for fmt in ("csv", "json"):
+        response = client.get(f"/tasks/{decided.name}/decision-log.{fmt}")
+        assert response.status_code == 301
+        assert response["Location"] == f"/tasks/{decided.name}/review-log.{fmt}"
+    followed = client.get(f"/tasks/{decided.name}/decision-log.csv", follow=True)
+    assert followed.status_code == 200 and followed.content.decode().startswith("decision_id,")
+
+
+def test_the_old_page_address_redirects_permanently_and_keeps_the_search(client, decided, reviewer) -> None:
+    client.force_login(reviewer)
+    response = client.get(f"/tasks/{decided.name}/decisions/", {"q": "staff"})
+    assert response.status_code == 301
+    assert response["Location"] == f"/tasks/{decided.name}/review-log/?q=staff"
+
+
+def test_the_old_addresses_refuse_what_the_new_ones_refuse(client, decided, reviewer, non_member_reviewer) -> None:
+    client.force_login(reviewer)  # reviewers may not export, so they are not told where the export went
+    assert client.get(f"/tasks/{decided.name}/decision-log.csv").status_code == 403
+    client.force_login(non_member_reviewer)  # nor is a non-member told that the task exists
+    assert client.get(f"/tasks/{decided.name}/decisions/").status_code == 404
+
+
+def test_the_old_url_names_still_resolve() -> None:
+    assert reverse("pld-decision-log", args=["nda-demo", "csv"]) == "/tasks/nda-demo/decision-log.csv"
+    assert reverse("pld-decision-log-page", args=["nda-demo"]) == "/tasks/nda-demo/decisions/"
+    assert reverse("pld-review-log-export", args=["nda-demo", "csv"]) == "/tasks/nda-demo/review-log.csv"
+    assert reverse("pld-review-log", args=["nda-demo"]) == "/tasks/nda-demo/review-log/"
