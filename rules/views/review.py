@@ -713,7 +713,7 @@ def export_review_log(request: HtmxHttpRequest, task_name: str, fmt: str) -> Htt
     else:
         raise Http404("Export as csv or json")
     # The file keeps the name it had before issue 26, so downloads made before and after the rename sort together.
-    response["Content-Disposition"] = f'attachment; filename="{task.name}-decision-log.{fmt}"'
+    response["Content-Disposition"] = f'attachment; filename="{task.name}-review-log.{fmt}"'
     return response
 
 

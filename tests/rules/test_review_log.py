@@ -38,7 +38,7 @@ def test_an_auditor_exports_every_decision_as_csv(client, decided, auditor) -> N
     response = client.get(f"/tasks/{decided.name}/review-log.csv")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    assert 'filename="nda-demo-decision-log.csv"' in response["Content-Disposition"]
+    assert 'filename="nda-demo-review-log.csv"' in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert list(rows[0].keys()) == COLUMNS
     assert [r["action"] for r in rows] == ["approve", "reject", "edit", "undo", "create"]
