@@ -1,9 +1,12 @@
 """Exporting logged calls as they are read: CSV and a streamed JSON document, in flat memory at any volume.
 
-``call_export_rows`` is the one row producer: it reads the calls in chunks (a server-side cursor on PostgreSQL,
-``fetchmany`` on SQLite) as plain values, never model instances, and yields one dict per call. The writers
-turn rows into text a few hundred at a time, so a million calls cost what a thousand do in memory. A column is
-added in ``CALL_EXPORT_VALUES`` (what is read) and ``_row`` (what is written).
+``call_export_rows`` is the row producer of the JSON document: it reads the calls in chunks (a server-side
+cursor on PostgreSQL, ``fetchmany`` on SQLite) as plain values, never model instances, and yields one dict per
+call. ``call_export_csv`` writes the same columns as CSV from tuples, the JSON columns as the text the database
+holds, because at volume decoding and re-encoding them was most of its time (a test holds the two equal). The
+writers turn rows into text a few hundred at a time, so a million calls cost what a thousand do in memory. A
+column is added in ``CALL_EXPORT_VALUES`` (what is read), ``_row`` (what is written), ``CSV_HEADER`` and
+``_csv_chunk``.
 """
 from __future__ import annotations
 
