@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -163,19 +163,25 @@ def classify_call_save(call: ClassifyCall) -> ClassifyCall:
 # Calls deleted per transaction: each batch holds its locks (SQLite: the database's write lock) for tens of
 # milliseconds, so classify calls written meanwhile wait at most that long (docs/production.md, "Purge").
 PURGE_BATCH_SIZE = 500
-# The pause between batches, outside any transaction: a writer waiting in SQLite's busy handler (which sleeps
-# up to 100 ms between tries) gets a window to take the write lock; the cost is 50 ms per 500 calls purged.
+# The least pause between batches, outside any transaction: a writer waiting in SQLite's busy handler (which
+# sleeps up to 100 ms between tries) gets a window to take the write lock.
 PURGE_PAUSE_SECONDS = 0.05
+# SQLite: after each batch, pause this many times as long as the batch held the write lock, so the purge holds
+# it at most 1/(1 + this) of the time and a classify call's record rarely finds it taken (a record that does
+# waits out the batch). PostgreSQL's batches lock only their own rows: no pause is needed (0).
+PURGE_SQLITE_YIELD = 30.0
 
 
 def decisions_purge(
     *, older_than_days: int, actor: AbstractBaseUser | None, task: Task | None = None,
-    batch_size: int = PURGE_BATCH_SIZE, pause_seconds: float = PURGE_PAUSE_SECONDS,
+    batch_size: int = PURGE_BATCH_SIZE, pause_seconds: float = PURGE_PAUSE_SECONDS, yield_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Delete logged calls older than the given days in short batches; each batch is its own ledger entry.
 
     Feedback examples of the deleted calls lose their text; their feedback lets go of the call on the record;
-    the rollups lose the deleted calls' counts. Returns the totals over every batch.
+    the rollups lose the deleted calls' counts. Between batches it pauses ``pause_seconds``, or ``yield_ratio``
+    times the batch's own time if longer (default: PURGE_SQLITE_YIELD on SQLite, 0 on PostgreSQL). Returns the
+    totals over every batch.
     """
     if older_than_days < 0:
         raise ValidationError("--older-than must be zero or more days.")
@@ -186,9 +192,13 @@ def decisions_purge(
         "older_than_days": older_than_days, "cutoff": cutoff.isoformat(), "task": task.name if task else None,
         "calls_deleted": 0, "calls_by_task": {}, "feedback_examples_blanked": 0, "batches": 0, "ledger_entries": [],
     }
+    if yield_ratio is None:
+        yield_ratio = PURGE_SQLITE_YIELD if connection.vendor == "sqlite" else 0.0
     while True:
+        began = time.perf_counter()
         facts, sequence = _purge_batch(cutoff=cutoff, older_than_days=older_than_days, actor=actor, task=task,
                                        batch_size=batch_size, batch=totals["batches"] + 1)
+        held = time.perf_counter() - began
         if sequence is None:
             break
         totals["batches"] += 1
@@ -200,7 +210,7 @@ def decisions_purge(
         if facts["calls_deleted"] < batch_size:
             break
         # Outside any transaction: the classify calls waiting for the write lock take it now.
-        time.sleep(pause_seconds)
+        time.sleep(max(pause_seconds, held * yield_ratio))
     return totals
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -148,3 +149,27 @@ def test_purge_by_policy_uses_each_tasks_own_retention(task, admin_user, second_
     call_command("purge_decisions", "--by-policy")
     assert not ClassifyCall.objects.exists() and not ClassifyCall.objects.filter(pk=purged.pk).exists()
     assert LedgerEntry.objects.filter(event="classify_call.purged").count() == 2
+
+
+def test_the_purge_yields_the_write_lock_in_proportion_to_each_batch(task, admin_user, second_reviewer,
+                                                                     monkeypatch) -> None:
+    """Between batches the purge pauses the least pause or yield_ratio × the batch's own time, whichever is
+    longer; by default that ratio is PURGE_SQLITE_YIELD on SQLite and 0 on PostgreSQL."""
+    from evaluation.production import decision_log
+
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    for days in (40, 39, 38, 37, 36):
+        _logged(version, days_ago=days)
+    clock = iter(range(0, 1000, 2))  # each batch "takes" 2 s of this clock
+    pauses: list[float] = []
+    # Only the purge's own view of time is replaced, not the time module everyone else reads.
+    monkeypatch.setattr(decision_log, "time", SimpleNamespace(perf_counter=lambda: next(clock), sleep=pauses.append))
+    assert decisions_purge(older_than_days=30, actor=None, batch_size=2, yield_ratio=3)["calls_deleted"] == 2 + 2 + 1
+    assert pauses == [6, 6]  # after the two full batches; the last, short one ends the purge
+    for days in (40, 39, 38):
+        _logged(version, days_ago=days)
+    pauses.clear()
+    decisions_purge(older_than_days=30, actor=None, batch_size=2, pause_seconds=0.05)
+    default = decision_log.PURGE_SQLITE_YIELD * 2 if connection.vendor == "sqlite" else 0.05
+    assert pauses == [default]

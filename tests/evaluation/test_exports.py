@@ -93,3 +93,28 @@ def test_the_json_writer_makes_one_document_of_any_number_of_rows() -> None:
         assert [row["n"] for row in document["calls"]] == list(range(n)) and document["summary"] == {"days": []}
     assert "".join(csv_pieces(iter([]))) == ""
     assert "".join(csv_pieces([{"a": 1, "b": {"x": "y"}}] * 501)).count("\n") == 502
+
+
+def test_the_csv_export_writes_what_the_row_producer_holds(task, admin_user, second_reviewer) -> None:
+    """The CSV's own fast producer (JSON columns as stored text) writes the same cells as the generic writer
+    over ``call_export_rows``: non-ASCII text, a control character, a hash-only call and an explanation."""
+    from evaluation.models import DecisionExplanation
+    from evaluation.production.exports import CALL_EXPORT_VALUES, CSV_HEADER, _row, call_export_csv, call_export_rows
+    from tests.support.factories import ClassifyCallFactory
+
+    approve_all(task, second_reviewer)
+    version = compiled(task, admin_user)
+    texts = [{"premise": "Le destinataire peut partager — «confidentiel» é\u0001", "hypothesis": "日本語"},
+             dict(CALL_INPUTS), {}]
+    calls = [ClassifyCallFactory(prompt_version=version, inputs=inputs,
+                                 input_retention="full" if inputs else "hash") for inputs in texts]
+    DecisionExplanation.objects.create(
+        call=calls[1], prompt_version=version, prompt_sha256=version.sha256, model_sha256="m" * 64,
+        label="Entailment", probabilities={"Entailment": 0.8, "Contradiction": 0.2}, rules=[{"number": 1}],
+        deciding_numbers=[1])
+    queryset = ClassifyCall.objects.filter(task=task)
+    generic = "".join(csv_pieces(call_export_rows(queryset)))
+    assert "".join(call_export_csv(queryset)) == generic
+    rows = list(csv.DictReader(io.StringIO(generic)))
+    assert json.loads(rows[0]["inputs"])["hypothesis"] == "日本語" and json.loads(rows[1]["explanation"])["label"]
+    assert tuple(_row(dict.fromkeys(CALL_EXPORT_VALUES) | {"created_at": timezone.now()})) == CSV_HEADER

@@ -109,3 +109,24 @@ def test_the_stdlib_verifier_exits_2_on_a_missing_file(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-I", "-S", str(VERIFIER), str(tmp_path / "none.jsonl")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "Cannot read" in done.stderr
+
+
+def test_text_after_the_payloads_object_is_a_break_even_when_rehashed() -> None:
+    """An insider who appends text to the last entry's payload and recomputes its hash and the head's still
+    leaves a payload that is not one JSON object: the walk names it (json.loads refuses it too)."""
+    from pldreview.ledger import chain_hash, ledger_append
+    from pldreview.ledger_verify import ledger_verify
+    from pldreview.models import LedgerEntry
+
+    ledger_append(event="test.first", actor=None, facts={"n": 1})
+    last = ledger_append(event="test.second", actor=None, facts={"n": 2})
+    assert ledger_verify(check_rows=False).ok
+    payload = last.payload + '{"event":"test.other"}'
+    digest = chain_hash(last.prev_hash, payload)
+    with side_door("pldreview_ledgerentry"):
+        raw("UPDATE pldreview_ledgerentry SET payload = %s, hash = %s WHERE id = %s", [payload, digest, last.pk])
+    raw("UPDATE pldreview_ledgerhead SET hash = %s WHERE id = 1", [digest])  # the head has no trigger
+    assert LedgerEntry.objects.get(pk=last.pk).hash == digest
+    verdict = ledger_verify(check_rows=False)
+    assert not verdict.ok and verdict.problem.sequence == last.sequence and verdict.problem.kind == "chain"
+    assert verdict.entries_checked == last.sequence - 1

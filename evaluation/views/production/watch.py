@@ -25,7 +25,7 @@ from evaluation.production.decision_log import (
 )
 from evaluation.production.dossier import decision_dossier
 from evaluation.production.drift import Watch, production_watch
-from evaluation.production.exports import call_export_rows, calls_in_range, csv_pieces, json_pieces
+from evaluation.production.exports import call_export_csv, call_export_rows, calls_in_range, json_pieces
 from evaluation.release import charts
 from evaluation.runs.impact import latest_explanation
 from pldreview.roles import role_names
@@ -142,11 +142,10 @@ def production_export(request: HttpRequest, task_name: str, fmt: str) -> Streami
     # The range the filter names, read from the calls themselves (not from the rollups' days).
     calls = calls_in_range(task=task, start=start, end=end, version=version)
     # Streamed as read (evaluation/production/exports.py): memory stays flat however many calls the range holds.
-    rows = call_export_rows(calls)
     if fmt == "csv":
-        response = StreamingHttpResponse(csv_pieces(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(call_export_csv(calls), content_type="text/csv; charset=utf-8")
     else:
-        response = StreamingHttpResponse(json_pieces(watch.as_dict(), rows),
+        response = StreamingHttpResponse(json_pieces(watch.as_dict(), call_export_rows(calls)),
                                          content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{task.name}-production.{fmt}"'
     return response
