@@ -208,8 +208,8 @@ class PromoteForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
 
 
-class TaskMemberForm(forms.Form):
-    """Add a person to a task, or remove them (need-to-know), with the reason kept on the ledger."""
+class TaskMemberForm(SigningForm):
+    """Add a person to a task, or remove them (need-to-know): a signing, with the reason kept on the ledger."""
 
     action = forms.ChoiceField(choices=[("add", "Add as member"), ("remove", "Remove from the task")])
     user = forms.ModelChoiceField(queryset=None, to_field_name="username", label="Person")  # type: ignore[arg-type]

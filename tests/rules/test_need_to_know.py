@@ -10,9 +10,10 @@ from django.test import Client
 
 from evaluation.production.api_tokens import api_token_create
 from pldreview.models import LedgerEntry
-from rules.membership import task_member_add, task_member_remove
+from rules.membership import task_member_remove
 from rules.models import Decision, TaskMembership
 from tests.support.factories import TaskFactory, teacher_rule
+from tests.support.signatures import member_add_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +24,7 @@ SECRET_WORDS = "undisclosed merger clause"
 def tasks(task, admin_user, non_member_reviewer):  # noqa: ANN001, ANN201 - fixtures
     """nda-demo (``task``), which nemo may not see, and her own task, each with a pending teacher rule."""
     mine = TaskFactory(name="nemos-task")
-    task_member_add(task=mine, user=non_member_reviewer, by=admin_user, reason="her team's task")
+    member_add_signed(task=mine, user=non_member_reviewer, by=admin_user, reason="her team's task")
     hidden = teacher_rule(task, text=f"An {SECRET_WORDS} entails the hypothesis.")
     visible = teacher_rule(mine, text="A visible clause about the merger entails the hypothesis.")
     return {"hidden_task": task, "mine": mine, "hidden_rule": hidden, "visible_rule": visible}
@@ -97,32 +98,43 @@ def test_the_api_answers_a_token_of_a_non_member_owner_as_for_a_task_that_does_n
     assert tasks["mine"].name in spec and tasks["hidden_task"].name not in spec
 
 
-def test_admins_add_and_remove_members_on_the_task_page_with_a_reason_on_the_ledger(
+def test_admins_add_and_remove_members_on_the_task_page_signed_with_a_reason_on_the_ledger(
     client, tasks, admin_user, non_member_reviewer
 ):
     hidden = tasks["hidden_task"]
     client.force_login(admin_user)
     empty = TaskFactory(name="nobodys-task")
     assert "No members yet" in client.get(f"/tasks/{empty.name}/members/").content.decode()
-    refused = client.post(f"/tasks/{hidden.name}/members/", {"action": "add", "user": "nemo", "reason": ""})
+    refused = client.post(f"/tasks/{hidden.name}/members/",
+                          {"action": "add", "user": "nemo", "reason": "", "password": "pw-adam"})
     assert refused.status_code == 400 and not TaskMembership.objects.filter(task=hidden, user__username="nemo")
     added = client.post(f"/tasks/{hidden.name}/members/",
-                        {"action": "add", "user": "nemo", "reason": "joins the NDA review"})
+                        {"action": "add", "user": "nemo", "reason": "joins the NDA review", "password": "pw-adam"})
     assert added.status_code == 302
     assert _as(non_member_reviewer).get(f"/rules/{tasks['hidden_rule'].pk}/").status_code == 200
-    entry = LedgerEntry.objects.get(event="task.member_added", object_id=str(hidden.pk))
-    assert entry.actor == admin_user and json.loads(entry.payload)["facts"]["username"] == "nemo"
-    client.post(f"/tasks/{hidden.name}/members/", {"action": "remove", "user": "nemo", "reason": "left the team"})
+    membership = TaskMembership.objects.get(task=hidden, user=non_member_reviewer)
+    assert membership.signature.meaning == "task_member_added" and membership.signature.user == admin_user
+    change = membership.signature.task_membership_change
+    entry = LedgerEntry.objects.get(event="task.member_added", object_id=str(change.pk))
+    facts = json.loads(entry.payload)["facts"]
+    assert entry.actor == admin_user and facts["user_id"] == non_member_reviewer.pk
+    assert facts["signature_id"] == membership.signature_id
+    client.post(f"/tasks/{hidden.name}/members/",
+                {"action": "remove", "user": "nemo", "reason": "left the team", "password": "pw-adam"})
     assert _as(non_member_reviewer).get(f"/rules/{tasks['hidden_rule'].pk}/").status_code == 404
     assert LedgerEntry.objects.filter(event="task.member_removed", actor=admin_user).count() == 1
+    page = client.get(f"/tasks/{hidden.name}/members/").content.decode()
+    assert "Task member removed by" in page and "Task member added by" in page and "left the team" in page
 
 
 def test_only_admins_manage_members(tasks, reviewer, non_member_reviewer):
     from django.core.exceptions import PermissionDenied
 
     hidden = tasks["hidden_task"]
-    assert _as(reviewer).post(f"/tasks/{hidden.name}/members/",
-                              {"action": "add", "user": "nemo", "reason": "x"}).status_code == 403
+    answer = _as(reviewer).post(f"/tasks/{hidden.name}/members/",
+                                {"action": "add", "user": "nemo", "reason": "x", "password": "pw-rita"})
+    assert answer.status_code == 403
+    assert not TaskMembership.objects.filter(task=hidden, user__username="nemo").exists()
     with pytest.raises(PermissionDenied):
         task_member_remove(task=hidden, user=reviewer, by=reviewer, reason="x")
 
