@@ -160,3 +160,28 @@ def test_the_users_page_says_which_tasks_a_person_sees(client, tasks, admin_user
     nemo = client.get(f"/users/{non_member_reviewer.pk}/").content.decode()
     assert "/tasks/nemos-task/members/" in nemo and "/tasks/nda-demo/members/" not in nemo
     assert "every task" in client.get(f"/users/{auditor.pk}/").content.decode()
+
+
+def test_the_compare_pages_answer_404_for_a_version_or_run_of_another_task(
+    tasks, non_member_reviewer, reviewer, admin_user
+):
+    from tests.support.prompt_versions import RULES, approve, compiled, finished_run
+
+    hidden = tasks["hidden_task"]
+    approve(hidden, reviewer, *RULES[0])
+    old = compiled(hidden, admin_user)
+    approve(hidden, reviewer, *RULES[1])
+    new = compiled(hidden, admin_user)
+    run_a, run_b = finished_run(old, 0.61, split="dev"), finished_run(new, 0.72, split="dev")
+    # The same pages answer a member: the ids are real, so a 404 is the scope, not a typo.
+    rita = _as(reviewer)
+    assert rita.get(f"/prompts/compare/?a={old.pk}&b={new.pk}").status_code == 200
+    assert rita.get(f"/evaluations/compare/?a={run_a.pk}&b={run_b.pk}").status_code == 200
+    nemo = _as(non_member_reviewer)
+    for url in (f"/prompts/compare/?a={old.pk}&b={new.pk}", f"/evaluations/compare/?a={run_a.pk}&b={run_b.pk}"):
+        answer = nemo.get(url)
+        assert answer.status_code == 404, url
+        assert SECRET_WORDS not in answer.content.decode() and hidden.name not in answer.content.decode(), url
+    # Without ids the pages list only her own task's versions and runs.
+    for url in ("/prompts/compare/", "/evaluations/compare/"):
+        assert hidden.name not in nemo.get(url).content.decode(), url
