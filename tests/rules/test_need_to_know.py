@@ -67,6 +67,17 @@ def test_a_rule_id_of_another_task_in_a_url_answers_404_and_decides_nothing(task
     assert not Decision.objects.filter(rule=rule).exists() and not rule.comments.exists()
 
 
+def test_a_reviewer_gets_the_same_refusal_of_a_csv_export_whether_or_not_she_is_a_member(
+    tasks, non_member_reviewer, reviewer
+):
+    # Reviewers hold no export permission (Auditors and Admins do: the scoped Auditor's test below), so the 403
+    # must be the same for a member and a stranger, or it would tell the stranger that the task exists.
+    hidden = tasks["hidden_task"]
+    for url in (f"/tasks/{hidden.name}/decision-log.csv", f"/tasks/{hidden.name}/production/export.csv",
+                "/tasks/no-such-task/decision-log.csv"):
+        assert _as(non_member_reviewer).get(url).status_code == _as(reviewer).get(url).status_code == 403, url
+
+
 def test_a_scoped_auditor_cannot_export_a_task_she_is_no_member_of(settings, tasks, non_member_auditor, auditor):
     settings.PLD_AUDITORS_SCOPED = True
     hidden = tasks["hidden_task"]
