@@ -23,6 +23,9 @@ from rules.models import Task, TaskMembership, TaskMembershipChange, sees_every_
 
 M = TypeVar("M", bound=models.Model)
 
+# The roles whose sight of tasks is scoped by membership (Reviewers always, Auditors with PLD_AUDITORS_SCOPED).
+MEMBER_ROLES = ("Reviewer", "Auditor")
+
 
 def visible(queryset: models.QuerySet[M], user: Any, *, task_path: str = "task") -> models.QuerySet[M]:
     """Return the part of a queryset of task objects the user may see (``task_path`` leads to the task).
@@ -126,10 +129,16 @@ def jobs_of_visible_tasks(jobs: models.QuerySet[Any], user: Any) -> models.Query
 
 
 def user_tasks_panel(target: Any) -> tuple[str, dict[str, Any]]:
-    """The user page's line on which tasks the account sees (every task, or its memberships)."""
+    """The user page's line on which tasks the account sees (every task, or its memberships), and whether an Admin
+    may add the account to tasks there (an active Reviewer or Auditor: Admins see every task anyway)."""
     memberships = TaskMembership.objects.filter(user=target).select_related("task").order_by("task__name")
+    is_admin = target.has_perm("rules.view_all_tasks")
+    scoped_role = target.groups.filter(name__in=MEMBER_ROLES).exists()
     return "rules/user_tasks.html", {
+        "target_id": target.pk,
         "sees_every_task": sees_every_task(target),
-        "is_admin": target.has_perm("rules.view_all_tasks"),
+        "is_admin": is_admin,
         "memberships": list(memberships),
+        "can_be_member": target.is_active and scoped_role and not is_admin,
+        "task_names": list(Task.objects.order_by("name").values_list("name", flat=True)),
     }

@@ -138,3 +138,37 @@ def _client(user) -> Client:  # noqa: ANN001 - a User
     client = Client()
     client.force_login(user)
     return client
+
+
+def test_an_admin_adds_and_removes_a_person_from_the_users_page_by_signing(
+    client, team_task, admin_user, non_member_reviewer
+):
+    client.force_login(admin_user)
+    page = client.get(f"/users/{non_member_reviewer.pk}/").content.decode()
+    assert f'action="/users/{non_member_reviewer.pk}/tasks/"' in page and "Task member added or removed" in page
+    url = f"/users/{non_member_reviewer.pk}/tasks/"
+    added = client.post(url, {"action": "add", "task": team_task.name, "reason": "joins", "password": "pw-adam"})
+    assert added.status_code == 302 and added["Location"] == f"/users/{non_member_reviewer.pk}/"
+    assert TaskMembership.objects.get(task=team_task, user=non_member_reviewer).signature.user == admin_user
+    assert "/tasks/team-task/members/" in client.get(f"/users/{non_member_reviewer.pk}/").content.decode()
+    # Without the password nothing changes, and the form comes back with the reason kept.
+    refused = client.post(url, {"action": "remove", "task": team_task.name, "reason": "moves on"})
+    assert refused.status_code == 400 and "moves on" in refused.content.decode()
+    assert "Enter your password to sign" in refused.content.decode()
+    assert TaskMembership.objects.filter(task=team_task, user=non_member_reviewer).exists()
+    client.post(url, {"action": "remove", "task": team_task.name, "reason": "moves on", "password": "pw-adam"})
+    assert not TaskMembership.objects.filter(task=team_task, user=non_member_reviewer).exists()
+    history = client.get(url).content.decode()
+    assert "Task member removed by" in history and "Task member added by" in history
+
+
+def test_the_users_page_offers_no_membership_form_for_an_admin_account_nor_to_a_reviewer(
+    client, team_task, admin_user, second_admin, reviewer, non_member_reviewer
+):
+    client.force_login(admin_user)
+    assert f'action="/users/{second_admin.pk}/tasks/"' not in client.get(f"/users/{second_admin.pk}/").content.decode()
+    url = f"/users/{non_member_reviewer.pk}/tasks/"
+    assert _client(reviewer).post(url, {"action": "add", "task": team_task.name, "reason": "x",
+                                        "password": "pw-rita"}).status_code == 403
+    assert _client(reviewer).get(url).status_code == 403
+    assert not TaskMembership.objects.filter(task=team_task, user=non_member_reviewer).exists()
