@@ -134,6 +134,22 @@ def test_the_database_refuses_to_edit_a_membership_or_to_change_or_delete_a_sign
     assert TaskMembership.objects.get(pk=membership.pk).signature_id == change.signature_id
 
 
+def test_the_database_refuses_to_delete_a_membership_without_its_signed_removal(
+    team_task, admin_user, non_member_reviewer
+):
+    membership = member_add_signed(task=team_task, user=non_member_reviewer, by=admin_user, reason="joins")
+    with pytest.raises(DatabaseError, match="signed removal"), transaction.atomic():
+        TaskMembership.objects.filter(pk=membership.pk).delete()
+    # A membership kept at the upgrade (nobody added it, no change recorded) is guarded the same way.
+    kept = TaskMembership.objects.create(task=TaskFactory(name="kept-task"), user=non_member_reviewer,
+                                         reason="Access kept at the upgrade to task membership")
+    with pytest.raises(DatabaseError, match="signed removal"), transaction.atomic():
+        kept.delete()
+    task_member_remove(task=team_task, user=non_member_reviewer, by=admin_user, reason="leaves",
+                       signature=sign_membership(admin_user, team_task, non_member_reviewer, "remove", "leaves"))
+    assert list(TaskMembership.objects.filter(user=non_member_reviewer)) == [kept]
+
+
 def _client(user) -> Client:  # noqa: ANN001 - a User
     client = Client()
     client.force_login(user)
