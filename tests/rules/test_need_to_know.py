@@ -196,3 +196,29 @@ def test_the_compare_pages_answer_404_for_a_version_or_run_of_another_task(
     # Without ids the pages list only her own task's versions and runs.
     for url in ("/prompts/compare/", "/evaluations/compare/"):
         assert hidden.name not in nemo.get(url).content.decode(), url
+
+
+def test_a_scoped_auditor_cannot_order_a_report_on_a_version_of_a_task_she_is_no_member_of(
+    settings, tasks, non_member_auditor, auditor, reviewer, admin_user
+):
+    from evaluation.models import Report
+    from tests.support.prompt_versions import RULES, approve, compiled
+
+    settings.PLD_AUDITORS_SCOPED = True
+    hidden = tasks["hidden_task"]
+    approve(hidden, reviewer, *RULES[0])
+    version = compiled(hidden, admin_user)
+    # The version's id in the POST body is the side door: the form's choices are her tasks' versions only.
+    answer = _as(non_member_auditor).post("/reports/generate/", {"prompt_version": version.pk}, follow=True)
+    assert "Choose a prompt version" in answer.content.decode() and hidden.name not in answer.content.decode()
+    assert not Report.objects.filter(prompt_version=version).exists()
+    # The service refuses whichever door calls it.
+    from django.core.exceptions import PermissionDenied
+
+    from evaluation.release.reports import report_request
+
+    with pytest.raises(PermissionDenied, match="not a member"):
+        report_request(prompt_version=version, user=non_member_auditor)
+    # A member Auditor orders it (the id is real).
+    assert _as(auditor).post("/reports/generate/", {"prompt_version": version.pk}).status_code == 302
+    assert Report.objects.filter(prompt_version=version, generated_by=auditor).exists()
