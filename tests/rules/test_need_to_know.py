@@ -222,3 +222,30 @@ def test_a_scoped_auditor_cannot_order_a_report_on_a_version_of_a_task_she_is_no
     # A member Auditor orders it (the id is real).
     assert _as(auditor).post("/reports/generate/", {"prompt_version": version.pk}).status_code == 302
     assert Report.objects.filter(prompt_version=version, generated_by=auditor).exists()
+
+
+def test_a_non_member_can_neither_mark_wrong_nor_override_another_tasks_logged_decision_whatever_door(
+    tasks, non_member_reviewer, reviewer, second_reviewer, admin_user
+):
+    from django.core.exceptions import PermissionDenied
+
+    from evaluation.models import DecisionFeedback, DecisionOverride
+    from evaluation.production.decision_log import decision_feedback_give, decision_override
+    from tests.support.decisions import logged_call
+    from tests.support.prompt_versions import approve_all, compiled
+    from tests.support.signatures import sign_decision_override
+
+    hidden = tasks["hidden_task"]
+    approve_all(hidden, second_reviewer)
+    call = logged_call(compiled(hidden, admin_user))
+    nemo = _as(non_member_reviewer)
+    assert nemo.post(f"/calls/{call.pk}/override/", {"overridden_label": "Contradiction", "reason": "x",
+                                                      "password": "pw-nemo"}).status_code == 404
+    with pytest.raises(PermissionDenied, match="not a member"):
+        decision_feedback_give(call=call, correct_label="Contradiction", reason="x", user=non_member_reviewer)
+    with pytest.raises(PermissionDenied, match="not a member"):
+        decision_override(call=call, overridden_label="Contradiction", reason="x", user=non_member_reviewer,
+                          signature=sign_decision_override(non_member_reviewer, call, "Contradiction"))
+    assert not DecisionFeedback.objects.exists() and not DecisionOverride.objects.exists()
+    # A member's feedback goes through the same service.
+    decision_feedback_give(call=call, correct_label="Contradiction", reason="Keeps a copy", user=reviewer)
