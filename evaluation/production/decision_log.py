@@ -264,13 +264,13 @@ def _purge_batch(
     return facts, entry.sequence
 
 
-@transaction.atomic
 def _require_member(task: Task, user: AbstractBaseUser) -> None:
     # Need-to-know: the pages answer 404 for another task's call; the service refuses any other door too.
     if not task_is_visible(task, user):
         raise PermissionDenied(f"{user} is not a member of the task {task.name}.")
 
 
+@transaction.atomic
 def decision_feedback_give(
     *, call: ClassifyCall, correct_label: str, reason: str, user: AbstractBaseUser
 ) -> DecisionFeedback:
