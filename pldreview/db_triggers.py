@@ -28,6 +28,7 @@ PERMIT_TABLE = "pld_delete_permit"
 APPEND_ONLY_MODELS = (
     "pldreview.LedgerEntry", "rules.Decision", "rules.RuleRevision", "evaluation.Promotion", "rules.FrozenTestSplit",
     "pldreview.LedgerCheckpoint", "evaluation.ServingStop", "evaluation.DecisionOverride", "evaluation.WebhookAttempt",
+    "rules.TaskMembershipChange",
 )
 
 CREATE_PERMIT = {

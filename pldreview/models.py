@@ -212,6 +212,8 @@ class SignatureMeaning(models.TextChoices):
     SERVING_STOPPED = "serving_stopped", "Serving stopped"
     SERVING_RESUMED = "serving_resumed", "Serving resumed"
     DECISION_OVERRIDDEN = "decision_overridden", "Decision overridden"
+    TASK_MEMBER_ADDED = "task_member_added", "Task member added"
+    TASK_MEMBER_REMOVED = "task_member_removed", "Task member removed"
 
 
 class SignatureAuthMethod(models.TextChoices):

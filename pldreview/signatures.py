@@ -145,6 +145,12 @@ def serving_content_sha256(*, task_id: int, task_name: str, action: str, lifts: 
     return content_sha256({"kind": "serving", "task": task_id, "name": task_name, "action": action, "lifts": lifts})
 
 
+def task_membership_content_sha256(*, task_id: int, task_name: str, username: str, action: str) -> str:
+    """Return the hash adding or removing a task member is signed over: which task, whom, add or remove."""
+    return content_sha256({"kind": "task_membership", "task": task_id, "name": task_name, "user": username,
+                           "action": action})
+
+
 def decision_override_content_sha256(
     *, request_id: str, logged_label: str, overridden_label: str, prompt_sha256: str, input_sha256: str
 ) -> str:

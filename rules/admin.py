@@ -23,6 +23,7 @@ from rules.models import (
     RuleSetReorderProposal,
     Task,
     TaskMembership,
+    TaskMembershipChange,
     TeacherCall,
 )
 
@@ -72,3 +73,4 @@ class PromptVersionAdmin(ReadOnlyHistoryAdmin):
 for model in (Task, Example, DatasetImport, TeacherCall, ClusteringRun, MicroRule, PromptVersionRule, RuleComment,
               FrozenTestSplit, TaskMembership):
     admin.site.register(model, ReadOnlyAdmin)
+admin.site.register(TaskMembershipChange, ReadOnlyHistoryAdmin)

@@ -208,8 +208,8 @@ class PromoteForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500, label="Why promote it (optional)")
 
 
-class TaskMemberForm(forms.Form):
-    """Add a person to a task, or remove them (need-to-know), with the reason kept on the ledger."""
+class TaskMemberForm(SigningForm):
+    """Add a person to a task, or remove them (need-to-know): a signing, with the reason kept on the ledger."""
 
     action = forms.ChoiceField(choices=[("add", "Add as member"), ("remove", "Remove from the task")])
     user = forms.ModelChoiceField(queryset=None, to_field_name="username", label="Person")  # type: ignore[arg-type]
@@ -218,7 +218,17 @@ class TaskMemberForm(forms.Form):
     def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         from django.contrib.auth.models import User
 
+        from rules.membership import MEMBER_ROLES
+
         super().__init__(*args, **kwargs)
         # Admins see every task already; members are the people whose roles are scoped.
-        people = User.objects.filter(is_active=True, groups__name__in=["Reviewer", "Auditor"])
+        people = User.objects.filter(is_active=True, groups__name__in=MEMBER_ROLES)
         self.fields["user"].queryset = people.distinct().order_by("username")
+
+
+class UserTaskForm(SigningForm):
+    """Add one person to a task, or remove them, from their user page: a signing, with the reason on the ledger."""
+
+    action = forms.ChoiceField(choices=[("add", "Add to the task"), ("remove", "Remove from the task")])
+    task = forms.ModelChoiceField(queryset=Task.objects.order_by("name"), to_field_name="name", label="Task")
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs=_REASON_ROWS), label="Reason")

@@ -113,8 +113,9 @@ class Task(models.Model):
 class TaskMembership(models.Model):
     """A person's need-to-know of one task: a Reviewer (or scoped Auditor) sees and decides only their tasks.
 
-    Added and removed through ``rules.membership`` by an Admin, each change on the ledger; removing deletes the
-    row, the ledger keeps who had access when.
+    Added and removed through ``rules.membership`` by an Admin, each change a signing ("Task member added" /
+    "Task member removed") kept in the append-only ``TaskMembershipChange``; removing deletes this row, the
+    changes keep who had access when, on whose signature.
     """
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="memberships")
@@ -124,6 +125,12 @@ class TaskMembership(models.Model):
     )
     added_at = models.DateTimeField(default=timezone.now)
     reason = models.CharField(max_length=500, blank=True)
+    # The Admin's signature of the addition. Empty only on rows nobody added (access kept at the upgrade to
+    # membership) and rows added before additions were signed: a trigger, not a check constraint, so those rows
+    # stay as they were, refuses every new row that names who added it without a signature, and any UPDATE.
+    signature = models.OneToOneField(
+        "pldreview.Signature", null=True, blank=True, on_delete=models.PROTECT, related_name="task_membership"
+    )
 
     class Meta:
         ordering = ["task__name", "user__username"]
@@ -131,6 +138,40 @@ class TaskMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.task.name}"
+
+
+class TaskMembershipChange(models.Model):
+    """An Admin adding a person to a task or removing them: one append-only, signed row each (Part 11 §11.10(d)).
+
+    Rows are never changed or deleted (database triggers); the signature is required by the database, so no
+    change of who may see a task exists without the e-signature of the Admin who made it.
+    """
+
+    class Action(models.TextChoices):
+        ADD = "add", "Added"
+        REMOVE = "remove", "Removed"
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="membership_changes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    signature = models.OneToOneField(
+        "pldreview.Signature", on_delete=models.PROTECT, related_name="task_membership_change"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            in_choices("taskmembershipchange_action_in_choices", action=["add", "remove"]),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="taskmembershipchange_reason_given"),
+        ]
+
+    def __str__(self) -> str:
+        verb = "added to" if self.action == self.Action.ADD else "removed from"
+        return f"{self.user} {verb} {self.task.name} ({self.created_at:%Y-%m-%d %H:%M} UTC)"
 
 
 class DatasetImport(models.Model):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("tasks/", tasks.task_list, name="pld-task-list"),
     path("tasks/<slug:task_name>/", tasks.task_detail, name="pld-task-detail"),
     path("tasks/<slug:task_name>/members/", tasks.task_members, name="pld-task-members"),
+    path("users/<int:user_id>/tasks/", tasks.user_tasks, name="pld-user-tasks"),
     path("examples/<int:example_id>/", tasks.example_detail, name="pld-example-detail"),
     path("datasets/import/", tasks.import_dataset, name="pld-dataset-import"),
     # The review workspace, rule sets and the review log.

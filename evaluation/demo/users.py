@@ -12,9 +12,10 @@ from django.db import transaction
 
 from pldreview.accounts.services import BootstrapAccount, accounts_bootstrap, operator
 from pldreview.roles import ADMIN, AUDITOR, REVIEWER
+from pldreview.signatures import Meaning, e_signing, signature_sign
 from rules.datasets.dataset_import import dataset_import, task_define
 from rules.datasets.parsers import FieldMap
-from rules.membership import task_member_add
+from rules.membership import membership_content_sha256, task_member_add
 from rules.models import DatasetImport, Task, TaskMembership
 
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
@@ -89,10 +90,17 @@ def seed_users_and_tasks(stdout: TextIO) -> None:
 
 
 def _demo_members(task: Task) -> None:
-    """Make the demo's Reviewers and Auditor members of the task (need-to-know), added by the first Admin."""
+    """Make the demo's Reviewers and Auditor members of the task (need-to-know), added and signed by the first
+    Admin."""
     admin = User.objects.get(username="adam")
+    reason = "Demo: works on every demo task"
     for username, role, _password in DEMO_USERS:
         if role == ADMIN or TaskMembership.objects.filter(task=task, user__username=username).exists():
             continue
-        task_member_add(task=task, user=User.objects.get(username=username), by=admin,
-                        reason="Demo: works on every demo task")
+        member = User.objects.get(username=username)
+        with e_signing():
+            signature = signature_sign(
+                user=admin, password=demo_password(admin.username), meaning=Meaning.TASK_MEMBER_ADDED, reason=reason,
+                content_sha256=membership_content_sha256(task=task, user=member, action="add"),
+            )
+            task_member_add(task=task, user=member, by=admin, reason=reason, signature=signature)

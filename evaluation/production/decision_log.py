@@ -37,6 +37,7 @@ from pldreview.ledger import canonical_json, ledger_append, row_facts
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, decision_override_content_sha256, signature_check
 from rules.audit import audited_save
+from rules.membership import task_is_visible
 from rules.models import Example, Split, Task
 
 REDACTED = "[REDACTED]"
@@ -273,6 +274,12 @@ def _purge_batch(
     return facts, entry.sequence
 
 
+def _require_member(task: Task, user: AbstractBaseUser) -> None:
+    # Need-to-know: the pages answer 404 for another task's call; the service refuses any other door too.
+    if not task_is_visible(task, user):
+        raise PermissionDenied(f"{user} is not a member of the task {task.name}.")
+
+
 @transaction.atomic
 def decision_feedback_give(
     *, call: ClassifyCall, correct_label: str, reason: str, user: AbstractBaseUser
@@ -282,6 +289,7 @@ def decision_feedback_give(
         raise PermissionDenied("Only Reviewers mark logged decisions wrong.")
     call = ClassifyCall.objects.select_for_update().select_related("task").get(pk=call.pk)
     task = call.task
+    _require_member(task, user)
     if DecisionFeedback.objects.filter(call=call).exists():
         raise ValidationError("This decision already has feedback; it is on the record and is not changed.")
     if correct_label not in task.label_names:
@@ -351,6 +359,7 @@ def decision_override(
     if not user.has_perm("evaluation.override_decision"):
         raise PermissionDenied("Only Reviewers and Admins override logged decisions.")
     call = ClassifyCall.objects.select_for_update(of=("self",)).select_related("task", "api_token").get(pk=call.pk)
+    _require_member(call.task, user)
     if DecisionOverride.objects.filter(request_id=call.request_id).exists():
         raise ValidationError("This decision is already overridden; the override is on the record and is final.")
     if overridden_label not in call.task.label_names:

@@ -42,6 +42,7 @@ from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, report_content_sha256, signature_check
 from rules.audit import audited_save
+from rules.membership import task_is_visible
 from rules.models import Decision, PromptVersion, PromptVersionRule, Rule, RuleRevision, Split
 from rules.student_model import ModelFileError, student_model_sha256
 
@@ -569,6 +570,9 @@ def report_create(*, prompt_version: PromptVersion, user: AbstractBaseUser, job:
     """Record a queued report for a prompt version; ``report_build`` produces its file."""
     if not user.has_perm("evaluation.generate_report"):  # type: ignore[attr-defined]
         raise PermissionDenied(f"{user} may not generate reports")
+    if not task_is_visible(prompt_version.task, user):
+        # Need-to-know: the form offers only the user's tasks' versions; the service refuses any other door.
+        raise PermissionDenied(f"{user} is not a member of the task {prompt_version.task.name}.")
     if not prompt_version.text.strip():
         raise ValidationError("This prompt version has no text to report on.")
     report = Report(prompt_version=prompt_version, generated_by=user, job=job, status=Report.Status.QUEUED)

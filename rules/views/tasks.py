@@ -6,18 +6,27 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from pldreview.web import HtmxHttpRequest, form_submit
+from pldreview.signatures import Meaning, e_signing, signature_sign_from_form, signing_context
+from pldreview.web import HtmxHttpRequest, form_add_service_errors, form_submit
 from rules.datasets.dataset_import import dataset_import, import_summary
-from rules.forms import DatasetImportForm, TaskMemberForm
-from rules.membership import task_member_add, task_member_remove
-from rules.models import DatasetImport, Example, Split, Task, TaskMembership
+from rules.forms import DatasetImportForm, TaskMemberForm, UserTaskForm
+from rules.membership import (
+    membership_changes,
+    membership_content_sha256,
+    task_member_add,
+    task_member_remove,
+    user_tasks_panel,
+)
+from rules.models import DatasetImport, Example, Split, Task, TaskMembership, TaskMembershipChange
 from rules.panels import task_banners, task_links, task_panels
 from rules.review.evidence import excerpts, highlight
 from rules.views.shortcuts import task_object_or_404, task_or_404
@@ -173,25 +182,66 @@ def import_dataset(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "rules/dataset_import.html", {"form": form, "task_names": list(tasks)})
 
 
+def _member_change_signed(request: HtmxHttpRequest, form: TaskMemberForm | UserTaskForm, *, task: Task,
+                          user: User) -> bool:
+    """Sign and make the form's membership change; put a refusal on the form and return whether it was made."""
+    data = form.cleaned_data
+    adding = data["action"] == "add"
+    meaning = Meaning.TASK_MEMBER_ADDED if adding else Meaning.TASK_MEMBER_REMOVED
+    content = membership_content_sha256(task=task, user=user, action=data["action"])
+    try:
+        with e_signing():
+            signature = signature_sign_from_form(request, data, meaning=meaning, content_sha256=content)
+            act = task_member_add if adding else task_member_remove
+            act(task=task, user=user, by=request.user, reason=data["reason"], signature=signature)
+    except ValidationError as exc:
+        form_add_service_errors(form, exc)
+        return False
+    verb = "added to" if adding else "removed from"
+    messages.success(request, f"{user.username} {verb} {task.name}, signed.")
+    return True
+
+
+# What the signing fields say the signature means: one form makes either change, the action decides which.
+_MEMBER_MEANING = (f"{Meaning.TASK_MEMBER_ADDED.label} or {Meaning.TASK_MEMBER_REMOVED.label.lower()}, "
+                   "as the action says")
+
+
 @require_http_methods(["GET", "POST"])
 @permission_required("rules.manage_task_members", raise_exception=True)
 def task_members(request: HtmxHttpRequest, task_name: str) -> HttpResponse:
-    """List who may see and decide the task (need-to-know); an Admin adds or removes a member, with a reason."""
+    """List who may see and decide the task (need-to-know) and every signed change; an Admin adds or removes a
+    member by signing ("Task member added" / "Task member removed"), with a reason."""
     task = task_or_404(task_name, user=request.user)
     form = TaskMemberForm(request.POST or None, task=task)
     status = 200
     if request.method == "POST":
-        def change(data: dict[str, Any]) -> bool:
-            act = task_member_add if data["action"] == "add" else task_member_remove
-            act(task=task, user=data["user"], by=request.user, reason=data["reason"])
-            return True
-
-        if form_submit(form, change) is not None:
-            verb = "added to" if form.cleaned_data["action"] == "add" else "removed from"
-            messages.success(request, f"{form.cleaned_data['user'].username} {verb} {task.name}.")
+        if form.is_valid() and _member_change_signed(request, form, task=task, user=form.cleaned_data["user"]):
             return redirect("pld-task-members", task_name=task.name)
         status = 400
     members = list(TaskMembership.objects.filter(task=task).select_related("user", "added_by"))
-    context = {"task": task, "members": members, "form": form,
-               "auditors_scoped": settings.PLD_AUDITORS_SCOPED}
+    context = {"task": task, "members": members, "changes": membership_changes(task), "form": form,
+               "auditors_scoped": settings.PLD_AUDITORS_SCOPED, "meaning": _MEMBER_MEANING,
+               **signing_context(request)}
     return render(request, "rules/task_members.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("rules.manage_task_members", raise_exception=True)
+def user_tasks(request: HtmxHttpRequest, user_id: int) -> HttpResponse:
+    """The tasks one person is a member of; an Admin adds them to a task or removes them, by signing.
+
+    The user page carries the same form; a refused change comes back here with its errors and the text kept.
+    """
+    target = get_object_or_404(User, pk=user_id)
+    form = UserTaskForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid() and _member_change_signed(request, form, task=form.cleaned_data["task"], user=target):
+            return redirect("pld-user-detail", user_id=target.pk)
+        status = 400
+    panel = user_tasks_panel(target)[1]
+    changes = TaskMembershipChange.objects.filter(user=target).select_related("task", "signature")[:50]
+    context = {"target": target, "panel": panel, "changes": list(changes), "form": form,
+               "meaning": _MEMBER_MEANING, **signing_context(request)}
+    return render(request, "rules/user_task_members.html", context, status=status)

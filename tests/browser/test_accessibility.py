@@ -45,7 +45,7 @@ def test_the_main_pages_have_no_serious_accessibility_violations(
         "/evaluations/", f"/evaluations/{run.pk}/", "/reports/", "/jobs/", "/api-tokens/",
         f"/prompts/{version.pk}/promote/", "/ledger/", "/users/", f"/users/{reviewer.pk}/",
         "/users/new/", "/security-events/",
-        f"/tasks/{task.name}/production/",
+        f"/tasks/{task.name}/production/", f"/tasks/{task.name}/members/", f"/users/{reviewer.pk}/tasks/",
     ]
     failures = {}
     context, page = log_in(browser, live_server, admin_user.username, "/", bypass_csp=True)

@@ -23,6 +23,7 @@ from evaluation.release.reports import report_create
 from pldreview.accounts.models import AccountChangeKind
 from pldreview.db_triggers import install_sql, remove_sql
 from rules.audit import audited_save
+from rules.membership import task_member_remove
 from rules.models import Decision, PromptVersion, Rule, Task
 from rules.review.services import (
     decision_undo,
@@ -36,7 +37,9 @@ from tests.support.account_changes import account_change_requested
 from tests.support.factories import ClassifyCallFactory, teacher_rule
 from tests.support.prompt_versions import approve_all, compiled, gate_passing_run
 from tests.support.signatures import (
+    member_add_signed,
     sign_edit,
+    sign_membership,
     sign_order_approval,
     sign_order_proposal,
     sign_override_request,
@@ -60,7 +63,7 @@ class World:
 
 
 def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user: User, auditor: User) -> World:
-    """Review, edit, reject, undo, compile, promote and request a report, all through the services."""
+    """Review, edit, reject, undo, compile, promote, change members and request a report, all through the services."""
     rules = approve_all(task, reviewer)
     edited = teacher_rule(task, text="If the clause bans copies, then Contradiction", label="Contradiction")
     rule_edit(rule=edited, user=second_reviewer, lock_version=edited.lock_version, reason="Sharper",
@@ -95,6 +98,10 @@ def audited_world(task: Task, reviewer: User, second_reviewer: User, admin_user:
                       signature=sign_serving(admin_user, task, "stop"))
     task_serving_resume(task=task, user=admin_user, reason="Checked",
                         signature=sign_serving(admin_user, task, "resume"))
+    # Need-to-know: the Auditor taken off the task and put back by the Admin (each change signed, append-only).
+    task_member_remove(task=task, user=auditor, by=admin_user, reason="Audit paused",
+                       signature=sign_membership(admin_user, task, auditor, "remove", "Audit paused"))
+    member_add_signed(task=task, user=auditor, by=admin_user, reason="Audit resumed")
     call = ClassifyCallFactory(prompt_version=version, inputs=CALL_INPUTS)
     decision_feedback_give(call=call, correct_label="NotMentioned", reason="Says nothing on sharing", user=reviewer)
     # A decision overridden by a signing, heard by the token's webhook (one failed attempt: nothing listens on port 9).

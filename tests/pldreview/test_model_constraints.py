@@ -183,6 +183,8 @@ SQLITE_TRIGGERS = {
     # Issue 23: rule impact runs once finished, their decisions and explanations never change.
     "pld_ruleimpactrun_finished", "pld_ruleimpactrun_finished_del", "pld_ruleimpactdecision_no_update",
     "pld_decisionexplanation_no_update",
+    # Issue 25: a membership someone added names their signature; memberships are never edited.
+    "pld_taskmembership_signed", "pld_taskmembership_frozen", "pld_taskmembership_removed",
 }
 POSTGRES_TRIGGERS = {
     "pld_account_change_settled",
@@ -192,6 +194,7 @@ POSTGRES_TRIGGERS = {
     "pld_prompt_version_immutable", "pld_reorder_approval_four_eyes", "pld_rulecomment_append_only",
     "pld_signature_append_only", "pld_user_identity_guard",
     "pld_ruleimpactrun_finished", "pld_ruleimpactdecision_no_update", "pld_decisionexplanation_no_update",
+    "pld_taskmembership_signed", "pld_taskmembership_frozen", "pld_taskmembership_removed",
 }
 
 

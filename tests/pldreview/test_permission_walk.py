@@ -194,8 +194,8 @@ def test_a_non_member_gets_404_on_every_task_scoped_url(
     non_member_auditor: User, endpoints: list[Endpoint],
 ) -> None:
     """Every URL naming a task, or an object of one, answers a non-member 404 exactly as for a task that does not
-    exist (403 only where the role itself is refused, as it is for a member). A new view that looks its object up
-    without ``rules.views.shortcuts`` fails here."""
+    exist (403 only where the role itself is refused, as it is for a member), whether htmx asks or the page. A
+    new view that looks its object up without ``rules.views.shortcuts`` fails here."""
     settings.PLD_AUDITORS_SCOPED = scoped_auditors
     member, stranger = Client(), Client()
     member.force_login(auditor if scoped_auditors else reviewer)
@@ -203,16 +203,24 @@ def test_a_non_member_gets_404_on_every_task_scoped_url(
     scoped = [e for e in endpoints if not e.is_api and any(task_of(obj) is not None for obj in e.objects)]
     assert len(scoped) >= MIN_TASK_SCOPED, sorted(e.name for e in scoped)
     failures, reached = [], 0
+
+    def status(client: Client, method: str, url: str) -> int:
+        # "htmx": the same GET as htmx sends it, for the views that answer a partial then (a fragment must not
+        # be a side door around the page's lookup).
+        if method == "htmx":
+            return client.get(url, HTTP_HX_REQUEST="true").status_code
+        return getattr(client, method)(url).status_code
+
     for endpoint in scoped:
-        for method in ("get", "post"):
-            theirs = getattr(stranger, method)(endpoint.url).status_code
+        for method in ("get", "htmx", "post"):
+            theirs = status(stranger, method, endpoint.url)
             if theirs == 405:
                 continue
             if theirs == 404:
                 # The member must reach it (or be refused for another reason), else the 404 proves nothing.
-                reached += getattr(member, method)(endpoint.url).status_code != 404
+                reached += status(member, method, endpoint.url) != 404
                 continue
-            if theirs == 403 and getattr(member, method)(endpoint.url).status_code == 403:
+            if theirs == 403 and status(member, method, endpoint.url) == 403:
                 continue  # the role is refused before any lookup, member or not: nothing leaks
             failures.append(f"{method.upper()} {endpoint.url} ({endpoint.name}) → {theirs}")
     assert not failures, "\n".join(failures)

@@ -119,3 +119,20 @@ def sign_decision_override(user: AbstractBaseUser, call: Any, label: str, reason
 
     return sign(user, Meaning.DECISION_OVERRIDDEN,
                 decision_override_signed_content(call=call, overridden_label=label), reason)
+
+
+def sign_membership(user: AbstractBaseUser, task: Task, member: AbstractBaseUser, action: str,
+                    reason: str = "") -> Signature:
+    """Return the Admin's signature adding ("add") or removing ("remove") the member from the task."""
+    from rules.membership import membership_content_sha256
+
+    meaning = Meaning.TASK_MEMBER_ADDED if action == "add" else Meaning.TASK_MEMBER_REMOVED
+    return sign(user, meaning, membership_content_sha256(task=task, user=member, action=action), reason=reason)
+
+
+def member_add_signed(*, task: Task, user: Any, by: AbstractBaseUser, reason: str) -> Any:
+    """Make the user a member of the task through the service, signed by ``by`` with their persona password."""
+    from rules.membership import task_member_add
+
+    return task_member_add(task=task, user=user, by=by, reason=reason,
+                           signature=sign_membership(by, task, user, "add", reason))
