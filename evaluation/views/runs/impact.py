@@ -9,13 +9,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import ClassifyCall, Prediction, RuleImpactRun
-from evaluation.runs.impact import (
-    decision_explain_start,
-    latest_prediction_explanation,
-    rule_impact_cancel,
-    rule_impact_resume,
-    rule_impact_start,
-)
+from evaluation.runs.impact import decision_explain_start, latest_prediction_explanation
+from evaluation.runs.impact_runs import rule_impact_cancel, rule_impact_resume, rule_impact_start
 from rules.models import PromptVersion, Split
 from rules.views.shortcuts import prompt_version_or_404, task_object_or_404
 
