@@ -93,8 +93,8 @@ def test_an_impact_shard_is_claimed_by_one_worker_only_and_needs_a_lease_to_run(
         RuleImpactShard.objects.filter(pk=run.shards.get(number=2).pk).update(status=RuleImpactShard.Status.RUNNING)
 
 
-def test_a_dead_workers_impact_shard_is_queued_again_by_the_watch(
-    version: PromptVersion, django_capture_on_commit_callbacks: Any
+def test_a_dead_workers_impact_shard_is_queued_again_by_the_watch_and_the_run_page_says_so(
+    version: PromptVersion, django_capture_on_commit_callbacks: Any, client: Any, reviewer: User
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         run = rule_impact_start(prompt_version=version, split="dev")
@@ -117,6 +117,9 @@ def test_a_dead_workers_impact_shard_is_queued_again_by_the_watch(
     # The worker that was only slow finds out at its next heartbeat and stops.
     with pytest.raises(ShardLost):
         shard_heartbeat(shard=held)
+    client.force_login(reviewer)
+    body = client.get(run.get_absolute_url()).content.decode()
+    assert "Shard 1 was retried after worker w-a (host-1, pid 42) stopped responding" in body
 
 
 def test_cancel_stops_queued_impact_shards_at_once_and_running_ones_at_their_next_decision(
