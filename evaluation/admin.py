@@ -24,6 +24,7 @@ from evaluation.models import (
     Report,
     RuleImpactDecision,
     RuleImpactRun,
+    RuleImpactShard,
     ServingStop,
     TechnicalFile,
     Webhook,
@@ -109,5 +110,6 @@ admin.site.register(ProviderInformation, ReadOnlyHistoryAdmin)
 admin.site.register(TechnicalFile, ReadOnlyHistoryAdmin)
 admin.site.register(RuleImpactRun, ReadOnlyAdmin)
 admin.site.register(RuleImpactDecision, ReadOnlyAdmin)
+admin.site.register(RuleImpactShard, ReadOnlyAdmin)
 admin.site.register(DecisionExplanation, ReadOnlyAdmin)
 admin.site.register(ClassifyCallRollup, ReadOnlyAdmin)

@@ -137,17 +137,15 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "example"], name="prediction_one_per_example")]
 
 
-class EvaluationShard(models.Model):
-    """A slice of a run (whole shared-context groups) that one worker decides at a time.
+class LeasedShard(models.Model):
+    """What every shard holds: its examples, who holds it under which lease, and what happened to it.
 
-    Each shard is its own django-tasks task, so any number of ``db_worker`` processes share a run.
-    The worker holding a shard renews ``lease_expires_at`` while it decides; a shard whose lease ran
-    out (its worker died) is queued again, and ``events`` says so on the run's page.
+    Evaluation runs and rule impact runs are cut into shards the same way and leased by the same code
+    (``evaluation/runs/shards.py``); each concrete shard adds the foreign key to its run as ``run``.
     """
 
     Status = RunStatus
 
-    run = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="shards")
     number = models.PositiveIntegerField(help_text="1, 2, … in the run's example order")
     example_ids = models.JSONField(default=list)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -161,6 +159,23 @@ class EvaluationShard(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"Shard {self.number} of run {self.run_id} ({self.get_status_display()})"  # type: ignore[attr-defined]
+
+
+class EvaluationShard(LeasedShard):
+    """A slice of a run (whole shared-context groups) that one worker decides at a time.
+
+    Each shard is its own django-tasks task, so any number of ``db_worker`` processes share a run.
+    The worker holding a shard renews ``lease_expires_at`` while it decides; a shard whose lease ran
+    out (its worker died) is queued again, and ``events`` says so on the run's page.
+    """
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="shards")
+
+    class Meta:
         ordering = ["run", "number"]
         constraints = [
             models.UniqueConstraint(fields=["run", "number"], name="evaluation_shard_one_per_number"),
@@ -171,9 +186,6 @@ class EvaluationShard(models.Model):
                 name="evaluation_shard_running_has_lease",
             ),
         ]
-
-    def __str__(self) -> str:
-        return f"Shard {self.number} of run {self.run_id} ({self.get_status_display()})"
 
 
 class PromotionOverrideStatus(models.TextChoices):
@@ -862,6 +874,27 @@ class RuleImpactDecision(models.Model):
         ordering = ["run", "variant", "id"]
         constraints = [
             models.UniqueConstraint(fields=["run", "variant", "example"], name="rule_impact_decision_once"),
+        ]
+
+
+class RuleImpactShard(LeasedShard):
+    """A slice of an impact run's examples (whole groups) on which one worker decides every variant.
+
+    Cut, claimed, leased and taken back from a dead worker exactly like an evaluation run's shards
+    (``evaluation/runs/shards.py``); ``evaluation/runs/impact_shards.py`` decides one.
+    """
+
+    run = models.ForeignKey(RuleImpactRun, on_delete=models.PROTECT, related_name="shards")
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="rule_impact_shard_one_per_number"),
+            in_choices("rule_impact_shard_in_choices", status=RunStatus.values),
+            models.CheckConstraint(
+                condition=~models.Q(status="running") | models.Q(lease_expires_at__isnull=False),
+                name="rule_impact_shard_running_has_lease",
+            ),
         ]
 
 

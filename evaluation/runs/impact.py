@@ -9,7 +9,8 @@ rules 1..k-1 is the same tokens in the same batch layout in the whole prompt and
 rule k: the student keeps it cached and only processes the tail. A decision is therefore exactly the one a
 from-scratch pass over the prompt without the rule gives (tests/evaluation/test_rule_impact.py).
 
-Explaining one decision (``decision_explain``) is the same leave-one-out for one input. Method, cost and
+Explaining one decision (``decision_explain``) is the same leave-one-out for one input. Running an impact run
+in shards over the workers (start, cancel, resume): ``evaluation/runs/impact_runs.py``. Method, cost and
 limits: docs/attribution.md.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from evaluation.models import (
@@ -30,19 +31,18 @@ from evaluation.models import (
     EvaluationRun,
     InputRetention,
     Prediction,
-    RuleImpactDecision,
     RuleImpactRun,
 )
 from evaluation.runs.metrics import macro_f1, paired_bootstrap_margin
+from evaluation.runs.shards import shards_plan
 from evaluation.student import prompts
 from evaluation.student.in_process import (
-    ExampleTooLongError,
     Student,
     StudentDecision,
     StudentModelError,
     check_model_file,
 )
-from pldreview.jobs import JobCancelled, job_create, job_start
+from pldreview.jobs import job_start
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.models import Example, PromptVersion, Split
@@ -135,9 +135,10 @@ def decide_variant(
 # --- impact runs ----------------------------------------------------------------------------------
 
 
-def _student(model_path: str | None, n_ctx: int | None = None) -> Student:
+def impact_student(model_path: str | None, n_ctx: int | None = None) -> Student:
     from django.conf import settings
 
+    """Load the in-process student the leave-one-out needs (an inference server cannot give exact label scores)."""
     from evaluation.student.in_process import get_student
 
     if settings.PLD_STUDENT_BACKEND != EvaluationRun.Backend.LLAMA_CPP:
@@ -189,29 +190,15 @@ def rule_impact_create(
     with transaction.atomic():
         run.full_clean()
         run.save()
+        shards_plan(run=run)
         ledger_append(event="rule_impact.created", actor=run.created_by, obj=run, facts=_facts(run),
                       reason=f"Rule impact {run.pk} of {prompt_version} created")
     return run
 
 
-def rule_impact_start(*, user: Any = None, **options: Any) -> RuleImpactRun:
-    """Create an impact run and queue it as a background job."""
-    run = rule_impact_create(user=user, **options)
-    with transaction.atomic():
-        run.job = job_start(kind=JOB_KIND, title=_title(run), params={"run_id": run.pk}, user=user)
-        run.save(update_fields=["job"])
-    return run
-
-
-def _title(run: RuleImpactRun) -> str:
+def rule_impact_title(run: RuleImpactRun) -> str:
+    """Name the run's job."""
     return f"Rule impact of {run.prompt_version} ({run.split}, {run.n_examples} examples) — {run.pk}"
-
-
-def rule_impact_job_for_command(run: RuleImpactRun) -> Job:
-    """Give a run made by the command its job record, so it executes (and resumes) like a queued one."""
-    run.job = job_create(kind=JOB_KIND, title=_title(run), params={"run_id": run.pk})
-    run.save(update_fields=["job"])
-    return run.job
 
 
 def _facts(run: RuleImpactRun) -> dict[str, Any]:
@@ -222,79 +209,8 @@ def _facts(run: RuleImpactRun) -> dict[str, Any]:
     }
 
 
-def rule_impact_execute(*, run: RuleImpactRun, progress: Any = None) -> RuleImpactRun:
-    """Decide every (variant, example) not yet stored, variant by variant, then finish the run (resumable)."""
-    progress = progress or _NoProgress()
-    run.refresh_from_db()
-    if run.status == RuleImpactRun.Status.FINISHED:
-        return run
-    student = _student(run.model_path, run.n_ctx or None)
-    if student.info.sha256 != run.model_sha256:
-        _set(run, status=RuleImpactRun.Status.FAILED,
-             error=f"The model file changed since the run was created (SHA-256 {student.info.sha256[:12]}…).")
-        raise StudentModelError(run.error)
-    variants = version_variants(run.prompt_version)
-    recorded = [(v["number"], v["rule_id"], v["revision_id"]) for v in run.options["variants"]]
-    if [(v.number, v.rule_id, v.revision_id) for v in variants] != recorded:
-        raise ValidationError("The version's rules differ from those the run recorded.")
-    examples = {e.pk: e for e in Example.objects.filter(pk__in=run.options["example_ids"])}
-    ordered = [examples[pk] for pk in run.options["example_ids"]]
-    done = set(run.decisions.values_list("variant", "example_id"))
-    total = len(variants) * len(ordered)
-    progress.set_total(total, f"Leaving out each of {run.n_rules} rules on {len(ordered)} examples")
-    if done:
-        progress.set_done(len(done), f"Resuming: {len(done)} of {total} decisions already stored")
-    _set(run, status=RuleImpactRun.Status.RUNNING, started_at=run.started_at or timezone.now(), error="")
-    task = run.task
-    try:
-        for variant in variants:
-            todo = [e for e in ordered if (variant.number, e.pk) not in done]
-            if not todo:
-                continue
-            prepared = PreparedVariant(student, variant)
-            prepared.prepare(student)
-            for example in todo:
-                try:
-                    decision = decide_variant(student=student, prepared=prepared, task=task, inputs=example.inputs)
-                    row = RuleImpactDecision(
-                        run=run, variant=variant.number, example=example, label=decision.label,
-                        probabilities={k: round(v, 6) for k, v in decision.probabilities.items()},
-                        tokens_processed=decision.tokens_processed, latency_ms=round(decision.latency_ms, 3),
-                    )
-                except ExampleTooLongError:
-                    row = RuleImpactDecision(run=run, variant=variant.number, example=example, label="")
-                _save_once(row)
-                progress.advance(1)
-            _note_prefix(run, variant.number, len(prepared.prefix), prepared.processed)
-    except JobCancelled:
-        _set(run, status=RuleImpactRun.Status.CANCELLED)
-        raise
-    except Exception as exc:
-        _set(run, status=RuleImpactRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return rule_impact_finish(run=run)
-
-
-def _save_once(row: RuleImpactDecision) -> None:
-    try:
-        with transaction.atomic():
-            row.save()
-    except IntegrityError:
-        pass  # stored by an earlier attempt of the same job
-
-
-def _note_prefix(run: RuleImpactRun, number: int, length: int, processed: int) -> None:
-    with transaction.atomic():
-        locked = RuleImpactRun.objects.select_for_update().get(pk=run.pk)
-        seen = locked.options.get("prefix_tokens", {}).get(str(number), {"length": length, "processed": 0})
-        seen = {"length": length, "processed": seen["processed"] + processed}
-        locked.options = {**locked.options, "prefix_tokens": {**locked.options.get("prefix_tokens", {}),
-                                                              str(number): seen}}
-        locked.save(update_fields=["options"])
-    run.options = locked.options
-
-
-def _set(run: RuleImpactRun, **fields: Any) -> None:
+def rule_impact_set(run: RuleImpactRun, **fields: Any) -> None:
+    """Save these fields of a run not yet finished (the database refuses any change to a finished one)."""
     for name, value in fields.items():
         setattr(run, name, value)
     run.save(update_fields=list(fields))
@@ -306,6 +222,11 @@ def rule_impact_finish(*, run: RuleImpactRun) -> RuleImpactRun:
         run = RuleImpactRun.objects.select_for_update().select_related("prompt_version", "task").get(pk=run.pk)
         if run.status == RuleImpactRun.Status.FINISHED:
             return run
+        expected = run.n_examples * (run.n_rules + 1)
+        stored = run.decisions.count()
+        if stored != expected:
+            # Sealing a run with decisions missing would publish figures over fewer examples than it says.
+            raise ValidationError(f"Rule impact {run.pk} has {stored} of its {expected} decisions; it cannot finish.")
         run.results = rule_impact_results(run)
         run.status = RuleImpactRun.Status.FINISHED
         run.finished_at = timezone.now()
@@ -321,32 +242,6 @@ def _results_sha(results: dict[str, Any]) -> str:
     import json
 
     return hashlib.sha256(json.dumps(results, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def rule_impact_cancel(*, run: RuleImpactRun) -> RuleImpactRun:
-    """Ask a queued or running impact run to stop after its current decision (its job stops)."""
-    if run.status in {RuleImpactRun.Status.FINISHED, RuleImpactRun.Status.CANCELLED}:
-        return run
-    if run.job_id:
-        Job.objects.filter(pk=run.job_id).update(cancel_requested=True)
-        job = run.job
-        if job is not None and job.state == Job.State.QUEUED:
-            job.state = Job.State.CANCELLED
-            job.finished_at = timezone.now()
-            job.save(update_fields=["state", "finished_at"])
-    _set(run, status=RuleImpactRun.Status.CANCELLED)
-    return run
-
-
-def rule_impact_resume(*, run: RuleImpactRun, user: Any = None) -> RuleImpactRun:
-    """Queue a cancelled or failed impact run again; it skips the decisions already stored."""
-    if run.status not in {RuleImpactRun.Status.CANCELLED, RuleImpactRun.Status.FAILED}:
-        raise ValidationError("Only a cancelled or failed impact run can be resumed.")
-    with transaction.atomic():
-        _set(run, status=RuleImpactRun.Status.QUEUED, error="")
-        run.job = job_start(kind=JOB_KIND, title=_title(run), params={"run_id": run.pk}, user=user)
-        run.save(update_fields=["job"])
-    return run
 
 
 # --- figures ------------------------------------------------------------------------------------------
@@ -517,7 +412,7 @@ def decision_explain(
     progress = progress or _NoProgress()
     version, inputs = _subject(call=call, prediction=prediction)
     variants = version_variants(version)
-    student = _student(model_path)
+    student = impact_student(model_path)
     progress.set_total(len(variants), f"Deciding with every rule and without each of {len(variants) - 1}")
     started = time.perf_counter()
     task = version.task
@@ -572,15 +467,6 @@ def explanation_as_dict(explanation: DecisionExplanation) -> dict[str, Any]:
 
 
 # --- job handlers -------------------------------------------------------------------------------------------
-
-
-def rule_impact_job(job: Job, progress: Any) -> dict[str, Any]:
-    """Execute (or resume) the impact run named in the job's params."""
-    run = RuleImpactRun.objects.select_related("prompt_version", "task").get(pk=job.params["run_id"])
-    if run.status == RuleImpactRun.Status.CANCELLED and job.cancel_requested:
-        raise JobCancelled(f"Rule impact {run.pk} was cancelled")
-    run = rule_impact_execute(run=run, progress=progress)
-    return {"url": run.get_absolute_url(), "run_id": run.pk, "message": f"Rule impact {run.pk} finished"}
 
 
 def decision_explain_job(job: Job, progress: Any) -> dict[str, Any]:

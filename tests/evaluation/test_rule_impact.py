@@ -9,9 +9,9 @@ from evaluation.runs.impact import (
     PreparedVariant,
     decide_variant,
     rule_impact_create,
-    rule_impact_execute,
     version_variants,
 )
+from evaluation.runs.impact_runs import rule_impact_execute
 from evaluation.student.prompts import pld_rules
 from pldreview.models import LedgerEntry
 from rules.prompts.compiler import prompt_render

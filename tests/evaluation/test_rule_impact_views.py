@@ -134,7 +134,8 @@ def test_the_impact_pages_show_the_table_and_only_admins_start_a_run(
 
 
 def test_an_admin_cancels_a_queued_impact_run_and_resumes_it(version: PromptVersion, admin_user: User) -> None:
-    from evaluation.runs.impact import rule_impact_create, rule_impact_job_for_command
+    from evaluation.runs.impact import rule_impact_create
+    from evaluation.runs.impact_runs import rule_impact_job_for_command
     from tests.support.factories import NDA_ROWS, add_examples
 
     add_examples(version.task, NDA_ROWS[:2], split="dev")

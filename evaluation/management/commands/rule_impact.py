@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evaluation.models import RuleImpactRun
-from evaluation.runs.impact import rule_impact_create, rule_impact_job_for_command, rule_impact_sentence
+from evaluation.runs.impact import rule_impact_create, rule_impact_sentence
+from evaluation.runs.impact_runs import rule_impact_job_for_command
 from pldreview.jobs import job_execute
 from pldreview.models import Job
 from rules.models import PromptVersion, Split

@@ -9,13 +9,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.models import ClassifyCall, Prediction, RuleImpactRun
-from evaluation.runs.impact import (
-    decision_explain_start,
-    latest_prediction_explanation,
-    rule_impact_cancel,
-    rule_impact_resume,
-    rule_impact_start,
-)
+from evaluation.runs.impact import decision_explain_start, latest_prediction_explanation
+from evaluation.runs.impact_runs import rule_impact_cancel, rule_impact_resume, rule_impact_start
+from evaluation.runs.shards import shards_summary
 from rules.models import PromptVersion, Split
 from rules.views.shortcuts import prompt_version_or_404, task_object_or_404
 
@@ -77,7 +73,8 @@ def rule_impact_start_view(request: HttpRequest, version_id: int) -> HttpRespons
 def rule_impact_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """Show one impact run: its progress, or its per-rule table ordered by effect and the set summary."""
     run = _impact_run_or_404(request, run_id)
-    return render(request, "evaluation/rule_impact_detail.html", {"run": run, "results": run.results})
+    return render(request, "evaluation/rule_impact_detail.html",
+                  {"run": run, "results": run.results, "shards": shards_summary(run)})
 
 
 @require_POST
