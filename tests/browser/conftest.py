@@ -1,4 +1,4 @@
-"""The browser every browser test module shares: Debian's Chromium, headless, launched once a module."""
+"""The browser the browser tests share: Debian's Chromium, headless, launched once for the package."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,11 @@ import pytest
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 
-@pytest.fixture(scope="module")
+# Once for the package, not once a module: each test opens its own browser context (cookies, storage and pages
+# of its own), so sharing the browser process keeps tests apart while saving a Chromium start per module. The
+# package scope also closes Playwright, and the event loop its sync API runs, before the tests outside
+# tests/browser start.
+@pytest.fixture(scope="package")
 def browser():  # noqa: ANN201 (a Playwright Browser)
     from playwright.sync_api import sync_playwright
 
