@@ -42,7 +42,7 @@ from evaluation.student.in_process import (
     StudentModelError,
     check_model_file,
 )
-from pldreview.jobs import JobCancelled, job_create, job_start
+from pldreview.jobs import JobCancelled, JobProgress, NoProgress, job_create, job_end, job_start, job_stop_request
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.models import Example, PromptVersion, Split
@@ -55,13 +55,6 @@ EXPLAIN_JOB_KIND = "decision_explain"
 NEAR_CONSTANT_SHARE = 0.9
 # How many rules the set summary names as carrying most decisions.
 CARRIERS = 3
-
-
-class _NoProgress:
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-    def advance(self, steps: int = 1, message: str = "") -> None: ...
-    def note(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -222,9 +215,9 @@ def _facts(run: RuleImpactRun) -> dict[str, Any]:
     }
 
 
-def rule_impact_execute(*, run: RuleImpactRun, progress: Any = None) -> RuleImpactRun:
+def rule_impact_execute(*, run: RuleImpactRun, progress: JobProgress | None = None) -> RuleImpactRun:
     """Decide every (variant, example) not yet stored, variant by variant, then finish the run (resumable)."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     run.refresh_from_db()
     if run.status == RuleImpactRun.Status.FINISHED:
         return run
@@ -328,12 +321,8 @@ def rule_impact_cancel(*, run: RuleImpactRun) -> RuleImpactRun:
     if run.status in {RuleImpactRun.Status.FINISHED, RuleImpactRun.Status.CANCELLED}:
         return run
     if run.job_id:
-        Job.objects.filter(pk=run.job_id).update(cancel_requested=True)
-        job = run.job
-        if job is not None and job.state == Job.State.QUEUED:
-            job.state = Job.State.CANCELLED
-            job.finished_at = timezone.now()
-            job.save(update_fields=["state", "finished_at"])
+        job_stop_request(run.job_id)
+        job_end(run.job_id, Job.State.CANCELLED, from_states=(Job.State.QUEUED,))
     _set(run, status=RuleImpactRun.Status.CANCELLED)
     return run
 
@@ -511,10 +500,10 @@ def _explanation_save(explanation: DecisionExplanation) -> DecisionExplanation:
 
 def decision_explain(
     *, call: ClassifyCall | None = None, prediction: Prediction | None = None, user: Any = None,
-    progress: Any = None, job: Job | None = None, model_path: str | None = None,
+    progress: JobProgress | None = None, job: Job | None = None, model_path: str | None = None,
 ) -> DecisionExplanation:
     """Decide one input with every rule and with each rule left out; store which rules change its label."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     version, inputs = _subject(call=call, prediction=prediction)
     variants = version_variants(version)
     student = _student(model_path)
@@ -574,7 +563,7 @@ def explanation_as_dict(explanation: DecisionExplanation) -> dict[str, Any]:
 # --- job handlers -------------------------------------------------------------------------------------------
 
 
-def rule_impact_job(job: Job, progress: Any) -> dict[str, Any]:
+def rule_impact_job(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Execute (or resume) the impact run named in the job's params."""
     run = RuleImpactRun.objects.select_related("prompt_version", "task").get(pk=job.params["run_id"])
     if run.status == RuleImpactRun.Status.CANCELLED and job.cancel_requested:
@@ -583,7 +572,7 @@ def rule_impact_job(job: Job, progress: Any) -> dict[str, Any]:
     return {"url": run.get_absolute_url(), "run_id": run.pk, "message": f"Rule impact {run.pk} finished"}
 
 
-def decision_explain_job(job: Job, progress: Any) -> dict[str, Any]:
+def decision_explain_job(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Explain the call or prediction named in the job's params."""
     call = ClassifyCall.objects.select_related("prompt_version", "task").filter(pk=job.params.get("call_id")).first()
     prediction = (Prediction.objects.select_related("run__prompt_version", "example")

@@ -17,7 +17,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django_tasks import TaskContext, task
 from django_tasks_db.models import DBTaskResult
@@ -49,7 +48,16 @@ from evaluation.student.in_process import (
     default_model_path,
 )
 from evaluation.student.warm import student_state_restore
-from pldreview.jobs import JobCancelled, job_create
+from pldreview.jobs import (
+    JobCancelled,
+    JobProgress,
+    NoProgress,
+    job_begin,
+    job_create,
+    job_end,
+    job_progress_record,
+    job_requeue,
+)
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.audit import audited_save
@@ -63,16 +71,8 @@ JOB_KIND = "evaluation_run"
 STALE_AFTER = timedelta(minutes=5)
 MODES = [choice.value for choice in EvaluationRun.Mode]
 LIVE = {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
+CANCELLED_MESSAGE = "Cancelled; resume the run to continue where it stopped."
 IN_PROCESS_SCORING = "in-process: every label token's log-probability from llama.cpp's full logits (exact)"
-
-
-class _NoProgress:
-    """Stands in for a job's progress when a run executes without one."""
-
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-    def advance(self, steps: int = 1, message: str = "") -> None: ...
-    def note(self, message: str) -> None: ...
 
 
 def _select_examples(*, task: Task, split: str, limit: int | None, seed: int) -> list[Example]:
@@ -322,13 +322,13 @@ def _load_student(run: EvaluationRun) -> Student | ServerStudent:
     return student
 
 
-def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> EvaluationRun:
+def evaluation_run_execute(*, run: EvaluationRun, progress: JobProgress | None = None) -> EvaluationRun:
     """Decide every example of the run not yet decided, shard by shard in this process, then finish the run.
 
     The foreground path (commands, the demo, a job retried from its page); shards another worker
     holds under a live lease are left to it, and that worker finishes the run.
     """
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     run.refresh_from_db()
     if run.status == EvaluationRun.Status.FINISHED:
         return run
@@ -354,7 +354,7 @@ def evaluation_run_execute(*, run: EvaluationRun, progress: Any = None) -> Evalu
 class _ShardProgress:
     """Passes progress on and renews the shard's lease; stops the shard when its run was cancelled or failed."""
 
-    def __init__(self, inner: Any, shard: EvaluationShard) -> None:
+    def __init__(self, inner: JobProgress, shard: EvaluationShard) -> None:
         self.inner = inner
         self.shard = shard
         self._last_beat = time.monotonic()
@@ -409,7 +409,9 @@ def _run_begin(run: EvaluationRun, student: Student | ServerStudent) -> None:
     run.refresh_from_db()
 
 
-def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None) -> EvaluationShard | None:
+def evaluation_shard_execute(
+    *, shard_id: int, worker: str, progress: JobProgress | None = None
+) -> EvaluationShard | None:
     """Claim a shard, decide its examples not yet decided, and finish the run when it is the last shard.
 
     Returns None when the shard was not queued (another worker has it, or it is done) or was taken back.
@@ -428,7 +430,7 @@ def evaluation_shard_execute(*, shard_id: int, worker: str, progress: Any = None
         shard_release(shard=shard, status=EvaluationShard.Status.FAILED, event="failed",
                       message=f"Shard {shard.number} failed on {worker}: {exc.message}")
         raise
-    progress = _ShardProgress(progress or _NoProgress(), shard)
+    progress = _ShardProgress(progress or NoProgress(), shard)
     try:
         progress.beat(force=True)  # loading the model may have taken a good part of the lease
         _run_begin(run, student)
@@ -559,18 +561,24 @@ def _mark_version_evaluated(run: EvaluationRun) -> None:
         audited_save(version, user=run.created_by, reason=f"Evaluated by run {run.pk}")
 
 
-def evaluation_run_start(*, user: Any = None, **options: Any) -> EvaluationRun:
-    """Create a run (with ``evaluation_run_create``'s keyword arguments) and queue its shards for the workers."""
+def evaluation_run_start(*, user: Any = None, queue: bool = True, **options: Any) -> EvaluationRun:
+    """Create a run (with ``evaluation_run_create``'s keyword arguments) and its job; queue its shards for the workers.
+
+    The run page, ``manage.py evaluate`` and the demo all start runs here. With ``queue=False`` nothing is
+    queued: the caller runs the job in the foreground (``job_execute(run.job_id)``), as commands do.
+    """
     run = evaluation_run_create(user=user, **options)
     with transaction.atomic():
-        run.job = job_create(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
-        run.save(update_fields=["job"])
-        _dispatch(run)
+        _run_job_attach(run, user=user)
+        if queue:
+            _dispatch(run)
     return run
 
 
-def _job_title(run: EvaluationRun) -> str:
-    return f"Evaluate {run.task.name} ({run.get_mode_display()}, {run.split}) — run {run.pk}"
+def _run_job_attach(run: EvaluationRun, *, user: Any) -> None:
+    title = f"Evaluate {run.task.name} ({run.get_mode_display()}, {run.split}) — run {run.pk}"
+    run.job = job_create(kind=JOB_KIND, title=title, params={"run_id": run.pk}, user=user)
+    run.save(update_fields=["job"])
 
 
 def _dispatch(run: EvaluationRun) -> None:
@@ -643,12 +651,9 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
     run.shards.filter(status=EvaluationShard.Status.QUEUED).update(status=EvaluationShard.Status.CANCELLED)
     run.status = EvaluationRun.Status.CANCELLED
     run.save(update_fields=["status"])
-    job = run.job
-    if job is not None and not job.is_finished:
-        job.state = Job.State.CANCELLED
-        job.finished_at = timezone.now()
-        job.message = "Cancelled; resume the run to continue where it stopped."
-        job.save(update_fields=["state", "finished_at", "message", "updated_at"])
+    if run.job is not None:
+        job_end(run.job.pk, Job.State.CANCELLED, message=CANCELLED_MESSAGE)
+        run.job.refresh_from_db()
     return run
 
 
@@ -674,10 +679,8 @@ def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> Evaluation
         raise ValidationError("This run is still running or queued; cancel it first or wait for it.")
     if job is not None and not job.is_finished:
         # The workers that held this run died without recording it; say so before queueing it again.
-        job.state = Job.State.FAILED
-        job.error = "Interrupted: the processes running this job stopped reporting."
-        job.finished_at = timezone.now()
-        job.save()
+        job_end(job.pk, Job.State.FAILED, error="Interrupted: the processes running this job stopped reporting.")
+        job.refresh_from_db()
     shards_plan(run=run)
     run.status = EvaluationRun.Status.QUEUED
     run.error = ""
@@ -685,14 +688,9 @@ def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> Evaluation
     who = getattr(user, "username", "") or "the command line"
     shards_requeue(run=run, message=f"Queued again when {who} resumed the run.")
     if job is None:
-        run.job = job_create(kind=JOB_KIND, title=_job_title(run), params={"run_id": run.pk}, user=user)
-        run.save(update_fields=["job"])
+        _run_job_attach(run, user=user)
     else:
-        job.state = Job.State.QUEUED
-        job.cancel_requested = False
-        job.finished_at = None
-        job.message = "Queued again; resuming from stored work."
-        job.save()
+        job_requeue(job)
     _dispatch(run)
     return run
 
@@ -717,20 +715,12 @@ class _RunJobProgress:
             self._write()
 
     def note(self, message: str) -> None:
-        self._write(message=message[:500])
+        self._write(message)
 
-    def _write(self, **fields: Any) -> None:
+    def _write(self, message: str | None = None) -> None:
         self._last_write = time.monotonic()
-        Job.objects.filter(pk=self.run.job_id, state=Job.State.RUNNING).update(
-            done=self.run.predictions.count(), total=self.run.n_examples, updated_at=timezone.now(), **fields
-        )
-
-
-def _job_end(run: EvaluationRun, state: str, **fields: Any) -> None:
-    finished = [Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED]
-    Job.objects.filter(pk=run.job_id).exclude(state__in=finished).update(
-        state=state, finished_at=timezone.now(), updated_at=timezone.now(), **fields
-    )
+        job_progress_record(self.run.job_id, done=self.run.predictions.count(), total=self.run.n_examples,
+                            message=message)
 
 
 @task(takes_context=True)
@@ -741,24 +731,21 @@ def run_evaluation_shard(context: TaskContext, shard_id: int) -> dict[str, Any] 
         return None
     run = shard.run
     worker_ids = context.task_result.worker_ids
-    Job.objects.filter(pk=run.job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, updated_at=timezone.now(),
-        message=f"Evaluating {run.n_examples} examples in {run.shards.count()} shards",
-    )
+    job_begin(run.job_id, message=f"Evaluating {run.n_examples} examples in {run.shards.count()} shards")
     try:
         claimed = evaluation_shard_execute(
             shard_id=shard_id, worker=worker_label(worker_ids[-1] if worker_ids else ""), progress=_RunJobProgress(run)
         )
     except JobCancelled:
-        _job_end(run, Job.State.CANCELLED, message="Cancelled; resume the run to continue where it stopped.")
+        job_end(run.job_id, Job.State.CANCELLED, message=CANCELLED_MESSAGE)
         return {"run_id": run.pk, "shard": shard.number, "stopped": "cancelled"}
     except Exception as exc:
-        _job_end(run, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}")
+        job_end(run.job_id, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     run.refresh_from_db()
     if run.status == EvaluationRun.Status.FINISHED:
-        _job_end(run, Job.State.SUCCEEDED, done=run.n_examples, total=run.n_examples, result=run_job_result(run),
-                 message="Finished")
+        job_end(run.job_id, Job.State.SUCCEEDED, done=run.n_examples, total=run.n_examples,
+                result=run_job_result(run), message="Finished")
     return {"run_id": run.pk, "shard": shard.number, "claimed": claimed is not None}
 
 
