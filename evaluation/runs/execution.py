@@ -18,8 +18,9 @@ from evaluation.runs.adherence import adherence_check
 from evaluation.runs.metrics import classification_metrics
 from evaluation.runs.shards import ShardLost, shard_claim, shard_heartbeat, shard_release
 from evaluation.student import prompts
-from evaluation.student.http_client import ServerStudent, get_backend_student
-from evaluation.student.in_process import ExampleTooLongError, Student, StudentDecision, StudentModelError, decide
+from evaluation.student.backend import StudentBackend
+from evaluation.student.http_client import get_backend_student
+from evaluation.student.in_process import ExampleTooLongError, StudentDecision, StudentModelError, decide
 from evaluation.student.warm import student_state_restore
 from pldreview.jobs import JobCancelled, JobProgress, NoProgress
 from pldreview.ledger import ledger_append
@@ -29,10 +30,9 @@ from rules.models import Example, PromptVersion
 logger = logging.getLogger(__name__)
 
 LIVE = {EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING}
-IN_PROCESS_SCORING = "in-process: every label token's log-probability from llama.cpp's full logits (exact)"
 
 
-def _calibration_prior(*, run: EvaluationRun, student: Student | ServerStudent) -> dict[str, float]:
+def _calibration_prior(*, run: EvaluationRun, student: StudentBackend) -> dict[str, float]:
     layout = prompts.content_free_layout(task=run.task)
     decision = student.classify(
         rules=run.prompt_text, context=layout.context, example=layout.example, labels=run.task.label_names
@@ -112,7 +112,7 @@ def evaluation_run_finish(*, run: EvaluationRun) -> EvaluationRun:
     return run
 
 
-def run_student_load(run: EvaluationRun) -> Student | ServerStudent:
+def run_student_load(run: EvaluationRun) -> StudentBackend:
     """Return the run's student; fail the run when its model cannot be loaded or changed since the run began."""
     try:
         student = get_backend_student(
@@ -177,7 +177,7 @@ def _run_options_default(run: EvaluationRun, **values: Any) -> None:
     run.options = locked.options
 
 
-def _run_begin(run: EvaluationRun, student: Student | ServerStudent) -> None:
+def _run_begin(run: EvaluationRun, student: StudentBackend) -> None:
     # Conditional updates: several shards begin at once and none may overwrite another's later writes.
     runs = EvaluationRun.objects.filter(pk=run.pk)
     runs.filter(status=EvaluationRun.Status.QUEUED).update(status=EvaluationRun.Status.RUNNING, error="")
@@ -185,7 +185,7 @@ def _run_begin(run: EvaluationRun, student: Student | ServerStudent) -> None:
     runs.filter(prompt_tokens=0).update(
         prompt_tokens=student.count_tokens(run.prompt_text), n_ctx=student.n_ctx, n_threads=student.n_threads
     )
-    runs.filter(scoring="").update(scoring=getattr(student, "scoring_method", IN_PROCESS_SCORING))
+    runs.filter(scoring="").update(scoring=student.scoring_method)
     _run_options_default(run, chat_template=bool(student.chat_template))
     run.refresh_from_db()
 
@@ -239,7 +239,7 @@ def evaluation_shard_execute(
 
 
 def _shard_decide(
-    *, run: EvaluationRun, shard: EvaluationShard, student: Student | ServerStudent, progress: _ShardProgress
+    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: _ShardProgress
 ) -> None:
     ids: list[int] = shard.example_ids
     done = set(run.predictions.filter(example_id__in=ids).values_list("example_id", flat=True))
@@ -280,7 +280,7 @@ def _shard_complete(*, run: EvaluationRun, shard: EvaluationShard) -> bool:
 
 
 def _run_complete(
-    *, run: EvaluationRun, shard: EvaluationShard, student: Student | ServerStudent, progress: _ShardProgress
+    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: _ShardProgress
 ) -> None:
     run.refresh_from_db()
     progress.note("Computing metrics")
