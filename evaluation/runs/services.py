@@ -223,7 +223,7 @@ def evaluation_run_start(*, user: Any = None, queue: bool = True, **options: Any
     with transaction.atomic():
         _run_job_attach(run, user=user)
         if queue:
-            evaluation_run_queue(run)
+            evaluation_run_queue(run=run)
     return run
 
 
@@ -281,5 +281,5 @@ def evaluation_run_resume(*, run: EvaluationRun, user: Any = None) -> Evaluation
         _run_job_attach(run, user=user)
     else:
         job_requeue(job)
-    evaluation_run_queue(run)
+    evaluation_run_queue(run=run)
     return run

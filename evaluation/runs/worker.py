@@ -2,7 +2,8 @@
 the shards of a worker that stopped responding.
 
 Queued tasks are stored by the dotted path of their function (``DBTaskResult.task_path``): moving one of the
-functions below needs a data migration like evaluation/migrations' task path rewrite.
+functions below needs a data migration that rewrites the stored paths, as
+evaluation/migrations/0020_task_paths_moved.py does.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 CANCELLED_MESSAGE = "Cancelled; resume the run to continue where it stopped."
 
 
-def evaluation_run_queue(run: EvaluationRun) -> None:
+def evaluation_run_queue(*, run: EvaluationRun) -> None:
     """Queue every queued shard as its own task, and the run's watch, once the transaction commits."""
     token = uuid.uuid4().hex
     _run_options_set(run, watch=token)
