@@ -6,12 +6,13 @@ from typing import Any
 from evaluation.models import EvaluationRun
 from evaluation.release.report_jobs import generate_report
 from evaluation.release.reports import JOB_KIND as REPORT_JOB_KIND
+from evaluation.runs.execution import run_job_result
 from evaluation.runs.impact import EXPLAIN_JOB_KIND, decision_explain_job
 from evaluation.runs.impact import JOB_KIND as IMPACT_JOB_KIND
 from evaluation.runs.impact_runs import rule_impact_job
 from evaluation.runs.refine import JOB_KIND as REFINE_JOB_KIND
 from evaluation.runs.refine import refine
-from evaluation.runs.services import JOB_KIND, evaluation_run_execute, run_job_result
+from evaluation.runs.services import JOB_KIND, evaluation_run_execute
 from evaluation.student.warm import JOB_KIND as WARM_JOB_KIND
 from evaluation.student.warm import student_state_save_job
 from pldreview.jobs import JobProgress, job_handlers_register

@@ -1,11 +1,15 @@
 """Background job plumbing: the handler registry, start, run, report progress, cancel and retry.
 
 A job's handler is a plain function ``handler(job, progress) -> dict | None`` registered under the
-kind stored in ``Job.kind``. Each app registers all of its handlers in one place, its ``jobs.py``
-(``rules/jobs.py``, ``evaluation/jobs.py``), which its AppConfig.ready imports. The web enqueues a job
-through django-tasks (worker: ``manage.py db_worker``); management commands run the same handler in the
-foreground through ``job_execute``. Handlers must skip work that is already stored so that a retry
-resumes instead of repeating.
+kind stored in ``Job.kind``; ``progress`` follows the ``JobProgress`` protocol. Each app registers all of
+its handlers in one place, its ``jobs.py`` (``rules/jobs.py``, ``evaluation/jobs.py``), which its
+AppConfig.ready imports. The web enqueues a job through django-tasks (worker: ``manage.py db_worker``);
+management commands run the same handler in the foreground through ``job_execute``. Handlers must skip
+work that is already stored so that a retry resumes instead of repeating.
+
+A job's state is written here and nowhere else. Work that runs outside ``job_execute`` (an evaluation
+run's shards, each its own django-tasks task) moves its job through ``job_begin``, ``job_progress_record``,
+``job_end``, ``job_stop_request`` and ``job_requeue``.
 """
 from __future__ import annotations
 
@@ -16,12 +20,12 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_tasks import task
 
@@ -38,8 +42,33 @@ class JobCancelled(Exception):
     """Raised inside a handler when someone asked the job to stop."""
 
 
-class JobProgress:
-    """What a handler uses to report progress; also where it learns it was cancelled."""
+class JobProgress(Protocol):
+    """What long work reports its progress to: a job's recorder, an adapter that passes it on, or nothing."""
+
+    def set_total(self, total: int, message: str = "") -> None:
+        """Declare how many steps the work has."""
+
+    def set_done(self, done: int, message: str = "") -> None:
+        """Record how many steps are done."""
+
+    def advance(self, steps: int = 1, message: str = "") -> None:
+        """Count steps as done; may raise JobCancelled."""
+
+    def note(self, message: str) -> None:
+        """Show a message without changing the count."""
+
+
+class NoProgress:
+    """Stands in for a JobProgress when work runs without a job to report to."""
+
+    def set_total(self, total: int, message: str = "") -> None: ...
+    def set_done(self, done: int, message: str = "") -> None: ...
+    def advance(self, steps: int = 1, message: str = "") -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class JobProgressRecorder:
+    """The JobProgress of a job run by ``job_execute``: writes it on the job; also where it learns it was cancelled."""
 
     # Writing progress on every example would make a fast loop database-bound.
     MIN_INTERVAL_SECONDS = 0.5
@@ -86,6 +115,8 @@ class JobProgress:
 
 
 Handler = Callable[[Job, JobProgress], "dict[str, Any] | None"]
+
+FINISHED_STATES = (Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED)
 
 _HANDLERS: dict[str, Handler] = {}
 
@@ -189,7 +220,7 @@ def job_execute(job_id: int) -> Job:
     job.save(update_fields=[
         "state", "started_at", "finished_at", "error", "attempts", "worker_host", "worker_pid", "updated_at",
     ])
-    progress = JobProgress(job)
+    progress = JobProgressRecorder(job)
     try:
         result = handler(job, progress)
     except JobCancelled:
@@ -207,6 +238,62 @@ def job_execute(job_id: int) -> Job:
             job.done = job.total
     job.finished_at = timezone.now()
     job.cancel_requested = False
+    job.save()
+    return job
+
+
+def job_begin(job_id: int | None, *, message: str = "") -> bool:
+    """Mark a queued job running and count an attempt; return False when it was not queued.
+
+    Several workers may begin the same job at once (one a shard): the first one moves it, the others find it
+    running already.
+    """
+    now = timezone.now()
+    return bool(Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
+        state=Job.State.RUNNING, started_at=now, attempts=F("attempts") + 1, updated_at=now, message=message[:500],
+    ))
+
+
+def job_progress_record(job_id: int | None, *, done: int, total: int, message: str | None = None) -> None:
+    """Write how far a running job got (done of total, and a message when given); a job that ended keeps its count."""
+    fields: dict[str, Any] = {"done": min(done, total) if total else done, "total": total}
+    if message is not None:
+        fields["message"] = message[:500]
+    Job.objects.filter(pk=job_id, state=Job.State.RUNNING).update(updated_at=timezone.now(), **fields)
+
+
+def job_end(
+    job_id: int | None, state: str, *, from_states: tuple[str, ...] | None = None, message: str | None = None,
+    error: str | None = None, result: dict[str, Any] | None = None, done: int | None = None, total: int | None = None,
+) -> bool:
+    """Record how a job ended unless it has ended already (or is not in ``from_states``); return whether it did.
+
+    A conditional update, so that of several workers finishing one job only the first one's ending counts.
+    """
+    if state not in FINISHED_STATES:
+        raise ValueError(f"{state!r} is not a state a job ends in")
+    given = {"message": message, "error": error, "result": result, "done": done, "total": total}
+    fields = {name: value for name, value in given.items() if value is not None}
+    if "message" in fields:
+        fields["message"] = fields["message"][:500]
+    jobs = Job.objects.filter(pk=job_id).exclude(state__in=FINISHED_STATES)
+    if from_states is not None:
+        jobs = jobs.filter(state__in=from_states)
+    now = timezone.now()
+    return bool(jobs.update(state=state, finished_at=now, updated_at=now, **fields))
+
+
+def job_stop_request(job_id: int | None) -> None:
+    """Ask a job's handler to stop at its next progress report (JobProgressRecorder raises JobCancelled)."""
+    Job.objects.filter(pk=job_id).update(cancel_requested=True)
+
+
+def job_requeue(job: Job, *, message: str = "Queued again; resuming from stored work.") -> Job:
+    """Put a job back in the queue without enqueueing it: its caller queues the work (``job_retry`` does both)."""
+    job.state = Job.State.QUEUED
+    job.cancel_requested = False
+    job.finished_at = None
+    job.message = message[:500]
     job.save()
     return job
 
@@ -241,10 +328,7 @@ def job_retry(*, job: Job) -> Job:
     """Queue a failed or cancelled job again; its handler resumes from what is stored."""
     if not job.can_retry:
         raise ValueError(f"Job {job.pk} is {job.state}; only failed or cancelled jobs can be retried")
-    job.state = Job.State.QUEUED
-    job.cancel_requested = False
-    job.message = "Queued again; resuming from stored work."
-    job.save()
+    job_requeue(job)
     transaction.on_commit(lambda: _enqueue(job))
     return job
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from pldreview.jobs import job_handlers_register
+from pldreview.jobs import JobProgress, job_handlers_register
 from pldreview.models import Job
 from rules.models import Task
 from rules.teacher.clustering import DEFAULT_EPS, DEFAULT_MIN_SAMPLES, clustering_is_done, clustering_run_create
@@ -15,7 +15,7 @@ from rules.teacher.extraction import extraction_pending, micro_rules_extract
 from rules.teacher.local import teacher_for_params
 
 
-def extract(job: Job, progress: Any) -> dict[str, Any]:
+def extract(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Extract micro-rules for a task's training examples (params: task, limit, split, endpoint, run settings)."""
     params = job.params
     task = Task.objects.get(name=params["task"])
@@ -38,7 +38,7 @@ def extract(job: Job, progress: Any) -> dict[str, Any]:
     return {**summary.as_dict(), "message": message, "url": reverse("pld-teacher-micro-rules", args=[task.name])}
 
 
-def cluster(job: Job, progress: Any) -> dict[str, Any]:
+def cluster(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Cluster a task's micro-rules and propose merged candidates (params: task, eps, min_samples, adapt...)."""
     params = job.params
     task = Task.objects.get(name=params["task"])

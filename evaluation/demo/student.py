@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 
 from evaluation.demo.prompts import demo_version
 from evaluation.models import EvaluationRun
-from evaluation.runs.services import JOB_KIND, build_rules_text, evaluation_run_create, evaluation_run_execute
-from pldreview.jobs import job_create, job_execute
+from evaluation.runs.services import build_rules_text, evaluation_run_execute, evaluation_run_start
+from pldreview.jobs import job_execute
 from rules.models import PromptVersion, Task
 
 ESCALATION_RULES = Path(settings.BASE_DIR) / "fixtures" / "escalation.rules.txt"
@@ -37,13 +37,11 @@ def _ensure_run(
         return existing
     if existing is not None:
         return evaluation_run_execute(run=existing)
-    run = evaluation_run_create(
-        task=task, mode=mode, split=split, prompt_version=prompt_version, prompt_text=prompt_text, user=user
+    run = evaluation_run_start(
+        task=task, mode=mode, split=split, prompt_version=prompt_version, prompt_text=prompt_text, user=user,
+        queue=False,
     )
-    title = f"Evaluate {task.name} ({mode}, {split}) — run {run.pk}"
-    run.job = job_create(kind=JOB_KIND, title=title, params={"run_id": run.pk})
-    run.save(update_fields=["job"])
-    job_execute(run.job.pk)
+    job_execute(run.job_id)
     run.refresh_from_db()
     return run
 

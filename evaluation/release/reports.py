@@ -37,7 +37,7 @@ from evaluation.release.pdf_signing import (
 from evaluation.release.promotion import GateRunRow, gate_evidence
 from evaluation.release.trends import task_trend, trend_chart
 from evaluation.runs.metrics import confusion_rows
-from pldreview.jobs import JobCancelled, job_start
+from pldreview.jobs import JobCancelled, JobProgress, job_start
 from pldreview.ledger import LEDGER_ANCHOR_LABEL, ledger_head
 from pldreview.models import Signature
 from pldreview.signatures import Meaning, report_content_sha256, signature_check
@@ -610,7 +610,7 @@ def _store(report: Report, data: bytes, *, kind: str = "report") -> str:
     raise ReportError(f"Could not find a free file name for report {report.pk} in {directory}.")
 
 
-def report_build(*, report: Report, progress: Any = None) -> Report:
+def report_build(*, report: Report, progress: JobProgress | None = None) -> Report:
     """Render, sign and self-check a queued report, then store it; a failed check leaves no file.
 
     Runs outside one long transaction on purpose: rendering takes seconds and must not hold the

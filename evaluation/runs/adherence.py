@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from evaluation.student import prompts
 from evaluation.student.in_process import decide
+from pldreview.jobs import JobProgress
 from rules.models import Example
 
 if TYPE_CHECKING:
     from evaluation.models import EvaluationRun
-    from evaluation.student.in_process import Student
+    from evaluation.student.backend import StudentBackend
 
 SAMPLE_SIZE = 20
 
@@ -93,7 +94,7 @@ def _rule_texts(run: EvaluationRun) -> list[str]:
 
 
 def adherence_check(
-    *, run: EvaluationRun, student: Student, sample_size: int | None = None, progress: Any = None
+    *, run: EvaluationRun, student: StudentBackend, sample_size: int | None = None, progress: JobProgress | None = None
 ) -> dict[str, Any]:
     """Measure how often the student's decisions follow its rules' labels on a sample of the run."""
     labels = run.task.label_names

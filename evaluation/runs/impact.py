@@ -42,7 +42,7 @@ from evaluation.student.in_process import (
     StudentModelError,
     check_model_file,
 )
-from pldreview.jobs import job_start
+from pldreview.jobs import JobProgress, NoProgress, job_start
 from pldreview.ledger import ledger_append
 from pldreview.models import Job
 from rules.models import Example, PromptVersion, Split
@@ -55,13 +55,6 @@ EXPLAIN_JOB_KIND = "decision_explain"
 NEAR_CONSTANT_SHARE = 0.9
 # How many rules the set summary names as carrying most decisions.
 CARRIERS = 3
-
-
-class _NoProgress:
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-    def advance(self, steps: int = 1, message: str = "") -> None: ...
-    def note(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -406,10 +399,10 @@ def _explanation_save(explanation: DecisionExplanation) -> DecisionExplanation:
 
 def decision_explain(
     *, call: ClassifyCall | None = None, prediction: Prediction | None = None, user: Any = None,
-    progress: Any = None, job: Job | None = None, model_path: str | None = None,
+    progress: JobProgress | None = None, job: Job | None = None, model_path: str | None = None,
 ) -> DecisionExplanation:
     """Decide one input with every rule and with each rule left out; store which rules change its label."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     version, inputs = _subject(call=call, prediction=prediction)
     variants = version_variants(version)
     student = impact_student(model_path)
@@ -469,7 +462,7 @@ def explanation_as_dict(explanation: DecisionExplanation) -> dict[str, Any]:
 # --- job handlers -------------------------------------------------------------------------------------------
 
 
-def decision_explain_job(job: Job, progress: Any) -> dict[str, Any]:
+def decision_explain_job(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Explain the call or prediction named in the job's params."""
     call = ClassifyCall.objects.select_related("prompt_version", "task").filter(pk=job.params.get("call_id")).first()
     prediction = (Prediction.objects.select_related("run__prompt_version", "example")

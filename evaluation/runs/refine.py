@@ -26,6 +26,7 @@ from evaluation.production.decision_log import PURGED
 from evaluation.runs.metrics import correctness_flips, macro_f1
 from evaluation.student import prompts
 from evaluation.student.in_process import Student, classify_example, get_student
+from pldreview.jobs import JobProgress
 from pldreview.models import Job
 from rules.models import Example, Rule, RuleRevision, Split, Task, TeacherCall
 from rules.prompts.compiler import prompt_render
@@ -266,7 +267,7 @@ def refine_proposals_create(
     seed: int = 0,
     student: Student | None = None,
     job: Any = None,
-    progress: Any = None,
+    progress: JobProgress | None = None,
     include_feedback: bool = False,
 ) -> RefineSummary:
     """Ask the teacher to diagnose a run's failures; measure each patch on dev; file it as a pending candidate."""
@@ -362,7 +363,7 @@ def _proposal_file(
     )
 
 
-def refine(job: Job, progress: Any) -> dict[str, Any]:
+def refine(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Job handler: refine proposals from an evaluation run (params: evaluation, dev_limit, max_groups, teacher)."""
     params = job.params
     run = EvaluationRun.objects.select_related("task").get(pk=params["evaluation"])

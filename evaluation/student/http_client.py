@@ -26,17 +26,19 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from evaluation.student.backend import StudentBackend
 from evaluation.student.in_process import (
     COT_MAX_TOKENS,
-    ExampleTooLongError,
     ModelInfo,
     Student,
     StudentDecision,
     StudentError,
     check_model_file,
+    context_check,
     default_model_path,
     get_student,
     label_choice,
+    labels_check,
 )
 
 SCORING_EXACT = "exact"
@@ -231,8 +233,7 @@ class ServerStudent:
         max_reasoning_tokens: int = COT_MAX_TOKENS,
     ) -> StudentDecision:
         """Decide one example by scoring every label on the server; always returns one of ``labels``."""
-        if len(set(labels)) != len(labels) or len(labels) < 2:
-            raise ValueError("classify needs at least two distinct labels")
+        labels_check(labels)
         if reasoning_cue:
             raise StudentError(
                 "Chain-of-thought (cot) runs need the in-process student (PLD_STUDENT_BACKEND=llama_cpp)."
@@ -242,12 +243,7 @@ class ServerStudent:
         prompt = [tok for seg in segments for tok in seg]
         label_ids = {name: self.label_tokens(name) for name in labels}
         needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
-        if needed > self.n_ctx:
-            raise ExampleTooLongError(
-                f"The prompt needs {needed} tokens but the student's context holds {self.n_ctx} "
-                "(PLD_STUDENT_N_CTX); the example was not scored.",
-                n_tokens=needed, n_ctx=self.n_ctx,
-            )
+        context_check(needed=needed, n_ctx=self.n_ctx)
         pin = (segments[0] + segments[1], segments[2][0]) if segments[2] else None
         logprobs, notes, requests, answered_by = self._score(prompt, label_ids, pin)
         label, probabilities = label_choice(logprobs, labels, prior)
@@ -331,7 +327,7 @@ def get_server_student(
 def get_backend_student(
     model_path: str | None = None, *, n_ctx: int | None = None, backend: str | None = None,
     base_url: str | None = None, model: str | None = None,
-) -> Student | ServerStudent:
+) -> StudentBackend:
     """Return the student of the configured backend (PLD_STUDENT_BACKEND), or of the one named."""
     from django.conf import settings
 

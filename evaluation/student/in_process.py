@@ -308,10 +308,28 @@ def label_choice(
     return label, probabilities
 
 
+def labels_check(labels: list[str]) -> None:
+    """Refuse labels no student can choose between: fewer than two, or one named twice (both backends' classify)."""
+    if len(set(labels)) != len(labels) or len(labels) < 2:
+        raise ValueError("classify needs at least two distinct labels")
+
+
+def context_check(*, needed: int, n_ctx: int) -> None:
+    """Raise ExampleTooLongError when a prompt and its label tokens need more than the student's context holds."""
+    if needed > n_ctx:
+        raise ExampleTooLongError(
+            f"The prompt needs {needed} tokens but the student's context holds {n_ctx} "
+            "(PLD_STUDENT_N_CTX); the example was not scored.",
+            n_tokens=needed,
+            n_ctx=n_ctx,
+        )
+
+
 class Student:
     """One loaded GGUF and its llama.cpp context; thread-safe (one decision at a time)."""
 
     backend = "llama_cpp"
+    scoring_method = "in-process: every label token's log-probability from llama.cpp's full logits (exact)"
 
     def __init__(
         self,
@@ -649,8 +667,7 @@ class Student:
         chain-of-thought: the model writes up to ``max_reasoning_tokens`` after it, then the
         label is scored after ``cue``.
         """
-        if len(set(labels)) != len(labels) or len(labels) < 2:
-            raise ValueError("classify needs at least two distinct labels")
+        labels_check(labels)
         with self._lock:
             started = time.perf_counter()
             first_cue = reasoning_cue or cue
@@ -661,13 +678,7 @@ class Student:
             needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
             if reasoning_cue:
                 needed += max_reasoning_tokens + len(self.tokenize("\n" + cue))
-            if needed > self.n_ctx:
-                raise ExampleTooLongError(
-                    f"The prompt needs {needed} tokens but the student's context holds {self.n_ctx} "
-                    "(PLD_STUDENT_N_CTX); the example was not scored.",
-                    n_tokens=needed,
-                    n_ctx=self.n_ctx,
-                )
+            context_check(needed=needed, n_ctx=self.n_ctx)
             processed = 0
             output_text = ""
             if not reuse_prefix:
@@ -734,8 +745,7 @@ class Student:
         fixed by its own cuts, so the decision is the same from scratch (``reuse_prefix=False``) and after any
         cached prefix.
         """
-        if len(set(labels)) != len(labels) or len(labels) < 2:
-            raise ValueError("classify needs at least two distinct labels")
+        labels_check(labels)
         with self._lock:
             started = time.perf_counter()
             middle, last = self._tail(context=context, example=example, cue=cue)
@@ -743,13 +753,7 @@ class Student:
             starts = sorted({0, *cuts, len(prefix), len(prefix) + len(middle)})
             label_ids = {name: self.label_tokens(name) for name in labels}
             needed = len(prompt) + sum(len(ids) for ids in label_ids.values())
-            if needed > self.n_ctx:
-                raise ExampleTooLongError(
-                    f"The prompt needs {needed} tokens but the student's context holds {self.n_ctx} "
-                    "(PLD_STUDENT_N_CTX); the example was not scored.",
-                    n_tokens=needed,
-                    n_ctx=self.n_ctx,
-                )
+            context_check(needed=needed, n_ctx=self.n_ctx)
             if not reuse_prefix:
                 self._reset()
             if self._cached[: len(prefix)] != prefix:

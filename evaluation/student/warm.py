@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 
 from evaluation.student.in_process import Student, StudentError
+from pldreview.jobs import JobProgress
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def student_preload(*, tasks: Any = None, version: Any = None, save: bool = True
     return lines
 
 
-def student_state_save_job(job: Any, progress: Any) -> dict[str, Any]:
+def student_state_save_job(job: Any, progress: JobProgress) -> dict[str, Any]:
     """Job handler: save the warm-start state of the prompt version named in the job's params."""
     from rules.models import PromptVersion
 

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from sklearn.cluster import DBSCAN
 
+from pldreview.jobs import JobProgress
 from pldreview.ledger import ledger_append
 from rules.models import ClusteringRun, Decision, MicroRule, Rule, Task
 from rules.review.services import decision_record, rule_propose
@@ -167,7 +168,7 @@ def clustering_run_create(
     teacher_model: str = "",
     user: AbstractBaseUser | None = None,
     job: Any = None,
-    progress: Any = None,
+    progress: JobProgress | None = None,
 ) -> ClusteringOutcome:
     """Cluster the task's micro-rules and propose one candidate rule per cluster, merged by the teacher."""
     if not 0 < eps <= 2:
@@ -226,7 +227,7 @@ def merged_topic(data: dict[str, Any], labels: list[str]) -> str:
 
 def _consolidate(
     *, task: Task, run: ClusteringRun, teacher: Teacher, config: TeacherConfig, outcome: ClusteringOutcome,
-    progress: Any,
+    progress: JobProgress | None,
 ) -> None:
     members = _cluster_members(run)
     done = set(Rule.objects.filter(clustering_run=run).values_list("proposal__cluster", flat=True))

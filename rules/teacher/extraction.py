@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from pldreview.jobs import JobProgress
 from pldreview.ledger import ledger_append
 from rules.models import Example, MicroRule, Split, Task, TeacherCall
 from rules.teacher.client import (
@@ -171,7 +172,7 @@ def micro_rules_extract(
     limit: int | None = None,
     split: str = Split.TRAIN,
     job: Any = None,
-    progress: Any = None,
+    progress: JobProgress | None = None,
 ) -> ExtractionSummary:
     """Ask the teacher for a micro-rule per example that has none from this model yet, and store them.
 

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from evaluation.models import EvaluationRun, Prediction
-from evaluation.runs.services import evaluation_run_finish
+from evaluation.runs.execution import evaluation_run_finish
 from pldreview.models import Job
 from rules.models import Example, Task
 from tests.support.factories import add_examples

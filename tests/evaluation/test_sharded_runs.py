@@ -22,18 +22,16 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from evaluation.models import EvaluationRun, EvaluationShard, Prediction
+from evaluation.runs.execution import _ShardProgress, evaluation_run_finish, evaluation_shard_execute
 from evaluation.runs.services import (
-    _ShardProgress,
     evaluation_run_cancel,
     evaluation_run_create,
     evaluation_run_execute,
-    evaluation_run_finish,
     evaluation_run_resume,
     evaluation_run_start,
-    evaluation_shard_execute,
-    watch_evaluation_run,
 )
 from evaluation.runs.shards import ShardLost, lease_length, shard_claim, shard_heartbeat
+from evaluation.runs.worker import watch_evaluation_run
 from evaluation.student.in_process import Student
 from pldreview.jobs import JobCancelled
 from pldreview.models import Job

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evaluation.models import EvaluationRun
-from evaluation.runs.services import JOB_KIND, MODES, evaluation_run_create
-from pldreview.jobs import job_create, job_execute
+from evaluation.runs.services import MODES, evaluation_run_start
+from pldreview.jobs import job_execute
 from pldreview.models import Job
 from rules.models import PromptVersion, Split, Task
 
@@ -92,7 +92,7 @@ class Command(BaseCommand):
         if options["mode"] != EvaluationRun.Mode.COT and options["cot_tokens"] is not None:
             raise CommandError("--cot-tokens goes with --mode cot.")
         try:
-            run = evaluation_run_create(
+            run = evaluation_run_start(
                 task=task,
                 mode=options["mode"],
                 split=options["split"],
@@ -104,16 +104,13 @@ class Command(BaseCommand):
                 calibrate=options["calibrate"],
                 model_path=options["model"],
                 cot_max_tokens=options["cot_tokens"],
+                queue=False,
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        title = f"Evaluate {task.name} ({run.mode}) — run {run.pk}"
-        job = job_create(kind=JOB_KIND, title=title, params={"run_id": run.pk})
-        run.job = job
-        run.save(update_fields=["job"])
         if not options["json"]:
             self.stdout.write(f"Run {run.pk}: {run.n_examples} examples of {task.name}/{run.split}, mode {run.mode}")
-        job = job_execute(job.pk)
+        job = job_execute(run.job_id)
         run.refresh_from_db()
         if job.state != Job.State.SUCCEEDED:
             raise CommandError(f"Evaluation run {run.pk} {job.state}: {run.error or job.error}")

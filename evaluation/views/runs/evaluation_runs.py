@@ -15,12 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from evaluation.forms import RunStartForm
 from evaluation.models import EvaluationRun, Prediction
 from evaluation.runs.metrics import confusion_rows, correctness_flips
+from evaluation.runs.provenance import run_prompt_provenance
 from evaluation.runs.services import (
     evaluation_run_cancel,
     evaluation_run_resume,
     evaluation_run_start,
     run_is_stale,
-    run_prompt_provenance,
 )
 from evaluation.runs.shards import shards_summary
 from evaluation.views.shortcuts import run_or_404
