@@ -67,6 +67,33 @@ class NoProgress:
     def note(self, message: str) -> None: ...
 
 
+class CountedJobProgress:
+    """The JobProgress of a job several workers share (one a shard): the stored count of work done, written at most
+    once a second, so every worker's progress shows and none overwrites another's count with its own."""
+
+    MIN_INTERVAL_SECONDS = 1.0
+
+    def __init__(self, job_id: int | None, *, count: Callable[[], int], total: int) -> None:
+        self.job_id = job_id
+        self.count = count
+        self.total = total
+        self._last_write = 0.0
+
+    def set_total(self, total: int, message: str = "") -> None: ...
+    def set_done(self, done: int, message: str = "") -> None: ...
+
+    def advance(self, steps: int = 1, message: str = "") -> None:
+        if time.monotonic() - self._last_write >= self.MIN_INTERVAL_SECONDS:
+            self._write()
+
+    def note(self, message: str) -> None:
+        self._write(message)
+
+    def _write(self, message: str | None = None) -> None:
+        self._last_write = time.monotonic()
+        job_progress_record(self.job_id, done=self.count(), total=self.total, message=message)
+
+
 class JobProgressRecorder:
     """The JobProgress of a job run by ``job_execute``: writes it on the job; also where it learns it was cancelled."""
 

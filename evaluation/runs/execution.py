@@ -6,17 +6,15 @@ come here. The (run, example) constraint makes each decision land once, however 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, EvaluationShard, Prediction
 from evaluation.runs.adherence import adherence_check
 from evaluation.runs.metrics import classification_metrics
-from evaluation.runs.shards import ShardLost, shard_claim, shard_heartbeat, shard_release
+from evaluation.runs.shards import ShardLost, ShardProgress, shard_claim, shard_release
 from evaluation.student import prompts
 from evaluation.student.backend import StudentBackend
 from evaluation.student.http_client import get_backend_student
@@ -132,40 +130,6 @@ def run_student_load(run: EvaluationRun) -> StudentBackend:
     return student
 
 
-class _ShardProgress:
-    """Passes progress on and renews the shard's lease; stops the shard when its run was cancelled or failed."""
-
-    def __init__(self, inner: JobProgress, shard: EvaluationShard) -> None:
-        self.inner = inner
-        self.shard = shard
-        self._last_beat = time.monotonic()
-        # Several beats per lease, so one slow example does not lose it.
-        self.interval = min(1.0, settings.PLD_SHARD_LEASE_SECONDS / 4)
-
-    def set_total(self, total: int, message: str = "") -> None:
-        self.inner.set_total(total, message)
-
-    def set_done(self, done: int, message: str = "") -> None:
-        self.inner.set_done(done, message)
-
-    def advance(self, steps: int = 1, message: str = "") -> None:
-        self.inner.advance(steps, message)
-        self.beat()
-
-    def note(self, message: str) -> None:
-        self.inner.note(message)
-        self.beat(force=True)
-
-    def beat(self, *, force: bool = False) -> None:
-        """Renew the lease (at most once a second); raise JobCancelled once the run is no longer live."""
-        if not force and time.monotonic() - self._last_beat < self.interval:
-            return
-        self._last_beat = time.monotonic()
-        status = shard_heartbeat(shard=self.shard)
-        if status not in LIVE:
-            raise JobCancelled(f"the run is {status}")
-
-
 def _run_options_default(run: EvaluationRun, **values: Any) -> None:
     """Store the options the run does not have yet (the first shard to get there wins) and reload them."""
     with transaction.atomic():
@@ -211,7 +175,7 @@ def evaluation_shard_execute(
         shard_release(shard=shard, status=EvaluationShard.Status.FAILED, event="failed",
                       message=f"Shard {shard.number} failed on {worker}: {exc.message}")
         raise
-    progress = _ShardProgress(progress or NoProgress(), shard)
+    progress = ShardProgress(progress or NoProgress(), shard)
     try:
         progress.beat(force=True)  # loading the model may have taken a good part of the lease
         _run_begin(run, student)
@@ -239,7 +203,7 @@ def evaluation_shard_execute(
 
 
 def _shard_decide(
-    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: _ShardProgress
+    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: ShardProgress
 ) -> None:
     ids: list[int] = shard.example_ids
     done = set(run.predictions.filter(example_id__in=ids).values_list("example_id", flat=True))
@@ -280,7 +244,7 @@ def _shard_complete(*, run: EvaluationRun, shard: EvaluationShard) -> bool:
 
 
 def _run_complete(
-    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: _ShardProgress
+    *, run: EvaluationRun, shard: EvaluationShard, student: StudentBackend, progress: ShardProgress
 ) -> None:
     run.refresh_from_db()
     progress.note("Computing metrics")

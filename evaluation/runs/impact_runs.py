@@ -11,14 +11,12 @@ decisions, in the run's example order, so they do not depend on which worker sto
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django_tasks import TaskContext, task
 
@@ -49,7 +47,17 @@ from evaluation.runs.shards import (
     worker_label,
 )
 from evaluation.student.in_process import ExampleTooLongError, Student, StudentModelError
-from pldreview.jobs import JobCancelled, job_create
+from pldreview.jobs import (
+    CountedJobProgress,
+    JobCancelled,
+    JobProgress,
+    NoProgress,
+    job_begin,
+    job_create,
+    job_end,
+    job_progress_record,
+    job_stop_request,
+)
 from pldreview.models import Job
 from rules.models import Example
 
@@ -57,14 +65,8 @@ logger = logging.getLogger(__name__)
 
 LIVE = {RuleImpactRun.Status.QUEUED, RuleImpactRun.Status.RUNNING}
 Status = RuleImpactRun.Status
+CANCELLED_MESSAGE = "Cancelled; resume the run to continue where it stopped."
 ShardStatus = RuleImpactShard.Status
-
-
-class _NoProgress:
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-    def advance(self, steps: int = 1, message: str = "") -> None: ...
-    def note(self, message: str) -> None: ...
 
 
 def _total(run: RuleImpactRun) -> int:
@@ -99,12 +101,10 @@ def rule_impact_cancel(*, run: RuleImpactRun) -> RuleImpactRun:
     run.shards.filter(status=ShardStatus.QUEUED).update(status=ShardStatus.CANCELLED)
     rule_impact_set(run, status=Status.CANCELLED)
     if run.job_id:
-        # cancel_requested stops a run executing in the foreground (the command) at its next progress report.
-        Job.objects.filter(pk=run.job_id).update(cancel_requested=True)
-        Job.objects.filter(pk=run.job_id, state__in=[Job.State.QUEUED, Job.State.RUNNING]).update(
-            state=Job.State.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now(),
-            message="Cancelled; resume the run to continue where it stopped.",
-        )
+        # The stop request stops a run executing in the foreground (the command) at its next progress report.
+        job_stop_request(run.job_id)
+        job_end(run.job_id, Job.State.CANCELLED, from_states=(Job.State.QUEUED, Job.State.RUNNING),
+                message=CANCELLED_MESSAGE)
     return run
 
 
@@ -129,13 +129,13 @@ def rule_impact_resume(*, run: RuleImpactRun, user: Any = None) -> RuleImpactRun
 # --- executing -----------------------------------------------------------------------------------------
 
 
-def rule_impact_execute(*, run: RuleImpactRun, progress: Any = None) -> RuleImpactRun:
+def rule_impact_execute(*, run: RuleImpactRun, progress: JobProgress | None = None) -> RuleImpactRun:
     """Decide every (variant, example) not yet stored, shard by shard in this process, then finish the run.
 
     The foreground path (the command, a job retried from its page); shards another worker holds under
     a live lease are left to it, and that worker finishes the run.
     """
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     run.refresh_from_db()
     if run.status == Status.FINISHED:
         return run
@@ -175,7 +175,9 @@ def _fail(run: RuleImpactRun, message: str) -> None:
     RuleImpactRun.objects.filter(pk=run.pk, status__in=LIVE).update(status=Status.FAILED, error=message)
 
 
-def rule_impact_shard_execute(*, shard_id: int, worker: str, progress: Any = None) -> RuleImpactShard | None:
+def rule_impact_shard_execute(
+    *, shard_id: int, worker: str, progress: JobProgress | None = None
+) -> RuleImpactShard | None:
     """Claim a shard, decide every variant on its examples not yet decided, and finish the run if it is the last.
 
     Returns None when the shard was not queued (another worker has it, or it is done) or was taken back.
@@ -188,7 +190,7 @@ def rule_impact_shard_execute(*, shard_id: int, worker: str, progress: Any = Non
         shard_release(shard=shard, status=ShardStatus.CANCELLED, event="skipped",
                       message=f"Shard {shard.number} was not started: the run is {run.get_status_display().lower()}.")
         return shard
-    beating = ShardProgress(progress or _NoProgress(), shard)
+    beating = ShardProgress(progress or NoProgress(), shard)
     try:
         student = _load_student(run)
         beating.beat(force=True)  # loading the model may have taken a good part of the lease
@@ -321,39 +323,6 @@ def _watch_later(run_id: int, token: str) -> None:
     watch_rule_impact_run.using(run_after=timezone.now() + lease_length() / 2).enqueue(run_id, token)
 
 
-class _ImpactJobProgress:
-    """Shows a sharded impact run's progress on its job: decisions stored by every worker, at most once a second."""
-
-    MIN_INTERVAL_SECONDS = 1.0
-
-    def __init__(self, run: RuleImpactRun) -> None:
-        self.run = run
-        self._last_write = 0.0
-
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-
-    def advance(self, steps: int = 1, message: str = "") -> None:
-        if time.monotonic() - self._last_write >= self.MIN_INTERVAL_SECONDS:
-            self._write()
-
-    def note(self, message: str) -> None:
-        self._write(message=message[:500])
-
-    def _write(self, **fields: Any) -> None:
-        self._last_write = time.monotonic()
-        Job.objects.filter(pk=self.run.job_id, state=Job.State.RUNNING).update(
-            done=self.run.decisions.count(), total=_total(self.run), updated_at=timezone.now(), **fields
-        )
-
-
-def _job_end(run: RuleImpactRun, state: str, **fields: Any) -> None:
-    finished = [Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED]
-    Job.objects.filter(pk=run.job_id).exclude(state__in=finished).update(
-        state=state, finished_at=timezone.now(), updated_at=timezone.now(), **fields
-    )
-
-
 def _job_result(run: RuleImpactRun) -> dict[str, Any]:
     return {"url": run.get_absolute_url(), "run_id": run.pk, "message": f"Rule impact {run.pk} finished"}
 
@@ -365,25 +334,24 @@ def run_rule_impact_shard(context: TaskContext, shard_id: int) -> dict[str, Any]
     if shard is None:
         return None
     run = shard.run
-    Job.objects.filter(pk=run.job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, updated_at=timezone.now(),
-        total=_total(run), message=f"Leaving out each of {run.n_rules} rules on {run.n_examples} examples "
-                                   f"in {run.shards.count()} shards",
-    )
+    if job_begin(run.job_id, message=f"Leaving out each of {run.n_rules} rules on {run.n_examples} examples "
+                                     f"in {run.shards.count()} shards"):
+        job_progress_record(run.job_id, done=0, total=_total(run))
     worker_ids = context.task_result.worker_ids
     worker = worker_label(worker_ids[-1] if worker_ids else "")
     try:
-        claimed = rule_impact_shard_execute(shard_id=shard_id, worker=worker, progress=_ImpactJobProgress(run))
+        progress = CountedJobProgress(run.job_id, count=run.decisions.count, total=_total(run))
+        claimed = rule_impact_shard_execute(shard_id=shard_id, worker=worker, progress=progress)
     except JobCancelled:
-        _job_end(run, Job.State.CANCELLED, message="Cancelled; resume the run to continue where it stopped.")
+        job_end(run.job_id, Job.State.CANCELLED, message=CANCELLED_MESSAGE)
         return {"run_id": run.pk, "shard": shard.number, "stopped": "cancelled"}
     except Exception as exc:
-        _job_end(run, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}")
+        job_end(run.job_id, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     run.refresh_from_db()
     if run.status == Status.FINISHED:
-        _job_end(run, Job.State.SUCCEEDED, done=_total(run), total=_total(run), result=_job_result(run),
-                 message="Finished")
+        job_end(run.job_id, Job.State.SUCCEEDED, done=_total(run), total=_total(run), result=_job_result(run),
+                message="Finished")
     return {"run_id": run.pk, "shard": shard.number, "claimed": claimed is not None}
 
 
@@ -405,7 +373,7 @@ def watch_rule_impact_run(run_id: int, token: str) -> int:
 # --- the job handler (the command, and a job retried from its page) -------------------------------------
 
 
-def rule_impact_job(job: Job, progress: Any) -> dict[str, Any]:
+def rule_impact_job(job: Job, progress: JobProgress) -> dict[str, Any]:
     """Execute (or resume) the impact run named in the job's params, every queued shard in this process."""
     run = RuleImpactRun.objects.select_related("prompt_version", "task").get(pk=job.params["run_id"])
     if run.status == Status.CANCELLED and job.cancel_requested:

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from evaluation.models import EvaluationRun, EvaluationShard, LeasedShard, RuleImpactRun
-from pldreview.jobs import JobCancelled
+from pldreview.jobs import JobCancelled, JobProgress
 from rules.models import Example
 
 # What a shard can belong to: both have ``options["example_ids"]``, ``status`` and ``shards``.
@@ -178,7 +178,7 @@ def shards_summary(run: ShardedRun) -> dict[str, Any]:
 class ShardProgress:
     """Passes progress on and renews the shard's lease; stops the shard when its run was cancelled or failed."""
 
-    def __init__(self, inner: Any, shard: Any) -> None:
+    def __init__(self, inner: JobProgress, shard: LeasedShard) -> None:
         self.inner = inner
         self.shard = shard
         self._last_beat = time.monotonic()

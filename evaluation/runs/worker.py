@@ -8,7 +8,6 @@ evaluation/migrations/0021_task_paths_moved.py does.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -20,8 +19,8 @@ from django_tasks_db.models import DBTaskResult
 
 from evaluation.models import EvaluationRun, EvaluationShard
 from evaluation.runs.execution import LIVE, evaluation_shard_execute, run_job_result
-from evaluation.runs.shards import lease_length, shards_reclaim, worker_label
-from pldreview.jobs import JobCancelled, job_begin, job_end, job_progress_record
+from evaluation.runs.shards import lease_length, shards_reclaim, task_result_abandon, worker_label
+from pldreview.jobs import CountedJobProgress, JobCancelled, job_begin, job_end
 from pldreview.models import Job
 
 logger = logging.getLogger(__name__)
@@ -87,33 +86,12 @@ def _watch_revive_silent(run: EvaluationRun, token: str, chain: int) -> None:
             continue  # queued, running now, or it went on
         message = f"Watch {other} of run {run.pk} stopped with its worker; watch {chain} started it again."
         logger.warning(message)
-        _task_result_abandon(task_result_id, message)
+        task_result_abandon(task_result_id, message)
         _watch_later(run.pk, token, other)
 
 
-class _RunJobProgress:
-    """Shows a sharded run's progress on its job: examples decided by every worker, at most once a second."""
-
-    MIN_INTERVAL_SECONDS = 1.0
-
-    def __init__(self, run: EvaluationRun) -> None:
-        self.run = run
-        self._last_write = 0.0
-
-    def set_total(self, total: int, message: str = "") -> None: ...
-    def set_done(self, done: int, message: str = "") -> None: ...
-
-    def advance(self, steps: int = 1, message: str = "") -> None:
-        if time.monotonic() - self._last_write >= self.MIN_INTERVAL_SECONDS:
-            self._write()
-
-    def note(self, message: str) -> None:
-        self._write(message)
-
-    def _write(self, message: str | None = None) -> None:
-        self._last_write = time.monotonic()
-        job_progress_record(self.run.job_id, done=self.run.predictions.count(), total=self.run.n_examples,
-                            message=message)
+def _run_job_progress(run: EvaluationRun) -> CountedJobProgress:
+    return CountedJobProgress(run.job_id, count=run.predictions.count, total=run.n_examples)
 
 
 @task(takes_context=True)
@@ -126,9 +104,8 @@ def run_evaluation_shard(context: TaskContext, shard_id: int) -> dict[str, Any] 
     worker_ids = context.task_result.worker_ids
     job_begin(run.job_id, message=f"Evaluating {run.n_examples} examples in {run.shards.count()} shards")
     try:
-        claimed = evaluation_shard_execute(
-            shard_id=shard_id, worker=worker_label(worker_ids[-1] if worker_ids else ""), progress=_RunJobProgress(run)
-        )
+        worker = worker_label(worker_ids[-1] if worker_ids else "")
+        claimed = evaluation_shard_execute(shard_id=shard_id, worker=worker, progress=_run_job_progress(run))
     except JobCancelled:
         job_end(run.job_id, Job.State.CANCELLED, message=CANCELLED_MESSAGE)
         return {"run_id": run.pk, "shard": shard.number, "stopped": "cancelled"}
@@ -158,19 +135,8 @@ def watch_evaluation_run(run_id: int, token: str, chain: int = 0) -> int:
     reclaimed = shards_reclaim(run=run)
     for shard in reclaimed:
         logger.warning(shard.events[-1]["message"])
-        _task_result_abandon(shard.task_result_id, shard.events[-1]["message"])
+        task_result_abandon(shard.task_result_id, shard.events[-1]["message"])
     _enqueue_shards(reclaimed)
     return len(reclaimed)
 
 
-class WorkerLost(Exception):
-    """Recorded on a django-tasks result whose worker stopped responding (its shard was queued again)."""
-
-
-def _task_result_abandon(task_result_id: str, message: str) -> None:
-    # django-tasks' database backend leaves a dead worker's task marked running for ever; record it as failed.
-    if not task_result_id:
-        return
-    result = DBTaskResult.objects.running().filter(id=task_result_id).first()
-    if result is not None:
-        result.set_failed(WorkerLost(message))

@@ -5,14 +5,16 @@ import inspect
 
 import pytest
 
-from evaluation.runs.execution import _ShardProgress
-from evaluation.runs.worker import _RunJobProgress
-from pldreview.jobs import JobProgress, JobProgressRecorder, NoProgress
+from evaluation.runs.shards import ShardProgress
+from pldreview.jobs import CountedJobProgress, JobProgress, JobProgressRecorder, NoProgress
 
 METHODS = ("set_total", "set_done", "advance", "note")
 
 
-@pytest.mark.parametrize("adapter", [JobProgressRecorder, NoProgress, _ShardProgress, _RunJobProgress])
+ADAPTERS = [JobProgressRecorder, NoProgress, ShardProgress, CountedJobProgress]
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
 def test_each_adapter_has_every_method_of_the_protocol_with_its_signature(adapter: type) -> None:
     for name in METHODS:
         assert inspect.signature(getattr(adapter, name)) == inspect.signature(getattr(JobProgress, name)), name

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from evaluation.models import EvaluationRun, EvaluationShard, Prediction
-from evaluation.runs.execution import _ShardProgress, evaluation_run_finish, evaluation_shard_execute
+from evaluation.runs.execution import evaluation_run_finish, evaluation_shard_execute
 from evaluation.runs.services import (
     evaluation_run_cancel,
     evaluation_run_create,
@@ -30,7 +30,7 @@ from evaluation.runs.services import (
     evaluation_run_resume,
     evaluation_run_start,
 )
-from evaluation.runs.shards import ShardLost, lease_length, shard_claim, shard_heartbeat
+from evaluation.runs.shards import ShardLost, ShardProgress, lease_length, shard_claim, shard_heartbeat
 from evaluation.runs.worker import watch_evaluation_run
 from evaluation.student.in_process import Student
 from pldreview.jobs import JobCancelled
@@ -185,7 +185,7 @@ def test_cancel_stops_queued_shards_at_once_and_running_ones_at_their_next_examp
     assert run.status == EvaluationRun.Status.CANCELLED and run.job.state == Job.State.CANCELLED
     assert set(run.shards.exclude(number=1).values_list("status", flat=True)) == {EvaluationShard.Status.CANCELLED}
     with pytest.raises(JobCancelled):
-        _ShardProgress(None, running).beat(force=True)
+        ShardProgress(None, running).beat(force=True)
 
 
 def test_resume_queues_every_unfinished_shard_as_its_own_task(
