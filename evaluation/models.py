@@ -881,7 +881,7 @@ class RuleImpactShard(LeasedShard):
     """A slice of an impact run's examples (whole groups) on which one worker decides every variant.
 
     Cut, claimed, leased and taken back from a dead worker exactly like an evaluation run's shards
-    (``evaluation/runs/shards.py``); ``evaluation/runs/impact_shards.py`` decides one.
+    (``evaluation/runs/shards.py``); ``evaluation/runs/impact_runs.py`` decides one.
     """
 
     run = models.ForeignKey(RuleImpactRun, on_delete=models.PROTECT, related_name="shards")
