@@ -411,7 +411,8 @@ def keep_sqlite_triggers(tables: Iterable[str]) -> tuple[migrations.RunPython, m
         for _name, sql in kept.pop(schema_editor.connection.alias, []):
             schema_editor.execute(sql, params=None)
 
+    # Unapplying rebuilds the table too: the same pair, run the other way round, keeps the triggers then.
     return (
-        migrations.RunPython(set_aside, migrations.RunPython.noop),
-        migrations.RunPython(restore, migrations.RunPython.noop),
+        migrations.RunPython(set_aside, restore),
+        migrations.RunPython(restore, set_aside),
     )
