@@ -11,7 +11,7 @@ from evaluation.release.pdf_signing import signing_identity_create
 from rules.models import Task
 from tests.support.factories import TaskFactory
 from tests.support.idp import SAML_ORG, IdentityProvider, SamlIdentityProvider, idp_start, idp_stop, saml_idp_start
-from tests.support.personas import persona, role_group
+from tests.support.personas import persona, role_group, unsigned_memberships_create
 from tests.support.reports import PASSPHRASE
 
 
@@ -50,11 +50,9 @@ _MEMBER_ROLES = ("Reviewer", "Auditor")
 def _memberships_for(tasks: list[Task], users: list[User]) -> None:
     from rules.models import TaskMembership
 
-    TaskMembership.objects.bulk_create(
-        [TaskMembership(task=t, user=u, reason="test persona") for t in tasks for u in users
-         if u.username not in NON_MEMBERS],
-        ignore_conflicts=True,
-    )
+    memberships = [TaskMembership(task=t, user=u, reason="test persona") for t in tasks for u in users
+                   if u.username not in NON_MEMBERS]
+    unsigned_memberships_create(memberships)
 
 
 def _task_made(sender: type, instance: Task, created: bool, raw: bool = False, **kwargs: object) -> None:

@@ -13,6 +13,7 @@ from pldreview.models import LedgerEntry, Signature
 from rules.membership import task_member_add, task_member_remove
 from rules.models import TaskMembership, TaskMembershipChange
 from tests.support.factories import TaskFactory
+from tests.support.personas import unsigned_memberships_create
 from tests.support.signatures import member_add_signed, sign_membership
 
 pytestmark = pytest.mark.django_db
@@ -110,12 +111,51 @@ def test_the_database_refuses_a_membership_added_by_someone_without_a_signature(
     team_task, admin_user, non_member_reviewer
 ):
     # A trigger (SQLite: IntegrityError, PostgreSQL: a raised exception), so DatabaseError covers both.
-    with pytest.raises(DatabaseError, match="signature"), transaction.atomic():
+    with pytest.raises(DatabaseError, match="signed addition"), transaction.atomic():
         TaskMembership.objects.create(task=team_task, user=non_member_reviewer, added_by=admin_user, reason="raw")
     with pytest.raises(IntegrityError), transaction.atomic():
         TaskMembershipChange.objects.create(task=team_task, user=non_member_reviewer, action="add", by=admin_user,
                                             reason="raw")
     assert not TaskMembership.objects.filter(task=team_task, user=non_member_reviewer).exists()
+
+
+def test_the_database_refuses_every_membership_without_its_signed_addition(
+    team_task, admin_user, second_admin, non_member_reviewer
+):
+    """A database writer tries the doors the service never opens: no adder and no signature (the shape of the rows
+    kept at the upgrade), a raw SQL insert, another signature of the same Admin, another Admin named as the adder,
+    and the signature of an earlier addition reused after its signed removal."""
+    table = TaskMembership._meta.db_table
+
+    def refused(**fields: object) -> None:
+        with pytest.raises(DatabaseError, match="signed addition"), transaction.atomic():
+            TaskMembership.objects.create(task=team_task, user=non_member_reviewer, reason="raw", **fields)
+
+    refused()
+    with pytest.raises(DatabaseError, match="signed addition"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} (task_id, user_id, added_at, reason) VALUES (%s, %s, %s, 'raw')",
+                       [team_task.pk, non_member_reviewer.pk, "2026-12-07 00:00:00+00:00"])
+    # A valid signature of the Admin, but no "add" change records it.
+    refused(added_by=admin_user, signature=sign_membership(admin_user, team_task, non_member_reviewer, "add"))
+
+    membership = member_add_signed(task=team_task, user=non_member_reviewer, by=admin_user, reason="joins")
+    added = membership.signature
+    task_member_remove(task=team_task, user=non_member_reviewer, by=admin_user, reason="leaves",
+                       signature=sign_membership(admin_user, team_task, non_member_reviewer, "remove", "leaves"))
+    # The addition's change and signature still exist, but the latest change of this person is the removal.
+    refused(added_by=admin_user, signature=added)
+    # A writer who also forges the "add" change around a genuine signature: the row must name that change's Admin,
+    # and the forged change, which never went through the service, has no ledger entry.
+    forged = sign_membership(admin_user, team_task, non_member_reviewer, "add")
+    change = TaskMembershipChange.objects.create(task=team_task, user=non_member_reviewer, action="add",
+                                                 by=admin_user, reason="forged", signature=forged)
+    refused(added_by=second_admin, signature=forged)
+    TaskMembership.objects.create(task=team_task, user=non_member_reviewer, reason="raw", added_by=admin_user,
+                                  signature=forged)
+    verdict = ledger_verify()
+    assert not verdict.ok
+    assert any(p.object_type == "rules.taskmembershipchange" and p.object_id == str(change.pk)
+               and "no ledger entry" in p.detail for p in verdict.problems)
 
 
 def test_the_database_refuses_to_edit_a_membership_or_to_change_or_delete_a_signed_change(
@@ -141,8 +181,10 @@ def test_the_database_refuses_to_delete_a_membership_without_its_signed_removal(
     with pytest.raises(DatabaseError, match="signed removal"), transaction.atomic():
         TaskMembership.objects.filter(pk=membership.pk).delete()
     # A membership kept at the upgrade (nobody added it, no change recorded) is guarded the same way.
-    kept = TaskMembership.objects.create(task=TaskFactory(name="kept-task"), user=non_member_reviewer,
-                                         reason="Access kept at the upgrade to task membership")
+    kept_task = TaskFactory(name="kept-task")
+    unsigned_memberships_create([TaskMembership(task=kept_task, user=non_member_reviewer,
+                                                reason="Access kept at the upgrade to task membership")])
+    kept = TaskMembership.objects.get(task=kept_task, user=non_member_reviewer)
     with pytest.raises(DatabaseError, match="signed removal"), transaction.atomic():
         kept.delete()
     task_member_remove(task=team_task, user=non_member_reviewer, by=admin_user, reason="leaves",
