@@ -142,6 +142,38 @@ def _compare_thirty(server: LocalTeacher, student: Student, task: Any) -> list[t
     return diffs
 
 
+def test_the_server_computes_log_probabilities_only_for_the_rows_a_completion_reads_and_the_same_bits() -> None:
+    """llama-cpp-python's completion takes the log-softmax of its whole context and keeps the rows after the prompt;
+    the student server (evaluation.student.server) computes only the rows read, with identical numbers."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    from evaluation.student.server import _logprobs_of_rows_read
+
+    original = Llama.logits_to_logprobs
+    shapes: list[tuple[int, ...]] = []
+
+    def counted(logits: Any, axis: int = -1) -> Any:
+        shapes.append(np.shape(logits))
+        return original(logits, axis)
+
+    lazy = _logprobs_of_rows_read(counted)
+    logits = np.random.default_rng(3).standard_normal((40, 4096)).astype(np.single)
+    whole = original(logits)
+    # As llama_cpp.Llama._create_completion reads it: the rows from the prompt's last position on.
+    kept = lazy(logits)[38:]
+    assert shapes == [(2, 4096)]
+    assert kept == whole[38:].tolist()
+    assert all(row == expected.tolist() for row, expected in zip(lazy(logits), whole, strict=True))
+    # Sorted as the completion sorts them (its top log-probabilities): the same pairs in the same order.
+    tokens = range(4096)
+    assert sorted(zip(kept[1], tokens, strict=True), reverse=True)[:50] == [
+        (float(value), token) for value, token in sorted(zip(whole[39], tokens, strict=True), reverse=True)[:50]]
+    assert len(lazy(logits)) == 40
+    # One vector (the streaming path's) is computed at once, as before.
+    assert np.array_equal(lazy(logits[5]), whole[5])
+
+
 @pytest.mark.slow
 def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
     student_server, student: Student, task
