@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,10 +22,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from evaluation.production.api_tokens import api_token_create
 from tests.support.prompt_versions import in_production
+from tests.support.shared_database import shared_database
 from tests.support.student import STUDENT_N_CTX
 
 BODY = {"premise": "The Recipient shall not disclose Confidential Information to any third party.",
@@ -53,30 +52,6 @@ def _call(port: int, token: str) -> tuple[int, dict[str, Any], str]:
         return exc.code, json.loads(exc.read()), exc.headers["X-Request-ID"]
 
 
-def _shared_database(tmp_path: Path) -> tuple[str, Any]:
-    """Return a DATABASE_URL other processes can open with this test's data, and a function reading it by SQL."""
-    if connection.vendor == "postgresql":
-        db = connection.settings_dict
-
-        def read_pg(sql: str) -> list[tuple]:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-                return cursor.fetchall()
-
-        return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}", read_pg
-    # The test database lives in this process's memory: copy it (schema, triggers, rows) to a file.
-    path = tmp_path / "shared.sqlite3"
-    connection.ensure_connection()
-    with sqlite3.connect(path) as target:
-        connection.connection.backup(target)
-
-    def read_sqlite(sql: str) -> list[tuple]:
-        with sqlite3.connect(path) as db:
-            return db.execute(sql).fetchall()
-
-    return f"sqlite:///{path}", read_sqlite
-
-
 def _env(database_url: str, var: Path) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "LANG": "C.UTF-8",
@@ -93,7 +68,7 @@ def api_server(transactional_db: None, task, admin_user, second_admin, reviewer,
                tmp_path: Path) -> Iterator[dict[str, Any]]:
     in_production(task, admin=admin_user, reviewer=second_reviewer)
     token = api_token_create(user=reviewer, name="live", created_by=admin_user)[1]
-    database_url, read = _shared_database(tmp_path)
+    database_url, read = shared_database(tmp_path)
     env = _env(database_url, tmp_path)
     port = _free_port()
     server = subprocess.Popen(

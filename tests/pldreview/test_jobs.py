@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -30,6 +29,7 @@ from pldreview.jobs import (
 )
 from pldreview.models import Job
 from tests.support.processes import dead_pid
+from tests.support.shared_database import shared_database
 
 pytestmark = pytest.mark.django_db
 HANDLER = "tests.pldreview.handlers.count_to"
@@ -145,9 +145,7 @@ def test_cancelling_a_finished_job_changes_nothing(tmp_path) -> None:
 _ENQUEUE = """
 import django
 django.setup()
-from django.core.management import call_command
 from django.db import transaction
-call_command("migrate", verbosity=0)
 from pldreview.jobs import job_start
 with transaction.atomic():
     job = job_start(kind="tests.pldreview.handlers.count_to", title="Worker", params={"n": 3, "dir": %r})
@@ -156,14 +154,15 @@ print(job.pk)
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_the_db_worker_runs_an_enqueued_job(tmp_path) -> None:
-    database = tmp_path / "worker.sqlite3"
+    database_url, read = shared_database(tmp_path)  # the migrated test database, as a file on SQLite
     steps = tmp_path / "steps"
     steps.mkdir()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
     }
     base = Path(settings.BASE_DIR)
     enqueue = subprocess.run(
@@ -176,10 +175,9 @@ def test_the_db_worker_runs_an_enqueued_job(tmp_path) -> None:
         cwd=base, env=env, capture_output=True, text=True, timeout=300,
     )
     assert worker.returncode == 0, worker.stderr
-    with sqlite3.connect(database) as connection:
-        state, done, total, task_result_id = connection.execute(
-            "SELECT state, done, total, task_result_id FROM pldreview_job WHERE id = ?", [job_id]
-        ).fetchone()
+    [(state, done, total, task_result_id)] = read(
+        f"SELECT state, done, total, task_result_id FROM pldreview_job WHERE id = {job_id}"
+    )
     assert (state, done, total) == ("succeeded", 3, 3)
     assert task_result_id  # the django-tasks result the job was enqueued as
     assert sorted(p.name for p in steps.iterdir()) == ["0", "1", "2"]
