@@ -23,9 +23,11 @@ from evaluation.demo.users import demo_password, seed_users_and_tasks
 from evaluation.models import EvaluationRun
 from evaluation.release.promotion import promotion_gate
 from evaluation.runs.rule_stats import rule_accuracy
+from pldreview.roles import ROLE_PERMISSIONS
 from rules.models import FrozenTestSplit, PromptVersion, Rule
 from rules.review.services import ruleset_rules
 from tests.support.browser import BROWSER_MARKS, close_when_idle
+from tests.support.personas import role_group
 from tests.support.student import STUDENT_N_CTX
 
 # Slow: the demo's student step evaluates v1 with the bundled model, as `manage.py seed_demo` does.
@@ -36,6 +38,8 @@ WARNING = re.compile(r"The student answered \w+ for (every one|\d+%) of the \d+ 
 
 def _seed_the_demo_through_its_evaluations() -> str:
     """Run the demo's steps up to its evaluations, as ``seed_demo`` does; return what the evaluations step said."""
+    for role in ROLE_PERMISSIONS:  # an earlier transactional test's flush may have taken the migration's roles
+        role_group(role)
     seed_users_and_tasks(StringIO())
     seed_review_decisions(StringIO())
     seed_prompt_versions(StringIO())
