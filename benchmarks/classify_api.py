@@ -37,6 +37,7 @@ import argparse
 import http.client
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -247,6 +248,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pld-classify-bench-") as tmp:
         env = {
             **os.environ, "DJANGO_SETTINGS_MODULE": "pldreview.settings", "DJANGO_DEBUG": "1",
+            # One key for every process: without it each signs sessions with a key of its own, and the
+            # reviewer's session, made by --prepare, is refused by the pages' server (every /review/ a 302).
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "DATABASE_URL": f"sqlite:///{tmp}/db.sqlite3", "PLD_VAR_DIR": tmp,
             "PLD_BENCHMARK_UNLOGGED_CALLS": "1", "PLD_API_DEFAULT_RATE_LIMIT": "1000000",
             "PLD_STUDENT_N_CTX": str(args.n_ctx), "PYTHONPATH": str(ROOT),
