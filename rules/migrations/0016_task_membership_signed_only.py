@@ -28,8 +28,8 @@ SIGNED_ADDITION = (
 OLD_CONDITION = "NEW.added_by_id IS NOT NULL AND NEW.signature_id IS NULL"
 OLD_MESSAGE = "task membership refused: an added member needs the signature of the Admin who added them"
 
-# The statements that put the guard in place, by vendor: the tests' personas (tests/conftest.py) lift it for their
-# own unsigned memberships and put it back with these.
+# The statements that put the guard in place, by vendor. The tests' personas (tests/support/personas.py) lift it
+# for their own unsigned memberships (LIFT) and put it back (PUT_BACK).
 GUARD = {
     "sqlite": [sqlite_guard(SIGNED, before="INSERT", table=TABLE, message=MESSAGE, when=f"NOT {SIGNED_ADDITION}")],
     "postgresql": [
@@ -38,6 +38,8 @@ GUARD = {
     ],
 }
 LIFT = {"sqlite": sqlite_drop(SIGNED), "postgresql": [f"DROP TRIGGER IF EXISTS {SIGNED} ON {TABLE};"]}
+# What LIFT took away (on PostgreSQL the trigger only: its function stays).
+PUT_BACK = {"sqlite": GUARD["sqlite"], "postgresql": GUARD["postgresql"][1:]}
 OLD_GUARD = {
     "sqlite": [sqlite_guard(SIGNED, before="INSERT", table=TABLE, message=OLD_MESSAGE, when=OLD_CONDITION)],
     "postgresql": [

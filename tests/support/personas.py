@@ -44,5 +44,5 @@ def unsigned_memberships_create(memberships: list[Any]) -> None:
         for sql in guard.LIFT.get(connection.vendor, []):
             cursor.execute(sql)
         TaskMembership.objects.bulk_create(memberships, ignore_conflicts=True)
-        for sql in guard.GUARD.get(connection.vendor, []):
+        for sql in guard.PUT_BACK.get(connection.vendor, []):
             cursor.execute(sql)
