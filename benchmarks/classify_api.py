@@ -223,6 +223,13 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _timing_p(results: list[tuple[bool, float, int, dict[str, float]]], q: float, part: str) -> float | None:
+    # "model": the decision itself (decide - wait); "wait": behind the calls admitted before it.
+    values = [t["decide"] - t["wait"] if part == "model" else t["wait"] for _l, _ms, _s, t in results
+              if "decide" in t and "wait" in t]
+    return round(_p(values, q), 1) if values else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
@@ -341,6 +348,14 @@ def main() -> None:
         "api_threads": args.api_threads,
         "api_nice": args.api_nice,
         "single_p95_ms": round(single_p95, 1),
+        "single_p50_ms": round(_p([r[1] for r in single if r[2] == 200], 0.5), 1),
+        # The server's own split of a 200 (Server-Timing): deciding (decide - wait) and waiting for the calls
+        # admitted before it, alone and under load: is a slow accepted call slow deciding, or slow waiting?
+        "single_model_p50_ms": _timing_p([r for r in single if r[2] == 200], 0.5, "model"),
+        "loaded_model_p50_ms": _timing_p(ok, 0.5, "model"),
+        "loaded_model_p95_ms": _timing_p(ok, 0.95, "model"),
+        "loaded_wait_p50_ms": _timing_p(ok, 0.5, "wait"),
+        "loaded_wait_p95_ms": _timing_p(ok, 0.95, "wait"),
         "accepted_p95_ms": round(_p([r[1] for r in ok], 0.95), 1),
         "accepted_bound_ms": round((args.max_queue + 1) * single_p95, 1),
         "limited_rate_per_minute": args.limited_rate,

@@ -3,8 +3,9 @@
 The student decides one call at a time per process. Without a bound every gunicorn thread ends up waiting for it,
 and then everything else — a token over its rate limit, a refusal, a health check, a page in a process that serves
 both — waits in gunicorn's queue behind the model. So a process lets at most ``PLD_API_MAX_QUEUE`` calls wait while
-one is decided and answers the next one 503 with ``Retry-After`` at once: accepted calls wait at most (bound + 1)
-decisions, and the process's other threads stay free for answers that need no model.
+one is decided and answers the next one 503 with ``Retry-After`` at once, and the admitted calls take their turns
+in the order they came: accepted calls wait at most (bound + 1) decisions, their own included, and the process's
+other threads stay free for answers that need no model.
 
 Readiness: a process that decides (PLD_WEB_ROLE all or api, in-process student) is ready once its student is loaded
 and, with PLD_STUDENT_PRELOAD, the production versions' rules prefixes are held; every process needs its database.
@@ -44,11 +45,19 @@ class QueueFull(Exception):
 
 
 class ModelQueue:
-    """Count the calls of this process that hold or wait for the student; refuse one past the bound."""
+    """Count the calls of this process that hold or wait for the student; refuse one past the bound; give the
+    admitted ones their turns in the order they came.
+
+    The order matters: the student's own lock is not fair, so without turns a call admitted early could be
+    overtaken by calls admitted after it, again and again, and "at most (bound + 1) decisions" would not hold.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._turns = threading.Condition()
         self._in_flight = 0
+        # A ticket per admitted call; the one whose ticket is ``_serving`` holds the turn.
+        self._next_ticket = 0
+        self._serving = 0
         # How long recent admitted calls took, waiting included: what a refused client should wait.
         self._recent_s: deque[float] = deque(maxlen=32)
 
@@ -63,19 +72,25 @@ class ModelQueue:
 
     @contextmanager
     def slot(self, *, bound: int | None = None) -> Iterator[None]:
-        """Hold a place among the calls that may wait for the student, or raise QueueFull at once."""
+        """Hold a place among the calls that may wait for the student, or raise QueueFull at once; the body runs
+        when every call admitted before this one has finished its own."""
         bound = settings.PLD_API_MAX_QUEUE if bound is None else bound
-        with self._lock:
+        started = time.perf_counter()
+        with self._turns:
             if self._in_flight > bound:
                 raise QueueFull(in_flight=self._in_flight, bound=bound, retry_after=self._retry_after())
             self._in_flight += 1
-        started = time.perf_counter()
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._turns.wait_for(lambda: self._serving == ticket)
         try:
             yield
         finally:
-            with self._lock:
+            with self._turns:
                 self._in_flight -= 1
+                self._serving += 1
                 self._recent_s.append(time.perf_counter() - started)
+                self._turns.notify_all()
 
 
 MODEL_QUEUE = ModelQueue()

@@ -139,7 +139,9 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
         serving_stop_check(task)
         payload = _read_json(request)
         # Admission (evaluation/production/admission.py): every check above answered without waiting for the student.
+        queued = time.perf_counter()
         with model_queue_slot():
+            turn = time.perf_counter()
             result = production_classify(task=task, payload=payload)
     except QueueFull as exc:
         return _queue_full(exc)
@@ -168,8 +170,10 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
     # Exact unless an inference server's top log-probabilities did not cover a label token (docs/student.md).
     response["X-PLD-Scoring"] = result.scoring
     # What the decision log costs, per call, for integrators and the classify_api benchmark.
+    # "wait" is the part of "decide" spent waiting for the calls admitted before this one (admission.py).
     response["Server-Timing"] = (
-        f"decide;dur={(decided - started) * 1000:.1f}, log;dur={(time.perf_counter() - decided) * 1000:.2f}"
+        f"decide;dur={(decided - started) * 1000:.1f}, wait;dur={(turn - queued) * 1000:.1f}, "
+        f"log;dur={(time.perf_counter() - decided) * 1000:.2f}"
     )
     return response
 

@@ -34,27 +34,36 @@ def _post(token: str) -> object:
                          headers={"Authorization": f"Bearer {token}"})
 
 
-class _InFlightCall:
-    """Another request's call holding its place in the model's queue (as if deciding) until released."""
+class _InFlightCalls:
+    """Other requests' calls holding their places in the model's queue until released: the first as if deciding,
+    the others admitted and waiting for their turns."""
 
-    def __init__(self) -> None:
-        self.entered = threading.Event()
+    def __init__(self, count: int = 1) -> None:
         self.release = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
 
     def _run(self) -> None:
         with MODEL_QUEUE.slot():
-            self.entered.set()
             self.release.wait()
 
-    def __enter__(self) -> _InFlightCall:
-        self.thread.start()
-        self.entered.wait()
+    def __enter__(self) -> _InFlightCalls:
+        for thread in self.threads:
+            held = MODEL_QUEUE.in_flight
+            thread.start()
+            _until(lambda: MODEL_QUEUE.in_flight > held)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release.set()
-        self.thread.join()
+        for thread in self.threads:
+            thread.join()
+
+
+def _until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the queue did not change in time"
+        time.sleep(0.005)
 
 
 def _no_database(execute, sql, params, many, context):  # noqa: ANN001, ANN202 - Django's execute_wrapper signature
@@ -77,7 +86,7 @@ def test_a_token_over_its_rate_gets_its_429_while_another_call_holds_the_model(
     if timezone.now().second >= 50:
         time.sleep(61 - timezone.now().second)
     assert _post(limited).status_code == 409  # its one call this minute (no version in production yet)
-    with _InFlightCall():
+    with _InFlightCalls():
         over = _post(limited)
         assert over.status_code == 429 and over.json()["code"] == "rate_limited"
         assert 1 <= int(over["Retry-After"]) <= 60
@@ -109,12 +118,41 @@ def test_a_token_already_over_its_rate_is_refused_again_without_a_database_write
 def test_a_full_queue_answers_503_and_each_place_freed_admits_one_call(task, admin_user, reviewer, settings) -> None:
     settings.PLD_API_MAX_QUEUE = 1
     token = api_token_create(user=reviewer, name="busy", created_by=admin_user)[1]
-    with _InFlightCall():
-        with _InFlightCall():
-            refused = _post(token)
-            assert refused.status_code == 503 and refused.json()["code"] == "queue_full"
-            assert "try again in" in refused.json()["error"] and refused["Retry-After"].isdigit()
-        assert _post(token).status_code == 409  # one place free: admitted
+    with _InFlightCalls(2):
+        refused = _post(token)
+        assert refused.status_code == 503 and refused.json()["code"] == "queue_full"
+        assert "try again in" in refused.json()["error"] and refused["Retry-After"].isdigit()
+    assert MODEL_QUEUE.in_flight == 0
+    assert _post(token).status_code == 409  # places free: admitted
+
+
+def test_admitted_calls_take_the_model_one_at_a_time_in_the_order_they_came() -> None:
+    # Without turns the student's lock, which is not fair, could let a later call overtake an earlier one for ever.
+    order: list[int] = []
+    inside = [0, 0]  # now, most at once
+    guard = threading.Lock()
+
+    def call(n: int) -> None:
+        with MODEL_QUEUE.slot(bound=8):
+            with guard:
+                inside[0] += 1
+                inside[1] = max(inside)
+                order.append(n)
+            time.sleep(0.01)
+            with guard:
+                inside[0] -= 1
+
+    callers = [threading.Thread(target=call, args=(n,)) for n in range(6)]
+    with _InFlightCalls():  # holds the model while the six arrive, one after another
+        for caller in callers:
+            held = MODEL_QUEUE.in_flight
+            caller.start()
+            _until(lambda: MODEL_QUEUE.in_flight > held)
+    for caller in callers:
+        caller.join()
+    assert order == [0, 1, 2, 3, 4, 5]
+    assert inside[1] == 1
+    assert MODEL_QUEUE.in_flight == 0
 
 
 def test_a_call_that_fails_inside_its_place_gives_the_place_back() -> None:

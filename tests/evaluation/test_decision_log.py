@@ -68,6 +68,8 @@ def test_a_call_writes_exactly_one_record_with_its_version_and_hashes(production
     assert call.label == data["label"] and call.probabilities == data["probabilities"]
     assert call.top_probability == max(data["probabilities"].values())
     assert call.latency_ms > 0 and "log;dur=" in response["Server-Timing"]
+    timing = dict(item.strip().split(";dur=") for item in response["Server-Timing"].split(","))
+    assert 0 <= float(timing["wait"]) <= float(timing["decide"])  # alone: no call admitted before it
     assert call.input_retention == "full" and call.inputs == BODY
     assert call.input_sha256 == inputs_sha256(BODY)
     # An error writes nothing.
