@@ -7,7 +7,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.paginator import Paginator
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from evaluation.forms import FeedbackForm, OverrideForm, PolicyForm, WatchFilter
 from evaluation.models import ClassifyCall, DecisionFeedback, DecisionLogPolicy, DecisionOverride
+from evaluation.production.call_pages import call_page, calls_logged
 from evaluation.production.decision_log import (
     decision_feedback_give,
     decision_override,
@@ -42,6 +42,11 @@ CALLS_PER_PAGE = 50
 def _calls() -> models.QuerySet[ClassifyCall]:
     # The one place production pages fetch logged calls from, scoped to the tasks the user may see.
     return ClassifyCall.objects.select_related("task", "prompt_version", "api_token__user")
+
+
+def _call_id(value: str | None) -> int | None:
+    # A page link's cursor; anything else (absent, typed wrong) means the newest page.
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def _call_or_404(call_id: int, user: Any) -> ClassifyCall:
@@ -161,9 +166,13 @@ def classify_call_list(request: HttpRequest, task_name: str) -> HttpResponse:
         overridden_label=models.Subquery(overridden[:1])
     )
     label = request.GET.get("label", "")
-    if label in task.label_names:
+    if label not in task.label_names:
+        label = ""
+    if label:
         calls = calls.filter(label=label)
-    page = Paginator(calls.order_by("-created_at", "-id"), CALLS_PER_PAGE).get_page(request.GET.get("page"))
+    # Keyset pages and a total from the rollups: flat at a million calls (evaluation/production/call_pages.py).
+    page = call_page(calls, total=calls_logged(task=task, label=label), size=CALLS_PER_PAGE,
+                     before=_call_id(request.GET.get("before")), after=_call_id(request.GET.get("after")))
     return render(request, "evaluation/classify_call_list.html", {
         "task": task, "page": page, "label": label, "banners": task_banners([task]),
         "feedback_waiting": task.examples.filter(split=Split.FEEDBACK).count(),
