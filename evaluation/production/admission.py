@@ -70,6 +70,15 @@ class ModelQueue:
         typical = statistics.median(self._recent_s) if self._recent_s else 1.0
         return max(1, math.ceil(typical))
 
+    def refuse_if_full(self, *, bound: int | None = None) -> None:
+        """Raise QueueFull now if a call arriving now would be refused: the cheap refusal, before the body is read.
+
+        Only a first look: ``slot`` decides, so a place freed or taken in between is still counted right."""
+        bound = settings.PLD_API_MAX_QUEUE if bound is None else bound
+        with self._turns:
+            if self._in_flight > bound:
+                raise QueueFull(in_flight=self._in_flight, bound=bound, retry_after=self._retry_after())
+
     @contextmanager
     def slot(self, *, bound: int | None = None) -> Iterator[None]:
         """Hold a place among the calls that may wait for the student, or raise QueueFull at once; the body runs
@@ -99,6 +108,11 @@ MODEL_QUEUE = ModelQueue()
 def model_queue_slot() -> Any:
     """Return a context manager holding one of this process's places in the student's queue (QueueFull if none)."""
     return MODEL_QUEUE.slot()
+
+
+def model_queue_refuse_if_full() -> None:
+    """Raise QueueFull at once if this process's queue for the student is full (``ModelQueue.refuse_if_full``)."""
+    MODEL_QUEUE.refuse_if_full()
 
 
 # --- the rate limit, remembered ----------------------------------------------------------------------------

@@ -22,7 +22,12 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from evaluation.models import ApiToken, ClassifyCall
-from evaluation.production.admission import QueueFull, model_queue_slot, token_rate_check
+from evaluation.production.admission import (
+    QueueFull,
+    model_queue_refuse_if_full,
+    model_queue_slot,
+    token_rate_check,
+)
 from evaluation.production.api_tokens import TokenError, api_token_authenticate, api_token_check_scope
 from evaluation.production.decision_log import classify_call_record
 from evaluation.production.dossier import decision_dossier
@@ -137,6 +142,9 @@ def _classify(request: HttpRequest, task_name: str, *, request_id: uuid.UUID, st
     try:
         # A stopped task refuses before the body is read: the stop is the answer whatever was sent.
         serving_stop_check(task)
+        # So does a full queue: under load most calls end here, and reading and parsing their bodies would take
+        # CPU from the decisions (docs/production.md, "Admission control").
+        model_queue_refuse_if_full()
         payload = _read_json(request)
         # Admission (evaluation/production/admission.py): every check above answered without waiting for the student.
         queued = time.perf_counter()

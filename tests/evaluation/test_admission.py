@@ -48,9 +48,7 @@ class _InFlightCalls:
 
     def __enter__(self) -> _InFlightCalls:
         for thread in self.threads:
-            held = MODEL_QUEUE.in_flight
-            thread.start()
-            _until(lambda: MODEL_QUEUE.in_flight > held)
+            _start_admitted(thread)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -59,10 +57,13 @@ class _InFlightCalls:
             thread.join()
 
 
-def _until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the queue did not change in time"
+def _start_admitted(thread: threading.Thread) -> None:
+    # Start a thread that calls MODEL_QUEUE.slot() and wait until it holds its place, so arrivals keep their order.
+    held = MODEL_QUEUE.in_flight
+    thread.start()
+    deadline = time.monotonic() + 10
+    while MODEL_QUEUE.in_flight <= held:
+        assert time.monotonic() < deadline, "the call was not admitted in time"
         time.sleep(0.005)
 
 
@@ -126,6 +127,19 @@ def test_a_full_queue_answers_503_and_each_place_freed_admits_one_call(task, adm
     assert _post(token).status_code == 409  # places free: admitted
 
 
+def test_a_full_queue_refuses_before_the_body_is_read(task, admin_user, reviewer, settings) -> None:
+    settings.PLD_API_MAX_QUEUE = 0
+    token = api_token_create(user=reviewer, name="busy", created_by=admin_user)[1]
+
+    def broken() -> object:
+        return Client().post(URL, data="{not json", content_type="application/json",
+                             headers={"Authorization": f"Bearer {token}"})
+
+    with _InFlightCalls():
+        assert broken().json()["code"] == "queue_full"
+    assert broken().json()["code"] == "bad_json"
+
+
 def test_admitted_calls_take_the_model_one_at_a_time_in_the_order_they_came() -> None:
     # Without turns the student's lock, which is not fair, could let a later call overtake an earlier one for ever.
     order: list[int] = []
@@ -145,9 +159,7 @@ def test_admitted_calls_take_the_model_one_at_a_time_in_the_order_they_came() ->
     callers = [threading.Thread(target=call, args=(n,)) for n in range(6)]
     with _InFlightCalls():  # holds the model while the six arrive, one after another
         for caller in callers:
-            held = MODEL_QUEUE.in_flight
-            caller.start()
-            _until(lambda: MODEL_QUEUE.in_flight > held)
+            _start_admitted(caller)
     for caller in callers:
         caller.join()
     assert order == [0, 1, 2, 3, 4, 5]
