@@ -18,8 +18,9 @@ as the quiet they were taken in.
 Reviewers against integrators: as scripts/demo serves it (``--layout split``, the default), the review pages
 come from one gunicorn (PLD_WEB_ROLE=pages, never loads the model) and the API from another (PLD_WEB_ROLE=api,
 niced); ``--layout single`` is the old one-process layout. A signed-in reviewer fetches the review queue
-(``/review/``) one request after another, first alone for ``--review-seconds`` (``review_p95_ms_idle``), then
-all through the clients' calls (``review_p95_ms_under_api``); the bar is ``review_ratio`` ≤ 2.
+(``/review/``) every ``--review-interval`` seconds (0.1; 0 for back to back), first alone for
+``--review-seconds`` (``review_p95_ms_idle``), then all through the clients' calls (``review_p95_ms_under_api``);
+the bar is ``review_ratio`` ≤ 2.
 
 The idle reviewer, the single client and the loaded phase come in ``--rounds`` slices taken in turn, so each
 ratio compares moments of the same stretch of a shared machine's load.
@@ -187,10 +188,13 @@ def _limited(port: int, token: str, body: bytes, interval: float, until: float,
         call.join()
 
 
-def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, int]]) -> None:
-    """Fetch the review queue one request after another until the deadline, as a reviewer's browser would."""
+def _reviewer(port: int, cookie: str, until: float, results: list[tuple[float, int]], interval: float) -> None:
+    """Fetch the review queue until the deadline, one request every ``interval`` s (0: back to back)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    while time.monotonic() < until:
+    due = time.monotonic()
+    while due < until:
+        time.sleep(max(0.0, due - time.monotonic()))
+        due += interval
         started = time.perf_counter()
         try:
             conn.request("GET", "/review/", headers={"Cookie": cookie})
@@ -238,6 +242,11 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="PLD_STUDENT_N_CTX for the server")
     parser.add_argument("--layout", choices=["split", "single"], default="split",
                         help="split: pages and API in two processes, as scripts/demo; single: one process for both")
+    # A request every 0.1 s is many times a person's pace and gives 200 samples per 20 s. Back to back (0), the
+    # reviewer alone takes most of a core of the two the API and the clients share, so the figures measure the
+    # machine's saturation as much as the API's admission (docs/benchmarks.md).
+    parser.add_argument("--review-interval", type=float, default=0.1,
+                        help="seconds between the reviewer's requests (0: back to back)")
     parser.add_argument("--review-seconds", type=float, default=20.0, help="the reviewer alone, before the API load")
     parser.add_argument("--single-seconds", type=float, default=20.0, help="one client alone: single_p95_ms")
     parser.add_argument("--rounds", type=int, default=3, help="quiet and loaded slices taken in turn")
@@ -298,11 +307,13 @@ def main() -> None:
             # The quiet and the loaded figures come in --rounds slices taken in turn, so a busy spell on a shared
             # machine falls on both sides of each ratio alike.
             for _round in range(args.rounds):
-                _reviewer(args.port, cookie, time.monotonic() + args.review_seconds / args.rounds, review_idle)
+                _reviewer(args.port, cookie, time.monotonic() + args.review_seconds / args.rounds, review_idle,
+                          args.review_interval)
                 # The reviewer keeps fetching meanwhile, as under load: the single client and the 16 then differ
                 # only in the API's own traffic (the pages process, not niced, takes a core from the model).
                 until = time.monotonic() + args.single_seconds / args.rounds
-                beside = threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_single))
+                beside = threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_single,
+                                                                  args.review_interval))
                 beside.start()
                 _client(api_port, token, bodies, 0, until, single)
                 beside.join()
@@ -310,7 +321,8 @@ def main() -> None:
                 started = time.monotonic()
                 threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results))
                            for n in range(args.clients)]
-                threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded)))
+                threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded,
+                                                                        args.review_interval)))
                 threads.append(threading.Thread(target=_limited, args=(
                     api_port, limited, bodies[0], args.limited_interval, until, limited_results)))
                 for thread in threads:
@@ -386,6 +398,7 @@ def main() -> None:
                               / _p([ms for ms, code in review_idle if code == 200], 0.95), 2),
         "review_p95_ms_beside_single": round(_p([ms for ms, code in review_single if code == 200], 0.95), 1),
         "review_requests": [len(review_idle), len(review_loaded)],
+        "review_interval_s": args.review_interval,
         "review_errors": sum(1 for _ms, code in review_idle + review_loaded if code != 200),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
