@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from pldreview.models import LedgerEntry, LedgerHead
@@ -112,3 +112,22 @@ def ledger_anchor_parse(text: str) -> tuple[int, str] | None:
     """Return the (sequence, hash) anchor a text states as ``ledger head #N <hash>``, or None."""
     match = _ANCHOR.search(text or "")
     return (int(match.group(1)), match.group(2)) if match else None
+
+
+def ledger_event_names() -> list[str]:
+    """Return the event names on the ledger, sorted: one index seek per name, not a read of every entry.
+
+    ``SELECT DISTINCT event`` reads the whole ``event`` index, which grows with every action; this walks it from
+    one name to the next (a "loose index scan"), in the same SQL on SQLite and PostgreSQL.
+    """
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE names(event) AS ("  # noqa: S608 - the table name is the model's, not input
+            f" SELECT MIN(event) FROM {table}"
+            f" UNION ALL"
+            f" SELECT (SELECT MIN(event) FROM {table} WHERE event > names.event) FROM names"
+            f" WHERE names.event IS NOT NULL"
+            f") SELECT event FROM names WHERE event IS NOT NULL"
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -7,10 +7,12 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET, require_POST
 
 from pldreview.checkpoints import CheckpointError, checkpoint_path, ledger_checkpoint_create
 from pldreview.forms import LedgerFilterForm
+from pldreview.ledger import ledger_event_names, ledger_head
 from pldreview.ledger_export import ledger_export_lines
 from pldreview.ledger_verify import ledger_verify
 from pldreview.models import LedgerCheckpoint, LedgerEntry
@@ -19,22 +21,39 @@ PAGE_SIZE = 50
 CHECKPOINTS_SHOWN = 10
 
 
+class _LedgerPaginator(Paginator):
+    """A Paginator told its count (``total``) instead of counting, when the count is known for less."""
+
+    def __init__(self, *args: object, total: int | None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._total = total
+
+    @cached_property
+    def count(self) -> int:
+        """Return the number of entries: the one given, or Paginator's count."""
+        return self._total if self._total is not None else super().count
+
+
 @require_GET
 @permission_required("pldreview.view_ledger", raise_exception=True)
 def ledger_list(request: HttpRequest) -> HttpResponse:
     """List ledger entries, newest first, filtered; with ``verify=1`` verify the whole ledger first."""
     form = LedgerFilterForm(request.GET or None)
     entries = LedgerEntry.objects.order_by("-sequence").defer("payload")
-    if form.is_bound and form.is_valid():
+    filtered = form.is_bound and form.is_valid() and any(form.cleaned_data.values())
+    if filtered:
         entries = form.filter(entries)
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Unfiltered, the count is the head's sequence number (the chain runs 1..head without a gap, as
+    # ledger_verify checks), not a read of every entry.
+    page = _LedgerPaginator(entries, PAGE_SIZE, total=None if filtered else ledger_head()[0]).get_page(
+        request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("verify", None)
     verdict = ledger_verify() if request.GET.get("verify") else None
     context = {
         "form": form, "page": page, "query": query.urlencode(), "verdict": verdict,
-        "events": LedgerEntry.objects.order_by("event").values_list("event", flat=True).distinct(),
+        "events": ledger_event_names(),
         "checkpoints": LedgerCheckpoint.objects.select_related("created_by").order_by("-sequence", "-id")[
             :CHECKPOINTS_SHOWN],
     }

@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from pldreview.ledger import ledger_append
+from pldreview.ledger import ledger_append, ledger_event_names, ledger_head
 from pldreview.ledger_export import ledger_export_lines
+from pldreview.models import LedgerEntry
 from rules.models import Task
 from tests.pldreview.ledgerkit import raw, side_door
 
@@ -51,6 +52,42 @@ def test_the_query_count_does_not_grow_with_the_ledger(auditor, task) -> None:  
     many = _queries(client, "/ledger/?event=security.")
     assert few == many
     assert _queries(client, "/ledger/?page=2") == many
+
+
+def test_the_unfiltered_page_reads_neither_every_entry_nor_every_event(auditor, admin_user, task) -> None:  # noqa: ANN001
+    _fill(7, actor=auditor, task=task)
+    for event in ("dataset.imported", "a.first", "security.logout", "task.viewed"):
+        ledger_append(event=event, actor=admin_user, obj=None, facts={})
+    assert ledger_event_names() == sorted(set(LedgerEntry.objects.values_list("event", flat=True)))
+    client = _client(auditor)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get("/ledger/")
+    page = response.context["page"]
+    assert page.paginator.count == ledger_head()[0] == LedgerEntry.objects.count()
+    on_entries = [q["sql"].upper() for q in ctx.captured_queries if "PLDREVIEW_LEDGERENTRY" in q["sql"].upper()]
+    assert not any("COUNT(" in sql or "DISTINCT" in sql for sql in on_entries), on_entries
+    html = response.content.decode()
+    assert '<option value="a.first">' in html
+    # Filtered, the count is the filter's own.
+    security = LedgerEntry.objects.filter(event__startswith="security.").count()
+    assert security == 5  # three logins filled, one logout, and the auditor's own login
+    assert client.get("/ledger/", {"event": "security."}).context["page"].paginator.count == security
+
+
+def test_the_event_list_walks_the_event_index(db) -> None:  # noqa: ANN001
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN SELECT MIN(event) FROM {table} WHERE event > %s", ["a"])  # noqa: S608
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN SELECT MIN(event) FROM {table} WHERE event > ?", ["a"])  # noqa: S608
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+    # Each step of the walk is one seek in the event index, whatever the ledger's size.
+    if connection.vendor == "postgresql":
+        assert "Limit" in plan and "Scan using pldreview_ledgerentry_event" in plan and "event > 'a'" in plan, plan
+    else:
+        assert "USING COVERING INDEX" in plan and "(event>?)" in plan, plan
 
 
 def test_filters_by_event_prefix_actor_object_and_date(auditor, admin_user, task) -> None:  # noqa: ANN001
