@@ -74,20 +74,22 @@ class ModelQueue:
         """Raise QueueFull now if a call arriving now would be refused: the cheap refusal, before the body is read.
 
         Only a first look: ``slot`` decides, so a place freed or taken in between is still counted right."""
-        bound = settings.PLD_API_MAX_QUEUE if bound is None else bound
         with self._turns:
-            if self._in_flight > bound:
-                raise QueueFull(in_flight=self._in_flight, bound=bound, retry_after=self._retry_after())
+            self._refuse_past(bound)
+
+    def _refuse_past(self, bound: int | None) -> None:
+        # With the lock held: the one check of both doors, the first look and the place itself.
+        bound = settings.PLD_API_MAX_QUEUE if bound is None else bound
+        if self._in_flight > bound:
+            raise QueueFull(in_flight=self._in_flight, bound=bound, retry_after=self._retry_after())
 
     @contextmanager
     def slot(self, *, bound: int | None = None) -> Iterator[None]:
         """Hold a place among the calls that may wait for the student, or raise QueueFull at once; the body runs
         when every call admitted before this one has finished its own."""
-        bound = settings.PLD_API_MAX_QUEUE if bound is None else bound
         started = time.perf_counter()
         with self._turns:
-            if self._in_flight > bound:
-                raise QueueFull(in_flight=self._in_flight, bound=bound, retry_after=self._retry_after())
+            self._refuse_past(bound)
             self._in_flight += 1
             ticket = self._next_ticket
             self._next_ticket += 1
