@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from evaluation.models import ClassifyCall
-from tests.support.factories import ClassifyCallFactory
+from tests.support.factories import ClassifyCallFactory, TaskFactory
 from tests.support.prompt_versions import approve_all, compiled, promote_by_override
 
 LABELS = ["Entailment", "Contradiction", "NotMentioned"]
@@ -70,11 +70,18 @@ def test_a_label_filters_the_pages_and_the_total(client, auditor, calls, monkeyp
     assert _ids(html) + _ids(client.get(f"/tasks/nda-demo/calls/{older}").content.decode())[:2] == entailment[:4]
 
 
-def test_a_cursor_from_elsewhere_or_typed_wrong_gives_the_newest_page(client, auditor, calls, monkeypatch) -> None:
+def test_a_cursor_from_elsewhere_or_typed_wrong_gives_the_newest_page(client, auditor, admin_user, second_reviewer,
+                                                                       calls, monkeypatch) -> None:
     monkeypatch.setattr("evaluation.views.production.watch.CALLS_PER_PAGE", 4)
     client.force_login(auditor)
     newest = _ids(client.get("/tasks/nda-demo/calls/").content.decode())
-    for query in ("?before=999999", "?after=abc", "?before=" + "9" * 40, "?after=²", f"?after={calls[0].pk}"):
+    # Another task's call, as a cursor, is no cursor here: its time places nothing on this task's list.
+    other = TaskFactory(name="other-task")
+    approve_all(other, second_reviewer)
+    elsewhere = ClassifyCallFactory(prompt_version=compiled(other, admin_user),
+                                    created_at=calls[5].created_at)
+    for query in ("?before=999999", "?after=abc", "?before=" + "9" * 40, "?after=²", f"?after={calls[0].pk}",
+                  f"?before={elsewhere.pk}", f"?after={elsewhere.pk}"):
         response = client.get(f"/tasks/nda-demo/calls/{query}")
         assert response.status_code == 200 and _ids(response.content.decode()) == newest, query
 
