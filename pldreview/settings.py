@@ -131,7 +131,14 @@ TEMPLATES = [
 ]
 
 _DEFAULT_DB_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _DEFAULT_DB_URL), conn_max_age=0)}
+# Each gunicorn thread keeps its connection between requests (PLD_DB_CONN_MAX_AGE seconds; 0 closes it after
+# every request). Opening one per request cost a refusal of the classify API about a third of its time (SQLite:
+# the file, Django's SQL functions, the PRAGMAs below), CPU taken from the model (docs/benchmarks.md). The health
+# check replaces a connection a database restart broke, before the request uses it.
+DATABASES = {"default": dj_database_url.parse(
+    env_str("DATABASE_URL", _DEFAULT_DB_URL), conn_max_age=env_int("PLD_DB_CONN_MAX_AGE", 60, minimum=0),
+    conn_health_checks=True,
+)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the job worker writes; IMMEDIATE avoids
     # "database is locked" when a read transaction later tries to write.
@@ -519,6 +526,10 @@ PLD_API_DEFAULT_RATE_LIMIT = env_int("PLD_API_DEFAULT_RATE_LIMIT", 60, minimum=1
 # with more threads than this + 1, so refusals, /healthz, /readyz and (PLD_WEB_ROLE=all) pages always find a
 # free thread.
 PLD_API_MAX_QUEUE = env_int("PLD_API_MAX_QUEUE", 2, minimum=0)
+# How many nice levels below the API's request threads its decision thread runs (Linux; 0: the same). The model
+# keeps both cores busy; a 429 or a full queue's 503 then answers at once instead of sharing a core with it
+# (evaluation/production/decision_thread.py).
+PLD_DECISION_NICE = env_int("PLD_DECISION_NICE", 9, minimum=0)
 
 # The decision log (docs/production.md): how a classify call's input is kept — full, hash or redact; a task's
 # DecisionLogPolicy overrides it — and for how many days calls are kept before purge_decisions removes them.

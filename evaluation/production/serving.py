@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluation.models import ServingStop
+from evaluation.production.decision_thread import decision_thread_run
 from evaluation.production.serving_stops import serving_stop_body, serving_stop_current, serving_stop_message
 from evaluation.release.promotion import production_prompt_version
 from evaluation.student.http_client import get_backend_student
@@ -140,10 +141,19 @@ def classify_inputs(*, task: Task, payload: Any) -> dict[str, str]:
     return {name: payload[name] for name in task.input_fields}
 
 
-def production_classify(*, task: Task, payload: Any) -> Classification:
+def _decide(*, student: Any, task: Task, inputs: dict[str, Any], rules_text: str) -> Any:
+    # The student's part of a call: no database here (decision_thread.py runs it on another thread).
+    if student.backend == "llama_cpp":
+        student_state_restore(student=student, rules_text=rules_text)
+    return classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
+
+
+def production_classify(*, task: Task, payload: Any, on_decision_thread: bool = False) -> Classification:
     """Classify one input with the task's current production version (read per call, never cached).
 
     A stopped task (``evaluation.production.serving_stops``) raises ``ServingStopped`` before anything is decided.
+    ``on_decision_thread``: the student decides on the process's decision thread (the API's request threads stay
+    ahead of it for the CPU; evaluation/production/decision_thread.py).
     """
     inputs = classify_inputs(task=task, payload=payload)
     serving_stop_check(task)
@@ -157,9 +167,8 @@ def production_classify(*, task: Task, payload: Any) -> Classification:
         # The path is resolved once per process; the student itself is loaded once per process by get_student.
         student = get_backend_student()
         rules_text = pld_rules(task=task, prompt_text=version.text)
-        if student.backend == "llama_cpp":
-            student_state_restore(student=student, rules_text=rules_text)
-        decision = classify_example(student=student, task=task, inputs=inputs, rules_text=rules_text)
+        work = {"student": student, "task": task, "inputs": inputs, "rules_text": rules_text}
+        decision = decision_thread_run(_decide, **work) if on_decision_thread else _decide(**work)
     except ExampleTooLongError as exc:
         raise ClassifyError(exc.message, status=413, code="input_too_long") from exc
     except StudentError as exc:

@@ -30,9 +30,12 @@ from rules.models import Task
 def serving_stop_current(task: Task | int) -> ServingStop | None:
     """Return the stop in force for the task (its latest row, when that is a stop), read fresh from the database."""
     task_id = task if isinstance(task, int) else task.pk
-    latest = (ServingStop.objects.filter(task_id=task_id).select_related("by", "signature")
-              .order_by("-id").first())
-    return latest if latest is not None and latest.is_stop else None
+    # Every classify call asks this twice, and almost always the answer is "none": the narrow read costs a
+    # refusal of a full queue about half a millisecond less than loading the row with its signer and signature.
+    latest = ServingStop.objects.filter(task_id=task_id).order_by("-id").values_list("pk", "action").first()
+    if latest is None or latest[1] != ServingStop.Action.STOP:
+        return None
+    return ServingStop.objects.select_related("by", "signature").get(pk=latest[0])
 
 
 def serving_stop_message(stop: ServingStop) -> str:

@@ -70,6 +70,8 @@ def test_a_call_writes_exactly_one_record_with_its_version_and_hashes(production
     assert call.latency_ms > 0 and "log;dur=" in response["Server-Timing"]
     timing = dict(item.strip().split(";dur=") for item in response["Server-Timing"].split(","))
     assert 0 <= float(timing["wait"]) <= float(timing["decide"])  # alone: no call admitted before it
+    # The checks before the queue are a part of the decision's time, and not all of it: the model decided after.
+    assert 0 < float(timing["admit"]) < float(timing["decide"]) - float(timing["wait"])
     assert call.input_retention == "full" and call.inputs == BODY
     assert call.input_sha256 == inputs_sha256(BODY)
     # An error writes nothing.
