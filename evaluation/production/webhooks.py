@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import secrets
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -63,7 +65,56 @@ def _is_internal_address(host: str) -> bool:
     try:
         return not ipaddress.ip_address(host).is_global
     except ValueError:
-        return False  # a name: resolved when sent (docs/production.md says what that leaves open)
+        return False  # a name: resolved by webhook_url_check and again before each delivery connects
+
+
+class WebhookAddressRefused(OSError):
+    """The webhook's host resolves to an address no webhook is sent to (private, loopback, link-local…)."""
+
+
+def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def _internal_address(answers: list[tuple[Any, ...]], *, loopback_allowed: bool) -> str | None:
+    """Return the first of the resolver's answers that is not a public address, or None.
+
+    Every answer counts, not the first: a name with one public and one internal record would otherwise reach
+    the internal one whenever the connection tried it."""
+    for *_, sockaddr in answers:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if not address.is_global and not (loopback_allowed and address.is_loopback):
+            return str(address)
+    return None
+
+
+def _webhook_connection(address: tuple[str, int], timeout: Any = None,
+                        source_address: tuple[str, int] | None = None, **_kwargs: Any) -> socket.socket:
+    """Connect as socket.create_connection does, once every address of the host proved public, to those addresses.
+
+    The resolver is asked once, for the check and the connection both: a name that answers public to the check and
+    internal a moment later (DNS rebinding) has no second answer to slip in."""
+    host, port = address
+    answers = _resolve(host, port)
+    loopback_allowed = settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK and _is_loopback(host)
+    internal = _internal_address(answers, loopback_allowed=loopback_allowed)
+    if internal is not None:
+        raise WebhookAddressRefused(f"{host} resolves to {internal}, an internal address; nothing was sent.")
+    failure: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _name, sockaddr in answers:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if isinstance(timeout, int | float):  # not socket's "global default" marker
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure
 
 
 def webhook_url_check(url: str) -> str:
@@ -81,6 +132,16 @@ def webhook_url_check(url: str) -> str:
     if not loopback_allowed and _is_internal_address(parts.hostname):
         # The attempts page shows each answer's status: an internal address would make it a scanner of our network.
         raise ValidationError({"url": "Give a public address: private, loopback and link-local ones are refused."})
+    if not loopback_allowed:
+        # A name (or a number Python's ipaddress does not read, such as 127.1) may still lead inside. One that does
+        # not resolve now is taken: every delivery checks its addresses again before it connects.
+        try:
+            internal = _internal_address(_resolve(parts.hostname, parts.port or 443), loopback_allowed=False)
+        except (OSError, ValueError):
+            internal = None
+        if internal is not None:
+            raise ValidationError({"url": f"{parts.hostname} resolves to {internal}, an internal address: give "
+                                          "a public one."})
     return url
 
 
@@ -191,7 +252,38 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class _CheckedConnectionMixin:
+    # Through a proxy (https_proxy) the socket goes to the proxy, which resolves and reaches the receiver itself.
+    def _checked_connection(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if getattr(self, "_tunnel_host", None):
+            return socket.create_connection(address, *args, **kwargs)
+        return _webhook_connection(address, *args, **kwargs)
+
+
+class _CheckedHTTPConnection(_CheckedConnectionMixin, http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = self._checked_connection
+
+
+class _CheckedHTTPSConnection(_CheckedConnectionMixin, http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = self._checked_connection
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_CheckedHTTPConnection, req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> Any:
+        # TLS still verifies the certificate against the name in the URL.
+        return self.do_open(_CheckedHTTPSConnection, req, context=self._context)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects, _CheckedHTTPHandler, _CheckedHTTPSHandler)
 
 
 def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
-from evaluation.models import WebhookAttempt, WebhookDelivery
+from evaluation.models import Webhook, WebhookAttempt, WebhookDelivery
 from evaluation.production.api_tokens import api_token_create
 from evaluation.production.decision_log import decision_override
 from evaluation.production.webhooks import (
@@ -97,6 +98,48 @@ def test_a_webhook_goes_over_https_or_to_loopback_over_http_only_when_allowed(to
     webhook_create(token=token, url="http://127.0.0.1:9/x", user=reviewer)
     with pytest.raises(ValidationError):
         webhook_create(token=token, url="http://10.0.0.1/x", user=reviewer)
+
+
+def test_a_name_or_number_that_resolves_inside_is_refused_at_registration(token, reviewer, settings) -> None:
+    # Python's ipaddress does not read these, the resolver does: each is 127.0.0.1 (inet_aton's short forms).
+    for settings.PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK in (False, True):
+        for url in ["https://127.1/x", "https://2130706433/x", "https://0x7f000001:8443/x", "https://10.1/x"]:
+            with pytest.raises(ValidationError, match="resolves to (127.0.0.1|10.0.0.1), an internal address"):
+                webhook_create(token=token, url=url, user=reviewer)
+    # A name that does not resolve now is taken: every delivery checks again.
+    webhook_create(token=token, url="https://hooks.example.invalid/pld", user=reviewer)
+    assert list(token.webhooks.values_list("url", flat=True)) == ["https://hooks.example.invalid/pld"]
+
+
+def test_a_delivery_to_a_name_that_now_resolves_inside_is_refused_before_it_connects(
+    task, token, reviewer, receiver, loopback
+) -> None:
+    # As if the name had pointed outside at registration and inside now (DNS rebinding): the row is written as
+    # registration left it, with a host that resolves to the receiver on 127.0.0.1.
+    port = receiver.server.server_address[1]
+    Webhook.objects.create(token=token, url=f"http://127.1:{port}/pld-events", secret="whsec_x", created_by=reviewer)
+    (delivery,) = webhook_events_announce(task=task, event="task.stopped", body={"by": "alex"})
+    attempt = webhook_delivery_attempt(delivery_id=delivery.pk)
+    assert not attempt.ok and attempt.response_code is None
+    assert "127.1 resolves to 127.0.0.1, an internal address; nothing was sent." in attempt.error
+    assert receiver.received == []
+    # The same receiver by its loopback address, allowed here (PLD_WEBHOOK_ALLOW_HTTP_LOOPBACK), does hear.
+    Webhook.objects.filter(pk=delivery.webhook_id).update(url=receiver.url)
+    assert webhook_delivery_attempt(delivery_id=delivery.pk).ok and len(receiver.received) == 1
+
+
+def test_a_receiver_that_never_answers_is_a_failed_attempt_after_the_timeout(
+    task, token, reviewer, loopback, settings
+) -> None:
+    settings.PLD_WEBHOOK_TIMEOUT_SECONDS = 1
+    silent = socket.create_server(("127.0.0.1", 0))  # takes the connection, never reads or answers
+    try:
+        webhook_create(token=token, url=f"http://127.0.0.1:{silent.getsockname()[1]}/x", user=reviewer)
+        (delivery,) = webhook_events_announce(task=task, event="task.stopped", body={})
+        attempt = webhook_delivery_attempt(delivery_id=delivery.pk)
+    finally:
+        silent.close()
+    assert not attempt.ok and attempt.response_code is None and "timed out" in attempt.error
 
 
 def test_the_owner_registers_a_webhook_and_sees_its_secret_once_and_another_user_is_refused(
