@@ -214,10 +214,18 @@ def _gunicorn(python: str, port: int, env: dict[str, str], log: Path, *, nice: i
     # The demo's command line (scripts/demo), in its own session so its workers stop with it.
     command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "pldreview.wsgi:application",
                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads)]
-    return subprocess.Popen(
+    process = subprocess.Popen(
         (["nice", "-n", str(nice)] if nice else []) + command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=open(log, "w"), start_new_session=True,  # noqa: SIM115
     )
+    if nice:
+        # As scripts/demo's lower_group: under autogroup scheduling a nice value ranks threads only inside their
+        # session's group, so the session's group is lowered too (nothing to do where there is none).
+        try:
+            Path(f"/proc/{process.pid}/autogroup").write_text(str(nice))
+        except OSError:
+            pass
+    return process
 
 
 def _p(values: list[float], q: float) -> float:
