@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,24 +28,27 @@ T = TypeVar("T")
 
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_LOCK = threading.Lock()
-# (thread id, nice value) of the decision thread once it has started.
-_STARTED: tuple[int, int] | None = None
+# (thread id, nice value) of the decision thread once it has started; the nice value is None off Linux.
+_STARTED: tuple[int, int | None] | None = None
 
 
 def _lower_own_priority() -> None:
     global _STARTED
     tid = threading.get_native_id()
-    # On Linux PRIO_PROCESS with a thread id names that thread alone; elsewhere it would name the whole process.
-    if settings.PLD_DECISION_NICE and os.uname().sysname == "Linux":
+    if sys.platform != "linux":
+        # Elsewhere PRIO_PROCESS names a whole process, not a thread: the decision thread keeps its priority.
+        _STARTED = (tid, None)
+        return
+    if settings.PLD_DECISION_NICE:
         try:
             os.setpriority(os.PRIO_PROCESS, tid,
                            min(19, os.getpriority(os.PRIO_PROCESS, tid) + settings.PLD_DECISION_NICE))
         except OSError as exc:  # a sandbox that refuses it: decide at the request threads' priority
             logger.warning("The decision thread keeps its priority: %s", exc)
-    _STARTED = (tid, os.getpriority(os.PRIO_PROCESS, tid) if hasattr(os, "getpriority") else 0)
+    _STARTED = (tid, os.getpriority(os.PRIO_PROCESS, tid))
 
 
-def decision_thread_started() -> tuple[int, int] | None:
+def decision_thread_started() -> tuple[int, int | None] | None:
     """Return the decision thread's (thread id, nice value), or None before this process's first decision."""
     return _STARTED
 
