@@ -88,8 +88,7 @@ def _internal_address(answers: list[tuple[Any, ...]], *, loopback_allowed: bool)
     return None
 
 
-def _webhook_connection(address: tuple[str, int], timeout: Any = None,
-                        source_address: tuple[str, int] | None = None, **_kwargs: Any) -> socket.socket:
+def _webhook_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
     """Connect as socket.create_connection does, once every address of the host proved public, to those addresses.
 
     The resolver is asked once, for the check and the connection both: a name that answers public to the check and
@@ -101,19 +100,12 @@ def _webhook_connection(address: tuple[str, int], timeout: Any = None,
     if internal is not None:
         raise WebhookAddressRefused(f"{host} resolves to {internal}, an internal address; nothing was sent.")
     failure: OSError = OSError(f"{host} has no address")
-    for family, kind, proto, _name, sockaddr in answers:
-        sock = socket.socket(family, kind, proto)
+    for *_, sockaddr in answers:
         try:
-            if isinstance(timeout, int | float):  # not socket's "global default" marker
-                sock.settimeout(timeout)
-            if source_address:
-                sock.bind(source_address)
-            sock.connect(sockaddr)
+            # An address, not the name: nothing is resolved again.
+            return socket.create_connection(sockaddr[:2], *args, **kwargs)
         except OSError as exc:
-            sock.close()
             failure = exc
-            continue
-        return sock
     raise failure
 
 
@@ -253,6 +245,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 class _CheckedConnectionMixin:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = self._checked_connection
+
     # Through a proxy (https_proxy) the socket goes to the proxy, which resolves and reaches the receiver itself.
     def _checked_connection(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
         if getattr(self, "_tunnel_host", None):
@@ -261,15 +257,11 @@ class _CheckedConnectionMixin:
 
 
 class _CheckedHTTPConnection(_CheckedConnectionMixin, http.client.HTTPConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = self._checked_connection
+    pass
 
 
 class _CheckedHTTPSConnection(_CheckedConnectionMixin, http.client.HTTPSConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = self._checked_connection
+    pass
 
 
 class _CheckedHTTPHandler(urllib.request.HTTPHandler):
