@@ -10,10 +10,10 @@ from django.db import connection, connections
 def _probe(tmp_path: Path) -> object:
     # A connection of its own with the project's settings; on SQLite on a file, because the test database's
     # in-memory SQLite ignores close().
+    settings_dict = dict(connection.settings_dict)
     if connection.vendor == "sqlite":
-        return type(connections["default"])({**connection.settings_dict, "NAME": str(tmp_path / "probe.sqlite3")},
-                                    alias="probe")
-    return type(connections["default"])(dict(connection.settings_dict), alias="probe")
+        settings_dict["NAME"] = str(tmp_path / "probe.sqlite3")
+    return type(connections["default"])(settings_dict, alias="probe")
 
 
 @pytest.mark.django_db  # lets the probe connect
