@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import statistics
 import threading
 import time
@@ -32,6 +33,10 @@ from evaluation.models import ApiToken
 from evaluation.production.api_tokens import TokenError, api_token_rate_check, api_token_rate_limited
 
 logger = logging.getLogger(__name__)
+
+# A full queue's Retry-After is drawn from base .. RETRY_SPREAD x base seconds (ModelQueue._retry_after).
+RETRY_SPREAD = 3
+_SPREAD = random.Random()
 
 
 class QueueFull(Exception):
@@ -68,7 +73,11 @@ class ModelQueue:
 
     def _retry_after(self) -> int:
         typical = statistics.median(self._recent_s) if self._recent_s else 1.0
-        return max(1, math.ceil(typical))
+        base = max(1, math.ceil(typical))
+        # Spread over base..3 x base: Retry-After is whole seconds, so clients refused together and told the same
+        # number would come back together, a second apart, for as long as the queue stays full, and each burst of
+        # refusals takes the cores from the decision under way (docs/benchmarks.md, "Refusals spread").
+        return _SPREAD.randint(base, RETRY_SPREAD * base)
 
     def refuse_if_full(self, *, bound: int | None = None) -> None:
         """Raise QueueFull now if a call arriving now would be refused: the cheap refusal, before the body is read.

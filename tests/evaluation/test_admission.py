@@ -13,7 +13,13 @@ from django.test import Client
 from django.utils import timezone
 
 from evaluation.models import ApiToken, ApiTokenWindow
-from evaluation.production.admission import MODEL_QUEUE, QueueFull, readiness_reset, student_preload_for_readiness
+from evaluation.production.admission import (
+    MODEL_QUEUE,
+    RETRY_SPREAD,
+    QueueFull,
+    readiness_reset,
+    student_preload_for_readiness,
+)
 from evaluation.production.api_tokens import api_token_create
 from rules.student_model import bundled_model_path
 from tests.support.prompt_versions import in_production
@@ -177,6 +183,18 @@ def test_a_call_that_fails_inside_its_place_gives_the_place_back() -> None:
                 pass
     assert caught.value.bound == 0 and caught.value.retry_after >= 1
     assert MODEL_QUEUE.in_flight == 0
+
+
+def test_calls_refused_together_are_told_different_times_to_come_back() -> None:
+    # Retry-After is whole seconds: told one number, a crowd refused at once would return at once, every time.
+    with MODEL_QUEUE.slot(bound=0):
+        told = []
+        for _ in range(60):
+            with pytest.raises(QueueFull) as caught:
+                MODEL_QUEUE.refuse_if_full(bound=0)
+            told.append(caught.value.retry_after)
+    assert min(told) >= 1 and max(told) <= RETRY_SPREAD * min(told)
+    assert len(set(told)) > 1  # all 60 alike: a chance of 3 ** -59
 
 
 def test_the_openapi_description_names_the_queue_refusal(task, admin_user, reviewer) -> None:

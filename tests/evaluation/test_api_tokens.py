@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
@@ -93,3 +94,23 @@ def test_the_create_api_token_command_prints_the_raw_token(admin_user, reviewer,
     call_command("create_api_token", "--user", "rita", "--name", "batch", "--created-by", "adam")
     raw = capsys.readouterr().out.strip()
     assert ApiToken.objects.get(token_hash=ApiToken.hash_token(raw)).user == reviewer
+
+
+@pytest.mark.parametrize("grant", ["group", "direct", "superuser", "none"])
+def test_the_owners_right_is_djangos_however_it_is_held(admin_user, reviewer, grant) -> None:
+    _token, raw = api_token_create(user=reviewer, name="owner", created_by=admin_user)
+    reviewer.groups.clear()
+    if grant == "group":
+        reviewer.groups.add(Group.objects.create(name="readers"))
+        Group.objects.get(name="readers").permissions.add(Permission.objects.get(codename="view_promptversion"))
+    elif grant == "direct":
+        reviewer.user_permissions.add(Permission.objects.get(codename="view_promptversion"))
+    elif grant == "superuser":
+        reviewer.is_superuser = True
+        reviewer.save()
+    if grant == "none":
+        with pytest.raises(TokenError) as caught:
+            api_token_authenticate(f"Bearer {raw}")
+        assert caught.value.code == "token_owner_not_permitted"
+    else:
+        assert api_token_authenticate(f"Bearer {raw}").user == reviewer
