@@ -4,6 +4,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import QuerySet
 
+from pldreview.dates import day_after, day_start
 from pldreview.models import LedgerEntry
 
 
@@ -57,7 +58,7 @@ class LedgerFilterForm(forms.Form):
             if object_id.strip():
                 entries = entries.filter(object_id=object_id.strip())
         if data.get("since"):
-            entries = entries.filter(created_at__date__gte=data["since"])
+            entries = entries.filter(created_at__gte=day_start(data["since"]))
         if data.get("until"):
-            entries = entries.filter(created_at__date__lte=data["until"])
+            entries = entries.filter(created_at__lt=day_after(data["until"]))
         return entries

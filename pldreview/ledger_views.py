@@ -19,19 +19,22 @@ from pldreview.models import LedgerCheckpoint, LedgerEntry
 
 PAGE_SIZE = 50
 CHECKPOINTS_SHOWN = 10
+# A filtered page counts its matches up to here and pages back this far: at a million entries (a busy API writes
+# one per decision) an exact count read every match on each page. Narrower filters or dates reach older entries.
+COUNT_LIMIT = 10_000
 
 
 class _LedgerPaginator(Paginator):
-    """A Paginator told its count (``total``) instead of counting, when the count is known for less."""
+    """A Paginator told its count (``total``) instead of counting: the count is known for less."""
 
-    def __init__(self, *args: object, total: int | None, **kwargs: object) -> None:
+    def __init__(self, *args: object, total: int, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._total = total
 
     @cached_property
     def count(self) -> int:
-        """Return the number of entries: the one given, or Paginator's count."""
-        return self._total if self._total is not None else super().count
+        """Return the number of entries given."""
+        return self._total
 
 
 @require_GET
@@ -44,8 +47,10 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     if filtered:
         entries = form.filter(entries)
     # Unfiltered, the count is the head's sequence number (the chain runs 1..head without a gap, as
-    # ledger_verify checks), not a read of every entry.
-    page = _LedgerPaginator(entries, PAGE_SIZE, total=None if filtered else ledger_head()[0]).get_page(
+    # ledger_verify checks), not a read of every entry. Filtered, it stops at COUNT_LIMIT.
+    total = entries.order_by()[:COUNT_LIMIT + 1].count() if filtered else ledger_head()[0]
+    beyond = filtered and total > COUNT_LIMIT
+    page = _LedgerPaginator(entries, PAGE_SIZE, total=min(total, COUNT_LIMIT) if beyond else total).get_page(
         request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -53,6 +58,7 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     verdict = ledger_verify() if request.GET.get("verify") else None
     context = {
         "form": form, "page": page, "query": query.urlencode(), "verdict": verdict,
+        "beyond": beyond, "count_limit": COUNT_LIMIT,
         "events": ledger_event_names(),
         "checkpoints": LedgerCheckpoint.objects.select_related("created_by").order_by("-sequence", "-id")[
             :CHECKPOINTS_SHOWN],

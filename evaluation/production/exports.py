@@ -14,16 +14,16 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
-from django.utils import timezone
 
 from evaluation.models import ClassifyCall, DecisionExplanation
 from evaluation.runs.impact import explanation_as_dict
+from pldreview.dates import day_after, day_start
 from rules.models import PromptVersion, Task
 
 CHUNK_SIZE = 2000
@@ -73,13 +73,8 @@ CSV_HEADER = ("request_id", "time", "source", "api_token", "prompt_version", "pr
 def calls_in_range(*, task: Task, start: date, end: date, version: PromptVersion | None) -> QuerySet[ClassifyCall]:
     """Return the task's calls from the start of ``start`` to the end of ``end`` (TIME_ZONE), of one version or all."""
     # A time range rather than created_at__date, so the (task, created_at) index bounds the read.
-    calls = ClassifyCall.objects.filter(task=task, created_at__gte=_day_start(start),
-                                        created_at__lt=_day_start(end + timedelta(days=1)))
+    calls = ClassifyCall.objects.filter(task=task, created_at__gte=day_start(start), created_at__lt=day_after(end))
     return calls.filter(prompt_version=version) if version is not None else calls
-
-
-def _day_start(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def call_export_rows(calls: QuerySet[ClassifyCall]) -> Iterator[dict[str, Any]]:

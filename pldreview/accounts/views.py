@@ -1,7 +1,6 @@
 """The Admin's user management pages and the Auditor's security events page."""
 from __future__ import annotations
 
-from datetime import datetime, time
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +12,6 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from pldreview.accounts import services, sso
@@ -23,6 +21,7 @@ from pldreview.accounts.models import AccountChangeKind as Kind
 from pldreview.accounts.models import AccountChangeRequest, AccountState, FailureCounter
 from pldreview.accounts.panels import user_panels
 from pldreview.accounts.security_log import security_windows_flush
+from pldreview.dates import day_after, day_start
 from pldreview.forms import SigningForm
 from pldreview.ledger import canonical_json
 from pldreview.models import LedgerEntry
@@ -267,9 +266,9 @@ def security_events(request: HttpRequest) -> HttpResponse:
         if data["event"]:
             events = events.filter(event__startswith=data["event"])
         if data["since"]:
-            events = events.filter(created_at__gte=timezone.make_aware(datetime.combine(data["since"], time.min)))
+            events = events.filter(created_at__gte=day_start(data["since"]))
         if data["until"]:
-            events = events.filter(created_at__lte=timezone.make_aware(datetime.combine(data["until"], time.max)))
+            events = events.filter(created_at__lt=day_after(data["until"]))
     page = Paginator(events.order_by("-sequence"), EVENTS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
