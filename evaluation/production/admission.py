@@ -35,7 +35,7 @@ from evaluation.production.api_tokens import TokenError, api_token_rate_check, a
 logger = logging.getLogger(__name__)
 
 # A full queue's Retry-After is drawn from base .. RETRY_SPREAD x base seconds (ModelQueue._retry_after).
-RETRY_SPREAD = 3
+RETRY_SPREAD = 5
 _SPREAD = random.Random()
 
 
@@ -74,9 +74,10 @@ class ModelQueue:
     def _retry_after(self) -> int:
         typical = statistics.median(self._recent_s) if self._recent_s else 1.0
         base = max(1, math.ceil(typical))
-        # Spread over base..3 x base: Retry-After is whole seconds, so clients refused together and told the same
+        # Spread over base..5 x base: Retry-After is whole seconds, so clients refused together and told the same
         # number would come back together, a second apart, for as long as the queue stays full, and each burst of
-        # refusals takes the cores from the decision under way (docs/benchmarks.md, "Refusals spread").
+        # refusals takes the cores from the decision under way. Five: a crowd of 16 gets a turn each about every
+        # 3 s, the spread's mean, and 1..3 left half the refusals (docs/benchmarks.md, "Refusals spread").
         return _SPREAD.randint(base, RETRY_SPREAD * base)
 
     def refuse_if_full(self, *, bound: int | None = None) -> None:

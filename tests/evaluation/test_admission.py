@@ -194,7 +194,7 @@ def test_calls_refused_together_are_told_different_times_to_come_back() -> None:
                 MODEL_QUEUE.refuse_if_full(bound=0)
             told.append(caught.value.retry_after)
     assert min(told) >= 1 and max(told) <= RETRY_SPREAD * min(told)
-    assert len(set(told)) > 1  # all 60 alike: a chance of 3 ** -59
+    assert len(set(told)) > 1  # all 60 alike: a chance of RETRY_SPREAD ** -59
 
 
 def test_the_openapi_description_names_the_queue_refusal(task, admin_user, reviewer) -> None:
