@@ -179,9 +179,11 @@ def _rss_mb(field: str) -> float:
 
 def _pages(world: dict, repeat: int) -> dict:
     from django.test import Client
+    from django.utils import timezone
 
     task = world["task"].name
     watcher, reviewer = Client(), Client()
+    today = timezone.localdate().isoformat()
     watcher.force_login(world["users"]["Auditor"])
     reviewer.force_login(world["users"]["Reviewer"])
     figures = {}
@@ -190,6 +192,9 @@ def _pages(world: dict, repeat: int) -> dict:
         ("calls_list", watcher, f"/tasks/{task}/calls/"),
         ("review_queue", reviewer, "/review/"),
         ("ledger_page", watcher, "/ledger/"),
+        # Filtered: every filled entry is a bench.fill of today, so both filters match all of them at scale.
+        ("ledger_event_page", watcher, "/ledger/?event=bench.fill"),
+        ("ledger_dates_page", watcher, f"/ledger/?since={today}&until={today}"),
     ):
         timed = _page_ms(client, url, repeat)
         figures[f"{name}_ms_p95"] = timed["p95"]
@@ -311,7 +316,8 @@ def main() -> None:
             **scale, **purge,
             "demo": demo,
             "ratios_to_demo": {k: round(scale[k] / demo[k], 2) for k in (
-                "production_page_ms_p95", "calls_list_ms_p95", "review_queue_ms_p95", "ledger_page_ms_p95")},
+                "production_page_ms_p95", "calls_list_ms_p95", "review_queue_ms_p95", "ledger_page_ms_p95",
+                "ledger_event_page_ms_p95", "ledger_dates_page_ms_p95")},
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
         }

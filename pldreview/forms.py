@@ -43,7 +43,7 @@ class LedgerFilterForm(forms.Form):
     until = forms.DateField(required=False, label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
 
     def filter(self, entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
-        """Return the entries that match the cleaned filters."""
+        """Return the entries that match the cleaned filters, newest first."""
         data = self.cleaned_data
         if data.get("actor"):
             entries = entries.filter(actor_name=data["actor"])
@@ -61,4 +61,9 @@ class LedgerFilterForm(forms.Form):
             entries = entries.filter(created_at__gte=day_start(data["since"]))
         if data.get("until"):
             entries = entries.filter(created_at__lt=day_after(data["until"]))
+        if data.get("since") or data.get("until"):
+            # Within dates, newest first is by time, then sequence: the same order, as each entry takes its time
+            # under the head's lock, unless the clock was set back. The (created_at, sequence) index then yields
+            # a page without a sort, where by sequence a day of a million entries was sorted to show 50 (0.8 s).
+            entries = entries.order_by("-created_at", "-sequence")
         return entries

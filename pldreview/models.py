@@ -162,7 +162,7 @@ class LedgerEntry(models.Model):
             models.Index(fields=["object_type", "object_id", "sequence"], name="ledger_object_idx"),
             models.Index(fields=["event", "sequence"], name="ledger_event_idx"),
             models.Index(fields=["actor_name", "sequence"], name="ledger_actor_idx"),
-            models.Index(fields=["created_at"], name="ledger_created_idx"),
+            models.Index(fields=["created_at", "sequence"], name="ledger_created_idx"),
         ]
         permissions = [("view_ledger", "Can view, verify and download the audit ledger")]
 

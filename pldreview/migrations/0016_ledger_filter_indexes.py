@@ -22,6 +22,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='ledgerentry',
-            index=models.Index(fields=['created_at'], name='ledger_created_idx'),
+            index=models.Index(fields=['created_at', 'sequence'], name='ledger_created_idx'),
         ),
     ]

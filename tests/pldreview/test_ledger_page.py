@@ -153,10 +153,8 @@ def test_a_filtered_page_is_read_from_its_index_newest_first(db, filters, index)
     assert form.is_valid(), form.errors
     plan = form.filter(LedgerEntry.objects.order_by("-sequence")).explain()
     # Before its index, an event filter sorted every match (1.1 s at a million entries), a date computed the
-    # date of every entry (10 s) and an actor read them all.
-    assert f"USING INDEX {index}" in plan, plan
-    if index != "ledger_created_idx":
-        assert "TEMP B-TREE" not in plan, plan
+    # date of every entry (10 s) and an actor read them all; a date's index alone still sorted a day (0.8 s).
+    assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_verify_now_shows_the_result_and_the_time_it_took(auditor, task) -> None:  # noqa: ANN001
