@@ -163,6 +163,9 @@ class LedgerEntry(models.Model):
             models.Index(fields=["event", "sequence"], name="ledger_event_idx"),
             models.Index(fields=["actor_name", "sequence"], name="ledger_actor_idx"),
             models.Index(fields=["created_at", "sequence"], name="ledger_created_idx"),
+            # With dates the page is in time order: an event or an actor on given days is read the same way.
+            models.Index(fields=["event", "created_at", "sequence"], name="ledger_event_time_idx"),
+            models.Index(fields=["actor_name", "created_at", "sequence"], name="ledger_actor_time_idx"),
         ]
         permissions = [("view_ledger", "Can view, verify and download the audit ledger")]
 

@@ -24,4 +24,12 @@ class Migration(migrations.Migration):
             model_name='ledgerentry',
             index=models.Index(fields=['created_at', 'sequence'], name='ledger_created_idx'),
         ),
+        migrations.AddIndex(
+            model_name='ledgerentry',
+            index=models.Index(fields=['event', 'created_at', 'sequence'], name='ledger_event_time_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='ledgerentry',
+            index=models.Index(fields=['actor_name', 'created_at', 'sequence'], name='ledger_actor_time_idx'),
+        ),
     ]
