@@ -50,7 +50,7 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     # ledger_verify checks), not a read of every entry. Filtered, it stops at COUNT_LIMIT.
     total = entries.order_by()[:COUNT_LIMIT + 1].count() if filtered else ledger_head()[0]
     beyond = filtered and total > COUNT_LIMIT
-    page = _LedgerPaginator(entries, PAGE_SIZE, total=min(total, COUNT_LIMIT) if beyond else total).get_page(
+    page = _LedgerPaginator(entries, PAGE_SIZE, total=COUNT_LIMIT if beyond else total).get_page(
         request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

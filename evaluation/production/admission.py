@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 # A full queue's Retry-After is drawn from base .. RETRY_SPREAD x base seconds (ModelQueue._retry_after).
 RETRY_SPREAD = 5
-_SPREAD = random.Random()
 
 
 class QueueFull(Exception):
@@ -78,7 +77,7 @@ class ModelQueue:
         # number would come back together, a second apart, for as long as the queue stays full, and each burst of
         # refusals takes the cores from the decision under way. Five: a crowd of 16 gets a turn each about every
         # 3 s, the spread's mean, and 1..3 left half the refusals (docs/benchmarks.md, "Refusals spread").
-        return _SPREAD.randint(base, RETRY_SPREAD * base)
+        return random.randint(base, RETRY_SPREAD * base)
 
     def refuse_if_full(self, *, bound: int | None = None) -> None:
         """Raise QueueFull now if a call arriving now would be refused: the cheap refusal, before the body is read.
