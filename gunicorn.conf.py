@@ -30,8 +30,13 @@ limit_request_field_size = 8190
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
-    """Warn when the threads cannot outnumber the calls admitted to wait for the model (production/admission.py)."""
+    """Freeze the loaded application out of the collector's walks (pldreview/heap.py); warn when the threads cannot
+    outnumber the calls admitted to wait for the model (production/admission.py)."""
     from django.conf import settings
+
+    from pldreview.heap import heap_freeze
+
+    heap_freeze()
 
     # PLD_API_MAX_QUEUE + 1 threads may wait for the student; with no thread left over, a refusal, a health check
     # or (PLD_WEB_ROLE=all) a page would queue behind them again.

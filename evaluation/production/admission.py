@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from evaluation.models import ApiToken
 from evaluation.production.api_tokens import TokenError, api_token_rate_check, api_token_rate_limited
+from pldreview.heap import heap_freeze
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ def student_preload_for_readiness() -> None:
         logger.exception("Preloading the student failed")
         readiness_failed(reason="preload_failed", detail=f"Preloading the student failed ({type(exc).__name__}).")
         return
+    # What the preload loaded stays for the process's life: out of the collector's walks (pldreview/heap.py).
+    heap_freeze()
     readiness_ready(prefixes=len(lines))
 
 
