@@ -34,6 +34,8 @@ def load_like_the_runner() -> None:
 
     llama_cpp.Llama.__init__ = init_with_full_swa  # type: ignore[method-assign]
     llama_cpp.Llama.logits_to_logprobs = staticmethod(_logprobs_of_rows_read(llama_cpp.Llama.logits_to_logprobs))
+    llama_cpp.Llama._create_completion = _echo_noted(llama_cpp.Llama._create_completion)  # type: ignore[method-assign]
+    llama_cpp.Llama.eval = _last_rows_unless_echoed(llama_cpp.Llama.eval)  # type: ignore[method-assign]
 
 
 class _RowsLogprobs:
@@ -74,6 +76,69 @@ def _logprobs_of_rows_read(compute: Callable[..., Any]) -> Callable[..., Any]:
         return compute(logits, axis)
 
     return logits_to_logprobs
+
+
+def _echo_noted(create: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """Wrap ``Llama._create_completion`` so that ``eval`` knows whether this completion reads its prompt's rows.
+
+    Only an echoed completion (``echo``: the prompt's own log-probabilities) reads rows before the prompt's last;
+    every other completion, chat included, reads the prompt's last row and the rows of the tokens it generates.
+    An echoed one after completions that decoded last rows only starts from an empty cache, so that every row it
+    reads is decoded for it.
+    """
+
+    @functools.wraps(create)
+    def create_completion(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        echo = bool(kwargs.get("echo", False))
+        if echo and not getattr(self, "_pld_every_row_decoded", True):
+            self.reset()
+        self._pld_prompt_rows_read = echo
+        try:
+            yield from create(self, *args, **kwargs)
+        finally:
+            self._pld_prompt_rows_read = True
+
+    return create_completion
+
+
+def _last_rows_unless_echoed(evaluate: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Llama.eval`` so that, unless an echoed completion reads them, only each batch's last token has logits.
+
+    llama-cpp-python built with ``logits_all`` (which its server needs to return log-probabilities at all) has
+    llama.cpp compute the output layer for every prompt token, 262,144 logits each for Gemma 3, and copies them
+    all: 200 tokens took 0.37 s to decode against 0.14 s with the last row alone, and the completion then reads
+    one row. Without weight repacking a row's numbers do not depend on what else shares its batch
+    (docs/student.md), so the row kept is the one ``logits_all`` gives. Rows not decoded are never read: a
+    completion reads the prompt's last row and each generated token's, each the last of its batch. With
+    llama-cpp-python's state cache on (``--cache``), whose saved states an echoed completion may restore, every
+    row is decoded as before.
+    """
+
+    @functools.wraps(evaluate)
+    def eval_rows_read(self: Any, tokens: Any) -> None:
+        if getattr(self, "_pld_prompt_rows_read", True) or not self._logits_all or self.cache is not None:
+            fresh = self.n_tokens == 0
+            evaluate(self, tokens)
+            if fresh:
+                self._pld_every_row_decoded = True
+            return
+        import numpy as np
+
+        # llama_cpp.Llama.eval, with logits for each batch's last token only (set_batch always asks for that one).
+        self._pld_every_row_decoded = False
+        self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
+        for start in range(0, len(tokens), self.n_batch):
+            batch = tokens[start:start + self.n_batch]
+            n_past, n_tokens = self.n_tokens, len(batch)
+            self._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)
+            self._ctx.decode(self._batch)
+            self.input_ids[n_past:n_past + n_tokens] = batch
+            self.scores[n_past + n_tokens - 1, :] = np.ctypeslib.as_array(self._ctx.get_logits(),
+                                                                          shape=(self._n_vocab,))
+            self.n_tokens += n_tokens
+            self._requires_eval = False
+
+    return eval_rows_read
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ import json
 import math
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,6 +173,59 @@ def test_the_server_computes_log_probabilities_only_for_the_rows_a_completion_re
     assert len(lazy(logits)) == 40
     # One vector (the streaming path's) is computed at once, as before.
     assert np.array_equal(lazy(logits[5]), whole[5])
+
+
+# Run in a process of its own: load_like_the_runner changes llama_cpp.Llama for the whole process, as in the server.
+_LAST_ROWS_PROBE = r"""
+import json, sys
+import llama_cpp
+import numpy as np
+
+whole_eval, logprobs_of = llama_cpp.Llama.eval, llama_cpp.Llama.logits_to_logprobs
+from evaluation.student.server import load_like_the_runner
+
+load_like_the_runner()
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=512, logits_all=True, verbose=False)
+text = sys.argv[2]
+tokens = llm.tokenize(text.encode())
+whole_eval(llm, tokens)  # as llama-cpp-python decodes: every row
+every = llm.scores[: len(tokens)].copy()
+
+llm.reset()
+llm.create_completion(prompt=text[: len(text) // 2], max_tokens=1, temperature=0.0)  # a prefix in the cache
+llm.scores[:] = 0.0
+plain = llm.create_completion(prompt=text, max_tokens=1, temperature=0.0, logprobs=3)
+rows_decoded = int(np.count_nonzero(np.abs(llm.scores[: len(tokens)]).sum(axis=1)))
+last_row_same = bool(np.array_equal(llm.scores[len(tokens) - 1], every[-1]))
+top = plain["choices"][0]["logprobs"]["top_logprobs"][0]
+expected_top = sorted(logprobs_of(every[-1]).tolist(), reverse=True)[:3]
+
+echoed = llm.create_completion(prompt=text, max_tokens=1, temperature=0.0, logprobs=3, echo=True)
+said = echoed["choices"][0]["logprobs"]["token_logprobs"][1 : len(tokens) - 1]
+expected = [float(logprobs_of(every[i])[tokens[i + 1]]) for i in range(1, len(tokens) - 1)]
+print(json.dumps({
+    "tokens": len(tokens), "rows_decoded": rows_decoded, "last_row_same": last_row_same,
+    "top": sorted(top.values(), reverse=True)[:3], "expected_top": expected_top,
+    "echoed": said, "expected_echoed": expected,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_the_server_decodes_only_the_prompt_rows_a_completion_reads_and_all_of_them_when_echoed() -> None:
+    """logits_all makes llama.cpp compute every prompt token's 262,144 logits; a completion reads the last row."""
+    text = "The Recipient shall not disclose Confidential Information to any third party without consent."
+    done = subprocess.run([sys.executable, "-c", _LAST_ROWS_PROBE, str(default_model_path()), text],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["tokens"] > 10
+    # One row decoded for a completion that reads one, bit for bit the row llama-cpp-python decodes with all.
+    assert probe["rows_decoded"] == 1
+    assert probe["last_row_same"]
+    assert probe["top"] == probe["expected_top"]
+    # An echoed completion reads every prompt row: it gets all of them, as without the change.
+    assert probe["echoed"] == probe["expected_echoed"]
 
 
 @pytest.mark.slow
