@@ -115,12 +115,13 @@ def _cpu_has_avx512() -> bool:
 _EQUALITY_BAR = 5e-3 if _cpu_has_avx512() else 1e-3
 
 
-def _compare_thirty(server: LocalTeacher, student: Student, task: Any) -> list[tuple[float, str]]:
-    """Decide 30 NDA fixture examples in-process and on the server; assert the same labels, all exact.
+def _compare_thirty(server: LocalTeacher, student: Student, task: Any, *, step: int = 1) -> list[tuple[float, str]]:
+    """Decide the first 30 NDA fixture examples (every ``step``-th of them) in-process and on the server; assert the
+    same labels, all exact.
 
     Returns each example's largest probability difference, largest first.
     """
-    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line][:30]
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line][:30:step]
     rules = task_header(task)
     remote = _server_student(server.base_url)
     diffs: list[tuple[float, str]] = []
@@ -244,7 +245,10 @@ def test_thirty_examples_get_the_same_labels_and_probabilities_as_in_process(
 def test_the_stock_llama_cpp_server_gives_the_same_labels_with_rounding_differences(
     stock_student_server, student: Student, task
 ) -> None:
-    diffs = _compare_thirty(stock_student_server, student, task)
+    # Every third of the thirty, nda-016 among them: the stock server reads every prompt row of every request
+    # (about 0.6 s each, seven a decision), so all thirty took 140 s of the test suite's 20 minutes. The thirty are
+    # measured in docs/student.md, and the test above holds the server as the runner loads it to all thirty.
+    diffs = _compare_thirty(stock_student_server, student, task, step=3)
     # With repacking on, a row rounds differently by how many rows share its batch (docs/student.md):
     # measured 0.047 at most here (nda-016) against the runner, which has it off. The same labels, and
     # no difference a wrong token or position would make (those move probabilities by tenths).
