@@ -1,4 +1,5 @@
-"""Keep the garbage collector's full pass short in a long-running web process (docs/production.md, "Pauses").
+"""Keep the garbage collector's full pass short in a long-running web process (docs/production.md, "No collector
+pauses").
 
 A started process holds about 250,000 objects the collector tracks: Django, its apps, every imported module and
 the student's wrappers, all alive until the process ends. Python's full collection walks every one of them, and
