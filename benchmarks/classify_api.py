@@ -30,7 +30,9 @@ fetching beside it, as under load) gives ``single_p95_ms``; under load the
 clients honour a 503 ``queue_full``'s Retry-After, and ``accepted_p95_ms`` (the 200s) must stay within
 (``max_queue`` + 1) × ``single_p95_ms``. Beside them a second token limited to ``--limited-rate`` calls a minute
 offers one call every ``--limited-interval`` seconds (far above its limit, ignoring Retry-After): ``p95_429_ms``,
-the p95 of its 429 answers, must stay ≤ 50 ms however busy the model is.
+the p95 of its 429 answers, must stay ≤ 50 ms however busy the model is. Who got the places, which no bar checks:
+``admitted_per_client`` (each loaded client's 200s, fewest first), ``clients_never_admitted`` and
+``limited_within_limit_admitted`` (the limited token's 200s over its 200s and 503s).
 """
 from __future__ import annotations
 
@@ -127,7 +129,7 @@ def _server_timing(header: str) -> dict[str, float]:
 
 
 def _client(port: int, token: str, bodies: list[bytes], offset: int, until: float,
-            results: list[tuple[bool, float, int, dict[str, float]]]) -> None:
+            results: list[tuple[bool, float, int, dict[str, float]]], admitted: list[int] | None = None) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     i = offset
     while time.monotonic() < until:
@@ -149,6 +151,8 @@ def _client(port: int, token: str, bodies: list[bytes], offset: int, until: floa
         conn.close()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         results.append((not unlogged, (time.perf_counter() - started) * 1000, status, timing))
+        if admitted is not None and status == 200:
+            admitted[offset] += 1
         i += 1
         if retry_after:
             # A well-behaved integrator: a full queue says when to come back.
@@ -314,6 +318,8 @@ def main() -> None:
             results: list[tuple[bool, float, int, dict[str, float]]] = []
             review_loaded: list[tuple[float, int]] = []
             review_single: list[tuple[float, int]] = []
+            # Each loaded client's 200s: who gets the places, not only how many there are (docs/benchmarks.md).
+            admitted = [0] * args.clients
             elapsed = 0.0
             # The quiet and the loaded figures come in --rounds slices taken in turn, so a busy spell on a shared
             # machine falls on both sides of each ratio alike.
@@ -330,7 +336,8 @@ def main() -> None:
                 beside.join()
                 until = time.monotonic() + args.seconds / args.rounds
                 started = time.monotonic()
-                threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results))
+                threads = [threading.Thread(target=_client, args=(api_port, token, bodies, n, until, results,
+                                                                  admitted))
                            for n in range(args.clients)]
                 threads.append(threading.Thread(target=_reviewer, args=(args.port, cookie, until, review_loaded,
                                                                         args.review_interval)))
@@ -388,6 +395,13 @@ def main() -> None:
         "limited_offered_per_minute": round(60 / args.limited_interval),
         "limited_statuses": {str(code): sum(1 for _ms, c in limited_results if c == code)
                              for code in sorted({c for _ms, c in limited_results})},
+        # Fairness, which no bar checks: each client's admitted calls (fewest first), the clients never admitted,
+        # and the share of the limited token's calls within its limit that a full queue let through.
+        "admitted_per_client": sorted(admitted),
+        "clients_never_admitted": sum(1 for count in admitted if count == 0),
+        "limited_within_limit_admitted": round(
+            sum(1 for _ms, c in limited_results if c == 200)
+            / max(1, sum(1 for _ms, c in limited_results if c in (200, 503))), 2),
         "p95_429_ms": round(_p([ms for ms, code in limited_results if code == 429], 0.95), 1),
         "p50_429_ms": round(_p([ms for ms, code in limited_results if code == 429], 0.5), 1),
         "p50_logged_ms": round(_p(logged, 0.5), 1),
